@@ -6,7 +6,7 @@ import { Command } from 'commander';
 import { dbReadWrite, rdsStorage } from '../../lambdas/detection/db-read-write';
 import { restartService, scaleService } from '../../lambdas/detection/ecs-actions';
 import { namedClient } from '../../lambdas/shared/named-clients';
-import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
+import { isHttpUrl, SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { resolveConnection } from '../../lambdas/shared/pg-connection';
 import { runbookAlarmName } from '../../lib/alarm-names';
@@ -138,6 +138,12 @@ export function registerDetectionCommands(program: Command): void {
       const pollSeconds = Number(opts.pollInterval);
       if (!Number.isFinite(timeoutSeconds) || timeoutSeconds <= 0) throw new OperatorError(`osrm restart: --timeout "${opts.timeout}" must be a positive number of seconds`, 2);
       if (!Number.isFinite(pollSeconds) || pollSeconds <= 0) throw new OperatorError(`osrm restart: --poll-interval "${opts.pollInterval}" must be a positive number of seconds`, 2);
+      // Checked before the restart: a URL that cannot be fetched would fail only once OSRM has been restarted.
+      const healthSource = opts.healthUrl !== undefined ? '--health-url' : 'ATMR_OSRM_HEALTH_URL';
+      const givenHealthUrl = opts.healthUrl ?? process.env.ATMR_OSRM_HEALTH_URL;
+      if (givenHealthUrl !== undefined && !isHttpUrl(givenHealthUrl)) {
+        throw new OperatorError(`osrm restart: ${healthSource} "${givenHealthUrl}" is not an http(s) URL: give the OSRM health URL (e.g. http://osrm.internal:5000/health), or leave it out to use the config's`, 2);
+      }
       const { envName, config, error } = envConfig(opts.env);
       const osrmKey = config?.detection?.ecs?.osrmServiceKey ?? 'osrm';
       const fromFlag = nonEmpty(opts.serviceName, '--service-name', 'give the ECS service name, or leave --service-name out');
@@ -151,7 +157,7 @@ export function registerDetectionCommands(program: Command): void {
         {
           cluster: await clusterName(opts.cluster, envName),
           service,
-          healthUrl: opts.healthUrl ?? process.env.ATMR_OSRM_HEALTH_URL ?? config?.detection?.probe.osrm?.healthUrl,
+          healthUrl: givenHealthUrl ?? config?.detection?.probe.osrm?.healthUrl,
           // Named when this machine cannot reach the URL; only for an environment cdk.json has.
           healthAlarmName: config ? runbookAlarmName(envName, 'Osrm', 'Down') : undefined,
           steadyTimeoutMs: timeoutSeconds * 1000,

@@ -346,7 +346,8 @@ export function assertAwsVariables(env: NodeJS.ProcessEnv): void {
   }
 }
 
-function isHttpUrl(value: string): boolean {
+/** Whether `value` parses as an http(s) URL with a host. */
+export function isHttpUrl(value: string): boolean {
   try {
     const url = new URL(value);
     return (url.protocol === 'http:' || url.protocol === 'https:') && url.hostname !== '';

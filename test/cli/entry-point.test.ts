@@ -939,6 +939,26 @@ describe("a service name (flag or variable) that cdk.json gives to another key i
   });
 });
 
+describe('osrm restart: a health URL that is not an http(s) URL is refused before the restart', () => {
+  const fix = "give the OSRM health URL (e.g. http://osrm.internal:5000/health), or leave it out to use the config's";
+  it.each([
+    [['osrm', 'restart', '--yes', '--health-url', 'notaurl'], {}, `--health-url "notaurl" is not an http(s) URL: ${fix}`],
+    [['osrm', 'restart', '--yes', '--health-url', ''], {}, `--health-url "" is not an http(s) URL: ${fix}`],
+    [['osrm', 'restart', '--yes'], { ATMR_OSRM_HEALTH_URL: 'ftp://osrm.atmr.internal/health' }, `ATMR_OSRM_HEALTH_URL "ftp://osrm.atmr.internal/health" is not an http(s) URL: ${fix}`],
+  ])('%j with %j: one line, exit 2, no ECS request', async (args, extra, line) => {
+    const ecs = await startEcsEndpoint(() => ({ status: 400, body: { __type: 'InvalidParameterException', message: 'no request expected' } }));
+    try {
+      const run = await entry(args, operatorEnv({ ATMR_ECS_CLUSTER: 'atmr-prod', AWS_ENDPOINT_URL_ECS: ecs.url, AWS_ENDPOINT_URL_EVENTBRIDGE: NO_CLOUDFORMATION, ...extra }));
+
+      expect(run.stderr).toBe(`atmr-dr: osrm restart: ${line}\n`);
+      expect(run.status).toBe(2);
+      expect(ecs.requests).toEqual([]);
+    } finally {
+      await ecs.stop();
+    }
+  });
+});
+
 describe('the CloudFormation lookup of a deployed name', () => {
   let cloudFormation: LocalEndpoint;
   beforeAll(async () => {
