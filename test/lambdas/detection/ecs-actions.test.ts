@@ -220,10 +220,10 @@ describe('restartService (osrm restart)', () => {
   });
 
   describe('the health URL gets no HTTP answer from here (a laptop outside the VPC): the restart is reported done, not OSRM "down"', () => {
-    const restartChecking = async (healthUrl: string, extra: { healthAlarmName?: string; healthTimeoutMs?: number } = {}) => {
+    const restartChecking = async (healthUrl: string, extra: { healthAlarmName?: string; healthTimeoutMs?: number } = {}, fetchImpl?: typeof fetch) => {
       ecsMock.on(DescribeServicesCommand).resolvesOnce({ services: [service()] }).resolvesOnce({ services: [service()] }).resolves({ services: [steadyNew] });
       ecsMock.on(UpdateServiceCommand).resolves({ service: rolling });
-      const error = await restartService({ ecs, events, confirm: yes, sleep: noSleep }, { ...ref, healthUrl, ...extra }).catch((e: unknown) => e);
+      const error = await restartService({ ecs, events, confirm: yes, sleep: noSleep, fetch: fetchImpl }, { ...ref, healthUrl, ...extra }).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(OperatorError);
       return error as OperatorError;
     };
@@ -246,17 +246,34 @@ describe('restartService (osrm restart)', () => {
       expect(ecsMock).toHaveReceivedCommandTimes(UpdateServiceCommand, 1);
     });
 
-    it('no answer in time (a silent endpoint): the same line, "the Osrm-Down alarm" when the environment is not known', async () => {
-      const silent = await startSilentEndpoint();
-      try {
-        const { message } = await restartChecking(`${silent.url}/health`, { healthTimeoutMs: 200 });
+    it('no answer in time and no TCP connection either (the request times out, the port accepts nothing): the same line, "the Osrm-Down alarm" when the environment is not known', async () => {
+      const url = `http://127.0.0.1:${await freePort()}/health`;
+      // A request that never ends, as to an address whose packets are dropped.
+      const neverAnswers = (() => new Promise<Response>(() => undefined)) as typeof fetch;
 
-        expect(message).toMatch(/^restart: atmr-osrm restarted \(deployment ecs-svc\/new, steady\), but http:\/\/127\.0\.0\.1:\d+\/health could not be reached from this machine \(timeout: /);
-        expect(message).toMatch(/: see the Osrm-Down alarm \(the probe checks that URL from inside\) or curl it from inside the VPC; do not restart again$/);
-      } finally {
-        await silent.stop();
-      }
+      const { message } = await restartChecking(url, { healthTimeoutMs: 200 }, neverAnswers);
+
+      expect(message).toMatch(/^restart: atmr-osrm restarted \(deployment ecs-svc\/new, steady\), but http:\/\/127\.0\.0\.1:\d+\/health could not be reached from this machine \(timeout: /);
+      expect(message).toMatch(/: see the Osrm-Down alarm \(the probe checks that URL from inside\) or curl it from inside the VPC; do not restart again$/);
     });
+  });
+
+  it('a server that accepts the connection and never answers (a hung OSRM): "connected, no HTTP answer", OSRM hung, not "could not be reached"; exit 1', async () => {
+    const silent = await startSilentEndpoint();
+    try {
+      ecsMock.on(DescribeServicesCommand).resolvesOnce({ services: [service()] }).resolvesOnce({ services: [service()] }).resolves({ services: [steadyNew] });
+      ecsMock.on(UpdateServiceCommand).resolves({ service: rolling });
+
+      const error = await restartService({ ecs, events, confirm: yes, sleep: noSleep }, { ...ref, healthUrl: `${silent.url}/health`, healthTimeoutMs: 200 }).catch((e: unknown) => e);
+
+      expect(error).toBeInstanceOf(OperatorError);
+      expect((error as OperatorError).message).toBe(
+        `restart: atmr-osrm restarted (deployment ecs-svc/new, steady), but ${silent.url}/health: connected, no HTTP answer within 0.2 s: OSRM is hung; check the OSRM logs`,
+      );
+      expect((error as OperatorError).exitCode).toBe(1);
+    } finally {
+      await silent.stop();
+    }
   });
 });
 
