@@ -61,6 +61,49 @@ export async function readOnlyState(connection: PgConnection): Promise<ReadOnlyS
   return withSession(connection, async (client) => readOnlyStateFromRow((await client.query<Record<string, unknown>>(READ_ONLY_STATE_SQL)).rows[0]));
 }
 
+/** A role whose own read-only default (ALTER ROLE ... [IN DATABASE ...] SET) refuses its sessions' writes in this database. */
+export interface ReadOnlyRole {
+  readonly role: string;
+  /** Set for this database only (ALTER ROLE ... IN DATABASE ... SET), which wins over the role's setting for every database. */
+  readonly inDatabase: boolean;
+}
+
+/**
+ * Each role's own default_transaction_read_only for the connected database, for every database
+ * (setdatabase 0) or this one, which the connected role's session does not show. Only roles that
+ * may log in and may write here (a write grant on a table, or the database's owner) are read: a
+ * role made read-only on purpose with nothing to write (the backup runner's, docs/backup-runner.md)
+ * is no cause of the application's failed writes.
+ */
+const ROLE_SETTINGS_SQL = `SELECT r.rolname AS role, s.setdatabase <> 0 AS in_database, split_part(e, '=', 2) AS value
+   FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole, unnest(s.setconfig) e
+  WHERE s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+    AND lower(split_part(e, '=', 1)) = 'default_transaction_read_only'
+    AND r.rolcanlogin
+    AND (pg_has_role(r.oid, (SELECT datdba FROM pg_database WHERE datname = current_database()), 'USAGE')
+         OR EXISTS (SELECT 1 FROM pg_class c
+                     WHERE c.relkind IN ('r', 'p') AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+                       AND has_table_privilege(r.oid, c.oid, 'INSERT, UPDATE, DELETE')))
+  ORDER BY r.rolname COLLATE "C"`;
+
+/** The roles whose new sessions on the connected database are read-only by their own setting. */
+export async function readOnlyRoles(connection: PgConnection): Promise<ReadOnlyRole[]> {
+  const rows = await withSession(connection, async (client) => (await client.query<{ role: string; in_database: boolean; value: string }>(ROLE_SETTINGS_SQL)).rows);
+  // The per-database setting of a role wins over its setting for every database (an "off" there lifts an "on" for all).
+  const effective = new Map<string, { inDatabase: boolean; value: string }>();
+  for (const row of rows) {
+    if (row.in_database || !effective.has(row.role)) effective.set(row.role, { inDatabase: row.in_database, value: row.value });
+  }
+  return [...effective].filter(([, setting]) => isOn(setting.value)).map(([role, setting]) => ({ role, inDatabase: setting.inDatabase }));
+}
+
+function describeRole(role: ReadOnlyRole, database: string): string {
+  const reset = roleReadOnlyReset({ role: role.role, database, defaultSource: role.inDatabase ? 'database user' : 'user' });
+  return role.inDatabase
+    ? `role "${role.role}" has default_transaction_read_only=on in database "${database}" (ALTER ROLE ... IN DATABASE ... SET): its sessions on it cannot write: ${reset}`
+    : `role "${role.role}" has default_transaction_read_only=on (ALTER ROLE ... SET): its sessions cannot write: ${reset}`;
+}
+
 /** Proves a write goes through in a new session: a temporary table written in a transaction that is rolled back. */
 export async function proveWrite(connection: PgConnection): Promise<'ok' | string> {
   try {
@@ -104,6 +147,9 @@ export async function dbReadWrite(deps: DbReadWriteDeps): Promise<ReadWriteOutco
     print(`  ${describeStorage(storage)}`);
   }
   const lowStorage = storage?.freeBytes !== undefined && storage.allocatedBytes ? storage.freeBytes / storage.allocatedBytes < 0.1 : false;
+  // Other roles' own settings (the application's, when another role connected): the connected
+  // role's session does not show them, and no database-level change lifts them.
+  const roles = (await readOnlyRoles(deps.connection)).filter((r) => r.role !== before.role).map((r) => describeRole(r, before.database));
 
   if (before.inRecovery) {
     return {
@@ -112,6 +158,9 @@ export async function dbReadWrite(deps: DbReadWriteDeps): Promise<ReadWriteOutco
       result: 'not-a-database-setting',
       finding: 'the server is in recovery (a standby or read replica): no setting makes it writable; fail over to the primary or promote it (RDS: check the instance role and events)',
     };
+  }
+  if (!before.transactionReadOnly && roles.length > 0) {
+    return { before, storage, result: 'not-a-database-setting', finding: `${roles.join('; ')}${lowStorage ? '; free storage is below 10 %: a full disk also forces read-only, add storage first' : ''}` };
   }
   if (!before.transactionReadOnly) {
     const writeProof = await proveWrite(deps.connection);
@@ -137,7 +186,17 @@ export async function dbReadWrite(deps: DbReadWriteDeps): Promise<ReadWriteOutco
       before,
       storage,
       result: 'not-a-database-setting',
-      finding: `new sessions are read-only because of ${where}${lowStorage ? '; free storage is below 10 %: a full disk also forces read-only, add storage first' : ''}`,
+      finding: `new sessions are read-only because of ${where}${roles.length > 0 ? `; ${roles.join('; ')}` : ''}${lowStorage ? '; free storage is below 10 %: a full disk also forces read-only, add storage first' : ''}`,
+    };
+  }
+  if (roles.length > 0) {
+    // The database-level setting is on too, but lifting it alone would leave these roles read-only
+    // and the line would say fixed: nothing is changed until they are reset, as on every other cause.
+    return {
+      before,
+      storage,
+      result: 'not-a-database-setting',
+      finding: `${roles.join('; ')}; the database-level setting is on too: rerun atmr-dr db read-write once they are reset`,
     };
   }
 

@@ -11,6 +11,8 @@ const cluster = testCluster();
 let database: string;
 let closedPort: number;
 const role = `atmr_ro_${process.pid}`;
+/** The application's role: it may write the table, and has its own read-only default in some tests. */
+const appRole = `atmr_app_${process.pid}`;
 
 function connection(user = cluster.user) {
   return { host: cluster.host, port: cluster.port, user, database, sslMode: 'disable' };
@@ -32,8 +34,14 @@ afterEach(() => {
   psql(cluster, 'postgres', `DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
 });
 afterAll(() => {
-  psql(cluster, 'postgres', `DROP ROLE IF EXISTS ${role}`);
+  psql(cluster, 'postgres', `DROP ROLE IF EXISTS ${role}; DROP ROLE IF EXISTS ${appRole}`);
 });
+
+/** The application's role, able to write booking, read-only by its own setting (for every database, or this one with ` IN DATABASE ...`). */
+function readOnlyAppRole(where = '', grant = 'SELECT, INSERT, UPDATE, DELETE') {
+  psql(cluster, 'postgres', `DROP ROLE IF EXISTS ${appRole}; CREATE ROLE ${appRole} LOGIN; ALTER ROLE ${appRole}${where} SET default_transaction_read_only = on`);
+  psql(cluster, database, `GRANT ${grant} ON booking TO ${appRole}`);
+}
 
 describe('dbReadWrite', () => {
   it('sets the database-level default off when it is the cause, proves a write, and leaves no trace of the proof', async () => {
@@ -90,6 +98,53 @@ describe('dbReadWrite', () => {
     expect((await readOnlyState(connection(role))).transactionReadOnly).toBe(false);
   });
 
+  it.each([
+    ['for every database (ALTER ROLE ... SET)', false],
+    ['in this database (ALTER ROLE ... IN DATABASE ... SET)', true],
+  ])('connected as another role, names the application role read-only %s, with its RESET, and changes nothing', async (_case, inDatabase) => {
+    readOnlyAppRole(inDatabase ? ` IN DATABASE ${database}` : '');
+    const confirm = jest.fn(confirmYes);
+
+    const outcome = await dbReadWrite({ connection: connection(), confirm });
+
+    expect(outcome.result).toBe('not-a-database-setting');
+    expect(outcome.finding).toBe(
+      inDatabase
+        ? `role "${appRole}" has default_transaction_read_only=on in database "${database}" (ALTER ROLE ... IN DATABASE ... SET): its sessions on it cannot write: ALTER ROLE "${appRole}" IN DATABASE "${database}" RESET default_transaction_read_only`
+        : `role "${appRole}" has default_transaction_read_only=on (ALTER ROLE ... SET): its sessions cannot write: ALTER ROLE "${appRole}" RESET default_transaction_read_only`,
+    );
+    expect(confirm).not.toHaveBeenCalled();
+    // The statement named, run as the connected role, makes the application's sessions read-write.
+    psql(cluster, database, outcome.finding.slice(outcome.finding.lastIndexOf('ALTER ROLE')));
+    expect((await readOnlyState(connection(appRole))).transactionReadOnly).toBe(false);
+  });
+
+  it('a role\'s per-database "off" wins over its "on" for every database: not named', async () => {
+    readOnlyAppRole();
+    psql(cluster, 'postgres', `ALTER ROLE ${appRole} IN DATABASE ${database} SET default_transaction_read_only = off`);
+
+    expect(await dbReadWrite({ connection: connection(), confirm: confirmYes })).toMatchObject({ result: 'already-read-write', writeProof: 'ok' });
+  });
+
+  it('a read-only role with nothing to write here (a backup reader) is not named', async () => {
+    readOnlyAppRole('', 'SELECT');
+
+    expect(await dbReadWrite({ connection: connection(), confirm: confirmYes })).toMatchObject({ result: 'already-read-write', writeProof: 'ok' });
+  });
+
+  it('with the database-level setting on and a role read-only too, changes nothing and names both', async () => {
+    readOnlyAppRole();
+    psql(cluster, 'postgres', `ALTER DATABASE ${database} SET default_transaction_read_only = on`);
+    const confirm = jest.fn(confirmYes);
+
+    const outcome = await dbReadWrite({ connection: connection(), confirm });
+
+    expect(outcome.result).toBe('not-a-database-setting');
+    expect(outcome.finding).toMatch(new RegExp(`^role "${appRole}" has default_transaction_read_only=on .*; the database-level setting is on too: rerun atmr-dr db read-write once they are reset$`));
+    expect(confirm).not.toHaveBeenCalled();
+    expect(databaseSetting()).toBe('default_transaction_read_only=on');
+  });
+
   it('says a full disk forces read-only too when free storage is below 10 %', async () => {
     psql(cluster, 'postgres', `DROP ROLE IF EXISTS ${role}; CREATE ROLE ${role} LOGIN; ALTER ROLE ${role} SET default_transaction_read_only = on`);
 
@@ -142,6 +197,16 @@ describe('atmr-dr db read-write (CLI)', () => {
     expect(run.stdout).toMatch(/^fixed: the database-level setting was the cause/m);
     expect(run.calls).toContainEqual({ command: 'DescribeDBInstancesCommand', input: { DBInstanceIdentifier: 'atmr-test' } });
     expect(databaseSetting()).toBe('default_transaction_read_only=off');
+  });
+
+  it('connected as another role, a role read-only by its own setting: its line and RESET, exit 4, nothing changed', () => {
+    readOnlyAppRole();
+
+    const run = atmrDr(['db', 'read-write', '--yes'], {}, pgEnv());
+
+    expect(run.stdout).toContain(`not-a-database-setting: role "${appRole}" has default_transaction_read_only=on (ALTER ROLE ... SET): its sessions cannot write: ALTER ROLE "${appRole}" RESET default_transaction_read_only\n`);
+    expect(run.stdout).not.toMatch(/already-read-write/);
+    expect(run.status).toBe(4);
   });
 
   it('without AWS credentials, the free storage is unknown with the CLI\'s line (log in), not the SDK\'s words', async () => {
