@@ -218,7 +218,8 @@ export async function dbReadWrite(deps: DbReadWriteDeps): Promise<ReadWriteOutco
     writeProof,
     result: 'fixed',
     finding: fixed
-      ? 'the database-level setting was the cause; it is off and a write went through (rolled back): test a POST/PUT on the API'
+      ? // ALTER DATABASE ... SET applies to new sessions only: the pools' sessions stay read-only until reopened.
+        'the database-level setting was the cause; it is off and a write went through (rolled back); sessions opened before keep the old setting: recycle the API and Celery connection pools (aws ecs update-service --cluster <cluster> --service <service> --force-new-deployment for each), then test a POST/PUT on the API'
       : `the setting is off but new sessions are still read-only or a write fails (${writeProof}): check the parameter group and the RDS events`,
   };
 }

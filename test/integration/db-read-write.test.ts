@@ -1,7 +1,7 @@
 import { dbReadWrite, readOnlyState } from '../../lambdas/detection/db-read-write';
 import { atmrDr, atmrDrAtTerminal } from '../lambdas/detection/cli-run';
 import { atmrDr as realAtmrDr } from '../lambdas/restore/fixtures';
-import { testCluster, uniqueDatabaseName } from '../support/cluster';
+import { testClient, testCluster, uniqueDatabaseName } from '../support/cluster';
 import { freePort, psql } from '../support/postgres';
 
 // `atmr-dr db read-write` against the suite's real PostgreSQL, with a scratch database put in
@@ -47,6 +47,9 @@ describe('dbReadWrite', () => {
   it('sets the database-level default off when it is the cause, proves a write, and leaves no trace of the proof', async () => {
     psql(cluster, 'postgres', `ALTER DATABASE ${database} SET default_transaction_read_only = on`);
     const lines: string[] = [];
+    // A pooled session of the application, opened while the database was read-only.
+    const pooled = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database });
+    await pooled.connect();
 
     const outcome = await dbReadWrite({
       connection: connection(),
@@ -54,9 +57,17 @@ describe('dbReadWrite', () => {
       print: (l) => lines.push(l),
       storage: async () => ({ freeBytes: 50 * 1024 ** 3, allocatedBytes: 100 * 1024 ** 3 }),
     });
+    // What the line says below: the pool's session still refuses writes after the fix.
+    const pooledReadOnly = (await pooled.query<{ transaction_read_only: string }>('SHOW transaction_read_only')).rows[0].transaction_read_only;
+    await pooled.end();
+    expect(pooledReadOnly).toBe('on');
 
     expect(outcome.before).toMatchObject({ transactionReadOnly: true, databaseSetting: 'on', defaultSource: 'database', inRecovery: false });
     expect(outcome).toMatchObject({ result: 'fixed', writeProof: 'ok', after: { transactionReadOnly: false, databaseSetting: 'off' } });
+    // Sessions opened before the fix (the API's and Celery's pools, as `pooled` above) keep the read-only default: the line says to recycle them.
+    expect(outcome.finding).toBe(
+      'the database-level setting was the cause; it is off and a write went through (rolled back); sessions opened before keep the old setting: recycle the API and Celery connection pools (aws ecs update-service --cluster <cluster> --service <service> --force-new-deployment for each), then test a POST/PUT on the API',
+    );
     expect(databaseSetting()).toBe('default_transaction_read_only=off');
     expect(psql(cluster, database, "SELECT count(*) FROM pg_class WHERE relname = 'atmr_dr_write_check'")).toBe('0');
     expect(psql(cluster, database, 'SELECT count(*) FROM booking')).toBe('1');
