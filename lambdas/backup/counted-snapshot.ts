@@ -1,6 +1,6 @@
 import type { Client } from 'pg';
 import { OperatorError, oneLine } from '../shared/errors';
-import { LOCK_NOT_AVAILABLE, sqlState } from '../shared/pg-errors';
+import { INSUFFICIENT_PRIVILEGE, LOCK_NOT_AVAILABLE, sqlState } from '../shared/pg-errors';
 import { buildLockTablesSql, LIST_COUNTED_TABLES_SQL, LOCKED_TABLE_SQL, type TableRef } from './pg-tools';
 
 export interface CountedSnapshot {
@@ -20,7 +20,6 @@ const UNDEFINED_TABLE = '42P01';
 const INVALID_SCHEMA_NAME = '3F000';
 /** A table (or its schema) dropped between the list and its lock: listed again, once. */
 const DROPPED = new Set([UNDEFINED_TABLE, INVALID_SCHEMA_NAME]);
-const INSUFFICIENT_PRIVILEGE = '42501';
 
 /** The fix of a table or sequence the backup role may not read, refused to the row counts or to pg_dump. */
 export const PRIVILEGE_FIX = '; grant the backup role SELECT on every table and sequence it must dump (pg_dump needs them too)';

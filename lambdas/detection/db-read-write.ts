@@ -5,6 +5,7 @@ import { asOperatorError } from '../shared/aws-errors';
 import { oneLine } from '../shared/errors';
 import { formatBytes } from '../shared/format';
 import { connectionFailure, describeConnection, openClient, pgClientConfig, type PgConnection } from '../shared/pg-connection';
+import { INSUFFICIENT_PRIVILEGE, sqlState } from '../shared/pg-errors';
 import { proveWriteRolledBack, quoteIdent } from '../shared/postgres';
 import { isOn, READ_ONLY_STATE_SQL, readOnlyStateFromRow, type ReadOnlyState, roleReadOnlyReset } from '../shared/read-only';
 
@@ -21,8 +22,11 @@ export interface StorageState {
 export interface ReadWriteOutcome {
   readonly before: ReadOnlyState;
   readonly storage?: StorageState;
-  /** `fixed`: the database-level setting was the cause and is now off, and a write went through. */
-  readonly result: 'already-read-write' | 'fixed' | 'declined' | 'not-a-database-setting';
+  /**
+   * `fixed`: the database-level setting was the cause and is now off, and a write went through.
+   * `refused`: it was the cause, and the connected user may not change it (not the database's owner): nothing changed.
+   */
+  readonly result: 'already-read-write' | 'fixed' | 'declined' | 'not-a-database-setting' | 'refused';
   /** One line for the operator: what was found and what to do. */
   readonly finding: string;
   readonly after?: ReadOnlyState;
@@ -202,11 +206,20 @@ export async function dbReadWrite(deps: DbReadWriteDeps): Promise<ReadWriteOutco
 
   const ok = await deps.confirm(`ALTER DATABASE ${before.database} SET default_transaction_read_only = off`);
   if (!ok) return { before, storage, result: 'declined', finding: 'nothing changed (not confirmed)' };
-  await withSession(deps.connection, async (client) => {
+  const refusal = await withSession(deps.connection, async (client) => {
     // This session itself starts read-only: it must be made read-write before ALTER DATABASE.
     await client.query('SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE');
-    await client.query(`ALTER DATABASE ${quoteIdent(before.database)} SET default_transaction_read_only = off`);
+    try {
+      await client.query(`ALTER DATABASE ${quoteIdent(before.database)} SET default_transaction_read_only = off`);
+      return undefined;
+    } catch (error) {
+      // Only the database's owner (or a superuser, RDS's master user) may: name who is, and how to rerun as them.
+      if (sqlState(error) !== INSUFFICIENT_PRIVILEGE) throw error;
+      const owner = String((await client.query<{ owner: string }>('SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = current_database()')).rows[0].owner);
+      return `user "${before.role}" may not ALTER DATABASE "${before.database}" (${oneLine(error)}): its owner is "${owner}"; nothing changed; rerun as the database's owner or the RDS master user: PGUSER=${owner} atmr-dr db read-write (or --database-secret with that login)`;
+    }
   });
+  if (refusal) return { before, storage, result: 'refused', finding: refusal };
   print(`  ALTER DATABASE ${before.database} SET default_transaction_read_only = off: done`);
   const after = await readOnlyState(deps.connection);
   const writeProof = await proveWrite(deps.connection);

@@ -7,6 +7,9 @@ export const LOCK_NOT_AVAILABLE = '55P03';
 /** SQLSTATE read_only_sql_transaction: a write refused by a read-only transaction (a standby, default_transaction_read_only). */
 export const READ_ONLY_SQL_TRANSACTION = '25006';
 
+/** SQLSTATE insufficient_privilege: a statement the role may not run ("must be owner of database ...", "permission denied for table ..."). */
+export const INSUFFICIENT_PRIVILEGE = '42501';
+
 /** SQLSTATE undefined_object: among others, a role a statement names that the server does not have. */
 export const UNDEFINED_OBJECT = '42704';
 

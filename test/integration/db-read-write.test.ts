@@ -37,6 +37,11 @@ afterAll(() => {
   psql(cluster, 'postgres', `DROP ROLE IF EXISTS ${role}; DROP ROLE IF EXISTS ${appRole}`);
 });
 
+/** The line of an ALTER DATABASE refused to `role`, which does not own the database. */
+function refusedLine() {
+  return `user "${role}" may not ALTER DATABASE "${database}" (must be owner of database ${database}): its owner is "${cluster.user}"; nothing changed; rerun as the database's owner or the RDS master user: PGUSER=${cluster.user} atmr-dr db read-write (or --database-secret with that login)`;
+}
+
 /** The application's role, able to write booking, read-only by its own setting (for every database, or this one with ` IN DATABASE ...`). */
 function readOnlyAppRole(where = '', grant = 'SELECT, INSERT, UPDATE, DELETE') {
   psql(cluster, 'postgres', `DROP ROLE IF EXISTS ${appRole}; CREATE ROLE ${appRole} LOGIN; ALTER ROLE ${appRole}${where} SET default_transaction_read_only = on`);
@@ -156,6 +161,17 @@ describe('dbReadWrite', () => {
     expect(databaseSetting()).toBe('default_transaction_read_only=on');
   });
 
+  it('as a user that does not own the database: refused, names the owner and how to rerun, and changes nothing', async () => {
+    psql(cluster, 'postgres', `DROP ROLE IF EXISTS ${role}; CREATE ROLE ${role} LOGIN`);
+    psql(cluster, 'postgres', `ALTER DATABASE ${database} SET default_transaction_read_only = on`);
+
+    const outcome = await dbReadWrite({ connection: connection(role), confirm: confirmYes });
+
+    expect(outcome).toMatchObject({ result: 'refused' });
+    expect(outcome.finding).toBe(refusedLine());
+    expect(databaseSetting()).toBe('default_transaction_read_only=on');
+  });
+
   it('says a full disk forces read-only too when free storage is below 10 %', async () => {
     psql(cluster, 'postgres', `DROP ROLE IF EXISTS ${role}; CREATE ROLE ${role} LOGIN; ALTER ROLE ${role} SET default_transaction_read_only = on`);
 
@@ -218,6 +234,23 @@ describe('atmr-dr db read-write (CLI)', () => {
     expect(run.stdout).toContain(`not-a-database-setting: role "${appRole}" has default_transaction_read_only=on (ALTER ROLE ... SET): its sessions cannot write: ALTER ROLE "${appRole}" RESET default_transaction_read_only\n`);
     expect(run.stdout).not.toMatch(/already-read-write/);
     expect(run.status).toBe(4);
+  });
+
+  it.each([
+    ['text', []],
+    ['--json', ['--json']],
+  ])('an ALTER DATABASE refused to a user that does not own the database (%s): one line on stderr, exit 2, nothing changed', (_mode, flags) => {
+    psql(cluster, 'postgres', `DROP ROLE IF EXISTS ${role}; CREATE ROLE ${role} LOGIN`);
+    psql(cluster, 'postgres', `ALTER DATABASE ${database} SET default_transaction_read_only = on`);
+
+    const run = atmrDr(['db', 'read-write', '--yes', ...flags], {}, { ...pgEnv(), PGUSER: role });
+
+    expect(run.stderr).toBe(`atmr-dr: db read-write: ${refusedLine()}\n`);
+    expect(run.status).toBe(2);
+    // With --json, the outcome as every other result of the command gives it; in text, the one line above only.
+    if (flags.length) expect(JSON.parse(run.stdout)).toMatchObject({ result: 'refused', finding: refusedLine(), before: { databaseSetting: 'on' } });
+    else expect(run.stdout).not.toMatch(/refused|must be owner/);
+    expect(databaseSetting()).toBe('default_transaction_read_only=on');
   });
 
   it('without AWS credentials, the free storage is unknown with the CLI\'s line (log in), not the SDK\'s words', async () => {
