@@ -88,9 +88,9 @@ export function registerDetectionCommands(program: Command): void {
         ...(instance && { storage: () => rdsStorage({ rds: namedClient(new RDSClient(SDK_RETRY), 'RDS'), cloudwatch: namedClient(new CloudWatchClient(SDK_RETRY), 'CloudWatch') }, instance) }),
       });
       // A decline ends as every confirmed command's does (killswitch, rollback, recover): its one line on stderr.
-      // A refusal too: its one line on stderr (the user may not ALTER DATABASE: a setting, PGUSER, to change).
+      // A refusal and a cause not the database setting too: their one line on stderr, once (not also on stdout).
       if (opts.json) print(JSON.stringify(outcome));
-      else if (outcome.result !== 'declined' && outcome.result !== 'refused') print(`${outcome.result}: ${outcome.finding}`);
+      else if (outcome.result === 'fixed' || outcome.result === 'already-read-write') print(`${outcome.result}: ${outcome.finding}`);
       if (outcome.result === 'declined') throw new OperatorError('db read-write: not confirmed, nothing changed', 1);
       if (outcome.result === 'refused') throw new OperatorError(`db read-write: ${outcome.finding}`, 2);
       if (outcome.result === 'not-a-database-setting') throw new OperatorError(`db read-write: ${outcome.finding}`, 4);

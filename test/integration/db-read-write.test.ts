@@ -231,8 +231,11 @@ describe('atmr-dr db read-write (CLI)', () => {
 
     const run = atmrDr(['db', 'read-write', '--yes'], {}, pgEnv());
 
-    expect(run.stdout).toContain(`not-a-database-setting: role "${appRole}" has default_transaction_read_only=on (ALTER ROLE ... SET): its sessions cannot write: ALTER ROLE "${appRole}" RESET default_transaction_read_only\n`);
-    expect(run.stdout).not.toMatch(/already-read-write/);
+    // One line, on stderr, as every outcome that ends non-zero (not also on stdout).
+    expect(run.stderr).toBe(
+      `atmr-dr: db read-write: role "${appRole}" has default_transaction_read_only=on (ALTER ROLE ... SET): its sessions cannot write: ALTER ROLE "${appRole}" RESET default_transaction_read_only\n`,
+    );
+    expect(run.stdout).not.toMatch(/already-read-write|its sessions cannot write/);
     expect(run.status).toBe(4);
   });
 
