@@ -14,6 +14,7 @@ import type { EnvironmentConfig } from '../../lib/config';
 import { assertEnvironment, DEPLOYED_NAMES, defaultEnvironmentName, ENV_DEFAULT, nonEmpty, packageRoot, resolveDeployedName } from './resolve';
 import { loadCliConfig } from './cli-config';
 import { confirmer } from './confirm';
+import { sayWhileStarting } from './interrupt';
 
 function print(line: string): void {
   process.stdout.write(`${line}\n`);
@@ -154,10 +155,18 @@ export function registerDetectionCommands(program: Command): void {
       refuseAnotherKeysService(config, osrmKey, `osrm restart: ${fromFlag ? '--service-name' : 'ATMR_OSRM_SERVICE'}`, service, () =>
         fromFlag ? "give the OSRM service's name, or leave --service-name out" : "set it to the OSRM service's name, or unset it to use the config",
       );
+      const cluster = await clusterName(opts.cluster, envName);
+      // Stopped once ECS has named the deployment, the restart did take effect: the stop line says
+      // which deployment and how to follow it, not that it "may have taken effect".
+      const started = (deploymentId: string) =>
+        sayWhileStarting(
+          (signal) =>
+            `osrm restart interrupted (received ${signal}): restart started (deployment ${deploymentId}) and not awaited: follow it with "aws ecs describe-services --cluster ${cluster} --services ${service} --query 'services[0].deployments'"`,
+        );
       const result = await restartService(
-        { ecs: namedClient(new ECSClient(SDK_RETRY), 'ECS'), events: namedClient(new EventBridgeClient(SDK_RETRY), 'EventBridge'), confirm: confirmer(opts.yes), print },
+        { ecs: namedClient(new ECSClient(SDK_RETRY), 'ECS'), events: namedClient(new EventBridgeClient(SDK_RETRY), 'EventBridge'), confirm: confirmer(opts.yes), print, started },
         {
-          cluster: await clusterName(opts.cluster, envName),
+          cluster,
           service,
           healthUrl: givenHealthUrl ?? config?.detection?.probe.osrm?.healthUrl,
           // Named when this machine cannot reach the URL; only for an environment cdk.json has.

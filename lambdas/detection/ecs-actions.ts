@@ -84,6 +84,8 @@ export interface RestartDeps extends ScaleDeps {
   readonly fetch?: typeof fetch;
   readonly sleep?: (ms: number) => Promise<void>;
   readonly now?: () => number;
+  /** Told the deployment's id as soon as ECS has named it: from then on the restart has taken effect, whatever stops the wait. */
+  readonly started?: (deploymentId: string) => void;
 }
 
 export interface RestartRequest extends EcsServiceRef {
@@ -153,6 +155,7 @@ export async function restartService(
 
   // Once: an automatic retry of a request whose answer was lost would start a second deployment.
   const { deploymentId } = await forceNewDeploymentOnce(deps.ecs, { cluster: request.cluster, service: request.service, sleep });
+  if (deploymentId) deps.started?.(deploymentId);
   const announceWarning = await announce(deps.events, 'Service Restarted', {
     summary: `${request.service} restarted (new deployment) by an operator`,
     cluster: request.cluster,

@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -36,4 +36,22 @@ export function atmrDr(args: string[], scenario: Record<string, unknown> = {}, e
 export function atmrDrAtTerminal(args: string[], prompt: string, answer: string, env: Record<string, string> = {}) {
   const resultFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'det-cli-')), 'result.json');
   return runAtTerminal([TSX, HARNESS, ...args], { cwd: ROOT, env: operatorEnv({ DET_RESULT: resultFile, DET_SCENARIO: '{}', ...env }), prompt, answer });
+}
+
+/** The same, started without waiting: `onStdout` sees the output so far (to send a signal at a given point). */
+export function startAtmrDr(args: string[], scenario: Record<string, unknown>, env: Record<string, string>, onStdout: (stdout: string, child: ChildProcess) => void) {
+  const resultFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'det-cli-')), 'result.json');
+  const child = spawn(TSX, [HARNESS, ...args], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: operatorEnv({ DET_RESULT: resultFile, DET_SCENARIO: JSON.stringify(scenario), ...env }),
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stdout.on('data', (d: Buffer) => {
+    stdout += d.toString();
+    onStdout(stdout, child);
+  });
+  return new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => child.on('close', (status) => resolve({ status, stdout, stderr })));
 }

@@ -4,7 +4,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import { restartService, scaleService } from '../../../lambdas/detection/ecs-actions';
 import { OperatorError } from '../../../lambdas/shared/errors';
-import { atmrDr } from './cli-run';
+import { atmrDr, startAtmrDr } from './cli-run';
 import { startHttpServer } from './fixtures';
 import { startSilentEndpoint } from '../../support/aws-endpoints';
 import { freePort } from '../../support/postgres';
@@ -302,6 +302,22 @@ describe('atmr-dr scale / osrm restart (CLI)', () => {
     expect(run.stderr.trim().split('\n')).toHaveLength(1);
     expect(run.stderr).toMatch(message);
     expect(run.calls.filter((c) => c.command === 'UpdateServiceCommand')).toEqual([]);
+  });
+
+  it('Ctrl-C while it waits for the deployment ECS named: says the restart started, which deployment, and how to follow it; exit 130', async () => {
+    let sent = false;
+    // Never steady: the wait goes on until the signal.
+    const run = await startAtmrDr(['osrm', 'restart', '--yes', '--poll-interval', '0.05'], { services: [service(), service(), rolling] }, env, (stdout, child) => {
+      if (!sent && stdout.includes('new deployment ecs-svc/new started')) {
+        sent = true;
+        child.kill('SIGINT');
+      }
+    });
+
+    expect(run.stderr).toBe(
+      `atmr-dr: osrm restart interrupted (received SIGINT): restart started (deployment ecs-svc/new) and not awaited: follow it with "aws ecs describe-services --cluster atmr-prod --services atmr-osrm --query 'services[0].deployments'"\n`,
+    );
+    expect(run.status).toBe(130);
   });
 
   it('restarts OSRM with --yes, waits for the new deployment, and says it could not reach the health URL when it refuses', async () => {
