@@ -110,12 +110,16 @@ export function registerDetectionCommands(program: Command): void {
     .action(async (key: string, countText: string, opts: { cluster?: string; serviceName?: string; env?: string; yes?: boolean }) => {
       if (!/^\d+$/.test(countText)) throw new OperatorError(`scale: count "${countText}" is not a whole number of tasks`, 2);
       const { envName, config, error } = envConfig(opts.env);
+      const envFlag = opts.env === undefined ? '' : ` --env ${opts.env}`;
+      // `aws ecs list-services` shows the services' names, not the config's keys: point from one to the other.
+      const services = config?.detection?.ecs?.services ?? {};
+      const keyOfName = services[key] ? undefined : Object.keys(services).find((k) => services[k].serviceName === key.split('/').pop());
+      if (keyOfName !== undefined) throw new OperatorError(`scale: "${key}" is the ECS service of key "${keyOfName}": atmr-dr scale ${keyOfName} ${countText}${envFlag}`, 2);
       const bounds = serviceFromConfig(config, key, error);
       const serviceVar = `ATMR_${key.toUpperCase()}_SERVICE`;
       const fromFlag = nonEmpty(opts.serviceName, '--service-name', 'give the ECS service name, or leave --service-name out');
       const fromVar = fromFlag === undefined ? nonEmpty(process.env[serviceVar], serviceVar, 'set it to the ECS service name, or unset it to use the config') : undefined;
       const service = fromFlag ?? fromVar ?? bounds.serviceName;
-      const envFlag = opts.env === undefined ? '' : ` --env ${opts.env}`;
       refuseAnotherKeysService(config, key, `scale: ${fromFlag ? '--service-name' : serviceVar}`, service, (other) => `run atmr-dr scale ${other} <n>${envFlag}`);
       const result = await scaleService(
         { ecs: namedClient(new ECSClient(SDK_RETRY), 'ECS'), events: namedClient(new EventBridgeClient(SDK_RETRY), 'EventBridge'), confirm: confirmer(opts.yes), print },
