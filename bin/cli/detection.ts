@@ -57,6 +57,24 @@ function refuseAnotherKeysService(config: EnvironmentConfig | undefined, key: st
   throw new OperatorError(`${source} "${service}" is detection.ecs.services.${other} (bounds ${minCount}-${maxCount}), not ${key}'s service: ${fix(other)}`, 2);
 }
 
+/**
+ * The end of `scale`'s result line when Application Auto Scaling tracks the service
+ * (detection.celeryAutoscaling, on the Celery key's service, within its bounds): a count set by hand
+ * lasts until the policy's next evaluation, so the line says so and how to hold the count (raise the
+ * scalable target's minimum, or lower its maximum to hold a smaller count). Empty otherwise.
+ */
+function trackingNote(config: EnvironmentConfig | undefined, key: string, service: string, cluster: string, result: { from: number; to: number }): string {
+  const detection = config?.detection;
+  const bounds = detection?.ecs?.services[key];
+  if (!detection?.celeryAutoscaling.enabled || key !== detection.ecs?.celeryServiceKey || bounds?.serviceName !== service) return '';
+  const [capacity, back] = result.to < result.from ? ['max', bounds.maxCount] : ['min', bounds.minCount];
+  return (
+    `; target tracking (detection.celeryAutoscaling, min ${bounds.minCount}, max ${bounds.maxCount}) sets the count again at its next evaluation: to hold ${result.to}, ` +
+    `aws application-autoscaling register-scalable-target --service-namespace ecs --scalable-dimension ecs:service:DesiredCount --resource-id service/${cluster}/${service} --${capacity}-capacity ${result.to} ` +
+    `(then --${capacity}-capacity ${back} once the peak is over)`
+  );
+}
+
 async function clusterName(flag: string | undefined, envName: string): Promise<string> {
   return resolveDeployedName(DEPLOYED_NAMES.detectionEcsCluster, { flagValue: flag, envName });
 }
@@ -121,11 +139,13 @@ export function registerDetectionCommands(program: Command): void {
       const fromVar = fromFlag === undefined ? nonEmpty(process.env[serviceVar], serviceVar, 'set it to the ECS service name, or unset it to use the config') : undefined;
       const service = fromFlag ?? fromVar ?? bounds.serviceName;
       refuseAnotherKeysService(config, key, `scale: ${fromFlag ? '--service-name' : serviceVar}`, service, (other) => `run atmr-dr scale ${other} <n>${envFlag}`);
+      const cluster = await clusterName(opts.cluster, envName);
       const result = await scaleService(
         { ecs: namedClient(new ECSClient(SDK_RETRY), 'ECS'), events: namedClient(new EventBridgeClient(SDK_RETRY), 'EventBridge'), confirm: confirmer(opts.yes), print },
-        { key, cluster: await clusterName(opts.cluster, envName), service, count: Number(countText), minCount: bounds.minCount, maxCount: bounds.maxCount },
+        { key, cluster, service, count: Number(countText), minCount: bounds.minCount, maxCount: bounds.maxCount },
       );
-      print(result.changed ? `${service}: desired count ${result.from} -> ${result.to}` : `${service}: already at ${result.to} tasks, nothing changed`);
+      const done = result.changed ? `${service}: desired count ${result.from} -> ${result.to}` : `${service}: already at ${result.to} tasks, nothing changed`;
+      print(`${done}${trackingNote(config, key, service, cluster, result)}`);
       if (result.warning) process.stderr.write(`atmr-dr: warning: ${result.warning}\n`);
     });
 

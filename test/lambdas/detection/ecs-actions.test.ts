@@ -289,6 +289,35 @@ describe('atmr-dr scale / osrm restart (CLI)', () => {
     expect(run.calls).toContainEqual({ command: 'UpdateServiceCommand', input: { cluster: 'atmr-prod', service: 'atmr-celery-worker', desiredCount: 4 } });
   });
 
+  describe('a service under target tracking (the example enables detection.celeryAutoscaling): the result line says the count is set again and how to hold it', () => {
+    const scalableTarget = 'aws application-autoscaling register-scalable-target --service-namespace ecs --scalable-dimension ecs:service:DesiredCount --resource-id service/atmr-prod/atmr-celery-worker';
+
+    it('up: hold it with the minimum', () => {
+      const run = atmrDr(['scale', 'celery', '4', '--yes'], { services: [service({ serviceName: 'atmr-celery-worker', desiredCount: 1 })] }, env);
+
+      expect(run.status).toBe(0);
+      expect(run.stdout.trim().split('\n').pop()).toBe(
+        `atmr-celery-worker: desired count 1 -> 4; target tracking (detection.celeryAutoscaling, min 1, max 8) sets the count again at its next evaluation: to hold 4, ${scalableTarget} --min-capacity 4 (then --min-capacity 1 once the peak is over)`,
+      );
+    });
+
+    it('down: hold it with the maximum', () => {
+      const run = atmrDr(['scale', 'celery', '2', '--yes'], { services: [service({ serviceName: 'atmr-celery-worker', desiredCount: 6 })] }, env);
+
+      expect(run.status).toBe(0);
+      expect(run.stdout.trim().split('\n').pop()).toBe(
+        `atmr-celery-worker: desired count 6 -> 2; target tracking (detection.celeryAutoscaling, min 1, max 8) sets the count again at its next evaluation: to hold 2, ${scalableTarget} --max-capacity 2 (then --max-capacity 8 once the peak is over)`,
+      );
+    });
+
+    it('a service without a scalable target (api): the plain line', () => {
+      const run = atmrDr(['scale', 'api', '4', '--yes'], { services: [service({ serviceName: 'atmr-api', desiredCount: 2 })] }, env);
+
+      expect(run.status).toBe(0);
+      expect(run.stdout.trim().split('\n').pop()).toBe('atmr-api: desired count 2 -> 4');
+    });
+  });
+
   it.each([
     [['scale', 'celery', '20', '--yes'], /outside the configured bounds 1-8/],
     [['scale', 'workers', '2', '--yes'], /no service "workers" in detection\.ecs\.services.*known: api, celery, osrm/],
