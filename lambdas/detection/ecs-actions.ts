@@ -1,10 +1,9 @@
 import { DescribeServicesCommand, ECSClient, UpdateServiceCommand, type Service } from '@aws-sdk/client-ecs';
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
-import * as net from 'node:net';
 import { EVENT_SOURCE } from '../shared/constants';
 import { forceNewDeploymentOnce } from '../shared/ecs-deployments';
 import { OperatorError, oneLine } from '../shared/errors';
-import { answeredHttp, checkHttp, type CheckResult } from './targets';
+import { answeredHttp, checkHttpNamingHung, type CheckResult } from './targets';
 
 export interface EcsServiceRef {
   readonly cluster: string;
@@ -118,26 +117,6 @@ function isSteady(service: Service): boolean {
 }
 
 /**
- * Whether a TCP connection to the URL's host and port is accepted within `timeoutMs`. fetch's
- * timeout says nothing of how far the request went; a new connection tells a server that accepts
- * and never answers (hung) from one this machine cannot reach.
- */
-async function tcpConnects(url: string, timeoutMs: number): Promise<boolean> {
-  const { hostname, port, protocol } = new URL(url);
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: hostname.replace(/^\[|\]$/g, ''), port: Number(port) || (protocol === 'https:' ? 443 : 80) });
-    const timer = setTimeout(() => done(false), timeoutMs);
-    function done(connected: boolean): void {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(connected);
-    }
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
-  });
-}
-
-/**
  * `atmr-dr osrm restart`: force a new deployment, wait for steady state, check the health URL.
  * The runbook says to wait for a diagnosis before restarting OSRM, hence the confirmation.
  */
@@ -192,15 +171,13 @@ export async function restartService(
   print(`steady after ${Math.round(steadyAfterMs / 1000)} s`);
   if (!request.healthUrl) return { deploymentId, steadyAfterMs, ...(announceWarning && { warning: announceWarning }) };
   const healthTimeoutMs = request.healthTimeoutMs ?? 3000;
-  const health = await checkHttp(request.healthUrl, healthTimeoutMs, deps.fetch);
+  // The probe's own check (and wording): a hung OSRM reads the same here and in its logs.
+  const health = await checkHttpNamingHung(request.healthUrl, healthTimeoutMs, deps.fetch);
   if (!health.up) {
     const why = `${health.reason}${health.detail ? `: ${health.detail}` : ''}`;
-    if (health.reason === 'timeout' && (await tcpConnects(request.healthUrl, healthTimeoutMs))) {
+    if (health.reason === 'hung') {
       // OSRM accepts connections and does not answer: it is hung, whatever the machine asking.
-      throw new OperatorError(
-        `restart: ${request.service} restarted (deployment ${deploymentId}, steady), but ${request.healthUrl}: connected, no HTTP answer within ${healthTimeoutMs / 1000} s: OSRM is hung; check the OSRM logs`,
-        1,
-      );
+      throw new OperatorError(`restart: ${request.service} restarted (deployment ${deploymentId}, steady), but ${request.healthUrl}: ${health.detail}: OSRM is hung; check the OSRM logs`, 1);
     }
     if (!answeredHttp(health)) {
       // No HTTP answer at all (timeout, DNS, refused, unreachable): the usual case of an operator's

@@ -3,7 +3,7 @@ import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import type { MetricUnit as MetricUnitValue } from '@aws-lambda-powertools/metrics/types';
 import { emitSingleMetric } from '../shared/single-metric';
 import { MODE_METRIC_VALUE, type KillswitchMode } from '../killswitch/value';
-import { CheckResult, checkHttp, classifyError, withTimeout } from './targets';
+import { CheckResult, checkHttp, checkHttpNamingHung, classifyError, withTimeout } from './targets';
 import { READ_ONLY_STATE_SQL, readOnlyStateInReadOnlyTransaction, refusesApplicationWrites, roleReadOnlyDefaultReset } from '../shared/read-only';
 import { redisMemoryFromInfo, type RedisMemory } from './redis-memory';
 import { oneLine } from '../shared/errors';
@@ -291,7 +291,7 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
     const spacing = osrm.attemptSpacingMs ?? OSRM_ATTEMPT_SPACING_MS;
     checks.push(
       Promise.all(
-        Array.from({ length: osrm.attempts }, (_, i) => sleep(i * spacing).then(() => checkHttp(osrm.healthUrl, osrm.timeoutMs, deps.fetch))),
+        Array.from({ length: osrm.attempts }, (_, i) => sleep(i * spacing).then(() => checkHttpNamingHung(osrm.healthUrl, osrm.timeoutMs, deps.fetch))),
       ).then((attempts) => {
         attempts.forEach((result, i) => report(osrm.attempts > 1 ? `osrm#${i + 1}` : 'osrm', result));
         const ok = attempts.filter((a) => a.up).length;

@@ -1,3 +1,4 @@
+import * as net from 'node:net';
 import { sqlState, TOO_MANY_CONNECTIONS } from '../shared/pg-errors';
 
 /**
@@ -157,4 +158,43 @@ export async function checkHttp(url: string, timeoutMs: number, fetchImpl: typeo
   } catch (error) {
     return { up: false, latencyMs: Math.round(performance.now() - started), ...classifyError(error) };
   }
+}
+
+/**
+ * Whether a new TCP connection to the URL's host and port is accepted within `timeoutMs`; `cancel`
+ * gives up (false) at once.
+ */
+function tcpConnects(url: string, timeoutMs: number): { connected: Promise<boolean>; cancel(): void } {
+  const { hostname, port, protocol } = new URL(url);
+  let done: (connected: boolean) => void = () => undefined;
+  const connected = new Promise<boolean>((resolve) => {
+    const socket = net.connect({ host: hostname.replace(/^\[|\]$/g, ''), port: Number(port) || (protocol === 'https:' ? 443 : 80) });
+    const timer = setTimeout(() => done(false), timeoutMs);
+    done = (value) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(value);
+    };
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+  return { connected, cancel: () => done(false) };
+}
+
+/**
+ * checkHttp (no body check), with a timed-out request told apart: reason `hung` (detail "connected,
+ * no HTTP answer within N s") when a TCP connection to the URL's host and port is accepted within the
+ * same deadline, a server that accepts and never answers; `timeout` when not even that (a network
+ * rule dropping the packets, a host gone). fetch's own timeout says nothing of how far the request
+ * went. The connection is tried alongside the request, so the check takes no longer than checkHttp;
+ * it is given up as soon as the request gets anything but a timeout.
+ */
+export async function checkHttpNamingHung(url: string, timeoutMs: number, fetchImpl?: typeof fetch): Promise<CheckResult> {
+  const tcp = tcpConnects(url, timeoutMs);
+  const result = await checkHttp(url, timeoutMs, fetchImpl);
+  if (result.reason !== 'timeout') {
+    tcp.cancel();
+    return result;
+  }
+  return (await tcp.connected) ? { ...result, reason: 'hung', detail: `connected, no HTTP answer within ${timeoutMs / 1000} s` } : result;
 }
