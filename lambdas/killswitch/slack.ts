@@ -3,8 +3,10 @@ import { SSMClient } from '@aws-sdk/client-ssm';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { OperatorError, oneLine } from '../shared/errors';
 import { REQUEST_PATH_SDK } from '../shared/sdk-retry';
+import { durationSeconds } from '../shared/duration';
 import { KillswitchCommand, runKillswitchCommand } from './commands';
 import { describeValue, writeOutcomeUnknown } from './core';
+import { parseEnableMode } from './value';
 
 /** Slack's replay window: requests older (or further in the future) than this are refused. */
 export const SLACK_MAX_SKEW_SECONDS = 5 * 60;
@@ -101,6 +103,14 @@ export function parseSlackText(text: string): KillswitchCommand {
       return { action: 'status' };
     case 'enable': {
       const mode = rest.shift();
+      // `enable maintenance 30m deploy` means an expiry, but without --expires the 30m would be
+      // read as the reason's first word and the mode would never end by itself. Refused with the
+      // command that says it. With --expires given, a duration in the reason is the reason's.
+      const [first, ...after] = rest;
+      if (expires === undefined && first !== undefined && durationSeconds(first) !== undefined) {
+        const enabled = parseEnableMode(mode); // an invalid mode is named first, never suggested
+        throw new OperatorError(`killswitch: "${first}" looks like a duration: write /killswitch enable ${enabled} ${EXPIRES_OPTION} ${first} ${after.join(' ') || '<reason>'}; nothing changed`, 2);
+      }
       return { action: 'enable', mode, reason: rest.join(' '), expires };
     }
     case 'disable':

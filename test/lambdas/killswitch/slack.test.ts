@@ -104,6 +104,19 @@ describe('Slack /killswitch', () => {
     },
   );
 
+  it.each([
+    ['enable maintenance 30m deploy cassé', '"30m" looks like a duration: write /killswitch enable maintenance --expires 30m deploy cassé; nothing changed'],
+    ['enable degraded 2h30m migration', '"2h30m" looks like a duration: write /killswitch enable degraded --expires 2h30m migration; nothing changed'],
+    ['enable maintenance 1d', '"1d" looks like a duration: write /killswitch enable maintenance --expires 1d <reason>; nothing changed'],
+  ])('refuses a reason that starts with a duration and no --expires (%s): it would never expire', async (text, line) => {
+    fakeParameter(ssmMock, value());
+
+    const reply = await call(slackEvent(form({ user_id: 'U0123ONCALL', text })));
+
+    expect(reply).toEqual({ statusCode: 200, response_type: 'ephemeral', text: `killswitch: ${line}` });
+    expect(ssmMock).not.toHaveReceivedCommand(PutParameterCommand);
+  });
+
   it('rejects a forged signature (wrong secret) with 401 and writes nothing', async () => {
     fakeParameter(ssmMock, value());
 
@@ -303,6 +316,24 @@ describe('parseSlackText', () => {
     expect(() => parseSlackText('enable maintenance x --expires 2h --expires=3h')).toThrow(/^killswitch: --expires is given twice \("--expires=3h"\)/);
     expect(() => parseSlackText('disable --expires 2h back')).toThrow(/^killswitch: --expires applies only to enable \(disable takes none\): remove it$/);
     expect(() => parseSlackText('reboot --force')).toThrow(/unknown command "reboot"/);
+  });
+
+  it('suggests, for a reason starting with a duration, a command it takes as that expiry and the rest as the reason', () => {
+    const refusal = (() => {
+      try {
+        parseSlackText('enable maintenance 30m deploy cassé');
+      } catch (error) {
+        return (error as Error).message;
+      }
+      return 'accepted';
+    })();
+    const suggested = /write \/killswitch (.*); nothing changed$/.exec(refusal)?.[1] ?? refusal;
+
+    expect(parseSlackText(suggested)).toEqual({ action: 'enable', mode: 'maintenance', reason: 'deploy cassé', expires: '30m' });
+    // A duration after --expires, a word that is not one, or a quoted one is the reason.
+    expect(parseSlackText('enable maintenance --expires 2h 30m of tests')).toMatchObject({ reason: '30m of tests', expires: '2h' });
+    expect(parseSlackText('enable maintenance 500 errors')).toMatchObject({ reason: '500 errors', expires: undefined });
+    expect(() => parseSlackText('enable panic 30m x')).toThrow(/^killswitch: invalid mode "panic"/);
   });
 
   it('reads a -- that smart punctuation made an em or en dash as the option, not as part of the reason', () => {
