@@ -6,7 +6,7 @@ import { REQUEST_PATH_SDK } from '../shared/sdk-retry';
 import { durationSeconds } from '../shared/duration';
 import { KillswitchCommand, runKillswitchCommand } from './commands';
 import { describeValue, writeOutcomeUnknown } from './core';
-import { parseEnableMode } from './value';
+import { ENABLE_MODES, parseEnableMode } from './value';
 
 /** Slack's replay window: requests older (or further in the future) than this are refused. */
 export const SLACK_MAX_SKEW_SECONDS = 5 * 60;
@@ -102,14 +102,21 @@ export function parseSlackText(text: string): KillswitchCommand {
     case 'status':
       return { action: 'status' };
     case 'enable': {
+      // The core's refusals of a missing mode or reason name the CLI's --mode and --reason, which
+      // Slack refuses as options: these two are answered here in the slash command's own words.
       const mode = rest.shift();
+      if (mode === undefined) throw new OperatorError(`killswitch: a mode is required: /killswitch enable ${ENABLE_MODES.join('|')} <reason>`, 2);
+      const enabled = parseEnableMode(mode); // an invalid mode is named first, never suggested
       // `enable maintenance 30m deploy` means an expiry, but without --expires the 30m would be
       // read as the reason's first word and the mode would never end by itself. Refused with the
       // command that says it. With --expires given, a duration in the reason is the reason's.
       const [first, ...after] = rest;
       if (expires === undefined && first !== undefined && durationSeconds(first) !== undefined) {
-        const enabled = parseEnableMode(mode); // an invalid mode is named first, never suggested
         throw new OperatorError(`killswitch: "${first}" looks like a duration: write /killswitch enable ${enabled} ${EXPIRES_OPTION} ${first} ${after.join(' ') || '<reason>'}; nothing changed`, 2);
+      }
+      if (first === undefined) {
+        const expiry = expires === undefined ? '' : ` ${EXPIRES_OPTION} ${expires}`;
+        throw new OperatorError(`killswitch: a reason is required: /killswitch enable ${enabled}${expiry} OSRM down`, 2);
       }
       return { action: 'enable', mode, reason: rest.join(' '), expires };
     }

@@ -117,6 +117,31 @@ describe('Slack /killswitch', () => {
     expect(ssmMock).not.toHaveReceivedCommand(PutParameterCommand);
   });
 
+  it.each([
+    ['enable maintenance', 'a reason is required: /killswitch enable maintenance OSRM down'],
+    ['enable degraded --expires 2h', 'a reason is required: /killswitch enable degraded --expires 2h OSRM down'],
+    ['enable', 'a mode is required: /killswitch enable maintenance|degraded <reason>'],
+    ['enable --expires=2h', 'a mode is required: /killswitch enable maintenance|degraded <reason>'],
+  ])('answers a missing mode or reason (%s) with the Slack command that gives it, not the CLI\'s flags, writing nothing', async (text, line) => {
+    fakeParameter(ssmMock, value());
+
+    const reply = await call(slackEvent(form({ user_id: 'U0123ONCALL', text })));
+
+    expect(reply).toEqual({ statusCode: 200, response_type: 'ephemeral', text: `killswitch: ${line}` });
+    expect(ssmMock).not.toHaveReceivedCommand(PutParameterCommand);
+  });
+
+  it('enables when the on-call types the command a missing reason was answered with', async () => {
+    const store = fakeParameter(ssmMock, value());
+    const refused = await call(slackEvent(form({ user_id: 'U0123ONCALL', text: 'enable degraded --expires 2h' })));
+    const suggested = /: \/killswitch (.*)$/.exec(refused.text)?.[1] ?? refused.text;
+
+    const reply = await call(slackEvent(form({ user_id: 'U0123ONCALL', text: suggested })));
+
+    expect(reply).toMatchObject({ response_type: 'in_channel', text: expect.stringMatching(/^<@U0123ONCALL> enabled \*degraded\* until .*: OSRM down$/) });
+    expect(JSON.parse(store.raw)).toMatchObject({ mode: 'degraded', reason: 'OSRM down' });
+  });
+
   it('rejects a forged signature (wrong secret) with 401 and writes nothing', async () => {
     fakeParameter(ssmMock, value());
 
