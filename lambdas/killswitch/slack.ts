@@ -64,18 +64,34 @@ export function verifySlackSignature(request: SlackHttpRequest, signingSecret: s
 const EXPIRES_OPTION = '--expires';
 const EXPIRES_FORMS = `${EXPIRES_OPTION} 2h or ${EXPIRES_OPTION}=2h`;
 
+const ENABLE_USAGE = `enable ${ENABLE_MODES.join('|')} [${EXPIRES_OPTION} 30m] <reason>`;
+/** What `/killswitch help` answers, and the end of an unknown command's line. */
+export const SLACK_USAGE = `/killswitch status | ${ENABLE_USAGE} | disable [reason] | help`;
+
+/** Words typed for a command they are not: answered with the command meant, not the whole usage. */
+const MEANT = new Map([
+  ['off', 'to return to normal, write /killswitch disable <reason>'],
+  ['on', `to enable, write /killswitch ${ENABLE_USAGE}`],
+  // Stop the API, or stop its maintenance: both are said rather than one guessed.
+  ['stop', 'to stop the API, write /killswitch enable maintenance <reason>; to end a maintenance, /killswitch disable <reason>'],
+]);
+
+/** `/killswitch help`: answered with SLACK_USAGE, nothing read. */
+export type SlackCommand = KillswitchCommand | { readonly action: 'help' };
+
 /**
- * `enable <mode> [--expires 2h | --expires=2h] <reason...>` | `disable [reason...]` | `status`.
+ * `enable <mode> [--expires 2h | --expires=2h] <reason...>` | `disable [reason...]` | `status` | `help`.
  * The option may stand anywhere after the action and is spelled as the CLI takes it (commander:
  * lower case, a separate value or `=value`). Any other word starting with `--` is refused rather
  * than kept in the reason: `--EXPIRES 2h` or `--expire=2h` would otherwise enable with no expiry,
  * and the on-call would believe the maintenance ends by itself.
  */
-export function parseSlackText(text: string): KillswitchCommand {
+export function parseSlackText(text: string): SlackCommand {
   const words = text.trim().split(/\s+/).filter(Boolean);
   const action = (words.shift() ?? 'status').toLowerCase();
+  if (action === 'help') return { action: 'help' };
   if (action !== 'status' && action !== 'enable' && action !== 'disable') {
-    throw new OperatorError(`killswitch: unknown command "${action}": use status, enable maintenance|degraded <reason>, or disable [reason]`, 2);
+    throw new OperatorError(`killswitch: unknown command "${action}": ${MEANT.get(action) ?? `use ${SLACK_USAGE}`}`, 2);
   }
   let expires: string | undefined;
   const rest: string[] = [];
@@ -202,6 +218,7 @@ export async function handleSlackCommand(deps: SlackDeps, request: SlackHttpRequ
   if (command === '/incident' && deps.incidentCommand) return deps.incidentCommand(form.get('text') ?? '', actor, userId);
   try {
     const parsed = parseSlackText(form.get('text') ?? '');
+    if (parsed.action === 'help') return ephemeral(200, `usage: ${SLACK_USAGE}`);
     const result = await runKillswitchCommand({ ssm: deps.ssm, parameterName: deps.parameterName, resolveActor: async () => actor }, parsed);
     if (result.action === 'status') {
       const { reading } = result;

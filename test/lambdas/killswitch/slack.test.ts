@@ -142,6 +142,21 @@ describe('Slack /killswitch', () => {
     expect(JSON.parse(store.raw)).toMatchObject({ mode: 'degraded', reason: 'OSRM down' });
   });
 
+  it.each([
+    ['help', 'usage: /killswitch status | enable maintenance|degraded [--expires 30m] <reason> | disable [reason] | help'],
+    ['HELP', 'usage: /killswitch status | enable maintenance|degraded [--expires 30m] <reason> | disable [reason] | help'],
+    ['off', 'killswitch: unknown command "off": to return to normal, write /killswitch disable <reason>'],
+    ['on maintenance', 'killswitch: unknown command "on": to enable, write /killswitch enable maintenance|degraded [--expires 30m] <reason>'],
+    ['stop', 'killswitch: unknown command "stop": to stop the API, write /killswitch enable maintenance <reason>; to end a maintenance, /killswitch disable <reason>'],
+    ['reboot', 'killswitch: unknown command "reboot": use /killswitch status | enable maintenance|degraded [--expires 30m] <reason> | disable [reason] | help'],
+    ['constructor', 'killswitch: unknown command "constructor": use /killswitch status | enable maintenance|degraded [--expires 30m] <reason> | disable [reason] | help'],
+  ])('answers %s with the usage, --expires included, or the command meant, privately, reading nothing', async (text, line) => {
+    const reply = await call(slackEvent(form({ user_id: 'U0123ONCALL', text })));
+
+    expect(reply).toEqual({ statusCode: 200, response_type: 'ephemeral', text: line });
+    expect(ssmMock.calls()).toHaveLength(0);
+  });
+
   it('rejects a forged signature (wrong secret) with 401 and writes nothing', async () => {
     fakeParameter(ssmMock, value());
 
