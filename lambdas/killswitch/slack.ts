@@ -120,7 +120,8 @@ export function parseSlackText(text: string): SlackCommand {
     case 'enable': {
       // The core's refusals of a missing mode or reason name the CLI's --mode and --reason, which
       // Slack refuses as options: these two are answered here in the slash command's own words.
-      const mode = rest.shift();
+      // Modes in any case, as the commands: `Maintenance` is what a phone's keyboard types.
+      const mode = rest.shift()?.toLowerCase();
       if (mode === undefined) throw new OperatorError(`killswitch: a mode is required: /killswitch enable ${ENABLE_MODES.join('|')} <reason>`, 2);
       const enabled = parseEnableMode(mode); // an invalid mode is named first, never suggested
       // `enable maintenance 30m deploy` means an expiry, but without --expires the 30m would be

@@ -157,6 +157,18 @@ describe('Slack /killswitch', () => {
     expect(ssmMock.calls()).toHaveLength(0);
   });
 
+  it.each([
+    ['enable Maintenance OSRM down', 'maintenance'],
+    ['ENABLE DEGRADED OSRM down', 'degraded'],
+  ])('takes the mode in any case, as the commands (%s)', async (text, mode) => {
+    const store = fakeParameter(ssmMock, value());
+
+    const reply = await call(slackEvent(form({ user_id: 'U0123ONCALL', text })));
+
+    expect(reply).toMatchObject({ response_type: 'in_channel', text: `<@U0123ONCALL> enabled *${mode}*: OSRM down` });
+    expect(JSON.parse(store.raw)).toMatchObject({ mode, reason: 'OSRM down' });
+  });
+
   it('rejects a forged signature (wrong secret) with 401 and writes nothing', async () => {
     fakeParameter(ssmMock, value());
 
