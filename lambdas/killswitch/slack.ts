@@ -126,20 +126,37 @@ export function parseSlackText(text: string): SlackCommand {
       const enabled = parseEnableMode(mode); // an invalid mode is named first, never suggested
       // `enable maintenance 30m deploy` means an expiry, but without --expires the 30m would be
       // read as the reason's first word and the mode would never end by itself. Refused with the
-      // command that says it. With --expires given, a duration in the reason is the reason's.
+      // command that says it. With --expires given, or quoted ("30m of tests"), it is the reason's.
       const [first, ...after] = rest;
       if (expires === undefined && first !== undefined && durationSeconds(first) !== undefined) {
         throw new OperatorError(`killswitch: "${first}" looks like a duration: write /killswitch enable ${enabled} ${EXPIRES_OPTION} ${first} ${after.join(' ') || '<reason>'}; nothing changed`, 2);
       }
-      if (first === undefined) {
+      const reason = unquoted(rest.join(' '));
+      if (reason.trim() === '') {
         const expiry = expires === undefined ? '' : ` ${EXPIRES_OPTION} ${expires}`;
         throw new OperatorError(`killswitch: a reason is required: /killswitch enable ${enabled}${expiry} OSRM down`, 2);
       }
-      return { action: 'enable', mode, reason: rest.join(' '), expires };
+      return { action: 'enable', mode, reason, expires };
     }
     case 'disable':
-      return { action: 'disable', reason: rest.join(' ') || undefined };
+      return { action: 'disable', reason: unquoted(rest.join(' ')) || undefined };
   }
+}
+
+/**
+ * One pair of straight or curly quotes around the whole reason, as a smart keyboard may type them,
+ * and none inside but an apostrophe within a word (`'l'API est down'`): `"OSRM" down "again"` is
+ * two quoted words, kept as typed.
+ */
+const QUOTED = /^["\u201c\u201d]([^"\u201c\u201d]*)["\u201c\u201d]$|^['\u2018\u2019]((?:[^'\u2018\u2019]|(?<=\p{L})['\u2019](?=\p{L}))*)['\u2018\u2019]$/u;
+
+/**
+ * The reason without the one pair of quotes around it: the CLI's shell takes them off `--reason
+ * "deploy cassé"`, but Slack passes the text as typed, and the quotes were stored as the reason's.
+ */
+function unquoted(reason: string): string {
+  const match = QUOTED.exec(reason);
+  return match ? (match[1] ?? match[2]) : reason;
 }
 
 export interface SlackDeps {

@@ -169,6 +169,15 @@ describe('Slack /killswitch', () => {
     expect(JSON.parse(store.raw)).toMatchObject({ mode, reason: 'OSRM down' });
   });
 
+  it('stores a quoted reason without its quotes, as the CLI\'s shell would', async () => {
+    const store = fakeParameter(ssmMock, value());
+
+    const reply = await call(slackEvent(form({ user_id: 'U0123ONCALL', text: 'enable maintenance --expires 30m \u201cdeploy cass\u00e9\u201d' })));
+
+    expect(reply).toMatchObject({ response_type: 'in_channel', text: expect.stringMatching(/: deploy cassé$/) });
+    expect(JSON.parse(store.raw)).toMatchObject({ mode: 'maintenance', reason: 'deploy cassé' });
+  });
+
   it('rejects a forged signature (wrong secret) with 401 and writes nothing', async () => {
     fakeParameter(ssmMock, value());
 
@@ -386,6 +395,24 @@ describe('parseSlackText', () => {
     expect(parseSlackText('enable maintenance --expires 2h 30m of tests')).toMatchObject({ reason: '30m of tests', expires: '2h' });
     expect(parseSlackText('enable maintenance 500 errors')).toMatchObject({ reason: '500 errors', expires: undefined });
     expect(() => parseSlackText('enable panic 30m x')).toThrow(/^killswitch: invalid mode "panic"/);
+  });
+
+  it.each([
+    ['"deploy cassé"', 'deploy cassé'],
+    ['\u201cdeploy cass\u00e9\u201d', 'deploy cassé'],
+    ["'l'API est down'", "l'API est down"],
+    ['\u2018l\u2019API est down\u2019', 'l\u2019API est down'],
+    ['"30m of tests"', '30m of tests'],
+    ['"OSRM" down "again"', '"OSRM" down "again"'],
+    ["'a' and 'b'", "'a' and 'b'"],
+    ["l'API \"down\"", "l'API \"down\""],
+  ])('takes one pair of quotes off a reason around it all (%s)', (typed, reason) => {
+    expect(parseSlackText(`enable maintenance ${typed}`)).toEqual({ action: 'enable', mode: 'maintenance', reason, expires: undefined });
+    expect(parseSlackText(`disable ${typed}`)).toEqual({ action: 'disable', reason });
+  });
+
+  it('refuses a reason that is only quotes as a missing reason', () => {
+    expect(() => parseSlackText('enable maintenance ""')).toThrow(/^killswitch: a reason is required: \/killswitch enable maintenance OSRM down$/);
   });
 
   it('reads a -- that smart punctuation made an em or en dash as the option, not as part of the reason', () => {
