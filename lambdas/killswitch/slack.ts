@@ -2,6 +2,7 @@ import type { Logger } from '@aws-lambda-powertools/logger';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { OperatorError, oneLine } from '../shared/errors';
+import { utcMinute } from '../shared/format';
 import { REQUEST_PATH_SDK } from '../shared/sdk-retry';
 import { durationSeconds } from '../shared/duration';
 import { KillswitchCommand, runKillswitchCommand } from './commands';
@@ -245,7 +246,7 @@ export async function handleSlackCommand(deps: SlackDeps, request: SlackHttpRequ
     }
     const { write } = result;
     const verb = result.action === 'enable' ? `enabled *${write.written.mode}*` : 'returned to *normal*';
-    const expiry = write.written.expiresAt ? ` until ${write.written.expiresAt}` : '';
+    const expiry = write.written.expiresAt ? ` until ${utcMinute(Date.parse(write.written.expiresAt))}` : '';
     const warning = write.conflict ? `\n:warning: ${write.conflict.message}` : '';
     return { statusCode: 200, body: { response_type: 'in_channel', text: `<@${userId}> ${verb}${expiry}: ${write.written.reason}${warning}` } };
   } catch (error) {

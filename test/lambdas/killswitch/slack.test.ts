@@ -70,10 +70,18 @@ describe('Slack /killswitch', () => {
     const status = await call(slackEvent(form({ user_id: 'U0456LEADOPS', text: 'status' })));
     const disabled = await call(slackEvent(form({ user_id: 'U0456LEADOPS', text: 'disable load is back to normal' })));
 
-    expect(enabled.text).toMatch(/^<@U0456LEADOPS> enabled \*degraded\* until \S+Z: peak load$/);
+    expect(enabled.text).toMatch(/^<@U0456LEADOPS> enabled \*degraded\* until \d{4}-\d\d-\d\d \d\d:\d\d UTC: peak load$/);
     expect(status).toMatchObject({ statusCode: 200, response_type: 'ephemeral', text: expect.stringMatching(/^Killswitch: degraded \(by slack:U0456LEADOPS \(alice\)/) });
     expect(disabled).toMatchObject({ response_type: 'in_channel', text: '<@U0456LEADOPS> returned to *normal*: load is back to normal' });
     expect(JSON.parse(store.raw)).toMatchObject({ mode: 'normal', expiresAt: null });
+  });
+
+  it('says until when in the channel as times are said to operators, to the minute and in UTC', async () => {
+    fakeParameter(ssmMock, value(), { ssmClock: () => Date.parse('2026-12-06T04:32:10.183Z') });
+
+    const reply = await call(slackEvent(form({ user_id: 'U0123ONCALL', text: 'enable maintenance --expires 2h migration' })));
+
+    expect(reply).toMatchObject({ response_type: 'in_channel', text: '<@U0123ONCALL> enabled *maintenance* until 2026-12-06 06:32 UTC: migration' });
   });
 
   it('takes --expires=2h (the CLI\'s other form) as the expiry, not as the reason', async () => {
@@ -82,7 +90,7 @@ describe('Slack /killswitch', () => {
     const reply = await call(slackEvent(form({ user_id: 'U0123ONCALL', text: 'enable maintenance --expires=2h migration' })));
 
     const written = JSON.parse(store.raw) as { mode: string; reason: string; updatedAt: string; expiresAt: string | null };
-    expect(reply).toMatchObject({ statusCode: 200, response_type: 'in_channel', text: expect.stringMatching(/^<@U0123ONCALL> enabled \*maintenance\* until \S+Z: migration$/) });
+    expect(reply).toMatchObject({ statusCode: 200, response_type: 'in_channel', text: expect.stringMatching(/^<@U0123ONCALL> enabled \*maintenance\* until \d{4}-\d\d-\d\d \d\d:\d\d UTC: migration$/) });
     expect(written).toMatchObject({ mode: 'maintenance', reason: 'migration' });
     expect(Date.parse(written.expiresAt ?? '') - Date.parse(written.updatedAt)).toBe(2 * 3600 * 1000);
   });
