@@ -145,11 +145,11 @@ export function parseSlackText(text: string): SlackCommand {
 }
 
 /**
- * One pair of straight or curly quotes around the whole reason, as a smart keyboard may type them,
- * and none inside but an apostrophe within a word (`'l'API est down'`): `"OSRM" down "again"` is
- * two quoted words, kept as typed.
+ * One pair of straight or curly double quotes around the whole reason, none inside: `"OSRM" down
+ * "again"` is kept as typed. Single quotes are left alone: in French they are mostly apostrophes
+ * (`l'API`), and a reason in them reads the same.
  */
-const QUOTED = /^["\u201c\u201d]([^"\u201c\u201d]*)["\u201c\u201d]$|^['\u2018\u2019]((?:[^'\u2018\u2019]|(?<=\p{L})['\u2019](?=\p{L}))*)['\u2018\u2019]$/u;
+const QUOTED = /^["\u201c\u201d]([^"\u201c\u201d]*)["\u201c\u201d]$/;
 
 /**
  * The reason without the one pair of quotes around it: the CLI's shell takes them off `--reason
@@ -157,7 +157,7 @@ const QUOTED = /^["\u201c\u201d]([^"\u201c\u201d]*)["\u201c\u201d]$|^['\u2018\u2
  */
 function unquoted(reason: string): string {
   const match = QUOTED.exec(reason);
-  return match ? (match[1] ?? match[2]) : reason;
+  return match ? match[1] : reason;
 }
 
 export interface SlackDeps {
