@@ -88,6 +88,11 @@ function report(parameterName: string, result: KillswitchCommandResult, json: bo
     }
     return;
   }
+  if ('unchanged' in result) {
+    const { unchanged } = result;
+    print(json ? JSON.stringify({ parameterName, version: unchanged.version, value: unchanged.value, conflict: null, unchanged: true }) : result.line);
+    return;
+  }
   const { write } = result;
   if (json) {
     print(JSON.stringify({ parameterName, version: write.version, value: write.written, conflict: write.conflict?.message ?? null }));

@@ -2,7 +2,7 @@ import { SSMClient } from '@aws-sdk/client-ssm';
 import { serviceNow } from '../shared/clock-offset';
 import { OperatorError } from '../shared/errors';
 import { KillswitchReading, KillswitchWriteResult, readKillswitch, writeKillswitch } from './core';
-import { parseDuration, parseEnableMode, parseReason } from './value';
+import { isExpired, KillswitchValue, parseDuration, parseEnableMode, parseReason } from './value';
 
 /** One killswitch command, as the CLI and the Slack slash command both express it. */
 export type KillswitchCommand =
@@ -12,7 +12,9 @@ export type KillswitchCommand =
 
 export type KillswitchCommandResult =
   | { readonly action: 'status'; readonly reading: KillswitchReading }
-  | { readonly action: 'enable' | 'disable'; readonly write: KillswitchWriteResult };
+  | { readonly action: 'enable' | 'disable'; readonly write: KillswitchWriteResult }
+  /** The parameter already held what was asked: nothing was written (`line` says so, for every caller alike). */
+  | { readonly action: 'enable' | 'disable'; readonly unchanged: KillswitchReading; readonly line: string };
 
 export interface CommandDeps {
   readonly ssm: SSMClient;
@@ -48,12 +50,18 @@ export async function runKillswitchCommand(deps: CommandDeps, command: Killswitc
       // One instant for updatedAt and the expiry, so "2h" is exactly two hours after the change.
       const at = now();
       const expiresAt = expiresInSeconds === null ? null : new Date(at.getTime() + expiresInSeconds * 1000);
+      const held = previous.value;
+      if (held && held.mode === mode && !isExpired(held, at.getTime()) && held.reason === reason && held.expiresAt === (expiresAt?.toISOString() ?? null)) {
+        return unchanged('enable', previous, held);
+      }
       const write = await writeKillswitch({ ssm: deps.ssm, now: () => at }, { parameterName: deps.parameterName, mode, reason, actor, expiresAt }, previous);
       return { action: 'enable', write };
     }
     case 'disable': {
       const reason = parseReason(command.reason, false) ?? 'disabled';
       const [actor, previous] = await actorAndReading(deps);
+      // An expired mode still needs this write (its edge rule stays until the value says normal).
+      if (previous.value?.mode === 'normal') return unchanged('disable', previous, previous.value);
       const write = await writeKillswitch(
         { ssm: deps.ssm, now },
         { parameterName: deps.parameterName, mode: 'normal', reason, actor, expiresAt: null },
@@ -64,6 +72,15 @@ export async function runKillswitchCommand(deps: CommandDeps, command: Killswitc
     default:
       throw new OperatorError(`killswitch: unknown action: use status, enable or disable`, 2);
   }
+}
+
+/**
+ * A request for what the parameter already holds writes nothing: every write is a new version, a
+ * notification to the incidents topic and an event, which would announce a change that is none.
+ */
+function unchanged(action: 'enable' | 'disable', reading: KillswitchReading, held: KillswitchValue): KillswitchCommandResult {
+  const until = held.expiresAt ? `, until ${held.expiresAt}` : '';
+  return { action, unchanged: reading, line: `killswitch already ${held.mode} (since ${held.updatedAt}, by ${held.actor}${until}): nothing changed` };
 }
 
 /**

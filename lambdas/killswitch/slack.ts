@@ -244,6 +244,8 @@ export async function handleSlackCommand(deps: SlackDeps, request: SlackHttpRequ
       const text = reading.value ? `Killswitch: ${describeValue(reading.value)}` : `Killswitch value is MALFORMED (${reading.invalidReason}); readers treat it as normal`;
       return ephemeral(200, text);
     }
+    // Nothing changed: the caller is told, the channel is not.
+    if ('unchanged' in result) return ephemeral(200, result.line);
     const { write } = result;
     const verb = result.action === 'enable' ? `enabled *${write.written.mode}*` : 'returned to *normal*';
     const expiry = write.written.expiresAt ? ` until ${utcMinute(Date.parse(write.written.expiresAt))}` : '';

@@ -136,6 +136,15 @@ describe('atmr-dr killswitch enable / disable / status', () => {
     expect(run.stdout).toMatch(/\n {2}was v2: normal \(by atmr-dr deploy at 2026-01-01T00:00:00.000Z\): initial\n$/);
   });
 
+  it('disable when already normal writes nothing, says since when and by whom, exit 0; --json says unchanged', () => {
+    const run = atmrDr(['disable', '--reason', 'OSRM back', '--yes'], { version: 4 });
+    const json = atmrDr(['disable', '--yes', '--json'], { version: 4 });
+
+    expect([run.status, run.stdout, run.stderr]).toEqual([0, 'killswitch already normal (since 2026-01-01T00:00:00.000Z, by atmr-dr deploy): nothing changed\n', '']);
+    expect([json.status, JSON.parse(json.stdout)]).toEqual([0, { parameterName: PARAMETER, version: 4, value: value(), conflict: null, unchanged: true }]);
+    expect([...run.puts, ...json.puts]).toEqual([]);
+  });
+
   it('falls back to $USER as actor when there are no usable AWS credentials', () => {
     const run = atmrDr(['disable', '--reason', 'OSRM back', '--yes'], { raw: JSON.stringify(value({ mode: 'maintenance' })), stsFails: true });
 

@@ -1,5 +1,6 @@
-import { SSMClient } from '@aws-sdk/client-ssm';
+import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
+import 'aws-sdk-client-mock-jest';
 import { runKillswitchCommand } from '../../../lambdas/killswitch/commands';
 import { fakeParameter, PARAMETER, value } from './fixtures';
 
@@ -20,7 +21,7 @@ describe.each([
   it('reads the parameter while the actor is being looked up, not after, and writes with that actor', async () => {
     // Arrange: an actor lookup that answers only after 200 ms; when SSM is first read is recorded
     const events: string[] = [];
-    const store = fakeParameter(ssmMock, value(), { version: 4, beforeGet: (index) => index === 0 && events.push('parameter read') });
+    const store = fakeParameter(ssmMock, value({ mode: command.action === 'disable' ? 'maintenance' : 'normal' }), { version: 4, beforeGet: (index) => index === 0 && events.push('parameter read') });
     const resolveActor = () =>
       new Promise<string>((resolve) =>
         setTimeout(() => {
@@ -36,5 +37,45 @@ describe.each([
     expect(events).toEqual(['parameter read', 'actor known']);
     expect(JSON.parse(store.raw)).toMatchObject({ actor: 'arn:aws:sts::111111111111:assumed-role/oncall/alice' });
     expect(result).toMatchObject({ write: { version: 5, previous: { version: 4 }, conflict: undefined } });
+  });
+});
+
+describe('a request for what the parameter already holds', () => {
+  const actor = async () => 'arn:aws:sts::111111111111:assumed-role/oncall/alice';
+  const MAINTENANCE = value({ mode: 'maintenance', reason: 'OSRM down', actor: 'bob', updatedAt: '2026-01-01T10:00:00.000Z' });
+
+  it.each([
+    ['disable on normal', value(), { action: 'disable', reason: 'OSRM back' }, 'killswitch already normal (since 2026-01-01T00:00:00.000Z, by atmr-dr deploy): nothing changed'],
+    ['disable on normal, no reason', value(), { action: 'disable' }, 'killswitch already normal (since 2026-01-01T00:00:00.000Z, by atmr-dr deploy): nothing changed'],
+    [
+      'enable of the mode on, same reason, no expiry either side',
+      MAINTENANCE,
+      { action: 'enable', mode: 'maintenance', reason: 'OSRM down' },
+      'killswitch already maintenance (since 2026-01-01T10:00:00.000Z, by bob): nothing changed',
+    ],
+  ] as const)('%s: writes nothing (no new version, so no notification) and says so in one line', async (_name, held, command, line) => {
+    const store = fakeParameter(ssmMock, held, { version: 4 });
+
+    const result = await runKillswitchCommand({ ssm, parameterName: PARAMETER, resolveActor: actor }, command);
+
+    expect(result).toEqual({ action: command.action, unchanged: expect.objectContaining({ version: 4 }), line });
+    expect(ssmMock).not.toHaveReceivedCommand(PutParameterCommand);
+    expect(store.version).toBe(4);
+  });
+
+  it.each([
+    ['disable of an expired maintenance (its edge rule stays until the value says normal)', value({ mode: 'maintenance', expiresAt: '2026-01-01T01:00:00.000Z' }), { action: 'disable' }],
+    ['enable of the mode on with another reason', MAINTENANCE, { action: 'enable', mode: 'maintenance', reason: 'OSRM still down' }],
+    ['enable of the other mode', MAINTENANCE, { action: 'enable', mode: 'degraded', reason: 'OSRM down' }],
+    ['enable with an expiry of a mode on without one', MAINTENANCE, { action: 'enable', mode: 'maintenance', reason: 'OSRM down', expires: '30m' }],
+    ['enable of an expired mode', value({ mode: 'maintenance', reason: 'OSRM down', expiresAt: '2026-01-01T01:00:00.000Z' }), { action: 'enable', mode: 'maintenance', reason: 'OSRM down' }],
+    ['disable of a malformed value', '{"mode":', { action: 'disable' }],
+  ] as const)('%s: writes', async (_name, held, command) => {
+    const store = fakeParameter(ssmMock, held, { version: 4 });
+
+    const result = await runKillswitchCommand({ ssm, parameterName: PARAMETER, resolveActor: actor }, command);
+
+    expect(result).toMatchObject({ write: { version: 5 } });
+    expect(store.version).toBe(5);
   });
 });

@@ -84,6 +84,16 @@ describe('Slack /killswitch', () => {
     expect(reply).toMatchObject({ response_type: 'in_channel', text: '<@U0123ONCALL> enabled *maintenance* until 2026-12-06 06:32 UTC: migration' });
   });
 
+  it('disable when already normal writes nothing and tells only the caller, in the CLI\'s line', async () => {
+    const store = fakeParameter(ssmMock, value(), { version: 3 });
+
+    const reply = await call(slackEvent(form({ user_id: 'U0456LEADOPS', text: 'disable OSRM back' })));
+
+    expect(reply).toEqual({ statusCode: 200, response_type: 'ephemeral', text: 'killswitch already normal (since 2026-01-01T00:00:00.000Z, by atmr-dr deploy): nothing changed' });
+    expect(ssmMock).not.toHaveReceivedCommand(PutParameterCommand);
+    expect(store.version).toBe(3);
+  });
+
   it('takes --expires=2h (the CLI\'s other form) as the expiry, not as the reason', async () => {
     const store = fakeParameter(ssmMock, value());
 
