@@ -3,7 +3,7 @@ import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { Command } from 'commander';
 import { KillswitchCommand, KillswitchCommandResult, runKillswitchCommand } from '../../lambdas/killswitch/commands';
 import { describeValue, MISSING_PARAMETER_FIX, sentUnconfirmed } from '../../lambdas/killswitch/core';
-import { parseDuration, parseEnableMode, parseReason } from '../../lambdas/killswitch/value';
+import { NO_EXPIRY, parseEnableMode, parseExpires, parseReason } from '../../lambdas/killswitch/value';
 import { awsCall, unansweredService } from '../../lambdas/shared/aws-errors';
 import { serviceNow } from '../../lambdas/shared/clock-offset';
 import { namedClient } from '../../lambdas/shared/named-clients';
@@ -22,7 +22,7 @@ export function validateKillswitchCommand(command: KillswitchCommand): void {
   if (command.action === 'enable') {
     parseEnableMode(command.mode);
     parseReason(command.reason, true);
-    if (command.expires !== undefined) parseDuration(command.expires);
+    if (command.expires !== undefined) parseExpires(command.expires);
   } else if (command.action === 'disable') {
     parseReason(command.reason, false);
   }
@@ -72,6 +72,8 @@ function print(line: string): void {
 
 /** How long a mode set without --expires lasts. */
 const UNTIL_DISABLED = 'until atmr-dr killswitch disable (no --expires)';
+/** How long a mode set with --expires never lasts. */
+const UNTIL_DISABLED_NEVER = `until atmr-dr killswitch disable (--expires ${NO_EXPIRY})`;
 
 /** `now`: SSM's clock (ms), so an expiry is called past or not as the readers will, whatever this machine's clock says. */
 function report(parameterName: string, result: KillswitchCommandResult, json: boolean, now: number): void {
@@ -108,8 +110,9 @@ function report(parameterName: string, result: KillswitchCommandResult, json: bo
 function changeOf(command: Exclude<KillswitchCommand, { action: 'status' }>): string {
   if (command.action === 'disable') return 'return the API to normal';
   const what = command.mode === 'maintenance' ? 'put the API in maintenance (every request but /health and /ready answered 503)' : 'put the API in degraded mode';
-  // Without --expires nothing reverts it: the operator confirms a change that lasts until someone undoes it.
-  return `${what}${command.expires === undefined ? ` ${UNTIL_DISABLED}` : ` for ${command.expires}`}`;
+  // Asked before the value is read: without --expires, whether an expiry is kept depends on it.
+  if (command.expires === undefined) return `${what} until atmr-dr killswitch disable, or until its current expiry if it is already on with one (no --expires)`;
+  return `${what}${command.expires === NO_EXPIRY ? ` ${UNTIL_DISABLED_NEVER}` : ` for ${command.expires}`}`;
 }
 
 /** The end of a failure's line that says to retry at once: a write that may have landed is checked first. */
@@ -164,7 +167,7 @@ export function registerKillswitchCommands(program: Command): void {
     .description('enable maintenance or degraded mode (reason required)')
     .requiredOption('--mode <mode>', 'maintenance or degraded')
     .requiredOption('--reason <text>', 'why, e.g. "OSRM down": shown to operators and in notifications')
-    .option('--expires <duration>', 'revert to normal after this long (e.g. 30m, 2h, 1d)')
+    .option('--expires <duration>', `revert to normal after this long (e.g. 30m, 2h, 1d); without it, re-enabling the mode on keeps its expiry; ${NO_EXPIRY} removes it`)
     .option('--yes', 'confirm without asking (required when standard input is not a terminal)')
     .option('--by <name>', byOptionHelp('who changes it'))
     .option('--json', 'print the result as JSON')

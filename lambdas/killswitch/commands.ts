@@ -2,7 +2,7 @@ import { SSMClient } from '@aws-sdk/client-ssm';
 import { serviceNow } from '../shared/clock-offset';
 import { OperatorError } from '../shared/errors';
 import { KillswitchReading, KillswitchWriteResult, readKillswitch, writeKillswitch } from './core';
-import { isExpired, KillswitchValue, parseDuration, parseEnableMode, parseReason } from './value';
+import { isExpired, KillswitchValue, parseEnableMode, parseExpires, parseReason } from './value';
 
 /** One killswitch command, as the CLI and the Slack slash command both express it. */
 export type KillswitchCommand =
@@ -45,13 +45,18 @@ export async function runKillswitchCommand(deps: CommandDeps, command: Killswitc
     case 'enable': {
       const mode = parseEnableMode(command.mode);
       const reason = parseReason(command.reason, true) as string;
-      const expiresInSeconds = command.expires === undefined ? null : parseDuration(command.expires);
+      const expiresInSeconds = command.expires === undefined ? undefined : parseExpires(command.expires);
       const [actor, previous] = await actorAndReading(deps);
       // One instant for updatedAt and the expiry, so "2h" is exactly two hours after the change.
       const at = now();
-      const expiresAt = expiresInSeconds === null ? null : new Date(at.getTime() + expiresInSeconds * 1000);
-      const held = previous.value;
-      if (held && held.mode === mode && !isExpired(held, at.getTime()) && held.reason === reason && held.expiresAt === (expiresAt?.toISOString() ?? null)) {
+      const held = previous.value && previous.value.mode === mode && !isExpired(previous.value, at.getTime()) ? previous.value : null;
+      // Without --expires, re-enabling the mode in effect (to change its reason) keeps its expiry:
+      // one set on purpose must not vanish unseen, leaving the mode on until someone disables it.
+      const expiresAt =
+        expiresInSeconds === undefined
+          ? held?.expiresAt ? new Date(held.expiresAt) : null
+          : expiresInSeconds === null ? null : new Date(at.getTime() + expiresInSeconds * 1000);
+      if (held && held.reason === reason && (held.expiresAt === null ? expiresAt === null : Date.parse(held.expiresAt) === expiresAt?.getTime())) {
         return unchanged('enable', previous, held);
       }
       const write = await writeKillswitch({ ssm: deps.ssm, now: () => at }, { parameterName: deps.parameterName, mode, reason, actor, expiresAt }, previous);

@@ -101,11 +101,23 @@ export function parseReason(reason: string | undefined, required: boolean): stri
 export const MIN_EXPIRY_SECONDS = 60;
 export const MAX_EXPIRY_SECONDS = 7 * 86400;
 
+/**
+ * `--expires never`: no expiry. An enable without --expires keeps the expiry of the mode it
+ * re-enables (an expiry set on purpose does not vanish on a reason change), so removing one is
+ * said, not implied.
+ */
+export const NO_EXPIRY = 'never';
+
+/** `--expires`: seconds until the mode reverts, or null for NO_EXPIRY. */
+export function parseExpires(text: string): number | null {
+  return text === NO_EXPIRY ? null : parseDuration(text);
+}
+
 /** Parses a duration such as `90s`, `30m`, `2h`, `1d` or `1h30m` into seconds. */
 export function parseDuration(text: string): number {
   const seconds = durationSeconds(text);
   if (seconds === undefined) {
-    throw new OperatorError(`killswitch: malformed duration "${text}": use a number with a unit s, m, h or d (e.g. 30m, 2h, 1h30m)`, 2);
+    throw new OperatorError(`killswitch: malformed duration "${text}": use a number with a unit s, m, h or d (e.g. 30m, 2h, 1h30m), or ${NO_EXPIRY}`, 2);
   }
   if (seconds < MIN_EXPIRY_SECONDS || seconds > MAX_EXPIRY_SECONDS) {
     throw new OperatorError(`killswitch: duration "${text}" is out of range: use between 1m and 7d`, 2);

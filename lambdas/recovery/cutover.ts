@@ -907,7 +907,7 @@ class Session {
       ? `redeploy ${ecs.serviceNames.join(', ')} and wait until they are stable: ${ecs.serviceNames.map((service) => `"aws ecs update-service --cluster ${ecs.clusterArn} --service ${service} --force-new-deployment"`).join(', ')}, then "aws ecs wait services-stable --cluster ${ecs.clusterArn} --services ${ecs.serviceNames.join(' ')}"`
       : "redeploy the API's services and wait until they are stable";
     const byHand =
-      `(1) keep users out all along: "atmr-dr killswitch status" shows the hold and its expiry; unless it is a maintenance with no expiry, set one: "atmr-dr killswitch enable --mode maintenance --reason ..." with no --expires; ` +
+      `(1) keep users out all along: "atmr-dr killswitch status" shows the hold and its expiry; unless it is a maintenance with no expiry, set one: "atmr-dr killswitch enable --mode maintenance --reason ... --expires never"; ` +
       `(2) point the API back at ${old}: ${endpointCommand(settings.endpoint, previous)}; (3) ${redeploy}; (4) only then let users in ("atmr-dr killswitch disable --reason ..."); ` +
       `${copy} is left as it is; then close the cutover with "atmr-dr recover cutover ${id} --undo --yes" (it finds production back on ${old}: nothing to set back, the killswitch left as it is)`;
     const head = `recover cutover --undo: recovery ${id}: its cutover stopped at ${reopen.startedAt} at someone's hold on the killswitch (${hold})`;

@@ -170,7 +170,7 @@ describe('arguments are checked before any name is resolved or any AWS call', ()
   it.each([
     [['killswitch', 'enable', '--mode', 'readonly', '--reason', 'x'], 'atmr-dr: killswitch: invalid mode "readonly": use one of maintenance, degraded (disable returns to normal)'],
     [['killswitch', 'enable', '--mode', 'maintenance'], 'atmr-dr: killswitch enable: required option not given: --reason <text> (why, e.g. "OSRM down": shown to operators and in notifications) (see atmr-dr killswitch enable --help)'],
-    [['killswitch', 'enable', '--mode', 'degraded', '--reason', 'x', '--expires', '2x'], 'atmr-dr: killswitch: malformed duration "2x": use a number with a unit s, m, h or d (e.g. 30m, 2h, 1h30m)'],
+    [['killswitch', 'enable', '--mode', 'degraded', '--reason', 'x', '--expires', '2x'], 'atmr-dr: killswitch: malformed duration "2x": use a number with a unit s, m, h or d (e.g. 30m, 2h, 1h30m), or never'],
     [['backups', 'list', '--tier', 'yearly'], 'atmr-dr: invalid backup tier "yearly": use one of hourly, daily, weekly, monthly'],
     [['restore', 'foo', '--target-db', 'x'], 'atmr-dr: "foo" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); list them with: atmr-dr backups list'],
     [['restore', 'latest', '--database', 'atmr', '--target-db', 'bad name;'], 'atmr-dr: invalid --target-db "bad name;": use ASCII letters, digits and underscores (at most 63, not starting with a digit)'],

@@ -625,8 +625,8 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(undo.status).toBe(3);
     const refusal = undo.stderr.trimEnd().split('\n').at(-1)!;
     expect(refusal).toMatch(/^atmr-dr: recover cutover --undo: recovery \S+: its cutover stopped at \S+ at someone's hold on the killswitch \(.*\); only that hold keeps users off atmr-prod-pitr-202611301402, .*; or go back to atmr-prod by hand while the hold keeps users out: \(1\) /);
-    const enable = `atmr-dr killswitch --parameter ${KILLSWITCH} enable --mode maintenance --reason ...`;
-    expect(refusal).toContain(`(1) keep users out all along: "atmr-dr killswitch --parameter ${KILLSWITCH} status" shows the hold and its expiry; unless it is a maintenance with no expiry, set one: "${enable}" with no --expires`);
+    const enable = `atmr-dr killswitch --parameter ${KILLSWITCH} enable --mode maintenance --reason ... --expires never`;
+    expect(refusal).toContain(`(1) keep users out all along: "atmr-dr killswitch --parameter ${KILLSWITCH} status" shows the hold and its expiry; unless it is a maintenance with no expiry, set one: "${enable}"`);
     expect(refusal).toContain(`(4) only then let users in ("atmr-dr killswitch --parameter ${KILLSWITCH} disable --reason ..."); atmr-prod-pitr-202611301402 is left as it is`);
     expect(refusals([words(enable).slice(1)])).toEqual([null]);
     expect(JSON.parse(aws.parameters.get(KILLSWITCH)!.value)).toEqual(hold);

@@ -80,7 +80,7 @@ describe('atmr-dr killswitch enable / disable / status', () => {
   it.each([
     [
       ['enable', '--mode', 'maintenance', '--reason', 'OSRM down'],
-      'killswitch enable: put the API in maintenance (every request but /health and /ready answered 503) until atmr-dr killswitch disable (no --expires)',
+      'killswitch enable: put the API in maintenance (every request but /health and /ready answered 503) until atmr-dr killswitch disable, or until its current expiry if it is already on with one (no --expires)',
     ],
     [['disable', '--reason', 'OSRM back'], 'killswitch disable: return the API to normal'],
   ])('%j without --yes and without a terminal is refused in one line naming --yes, exit 2, nothing written', (args, change) => {
@@ -143,6 +143,18 @@ describe('atmr-dr killswitch enable / disable / status', () => {
     expect([run.status, run.stdout, run.stderr]).toEqual([0, 'killswitch already normal (since 2026-01-01T00:00:00.000Z, by atmr-dr deploy): nothing changed\n', '']);
     expect([json.status, JSON.parse(json.stdout)]).toEqual([0, { parameterName: PARAMETER, version: 4, value: value(), conflict: null, unchanged: true }]);
     expect([...run.puts, ...json.puts]).toEqual([]);
+  });
+
+  it('enable without --expires of the mode on keeps its expiry; --expires never removes it', () => {
+    const expiresAt = new Date(Date.now() + 30 * 60_000).toISOString();
+    const raw = JSON.stringify(value({ mode: 'maintenance', reason: 'OSRM down', expiresAt }));
+
+    const kept = atmrDr(['enable', '--mode', 'maintenance', '--reason', 'OSRM down, provider paged', '--yes'], { raw });
+    const removed = atmrDr(['enable', '--mode', 'maintenance', '--reason', 'OSRM down', '--expires', 'never', '--yes'], { raw });
+
+    expect([kept.status, JSON.parse(kept.puts[0].input.Value as string)]).toEqual([0, expect.objectContaining({ reason: 'OSRM down, provider paged', expiresAt })]);
+    expect(kept.stdout).toContain(`, until ${expiresAt}): OSRM down, provider paged\n`);
+    expect([removed.status, JSON.parse(removed.puts[0].input.Value as string)]).toEqual([0, expect.objectContaining({ reason: 'OSRM down', expiresAt: null })]);
   });
 
   it('falls back to $USER as actor when there are no usable AWS credentials', () => {

@@ -79,3 +79,34 @@ describe('a request for what the parameter already holds', () => {
     expect(store.version).toBe(5);
   });
 });
+
+describe('enable without --expires of the mode in effect (to change its reason)', () => {
+  const actor = async () => 'arn:aws:sts::111111111111:assumed-role/oncall/alice';
+  const AT = new Date('2026-01-01T10:10:00.000Z');
+  const EXPIRY = '2026-01-01T10:30:00.000Z';
+  const held = value({ mode: 'maintenance', reason: 'OSRM down', actor: 'bob', updatedAt: '2026-01-01T10:00:00.000Z', expiresAt: EXPIRY });
+
+  it.each([
+    ['no --expires: keeps the expiry set on purpose', held, { reason: 'OSRM down, provider paged' }, EXPIRY],
+    ['--expires 1h: the new one', held, { reason: 'OSRM down', expires: '1h' }, '2026-01-01T11:10:00.000Z'],
+    ['--expires never: removes it', held, { reason: 'OSRM down', expires: 'never' }, null],
+    ['no --expires, from the other mode: none (the expiry was set for that mode)', { ...held, mode: 'degraded' as const }, { reason: 'OSRM down' }, null],
+    ['no --expires, the mode expired: none', { ...held, expiresAt: '2026-01-01T10:05:00.000Z' }, { reason: 'OSRM down' }, null],
+  ])('%s', async (_name, before, command, expiresAt) => {
+    const store = fakeParameter(ssmMock, before, { version: 4 });
+
+    const result = await runKillswitchCommand({ ssm, parameterName: PARAMETER, resolveActor: actor, now: () => AT }, { action: 'enable', mode: 'maintenance', ...command });
+
+    expect(result).toMatchObject({ write: { version: 5 } });
+    expect(JSON.parse(store.raw)).toMatchObject({ mode: 'maintenance', reason: command.reason, expiresAt });
+  });
+
+  it('no --expires and the same reason: the expiry kept is the same, so nothing is written', async () => {
+    fakeParameter(ssmMock, held, { version: 4 });
+
+    const result = await runKillswitchCommand({ ssm, parameterName: PARAMETER, resolveActor: actor, now: () => AT }, { action: 'enable', mode: 'maintenance', reason: 'OSRM down' });
+
+    expect(result).toMatchObject({ line: `killswitch already maintenance (since 2026-01-01T10:00:00.000Z, by bob, until ${EXPIRY}): nothing changed` });
+    expect(ssmMock).not.toHaveReceivedCommand(PutParameterCommand);
+  });
+});

@@ -1,3 +1,4 @@
+import { utcMinute } from '../../../lambdas/shared/format';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -82,6 +83,17 @@ describe('Slack /killswitch', () => {
     const reply = await call(slackEvent(form({ user_id: 'U0123ONCALL', text: 'enable maintenance --expires 2h migration' })));
 
     expect(reply).toMatchObject({ response_type: 'in_channel', text: '<@U0123ONCALL> enabled *maintenance* until 2026-12-06 06:32 UTC: migration' });
+  });
+
+  it('enable of the mode on with another reason and no --expires keeps the expiry, and says until when', async () => {
+    const store = fakeParameter(ssmMock, value());
+
+    await call(slackEvent(form({ user_id: 'U0456LEADOPS', text: 'enable maintenance --expires 30m OSRM down' })));
+    const { expiresAt } = JSON.parse(store.raw) as { expiresAt: string };
+    const reply = await call(slackEvent(form({ user_id: 'U0456LEADOPS', text: 'enable maintenance OSRM down, provider paged' })));
+
+    expect(reply.text).toBe(`<@U0456LEADOPS> enabled *maintenance* until ${utcMinute(Date.parse(expiresAt))}: OSRM down, provider paged`);
+    expect(JSON.parse(store.raw)).toMatchObject({ reason: 'OSRM down, provider paged', expiresAt });
   });
 
   it('disable when already normal writes nothing and tells only the caller, in the CLI\'s line', async () => {

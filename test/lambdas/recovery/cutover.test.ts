@@ -755,7 +755,7 @@ describe('cutover', () => {
         message:
           `recover cutover --undo: recovery ${id}: its cutover stopped at ${stoppedAt} at someone's hold on the killswitch (${said.slice('NOT reopened: '.length)}); only that hold keeps users off atmr-prod-pitr-202611301402, and writes they make there once it is lifted would be lost by going back: the undo is refused until the API's endpoint names atmr-prod again; ` +
           `finish with "atmr-dr recover cutover ${id} --resume --yes" once the hold is lifted; or go back to atmr-prod by hand while the hold keeps users out: ` +
-          `(1) keep users out all along: "atmr-dr killswitch status" shows the hold and its expiry; unless it is a maintenance with no expiry, set one: "atmr-dr killswitch enable --mode maintenance --reason ..." with no --expires; ` +
+          `(1) keep users out all along: "atmr-dr killswitch status" shows the hold and its expiry; unless it is a maintenance with no expiry, set one: "atmr-dr killswitch enable --mode maintenance --reason ... --expires never"; ` +
           `(2) point the API back at atmr-prod: "host" and "port" of secret ${SECRET} set to ${OLD_HOST}:5432; ` +
           `(3) redeploy atmr-api, atmr-celery-worker and wait until they are stable: "aws ecs update-service --cluster ${cluster} --service atmr-api --force-new-deployment", "aws ecs update-service --cluster ${cluster} --service atmr-celery-worker --force-new-deployment", then "aws ecs wait services-stable --cluster ${cluster} --services atmr-api atmr-celery-worker"; ` +
           `(4) only then let users in ("atmr-dr killswitch disable --reason ..."); atmr-prod-pitr-202611301402 is left as it is; then close the cutover with "atmr-dr recover cutover ${id} --undo --yes" (it finds production back on atmr-prod: nothing to set back, the killswitch left as it is)`,
@@ -784,7 +784,7 @@ describe('cutover', () => {
           `^recover cutover --undo: recovery ${id}: its cutover stopped at ${stoppedAt} at someone's hold on the killswitch \\(the killswitch is degraded \\(set by bob: pic de charge\\) since the cutover's maintenance: [^;]*; [^)]*\\), ` +
             `but a degraded killswitch serves users: they may have written on atmr-prod-pitr-202611301402 since it was set: going back to atmr-prod would lose those writes, so the undo is refused until the API's endpoint names atmr-prod again; ` +
             `finish with "atmr-dr recover cutover ${id} --resume --yes" once the hold is lifted; to go back all the same, losing them, by hand: ` +
-            `\\(1\\) keep users out all along: "atmr-dr killswitch status" shows the hold and its expiry; unless it is a maintenance with no expiry, set one: "atmr-dr killswitch enable --mode maintenance --reason \\.\\.\\." with no --expires; \\(2\\) `,
+            `\\(1\\) keep users out all along: "atmr-dr killswitch status" shows the hold and its expiry; unless it is a maintenance with no expiry, set one: "atmr-dr killswitch enable --mode maintenance --reason \\.\\.\\. --expires never"; \\(2\\) `,
         ),
       );
       expect(error.message).not.toContain('only that hold keeps users off');
