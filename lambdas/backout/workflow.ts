@@ -959,7 +959,7 @@ export function pinLine(state: RollbackState, rollout: NonNullable<RollbackState
   return `Pin NOT written in ${rollout.pin} (${rollout.pinError}): hold the deploys of ${state.service}, nothing stops a pipeline from bringing ${bad} back; write the pin by hand (README, "The pin")`;
 }
 
-const HAND_CHECKS = 'À vérifier à la main : flask db current, les logs d\'erreur de l\'API, une requête critique (GET /api/bookings).';
+const HAND_CHECKS = "Check by hand: flask db current, the API's error logs, one critical request (GET /api/bookings).";
 
 /**
  * The end of every path: one message to the incidents topic (what, from which release to which,
