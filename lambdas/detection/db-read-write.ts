@@ -62,7 +62,11 @@ async function withSession<T>(connection: PgConnection, use: (client: Client) =>
 
 /** Reads the read-only state in a new session (a database-level setting only shows in new sessions). */
 export async function readOnlyState(connection: PgConnection): Promise<ReadOnlyState> {
-  return withSession(connection, async (client) => readOnlyStateFromRow((await client.query<Record<string, unknown>>(READ_ONLY_STATE_SQL)).rows[0]));
+  return withSession(connection, readState);
+}
+
+async function readState(client: Client): Promise<ReadOnlyState> {
+  return readOnlyStateFromRow((await client.query<Record<string, unknown>>(READ_ONLY_STATE_SQL)).rows[0]);
 }
 
 /** A role whose own read-only default (ALTER ROLE ... [IN DATABASE ...] SET) refuses its sessions' writes in this database. */
@@ -91,8 +95,8 @@ const ROLE_SETTINGS_SQL = `SELECT r.rolname AS role, s.setdatabase <> 0 AS in_da
   ORDER BY r.rolname COLLATE "C"`;
 
 /** The roles whose new sessions on the connected database are read-only by their own setting. */
-export async function readOnlyRoles(connection: PgConnection): Promise<ReadOnlyRole[]> {
-  const rows = await withSession(connection, async (client) => (await client.query<{ role: string; in_database: boolean; value: string }>(ROLE_SETTINGS_SQL)).rows);
+async function readOnlyRoles(client: Client): Promise<ReadOnlyRole[]> {
+  const { rows } = await client.query<{ role: string; in_database: boolean; value: string }>(ROLE_SETTINGS_SQL);
   // The per-database setting of a role wins over its setting for every database (an "off" there lifts an "on" for all).
   const effective = new Map<string, { inDatabase: boolean; value: string }>();
   for (const row of rows) {
@@ -141,7 +145,11 @@ function describeStorage(storage: StorageState): string {
  */
 export async function dbReadWrite(deps: DbReadWriteDeps): Promise<ReadWriteOutcome> {
   const print = deps.print ?? (() => undefined);
-  const before = await readOnlyState(deps.connection);
+  // One session reads both; on a server in recovery (a standby) no role setting is the cause: not read.
+  const { before, roleSettings } = await withSession(deps.connection, async (client) => {
+    const state = await readState(client);
+    return { before: state, roleSettings: state.inRecovery ? [] : await readOnlyRoles(client) };
+  });
   print(`database ${describeConnection(deps.connection)}`);
   describeState(before).forEach((line) => print(`  ${line}`));
   let storage: StorageState | undefined;
@@ -153,7 +161,7 @@ export async function dbReadWrite(deps: DbReadWriteDeps): Promise<ReadWriteOutco
   const lowStorage = storage?.freeBytes !== undefined && storage.allocatedBytes ? storage.freeBytes / storage.allocatedBytes < 0.1 : false;
   // Other roles' own settings (the application's, when another role connected): the connected
   // role's session does not show them, and no database-level change lifts them.
-  const roles = (await readOnlyRoles(deps.connection)).filter((r) => r.role !== before.role).map((r) => describeRole(r, before.database));
+  const roles = roleSettings.filter((r) => r.role !== before.role).map((r) => describeRole(r, before.database));
 
   if (before.inRecovery) {
     return {
