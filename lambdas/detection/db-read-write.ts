@@ -159,6 +159,7 @@ export async function dbReadWrite(deps: DbReadWriteDeps): Promise<ReadWriteOutco
     print(`  ${describeStorage(storage)}`);
   }
   const lowStorage = storage?.freeBytes !== undefined && storage.allocatedBytes ? storage.freeBytes / storage.allocatedBytes < 0.1 : false;
+  const storageNote = lowStorage ? '; free storage is below 10 %: a full disk forces read-only too, add storage before it fills' : '';
   // Other roles' own settings (the application's, when another role connected): the connected
   // role's session does not show them, and no database-level change lifts them.
   const roles = roleSettings.filter((r) => r.role !== before.role).map((r) => describeRole(r, before.database));
@@ -172,7 +173,7 @@ export async function dbReadWrite(deps: DbReadWriteDeps): Promise<ReadWriteOutco
     };
   }
   if (!before.transactionReadOnly && roles.length > 0) {
-    return { before, storage, result: 'not-a-database-setting', finding: `${roles.join('; ')}${lowStorage ? '; free storage is below 10 %: a full disk also forces read-only, add storage first' : ''}` };
+    return { before, storage, result: 'not-a-database-setting', finding: `${roles.join('; ')}${storageNote}` };
   }
   if (!before.transactionReadOnly) {
     const writeProof = await proveWrite(deps.connection);
@@ -183,7 +184,7 @@ export async function dbReadWrite(deps: DbReadWriteDeps): Promise<ReadWriteOutco
       result: 'already-read-write',
       finding:
         writeProof === 'ok'
-          ? `the database accepts writes (a rolled-back write went through): nothing to change${lowStorage ? '; free storage is below 10 %, add storage before it fills' : ''}`
+          ? `the database accepts writes (a rolled-back write went through): nothing to change${storageNote}`
           : `new sessions are read-write but a write still fails (${writeProof}): check the application's errors and the RDS events`,
     };
   }
@@ -198,7 +199,7 @@ export async function dbReadWrite(deps: DbReadWriteDeps): Promise<ReadWriteOutco
       before,
       storage,
       result: 'not-a-database-setting',
-      finding: `new sessions are read-only because of ${where}${roles.length > 0 ? `; ${roles.join('; ')}` : ''}${lowStorage ? '; free storage is below 10 %: a full disk also forces read-only, add storage first' : ''}`,
+      finding: `new sessions are read-only because of ${where}${roles.length > 0 ? `; ${roles.join('; ')}` : ''}${storageNote}`,
     };
   }
   if (roles.length > 0) {

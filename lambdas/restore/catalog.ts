@@ -2,6 +2,7 @@ import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { OperatorError, oneLine } from '../shared/errors';
 import { BackupManifest, BackupObject, LatestPointerSchema, parseManifest } from '../shared/manifest';
 import {
+  BACKUP_OBJECT_SUFFIX,
   BACKUP_TIERS,
   BackupTier,
   LATEST_POINTER_KEY,
@@ -119,12 +120,12 @@ export function checkBackupRef(ref: string, tierText?: string): BackupTier | und
 
 /** A backup object's key without its tier prefix (`<db>_backup_<stamp>.dump`, or `.sql.gz`). */
 function isBareObjectName(key: string): boolean {
-  return !key.includes('/') && /\.(dump|sql\.gz)$/.test(key);
+  return !key.includes('/') && BACKUP_OBJECT_SUFFIX.test(key);
 }
 
 /** The manifest key of a backup object's key (or of a manifest's without its suffix). */
 function manifestOfObject(key: string): string {
-  return `${key.replace(/\.(dump|sql\.gz)$/, '')}.manifest.json`;
+  return `${key.replace(BACKUP_OBJECT_SUFFIX, '')}.manifest.json`;
 }
 
 function notAManifestKey(ref: string, meant: readonly string[]): OperatorError {

@@ -36,6 +36,9 @@ export function backupObjectKeys(tier: BackupTier, database: string, startedAt: 
   return { stem, custom: `${stem}.dump`, plain: `${stem}.sql.gz`, manifest: `${stem}.manifest.json` };
 }
 
+/** The end of a backup object's key (`.dump` or `.sql.gz`): what a manifest's key has instead. */
+export const BACKUP_OBJECT_SUFFIX = /\.(dump|sql\.gz)$/;
+
 /**
  * A backup object's key with its stamp as `*`: the shape of every such key of its tier and database
  * (`<tier>/<db>_backup_*.dump`), as an IAM resource grants it and as a refusal names the right.
