@@ -2,10 +2,10 @@ import { CloudWatchClient, GetMetricStatisticsCommand } from '@aws-sdk/client-cl
 import { DescribeDBInstancesCommand, RDSClient } from '@aws-sdk/client-rds';
 import type { Client } from 'pg';
 import { asOperatorError } from '../shared/aws-errors';
-import { oneLine } from '../shared/errors';
+import { OperatorError, oneLine } from '../shared/errors';
 import { formatBytes } from '../shared/format';
 import { connectionFailure, describeConnection, openClient, pgClientConfig, type PgConnection } from '../shared/pg-connection';
-import { INSUFFICIENT_PRIVILEGE, sqlState } from '../shared/pg-errors';
+import { INSUFFICIENT_PRIVILEGE, LOCK_NOT_AVAILABLE, sqlState } from '../shared/pg-errors';
 import { proveWriteRolledBack, quoteIdent } from '../shared/postgres';
 import { isOn, READ_ONLY_STATE_SQL, readOnlyStateFromRow, type ReadOnlyState, roleReadOnlyReset } from '../shared/read-only';
 
@@ -218,10 +218,14 @@ export async function dbReadWrite(deps: DbReadWriteDeps): Promise<ReadWriteOutco
   const refusal = await withSession(deps.connection, async (client) => {
     // This session itself starts read-only: it must be made read-write before ALTER DATABASE.
     await client.query('SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE');
+    // Never queued for longer: a statement still waiting when the operator gave up (Ctrl-C) would
+    // take effect later, once the other session lets go, after the operator was told it had not.
+    await client.query(`SET lock_timeout = ${ALTER_LOCK_TIMEOUT_MS}`);
     try {
       await client.query(`ALTER DATABASE ${quoteIdent(before.database)} SET default_transaction_read_only = off`);
       return undefined;
     } catch (error) {
+      if (sqlState(error) === LOCK_NOT_AVAILABLE) throw await lockHeld(client, before.database);
       // Only the database's owner (or a superuser, RDS's master user) may: name who is, and how to rerun as them.
       if (sqlState(error) !== INSUFFICIENT_PRIVILEGE) throw error;
       const owner = String((await client.query<{ owner: string }>('SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = current_database()')).rows[0].owner);
@@ -244,6 +248,38 @@ export async function dbReadWrite(deps: DbReadWriteDeps): Promise<ReadWriteOutco
         'the database-level setting was the cause; it is off and a write went through (rolled back); sessions opened before keep the old setting: recycle the API and Celery connection pools (aws ecs update-service --cluster <cluster> --service <service> --force-new-deployment for each), then test a POST/PUT on the API'
       : `the setting is off but new sessions are still read-only or a write fails (${writeProof}): check the parameter group and the RDS events`,
   };
+}
+
+/** How long the ALTER DATABASE waits for another session's lock before it gives up, nothing changed. */
+const ALTER_LOCK_TIMEOUT_MS = 5000;
+
+/**
+ * The sessions that may hold up an ALTER DATABASE ... SET, oldest transaction first: one that writes
+ * the settings catalog in an open transaction (an ALTER DATABASE or ALTER ROLE ... SET not yet
+ * committed), or that holds the database itself exclusively. Every session on a database holds a
+ * weaker lock on it, hence the modes.
+ */
+const SETTING_LOCK_HOLDERS_SQL = `SELECT a.pid, a.usename, a.application_name, a.query_start
+   FROM pg_stat_activity a
+  WHERE a.pid <> pg_backend_pid()
+    AND a.pid IN (SELECT l.pid FROM pg_locks l
+                   WHERE l.granted
+                     AND ((l.locktype = 'relation' AND l.relation = 'pg_db_role_setting'::regclass AND l.mode <> 'AccessShareLock')
+                          OR (l.locktype = 'object' AND l.classid = 'pg_database'::regclass AND l.mode = 'AccessExclusiveLock'
+                              AND l.objid = (SELECT oid FROM pg_database WHERE datname = current_database()))))
+  ORDER BY a.xact_start`;
+
+/** The ALTER DATABASE gave up waiting for a lock: one line naming who holds it and how to end that session. */
+async function lockHeld(client: Client, database: string): Promise<OperatorError> {
+  const waited = `ALTER DATABASE "${database}" waited ${ALTER_LOCK_TIMEOUT_MS / 1000} s for a lock another session holds and gave up: nothing changed`;
+  const [holder, ...others] = (await client.query<{ pid: number; usename: string | null; application_name: string | null; query_start: Date | null }>(SETTING_LOCK_HOLDERS_SQL)).rows;
+  if (!holder) {
+    return new OperatorError(`${waited}; find it with SELECT pid, usename, application_name, query_start, query FROM pg_stat_activity WHERE xact_start IS NOT NULL, end it with SELECT pg_terminate_backend(<pid>), then rerun atmr-dr db read-write`);
+  }
+  const who = `pid ${holder.pid} (user "${holder.usename ?? '?'}", application "${holder.application_name ?? ''}", query started ${holder.query_start?.toISOString() ?? 'unknown'})`;
+  return new OperatorError(
+    `${waited}; it is held by ${who}${others.length > 0 ? ` and ${others.length} more` : ''}: end it with SELECT pg_terminate_backend(${holder.pid}) (or let it finish), then rerun atmr-dr db read-write`,
+  );
 }
 
 /**

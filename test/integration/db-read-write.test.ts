@@ -172,6 +172,34 @@ describe('dbReadWrite', () => {
     expect(databaseSetting()).toBe('default_transaction_read_only=on');
   });
 
+  it('an ALTER DATABASE held up by another session\'s lock gives up within seconds, names that session and how to end it, and leaves nothing queued', async () => {
+    psql(cluster, 'postgres', `ALTER DATABASE ${database} SET default_transaction_read_only = on`);
+    // Another session's uncommitted change of the same setting (an ALTER DATABASE left in an open transaction).
+    const holder = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres', application_name: 'migration' });
+    await holder.connect();
+    await holder.query(`BEGIN; ALTER DATABASE ${database} SET default_transaction_read_only = on`);
+    const { pid, query_start: since } = (await holder.query<{ pid: number; query_start: Date }>('SELECT pid, query_start FROM pg_stat_activity WHERE pid = pg_backend_pid()')).rows[0];
+
+    let outcome: unknown;
+    try {
+      outcome = await Promise.race([
+        dbReadWrite({ connection: connection(), confirm: confirmYes }).catch((error: unknown) => error),
+        new Promise((resolve) => setTimeout(() => resolve('still waiting after 15 s'), 15_000)),
+      ]);
+    } finally {
+      // The holder lets go: an ALTER still queued would take effect now.
+      await holder.query('ROLLBACK');
+      await holder.end();
+    }
+
+    expect(outcome).toMatchObject({
+      exitCode: 1,
+      message: `ALTER DATABASE "${database}" waited 5 s for a lock another session holds and gave up: nothing changed; it is held by pid ${pid} (user "${cluster.user}", application "migration", query started ${since.toISOString()}): end it with SELECT pg_terminate_backend(${pid}) (or let it finish), then rerun atmr-dr db read-write`,
+    });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(databaseSetting()).toBe('default_transaction_read_only=on');
+  }, 30_000);
+
   it('says a full disk forces read-only too when free storage is below 10 %', async () => {
     psql(cluster, 'postgres', `DROP ROLE IF EXISTS ${role}; CREATE ROLE ${role} LOGIN; ALTER ROLE ${role} SET default_transaction_read_only = on`);
 
