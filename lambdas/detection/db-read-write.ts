@@ -105,6 +105,18 @@ async function readOnlyRoles(client: Client): Promise<ReadOnlyRole[]> {
   return [...effective].filter(([, setting]) => isOn(setting.value)).map(([role, setting]) => ({ role, inDatabase: setting.inDatabase }));
 }
 
+/**
+ * `ALTER ROLE ALL SET default_transaction_read_only` (pg_db_role_setting's row of no role and no
+ * database): the default of every role without its own setting, in every database without one.
+ */
+const ALL_ROLES_SETTING_SQL = `SELECT split_part(e, '=', 2) AS value
+   FROM pg_db_role_setting s, unnest(s.setconfig) e
+  WHERE s.setrole = 0 AND s.setdatabase = 0 AND lower(split_part(e, '=', 1)) = 'default_transaction_read_only'`;
+
+/** The setting for all roles, and the statement that lifts it, as it must be run: the superuser's own sessions start read-only by it too. */
+const ALL_ROLES_READ_ONLY =
+  'default_transaction_read_only=on for all roles (ALTER ROLE ALL ...): the sessions of every role without its own setting cannot write: as a superuser, run BEGIN READ WRITE; ALTER ROLE ALL RESET default_transaction_read_only; COMMIT;';
+
 function describeRole(role: ReadOnlyRole, database: string): string {
   const reset = roleReadOnlyReset({ role: role.role, database, defaultSource: role.inDatabase ? 'database user' : 'user' });
   return role.inDatabase
@@ -146,9 +158,10 @@ function describeStorage(storage: StorageState): string {
 export async function dbReadWrite(deps: DbReadWriteDeps): Promise<ReadWriteOutcome> {
   const print = deps.print ?? (() => undefined);
   // One session reads both; on a server in recovery (a standby) no role setting is the cause: not read.
-  const { before, roleSettings } = await withSession(deps.connection, async (client) => {
+  const { before, roleSettings, allRoles } = await withSession(deps.connection, async (client) => {
     const state = await readState(client);
-    return { before: state, roleSettings: state.inRecovery ? [] : await readOnlyRoles(client) };
+    if (state.inRecovery) return { before: state, roleSettings: [], allRoles: undefined };
+    return { before: state, roleSettings: await readOnlyRoles(client), allRoles: (await client.query<{ value: string }>(ALL_ROLES_SETTING_SQL)).rows[0]?.value };
   });
   print(`database ${describeConnection(deps.connection)}`);
   describeState(before).forEach((line) => print(`  ${line}`));
@@ -162,7 +175,10 @@ export async function dbReadWrite(deps: DbReadWriteDeps): Promise<ReadWriteOutco
   const storageNote = lowStorage ? '; free storage is below 10 %: a full disk forces read-only too, add storage before it fills' : '';
   // Other roles' own settings (the application's, when another role connected): the connected
   // role's session does not show them, and no database-level change lifts them.
-  const roles = roleSettings.filter((r) => r.role !== before.role).map((r) => describeRole(r, before.database));
+  // The setting for all roles counts only where the database has none of its own (ALTER DATABASE
+  // ... SET, even off, wins over it); then it is the cause for every role without its own.
+  const allRolesOn = isOn(allRoles) && before.databaseSetting === undefined;
+  const roles = [...(allRolesOn ? [ALL_ROLES_READ_ONLY] : []), ...roleSettings.filter((r) => r.role !== before.role).map((r) => describeRole(r, before.database))];
 
   if (before.inRecovery) {
     return {
@@ -194,12 +210,14 @@ export async function dbReadWrite(deps: DbReadWriteDeps): Promise<ReadWriteOutco
         ? 'the server configuration (RDS parameter group): set default_transaction_read_only to off there'
         : before.defaultSource === 'user' || before.defaultSource === 'database user'
           ? roleSettingFix(before)
-          : `"${before.defaultSource}"`;
+          : before.defaultSource === 'global' && allRolesOn
+            ? undefined // named in roles
+            : `"${before.defaultSource}"`;
     return {
       before,
       storage,
       result: 'not-a-database-setting',
-      finding: `new sessions are read-only because of ${where}${roles.length > 0 ? `; ${roles.join('; ')}` : ''}${storageNote}`,
+      finding: `new sessions are read-only because of ${[where, ...roles].filter((cause) => cause !== undefined).join('; ')}${storageNote}`,
     };
   }
   if (roles.length > 0) {

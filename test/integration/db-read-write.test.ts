@@ -2,7 +2,7 @@ import { dbReadWrite, readOnlyState } from '../../lambdas/detection/db-read-writ
 import { atmrDr, atmrDrAtTerminal } from '../lambdas/detection/cli-run';
 import { atmrDr as realAtmrDr } from '../lambdas/restore/fixtures';
 import { testClient, testCluster, uniqueDatabaseName } from '../support/cluster';
-import { freePort, psql } from '../support/postgres';
+import { freePort, type PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
 
 // `atmr-dr db read-write` against the suite's real PostgreSQL, with a scratch database put in
 // read-only mode the way the runbook's scenario does (ALTER DATABASE ... SET default_transaction_read_only = on).
@@ -234,6 +234,52 @@ describe('dbReadWrite', () => {
       defaultValue: 'on',
       inRecovery: false,
     });
+  });
+});
+
+describe('dbReadWrite with a setting for all roles (ALTER ROLE ALL ... SET)', () => {
+  // On a cluster of its own: ALTER ROLE ALL reaches every database, and on the suite's shared
+  // cluster it would make the sessions of the other test files read-only.
+  let own: PostgresCluster;
+  const ownConnection = () => ({ host: own.host, port: own.port, user: own.user, database: 'postgres', sslMode: 'disable' });
+  const reset = 'BEGIN READ WRITE; ALTER ROLE ALL RESET default_transaction_read_only; COMMIT;';
+  const allRolesLine = `default_transaction_read_only=on for all roles (ALTER ROLE ALL ...): the sessions of every role without its own setting cannot write: as a superuser, run ${reset}`;
+  beforeAll(async () => {
+    own = await startPostgres();
+  });
+  afterEach(() => {
+    psql(own, 'postgres', `BEGIN READ WRITE; ALTER ROLE ALL RESET default_transaction_read_only; ALTER ROLE ${own.user} RESET default_transaction_read_only; ALTER DATABASE postgres RESET default_transaction_read_only; COMMIT;`);
+  });
+  afterAll(() => {
+    stopPostgres(own);
+  });
+
+  it('connected as a role it makes read-only: names it and the statement that lifts it, as it must be run, and changes nothing', async () => {
+    psql(own, 'postgres', 'ALTER ROLE ALL SET default_transaction_read_only = on');
+    const confirm = jest.fn(confirmYes);
+
+    const outcome = await dbReadWrite({ connection: ownConnection(), confirm });
+
+    expect(outcome).toMatchObject({ result: 'not-a-database-setting', before: { transactionReadOnly: true, defaultSource: 'global' } });
+    expect(outcome.finding).toBe(`new sessions are read-only because of ${allRolesLine}`);
+    expect(confirm).not.toHaveBeenCalled();
+    expect(() => psql(own, 'postgres', 'ALTER ROLE ALL RESET default_transaction_read_only')).toThrow(/read-only transaction/);
+    psql(own, 'postgres', reset);
+    expect((await readOnlyState(ownConnection())).transactionReadOnly).toBe(false);
+  });
+
+  it('connected as a role with its own "off": still names it (the application\'s role has none of its own)', async () => {
+    psql(own, 'postgres', `ALTER ROLE ${own.user} SET default_transaction_read_only = off; ALTER ROLE ALL SET default_transaction_read_only = on`);
+
+    const outcome = await dbReadWrite({ connection: ownConnection(), confirm: confirmYes });
+
+    expect(outcome).toMatchObject({ result: 'not-a-database-setting', finding: allRolesLine });
+  });
+
+  it('under a database-level setting, which wins over it: not named, the database-level one is fixed', async () => {
+    psql(own, 'postgres', 'ALTER ROLE ALL SET default_transaction_read_only = on; ALTER DATABASE postgres SET default_transaction_read_only = on');
+
+    expect(await dbReadWrite({ connection: ownConnection(), confirm: confirmYes })).toMatchObject({ result: 'fixed', writeProof: 'ok' });
   });
 });
 
