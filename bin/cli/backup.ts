@@ -12,6 +12,7 @@ import { defaultEnvironmentName, resolveBackupBucket, withBucketOptions } from '
 interface BackupCommandOptions {
   readonly tier: string;
   readonly formats: string;
+  readonly database?: string;
   readonly databaseSecret?: string;
   readonly compressionLevel?: number;
   readonly plainCompressor: string;
@@ -29,6 +30,7 @@ export function registerBackupCommands(program: Command): void {
     )
     .requiredOption('--tier <tier>', 'backup tier: hourly, daily, weekly or monthly')
     .option('--formats <list>', 'formats to produce: custom, plain or custom,plain', 'custom,plain')
+    .option('--database <name>', "the database to back up (default: PGDATABASE, or the --database-secret's dbname)")
     .option('--database-secret <arn>', 'read the connection from this Secrets Manager secret (RDS secret JSON) instead of PG* variables')
     .option('--compression-level <0-9>', `zlib level of both formats (default ${DEFAULT_COMPRESSION_LEVEL})`, parseCompressionLevel)
     .option('--plain-compressor <auto|igzip|zlib>', 'who gzips the plain SQL: igzip (ISA-L, levels 1-3) when installed, else node zlib', 'auto')
@@ -52,9 +54,14 @@ export function registerBackupCommands(program: Command): void {
       if (plainCompressor !== 'auto' && !formats.includes('plain')) {
         throw new OperatorError(`--plain-compressor ${plainCompressor} compresses the plain SQL, which --formats ${options.formats} does not produce: drop --plain-compressor, or add plain to --formats`, 2);
       }
+      // --database names the database as backups list, backups verify and restore take it: over
+      // PGDATABASE and the secret's dbname. An empty one would fall back to them silently.
+      if (options.database !== undefined && options.database.trim() === '') {
+        throw new OperatorError('--database is empty: name the database to back up, or drop --database to back up PGDATABASE', 2);
+      }
       // Before the connection and the bucket: a cdk.json that cannot say it stops nothing half-done.
       const complianceRetentionDays = tier === 'monthly' ? await monthlyComplianceLockDays(options) : undefined;
-      const connection = await resolveConnection({ secretArn: options.databaseSecret });
+      const connection = await resolveConnection({ secretArn: options.databaseSecret, overrides: { database: options.database } });
       const bucket = await resolveBackupBucket(options);
 
       const interrupt = interruptible();

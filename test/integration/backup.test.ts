@@ -658,6 +658,30 @@ describe('atmr-dr backup (integration)', () => {
     expect(lines.filter((l) => /size/.test(l))).toEqual([]);
   });
 
+  it('--database backs up the database it names, over PGDATABASE, as backups list, verify and restore take it; an empty one is refused in one line, exit 2, nothing written', async () => {
+    // Arrange: PGDATABASE names another database than --database
+    const named = uniqueDatabaseName('bk_named');
+    created.push(named);
+    createDatabase(named, 'CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2);');
+    const env = cliEnv(source, s3.env, { NODE_NO_WARNINGS: '1' });
+
+    // Act
+    const run = await runCli(['backup', '--tier', 'hourly', '--formats', 'custom', '--database', named], env);
+    const empty = await runCli(['backup', '--tier', 'hourly', '--formats', 'custom', '--database', ''], env);
+
+    // Assert
+    expect(operatorLines(run.stderr)).toEqual([]);
+    expect(run.status).toBe(0);
+    const manifestKey = run.stdout.trim();
+    expect(manifestKey).toMatch(new RegExp(`^hourly/${named}_backup_\\d{8}_\\d{6}\\.manifest\\.json$`));
+    const manifest = BackupManifestSchema.parse(await getJson(createS3Client(s3.env), s3.bucket, manifestKey));
+    expect(manifest.database).toBe(named);
+    expect(manifest.tables).toEqual([{ schema: 'public', name: 't', rows: 2 }]);
+    expect(operatorLines(empty.stderr)).toEqual(['atmr-dr: --database is empty: name the database to back up, or drop --database to back up PGDATABASE']);
+    expect(empty.status).toBe(2);
+    expect(await listKeys(createS3Client(s3.env), s3.bucket, `hourly/${named}_`)).toEqual([manifestKey.replace(/\.manifest\.json$/, '.dump'), manifestKey]);
+  });
+
   it('SIGTERM once the manifest key is printed (the backup done, the process ending): exit 0, not 143, the key on stdout and one line saying there was nothing left to stop', async () => {
     // Arrange: the process held after its result (a test-only setting), so that the signal, sent
     // once the key is read, surely reaches it alive: a process that ended first proves nothing.
