@@ -10,7 +10,7 @@ import { OperatorError } from '../../lambdas/shared/errors';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { backupObjectKeys } from '../../lambdas/shared/s3-layout';
 import { testCluster, uniqueDatabaseName, testClient } from '../support/cluster';
-import { freePort, psql } from '../support/postgres';
+import { freePort, psql, startPostgres, stopPostgres } from '../support/postgres';
 import { startCloudFormationWithoutStacks } from '../support/aws-endpoints';
 import { startRefusingS3 } from '../support/refusing-s3';
 import { LocalS3, startLocalS3 } from '../support/s3';
@@ -159,6 +159,34 @@ describe('atmr-dr backup faults (integration)', () => {
     expect(Date.now() - started).toBeLessThan(30_000);
     await expectNothingPublished();
   });
+
+  // docs/contracts.md: a connection the server refuses for a setting (a wrong password) is a bad
+  // setting (2), which running again cannot fix; a server that is down or unreachable (nothing
+  // listens on the port) is a failure to retry (1), which a wrapper may run again once it answers.
+  it('a wrong password is exit 2 (a setting to fix), a refused port exit 1 (a server to wait for), as docs/contracts.md says: one line each, nothing written', async () => {
+    // Arrange: a server that wants a password (the shared one trusts everyone), and a port nobody listens on
+    const role = 'atmr_dr_bkf_pw';
+    const secured = await startPostgres({ hba: `local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost all ${role} 127.0.0.1/32 scram-sha-256\n` });
+    const closedPort = await freePort();
+    const before = await listKeys(createS3Client(s3.env), s3.bucket);
+    try {
+      psql(secured, 'postgres', `CREATE ROLE ${role} LOGIN PASSWORD 'right-password'`);
+      const settings = { PGHOST: secured.host, PGPORT: String(secured.port), PGUSER: role, PGDATABASE: 'postgres', NODE_NO_WARNINGS: '1' };
+
+      // Act
+      const wrongPassword = await runCli(['backup', '--tier', 'hourly'], cliEnv(small, s3.env, { ...settings, PGPASSWORD: 'wrong-password' }));
+      const refusedPort = await runCli(['backup', '--tier', 'hourly'], cliEnv(small, s3.env, { PGPORT: String(closedPort), NODE_NO_WARNINGS: '1' }));
+
+      // Assert
+      expectOneLineError(wrongPassword.stderr, new RegExp(`password authentication failed for user "${role}"; check PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE`));
+      expect(wrongPassword.status).toBe(2);
+      expectOneLineError(refusedPort.stderr, new RegExp(`ECONNREFUSED 127\\.0\\.0\\.1:${closedPort}`));
+      expect(refusedPort.status).toBe(1);
+      expect(await listKeys(createS3Client(s3.env), s3.bucket)).toEqual(before);
+    } finally {
+      stopPostgres(secured);
+    }
+  }, 120_000);
 
   it('an S3 that accepts connections and never answers: one SIGTERM still ends the run (exit 143), nothing published', async () => {
     // Arrange: a TCP endpoint that accepts and stays silent (a hung proxy or load balancer).
