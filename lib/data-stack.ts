@@ -5,7 +5,7 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { EnvironmentConfig } from './config';
-import { TIER_RETENTION_DAYS, BACKUP_TIERS, RESTORE_TEST_BACKUP_PREFIX } from '../lambdas/shared/s3-layout';
+import { TIER_RETENTION_DAYS, BACKUP_TIERS, RESTORE_TEST_BACKUP_PREFIX, RESTORE_TEST_RETENTION_DAYS } from '../lambdas/shared/s3-layout';
 import { KillswitchParameter } from './constructs/killswitch-parameter';
 import { backupWriteStatements, monthlyLockStatements } from './constructs/backups';
 import { restoreTestBucketStatements } from './constructs/restore-test';
@@ -120,7 +120,7 @@ export class DataStack extends Stack {
           expiration: Duration.days(TIER_RETENTION_DAYS[tier]),
           noncurrentVersionExpiration: Duration.days(TIER_RETENTION_DAYS[tier]),
         })),
-        { id: 'expire-restore-test-reports', prefix: 'restore-tests/', expiration: Duration.days(400), noncurrentVersionExpiration: Duration.days(1) },
+        { id: 'expire-restore-test-reports', prefix: 'restore-tests/', expiration: Duration.days(RESTORE_TEST_RETENTION_DAYS), noncurrentVersionExpiration: Duration.days(1) },
         // The pointers (latest.json, latest/<tier>.json) are rewritten every run: keep their history a day.
         { id: 'expire-old-pointer-versions', prefix: 'latest', noncurrentVersionExpiration: Duration.days(1) },
         { id: 'abort-incomplete-uploads', abortIncompleteMultipartUploadAfter: Duration.days(1) },

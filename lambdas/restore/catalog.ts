@@ -12,10 +12,11 @@ import {
   latestDatabaseTierPointerKey,
   latestTierPointerKey,
   RESTORE_TEST_BACKUP_PREFIX,
+  unfinishedObjectRemoval,
 } from '../shared/s3-layout';
-import { getTextIfExists, isNoSuchBucket, missingBucketError, s3Failure } from '../shared/s3-objects';
+import { getTextIfExists, isNoSuchBucket, missingBucketError, objectSize, s3Failure } from '../shared/s3-objects';
 import { safeJson } from '../shared/json';
-import { textStart } from '../shared/format';
+import { formatBytes, textStart } from '../shared/format';
 import { parseBackupTier } from '../shared/tiers';
 
 /**
@@ -106,11 +107,11 @@ export function checkBackupRef(ref: string, tierText?: string): BackupTier | und
   // A dump's file name alone: which tiers hold its manifest takes a listing, so resolveBackup refuses it.
   if (isBareObjectName(key)) return tier;
   if (!isManifestKey(key)) {
-    // A dump's key, or a manifest's without its suffix, names one manifest exactly: say which,
-    // rather than take it (an exact key to type again, never a prefix that could match another
-    // database's backups, db1 for db10).
-    const manifest = manifestOfObject(ref);
-    throw notAManifestKey(ref, keyDatabase(splitS3Url(manifest)?.key ?? manifest) === undefined ? [] : [manifest]);
+    // A dump's key, or a manifest's without its suffix, names one manifest exactly; whether that
+    // manifest exists takes the bucket, so resolveBackup says which (notAManifestKeyIn) once it is
+    // known. Any other shape names no backup of the layout: refused here.
+    if (keyDatabase(manifestOfObject(key)) !== undefined) return tier;
+    throw notAManifestKey(ref, []);
   }
   if (tier !== undefined && !key.startsWith(`${tier}/`)) {
     throw new OperatorError(`manifest ${ref} is not in tier ${tier}; drop --tier or name a ${tier}/ manifest`, 2);
@@ -130,6 +131,20 @@ function manifestOfObject(key: string): string {
 
 function notAManifestKey(ref: string, meant: readonly string[]): OperatorError {
   return new OperatorError(`"${ref}" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); ${didYouMean(meant)}list them with: atmr-dr backups list`, 2);
+}
+
+/**
+ * A backup object's key (or a manifest's without its suffix) given where a manifest key goes: its
+ * manifest when that exists (HEAD, before it is suggested: a suggestion that then "does not exist"
+ * sent the operator round in a circle); else, when the object exists, what it is: stored by a run
+ * that stopped or failed before its manifest, which no command lists or restores.
+ */
+async function notAManifestKeyIn(deps: CatalogDeps, ref: string, key: string): Promise<OperatorError> {
+  const manifest = manifestOfObject(key);
+  if ((await objectSize(deps.s3, deps.bucket, manifest, deps.signal)) !== undefined) return notAManifestKey(ref, [manifestOfObject(ref)]);
+  const bytes = manifest === `${key}.manifest.json` ? undefined : await objectSize(deps.s3, deps.bucket, key, deps.signal);
+  if (bytes === undefined) return notAManifestKey(ref, []);
+  return new OperatorError(`${key} (${formatBytes(bytes)}) has no manifest: an unfinished backup (not listed, never restored); ${unfinishedObjectRemoval(key)}; list the backups with: atmr-dr backups list`, 2);
 }
 
 /** `s3://<bucket>/<key>` split, or undefined for anything else (a bare key, latest). */
@@ -164,6 +179,7 @@ export async function resolveBackup(deps: CatalogDeps, ref: string, filter: Cata
   // Refused before any GET: the object named may be the dump itself, gigabytes.
   const key = splitS3Url(ref)?.key ?? ref;
   if (isBareObjectName(key)) throw notAManifestKey(ref, await tierKeysMeant(deps, manifestOfObject(key)));
+  if (ref !== 'latest' && !isManifestKey(key)) throw await notAManifestKeyIn(deps, ref, key);
   if (ref !== 'latest') return { manifestKey: ref, manifest: await readManifest(deps, ref) };
   const database = filter.database;
   if (database === undefined || database === '') {

@@ -107,6 +107,24 @@ export const RESTORE_TEST_REPORT_PREFIX = 'restore-tests/';
  */
 export const RESTORE_TEST_BACKUP_PREFIX = `${RESTORE_TEST_REPORT_PREFIX}backups/`;
 
+/** Lifecycle expiry of everything under RESTORE_TEST_REPORT_PREFIX (the reports and the restore test's own backups). */
+export const RESTORE_TEST_RETENTION_DAYS = 400;
+
+/**
+ * What removes a backup object that has no manifest (a run stopped or failed once it was stored):
+ * the lifecycle rule of its prefix (lib/data-stack.ts), which expires it as any backup. Nothing
+ * else needs to: without a manifest no command lists or restores it. Not a delete by the CLI: no
+ * role of the app may delete a backup object (lib/data-stack.ts), and in the versioned, possibly
+ * Object-Locked bucket a delete would leave the bytes in place anyway.
+ */
+export function unfinishedObjectRemoval(key: string): string {
+  const restoreTest = key.startsWith(RESTORE_TEST_BACKUP_PREFIX);
+  const tier = BACKUP_TIERS.find((t) => key.startsWith(`${restoreTest ? RESTORE_TEST_BACKUP_PREFIX : ''}${t}/`));
+  if (tier === undefined) return 'no lifecycle rule of the backup bucket covers its key';
+  const [prefix, days] = restoreTest ? [RESTORE_TEST_REPORT_PREFIX, RESTORE_TEST_RETENTION_DAYS] : [`${tier}/`, TIER_RETENTION_DAYS[tier]];
+  return `the bucket's ${prefix} lifecycle rule expires it ${days} day${days === 1 ? '' : 's'} after it was written`;
+}
+
 /**
  * The tool's own bookkeeping in the bucket: neither backups nor reports. No lifecycle rule covers
  * it (what is kept here must outlive every expiry), the catalog lists only the tier prefixes, and

@@ -1,4 +1,4 @@
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { OperatorError, oneLine } from './errors';
 import { isAccessDenied, isThrottled, MISSING_SETTING_EXIT_CODE, missingAwsSetting, unansweredCall } from './aws-errors';
 
@@ -80,6 +80,22 @@ export async function getVersionedTextIfExists(s3: S3Client, bucket: string, key
     if (isNotFound(error)) return undefined;
     if (isNoSuchBucket(error)) throw missingBucketError(bucket);
     throw s3Failure(`read of ${key}`, bucket, error);
+  }
+}
+
+/**
+ * An object's size in bytes, or undefined when it does not exist: a HEAD, never the body (a dump
+ * is gigabytes). Failures as getTextIfExists's.
+ */
+export async function objectSize(s3: S3Client, bucket: string, key: string, signal?: AbortSignal): Promise<number | undefined> {
+  try {
+    const response = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: signal });
+    return response.ContentLength ?? 0;
+  } catch (error) {
+    if (signal?.aborted) throw signal.reason;
+    if (isNotFound(error)) return undefined;
+    if (isNoSuchBucket(error)) throw missingBucketError(bucket);
+    throw s3Failure(`HEAD of ${key}`, bucket, error);
   }
 }
 

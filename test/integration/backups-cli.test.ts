@@ -476,6 +476,37 @@ describe('atmr-dr backups', () => {
     );
   });
 
+  it("verify of a backup object's key suggests its manifest only when that manifest exists; a dump left without one is named as an unfinished backup with what removes it, exit 2", async () => {
+    // Arrange: a dump stored by a run stopped before its manifest (the same key shape, no manifest)
+    const dumpOf = (key: string) => key.replace(/\.manifest\.json$/, '.dump');
+    const unfinished = `weekly/${database}_backup_20261101_040506.dump`;
+    await s3.send(new PutObjectCommand({ Bucket: localS3.bucket, Key: unfinished, Body: Buffer.alloc(3 * 1024 * 1024) }));
+    try {
+      // Act
+      const published = await atmrDr(['backups', 'verify', dumpOf(olderKey)], localS3.env);
+      const stem = await atmrDr(['backups', 'verify', olderKey.replace(/\.manifest\.json$/, '')], localS3.env);
+      const stopped = await atmrDr(['backups', 'verify', unfinished], localS3.env);
+      const nothing = await atmrDr(['backups', 'verify', `weekly/${database}_backup_20200101_000000.dump`], localS3.env);
+
+      // Assert
+      expect([published.status, published.stderr]).toEqual([
+        2,
+        `atmr-dr: "${dumpOf(olderKey)}" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); did you mean "${olderKey}"? list them with: atmr-dr backups list\n`,
+      ]);
+      expect([stem.status, stem.stderr]).toEqual([2, published.stderr.replace(dumpOf(olderKey), olderKey.replace(/\.manifest\.json$/, ''))]);
+      expect([stopped.status, stopped.stderr]).toEqual([
+        2,
+        `atmr-dr: ${unfinished} (3.0 MiB) has no manifest: an unfinished backup (not listed, never restored); the bucket's weekly/ lifecycle rule expires it 28 days after it was written; list the backups with: atmr-dr backups list\n`,
+      ]);
+      expect([nothing.status, nothing.stderr]).toEqual([
+        2,
+        `atmr-dr: "weekly/${database}_backup_20200101_000000.dump" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); list them with: atmr-dr backups list\n`,
+      ]);
+    } finally {
+      await s3.send(new DeleteObjectCommand({ Bucket: localS3.bucket, Key: unfinished }));
+    }
+  });
+
   it.each([
     ['an HTML error page', '<html><head><title>502 Bad Gateway</title></head></html>', 'is not valid JSON (it starts with "<html><head><title>502 Bad Gateway</titl")'],
     ['a truncated upload', '{"schema":1,"database":"atmr","tier":"da', 'is not valid JSON (it starts with "{\\"schema\\":1,\\"database\\":\\"atmr\\",\\"tier\\":\\"da")'],
