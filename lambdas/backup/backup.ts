@@ -31,6 +31,7 @@ import {
   manifestKeyStamp,
   manifestKeyStartedAt,
   type BackupTier,
+  unfinishedObjectRemoval,
 } from '../shared/s3-layout';
 import { getTextIfExists, getVersionedTextIfExists, isNoSuchBucket, isNotFound, lostConditionalWrite, missingBucketError, s3ErrorCause, s3Failure } from '../shared/s3-objects';
 import { isAccessDenied } from '../shared/aws-errors';
@@ -356,14 +357,15 @@ async function dumpAndWriteManifest(attempt: AttemptInput, tier: BackupTier, sta
     ...(databaseProperties !== undefined && { databaseProperties }),
     ...(roles !== undefined && { roles }),
   } satisfies BackupManifest);
-  throwIfAborted(deps.signal);
+  // Stopped between the uploads and the manifest: its objects are stored, and named as left.
+  if (deps.signal?.aborted) throw new OperatorError(`${NOTHING_PUBLISHED}: backup aborted (${abortReason(deps.signal)})${leftWithoutManifest(manifest.objects)}`);
   deps.log?.(`upload: publishing the manifest${unpublishedPrefix ? '' : ' and the latest pointers'}`);
   await putJson(s3, bucket, keys.manifest, manifest, 'writing the manifest', writeOnce).catch((error: unknown) => {
     if (error instanceof LostWriteError) throw error;
     // The dump objects are stored, but without their manifest no reader lists or restores them
     // (the tier's lifecycle rule expires them): the run published nothing, as any earlier failure.
     const exitCode = error instanceof OperatorError ? error.exitCode : 1;
-    throw new OperatorError(`${NOTHING_PUBLISHED}: ${oneLine(error)}`, exitCode);
+    throw new OperatorError(`${NOTHING_PUBLISHED}: ${oneLine(error)}${leftWithoutManifest(manifest.objects)}`, exitCode);
   });
   return manifest;
 }
@@ -801,7 +803,7 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
   if (failure) {
     await Promise.all(sinks.filter((s) => !s.completed).map((s) => abortMultipartUpload(deps.s3, deps.bucket, s)));
     if (failure instanceof LockCycleError || failure instanceof LostWriteError) throw failure;
-    throw new OperatorError(`${NOTHING_PUBLISHED}: ${oneLine(failure)}`);
+    throw new OperatorError(`${NOTHING_PUBLISHED}: ${oneLine(failure)}${leftWithoutManifest(sinks.filter((s) => s.completed).map((s) => ({ key: s.key, bytes: s.hasher.bytes })))}`);
   }
   const tables = await counting;
   return {
@@ -1280,6 +1282,18 @@ function missingFormats(manifest: BackupManifest, formats: readonly BackupFormat
 /** 2026-12-01T02:00:05Z: a backup's second, as its keys carry it. */
 function isoSecond(time: Date): string {
   return time.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+/**
+ * The objects a failed run had stored (uploads completed before the failure: a Ctrl-C once the .dump
+ * is in, a refused manifest), named on its failure line: "nothing published" alone left the operator
+ * to find, say, 43 MiB in the tier that nothing names. They are not deleted: no role of the app may
+ * delete a backup object, and the tier's lifecycle rule expires them as any backup.
+ */
+function leftWithoutManifest(objects: readonly { readonly key: string; readonly bytes: number }[]): string {
+  if (objects.length === 0) return '';
+  const names = objects.map((o) => `${o.key} (${formatBytes(o.bytes)})`).join(' and ');
+  return `; left ${names} without a manifest: not a backup (never listed nor restored); ${unfinishedObjectRemoval(objects[0].key, objects.length)}`;
 }
 
 function throwIfAborted(signal: AbortSignal | undefined): void {

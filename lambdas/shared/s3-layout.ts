@@ -117,12 +117,13 @@ export const RESTORE_TEST_RETENTION_DAYS = 400;
  * role of the app may delete a backup object (lib/data-stack.ts), and in the versioned, possibly
  * Object-Locked bucket a delete would leave the bytes in place anyway.
  */
-export function unfinishedObjectRemoval(key: string): string {
+export function unfinishedObjectRemoval(key: string, count = 1): string {
   const restoreTest = key.startsWith(RESTORE_TEST_BACKUP_PREFIX);
   const tier = BACKUP_TIERS.find((t) => key.startsWith(`${restoreTest ? RESTORE_TEST_BACKUP_PREFIX : ''}${t}/`));
-  if (tier === undefined) return 'no lifecycle rule of the backup bucket covers its key';
+  const [it, was] = count === 1 ? ['it', 'it was'] : ['them', 'they were'];
+  if (tier === undefined) return `no lifecycle rule of the backup bucket covers ${it}`;
   const [prefix, days] = restoreTest ? [RESTORE_TEST_REPORT_PREFIX, RESTORE_TEST_RETENTION_DAYS] : [`${tier}/`, TIER_RETENTION_DAYS[tier]];
-  return `the bucket's ${prefix} lifecycle rule expires it ${days} day${days === 1 ? '' : 's'} after it was written`;
+  return `the bucket's ${prefix} lifecycle rule expires ${it} ${days} day${days === 1 ? '' : 's'} after ${was} written`;
 }
 
 /**

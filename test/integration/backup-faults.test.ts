@@ -2,19 +2,21 @@ import { Metrics } from '@aws-lambda-powertools/metrics';
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { type BackupProgress, runBackup } from '../../lambdas/backup/backup';
 import { OperatorError } from '../../lambdas/shared/errors';
+import { formatBytes } from '../../lambdas/shared/format';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { backupObjectKeys } from '../../lambdas/shared/s3-layout';
 import { testCluster, uniqueDatabaseName, testClient } from '../support/cluster';
 import { freePort, psql, startPostgres, stopPostgres } from '../support/postgres';
 import { startCloudFormationWithoutStacks } from '../support/aws-endpoints';
-import { startRefusingS3 } from '../support/refusing-s3';
+import { listenOnLoopback, startRefusingS3 } from '../support/refusing-s3';
 import { LocalS3, startLocalS3 } from '../support/s3';
-import { cliEnv, createDatabase, dropDatabase, getJson, listKeys, operatorLines, pointers, runBackends, runCli, startCli } from './backup-support';
+import { type CliRun, cliEnv, createDatabase, dropDatabase, getBytes, getJson, listKeys, operatorLines, pointers, runBackends, runCli, startCli } from './backup-support';
 import { holdTableLock, type HeldLock } from '../support/cluster';
 
 jest.setTimeout(180_000);
@@ -24,6 +26,30 @@ const BIG_TABLE_SQL = `
 CREATE TABLE public.trips AS
 SELECT i AS id, md5(i::text) || md5((i * 7)::text) AS note, random() AS score, now() AS at
 FROM generate_series(1, 1000000) AS i;`;
+
+/**
+ * A proxy to s3rver that passes every request on but the first one `stallsAt` picks: that one it
+ * neither passes on nor answers (an upload under way), and calls `onStall` when it arrives.
+ */
+async function startStallingS3(s3: LocalS3, stallsAt: (method: string, url: URL) => boolean, onStall: () => void): Promise<{ endpoint: string; stop(): Promise<void> }> {
+  const target = new URL(s3.endpoint);
+  let stalled = false;
+  const proxy = http.createServer((req, res) => {
+    if (!stalled && stallsAt(req.method ?? '', new URL(req.url ?? '/', s3.endpoint))) {
+      stalled = true;
+      req.resume();
+      onStall();
+      return;
+    }
+    const upstream = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+    });
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  });
+  return listenOnLoopback(proxy);
+}
 
 // Every failure: a clear one-line error, a non-zero exit, no manifest, and the previous good
 // backup's pointers untouched (each test compares them with the ones seeded in beforeAll).
@@ -507,6 +533,35 @@ describe('atmr-dr backup faults (integration)', () => {
       await watcher.end();
     }
   }, 120_000);
+
+  it('Ctrl-C once the .dump is stored, while the .sql.gz uploads: exit 130, nothing published, and the line names the .dump left without a manifest and the lifecycle rule that expires it', async () => {
+    // Arrange: the .sql.gz is written only once the .dump is stored (one after the other): its
+    // upload is held unanswered, and Ctrl-C comes as it starts.
+    const client = createS3Client(s3.env);
+    const seededStems = seededManifests.map((key) => key.replace(/\.manifest\.json$/, ''));
+    const newKeys = async (): Promise<string[]> => (await listKeys(client, s3.bucket, `daily/${small}_`)).filter((key) => !seededStems.some((stem) => key.startsWith(stem)));
+    let run: CliRun | undefined;
+    const proxy = await startStallingS3(s3, (method, url) => method === 'PUT' && url.pathname.endsWith('.sql.gz'), () => run?.signalCli('SIGINT'));
+    try {
+      // Act
+      run = startCli(['backup', '--tier', 'daily'], cliEnv(small, s3.env, { AWS_ENDPOINT_URL_S3: proxy.endpoint, NODE_NO_WARNINGS: '1' }));
+      const result = await run.result;
+
+      // Assert: the .dump is the one object of this run, and the line names it with its size
+      const left = await newKeys();
+      expect(left).toEqual([expect.stringMatching(new RegExp(`^daily/${small}_backup_\\d{8}_\\d{6}\\.dump$`))]);
+      const bytes = (await getBytes(client, s3.bucket, left[0])).length;
+      expect(result.stdout).toBe('');
+      expect(operatorLines(result.stderr)).toEqual([
+        `atmr-dr: backup failed, nothing published (no manifest, latest pointers unchanged): backup aborted (received SIGINT); left ${left[0]} (${formatBytes(bytes)}) without a manifest: not a backup (never listed nor restored); the bucket's daily/ lifecycle rule expires it 7 days after it was written`,
+      ]);
+      expect(result.status).toBe(130);
+      await expectNothingPublished();
+    } finally {
+      await proxy.stop();
+      await Promise.all((await newKeys()).map((key) => client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: key }))));
+    }
+  });
 
   it('a role without SELECT on one table: names that table and the grant, not pg_dump failing to import the aborted snapshot', async () => {
     // Arrange: a role that may read one table of two (and the sequences), as a hand-made backup role can be
