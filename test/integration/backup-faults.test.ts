@@ -15,7 +15,7 @@ import { testCluster, uniqueDatabaseName, testClient } from '../support/cluster'
 import { freePort, psql, startPostgres, stopPostgres } from '../support/postgres';
 import { startCloudFormationWithoutStacks } from '../support/aws-endpoints';
 import { listenOnLoopback, startRefusingS3 } from '../support/refusing-s3';
-import { LocalS3, startLocalS3 } from '../support/s3';
+import { LocalS3, startHoldingProxy, startLocalS3 } from '../support/s3';
 import { type CliRun, cliEnv, createDatabase, dropDatabase, getBytes, getJson, listKeys, operatorLines, pointers, runBackends, runCli, startCli } from './backup-support';
 import { holdTableLock, type HeldLock } from '../support/cluster';
 
@@ -777,6 +777,35 @@ describe('atmr-dr backup faults (integration)', () => {
       for (const key of [conflictedKey, `latest/${small}.json`, 'latest/hourly.json', 'latest.json']) {
         expect(await getJson(createS3Client(s3.env), s3.bucket, key)).toEqual({ manifest: manifestKey });
       }
+    } finally {
+      await proxy.stop();
+      seededPointers = await pointers(createS3Client(s3.env), s3.bucket);
+      seededManifests = await manifests();
+    }
+  });
+
+  // It publishes a backup too: the tests after it compare against the bucket as it leaves it.
+  it('Ctrl-C while the manifest is being written: the run finishes publishing, says so in one line naming the backup, and exits 0 (the backup is complete)', async () => {
+    // Arrange: the answer to the manifest's write is held, so that Ctrl-C surely comes while the run publishes
+    const proxy = await startHoldingProxy(s3.endpoint, /^PUT \S+\.manifest\.json[ ?]/);
+    try {
+      const run = startCli(['backup', '--tier', 'hourly', '--formats', 'custom'], cliEnv(small, s3.env, { AWS_ENDPOINT_URL_S3: proxy.endpoint, NODE_NO_WARNINGS: '1' }));
+
+      // Act
+      await proxy.holding;
+      run.signalCli('SIGINT');
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      proxy.release();
+      const result = await run.result;
+
+      // Assert: published, latest, and said so
+      const manifestKey = result.stdout.trim();
+      expect(manifestKey).toMatch(new RegExp(`^hourly/${small}_backup_\\d{8}_\\d{6}\\.manifest\\.json$`));
+      expect(operatorLines(result.stderr)).toEqual([
+        `atmr-dr: received SIGINT while publishing: finished publishing first (cut half-way, the latest pointers would name different backups); the backup is ${manifestKey}, published and complete (exit 0)`,
+      ]);
+      expect(result.status).toBe(0);
+      expect(await getJson(createS3Client(s3.env), s3.bucket, `latest/${small}/hourly.json`)).toEqual({ manifest: manifestKey });
     } finally {
       await proxy.stop();
       seededPointers = await pointers(createS3Client(s3.env), s3.bucket);
