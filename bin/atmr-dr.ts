@@ -237,6 +237,12 @@ export async function usageLine(error: CommanderError, argv: readonly string[], 
   if (error.code === 'commander.unknownOption' && message.startsWith("unknown option '-c'")) message += ': this CLI takes --env NAME (-c env=NAME is cdk\'s)';
   const walked = program ? walkCommands(program, argv) : undefined;
   const names = walked?.names ?? [];
+  // A time given to restore (recover's --to-time, or a guess at one) is a point in time, which
+  // restore cannot give: it loads a whole backup. Commander would answer "Did you mean --tier?".
+  const unknown = error.code === 'commander.unknownOption' ? /^unknown option '(--[^'=]+)/.exec(message)?.[1] : undefined;
+  if (names.join(' ') === 'restore' && unknown !== undefined && ['--to-time', '--time', '--at'].includes(unknown)) {
+    return `restore has no ${unknown}: restore loads a whole backup (the newest before a time: atmr-dr backups list); for a point in time use atmr-dr recover --to-time <time>`;
+  }
   // `rollback service atmr-celery-worker`: the service is a flag, and the operator who deletes the
   // word commander calls too many would act on the default service (the API) instead of that one.
   const words = walked?.command.args ?? [];

@@ -218,12 +218,20 @@ describe('arguments are checked before any name is resolved or any AWS call', ()
   });
 });
 
+/** What restore answers a time given to it (--to-time, --time, --at). */
+const WHOLE_BACKUP = 'restore loads a whole backup (the newest before a time: atmr-dr backups list); for a point in time use atmr-dr recover --to-time <time>';
+
 describe("the parser's errors take the same path as every other error", () => {
   it.each([
     [['backup'], 'atmr-dr: backup: required option not given: --tier <tier> (backup tier: hourly, daily, weekly or monthly) (see atmr-dr backup --help)'],
     [['backup', '--teir', 'daily'], "atmr-dr: unknown option '--teir' (Did you mean --tier?) (see atmr-dr backup --help)"],
     [['restore', 'latest'], 'atmr-dr: --target-db is required: name the database to restore into, e.g. --target-db atmr_restored'],
     [['restore', 'latest', '--taget-db', 'x'], "atmr-dr: unknown option '--taget-db' (Did you mean --target-db?) (see atmr-dr restore --help)"],
+    // A time asked of restore is a point in time, which is recover's: restore loads a whole backup.
+    [['restore', 'latest', '--target-db', 'atmr', '--to-time', '2026-12-06T14:02'], `atmr-dr: restore has no --to-time: ${WHOLE_BACKUP}`],
+    [['restore', 'latest', '--target-db', 'atmr', '--to-time=2026-12-06T14:02'], `atmr-dr: restore has no --to-time: ${WHOLE_BACKUP}`],
+    [['restore', 'latest', '--time', '14:02', '--target-db', 'atmr'], `atmr-dr: restore has no --time: ${WHOLE_BACKUP}`],
+    [['restore', '--at', '14:02', 'latest', '--target-db', 'atmr'], `atmr-dr: restore has no --at: ${WHOLE_BACKUP}`],
     [['restore', 'latest', '--target-db', 'x', '--format', 'tar'], /^atmr-dr: option '--format <format>' argument 'tar' is invalid\. .*\(see atmr-dr restore --help\)$/],
     [['killswitch', 'enable', '--mode', 'degraded', '--reason', 'peak', '--expires', '2', 'hours'], /^atmr-dr: too many arguments for 'enable'\. .*\(see atmr-dr killswitch enable --help\)$/],
     [['make-coffee'], "atmr-dr: unknown command 'make-coffee' (see atmr-dr --help)"],
