@@ -112,7 +112,7 @@ export function registerRestoreCommands(program: Command): void {
         const database = latestDatabase(ref, opts.database, productionNames[0]);
         const target = opts.targetDb;
         phase = 'loading the restore';
-        const [{ restoreBackup, stagingName }, { rowCountBounds }, { createS3Client }] = await Promise.all([
+        const [{ restoreBackup, siblingPrefix, stagingName }, { rowCountBounds }, { createS3Client }] = await Promise.all([
           import('../../lambdas/restore/restore'),
           import('../../lambdas/restore/check'),
           import('../../lambdas/shared/aws'),
@@ -202,7 +202,9 @@ export function registerRestoreCommands(program: Command): void {
             confirm: opts.iUnderstandThisOverwritesProduction
               ? async ({ manifestKey, manifest, targetExists }) => {
                   // A dropped production (the database lost) is created: nothing is replaced or kept.
-                  const what = !targetExists ? 'which is missing: the restore creates it' : opts.dropReplaced ? 'erasing what it holds' : 'replacing what it holds (kept beside it under another name)';
+                  // The swap names the replaced database when it makes it: its prefix is known now.
+                  const where = opts.dropReplaced ? 'they are dropped with it (--drop-replaced)' : `they are in ${siblingPrefix(target, 'old')}... (kept until you drop it)`;
+                  const what = !targetExists ? 'which is missing: the restore creates it' : `${opts.dropReplaced ? 'erasing' : 'replacing'} what it holds: ${writesAfter(target, manifest.startedAt, where)}`;
                   const question = `restore ${manifestKey} (backup ${takenAgo(manifest.startedAt)}) ${targetExists ? 'over' : 'into'} database "${target}" on ${connection.host}:${connection.port}, ${what}`;
                   const confirmed = await confirmer(opts.yes)(question, target, interrupt.signal).catch((error: unknown) => {
                     // Ctrl-C at the prompt (confirm.ts): the restore's own line, which names the target.
@@ -381,6 +383,18 @@ function restoreJson(result: RestoreResult) {
   return { ok: true, ...rest, database: manifest.database, backupStartedAt: manifest.startedAt, backupAgeSeconds: backupAgeSeconds(manifest.startedAt) };
 }
 
+/**
+ * What a restore over an existing database leaves out, said at its prompt and in its result line:
+ * whatever was written to the target after the backup (the bad DELETE and everything else) is not
+ * in the restored copy, only in the database it replaces (`where`). The backup's moment is its time
+ * of day when it was taken today (UTC), else its date too: "after 08:00:00Z" of a week-old backup
+ * would be read as this morning.
+ */
+function writesAfter(target: string, startedAt: string, where: string): string {
+  const today = startedAt.slice(0, 10) === new Date().toISOString().slice(0, 10);
+  return `writes to ${target} after ${startedAt.slice(today ? 11 : 0, 19)}Z are not in the restored copy: ${where}`;
+}
+
 /** `undoneAs`: a free `_old_` name for the restored copy, set aside by the undo line's first rename. */
 function restoreText(result: RestoreResult, undoneAs: string): string {
   const t = result.timings;
@@ -390,7 +404,7 @@ function restoreText(result: RestoreResult, undoneAs: string): string {
   const dropLine = result.replacedDropped ? 'what it held was dropped, --drop-replaced' : 'the drop of what it held (--drop-replaced) got no answer: it may have been dropped, see the warning above';
   const replaced = !result.replaced ? '' : kept === null ? ` (replaced; ${dropLine})` : ' (replaced)';
   return [
-    `restored ${result.manifestKey} (${result.object.format}, ${takenAgo(result.manifest.startedAt)}) into ${result.targetDb}${replaced}: ${countOf(result.tablesRestored, 'table')}, ${countOf(result.rowsRestored, 'row')}, row counts match the manifest`,
+    `restored ${result.manifestKey} (${result.object.format}, ${takenAgo(result.manifest.startedAt)}) into ${result.targetDb}${replaced}: ${countOf(result.tablesRestored, 'table')}, ${countOf(result.rowsRestored, 'row')}, row counts match the manifest${kept === null ? '' : `; ${writesAfter(result.targetDb, result.manifest.startedAt, `they are in ${kept} (kept until you drop it)`)}`}`,
     // What the target held until now (what was written since the backup too) is the operator's way
     // back: named with its DROP, and the renames that put it back (the restored copy then set aside
     // under an _old_ name, which the next restore names with its DROP).

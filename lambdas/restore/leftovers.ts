@@ -37,7 +37,8 @@ export function stagingName(target: string, kind: SiblingKind = 'restore'): stri
   return `${siblingPrefix(target, kind)}${id}`;
 }
 
-function siblingPrefix(target: string, kind: SiblingKind): string {
+/** The part of a sibling name known before it is made (`<target>_old_<mark>_`): the restore's prompt names the database to come. */
+export function siblingPrefix(target: string, kind: SiblingKind): string {
   const mark = createHash('sha256').update(target).digest('hex').slice(0, SIBLING_MARK_LENGTH);
   const marker = `_${kind}_${mark}_`;
   return `${target.slice(0, 63 - marker.length - SIBLING_ID_LENGTH)}${marker}`;

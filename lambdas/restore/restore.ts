@@ -17,7 +17,7 @@ import { giveBackupProperties, keepDatabaseProperties, warnIfReadOnly } from './
 import { Unsettled, backupOwnerToGive, createDatabase, databaseOwner, dropDatabase, NoAnswer, openAdminSession, runOrUnsettled, SessionNotBack, stopOnNoAnswer } from './session';
 import { swapIn } from './swap';
 
-export { stagingName } from './leftovers';
+export { siblingPrefix, stagingName } from './leftovers';
 
 /**
  * Verified restore, one step after the other, data flowing one way:

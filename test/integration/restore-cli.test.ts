@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Client } from 'pg';
 import { SECOND_SIGNAL_AFTER_MS, TEST_HOLD_AFTER_RESULT } from '../../bin/cli/interrupt';
-import { stagingName } from '../../lambdas/restore/restore';
+import { siblingPrefix, stagingName } from '../../lambdas/restore/restore';
 import { createS3Client } from '../../lambdas/shared/aws';
 import type { BackupManifest } from '../../lambdas/shared/manifest';
 import { downloadDirFailure } from '../../lambdas/shared/temp-dir';
@@ -31,6 +31,11 @@ let source: string;
 let sourceDigest: string;
 let manifestKey: string;
 let manifest: BackupManifest;
+
+/** The backup's moment as a replacing restore names it: its time of day (UTC), with its date when it was not taken today. */
+function backupMoment(startedAt: string): string {
+  return startedAt.slice(0, 10) === new Date().toISOString().slice(0, 10) ? `${startedAt.slice(11, 19)}Z` : `${startedAt.slice(0, 19)}Z`;
+}
 
 /** Operator environment: the S3 endpoint and bucket, and libpq settings of the test cluster. */
 function env(extra: Record<string, string> = {}): Record<string, string> {
@@ -244,7 +249,7 @@ describe('atmr-dr restore', () => {
     expect(databaseExists(cluster, dropped)).toBe(false);
   });
 
-  it('over production (--force --i-understand-this-overwrites-production --yes), keeps what it held, rows written after the backup included: the result line names the copy and the DROP that drops it', async () => {
+  it('over production (--force --i-understand-this-overwrites-production --yes), keeps what it held, rows written after the backup included: the result line says those writes are only in the copy kept, and names its DROP', async () => {
     // Arrange: production holds a row written after its backup, which only it has
     const target = makeTarget();
     psql(cluster, target, 'INSERT INTO keep_me VALUES (4)');
@@ -257,13 +262,33 @@ describe('atmr-dr restore', () => {
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
     const [kept] = databasesLike(cluster, `${target}_`);
     expect(kept).toMatch(new RegExp(`^${target}_old_[0-9a-f]{8}_[0-9a-z]{10}$`));
-    expect(run.stdout).toMatch(new RegExp(`^restored ${manifestKey} \\(custom, taken \\S+, [^)]+ ago\\) into ${target} \\(replaced\\): 1 table, 500 rows, row counts match the manifest$`, 'm'));
+    const lost = `writes to ${target} after ${backupMoment(manifest.startedAt)} are not in the restored copy: they are in ${kept} (kept until you drop it)`;
+    expect(run.stdout).toMatch(new RegExp(`^restored ${manifestKey} \\(custom, taken \\S+, [^)]+ ago\\) into ${target} \\(replaced\\): 1 table, 500 rows, row counts match the manifest; ${lost.replace(/[()]/g, '\\$&')}$`, 'm'));
     const line = `what ${target} held before this restore is kept as database ${kept}; once it is no longer needed: DROP DATABASE "${kept}"`;
     expect(run.stdout.split('\n')).toContain(line);
     expect(psql(cluster, kept, 'SELECT count(*) FROM keep_me WHERE id = 4')).toBe('1');
     // The statement the line gives drops it.
     psql(cluster, 'postgres', line.slice(line.indexOf('DROP DATABASE')));
     expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+  });
+
+  it('over a database with a backup not taken today, the result line names the date after which writes are only in the copy kept, not a time of day alone', async () => {
+    // Arrange: a backup a week old, restored over another database
+    const old = uniqueDatabaseName('rcli_weekold_src');
+    psql(cluster, 'postgres', `CREATE DATABASE ${old}`);
+    psql(cluster, old, 'CREATE TABLE company (id int); INSERT INTO company VALUES (1);');
+    const backup = await writeFixtureBackup(s3, localS3.bucket, cluster, old, { tier: 'daily', startedAt: new Date(Date.now() - 7 * 86400_000) });
+    const target = makeTarget();
+
+    // Act
+    const run = await atmrDr(['restore', backup.manifestKey, '--target-db', target, '--force'], env());
+
+    // Assert
+    expect([run.status, run.stderr]).toEqual([0, '']);
+    const [kept] = databasesLike(cluster, `${target}_`);
+    expect(run.stdout.split('\n')[0]).toMatch(
+      new RegExp(`; writes to ${target} after ${backup.manifest.startedAt.slice(0, 19)}Z are not in the restored copy: they are in ${kept} \\(kept until you drop it\\)$`),
+    );
   });
 
   it('when it keeps what the target held, the result gives the two renames that undo the restore, and they put that back', async () => {
@@ -367,10 +392,16 @@ describe('atmr-dr restore', () => {
     expect(run.status).toBe(2);
     expect(run.stderr).toMatch(
       new RegExp(
-        `^atmr-dr: restore ${manifestKey} \\(backup taken ${manifest.startedAt.replaceAll('.', '\\.')}, \\d+ min ago\\) over database "${target}" on ${cluster.host}:${cluster.port}, replacing what it holds \\(kept beside it under another name\\) needs confirmation: standard input is not a terminal; pass --yes to confirm\n$`,
+        `^atmr-dr: restore ${manifestKey} \\(backup taken ${manifest.startedAt.replaceAll('.', '\\.')}, \\d+ min ago\\) over database "${target}" on ${cluster.host}:${cluster.port}, replacing what it holds: writes to ${target} after ${backupMoment(manifest.startedAt)} are not in the restored copy: they are in ${siblingPrefix(target, 'old')}\\.\\.\\. \\(kept until you drop it\\) needs confirmation: standard input is not a terminal; pass --yes to confirm\n$`,
       ),
     );
     expect(run.stdout).toBe('');
+    // With --drop-replaced those writes go with the database it drops: the question says so.
+    const dropping = await atmrDr(['restore', 'latest', '--database', source, '--target-db', target, '--force', '--drop-replaced', '--i-understand-this-overwrites-production'], env({ PGDATABASE: target }));
+    expect(dropping.status).toBe(2);
+    expect(dropping.stderr).toContain(
+      `, erasing what it holds: writes to ${target} after ${backupMoment(manifest.startedAt)} are not in the restored copy: they are dropped with it (--drop-replaced) needs confirmation: standard input is not a terminal; pass --yes to confirm\n`,
+    );
     expect(databaseDigest(cluster, target)).toBe(before);
     expect(databasesLike(cluster, `${target}_`)).toEqual([]);
   });
@@ -405,7 +436,7 @@ describe('atmr-dr restore', () => {
     const damaged = databaseDigest(cluster, prod);
     const temp = fs.mkdtempSync(path.join(os.tmpdir(), 'rcli-confirm-'));
     const args = ['restore', 'latest', '--target-db', prod, '--force', '--i-understand-this-overwrites-production'];
-    const prompt = `restore ${backup.manifestKey} (backup taken ${backup.manifest.startedAt}, 3.0 h ago) over database "${prod}" on ${cluster.host}:${cluster.port}, replacing what it holds (kept beside it under another name): type ${prod} to confirm: `;
+    const prompt = `restore ${backup.manifestKey} (backup taken ${backup.manifest.startedAt}, 3.0 h ago) over database "${prod}" on ${cluster.host}:${cluster.port}, replacing what it holds: writes to ${prod} after ${backupMoment(backup.manifest.startedAt)} are not in the restored copy: they are in ${siblingPrefix(prod, 'old')}... (kept until you drop it): type ${prod} to confirm: `;
     try {
       // Act
       const declined = await atmrDrAtTerminal(args, env({ PGDATABASE: prod, TMPDIR: temp }), 'y');
@@ -865,7 +896,7 @@ describe('atmr-dr restore', () => {
     expect(psql(cluster, target, contents)).toBe('1 1 1 kept');
     expect(databasesLike(cluster, target)).toEqual([target]);
     expect(intoEmpty.status).toBe(0);
-    expect(intoEmpty.stdout).toMatch(new RegExp(`^restored ${manifestKey} \\(custom, taken \\S+, [^)]+ ago\\) into ${empty} \\(replaced\\): 1 table, 500 rows, row counts match the manifest$`, 'm'));
+    expect(intoEmpty.stdout).toMatch(new RegExp(`^restored ${manifestKey} \\(custom, taken \\S+, [^)]+ ago\\) into ${empty} \\(replaced\\): 1 table, 500 rows, row counts match the manifest(; |$)`, 'm'));
   });
 
   itWithSmallDisk('a TMPDIR that fills up during the download: one line saying the local disk is full, with TMPDIR, the sizes and the fix, not S3 rights; exit 1, nothing created', async () => {
