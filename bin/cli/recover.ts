@@ -73,6 +73,18 @@ async function confirmOrRefuse(question: string, yes: boolean | undefined, what:
   if (!(await confirmer(yes)(`${what}: ${question}`))) throw new OperatorError(`${what}: not confirmed, nothing changed`, 1);
 }
 
+/**
+ * What a cutover leaves behind: the copy holds production's data as of the restore time, and every
+ * write production took since (the minutes between the bad DELETE and now) stays on the old
+ * instance only. Said before the operator confirms, so that a cutover is not taken for a rewind of
+ * the bad change alone (docs/recovery.md gives the other way: copy the rows back, keep production).
+ */
+function writesNotOnCopy(record: Pick<RecoveryRecord, 'toTime' | 'sourceInstance'>, nowMs = Date.now()): string {
+  const toTime = new Date(record.toTime);
+  const minutes = Math.max(0, Math.round((nowMs - toTime.getTime()) / 60_000));
+  return `production's writes after ${toTime.toISOString().slice(11, 19)}Z (${minutes} min before now) are not on the copy: they stay on ${record.sourceInstance}`;
+}
+
 function statusLine(record: RecoveryRecord, execution?: { status: string; error?: string }): string {
   const parts = [`recovery ${record.recoveryId}: ${record.status}`, `${record.sourceInstance} as of ${record.toTime} -> ${record.newInstance}`];
   if (record.newInstanceHost) parts.push(`endpoint ${record.newInstanceHost}:${record.newInstancePort ?? 5432}`);
@@ -567,8 +579,11 @@ export function registerRecoverCommands(program: Command): void {
       const question =
         mode === 'undo'
           ? `put back what the cutover to ${record.newInstance} changed (killswitch, ${ctx.config.name}'s database endpoint, tasks)`
-          : `${mode === 'resume' ? 'resume putting' : 'put'} production (${ctx.config.name}) on ${record.newInstance} (as of ${record.toTime})${unread ? ', whose data the verification could NOT read in time (unverified)' : ''}`;
-      await confirmOrRefuse(question, opts.yes, `recover cutover${mode === 'start' ? '' : ` --${mode}`}`);
+          : `${mode === 'resume' ? 'resume putting' : 'put'} production (${ctx.config.name}) on ${record.newInstance} (as of ${record.toTime})${unread ? ', whose data the verification could NOT read in time (unverified)' : ''}; ${writesNotOnCopy(record)}`;
+      const what = `recover cutover${mode === 'start' ? '' : ` --${mode}`}`;
+      await confirmOrRefuse(question, opts.yes, what);
+      // With --yes nobody read the question: its words (which writes the copy lacks) are the run's first line.
+      if (opts.yes && mode !== 'undo' && !ctx.g.json) say(`${what}: ${question}`);
       const recovery = resolveRecoveryConfig(ctx.config);
       const killswitchParameter = await resolveDeployedName(DEPLOYED_NAMES.killswitchParameter, { flagValue: ctx.g.parameter, envName: ctx.g.env });
       const secretsManager = namedClient(new SecretsManagerClient(SDK_RETRY), 'SecretsManager');
