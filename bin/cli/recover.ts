@@ -615,7 +615,7 @@ export function registerRecoverCommands(program: Command): void {
         const p = phase();
         const left = {
           unchanged: `nothing was changed yet (production as before), but the recovery stays "cutting-over" until ${ways(p)}`,
-          changed: `production may stay in maintenance (the killswitch) until ${ways(p)} (the last line says which)`,
+          changed: `production may stay in maintenance (the killswitch) until ${ways(p)} (the last line says where it stopped)`,
           reopened: `the killswitch was being given back on the new instance, where production may take writes: --undo is refused from there on, finish with ${ways(p)}`,
         }[p];
         return withRecoverOptions(`recover cutover: ${signal}: stopping at the next step boundary; ${left}; again to quit at once, which leaves the lease live for up to ${LEASE_SECONDS} s (${refused(p)} refused until it expires)`, ctx.g);

@@ -167,6 +167,21 @@ export function undoPastReopening(record: Pick<RecoveryRecord, 'recoveryId' | 's
 
 class Interrupted extends Error {}
 
+/**
+ * Where a stop left the cutover: the step under way when there is one (journaled "started": it had
+ * begun acting), with what it had already done, else after the last step done. A stop during the
+ * redeploy's wait comes after every service was told to redeploy (the stop is heard at the wait's
+ * polls only): they are moving onto the copy, which "after the endpoint switch" would hide.
+ */
+function interruptedWhere(journal: readonly JournalEntry[], settings: CutoverSettings): string {
+  const during = journal.findLast((e) => e.state === 'started' && e.detail !== UNDO_REDEPLOY_NOT_RUN);
+  if (during) {
+    const did = during.step === CUTOVER_STEPS.redeploy && settings.ecs ? `: ${settings.ecs.serviceNames.join(', ')} already redeploying onto the copy` : '';
+    return `during "${during.step}"${did}`;
+  }
+  return `after "${journal.findLast((e) => e.state === 'done')?.step ?? 'no step'}"`;
+}
+
 /** A stop of the cutover's own, its lease already released: thrown to the operator as it is, never undone. */
 class Stopped extends OperatorError {}
 
@@ -920,14 +935,14 @@ class Session {
 
   /** Stopped at an operator's request: the lease is released at once (no need to wait for it to go stale), the status stays `cutting-over`. */
   private async interrupted(settings: CutoverSettings): Promise<CutoverResult> {
-    const last = [...this.journal].reverse().find((e) => e.state === 'done');
+    const where = interruptedWhere(this.journal, settings);
     await this.put(undefined, { cutover: this.steps }, true);
     await announce(this.deps.events, RECOVERY_EVENTS.cutoverInterrupted, {
-      summary: `Recovery ${this.id}: cutover interrupted by ${this.actor} after "${last?.step ?? 'no step'}"; resume or undo it (atmr-dr recover cutover ${this.id} --resume | --undo)`,
+      summary: `Recovery ${this.id}: cutover interrupted by ${this.actor} ${where}; resume or undo it (atmr-dr recover cutover ${this.id} --resume | --undo)`,
       at: this.now().toISOString(),
       recoveryId: this.id,
     }).catch(() => undefined);
-    return this.result(false, 'cutting-over', { interrupted: true, error: `interrupted after "${last?.step ?? 'no step'}"` }, settings);
+    return this.result(false, 'cutting-over', { interrupted: true, error: `interrupted ${where}` }, settings);
   }
 
   /**

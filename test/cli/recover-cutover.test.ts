@@ -708,7 +708,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
 
   /** The line a first stop signal prints at once: what may be left (maintenance), the two ways on, and what quitting at once costs (the lease). */
   const firstLine = (signal: NodeJS.Signals, id: string) =>
-    `atmr-dr: recover cutover: ${signal}: stopping at the next step boundary; production may stay in maintenance (the killswitch) until "atmr-dr recover cutover ${id} --resume --yes" or "atmr-dr recover cutover ${id} --undo --yes" (the last line says which); again to quit at once, which leaves the lease live for up to 120 s (--resume and --undo refused until it expires)`;
+    `atmr-dr: recover cutover: ${signal}: stopping at the next step boundary; production may stay in maintenance (the killswitch) until "atmr-dr recover cutover ${id} --resume --yes" or "atmr-dr recover cutover ${id} --undo --yes" (the last line says where it stopped); again to quit at once, which leaves the lease live for up to 120 s (--resume and --undo refused until it expires)`;
 
   it('Ctrl-C during the redeploy: exit 130 with how to resume or undo; status shows the journal; --undo --yes puts everything back', async () => {
     const id = 'r20261130150000-e2e1';
@@ -720,7 +720,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     const lines = interrupted.stderr.trimEnd().split('\n');
     expect(lines[0]).toBe(firstLine('SIGINT', id));
     expect(lines[lines.length - 1]).toBe(
-      `atmr-dr: recover cutover: interrupted after "switch database endpoint"; production stays in maintenance (the killswitch) until the cutover is resumed or undone; the journal is in the record ("atmr-dr recover status ${id}"): continue with "atmr-dr recover cutover ${id} --resume --yes" or put back what changed with "atmr-dr recover cutover ${id} --undo --yes"`,
+      `atmr-dr: recover cutover: interrupted during "redeploy ECS services": atmr-api, atmr-celery-worker, atmr-celery-beat already redeploying onto the copy; production stays in maintenance (the killswitch) until the cutover is resumed or undone; the journal is in the record ("atmr-dr recover status ${id}"): continue with "atmr-dr recover cutover ${id} --resume --yes" or put back what changed with "atmr-dr recover cutover ${id} --undo --yes"`,
     );
     expect(aws.secret().host).toBe(cluster.host);
 
@@ -1002,7 +1002,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     const lines = interrupted.stderr.trimEnd().split('\n');
     expect(lines[0]).toBe(firstLine('SIGINT', 'r20261130151500-e2e6'));
     expect(lines[1]).toBe(`atmr-dr: second SIGINT within ${SECOND_SIGNAL_AFTER_MS} ms: taken as the same stop; press Ctrl-C again to quit at once`);
-    expect(lines[lines.length - 1]).toMatch(/^atmr-dr: recover cutover: interrupted after .*--resume --yes/);
+    expect(lines[lines.length - 1]).toMatch(/^atmr-dr: recover cutover: interrupted during "redeploy ECS services": atmr-api, atmr-celery-worker, atmr-celery-beat already redeploying onto the copy; .*--resume --yes/);
   });
 
   it('a second Ctrl-C 800 ms after the first quits at once, mid-step: exit 130 and one line saying production may be in maintenance, when the lease expires and the two ways on; the record and --undo agree', async () => {
@@ -1079,6 +1079,6 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(interrupted.status).toBe(code);
     const lines = interrupted.stderr.trimEnd().split('\n');
     expect(lines[0]).toBe(firstLine(signal, id));
-    expect(lines[lines.length - 1]).toMatch(/^atmr-dr: recover cutover: interrupted after .*--resume --yes/);
+    expect(lines[lines.length - 1]).toMatch(/^atmr-dr: recover cutover: interrupted during "redeploy ECS services": atmr-api, atmr-celery-worker, atmr-celery-beat already redeploying onto the copy; .*--resume --yes/);
   });
 });

@@ -2518,7 +2518,7 @@ describe('an interrupted cutover', () => {
 
     const interrupted = await cutover(deps({ stopRequested: () => stop }), id, settings({ readinessUrl: readyUrl, serviceStableTimeoutSeconds: 900 }), 'alice');
 
-    expect(interrupted).toMatchObject({ ok: false, interrupted: true, status: 'cutting-over', error: 'interrupted after "switch database endpoint"' });
+    expect(interrupted).toMatchObject({ ok: false, interrupted: true, status: 'cutting-over', error: 'interrupted during "redeploy ECS services": atmr-api, atmr-celery-worker already redeploying onto the copy' });
     const record = await getRecovery(deps().store, id);
     expect(record.journal!.map((e) => [e.step, e.state])).toEqual([
       ['killswitch maintenance', 'done'],
