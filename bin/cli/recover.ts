@@ -567,6 +567,17 @@ export function registerRecoverCommands(program: Command): void {
       const ctx = await context();
       const record = await getRecovery(ctx.store, id);
       const mode = opts.undo ? 'undo' : opts.resume ? 'resume' : 'start';
+      if (record.status === 'cut-over') {
+        // Done already: a re-run has nothing to do, and an undo nothing it may put back (production
+        // may have taken writes on the copy since). Exit 3 as every refused state (docs/contracts.md).
+        const at = record.journal?.findLast((e) => e.finishedAt)?.finishedAt ?? record.updatedAt;
+        const old = record.replacedInstance ? `${record.sourceInstance} (kept as ${record.replacedInstance})` : record.sourceInstance;
+        const line =
+          mode === 'undo'
+            ? `there is no undo once a cutover is done (production may have taken writes on ${record.newInstance}); going back to ${old} is by hand, as docs/recovery.md "Going back after a cutover" says: killswitch maintenance, the API's endpoint set to ${old}'s, the ECS services redeployed, then the killswitch lifted; the writes made on ${record.newInstance} since are not on ${old}`
+            : 'nothing to do';
+        throw new OperatorError(`recover cutover${mode === 'start' ? '' : ` --${mode}`}: recovery ${id} was already cut over at ${at}: production runs on ${record.newInstance}; ${line}`, 3);
+      }
       if (mode === 'start' && record.status !== 'verified' && record.status !== 'unverified' && record.status !== 'cutover-failed') {
         const hint = record.status === 'cutting-over' ? `a cutover was interrupted: see "atmr-dr recover status ${id}", then --resume or --undo` : `only a verified recovery can be cut over (see "atmr-dr recover status ${id}")`;
         throw new OperatorError(`recover cutover: recovery ${id} is "${record.status}": ${hint}`, 3);

@@ -267,6 +267,19 @@ describe('atmr-dr recover', () => {
     expect(run.stderr).toMatch(/^atmr-dr: recover: no recovery r20990101000000-ffff/);
   });
 
+  it.each([
+    [[], 'nothing to do'],
+    [['--undo'], 'there is no undo once a cutover is done (production may have taken writes on atmr-prod-pitr-202611301402); going back to atmr-prod (kept as atmr-prod-replaced-202611301530) is by hand, as docs/recovery.md "Going back after a cutover" says'],
+  ])('a cutover run again once done (%j) says when it was cut over and what is left, exit 3, before any AWS call', async (flags: string[], what: string) => {
+    const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
+    const journal = [{ step: 'untag new production instance', state: 'done' as const, startedAt: '2026-11-30T15:30:01.000Z', finishedAt: '2026-11-30T15:30:02.000Z', by: 'alice' }];
+    await updateRecovery(store, 'r20261130143000-aaaa', { status: 'cut-over', journal, replacedInstance: 'atmr-prod-replaced-202611301530' });
+    const run = await atmrDr(['recover', 'cutover', 'r20261130143000-aaaa', ...flags, '--yes']);
+    expect(run.status).toBe(3);
+    const command = flags.length ? 'recover cutover --undo' : 'recover cutover';
+    expect(run.stderr).toMatch(new RegExp(`^atmr-dr: ${command}: recovery r20261130143000-aaaa was already cut over at 2026-11-30T15:30:02.000Z: production runs on atmr-prod-pitr-202611301402; ${what.replace(/[().]/g, '\\$&')}[^\n]*\n$`));
+  });
+
   it('cutover refuses --resume with --undo in one line, before any AWS call', async () => {
     const run = await atmrDr(['recover', 'cutover', 'r20261130143000-aaaa', '--resume', '--undo', '--yes']);
     expect(run.status).toBe(2);
