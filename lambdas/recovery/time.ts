@@ -27,12 +27,20 @@ export function relativeToTimeSeconds(text: string): number | undefined {
   return worded ? Number(worded[1]) * DURATION_UNIT_SECONDS[worded[2][0].toLowerCase()] : durationSeconds(span);
 }
 
+/** The offset of `zone` from UTC at the instant `ms`, in minutes (east positive), by Intl: summer time included. */
+function zoneOffsetMinutes(zone: string, ms: number): number {
+  const parts = new Intl.DateTimeFormat('en-US', { timeZone: zone, hourCycle: 'h23', year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric', second: 'numeric' }).formatToParts(ms);
+  const part = (type: string) => Number(parts.find((p) => p.type === type)?.value);
+  const seconds = Math.floor(ms / 1000) * 1000;
+  return Math.round((Date.UTC(part('year'), part('month') - 1, part('day'), part('hour'), part('minute'), part('second')) - seconds) / 60_000);
+}
+
 /**
  * `--to-time`: an ISO 8601 time with its zone (`2026-11-30T14:02:00Z`, `...+01:00`) or a time
  * relative to `now` (relativeToTimeSeconds: `5 minutes ago`, `5m ago`, `-5m`). A time without a zone
  * is refused: on the worst day nobody should have to guess whether 14:02 was UTC or Paris time.
  */
-export function parseToTime(text: string | undefined, now: Date = new Date()): Date {
+export function parseToTime(text: string | undefined, now: Date = new Date(), zone = Intl.DateTimeFormat().resolvedOptions().timeZone): Date {
   const trimmed = text?.trim() ?? '';
   if (!trimmed) throw new OperatorError('recover: --to-time is required: an ISO time with its zone (2026-11-30T14:02:00Z) or "5 minutes ago"', 2);
   const secondsAgo = relativeToTimeSeconds(trimmed);
@@ -51,6 +59,18 @@ export function parseToTime(text: string | undefined, now: Date = new Date()): D
   const real = asUtc ? ISO_WITH_ZONE.exec(asUtc) : null;
   if (zoneless && real && isRealDateTime(real)) {
     const local = `${zoneless[1]}T${zoneless[2]}`;
+    // An on-call in Paris who read "14:02" off a French log means 14:02 Paris time: offered first,
+    // written out with its offset on that date (summer time) and in UTC. "Add Z" first led them to
+    // restore to 15:02 Paris time, after the bad DELETE.
+    if (zone && !['UTC', 'Etc/UTC', 'Etc/GMT', 'GMT'].includes(zone)) {
+      const wall = Date.parse(asUtc!);
+      const offset = zoneOffsetMinutes(zone, wall - zoneOffsetMinutes(zone, wall) * 60_000);
+      const sign = offset < 0 ? '-' : '+';
+      const withOffset = `${local}${sign}${String(Math.floor(Math.abs(offset) / 60)).padStart(2, '0')}:${String(Math.abs(offset) % 60).padStart(2, '0')}`;
+      const utc = new Date(wall - offset * 60_000).toISOString();
+      const utcShown = `${utc.slice(0, 10) === zoneless[1] ? '' : `${utc.slice(0, 11)}`}${utc.slice(11, 11 + Math.min(zoneless[2].length, 12))}Z`;
+      throw new OperatorError(`recover: --to-time "${trimmed}" has no time zone: ${zoneless[2]} in ${zone} is ${withOffset} (${utcShown}); or add Z for UTC (${local}Z)`, 2);
+    }
     throw new OperatorError(`recover: --to-time "${trimmed}" has no time zone: add Z for UTC (${local}Z) or an offset (${local}+01:00)`, 2);
   }
   throw new OperatorError(

@@ -204,8 +204,22 @@ describe('atmr-dr recover', () => {
     }
   });
 
+  it('refuses a time without a zone on a machine in Europe/Paris (TZ) offering 14:02 Paris time first, then Z', async () => {
+    const saved = env;
+    env = { ...env, TZ: 'Europe/Paris' };
+    try {
+      const run = await atmrDr(['recover', '--to-time', '2026-12-06T14:02', '--reason', 'x']);
+      expect(run.status).toBe(2);
+      expect(run.stderr).toBe('atmr-dr: recover: --to-time "2026-12-06T14:02" has no time zone: 14:02 in Europe/Paris is 2026-12-06T14:02+01:00 (13:02Z); or add Z for UTC (2026-12-06T14:02Z)\n');
+    } finally {
+      env = saved;
+    }
+  });
+
   it('refuses a time without a zone in one line', async () => {
-    const run = await atmrDr(['recover', '--to-time', '2026-11-30 14:02', '--reason', 'x']);
+    const saved = env;
+    env = { ...env, TZ: 'UTC' };
+    const run = await atmrDr(['recover', '--to-time', '2026-11-30 14:02', '--reason', 'x']).finally(() => (env = saved));
     expect(run.status).toBe(2);
     expect(run.stderr).toBe('atmr-dr: recover: --to-time "2026-11-30 14:02" has no time zone: add Z for UTC (2026-11-30T14:02Z) or an offset (2026-11-30T14:02+01:00)\n');
     expect(run.stderr.trim().split('\n')).toHaveLength(1);

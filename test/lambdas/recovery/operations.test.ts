@@ -88,8 +88,19 @@ describe('--to-time and --reason', () => {
     ['2026-12-05T03:00:00', '2026-12-05T03:00:00'],
     ['2026-12-05T03:00', '2026-12-05T03:00'],
     ['2026-12-05 03:00:00.5', '2026-12-05T03:00:00.5'],
-  ])('refuses "%s" (a time without a zone) saying to add one, written out for this time', (text, local) => {
-    expect(() => parseToTime(text, NOW)).toThrow(`recover: --to-time "${text}" has no time zone: add Z for UTC (${local}Z) or an offset (${local}+01:00)`);
+  ])('refuses "%s" (a time without a zone) saying to add one, written out for this time (a machine on UTC)', (text, local) => {
+    expect(() => parseToTime(text, NOW, 'UTC')).toThrow(`recover: --to-time "${text}" has no time zone: add Z for UTC (${local}Z) or an offset (${local}+01:00)`);
+  });
+
+  describe('a time without a zone, on a machine whose zone is not UTC', () => {
+    it.each([
+      // Winter: +01:00; summer time: +02:00; just after midnight Paris is the day before in UTC.
+      ['2026-12-06T14:02', '14:02 in Europe/Paris is 2026-12-06T14:02+01:00 (13:02Z); or add Z for UTC (2026-12-06T14:02Z)'],
+      ['2026-07-14 14:02:30', '14:02:30 in Europe/Paris is 2026-07-14T14:02:30+02:00 (12:02:30Z); or add Z for UTC (2026-07-14T14:02:30Z)'],
+      ['2026-12-06T00:30', '00:30 in Europe/Paris is 2026-12-06T00:30+01:00 (2026-12-05T23:30Z); or add Z for UTC (2026-12-06T00:30Z)'],
+    ])('refuses "%s" offering the local zone first, with its offset on that date, then Z', (text, fix) => {
+      expect(() => parseToTime(text, NOW, 'Europe/Paris')).toThrow(`recover: --to-time "${text}" has no time zone: ${fix}`);
+    });
   });
 
   it('refuses a date alone and nonsense, saying what works', () => {
