@@ -307,6 +307,26 @@ function checkRecoveryId(command: string, id: string): void {
  */
 const ACTOR_AT_START = `your STS caller ARN, read when the recovery starts; when STS cannot be read, ${OPERATOR_NAME_ORDER}`;
 
+/**
+ * A recovery restores from database.instanceIdentifier. After a cutover production runs on the copy,
+ * and until cdk.json names it (the cutover's "next" line), a new recovery would restore the old
+ * instance, the one the cutover replaced, without a word: said on stderr when the latest finished
+ * cutover among the recent recoveries replaced that very instance. No flag picks another source: the
+ * config is the fix. A store that cannot be read says nothing here (the start reads it again).
+ */
+async function warnIfReplaced(store: StoreDeps, source: string, envName: string): Promise<void> {
+  for (const id of await listRecoveryIds(store, 10).catch(() => [])) {
+    const record = await getRecovery(store, id).catch(() => undefined);
+    if (record?.status !== 'cut-over') continue;
+    if (record.sourceInstance === source) {
+      process.stderr.write(
+        `atmr-dr: warning: recovery ${id} cut production (${envName}) over to ${record.newInstance}, but database.instanceIdentifier still names ${source}, the instance it replaced: this recovery restores ${source}, not production; set database.instanceIdentifier and database.host to ${record.newInstance} in cdk.json to restore production\n`,
+      );
+    }
+    return;
+  }
+}
+
 /** `recover --to-time ... | status [ID] | cutover ID --yes | abandon ID`: RDS point-in-time recovery, verified, then a guided cutover. */
 export function registerRecoverCommands(program: Command): void {
   const recover = program
@@ -466,6 +486,7 @@ export function registerRecoverCommands(program: Command): void {
     let toTime = parseToTime(g.toTime);
     checkPitrReach(toTime);
     const ctx = await context();
+    await warnIfReplaced(ctx.store, ctx.config.database.instanceIdentifier, ctx.config.name);
     if (relativeToTimeSeconds(g.toTime ?? '') !== undefined) {
       // "5 min ago" from RDS's clock, as the killswitch's --expires counts from SSM's: a laptop minutes
       // off would restore minutes more or less of the data. The SDK learns the offset from RDS's

@@ -4,7 +4,7 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { RecoveryRequest } from '../../lambdas/recovery/contract';
+import { RecoveryRecord, RecoveryRequest } from '../../lambdas/recovery/contract';
 import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { beginRecovery, recordKey, updateRecovery } from '../../lambdas/recovery/store';
 import { afterCutoverSteps } from '../../bin/cli/recover';
@@ -214,6 +214,17 @@ describe('atmr-dr recover', () => {
     } finally {
       env = saved;
     }
+  });
+
+  it('a recovery started after a cutover whose old instance the config still names warns on stderr that it restores the replaced instance', async () => {
+    const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
+    const before = (await dynamo.ddb.send(new GetCommand({ TableName: dynamo.tableName, Key: recordKey('r20261130143000-aaaa') }))).Item!.status as RecoveryRecord['status'];
+    await updateRecovery(store, 'r20261130143000-aaaa', { status: 'cut-over' });
+    // The tests after this one read the recovery as it was.
+    const run = await atmrDr(['recover', '--to-time', new Date(Date.now() - 3_600_000).toISOString(), '--reason', 'x', '--dry-run']).finally(() => updateRecovery(store, 'r20261130143000-aaaa', { status: before }));
+    expect(run.stderr.split('\n')[0]).toBe(
+      'atmr-dr: warning: recovery r20261130143000-aaaa cut production (example) over to atmr-prod-pitr-202611301402, but database.instanceIdentifier still names atmr-prod, the instance it replaced: this recovery restores atmr-prod, not production; set database.instanceIdentifier and database.host to atmr-prod-pitr-202611301402 in cdk.json to restore production',
+    );
   });
 
   it('refuses a time without a zone in one line', async () => {
