@@ -32,7 +32,7 @@ import { resolveCliActor } from './killswitch';
 import { DEPLOYED_NAMES, defaultEnvironmentName, ENV_DEFAULT, notFoundHint, resolveDeployedName } from './resolve';
 import { loadCliConfig } from './cli-config';
 import { confirmer } from './confirm';
-import { exitCodeOf, interruptible } from './interrupt';
+import { exitCodeOf, interruptible, sayWhileStarting } from './interrupt';
 
 interface RecoverGlobals {
   env?: string;
@@ -516,7 +516,10 @@ export function registerRecoverCommands(program: Command): void {
       if (g.json) print(JSON.stringify(result));
       return;
     }
-    const { record, execution } = await follow(ctx.sfn, ctx.store, result.request.recoveryId, Boolean(g.json));
+    // Started, the recovery is the workflow's: a stop from here only ends the following.
+    const id = result.request.recoveryId;
+    sayWhileStarting((signal) => `recover interrupted (received ${signal}) while following: recovery ${id} keeps running (the workflow does not need this process): atmr-dr recover status ${id}`);
+    const { record, execution } = await follow(ctx.sfn, ctx.store, id, Boolean(g.json));
     report(record, Boolean(g.json), ctx.config, execution);
     if (record.status !== 'verified') throw new OperatorError(`recover: recovery ${record.recoveryId} ended "${record.status}"${record.error ? `: ${record.error}` : ''}`, 1);
   }),

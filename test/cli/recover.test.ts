@@ -228,6 +228,74 @@ describe('atmr-dr recover', () => {
     );
   });
 
+  it('Ctrl-C while it follows a recovery it started says the recovery keeps running and how to follow it, exit 130', async () => {
+    // Arrange: a store of its own (no recovery in progress), RDS restorable, Step Functions starting
+    // the workflow and answering RUNNING to every DescribeExecution.
+    const own = await startLocalDynamo('ops-state-follow');
+    const rds = await restorableRds();
+    const sfn = http.createServer((req, res) => {
+      req.resume().on('end', () => {
+        const target = String(req.headers['x-amz-target'] ?? '');
+        const executionArn = 'arn:aws:states:eu-west-3:111111111111:execution:recovery:started';
+        res.writeHead(200, { 'content-type': 'application/x-amz-json-1.0' });
+        res.end(JSON.stringify(target.endsWith('.StartExecution') ? { executionArn, startDate: Date.now() / 1000 } : { executionArn, status: 'RUNNING', startDate: Date.now() / 1000 }));
+      });
+    });
+    await new Promise<void>((resolve) => sfn.listen(0, '127.0.0.1', resolve));
+    const port = (server: http.Server) => (server.address() as AddressInfo).port;
+    const child = spawn(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['bin/atmr-dr.ts', 'recover', '--to-time', '10 min ago', '--reason', 'bookings deleted'], {
+      cwd: ROOT,
+      env: {
+        PATH: process.env.PATH ?? '',
+        HOME: process.env.HOME ?? '/tmp',
+        ...env,
+        USER: 'alice',
+        AWS_ENDPOINT_URL_DYNAMODB: own.endpoint,
+        ATMR_OPS_TABLE: own.tableName,
+        AWS_ENDPOINT_URL_RDS: `http://127.0.0.1:${port(rds)}`,
+        AWS_ENDPOINT_URL_SFN: `http://127.0.0.1:${port(sfn)}`,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+      output += chunk.toString();
+    });
+    try {
+      // Act: stopped once the workflow is started and followed (its first status line is out)
+      await new Promise<void>((resolve, reject) => {
+        const timer = setInterval(() => {
+          if (/ recovery r\S+: \S+/.test(stderr)) {
+            clearInterval(timer);
+            child.kill('SIGINT');
+            resolve();
+          }
+        }, 50);
+        child.on('close', () => {
+          clearInterval(timer);
+          reject(new Error(`ended before it followed: ${output}`));
+        });
+      });
+      const status = await new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.on('close', resolve)));
+
+      // Assert
+      const id = /recovery (r\d{14}-[0-9a-f]{4}) started/.exec(output)?.[1];
+      expect(id).toBeDefined();
+      expect(stderr.trimEnd().split('\n').pop()).toBe(
+        `atmr-dr: recover interrupted (received SIGINT) while following: recovery ${id} keeps running (the workflow does not need this process): atmr-dr recover status ${id}`,
+      );
+      expect(status).toBe(130);
+    } finally {
+      child.kill('SIGKILL');
+      await new Promise((resolve) => rds.close(resolve));
+      await new Promise((resolve) => sfn.close(resolve));
+      await own.stop();
+    }
+  });
+
   it('refuses a time without a zone in one line', async () => {
     const saved = env;
     env = { ...env, TZ: 'UTC' };
