@@ -14,7 +14,7 @@ import { backupObjectKeys } from '../../lambdas/shared/s3-layout';
 import { testCluster, uniqueDatabaseName, testClient } from '../support/cluster';
 import { freePort, psql, startPostgres, stopPostgres } from '../support/postgres';
 import { startCloudFormationWithoutStacks } from '../support/aws-endpoints';
-import { listenOnLoopback, startRefusingS3 } from '../support/refusing-s3';
+import { listenOnLoopback, passOn, startRefusingS3 } from '../support/refusing-s3';
 import { LocalS3, startHoldingProxy, startLocalS3 } from '../support/s3';
 import { type CliRun, cliEnv, createDatabase, dropDatabase, getBytes, getJson, listKeys, operatorLines, pointers, runBackends, runCli, startCli } from './backup-support';
 import { holdTableLock, type HeldLock } from '../support/cluster';
@@ -41,12 +41,7 @@ async function startStallingS3(s3: LocalS3, stallsAt: (method: string, url: URL)
       onStall();
       return;
     }
-    const upstream = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
-      res.writeHead(answer.statusCode ?? 502, answer.headers);
-      answer.pipe(res);
-    });
-    upstream.on('error', () => res.destroy());
-    req.pipe(upstream);
+    passOn(req, res, target);
   });
   return listenOnLoopback(proxy);
 }

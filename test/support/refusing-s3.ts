@@ -18,14 +18,19 @@ export async function startRefusingS3(s3: LocalS3, refuses: (method: string, url
       req.resume();
       return;
     }
-    const upstream = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
-      res.writeHead(answer.statusCode ?? 502, answer.headers);
-      answer.pipe(res);
-    });
-    upstream.on('error', () => res.destroy());
-    req.pipe(upstream);
+    passOn(req, res, target);
   });
   return listenOnLoopback(proxy);
+}
+
+/** Passes a request on to s3rver (`target`) unchanged, and its answer back. */
+export function passOn(req: http.IncomingMessage, res: http.ServerResponse, target: URL): void {
+  const upstream = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+    res.writeHead(answer.statusCode ?? 502, answer.headers);
+    answer.pipe(res);
+  });
+  upstream.on('error', () => res.destroy());
+  req.pipe(upstream);
 }
 
 /** A proxy in front of s3rver, listening on 127.0.0.1 and a free port: its endpoint, and stop. */
