@@ -796,7 +796,9 @@ export function registerRollbackCommands(program: Command, makeContext: typeof d
 
   rollback
     .command('migration')
-    .description('flask db downgrade REVISION in the failing release\'s image (snapshot or PITR point first, maintenance meanwhile)')
+    .description(
+      "flask db downgrade REVISION in the failing release's image (snapshot or PITR point first); maintenance while it runs, kept after it while the service still runs that release (run rollback service first)",
+    )
     .requiredOption('--to <revision>', 'Alembic revision to go back to, never a relative step like -1')
     .option('--task-definition <taskDefinitionArn>', `the release whose image runs the downgrade: the one rolled back from, as the rollback advises (default: the current task definition of ${API_SERVICE_HELP})`)
     .option('--yes', 'do not ask for confirmation')
@@ -816,8 +818,9 @@ export function registerRollbackCommands(program: Command, makeContext: typeof d
   rollback
     .command('unlock')
     .description('release a rollback lock that nothing else will release before it expires (a command killed, a release that failed)')
-    .option('--service <name>', `service whose lock to release (${API_SERVICE_HELP}; a worker, by the config)`)
-    .option('--owner <id>', 'owner of the lock, as "rollback status --service NAME" shows it')
+    // Both required: an unlock must name the lock it releases, never fall back to the API's.
+    .option('--service <name>', `(required) ECS service whose lock to release, as "rollback status" names it (${API_SERVICE_HELP}; a worker, by the config)`)
+    .option('--owner <id>', '(required) owner of the lock, as "rollback status --service NAME" shows it (lock: held by ID)')
     .option('--force', 'release a migration downgrade\'s lock once its task has stopped')
     .action(async (opts: { service?: string; owner?: string; force?: boolean }) => {
       // Checked before anything is resolved: the fix names where the owner is read.
