@@ -18,7 +18,7 @@ import { serviceNow } from '../../lambdas/shared/clock-offset';
 import { StoreDeps, activeRecoveryId, getRecovery, listRecoveryIds } from '../../lambdas/recovery/store';
 import { checkPitrReach, parseToTime, relativeToTimeSeconds } from '../../lambdas/recovery/time';
 import { formatVerification, unreadCause, unverifiedFlagRefusal, unverifiedNextStep, unverifiedRefusal } from '../../lambdas/recovery/verify';
-import { formatAge } from '../../lambdas/shared/format';
+import { formatAge, utcSecond } from '../../lambdas/shared/format';
 import { type KillswitchValue, effectiveMode } from '../../lambdas/killswitch/value';
 import { readKillswitch } from '../../lambdas/killswitch/core';
 import { opsStateDynamoDB } from '../../lambdas/shared/ops-state-client';
@@ -82,7 +82,7 @@ async function confirmOrRefuse(question: string, yes: boolean | undefined, what:
  */
 function writesNotOnCopy(record: Pick<RecoveryRecord, 'toTime' | 'sourceInstance'>, nowMs = Date.now()): string {
   const toTime = new Date(record.toTime);
-  return `production's writes after ${toTime.toISOString().slice(11, 19)}Z (${formatAge(Math.max(0, (nowMs - toTime.getTime()) / 1000))} ago) are not on the copy: they stay on ${record.sourceInstance}`;
+  return `production's writes after ${utcSecond(toTime.getTime(), nowMs)} (${formatAge(Math.max(0, (nowMs - toTime.getTime()) / 1000))} ago) are not on the copy: they stay on ${record.sourceInstance}`;
 }
 
 function statusLine(record: RecoveryRecord, execution?: { status: string; error?: string }): string {

@@ -4,7 +4,7 @@ import type { RestoreResult } from '../../lambdas/restore/restore';
 import type { RestoreTestReport } from '../../lambdas/restore/restore-test';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { durationSeconds } from '../../lambdas/shared/duration';
-import { backupAgeSeconds, countOf, takenAgo } from '../../lambdas/shared/format';
+import { backupAgeSeconds, countOf, takenAgo, utcSecond } from '../../lambdas/shared/format';
 import { quoteIdent, reopenDatabaseStatement } from '../../lambdas/shared/postgres';
 import { loadStatus, stderrProgress } from './progress';
 import { asksAtSwap, ConfirmationInterrupted, confirmer } from './confirm';
@@ -386,13 +386,10 @@ function restoreJson(result: RestoreResult) {
 /**
  * What a restore over an existing database leaves out, said at its prompt and in its result line:
  * whatever was written to the target after the backup (the bad DELETE and everything else) is not
- * in the restored copy, only in the database it replaces (`where`). The backup's moment is its time
- * of day when it was taken today (UTC), else its date too: "after 08:00:00Z" of a week-old backup
- * would be read as this morning.
+ * in the restored copy, only in the database it replaces (`where`).
  */
 function writesAfter(target: string, startedAt: string, where: string): string {
-  const today = startedAt.slice(0, 10) === new Date().toISOString().slice(0, 10);
-  return `writes to ${target} after ${startedAt.slice(today ? 11 : 0, 19)}Z are not in the restored copy: ${where}`;
+  return `writes to ${target} after ${utcSecond(Date.parse(startedAt))} are not in the restored copy: ${where}`;
 }
 
 /** `undoneAs`: a free `_old_` name for the restored copy, set aside by the undo line's first rename. */

@@ -44,6 +44,16 @@ export function utcMinute(ms: number): string {
   return `${new Date(ms).toISOString().slice(0, 16).replace('T', ' ')} UTC`;
 }
 
+/**
+ * "14:02:00Z" when the instant (milliseconds since the epoch) is today (UTC), else
+ * "2026-11-30T14:02:00Z": the moment after which writes are not in a copy (a restored backup, a
+ * recovered instance). A bare time of day of a week-old moment would be read as this morning.
+ */
+export function utcSecond(ms: number, nowMs = Date.now()): string {
+  const iso = new Date(ms).toISOString();
+  return `${iso.slice(iso.slice(0, 10) === new Date(nowMs).toISOString().slice(0, 10) ? 11 : 0, 19)}Z`;
+}
+
 /** Whole seconds since the backup started (its manifest's startedAt). */
 export function backupAgeSeconds(startedAt: string, nowMs = Date.now()): number {
   return Math.round((nowMs - Date.parse(startedAt)) / 1000);

@@ -372,7 +372,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(result.status).toBe(0);
     // With --yes the question is not asked: its words come first, with the writes the copy lacks.
     expect(result.stdout.split('\n')[0]).toMatch(
-      /^recover cutover: put production \(example\) on atmr-prod-pitr-202611301402 \(as of 2026-11-30T14:02:00.000Z\); production's writes after 14:02:00Z \((\d+ (?:min|h|d)|\d+\.\d h) ago\) are not on the copy: they stay on atmr-prod$/,
+      /^recover cutover: put production \(example\) on atmr-prod-pitr-202611301402 \(as of 2026-11-30T14:02:00.000Z\); production's writes after 2026-11-30T14:02:00Z \((\d+ (?:min|h|d)|\d+\.\d h) ago\) are not on the copy: they stay on atmr-prod$/,
     );
     // Each step reported with its start time and duration.
     const steps = ['killswitch maintenance', 'switch database endpoint', 'redeploy ECS services', 'check /ready', 'check writes accepted', 'killswitch back', 'rename and tag old instance', 'deletion protection on new production instance', 'untag new production instance'];

@@ -340,7 +340,7 @@ describe('atmr-dr recover', () => {
     expect(run.status).toBe(2);
     // Which writes the cutover leaves behind is part of the question: the copy stops at the restore time.
     expect(run.stderr).toMatch(
-      /^atmr-dr: recover cutover: put production \(example\) on atmr-prod-pitr-202611301402 \(as of 2026-11-30T14:02:00.000Z\); production's writes after 14:02:00Z \((\d+ (?:min|h|d)|\d+\.\d h) ago\) are not on the copy: they stay on atmr-prod needs confirmation: standard input is not a terminal; pass --yes to confirm\n$/,
+      /^atmr-dr: recover cutover: put production \(example\) on atmr-prod-pitr-202611301402 \(as of 2026-11-30T14:02:00.000Z\); production's writes after 2026-11-30T14:02:00Z \((\d+ (?:min|h|d)|\d+\.\d h) ago\) are not on the copy: they stay on atmr-prod needs confirmation: standard input is not a terminal; pass --yes to confirm\n$/,
     );
     expect(/\(([^()]+) ago\) are not on the copy/.exec(run.stderr)?.[1]).toBe(formatAge((Date.now() - Date.parse('2026-11-30T14:02:00.000Z')) / 1000));
   });

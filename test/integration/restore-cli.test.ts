@@ -10,6 +10,7 @@ import { Client } from 'pg';
 import { SECOND_SIGNAL_AFTER_MS, TEST_HOLD_AFTER_RESULT } from '../../bin/cli/interrupt';
 import { siblingPrefix, stagingName } from '../../lambdas/restore/restore';
 import { createS3Client } from '../../lambdas/shared/aws';
+import { utcSecond } from '../../lambdas/shared/format';
 import type { BackupManifest } from '../../lambdas/shared/manifest';
 import { downloadDirFailure } from '../../lambdas/shared/temp-dir';
 import { testCluster, uniqueDatabaseName, testClient } from '../support/cluster';
@@ -31,11 +32,6 @@ let source: string;
 let sourceDigest: string;
 let manifestKey: string;
 let manifest: BackupManifest;
-
-/** The backup's moment as a replacing restore names it: its time of day (UTC), with its date when it was not taken today. */
-function backupMoment(startedAt: string): string {
-  return startedAt.slice(0, 10) === new Date().toISOString().slice(0, 10) ? `${startedAt.slice(11, 19)}Z` : `${startedAt.slice(0, 19)}Z`;
-}
 
 /** Operator environment: the S3 endpoint and bucket, and libpq settings of the test cluster. */
 function env(extra: Record<string, string> = {}): Record<string, string> {
@@ -262,7 +258,7 @@ describe('atmr-dr restore', () => {
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
     const [kept] = databasesLike(cluster, `${target}_`);
     expect(kept).toMatch(new RegExp(`^${target}_old_[0-9a-f]{8}_[0-9a-z]{10}$`));
-    const lost = `writes to ${target} after ${backupMoment(manifest.startedAt)} are not in the restored copy: they are in ${kept} (kept until you drop it)`;
+    const lost = `writes to ${target} after ${utcSecond(Date.parse(manifest.startedAt))} are not in the restored copy: they are in ${kept} (kept until you drop it)`;
     expect(run.stdout).toMatch(new RegExp(`^restored ${manifestKey} \\(custom, taken \\S+, [^)]+ ago\\) into ${target} \\(replaced\\): 1 table, 500 rows, row counts match the manifest; ${lost.replace(/[()]/g, '\\$&')}$`, 'm'));
     const line = `what ${target} held before this restore is kept as database ${kept}; once it is no longer needed: DROP DATABASE "${kept}"`;
     expect(run.stdout.split('\n')).toContain(line);
@@ -392,7 +388,7 @@ describe('atmr-dr restore', () => {
     expect(run.status).toBe(2);
     expect(run.stderr).toMatch(
       new RegExp(
-        `^atmr-dr: restore ${manifestKey} \\(backup taken ${manifest.startedAt.replaceAll('.', '\\.')}, \\d+ min ago\\) over database "${target}" on ${cluster.host}:${cluster.port}, replacing what it holds: writes to ${target} after ${backupMoment(manifest.startedAt)} are not in the restored copy: they are in ${siblingPrefix(target, 'old')}\\.\\.\\. \\(kept until you drop it\\) needs confirmation: standard input is not a terminal; pass --yes to confirm\n$`,
+        `^atmr-dr: restore ${manifestKey} \\(backup taken ${manifest.startedAt.replaceAll('.', '\\.')}, \\d+ min ago\\) over database "${target}" on ${cluster.host}:${cluster.port}, replacing what it holds: writes to ${target} after ${utcSecond(Date.parse(manifest.startedAt))} are not in the restored copy: they are in ${siblingPrefix(target, 'old')}\\.\\.\\. \\(kept until you drop it\\) needs confirmation: standard input is not a terminal; pass --yes to confirm\n$`,
       ),
     );
     expect(run.stdout).toBe('');
@@ -400,7 +396,7 @@ describe('atmr-dr restore', () => {
     const dropping = await atmrDr(['restore', 'latest', '--database', source, '--target-db', target, '--force', '--drop-replaced', '--i-understand-this-overwrites-production'], env({ PGDATABASE: target }));
     expect(dropping.status).toBe(2);
     expect(dropping.stderr).toContain(
-      `, erasing what it holds: writes to ${target} after ${backupMoment(manifest.startedAt)} are not in the restored copy: they are dropped with it (--drop-replaced) needs confirmation: standard input is not a terminal; pass --yes to confirm\n`,
+      `, erasing what it holds: writes to ${target} after ${utcSecond(Date.parse(manifest.startedAt))} are not in the restored copy: they are dropped with it (--drop-replaced) needs confirmation: standard input is not a terminal; pass --yes to confirm\n`,
     );
     expect(databaseDigest(cluster, target)).toBe(before);
     expect(databasesLike(cluster, `${target}_`)).toEqual([]);
@@ -436,7 +432,7 @@ describe('atmr-dr restore', () => {
     const damaged = databaseDigest(cluster, prod);
     const temp = fs.mkdtempSync(path.join(os.tmpdir(), 'rcli-confirm-'));
     const args = ['restore', 'latest', '--target-db', prod, '--force', '--i-understand-this-overwrites-production'];
-    const prompt = `restore ${backup.manifestKey} (backup taken ${backup.manifest.startedAt}, 3.0 h ago) over database "${prod}" on ${cluster.host}:${cluster.port}, replacing what it holds: writes to ${prod} after ${backupMoment(backup.manifest.startedAt)} are not in the restored copy: they are in ${siblingPrefix(prod, 'old')}... (kept until you drop it): type ${prod} to confirm: `;
+    const prompt = `restore ${backup.manifestKey} (backup taken ${backup.manifest.startedAt}, 3.0 h ago) over database "${prod}" on ${cluster.host}:${cluster.port}, replacing what it holds: writes to ${prod} after ${utcSecond(Date.parse(backup.manifest.startedAt))} are not in the restored copy: they are in ${siblingPrefix(prod, 'old')}... (kept until you drop it): type ${prod} to confirm: `;
     try {
       // Act
       const declined = await atmrDrAtTerminal(args, env({ PGDATABASE: prod, TMPDIR: temp }), 'y');

@@ -1,4 +1,4 @@
-import { takenAgo, utcMinute } from '../../../lambdas/shared/format';
+import { takenAgo, utcMinute, utcSecond } from '../../../lambdas/shared/format';
 
 describe('takenAgo: when a restored backup was taken, and how old it is', () => {
   const now = Date.parse('2026-12-05T10:00:00.000Z');
@@ -24,5 +24,19 @@ describe('utcMinute: an instant to the minute, in UTC', () => {
   it('drops the seconds rather than rounding them, and names UTC', () => {
     // Arrange / Act / Assert
     expect(utcMinute(Date.parse('2026-12-05T18:12:59.900Z'))).toBe('2026-12-05 18:12 UTC');
+  });
+});
+
+describe('utcSecond: the moment after which writes are not in a copy', () => {
+  const now = Date.parse('2026-12-05T10:00:00.000Z');
+
+  it('says the time of day alone for a moment of today (UTC)', () => {
+    // Arrange / Act / Assert
+    expect(utcSecond(Date.parse('2026-12-05T08:00:03.900Z'), now)).toBe('08:00:03Z');
+  });
+
+  it('says the date too for a moment of another day, which a time of day alone would put this morning', () => {
+    // Arrange / Act / Assert
+    expect(utcSecond(Date.parse('2026-11-28T08:00:03.000Z'), now)).toBe('2026-11-28T08:00:03Z');
   });
 });
