@@ -29,10 +29,10 @@ export function relativeToTimeSeconds(text: string): number | undefined {
 
 /** The offset of `zone` from UTC at the instant `ms`, in minutes (east positive), by Intl: summer time included. */
 function zoneOffsetMinutes(zone: string, ms: number): number {
-  const parts = new Intl.DateTimeFormat('en-US', { timeZone: zone, hourCycle: 'h23', year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric', second: 'numeric' }).formatToParts(ms);
-  const part = (type: string) => Number(parts.find((p) => p.type === type)?.value);
-  const seconds = Math.floor(ms / 1000) * 1000;
-  return Math.round((Date.UTC(part('year'), part('month') - 1, part('day'), part('hour'), part('minute'), part('second')) - seconds) / 60_000);
+  // "GMT+01:00", "GMT-03:30"; "GMT" alone (or "GMT+00:00") for UTC itself.
+  const name = new Intl.DateTimeFormat('en-US', { timeZone: zone, timeZoneName: 'longOffset' }).formatToParts(ms).find((p) => p.type === 'timeZoneName')?.value;
+  const offset = /^GMT([+-])(\d{2}):(\d{2})$/.exec(name ?? '');
+  return offset ? (offset[1] === '-' ? -1 : 1) * (Number(offset[2]) * 60 + Number(offset[3])) : 0;
 }
 
 /**

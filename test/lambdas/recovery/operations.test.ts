@@ -98,6 +98,10 @@ describe('--to-time and --reason', () => {
       ['2026-12-06T14:02', '14:02 in Europe/Paris is 2026-12-06T14:02+01:00 (13:02Z); or add Z for UTC (2026-12-06T14:02Z)'],
       ['2026-07-14 14:02:30', '14:02:30 in Europe/Paris is 2026-07-14T14:02:30+02:00 (12:02:30Z); or add Z for UTC (2026-07-14T14:02:30Z)'],
       ['2026-12-06T00:30', '00:30 in Europe/Paris is 2026-12-06T00:30+01:00 (2026-12-05T23:30Z); or add Z for UTC (2026-12-06T00:30Z)'],
+      // 02:30 on the night summer time starts does not exist (02:00 goes to 03:00): offered with the
+      // offset before the change, the instant 03:30 summer time; no offset a day away.
+      ['2026-03-29T02:30', '02:30 in Europe/Paris is 2026-03-29T02:30+01:00 (01:30Z); or add Z for UTC (2026-03-29T02:30Z)'],
+      ['2026-03-29T03:30', '03:30 in Europe/Paris is 2026-03-29T03:30+02:00 (01:30Z); or add Z for UTC (2026-03-29T03:30Z)'],
     ])('refuses "%s" offering the local zone first, with its offset on that date, then Z', (text, fix) => {
       expect(() => parseToTime(text, NOW, 'Europe/Paris')).toThrow(`recover: --to-time "${text}" has no time zone: ${fix}`);
     });
