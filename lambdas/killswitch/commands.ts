@@ -1,6 +1,7 @@
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { serviceNow } from '../shared/clock-offset';
 import { OperatorError } from '../shared/errors';
+import { utcMinute } from '../shared/format';
 import { KillswitchReading, KillswitchWriteResult, readKillswitch, writeKillswitch } from './core';
 import { isExpired, KillswitchValue, parseEnableMode, parseExpires, parseReason } from './value';
 
@@ -84,8 +85,8 @@ export async function runKillswitchCommand(deps: CommandDeps, command: Killswitc
  * notification to the incidents topic and an event, which would announce a change that is none.
  */
 function unchanged(action: 'enable' | 'disable', reading: KillswitchReading, held: KillswitchValue): KillswitchCommandResult {
-  const until = held.expiresAt ? `, until ${held.expiresAt}` : '';
-  return { action, unchanged: reading, line: `killswitch already ${held.mode} (since ${held.updatedAt}, by ${held.actor}${until}): nothing changed` };
+  const until = held.expiresAt ? `, until ${utcMinute(Date.parse(held.expiresAt))}` : '';
+  return { action, unchanged: reading, line: `killswitch already ${held.mode} (since ${utcMinute(Date.parse(held.updatedAt))}, by ${held.actor}${until}): nothing changed` };
 }
 
 /**

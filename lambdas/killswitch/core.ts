@@ -1,6 +1,7 @@
 import { GetParameterCommand, ParameterNotFound, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { failedCall, refusedWithoutEffect } from '../shared/aws-errors';
 import { NotFoundError } from '../shared/errors';
+import { utcMinute } from '../shared/format';
 import { isExpired, KillswitchMode, KillswitchValue, parseKillswitchValue } from './value';
 
 /** What is in the parameter now, as read with its version (the basis of conflict detection). */
@@ -219,11 +220,15 @@ export async function revertExpired(deps: WriteDeps, request: RevertRequest): Pr
   return { reverted: true, result };
 }
 
-/** A one-line summary for humans (CLI status, Slack, SNS); says so when the value has expired. */
+/**
+ * A one-line summary for humans (CLI status, Slack, SNS), times to the minute in UTC as Slack's
+ * change line says them (--json keeps the stored ISO times); says so when the value has expired.
+ */
 export function describeValue(value: KillswitchValue, now: number = Date.now()): string {
+  const at = utcMinute(Date.parse(value.updatedAt));
+  const until = value.expiresAt ? utcMinute(Date.parse(value.expiresAt)) : '';
   if (value.mode !== 'normal' && isExpired(value, now)) {
-    return `normal: ${value.mode} by ${value.actor} at ${value.updatedAt} expired at ${value.expiresAt} (readers treat it as normal; the expiry schedule has not reverted it yet): ${value.reason}`;
+    return `normal: ${value.mode} by ${value.actor} at ${at} expired at ${until} (readers treat it as normal; the expiry schedule has not reverted it yet): ${value.reason}`;
   }
-  const expiry = value.expiresAt ? `, until ${value.expiresAt}` : '';
-  return `${value.mode} (by ${value.actor} at ${value.updatedAt}${expiry}): ${value.reason}`;
+  return `${value.mode} (by ${value.actor} at ${at}${until ? `, until ${until}` : ''}): ${value.reason}`;
 }

@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { utcMinute } from '../../../lambdas/shared/format';
 import { clockShiftEnv } from '../../support/clock-shift';
 import { operatorEnv } from '../../support/operator-env';
 import { runAtTerminal } from '../../support/terminal';
@@ -133,14 +134,14 @@ describe('atmr-dr killswitch enable / disable / status', () => {
     expect(written).toMatchObject({ mode: 'maintenance', reason: 'OSRM down', actor: CALLER });
     expect(Date.parse(written.expiresAt) - Date.parse(written.updatedAt)).toBe(2 * 3600 * 1000);
     expect(run.stdout).toMatch(/^killswitch \/atmr\/test\/killswitch v3: maintenance \(by arn:aws:sts::111111111111:assumed-role\/atmr-oncall\/alice/);
-    expect(run.stdout).toMatch(/\n {2}was v2: normal \(by atmr-dr deploy at 2026-01-01T00:00:00.000Z\): initial\n$/);
+    expect(run.stdout).toMatch(/\n {2}was v2: normal \(by atmr-dr deploy at 2026-01-01 00:00 UTC\): initial\n$/);
   });
 
   it('disable when already normal writes nothing, says since when and by whom, exit 0; --json says unchanged', () => {
     const run = atmrDr(['disable', '--reason', 'OSRM back', '--yes'], { version: 4 });
     const json = atmrDr(['disable', '--yes', '--json'], { version: 4 });
 
-    expect([run.status, run.stdout, run.stderr]).toEqual([0, 'killswitch already normal (since 2026-01-01T00:00:00.000Z, by atmr-dr deploy): nothing changed\n', '']);
+    expect([run.status, run.stdout, run.stderr]).toEqual([0, 'killswitch already normal (since 2026-01-01 00:00 UTC, by atmr-dr deploy): nothing changed\n', '']);
     expect([json.status, JSON.parse(json.stdout)]).toEqual([0, { parameterName: PARAMETER, version: 4, value: value(), conflict: null, unchanged: true }]);
     expect([...run.puts, ...json.puts]).toEqual([]);
   });
@@ -153,7 +154,7 @@ describe('atmr-dr killswitch enable / disable / status', () => {
     const removed = atmrDr(['enable', '--mode', 'maintenance', '--reason', 'OSRM down', '--expires', 'never', '--yes'], { raw });
 
     expect([kept.status, JSON.parse(kept.puts[0].input.Value as string)]).toEqual([0, expect.objectContaining({ reason: 'OSRM down, provider paged', expiresAt })]);
-    expect(kept.stdout).toContain(`, until ${expiresAt}): OSRM down, provider paged\n`);
+    expect(kept.stdout).toContain(`, until ${utcMinute(Date.parse(expiresAt))}): OSRM down, provider paged\n`);
     expect([removed.status, JSON.parse(removed.puts[0].input.Value as string)]).toEqual([0, expect.objectContaining({ reason: 'OSRM down', expiresAt: null })]);
   });
 
@@ -247,10 +248,10 @@ describe('atmr-dr killswitch enable / disable / status', () => {
 
     expect([stays.status, stays.stdout]).toEqual([
       0,
-      `killswitch ${PARAMETER} v9: degraded (by alice at 2026-01-01T00:00:00.000Z): peak\n  stays degraded until atmr-dr killswitch disable (no --expires)\n`,
+      `killswitch ${PARAMETER} v9: degraded (by alice at 2026-01-01 00:00 UTC): peak\n  stays degraded until atmr-dr killswitch disable (no --expires)\n`,
     ]);
-    expect([expiring.status, expiring.stdout]).toEqual([0, `killswitch ${PARAMETER} v4: maintenance (by atmr-dr deploy at 2026-01-01T00:00:00.000Z, until 2999-01-01T00:00:00.000Z): OSRM down\n`]);
-    expect([normal.status, normal.stdout]).toEqual([0, `killswitch ${PARAMETER} v2: normal (by atmr-dr deploy at 2026-01-01T00:00:00.000Z): initial\n`]);
+    expect([expiring.status, expiring.stdout]).toEqual([0, `killswitch ${PARAMETER} v4: maintenance (by atmr-dr deploy at 2026-01-01 00:00 UTC, until 2999-01-01 00:00 UTC): OSRM down\n`]);
+    expect([normal.status, normal.stdout]).toEqual([0, `killswitch ${PARAMETER} v2: normal (by atmr-dr deploy at 2026-01-01 00:00 UTC): initial\n`]);
     expect([stays, expiring, normal].flatMap((run) => run.puts)).toEqual([]);
   });
 
@@ -287,7 +288,7 @@ describe('atmr-dr killswitch enable / disable / status', () => {
       expect(Date.parse(written.updatedAt)).toBeGreaterThanOrEqual(before);
       expect(Date.parse(written.updatedAt)).toBeLessThanOrEqual(after);
       expect(Date.parse(written.expiresAt) - Date.parse(written.updatedAt)).toBe(5 * 60_000);
-      expect(run.stdout).toMatch(new RegExp(`^killswitch /atmr/test/killswitch v2: maintenance \\(by ${CALLER} at [^)]*, until ${written.expiresAt}\\): OSRM down\n`));
+      expect(run.stdout).toMatch(new RegExp(`^killswitch /atmr/test/killswitch v2: maintenance \\(by ${CALLER} at [^)]*, until ${utcMinute(Date.parse(written.expiresAt))}\\): OSRM down\n`));
     });
 
     it('status calls a value expiring in 5 min by AWS\'s clock in effect, as the readers do', () => {
@@ -295,7 +296,7 @@ describe('atmr-dr killswitch enable / disable / status', () => {
       const run = onSkewedLaptop(['status'], { raw: JSON.stringify(value({ mode: 'maintenance', reason: 'OSRM down', expiresAt })) });
 
       expect(run.status).toBe(0);
-      expect(run.stdout).toBe(`killswitch ${PARAMETER} v1: maintenance (by atmr-dr deploy at 2026-01-01T00:00:00.000Z, until ${expiresAt}): OSRM down\n`);
+      expect(run.stdout).toBe(`killswitch ${PARAMETER} v1: maintenance (by atmr-dr deploy at 2026-01-01 00:00 UTC, until ${utcMinute(Date.parse(expiresAt))}): OSRM down\n`);
     });
   });
 

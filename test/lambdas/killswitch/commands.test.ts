@@ -45,13 +45,13 @@ describe('a request for what the parameter already holds', () => {
   const MAINTENANCE = value({ mode: 'maintenance', reason: 'OSRM down', actor: 'bob', updatedAt: '2026-01-01T10:00:00.000Z' });
 
   it.each([
-    ['disable on normal', value(), { action: 'disable', reason: 'OSRM back' }, 'killswitch already normal (since 2026-01-01T00:00:00.000Z, by atmr-dr deploy): nothing changed'],
-    ['disable on normal, no reason', value(), { action: 'disable' }, 'killswitch already normal (since 2026-01-01T00:00:00.000Z, by atmr-dr deploy): nothing changed'],
+    ['disable on normal', value(), { action: 'disable', reason: 'OSRM back' }, 'killswitch already normal (since 2026-01-01 00:00 UTC, by atmr-dr deploy): nothing changed'],
+    ['disable on normal, no reason', value(), { action: 'disable' }, 'killswitch already normal (since 2026-01-01 00:00 UTC, by atmr-dr deploy): nothing changed'],
     [
       'enable of the mode on, same reason, no expiry either side',
       MAINTENANCE,
       { action: 'enable', mode: 'maintenance', reason: 'OSRM down' },
-      'killswitch already maintenance (since 2026-01-01T10:00:00.000Z, by bob): nothing changed',
+      'killswitch already maintenance (since 2026-01-01 10:00 UTC, by bob): nothing changed',
     ],
   ] as const)('%s: writes nothing (no new version, so no notification) and says so in one line', async (_name, held, command, line) => {
     const store = fakeParameter(ssmMock, held, { version: 4 });
@@ -106,7 +106,7 @@ describe('enable without --expires of the mode in effect (to change its reason)'
 
     const result = await runKillswitchCommand({ ssm, parameterName: PARAMETER, resolveActor: actor, now: () => AT }, { action: 'enable', mode: 'maintenance', reason: 'OSRM down' });
 
-    expect(result).toMatchObject({ line: `killswitch already maintenance (since 2026-01-01T10:00:00.000Z, by bob, until ${EXPIRY}): nothing changed` });
+    expect(result).toMatchObject({ line: 'killswitch already maintenance (since 2026-01-01 10:00 UTC, by bob, until 2026-01-01 10:30 UTC): nothing changed' });
     expect(ssmMock).not.toHaveReceivedCommand(PutParameterCommand);
   });
 });

@@ -252,7 +252,7 @@ describe('describeValue (status lines of the CLI, Slack and the incidents messag
   it('says a value whose expiresAt has passed counts as normal', () => {
     const expired = value({ mode: 'maintenance', reason: 'OSRM down', actor: 'alice', expiresAt: '2026-06-01T10:00:00.000Z' });
 
-    expect(describeValue(expired, Date.parse('2026-06-01T10:00:01.000Z'))).toMatch(/^normal: maintenance by alice .* expired at 2026-06-01T10:00:00.000Z \(readers treat it as normal/);
-    expect(describeValue(expired, Date.parse('2026-06-01T09:00:00.000Z'))).toMatch(/^maintenance \(by alice .*until 2026-06-01T10:00:00.000Z\): OSRM down$/);
+    expect(describeValue(expired, Date.parse('2026-06-01T10:00:01.000Z'))).toMatch(/^normal: maintenance by alice .* expired at 2026-06-01 10:00 UTC \(readers treat it as normal/);
+    expect(describeValue(expired, Date.parse('2026-06-01T09:00:00.000Z'))).toMatch(/^maintenance \(by alice .*until 2026-06-01 10:00 UTC\): OSRM down$/);
   });
 });

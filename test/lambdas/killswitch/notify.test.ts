@@ -56,7 +56,7 @@ describe('notifyKillswitchChange (every change, whoever wrote it)', () => {
     expect(snsMock).toHaveReceivedCommandWith(PublishCommand, {
       TopicArn: TOPIC,
       Subject: '[atmr-dr] killswitch maintenance',
-      Message: expect.stringMatching(/is now maintenance \(by alice at 2026-06-01T09:59:59.000Z, until 2026-06-01T12:00:00.000Z\): OSRM down/),
+      Message: expect.stringMatching(/is now maintenance \(by alice at 2026-06-01 09:59 UTC, until 2026-06-01 12:00 UTC\): OSRM down/),
     });
     const schedule = schedulerMock.commandCalls(CreateScheduleCommand)[0].args[0].input;
     expect(schedule).toMatchObject({

@@ -101,7 +101,7 @@ describe('Slack /killswitch', () => {
 
     const reply = await call(slackEvent(form({ user_id: 'U0456LEADOPS', text: 'disable OSRM back' })));
 
-    expect(reply).toEqual({ statusCode: 200, response_type: 'ephemeral', text: 'killswitch already normal (since 2026-01-01T00:00:00.000Z, by atmr-dr deploy): nothing changed' });
+    expect(reply).toEqual({ statusCode: 200, response_type: 'ephemeral', text: 'killswitch already normal (since 2026-01-01 00:00 UTC, by atmr-dr deploy): nothing changed' });
     expect(ssmMock).not.toHaveReceivedCommand(PutParameterCommand);
     expect(store.version).toBe(3);
   });
