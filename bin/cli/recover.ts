@@ -315,15 +315,14 @@ const ACTOR_AT_START = `your STS caller ARN, read when the recovery starts; when
  * config is the fix. A store that cannot be read says nothing here (the start reads it again).
  */
 async function warnIfReplaced(store: StoreDeps, source: string, envName: string): Promise<void> {
-  for (const id of await listRecoveryIds(store, 10).catch(() => [])) {
-    const record = await getRecovery(store, id).catch(() => undefined);
-    if (record?.status !== 'cut-over') continue;
-    if (record.sourceInstance === source) {
-      process.stderr.write(
-        `atmr-dr: warning: recovery ${id} cut production (${envName}) over to ${record.newInstance}, but database.instanceIdentifier still names ${source}, the instance it replaced: this recovery restores ${source}, not production; set database.instanceIdentifier and database.host to ${record.newInstance} in cdk.json to restore production\n`,
-      );
-    }
-    return;
+  const ids = await listRecoveryIds(store, 10).catch(() => []);
+  // Read together: each record is an item of its own key, which no one query returns.
+  const records = await Promise.all(ids.map((id) => getRecovery(store, id).catch(() => undefined)));
+  const latest = records.find((record) => record?.status === 'cut-over');
+  if (latest?.sourceInstance === source) {
+    process.stderr.write(
+      `atmr-dr: warning: recovery ${latest.recoveryId} cut production (${envName}) over to ${latest.newInstance}, but database.instanceIdentifier still names ${source}, the instance it replaced: this recovery restores ${source}, not production; set database.instanceIdentifier and database.host to ${latest.newInstance} in cdk.json to restore production\n`,
+    );
   }
 }
 
