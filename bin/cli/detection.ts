@@ -2,13 +2,17 @@ import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { ECSClient } from '@aws-sdk/client-ecs';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { RDSClient } from '@aws-sdk/client-rds';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { Command } from 'commander';
 import { dbReadWrite, rdsStorage } from '../../lambdas/detection/db-read-write';
+import { alembicRevisions, compareWithRecords, recordedHeads, type RecordsSettings } from '../../lambdas/detection/db-revision';
 import { restartService, scaleService } from '../../lambdas/detection/ecs-actions';
 import { namedClient } from '../../lambdas/shared/named-clients';
+import { opsStateDynamoDB } from '../../lambdas/shared/ops-state-client';
 import { isHttpUrl, SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { OperatorError } from '../../lambdas/shared/errors';
-import { resolveConnection } from '../../lambdas/shared/pg-connection';
+import { asOperatorError } from '../../lambdas/shared/aws-errors';
+import { connectTo, resolveConnection, SHORT_SESSION_BOUNDS } from '../../lambdas/shared/pg-connection';
 import { runbookAlarmName } from '../../lib/alarm-names';
 import type { EnvironmentConfig } from '../../lib/config';
 import { assertEnvironment, DEPLOYED_NAMES, defaultEnvironmentName, ENV_DEFAULT, nonEmpty, packageRoot, resolveDeployedName } from './resolve';
@@ -79,9 +83,23 @@ async function clusterName(flag: string | undefined, envName: string): Promise<s
   return resolveDeployedName(DEPLOYED_NAMES.detectionEcsCluster, { flagValue: flag, envName });
 }
 
-/** `db read-write`, `scale`, `osrm restart`: the runbook's first actions that a person still types. */
+/**
+ * The backout's settings `db revision` reads the records with, as `rollback` resolves them: the
+ * table first, whose lookup has no fallback in the config.
+ */
+async function recordsSettings(opts: { env?: string; cluster?: string; table?: string }): Promise<RecordsSettings> {
+  const { envName, config, error } = envConfig(opts.env);
+  if (!config) throw new OperatorError(`cannot read the config of environment ${envName} from cdk.json: ${error ?? 'unknown'}`, 2);
+  if (!config.backout) throw new OperatorError(`backout is not configured for environment ${envName}: no "backout" block in cdk.json`, 2);
+  const tableName = await resolveDeployedName(DEPLOYED_NAMES.opsTable, { flagValue: opts.table, envName: opts.env });
+  const clusterName = await resolveDeployedName(DEPLOYED_NAMES.ecsCluster, { flagValue: opts.cluster, envName: opts.env });
+  const serviceName = await resolveDeployedName(DEPLOYED_NAMES.apiService, { envName: opts.env });
+  return { tableName, clusterName, alembicHead: config.backout.alembicHead, api: { serviceName, containerName: config.backout.api.containerName } };
+}
+
+/** `db read-write`, `db revision`, `scale`, `osrm restart`: the runbook's first actions that a person still types. */
 export function registerDetectionCommands(program: Command): void {
-  const db = program.command('db').description('the database of the runbook\'s "DB Read-Only" scenario');
+  const db = program.command('db').description('the database: the runbook\'s "DB Read-Only" scenario, and the Alembic revision checked around a downgrade');
   db.command('read-write')
     .description(
       'show transaction_read_only, the database-level default, pg_is_in_recovery() and RDS free storage; when the database-level setting is the cause, set it off (asks unless --yes) and prove a write goes through (rolled back)',
@@ -114,6 +132,39 @@ export function registerDetectionCommands(program: Command): void {
       if (outcome.result === 'refused') throw new OperatorError(`db read-write: ${outcome.finding}`, 2);
       if (outcome.result === 'not-a-database-setting') throw new OperatorError(`db read-write: ${outcome.finding}`, 4);
       if (outcome.writeProof !== 'ok') throw new OperatorError(`db read-write: a write does not go through (${outcome.writeProof})`, 1);
+    });
+
+  db.command('revision')
+    .description(
+      "read-only: the Alembic revision the database is at (flask db current), compared with the API's last known good's head; when the schema is ahead, the downgrade to run",
+    )
+    .option('--database-secret <arn>', 'Secrets Manager secret with the connection (else PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE; PGPORT unset: 5432)')
+    .option('--env <name>', `cdk.json environment (default: ${ENV_DEFAULT})`)
+    .option('--cluster <name>', 'ECS cluster of the API (default: $ATMR_ECS_CLUSTER, the Ops stack output, the config)')
+    .option('--table <name>', 'ops-state table (default: $ATMR_OPS_TABLE, the Data stack output)')
+    .action(async (opts: { databaseSecret?: string; env?: string; cluster?: string; table?: string }) => {
+      // Refused before anything, as db read-write does: a typo would otherwise pass as "not compared".
+      if (opts.env !== undefined) assertEnvironment(opts.env);
+      const connection = await resolveConnection({ secretArn: opts.databaseSecret });
+      const client = await connectTo(connection, connection.database, { query_timeout: SHORT_SESSION_BOUNDS.query_timeout });
+      let revisions: string[];
+      try {
+        revisions = await alembicRevisions(client, connection);
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+      print(`alembic revision${revisions.length > 1 ? 's' : ''} of ${connection.database} on ${connection.host}: ${revisions.join(', ')}`);
+      // The revision is the answer; the records only place it. Without them (no credentials, no
+      // config, a laptop without the stacks' outputs) the command still answers, and says why not.
+      let comparison: string;
+      try {
+        const settings = await recordsSettings(opts);
+        const deps = { ecs: namedClient(new ECSClient(SDK_RETRY), 'ECS'), doc: DynamoDBDocumentClient.from(opsStateDynamoDB()) };
+        comparison = compareWithRecords(revisions, await recordedHeads(deps, settings), settings.alembicHead.name);
+      } catch (error) {
+        comparison = `not compared with the last known good: the backout records are not reachable (${asOperatorError(error).message})`;
+      }
+      print(comparison);
     });
 
   program

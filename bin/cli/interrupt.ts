@@ -61,7 +61,7 @@ export function sayWhileStarting(line: (signal: NodeJS.Signals) => string): void
 }
 
 /** The commands that only read: stopped anywhere, they changed nothing. */
-export const READ_ONLY_COMMANDS: readonly string[] = ['backups list', 'incident list', 'incident timeline', 'killswitch status', 'recover status', 'rollback status'];
+export const READ_ONLY_COMMANDS: readonly string[] = ['backups list', 'db revision', 'incident list', 'incident timeline', 'killswitch status', 'recover status', 'rollback status'];
 
 /**
  * Where the operator sees what a stopped command had done, by the command's first word: every

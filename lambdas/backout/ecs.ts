@@ -36,7 +36,7 @@ export function taskDefinitionFamily(arn: string): string {
   return match[1];
 }
 
-export async function describeService(ecs: ECSClient, settings: BackoutSettings, serviceName: string): Promise<Service> {
+export async function describeService(ecs: ECSClient, settings: Pick<BackoutSettings, 'clusterName'>, serviceName: string): Promise<Service> {
   const output = await ecs.send(new DescribeServicesCommand({ cluster: settings.clusterName, services: [serviceName] }));
   const service = output.services?.[0];
   if (!service || service.status === 'INACTIVE') {
@@ -120,7 +120,7 @@ export function underwayLine(serviceName: string, underway: UnderwayDeployment, 
   return `${what}; the alarm may be about ${before} or ${underway.taskDefinitionArn}: decide by hand: ${OPERATOR_CLI} rollback service --service ${serviceName} --to ${target ?? 'TASK_DEF_ARN'}`;
 }
 
-export async function describeRelease(ecs: ECSClient, settings: BackoutSettings, taskDefinitionArn: string, containerName: string): Promise<ReleaseInfo> {
+export async function describeRelease(ecs: ECSClient, settings: Pick<BackoutSettings, 'alembicHead'>, taskDefinitionArn: string, containerName: string): Promise<ReleaseInfo> {
   const output = await ecs.send(new DescribeTaskDefinitionCommand({ taskDefinition: taskDefinitionArn, include: ['TAGS'] }));
   const definition = output.taskDefinition as TaskDefinition;
   const containers = definition.containerDefinitions ?? [];

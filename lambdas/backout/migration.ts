@@ -8,6 +8,7 @@ import { MISSING_SETTING_EXIT_CODE, missingAwsSetting, refusedWithoutEffect } fr
 import { OPERATOR_CLI } from '../shared/constants';
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
 import { shellWord } from '../shared/format';
+import { parseRevision } from './revision';
 import { BackoutSettings, clusterArn } from './settings';
 import { LockRecord, unlockCommandLine } from './state';
 
@@ -40,34 +41,10 @@ export const RUN_TASK_REFUSED_ERRORS = [
 /** Who the killswitch shows as having set maintenance for a downgrade. */
 export const BACKOUT_ACTOR = 'atmr-dr backout';
 
-/**
- * An Alembic revision to downgrade TO: an identifier (hex id, `base`), never a relative step such
- * as `-1`, which would go one step further on every retry.
- */
-export function parseRevision(revision: string | null | undefined): string {
-  const text = (revision ?? '').trim();
-  if (!/^[A-Za-z0-9_]{1,64}$/.test(text)) {
-    throw new OperatorError(
-      `backout: "${revision ?? ''}" is not an Alembic revision: pass the revision to go back to (e.g. abc123def456 or base), never a relative step like -1`,
-      2,
-    );
-  }
-  return text;
-}
+export { downgradeCommandLine, parseRevision } from './revision';
 
 export function downgradeArgs(revision: string): string[] {
   return ['flask', 'db', 'downgrade', parseRevision(revision)];
-}
-
-/**
- * The exact command a human runs when atmr-dr does not downgrade by itself. It names the failing
- * release's task definition (the rollback's `from`, where the workflow's own downgrade runs too):
- * only that image holds the downgrade script, and after the rollback the service runs the last
- * known good, which does not know the newer revision, so "the current task definition" would be
- * the wrong one.
- */
-export function downgradeCommandLine(revision: string, failingTaskDefinition: string): string {
-  return `${OPERATOR_CLI} rollback migration --to ${parseRevision(revision)} --task-definition ${failingTaskDefinition}`;
 }
 
 /**

@@ -1,6 +1,6 @@
 import type { Client } from 'pg';
 import { OperatorError, oneLine } from '../shared/errors';
-import { INSUFFICIENT_PRIVILEGE, LOCK_NOT_AVAILABLE, sqlState } from '../shared/pg-errors';
+import { INSUFFICIENT_PRIVILEGE, LOCK_NOT_AVAILABLE, sqlState, UNDEFINED_TABLE } from '../shared/pg-errors';
 import { buildLockTablesSql, LIST_COUNTED_TABLES_SQL, LOCKED_TABLE_SQL, type TableRef } from './pg-tools';
 
 export interface CountedSnapshot {
@@ -15,7 +15,6 @@ export interface CountedSnapshot {
 export const LOCKED_TABLE_FIX =
   '; another session holds a table locked (a migration, VACUUM FULL, LOCK TABLE, a transaction left open): find it in pg_locks / pg_stat_activity, end it or wait for it, then run the backup again';
 
-const UNDEFINED_TABLE = '42P01';
 /** What a LOCK TABLE waiting on a table of a schema that DROP SCHEMA ... CASCADE removed ends with. */
 const INVALID_SCHEMA_NAME = '3F000';
 /** A table (or its schema) dropped between the list and its lock: listed again, once. */

@@ -8,7 +8,7 @@ import { OperatorError, oneLine } from '../shared/errors';
 import type { BackupObject } from '../shared/manifest';
 import { countOf, roundSeconds } from '../shared/format';
 import { connectTo, type PgConnection } from '../shared/pg-connection';
-import { sqlState } from '../shared/pg-errors';
+import { sqlState, UNDEFINED_TABLE } from '../shared/pg-errors';
 import { RESTORE_TEST_BACKUP_PREFIX, type BackupTier } from '../shared/s3-layout';
 import { pgToolPath, queryOneStatementReadOnly, quoteIdent } from '../shared/postgres';
 import { roleReadOnlyReset } from '../shared/read-only';
@@ -228,7 +228,7 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
             const first = rows.length === 0 ? undefined : Object.values(rows[0])[0];
             criticalQueries.push({ sql, status: 'ok', detail: first === undefined ? `${rows.length} rows` : String(first) });
           } catch (e) {
-            const noTable = sqlState(e) === '42P01';
+            const noTable = sqlState(e) === UNDEFINED_TABLE;
             // The defaults guess ATMR's schema and may not fit the database backed up; a query the
             // operator wrote names a table that must be there, and a test that passes without
             // running it proves nothing.

@@ -1,0 +1,31 @@
+import { OPERATOR_CLI } from '../shared/constants';
+import { OperatorError } from '../shared/errors';
+
+// The downgrade's revision and the command that runs it, apart from the downgrade's own code: a
+// command that only names the downgrade (db revision) loads neither its SDK calls nor the killswitch.
+
+/**
+ * An Alembic revision to downgrade TO: an identifier (hex id, `base`), never a relative step such
+ * as `-1`, which would go one step further on every retry.
+ */
+export function parseRevision(revision: string | null | undefined): string {
+  const text = (revision ?? '').trim();
+  if (!/^[A-Za-z0-9_]{1,64}$/.test(text)) {
+    throw new OperatorError(
+      `backout: "${revision ?? ''}" is not an Alembic revision: pass the revision to go back to (e.g. abc123def456 or base), never a relative step like -1`,
+      2,
+    );
+  }
+  return text;
+}
+
+/**
+ * The exact command a human runs when atmr-dr does not downgrade by itself. It names the failing
+ * release's task definition (the rollback's `from`, where the workflow's own downgrade runs too):
+ * only that image holds the downgrade script, and after the rollback the service runs the last
+ * known good, which does not know the newer revision, so "the current task definition" would be
+ * the wrong one.
+ */
+export function downgradeCommandLine(revision: string, failingTaskDefinition: string): string {
+  return `${OPERATOR_CLI} rollback migration --to ${parseRevision(revision)} --task-definition ${failingTaskDefinition}`;
+}
