@@ -395,7 +395,7 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     }
     const headless = [!from.alembicHead && `the failing release ${from.taskDefinitionArn}`, !to.alembicHead && `the last known good ${to.taskDefinitionArn}`].filter((x): x is string => Boolean(x));
     if (isApi && downgradesOn && headless.length) {
-      const unknownHead = `schema state unknown: ${headless.join(' and ')} ${headless.length > 1 ? 'declare' : 'declares'} no ${settings.alembicHead.name}, so atmr-dr cannot tell whether the schema is ahead of the code it rolls back to and downgrades nothing; check alembic current by hand (${alembicCurrentCommandLine(settings, from.taskDefinitionArn)}, the revision in the task's logs) and, if it is ahead of the last known good's, downgrade with "${OPERATOR_CLI} rollback migration --to <revision> --task-definition ${from.taskDefinitionArn}"`;
+      const unknownHead = `schema state unknown: ${headless.join(' and ')} ${headless.length > 1 ? 'declare' : 'declares'} no ${settings.alembicHead.name}, so atmr-dr cannot tell whether the schema is ahead of the code it rolls back to and downgrades nothing; check the schema's revision by hand with "${OPERATOR_CLI} db revision" (from a machine that reaches the database; else ${alembicCurrentCommandLine(settings, from.taskDefinitionArn)}, the revision in the task's logs) and, if it is ahead of the last known good's, downgrade with "${OPERATOR_CLI} rollback migration --to <revision> --task-definition ${from.taskDefinitionArn}"`;
       downgrade = { ...downgrade, unknownHead };
     }
 
@@ -959,7 +959,7 @@ export function pinLine(state: RollbackState, rollout: NonNullable<RollbackState
   return `Pin NOT written in ${rollout.pin} (${rollout.pinError}): hold the deploys of ${state.service}, nothing stops a pipeline from bringing ${bad} back; write the pin by hand (README, "The pin")`;
 }
 
-const HAND_CHECKS = "Check by hand: flask db current, the API's error logs, one critical request (GET /api/bookings).";
+const HAND_CHECKS = `Check by hand: the schema's revision (${OPERATOR_CLI} db revision, or flask db current), the API's error logs, one critical request (GET /api/bookings).`;
 
 /**
  * The end of every path: one message to the incidents topic (what, from which release to which,

@@ -847,7 +847,7 @@ describe('rollback lock, cooldown and once-per-release (DynamoDB protocol, dynal
     expect(state).toMatchObject({ decision: 'proceed', downgrade: { needed: false, run: false } });
     expect(state.downgrade.unknownHead).toBe(
       `schema state unknown: the failing release ${HEADLESS} declares no ALEMBIC_HEAD, so atmr-dr cannot tell whether the schema is ahead of the code it rolls back to and downgrades nothing; ` +
-        `check alembic current by hand (aws ecs run-task --cluster atmr-prod --launch-type FARGATE --task-definition ${HEADLESS} --network-configuration 'awsvpcConfiguration={subnets=[subnet-0a1b2c3d4e5f60001],securityGroups=[sg-0a1b2c3d4e5f60a01],assignPublicIp=DISABLED}' --overrides '{"containerOverrides":[{"name":"api","command":["flask","db","current"]}]}', the revision in the task's logs) ` +
+        `check the schema's revision by hand with "npx --no atmr-dr db revision" (from a machine that reaches the database; else aws ecs run-task --cluster atmr-prod --launch-type FARGATE --task-definition ${HEADLESS} --network-configuration 'awsvpcConfiguration={subnets=[subnet-0a1b2c3d4e5f60001],securityGroups=[sg-0a1b2c3d4e5f60a01],assignPublicIp=DISABLED}' --overrides '{"containerOverrides":[{"name":"api","command":["flask","db","current"]}]}', the revision in the task's logs) ` +
         `and, if it is ahead of the last known good's, downgrade with "npx --no atmr-dr rollback migration --to <revision> --task-definition ${HEADLESS}"`,
     );
     expect(told).toMatchObject({ outcome: 'rolled-back', page: true });

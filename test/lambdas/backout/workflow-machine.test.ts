@@ -267,7 +267,7 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(lastMessage()?.Message).toMatch(/OK GET http:\/\/127.0.0.1:\d+\/ready: 200/);
     expect(lastMessage()?.Message).not.toMatch(/downgrad/);
     // The report speaks English, as the CLI does (the French runbook's scenario names aside).
-    expect(lastMessage()?.Message).toContain("\nCheck by hand: flask db current, the API's error logs, one critical request (GET /api/bookings).");
+    expect(lastMessage()?.Message).toContain("\nCheck by hand: the schema's revision (npx --no atmr-dr db revision, or flask db current), the API's error logs, one critical request (GET /api/bookings).");
     expect(lastMessage()?.Message).not.toMatch(/[àâçéèêîôû]/i);
     const detail = JSON.parse(mocks.events.commandCalls(PutEventsCommand)[0].args[0].input.Entries![0].Detail!) as Record<string, unknown>;
     expect(detail).toMatchObject({ outcome: 'rolled-back', summary: expect.any(String), at: expect.any(String), from: BAD, to: GOOD });
