@@ -4,7 +4,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { OperatorError, oneLine } from '../shared/errors';
 import { utcMinute } from '../shared/format';
 import { REQUEST_PATH_SDK } from '../shared/sdk-retry';
-import { durationSeconds } from '../shared/duration';
+import { durationSeconds, wordedDuration } from '../shared/duration';
 import { KillswitchCommand, runKillswitchCommand } from './commands';
 import { describeValue, writeOutcomeUnknown } from './core';
 import { ENABLE_MODES, parseEnableMode } from './value';
@@ -128,9 +128,10 @@ export function parseSlackText(text: string): SlackCommand {
       // `enable maintenance 30m deploy` means an expiry, but without --expires the 30m would be
       // read as the reason's first word and the mode would never end by itself. Refused with the
       // command that says it. With --expires given, or quoted ("30m of tests"), it is the reason's.
-      const [first, ...after] = rest;
-      if (expires === undefined && first !== undefined && durationSeconds(first) !== undefined) {
-        throw new OperatorError(`killswitch: "${first}" looks like a duration: write /killswitch enable ${enabled} ${EXPIRES_OPTION} ${first} ${after.join(' ') || '<reason>'}; nothing changed`, 2);
+      const typed = expires === undefined ? typedDuration(rest) : undefined;
+      if (typed) {
+        const after = rest.slice(typed.words).join(' ') || '<reason>';
+        throw new OperatorError(`killswitch: "${rest.slice(0, typed.words).join(' ')}" looks like a duration: write /killswitch enable ${enabled} ${EXPIRES_OPTION} ${typed.expires} ${after}; nothing changed`, 2);
       }
       const reason = unquoted(rest.join(' '));
       if (reason.trim() === '') {
@@ -142,6 +143,21 @@ export function parseSlackText(text: string): SlackCommand {
     case 'disable':
       return { action: 'disable', reason: unquoted(rest.join(' ')) || undefined };
   }
+}
+
+/**
+ * The duration the reason's first words are, as typed on a phone (`2H`, `30 min`, `90 minutes`,
+ * `1 h`), with how many words it took and its `--expires` spelling (`2h`, `30m`): the spelling the
+ * refusal suggests must be one --expires takes (lower case, no space). A number followed by any
+ * other word ("3 pods down", "500 errors") is a reason.
+ */
+function typedDuration(words: readonly string[]): { readonly words: number; readonly expires: string } | undefined {
+  const [first, second] = words;
+  if (first === undefined) return undefined;
+  const one = durationSeconds(first.toLowerCase()) === undefined ? wordedDuration(first) : first.toLowerCase();
+  if (one) return { words: 1, expires: one };
+  const two = second === undefined ? undefined : wordedDuration(`${first} ${second}`);
+  return two ? { words: 2, expires: two } : undefined;
 }
 
 /**

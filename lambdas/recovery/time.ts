@@ -1,4 +1,4 @@
-import { DURATION_UNIT_SECONDS, durationSeconds } from '../shared/duration';
+import { durationSeconds, wordedDuration } from '../shared/duration';
 import { OperatorError } from '../shared/errors';
 
 const ISO_WITH_ZONE = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(:(\d{2})(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/;
@@ -22,9 +22,7 @@ export function relativeToTimeSeconds(text: string): number | undefined {
   const ago = /^(?:-\s*(.+)|(.+?)\s+ago)$/i.exec(text.trim());
   const span = ago?.[1] ?? ago?.[2];
   if (span === undefined) return undefined;
-  // A unit word's first letter is its unit: sec(ond), min(ute), h(ou)r, day.
-  const worded = /^(\d+)\s*(s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?|d|days?)$/i.exec(span.trim());
-  return worded ? Number(worded[1]) * DURATION_UNIT_SECONDS[worded[2][0].toLowerCase()] : durationSeconds(span);
+  return durationSeconds(wordedDuration(span) ?? span);
 }
 
 /** The offset of `zone` from UTC at the instant `ms`, in minutes (east positive), by Intl: summer time included. */

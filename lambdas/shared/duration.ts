@@ -17,3 +17,13 @@ export function durationSeconds(text: string): number | undefined {
   }
   return trimmed === '' || consumed !== trimmed.length ? undefined : seconds;
 }
+
+/**
+ * A number and a unit word as people type a duration (`5 min`, `90 minutes`, `2 hours`, `1 day`,
+ * `2H`), written in durationSeconds' grammar (`5m`, `90m`, `2h`, `1d`, `2h`); undefined for any
+ * other text. A unit word's first letter is its unit: sec(ond), min(ute), h(ou)r, day.
+ */
+export function wordedDuration(text: string): string | undefined {
+  const worded = /^(\d+)\s*(s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?|d|days?)$/i.exec(text.trim());
+  return worded ? `${worded[1]}${worded[2][0].toLowerCase()}` : undefined;
+}

@@ -4,6 +4,7 @@ import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import { handleSlackCommand, parseSlackText, SLACK_FAILED, SLACK_OUTCOME_UNKNOWN, SLACK_SSM_SETTINGS, slackSignature, verifySlackSignature } from '../../../lambdas/killswitch/slack';
+import { parseExpires } from '../../../lambdas/killswitch/value';
 import { fakeParameter, getParameterOutput, PARAMETER, silentSsm, timed, value } from './fixtures';
 
 const SECRET = '8f742231b10e8888abcd99yyyzzz85a5';
@@ -417,6 +418,34 @@ describe('parseSlackText', () => {
     expect(parseSlackText('enable maintenance --expires 2h 30m of tests')).toMatchObject({ reason: '30m of tests', expires: '2h' });
     expect(parseSlackText('enable maintenance 500 errors')).toMatchObject({ reason: '500 errors', expires: undefined });
     expect(() => parseSlackText('enable panic 30m x')).toThrow(/^killswitch: invalid mode "panic"/);
+  });
+
+  it.each([
+    ['enable maintenance 2H deploy', '2H', 'enable maintenance --expires 2h deploy'],
+    ['enable maintenance 2H30M deploy', '2H30M', 'enable maintenance --expires 2h30m deploy'],
+    ['enable maintenance 30 min deploy', '30 min', 'enable maintenance --expires 30m deploy'],
+    ['enable maintenance 30min deploy', '30min', 'enable maintenance --expires 30m deploy'],
+    ['enable degraded 1 h peak', '1 h', 'enable degraded --expires 1h peak'],
+    ['enable degraded 2 hours peak', '2 hours', 'enable degraded --expires 2h peak'],
+    ['enable maintenance 90 Minutes migration', '90 Minutes', 'enable maintenance --expires 90m migration'],
+    ['enable maintenance 2 hours', '2 hours', 'enable maintenance --expires 2h <reason>'],
+  ])('refuses a duration typed in another spelling where the reason goes (%s), suggesting the --expires the CLI takes', (text, typed, suggested) => {
+    const refusal = `killswitch: "${typed}" looks like a duration: write /killswitch ${suggested}; nothing changed`;
+
+    expect(() => parseSlackText(text)).toThrow(refusal);
+    const expires = suggested.split(' ')[3];
+    expect(parseExpires(expires)).toBeGreaterThan(0);
+    if (!suggested.endsWith('<reason>')) expect(parseSlackText(suggested)).toMatchObject({ action: 'enable', expires });
+  });
+
+  it.each([
+    ['3 pods down', '3 pods down'],
+    ['2 replicas lost', '2 replicas lost'],
+    ['500 errors', '500 errors'],
+    ['1 disk full', '1 disk full'],
+    ['"30 min" of tests', '"30 min" of tests'],
+  ])('keeps a reason that starts with a number and no duration (%s)', (typed, reason) => {
+    expect(parseSlackText(`enable maintenance ${typed}`)).toEqual({ action: 'enable', mode: 'maintenance', reason, expires: undefined });
   });
 
   it.each([
