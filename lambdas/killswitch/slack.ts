@@ -7,7 +7,7 @@ import { REQUEST_PATH_SDK } from '../shared/sdk-retry';
 import { durationSeconds, wordedDuration } from '../shared/duration';
 import { KillswitchCommand, runKillswitchCommand } from './commands';
 import { describeValue, writeOutcomeUnknown } from './core';
-import { ENABLE_MODES, parseEnableMode } from './value';
+import { ENABLE_MODES, parseEnableMode, parseReason } from './value';
 
 /** Slack's replay window: requests older (or further in the future) than this are refused. */
 export const SLACK_MAX_SKEW_SECONDS = 5 * 60;
@@ -77,6 +77,9 @@ const MEANT = new Map([
   ['stop', 'to stop the API, write /killswitch enable maintenance <reason>; to end a maintenance, /killswitch disable <reason>'],
 ]);
 
+/** The reason as refusals name it here: the CLI's `--reason` is an option Slack refuses. */
+const SLACK_REASON = 'the reason';
+
 /** `/killswitch help`: answered with SLACK_USAGE, nothing read. */
 export type SlackCommand = KillswitchCommand | { readonly action: 'help' };
 
@@ -138,10 +141,10 @@ export function parseSlackText(text: string): SlackCommand {
         const expiry = expires === undefined ? '' : ` ${EXPIRES_OPTION} ${expires}`;
         throw new OperatorError(`killswitch: a reason is required: /killswitch enable ${enabled}${expiry} OSRM down`, 2);
       }
-      return { action: 'enable', mode, reason, expires };
+      return { action: 'enable', mode, reason: parseReason(reason, true, SLACK_REASON), expires };
     }
     case 'disable':
-      return { action: 'disable', reason: unquoted(rest.join(' ')) || undefined };
+      return { action: 'disable', reason: parseReason(unquoted(rest.join(' ')), false, SLACK_REASON) };
   }
 }
 

@@ -84,15 +84,18 @@ export function parseEnableMode(mode: string | undefined): EnableMode {
   return mode as EnableMode;
 }
 
-/** Validates an operator reason: required to enable, one line, bounded. */
-export function parseReason(reason: string | undefined, required: boolean): string | undefined {
+/**
+ * Validates an operator reason: required to enable, one line, bounded. `named`: what the caller's
+ * user calls it in a refusal (Slack's /killswitch has no --reason option: "the reason").
+ */
+export function parseReason(reason: string | undefined, required: boolean, named = '--reason'): string | undefined {
   const text = reason?.replace(/\s+/g, ' ').trim();
   if (!text) {
     if (required) throw new OperatorError('killswitch: --reason is required to enable: say why, e.g. --reason "OSRM down"', 2);
     return undefined;
   }
   if (text.length > MAX_REASON_LENGTH) {
-    throw new OperatorError(`killswitch: --reason is ${text.length} characters: keep it under ${MAX_REASON_LENGTH}`, 2);
+    throw new OperatorError(`killswitch: ${named} is ${text.length} characters: keep it under ${MAX_REASON_LENGTH}`, 2);
   }
   return text;
 }

@@ -154,6 +154,18 @@ describe('Slack /killswitch', () => {
     expect(ssmMock).not.toHaveReceivedCommand(PutParameterCommand);
   });
 
+  it.each([
+    ['enable maintenance', 'enable maintenance '],
+    ['disable', 'disable '],
+  ])('refuses a reason over 500 characters (%s) naming "the reason", not the CLI\'s --reason, writing nothing', async (_what, command) => {
+    fakeParameter(ssmMock, value({ mode: 'maintenance' }));
+
+    const reply = await call(slackEvent(form({ user_id: 'U0123ONCALL', text: `${command}${'x'.repeat(501)}` })));
+
+    expect(reply).toEqual({ statusCode: 200, response_type: 'ephemeral', text: 'killswitch: the reason is 501 characters: keep it under 500' });
+    expect(ssmMock).not.toHaveReceivedCommand(PutParameterCommand);
+  });
+
   it('enables when the on-call types the command a missing reason was answered with', async () => {
     const store = fakeParameter(ssmMock, value());
     const refused = await call(slackEvent(form({ user_id: 'U0123ONCALL', text: 'enable degraded --expires 2h' })));
