@@ -110,7 +110,7 @@ function report(parameterName: string, result: KillswitchCommandResult, json: bo
 function changeOf(command: Exclude<KillswitchCommand, { action: 'status' }>): string {
   if (command.action === 'disable') return 'return the API to normal';
   const what = command.mode === 'maintenance' ? 'put the API in maintenance (every request but /health and /ready answered 503)' : 'put the API in degraded mode';
-  // Asked before the value is read: without --expires, whether an expiry is kept depends on it.
+  // Said from the command alone: without --expires, whether an expiry is kept depends on the value.
   if (command.expires === undefined) return `${what} until atmr-dr killswitch disable, or until its current expiry if it is already on with one (no --expires)`;
   return `${what}${command.expires === NO_EXPIRY ? ` ${UNTIL_DISABLED_NEVER}` : ` for ${command.expires}`}`;
 }
@@ -131,10 +131,12 @@ export function registerKillswitchCommands(program: Command): void {
     const globals = killswitch.opts<{ parameter?: string; env?: string }>();
     const parameterName = await resolveDeployedName(DEPLOYED_NAMES.killswitchParameter, { flagValue: globals.parameter, envName: globals.env });
     // enable and disable change what every user of the API gets: asked for, as every production
-    // change of the CLI is (a script passes --yes; Slack's /killswitch is the other quick path).
-    if (command.action !== 'status' && !(await confirmer(yes)(`killswitch ${command.action}: ${changeOf(command)} (parameter ${parameterName})`))) {
+    // change of the CLI is (a script passes --yes; Slack's /killswitch is the other quick path),
+    // once the value is read: a request that changes nothing says so without asking.
+    const confirm = async (): Promise<void> => {
+      if (command.action === 'status' || (await confirmer(yes)(`killswitch ${command.action}: ${changeOf(command)} (parameter ${parameterName})`))) return;
       throw new OperatorError(`killswitch ${command.action}: not confirmed, nothing changed`, 1);
-    }
+    };
     const action = command.action === 'status' ? `read parameter ${parameterName}` : `${command.action} the killswitch (parameter ${parameterName})`;
     const ssm = namedClient(new SSMClient(SDK_RETRY), 'SSM');
     const check = 'the parameter name (--parameter, KILLSWITCH_PARAMETER, --env)';
@@ -143,7 +145,7 @@ export function registerKillswitchCommands(program: Command): void {
       'SSM',
       action,
       () =>
-        runKillswitchCommand({ ssm, parameterName, resolveActor: () => resolveCliActor(by), missingParameterFix: MISSING_PARAMETER_FIX.cli }, command).catch((error: unknown) => {
+        runKillswitchCommand({ ssm, parameterName, resolveActor: () => resolveCliActor(by), missingParameterFix: MISSING_PARAMETER_FIX.cli, confirm }, command).catch((error: unknown) => {
           unconfirmed = sentUnconfirmed(error);
           throw error;
         }),

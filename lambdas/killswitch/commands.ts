@@ -26,6 +26,12 @@ export interface CommandDeps {
   readonly now?: () => Date;
   /** What fixes a parameter that does not exist, for this caller's user. @default MISSING_PARAMETER_FIX.function (Slack) */
   readonly missingParameterFix?: string;
+  /**
+   * The CLI's "are you sure?": asked once the value is read and the request would change it, so a
+   * request for what the parameter already holds is answered without a question; throws to write
+   * nothing. @default - none (the slash command typed in Slack is its own confirmation)
+   */
+  readonly confirm?: () => Promise<void>;
 }
 
 /**
@@ -48,19 +54,33 @@ export async function runKillswitchCommand(deps: CommandDeps, command: Killswitc
       const reason = parseReason(command.reason, true) as string;
       const expiresInSeconds = command.expires === undefined ? undefined : parseExpires(command.expires);
       const [actor, previous] = await actorAndReading(deps);
-      // One instant for updatedAt and the expiry, so "2h" is exactly two hours after the change.
-      const at = now();
-      const held = previous.value && previous.value.mode === mode && !isExpired(previous.value, at.getTime()) ? previous.value : null;
+      // The mode in effect to re-enable, and the expiry written, as of `at`: one instant for
+      // updatedAt and the expiry, so "2h" is exactly two hours after the change.
+      const heldAt = (at: Date) => (previous.value && previous.value.mode === mode && !isExpired(previous.value, at.getTime()) ? previous.value : null);
       // Without --expires, re-enabling the mode in effect (to change its reason) keeps its expiry:
       // one set on purpose must not vanish unseen, leaving the mode on until someone disables it.
-      const expiresAt =
-        expiresInSeconds === undefined
-          ? held?.expiresAt ? new Date(held.expiresAt) : null
-          : expiresInSeconds === null ? null : new Date(at.getTime() + expiresInSeconds * 1000);
+      const expiresAtAt = (at: Date): Date | null => {
+        const held = heldAt(at);
+        if (expiresInSeconds === undefined) return held?.expiresAt ? new Date(held.expiresAt) : null;
+        return expiresInSeconds === null ? null : new Date(at.getTime() + expiresInSeconds * 1000);
+      };
+      let at = now();
+      const held = heldAt(at);
+      const expiresAt = expiresAtAt(at);
       if (held && held.reason === reason && (held.expiresAt === null ? expiresAt === null : Date.parse(held.expiresAt) === expiresAt?.getTime())) {
         return unchanged('enable', previous, held);
       }
-      const write = await writeKillswitch({ ssm: deps.ssm, now: () => at }, { parameterName: deps.parameterName, mode, reason, actor, expiresAt }, previous);
+      if (deps.confirm) {
+        await deps.confirm();
+        // Counted from the answer, not the read: "30m" after a minute at the prompt is still 30 min,
+        // and a mode that expired meanwhile has no expiry left to keep.
+        at = now();
+      }
+      const write = await writeKillswitch(
+        { ssm: deps.ssm, now: () => at },
+        { parameterName: deps.parameterName, mode, reason, actor, expiresAt: expiresAtAt(at) },
+        previous,
+      );
       return { action: 'enable', write };
     }
     case 'disable': {
@@ -68,6 +88,7 @@ export async function runKillswitchCommand(deps: CommandDeps, command: Killswitc
       const [actor, previous] = await actorAndReading(deps);
       // An expired mode still needs this write (its edge rule stays until the value says normal).
       if (previous.value?.mode === 'normal') return unchanged('disable', previous, previous.value);
+      await deps.confirm?.();
       const write = await writeKillswitch(
         { ssm: deps.ssm, now },
         { parameterName: deps.parameterName, mode: 'normal', reason, actor, expiresAt: null },

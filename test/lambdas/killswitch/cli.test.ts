@@ -50,11 +50,11 @@ function atmrDr(args: string[], scenario: Scenario = {}, env: Record<string, str
 }
 
 /** The same at a terminal; `answer` is typed when it asks. Output is stdout and stderr together. */
-async function atmrDrAtTerminal(args: string[], answer: string) {
+async function atmrDrAtTerminal(args: string[], answer: string, scenario: Scenario = {}) {
   const resultFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ks-cli-')), 'result.json');
   const { status, output } = await runAtTerminal([TSX, HARNESS, 'killswitch', ...args], {
     cwd: ROOT,
-    env: harnessEnv(resultFile, {}, { KILLSWITCH_PARAMETER: PARAMETER }),
+    env: harnessEnv(resultFile, scenario, { KILLSWITCH_PARAMETER: PARAMETER }),
     prompt: '[y/N] ',
     answer,
   });
@@ -85,7 +85,7 @@ describe('atmr-dr killswitch enable / disable / status', () => {
     ],
     [['disable', '--reason', 'OSRM back'], 'killswitch disable: return the API to normal'],
   ])('%j without --yes and without a terminal is refused in one line naming --yes, exit 2, nothing written', (args, change) => {
-    const run = atmrDr(args);
+    const run = atmrDr(args, { raw: JSON.stringify(value({ mode: 'degraded', reason: 'peak' })) });
 
     expect(run.status).toBe(2);
     expect(run.stderr).toBe(`atmr-dr: ${change} (parameter ${PARAMETER}) needs confirmation: standard input is not a terminal; pass --yes to confirm\n`);
@@ -114,7 +114,7 @@ describe('atmr-dr killswitch enable / disable / status', () => {
   it('at a terminal, Ctrl-C at the prompt is the interrupt it is: one line saying nothing changed, exit 130, nothing written', async () => {
     const args = ['disable', '--reason', 'OSRM back'];
 
-    const interrupted = await atmrDrAtTerminal(args, '\x03');
+    const interrupted = await atmrDrAtTerminal(args, '\x03', { raw: JSON.stringify(value({ mode: 'maintenance', reason: 'OSRM down' })) });
 
     expect(interrupted.status).toBe(130);
     expect(interrupted.output.trimEnd().split('\n').at(-1)).toMatch(
@@ -144,6 +144,26 @@ describe('atmr-dr killswitch enable / disable / status', () => {
     expect([run.status, run.stdout, run.stderr]).toEqual([0, 'killswitch already normal (since 2026-01-01 00:00 UTC, by atmr-dr deploy): nothing changed\n', '']);
     expect([json.status, JSON.parse(json.stdout)]).toEqual([0, { parameterName: PARAMETER, version: 4, value: value(), conflict: null, unchanged: true }]);
     expect([...run.puts, ...json.puts]).toEqual([]);
+  });
+
+  it('asks nothing for a request that changes nothing, even without --yes or a terminal: says "already", exit 0, nothing written', () => {
+    const maintenance = { raw: JSON.stringify(value({ mode: 'maintenance', reason: 'OSRM down' })) };
+
+    const disable = atmrDr(['disable', '--reason', 'OSRM back']);
+    const enable = atmrDr(['enable', '--mode', 'maintenance', '--reason', 'OSRM down'], maintenance);
+
+    expect([disable.status, disable.stdout, disable.stderr]).toEqual([0, 'killswitch already normal (since 2026-01-01T00:00:00.000Z, by atmr-dr deploy): nothing changed\n', '']);
+    expect([enable.status, enable.stdout, enable.stderr]).toEqual([0, 'killswitch already maintenance (since 2026-01-01T00:00:00.000Z, by atmr-dr deploy): nothing changed\n', '']);
+    expect([...disable.puts, ...enable.puts]).toEqual([]);
+  });
+
+  it('at a terminal, disable when already normal says so without asking, exit 0', async () => {
+    const run = await atmrDrAtTerminal(['disable', '--reason', 'OSRM back'], 'y');
+
+    expect(run.output).not.toContain('[y/N]');
+    expect(run.output).toContain('killswitch already normal (since 2026-01-01T00:00:00.000Z, by atmr-dr deploy): nothing changed');
+    expect(run.status).toBe(0);
+    expect(run.puts).toEqual([]);
   });
 
   it('enable without --expires of the mode on keeps its expiry; --expires never removes it', () => {

@@ -110,3 +110,53 @@ describe('enable without --expires of the mode in effect (to change its reason)'
     expect(ssmMock).not.toHaveReceivedCommand(PutParameterCommand);
   });
 });
+
+describe("the confirmation (the CLI's \"are you sure?\")", () => {
+  const actor = async () => 'arn:aws:sts::111111111111:assumed-role/oncall/alice';
+  const READ_AT = new Date('2026-01-01T10:10:00.000Z');
+  /** Two minutes at the prompt. */
+  const ANSWERED_AT = new Date('2026-01-01T10:12:00.000Z');
+
+  it.each([
+    ['disable on normal', value(), { action: 'disable', reason: 'OSRM back' }],
+    ['enable of the mode on with its reason', value({ mode: 'maintenance', reason: 'OSRM down' }), { action: 'enable', mode: 'maintenance', reason: 'OSRM down' }],
+  ] as const)('is not asked for a request that changes nothing (%s)', async (_name, held, command) => {
+    fakeParameter(ssmMock, held, { version: 4 });
+    const confirm = jest.fn(async () => undefined);
+
+    const result = await runKillswitchCommand({ ssm, parameterName: PARAMETER, resolveActor: actor, confirm }, command);
+
+    expect(result).toMatchObject({ line: expect.stringMatching(/: nothing changed$/) });
+    expect(confirm).not.toHaveBeenCalled();
+  });
+
+  it('is asked after the read and before the write; refused, nothing is written', async () => {
+    const events: string[] = [];
+    const store = fakeParameter(ssmMock, value({ mode: 'maintenance' }), { version: 4, beforeGet: () => events.push('read') });
+    const confirm = async () => {
+      events.push('asked');
+      throw new Error('not confirmed');
+    };
+
+    await expect(runKillswitchCommand({ ssm, parameterName: PARAMETER, resolveActor: actor, confirm }, { action: 'disable' })).rejects.toThrow('not confirmed');
+
+    expect(events).toEqual(['read', 'asked']);
+    expect(store.version).toBe(4);
+    expect(ssmMock).not.toHaveReceivedCommand(PutParameterCommand);
+  });
+
+  it.each([
+    ['--expires 30m counts from the answer', value(), { reason: 'OSRM down', expires: '30m' }, '2026-01-01T10:42:00.000Z'],
+    ['a mode that expired at the prompt has no expiry left to keep', value({ mode: 'maintenance', reason: 'OSRM down', expiresAt: '2026-01-01T10:11:00.000Z' }), { reason: 'OSRM still down' }, null],
+  ])('%s', async (_name, before, command, expiresAt) => {
+    const store = fakeParameter(ssmMock, before, { version: 4 });
+    let at = READ_AT;
+    const confirm = async () => {
+      at = ANSWERED_AT;
+    };
+
+    await runKillswitchCommand({ ssm, parameterName: PARAMETER, resolveActor: actor, now: () => at, confirm }, { action: 'enable', mode: 'maintenance', ...command });
+
+    expect(JSON.parse(store.raw)).toMatchObject({ mode: 'maintenance', updatedAt: ANSWERED_AT.toISOString(), expiresAt });
+  });
+});
