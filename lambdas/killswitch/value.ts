@@ -95,7 +95,7 @@ export function parseReason(reason: string | undefined, required: boolean, named
     return undefined;
   }
   if (text.length > MAX_REASON_LENGTH) {
-    throw new OperatorError(`killswitch: ${named} is ${text.length} characters: keep it under ${MAX_REASON_LENGTH}`, 2);
+    throw new OperatorError(`killswitch: ${named} is ${text.length} characters: shorten it to ${MAX_REASON_LENGTH} or fewer`, 2);
   }
   return text;
 }

@@ -17,7 +17,7 @@ export const MAX_REASON_LENGTH = 500;
 export function parseRecoveryReason(reason: string | undefined): string {
   const text = reason?.replace(/\s+/g, ' ').trim();
   if (!text) throw new OperatorError('recover: --reason is required: say why, e.g. --reason "bookings deleted by migration 4f2a at 14:05"', 2);
-  if (text.length > MAX_REASON_LENGTH) throw new OperatorError(`recover: --reason is ${text.length} characters: keep it under ${MAX_REASON_LENGTH}`, 2);
+  if (text.length > MAX_REASON_LENGTH) throw new OperatorError(`recover: --reason is ${text.length} characters: shorten it to ${MAX_REASON_LENGTH} or fewer`, 2);
   return text;
 }
 

@@ -162,7 +162,7 @@ describe('Slack /killswitch', () => {
 
     const reply = await call(slackEvent(form({ user_id: 'U0123ONCALL', text: `${command}${'x'.repeat(501)}` })));
 
-    expect(reply).toEqual({ statusCode: 200, response_type: 'ephemeral', text: 'killswitch: the reason is 501 characters: keep it under 500' });
+    expect(reply).toEqual({ statusCode: 200, response_type: 'ephemeral', text: 'killswitch: the reason is 501 characters: shorten it to 500 or fewer' });
     expect(ssmMock).not.toHaveReceivedCommand(PutParameterCommand);
   });
 

@@ -61,6 +61,6 @@ describe('operator inputs', () => {
     expect(() => parseReason('   ', true)).toThrow(/--reason is required/);
     expect(parseReason(undefined, false)).toBeUndefined();
     expect(parseReason(' OSRM\n down ', true)).toBe('OSRM down');
-    expect(() => parseReason('x'.repeat(501), true)).toThrow(/keep it under 500/);
+    expect(() => parseReason('x'.repeat(501), true)).toThrow(/shorten it to 500 or fewer/);
   });
 });
