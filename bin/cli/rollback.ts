@@ -26,7 +26,7 @@ import {
   runMigrationTask,
   waitOrUnlock,
 } from '../../lambdas/backout/migration';
-import { BackoutSettings, findService, METRICS_SETTLE_SECONDS, pinParameterPrefix } from '../../lambdas/backout/settings';
+import { BackoutSettings, DOWNGRADE_OBJECTIVE_SECONDS, findService, METRICS_SETTLE_SECONDS, pinParameterPrefix, ROLLBACK_OBJECTIVE_SECONDS } from '../../lambdas/backout/settings';
 import { acquireLock, LockRecord, readLock, recordLockTask, recordRollback, releaseLock, rollbackHistory, unlockCommandLine } from '../../lambdas/backout/state';
 import { putRollbackMetrics } from '../../lambdas/backout/metrics';
 import {
@@ -49,7 +49,7 @@ import { asOperatorError } from '../../lambdas/shared/aws-errors';
 import { EVENT_SOURCE, metricsNamespace, OPERATOR_CLI } from '../../lambdas/shared/constants';
 import { namedLine, NotFoundError, OperatorError, oneLine } from '../../lambdas/shared/errors';
 import { MISSING_PARAMETER_FIX, readKillswitch } from '../../lambdas/killswitch/core';
-import { formatAge } from '../../lambdas/shared/format';
+import { formatAge, formatSeconds } from '../../lambdas/shared/format';
 import { confirmer } from './confirm';
 import { interruptibly } from './interrupt';
 import { resolveCliActor } from './killswitch';
@@ -322,6 +322,9 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
   const { result, notTold } = await reportOrSay(ctx, state);
   await publishMetrics(ctx, state);
   for (const line of state.checks?.lines ?? []) ctx.print(`  ${line}`);
+  // The monthly staging drill reads its time here: from the confirmed command to the service steady
+  // on the target (the report's RollbackSeconds), before the 120 s the checks wait for.
+  if (result.seconds !== null) ctx.print(`rolled back in ${formatSeconds(result.seconds)} (runbook objective: ${formatSeconds(ROLLBACK_OBJECTIVE_SECONDS)})`);
   ctx.print(`${result.outcome}: ${result.summary}`);
   // Nobody else was told: the pin advice must not be lost with the topic.
   const pinAdvice = state.rollout?.pinError ? `; the pin ${state.rollout.pin} was not written either (${state.rollout.pinError}): hold the deploys of ${plan.service} and write the pin by hand` : '';
@@ -567,6 +570,8 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
     const result = await finishDowngrade(ctx.deps, ctx.settings, preparation, task, { group: release.logGroup, prefix: release.logStreamPrefix }, keep);
     const summary = `${service.serviceName}: migration downgrade to ${revision} by ${actor}: ${result.detail}`;
     const lines = [summary, `Logs: ${result.logStream ?? 'n/a'}`, `Killswitch: ${result.killswitch}`, preparation.snapshotId ? `Snapshot: ${preparation.snapshotId}` : `PITR point: ${preparation.pitr?.restoreTo}`];
+    // The monthly staging drill reads its time here: the task's own run, from its start to its stop.
+    if (result.ok) lines.push(`downgraded in ${formatSeconds(result.durationSeconds)} (runbook objective: ${formatSeconds(DOWNGRADE_OBJECTIVE_SECONDS)})`);
     // What was done is printed before anything else can fail.
     for (const line of lines) ctx.print(line);
     const notTold = await ctx.deps.sns

@@ -107,3 +107,7 @@ export function pinParameterPrefix(environmentName: string): string {
  * read nothing, and a clean rollback then paged as "not verified yet").
  */
 export const METRICS_SETTLE_SECONDS = 120;
+
+/** The runbook's objectives ("Plan de backout"): a deployment rolled back within 5 min, a migration downgraded within 30 s. */
+export const ROLLBACK_OBJECTIVE_SECONDS = 300;
+export const DOWNGRADE_OBJECTIVE_SECONDS = 30;

@@ -35,7 +35,7 @@ import {
   valueBeforeCommand,
   waitOrUnlock,
 } from './migration';
-import { BackoutSettings, findService, pinParameterName } from './settings';
+import { BackoutSettings, findService, pinParameterName, ROLLBACK_OBJECTIVE_SECONDS } from './settings';
 import { alarmsInAlarm, conditionHolds, readApiSignals } from './signals';
 import {
   acquireLock,
@@ -1017,7 +1017,7 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
   if (preparationStopped) lines.push(`Killswitch: ${preparationStopped}`);
   if (d.unknownHead) lines.push(`Schema: ${d.unknownHead}`);
   if (state.steady) lines.push(`Deployment: ${state.steady.status}: ${state.steady.detail}`);
-  if (seconds !== null) lines.push(`Alarm to steady: ${seconds} s (runbook objective < 300 s)`);
+  if (seconds !== null) lines.push(`Alarm to steady: ${seconds} s (runbook objective < ${ROLLBACK_OBJECTIVE_SECONDS} s)`);
   for (const line of state.checks?.lines ?? []) lines.push(`Check: ${line}`);
   if (state.rollout) lines.push(pinLine(state, state.rollout));
   if (state.rollout?.images) lines.push(state.rollout.images.line);

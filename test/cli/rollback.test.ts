@@ -345,6 +345,34 @@ describe('rollback service (same core as the workflow)', () => {
     expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
   });
 
+  it('--wait ends a rollback that worked with its time against the runbook\'s 5 min, then the outcome line (docs/backout.md, "What success looks like")', async () => {
+    // Arrange: steady at the second poll, 20 s after the guards on the fake clock.
+    const ctx = await context({ clock: '2026-06-01T10:00:00.000Z' });
+    await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
+    arrangeRollout();
+    mocks.ssm.on(PutParameterCommand).resolves({ Version: 1 });
+    (ctx.deps as { fetch?: typeof fetch }).fetch = healthyProbe();
+
+    // Act
+    await serviceCommand(ctx, { service: 'atmr-api', yes: true, wait: true });
+
+    // Assert: the whole output, as the page quotes it; the command exits 0.
+    const downgrade = `npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD}`;
+    expect(printed).toEqual([
+      `rollback atmr-api: ${BAD} -> ${GOOD} (last known good)`,
+      `  the schema stays at bbb222 (the target expects Alembic aaa111): this command does not touch it; downgrade it with: ${downgrade}`,
+      `UpdateService sent; Pinned in /atmr-dr/test/backout/pinned/atmr-api: the next deploy must not bring ${BAD} back`,
+      '  in-progress: 2/2 tasks running, 1 older deployment(s) draining',
+      `  steady: 2/2 tasks running ${GOOD}`,
+      '  OK GET http://127.0.0.1:9/health: 200',
+      '  OK GET http://127.0.0.1:9/ready: 200',
+      '  OK 5xx 0.2% since steady state (threshold 10%)',
+      '  OK no task of the target stopped',
+      'rolled back in 20 s (runbook objective: 5 min)',
+      `rolled-back: atmr-api rolled back and healthy: roll atmr-api back from ${BAD} to ${GOOD}; the schema stays at bbb222: downgrade by hand: ${downgrade} (alice)`,
+    ]);
+  });
+
   it('--wait says on stderr, once steady, that it waits 120 s for the load balancer\'s metrics to land, and why, before waiting', async () => {
     const ctx = await context();
     await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
@@ -702,6 +730,28 @@ describe('rollback service and migration when SNS refuses the report', () => {
     });
     expect(printed.at(-1)).toMatch(/^rolled-back: atmr-api rolled back and healthy/);
     expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
+  });
+
+  it('rollback migration ends a downgrade that worked with the task\'s run time against the runbook\'s 30 s (docs/backout.md, "Monthly drill")', async () => {
+    // Arrange: a task that ran 12 s
+    const ctx = await context({ clock: '2026-06-01T10:00:00.000Z' });
+    killswitchInSsm();
+    mocks.ecs.on(RunTaskCommand).resolves({ tasks: [{ taskArn: 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/t7' }] });
+    mocks.ecs.on(DescribeTasksCommand).resolves({
+      tasks: [{ lastStatus: 'STOPPED', startedAt: new Date('2026-06-01T10:00:05.000Z'), stoppedAt: new Date('2026-06-01T10:00:17.000Z'), containers: [{ name: 'api', exitCode: 0 }] }],
+    });
+
+    // Act
+    await migrationCommand(ctx, { to: 'aaa111', yes: true });
+
+    // Assert
+    expect(printed.slice(4)).toEqual([
+      'atmr-api: migration downgrade to aaa111 by alice: downgrade exited 0 in 12 s',
+      'Logs: /ecs/atmr-api:ecs/api/t7',
+      expect.stringMatching(/^Killswitch: kept in maintenance: /),
+      expect.stringMatching(/^Snapshot: atmr-dr-backout-/),
+      'downgraded in 12 s (runbook objective: 30 s)',
+    ]);
   });
 
   it('rollback migration prints the result of a downgrade that worked, then says the incidents topic was not told, exit 1', async () => {
