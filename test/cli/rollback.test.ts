@@ -373,6 +373,29 @@ describe('rollback service (same core as the workflow)', () => {
     ]);
   });
 
+  it('--wait whose post-rollback checks fail prints each check and the outcome, and exits 1 with one line (docs/backout.md, "What success looks like")', async () => {
+    // Arrange: the last known good answers 503 once steady
+    const ctx = await context({ clock: '2026-06-01T10:00:00.000Z' });
+    await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
+    arrangeRollout();
+    mocks.ssm.on(PutParameterCommand).resolves({ Version: 1 });
+    (ctx.deps as { fetch?: typeof fetch }).fetch = (async () => new Response('down', { status: 503 })) as unknown as typeof fetch;
+
+    // Act
+    const run = serviceCommand(ctx, { service: 'atmr-api', yes: true, wait: true });
+
+    // Assert
+    await expect(run).rejects.toMatchObject({ exitCode: 1, message: 'rollback: rolled-back-checks-failed: see the incidents topic and "rollback status"' });
+    expect(printed.slice(5)).toEqual([
+      '  FAIL GET http://127.0.0.1:9/health: 503',
+      '  FAIL GET http://127.0.0.1:9/ready: 503',
+      '  OK 5xx 0.2% since steady state (threshold 10%)',
+      '  OK no task of the target stopped',
+      'rolled back in 20 s (runbook objective: 5 min)',
+      expect.stringMatching(/^rolled-back-checks-failed: atmr-api rolled back but the post-rollback checks FAILED or could not be verified yet: /),
+    ]);
+  });
+
   it('--wait says on stderr, once steady, that it waits 120 s for the load balancer\'s metrics to land, and why, before waiting', async () => {
     const ctx = await context();
     await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
@@ -798,7 +821,8 @@ describe('rollback service metrics (the workflow\'s RollbackSeconds and Rollback
     await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
     mocks.ecs.on(DescribeServicesCommand).resolvesOnce(service(BAD)).resolvesOnce(service(BAD)).resolves(service(GOOD, { rolloutState: 'IN_PROGRESS', others: 1 }));
 
-    await expect(serviceCommand(ctx, { service: 'atmr-api', yes: true, wait: true })).rejects.toThrow(/^rollback: steady-timeout/);
+    await expect(serviceCommand(ctx, { service: 'atmr-api', yes: true, wait: true })).rejects.toMatchObject({ exitCode: 1, message: 'rollback: steady-timeout: see the incidents topic and "rollback status"' });
+    expect(printed.at(-1)).toMatch(/^steady-timeout: atmr-api rollback did NOT reach steady state in time \(no second rollback\): /);
 
     const calls = mocks.cloudwatch.commandCalls(PutMetricDataCommand);
     expect(calls).toHaveLength(1);
