@@ -24,6 +24,8 @@ export interface Published {
   readonly topicArn: string;
   readonly subject?: string;
   readonly text: string;
+  /** What an SMS subscriber receives (the message's `sms` key), when the publish gives one. */
+  readonly sms?: string;
 }
 
 /**
@@ -110,8 +112,9 @@ export async function startHarness(): Promise<EscalationHarness> {
     if (harness.failingTopics.has(input.TopicArn)) throw new KMSDisabledException({ message: 'KMS key is disabled', $metadata: { httpStatusCode: 400, attempts: 1 } });
     const error = harness.publishErrors.get(input.TopicArn);
     if (error) throw error;
-    const text = input.MessageStructure === 'json' ? (JSON.parse(input.Message) as { default: string }).default : input.Message;
-    published.push({ topicArn: input.TopicArn, subject: input.Subject, text });
+    const structured = input.MessageStructure === 'json' ? (JSON.parse(input.Message) as { default: string; sms?: string }) : undefined;
+    const text = structured ? structured.default : input.Message;
+    published.push({ topicArn: input.TopicArn, subject: input.Subject, text, ...(structured?.sms !== undefined && { sms: structured.sms }) });
     return { MessageId: `m-${published.length}` };
   });
   sfn.on(StartExecutionCommand).callsFake((input: { name: string; input?: string }) => {

@@ -32,6 +32,23 @@ describe('escalation page step', () => {
     expect(await getIncident(h.store, incidentId)).toMatchObject({ level: 1, pagedLevels: [1] });
   });
 
+  it('texts an SMS subscriber one line: the level, the alarm and how to acknowledge (no link), then the acknowledgement and the resolution (docs/escalation.md, "What an SMS says")', async () => {
+    // Act: level 2 paged, acknowledged by the CLI, then resolved
+    await page('token-1', 1);
+    await page('token-2', 2);
+    await acknowledgeIncident(h.store, incidentId, { by: 'Alice', via: 'cli' });
+    await runTask(h.taskDeps, { action: 'await', incidentId, taskToken: 'token-3' });
+    await resolveIncident(h.store, incidentId, { by: 'Alice', via: 'cli', how: 'resolved by hand' });
+    await runTask(h.taskDeps, { action: 'resolve', incidentId });
+
+    // Assert
+    expect(h.published.filter((p) => p.topicArn === LEVEL_TOPICS[1]).map((p) => p.sms)).toEqual([
+      `atmr-dr N2 ${ALARM} ALARM. Ack: /incident ack ${incidentId}`,
+      `atmr-dr acquitté par Alice : ${ALARM} (${incidentId}), rien à faire`,
+      `atmr-dr résolu : ${ALARM} (${incidentId})`,
+    ]);
+  });
+
   it('publishes again on the retry of a step whose publish failed, and records the failure, not a page, for the failed try', async () => {
     h.failingTopics.add(LEVEL_TOPICS[0]);
     await expect(page('token-1')).rejects.toThrow(/publishing to level 1 failed: KMS key is disabled/);
