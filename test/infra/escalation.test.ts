@@ -551,3 +551,22 @@ describe('escalation subscriptions check (a paging level that reaches nobody pag
     expect(alarm('SubscriptionsCheckErrors')?.AlarmDescription).toContain('aws sns list-subscriptions-by-topic --topic-arn');
   });
 });
+
+describe('a contact of the runbook paged with a level (docs/escalation.md, "Contacts outside the levels")', () => {
+  it('subscribes an e-mail added to level 2\'s subscriptions to the level 2 topic, beside the leadDevOpsEmail shorthand', () => {
+    // Arrange: the DBA paged with Lead DevOps
+    const raw = exampleEnvironment();
+    const escalation = structuredClone(raw.escalation) as { levels: { subscriptions?: unknown[] }[] };
+    escalation.levels[1].subscriptions = [...(escalation.levels[1].subscriptions ?? []), { protocol: 'email', endpoint: 'dba@example.com' }];
+
+    // Act
+    const { opsTemplate } = synthesizeApp({ environment: { ...raw, escalation } });
+
+    // Assert
+    const level2 = Object.values(opsTemplate.findResources('AWS::SNS::Subscription'))
+      .map((r) => r.Properties as { TopicArn: unknown; Protocol: string; Endpoint: string })
+      .filter((p) => JSON.stringify(p.TopicArn) === JSON.stringify({ Ref: 'EscalationLevel2Topic' }))
+      .map((p) => `${p.Protocol}:${p.Endpoint}`);
+    expect(level2).toEqual(expect.arrayContaining(['email:lead-devops@example.com', 'email:dba@example.com']));
+  });
+});
