@@ -10,6 +10,8 @@ import { namedClient } from '../../lambdas/shared/named-clients';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { namedLine, OperatorError, oneLine } from '../../lambdas/shared/errors';
 import { formatSeconds, shellWord } from '../../lambdas/shared/format';
+import { missingAwsSetting } from '../../lambdas/shared/aws-errors';
+import type { EnvironmentConfig } from '../../lib/config';
 import { confirmer } from './confirm';
 import { byOptionHelp, resolveCliActor } from './killswitch';
 import { DEPLOYED_NAMES, defaultEnvironmentName, ENV_DEFAULT, resolveDeployedName } from './resolve';
@@ -68,26 +70,62 @@ async function stillInAlarm(incident: Incident): Promise<{ warning?: string; unr
 }
 
 /**
+ * The environment's escalation config (cdk.json), for the intervals a line names: only when the
+ * environment is known (`--env`, or the table read from its stacks; a table named by --table or
+ * ATMR_OPS_TABLE may be another environment's) and its config readable, else undefined.
+ */
+async function escalationConfig(envName: string | undefined): Promise<EnvironmentConfig['escalation'] | undefined> {
+  if (envName === undefined) return undefined;
+  try {
+    const { loadCliConfig } = await import('./cli-config');
+    return loadCliConfig(envName).escalation;
+  } catch {
+    // The change is written: a config that cannot be read only leaves the interval out.
+    return undefined;
+  }
+}
+
+/**
  * What follows an acknowledgement, for its line: the acknowledged level is still reminded (an event
  * alarm's at each new failure, its OK resolving nothing), until the incident is resolved. The
  * interval is the environment's `escalation.reminderIntervalSeconds` in cdk.json, which the deployed
- * workflow waits: said only when the environment is known (`--env`, or the table read from its
- * stacks; a table named by --table or ATMR_OPS_TABLE may be another environment's) and its config
- * readable, else the line says the reminders without their interval.
+ * workflow waits (said when known: `escalationConfig`).
  */
 async function remindersLine(incident: Incident, envName: string | undefined): Promise<string> {
   const resolve = `\`atmr-dr incident resolve ${incident.id}\``;
   if (signalsEvent(incident.alarmDescription)) return `reminders at each new ALARM of this event alarm until ${resolve} (its OK resolves nothing)`;
-  let every = '';
-  if (envName !== undefined) {
-    try {
-      const { loadCliConfig } = await import('./cli-config');
-      every = ` every ${formatSeconds(loadCliConfig(envName).escalation.reminderIntervalSeconds)}`;
-    } catch {
-      // The acknowledgement is written: a config that cannot be read only leaves the interval out.
-    }
-  }
+  const config = await escalationConfig(envName);
+  const every = config ? ` every ${formatSeconds(config.reminderIntervalSeconds)}` : '';
   return `reminders${every} while the alarm stays in ALARM, until it goes OK or ${resolve}`;
+}
+
+/**
+ * What a failed wake (SendTaskSuccess refused: credentials, permission, throttling) leaves, for its
+ * line: the acknowledgement or resolution is written, and the workflow reads the incident at the end
+ * of the wait it is in (a page step's level timeout while OPEN, the reminder interval once
+ * acknowledged: lib/constructs/escalation.ts), where a page step pages nobody for an incident no
+ * longer OPEN and a re-read finds it resolved. `waiting`: the incident as the waiting step knows it
+ * (an acknowledged incident was OPEN: its page step waits). So it stops by itself, only later: nothing to redo
+ * (a second `ack` or `resolve` is refused as already done).
+ */
+async function notWokenLine(what: 'acknowledgement' | 'resolution', waiting: Pick<Incident, 'status' | 'level'>, error: unknown, envName: string | undefined): Promise<string> {
+  const config = await escalationConfig(envName);
+  const level = Math.max(waiting.level, 1);
+  const timeout = config && (config.levels[level - 1]?.ackTimeoutSeconds ?? config.reminderIntervalSeconds);
+  const within =
+    waiting.status === 'ACKED'
+      ? `within ${config ? `${formatSeconds(config.reminderIntervalSeconds)}, ` : ''}the reminder interval`
+      : `within ${timeout ? `${formatSeconds(timeout)}, ` : ''}level ${level}'s acknowledgement timeout`;
+  const then =
+    what === 'acknowledgement'
+      ? 'it pages no further level and starts the reminders'
+      : `it ${waiting.status === 'ACKED' ? 'sends no more reminders' : 'pages no further level'} and tells the levels paged of the resolution`;
+  return `${what} recorded; the escalation workflow was not woken (${awsReason(error)}): at its next step (${within}) ${then}; nothing to redo`;
+}
+
+/** An AWS error for a line: the fix of an expired or missing login (as every command says it), else its name and message. */
+function awsReason(error: unknown): string {
+  return missingAwsSetting(error) ?? namedLine(error);
 }
 
 /** What `<id>` is and where it comes from: a command line without it is answered with this. */
@@ -157,8 +195,10 @@ export function registerIncidentCommands(program: Command): void {
       const { store, globals } = await storeOf();
       const by = await resolveCliActor(opts.by);
       // The alarm named: in a storm ids share their time prefix, and a pasted wrong id shows here.
-      const acked = await acknowledgeIncident(store, id, { by, via: 'cli' });
+      let wakeError: unknown;
+      const acked = await acknowledgeIncident(store, id, { by, via: 'cli' }, { wakeFailed: (error) => (wakeError = error) });
       print(`incident ${id} (${acked.alarmName}) acknowledged by ${by}: escalation stopped; ${await remindersLine(acked, tableEnvironment(globals))}`);
+      if (wakeError !== undefined) process.stderr.write(`atmr-dr: warning: ${await notWokenLine('acknowledgement', { status: 'OPEN', level: acked.level }, wakeError, tableEnvironment(globals))}\n`);
     });
 
   incident
@@ -168,7 +208,7 @@ export function registerIncidentCommands(program: Command): void {
     .option('--by <name>', byOptionHelp('who resolves'))
     .option('--yes', 'do not ask for confirmation')
     .action(async (id: string, opts: { by?: string; yes?: boolean }) => {
-      const { store } = await storeOf();
+      const { store, globals } = await storeOf();
       const found = await getIncident(store, id);
       if (!found) throw new OperatorError(`no incident ${id}: check the id with \`atmr-dr incident list --open\``, 4);
       const alarm = await stillInAlarm(found);
@@ -179,8 +219,10 @@ export function registerIncidentCommands(program: Command): void {
         throw new OperatorError(`incident resolve: not confirmed, incident ${id} unchanged`, 1);
       }
       const by = await resolveCliActor(opts.by);
-      await resolveIncident(store, id, { by, via: 'cli', how: 'resolved by hand' });
+      let wakeError: unknown;
+      await resolveIncident(store, id, { by, via: 'cli', how: 'resolved by hand' }, { wakeFailed: (error) => (wakeError = error) });
       print(`incident ${id} resolved by ${by}`);
+      if (wakeError !== undefined) process.stderr.write(`atmr-dr: warning: ${await notWokenLine('resolution', found, wakeError, tableEnvironment(globals))}\n`);
     });
 
   incident

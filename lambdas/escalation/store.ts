@@ -404,6 +404,20 @@ export async function wake(store: IncidentStore, token: string | undefined, outp
 }
 
 /**
+ * Wakes as `wake` does, after the acknowledgement or resolution is written. A failed wake goes to
+ * `failed` when given (a caller that says what was recorded and what was not: the CLI), else is
+ * thrown (a Lambda fails its invocation and is retried).
+ */
+async function wakeAfterWrite(store: IncidentStore, token: string | undefined, output: WakeOutput, failed?: (error: unknown) => void): Promise<void> {
+  try {
+    await wake(store, token, output);
+  } catch (error) {
+    if (!failed) throw error;
+    failed(error);
+  }
+}
+
+/**
  * Moves an existing incident to `to` and stores its record (the acknowledgement or the resolution)
  * in one conditional write: only when its status is `= from` or `<> from`. `undefined` when the
  * incident is unknown or its status did not allow it (the caller explains which).
@@ -460,7 +474,7 @@ async function explainRefusal(store: IncidentStore, id: string, verb: 'acknowled
  * Acknowledges an open incident (once): the climb stops and the acknowledging level gets the
  * reminders. Refuses an unknown, already acknowledged or resolved incident with one line.
  */
-export async function acknowledgeIncident(store: IncidentStore, id: string, ack: Omit<Acknowledgement, 'at'>): Promise<Incident> {
+export async function acknowledgeIncident(store: IncidentStore, id: string, ack: Omit<Acknowledgement, 'at'>, options: { wakeFailed?: (error: unknown) => void } = {}): Promise<Incident> {
   const at = nowOf(store).toISOString();
   const record: Acknowledgement = { ...ack, at };
   const change = await changeStatus(store, id, { to: 'ACKED', field: 'ack', record, onlyIf: '= :from', from: 'OPEN' });
@@ -468,7 +482,7 @@ export async function acknowledgeIncident(store: IncidentStore, id: string, ack:
   const incident = change.changed;
   const level = ack.level !== undefined ? ` (level ${ack.level})` : '';
   await recordTimeline(store, id, 'ack', { at, kind: 'ack', text: `Acknowledged by ${ack.by} via ${ack.via}${level}`, level: ack.level });
-  await wake(store, incident.taskToken, { outcome: 'ack' });
+  await wakeAfterWrite(store, incident.taskToken, { outcome: 'ack' }, options.wakeFailed);
   return incident;
 }
 
@@ -492,8 +506,13 @@ function guardCondition(guard: ResolveGuard): { expression: string; values: Reco
 }
 
 /** Resolves an incident (once) and wakes the workflow, which tells every level that was paged. */
-export async function resolveIncident(store: IncidentStore, id: string, resolution: Omit<Resolution, 'at'>, options: { quietIfResolved?: boolean } = {}): Promise<Incident | undefined> {
-  const outcome = await resolveUnlessAlarmAgain(store, id, resolution);
+export async function resolveIncident(
+  store: IncidentStore,
+  id: string,
+  resolution: Omit<Resolution, 'at'>,
+  options: { quietIfResolved?: boolean; wakeFailed?: (error: unknown) => void } = {},
+): Promise<Incident | undefined> {
+  const outcome = await resolveUnlessAlarmAgain(store, id, resolution, undefined, options.wakeFailed);
   if (outcome.outcome === 'resolved') return outcome.incident;
   if (options.quietIfResolved && outcome.outcome === 'already resolved') return undefined;
   return explainRefusal(store, id, 'resolve');
@@ -502,13 +521,15 @@ export async function resolveIncident(store: IncidentStore, id: string, resoluti
 /**
  * Resolves an incident as `resolveIncident` does, under `guard` when given: `alarm again` (nothing
  * written) when an ALARM of the alarm came after the OK the resolution acts on, `already resolved`
- * when someone resolved it. Throws, naming why, for an unknown incident.
+ * when someone resolved it. Throws, naming why, for an unknown incident. `wakeFailed`: as for
+ * `wakeAfterWrite`.
  */
 export async function resolveUnlessAlarmAgain(
   store: IncidentStore,
   id: string,
   resolution: Omit<Resolution, 'at'>,
   guard?: ResolveGuard,
+  wakeFailed?: (error: unknown) => void,
 ): Promise<{ outcome: 'resolved' | 'alarm again'; incident: Incident } | { outcome: 'already resolved' }> {
   const at = nowOf(store).toISOString();
   const record: Resolution = { ...resolution, at };
@@ -521,7 +542,7 @@ export async function resolveUnlessAlarmAgain(
   const incident = change.changed;
   await recordTimeline(store, id, 'resolved', { at, kind: 'resolved', text: `Resolved (${resolution.how}) by ${resolution.by} via ${resolution.via}` });
   await releaseOpenPointer(store, incident.alarmName, id);
-  await wake(store, incident.taskToken, { outcome: 'resolved' });
+  await wakeAfterWrite(store, incident.taskToken, { outcome: 'resolved' }, wakeFailed);
   return { outcome: 'resolved', incident };
 }
 

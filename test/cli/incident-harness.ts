@@ -5,7 +5,8 @@
  * INCIDENT_WORKFLOW_STATUS; the SFN calls made are written to INCIDENT_RESULT as JSON. CloudWatch is
  * mocked there too: DescribeAlarms answers the state in INCIDENT_ALARM_STATE (default OK; a word that
  * is no state is refused as that error, e.g. AccessDenied), and the alarms read are written beside
- * the SFN calls (`alarmsRead`).
+ * the SFN calls (`alarmsRead`). SendTaskSuccess is refused as the error named in INCIDENT_WAKE_ERROR
+ * when set (e.g. ExpiredToken, AccessDeniedException), else accepted.
  */
 import { CloudWatchClient, DescribeAlarmsCommand, StateValue } from '@aws-sdk/client-cloudwatch';
 import { DescribeExecutionCommand, SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
@@ -18,7 +19,9 @@ async function run(): Promise<void> {
   const sfn = mockClient(SFNClient);
   const sts = mockClient(STSClient);
   sts.on(GetCallerIdentityCommand).resolves({ Arn: 'arn:aws:sts::111111111111:assumed-role/atmr-oncall/alice' });
-  sfn.on(SendTaskSuccessCommand).resolves({});
+  const wakeError = process.env.INCIDENT_WAKE_ERROR;
+  if (wakeError) sfn.on(SendTaskSuccessCommand).rejects(Object.assign(new Error('The security token included in the request is expired'), { name: wakeError }));
+  else sfn.on(SendTaskSuccessCommand).resolves({});
   sfn.on(DescribeExecutionCommand).resolves({ status: (process.env.INCIDENT_WORKFLOW_STATUS ?? 'RUNNING') as 'RUNNING' });
   const cloudwatch = mockClient(CloudWatchClient);
   const alarmState = process.env.INCIDENT_ALARM_STATE ?? 'OK';
