@@ -9,7 +9,7 @@ import { finished } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import type { Client } from 'pg';
 import { OperatorError, oneLine } from '../shared/errors';
-import { formatBytes } from '../shared/format';
+import { formatBytes, isoSecond } from '../shared/format';
 import { isRefusedStatement } from '../shared/pg-errors';
 import { type BackupRoles, readBackupRoles } from '../shared/backup-roles';
 import { type DatabaseProperties, readDatabaseProperties } from '../shared/database-properties';
@@ -1277,11 +1277,6 @@ async function backupTakenSince(
 /** The formats a run is to take that a published backup lacks (one asked for fewer, `--formats custom`). */
 function missingFormats(manifest: BackupManifest, formats: readonly BackupFormat[]): BackupFormat[] {
   return formats.filter((f) => !manifest.objects.some((o) => o.format === f));
-}
-
-/** 2026-12-01T02:00:05Z: a backup's second, as its keys carry it. */
-function isoSecond(time: Date): string {
-  return time.toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
 /**

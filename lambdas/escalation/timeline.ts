@@ -1,3 +1,4 @@
+import { formatSeconds, isoSecond } from '../shared/format';
 import { Incident, levelsPaged, runbookOf, TimelineEntry } from './model';
 
 const LABEL: Record<TimelineEntry['kind'], string> = {
@@ -22,24 +23,24 @@ export function timelineMarkdown(incident: Incident, entries: readonly TimelineE
   const lines = [
     `## Incident ${incident.id}: ${incident.alarmName}`,
     '',
-    `- Opened: ${incident.openedAt}`,
+    `- Opened: ${isoSecond(incident.openedAt)}`,
     `- Status: ${incident.status}`,
     ...(section ? [`- Runbook section: ${section}${link ? ` (${link})` : ''}`] : []),
     `- Levels paged: ${incident.pagedLevels.length > 0 ? incident.pagedLevels.join(', ') : 'none'}${possibly.length > 0 ? `; possibly paged, not recorded: ${possibly.join(', ')}` : ''}`,
-    `- Acknowledged: ${incident.ack ? `${incident.ack.at} by ${incident.ack.by} (${incident.ack.via})` : 'no'}`,
-    `- Resolved: ${incident.resolution ? `${incident.resolution.at}, ${incident.resolution.how}, by ${incident.resolution.by} (${incident.resolution.via})` : 'no'}`,
-    ...(incident.ack ? [`- Time to acknowledge: ${minutes(incident.openedAt, incident.ack.at)}`] : []),
-    ...(incident.resolution ? [`- Time to resolve: ${minutes(incident.openedAt, incident.resolution.at)}`] : []),
+    `- Acknowledged: ${incident.ack ? `${isoSecond(incident.ack.at)} by ${incident.ack.by} (${incident.ack.via})` : 'no'}`,
+    `- Resolved: ${incident.resolution ? `${isoSecond(incident.resolution.at)}, ${incident.resolution.how}, by ${incident.resolution.by} (${incident.resolution.via})` : 'no'}`,
+    ...(incident.ack ? [`- Time to acknowledge: ${duration(incident.openedAt, incident.ack.at)}`] : []),
+    ...(incident.resolution ? [`- Time to resolve: ${duration(incident.openedAt, incident.resolution.at)}`] : []),
     '',
     '| Time (UTC) | What | Detail |',
     '| --- | --- | --- |',
-    ...entries.map((e) => `| ${e.at} | ${LABEL[e.kind]}${e.level !== undefined ? ` (level ${e.level})` : ''} | ${cell(e.text)} |`),
+    ...entries.map((e) => `| ${isoSecond(e.at)} | ${LABEL[e.kind]}${e.level !== undefined ? ` (level ${e.level})` : ''} | ${cell(e.text)} |`),
     '',
   ];
   return lines.join('\n');
 }
 
-function minutes(from: string, to: string): string {
-  const ms = Date.parse(to) - Date.parse(from);
-  return `${Math.max(0, Math.round(ms / 60000))} min`;
+/** "50 s", "7 h 01 min": to the second (a 50 s acknowledgement is not "1 min"). */
+function duration(from: string, to: string): string {
+  return formatSeconds(Math.round((Date.parse(to) - Date.parse(from)) / 1000));
 }

@@ -15,11 +15,20 @@ export function countOf(n: number, noun: string): string {
   return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }
 
-/** "40 s", "55 min", "54 min 58 s": a duration in whole seconds, for operators. */
+/**
+ * "40 s", "55 min", "54 min 58 s", "7 h 01 min": a duration in whole seconds, for operators. From an
+ * hour on, hours and minutes (seconds no longer matter, and "421 min" is misread by a tired reader).
+ */
 export function formatSeconds(seconds: number): string {
   const s = Math.max(0, seconds);
   if (s < 60) return `${s} s`;
+  if (s >= 3600) return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')} min`;
   return s % 60 === 0 ? `${s / 60} min` : `${Math.floor(s / 60)} min ${s % 60} s`;
+}
+
+/** 2026-12-01T02:00:05Z: an instant to the second (an ISO string or a Date), for the lines and keys that need no milliseconds. */
+export function isoSecond(time: Date | string): string {
+  return (typeof time === 'string' ? time : time.toISOString()).replace(/\.\d{3}Z$/, 'Z');
 }
 
 /** "12 min", "5.0 h", "9 d": how long ago something was recorded or taken, for operators. */

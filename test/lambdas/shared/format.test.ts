@@ -1,4 +1,4 @@
-import { takenAgo, utcMinute, utcSecond } from '../../../lambdas/shared/format';
+import { formatSeconds, isoSecond, takenAgo, utcMinute, utcSecond } from '../../../lambdas/shared/format';
 
 describe('takenAgo: when a restored backup was taken, and how old it is', () => {
   const now = Date.parse('2026-12-05T10:00:00.000Z');
@@ -38,5 +38,19 @@ describe('utcSecond: the moment after which writes are not in a copy', () => {
   it('says the date too for a moment of another day, which a time of day alone would put this morning', () => {
     // Arrange / Act / Assert
     expect(utcSecond(Date.parse('2026-11-28T08:00:03.000Z'), now)).toBe('2026-11-28T08:00:03Z');
+  });
+});
+
+describe('formatSeconds: a duration for operators', () => {
+  it('says seconds under a minute, minutes (and seconds) under an hour, hours and minutes from an hour on', () => {
+    // Arrange / Act / Assert
+    expect([50, 60, 3298, 3600, 25260, 25299].map(formatSeconds)).toEqual(['50 s', '1 min', '54 min 58 s', '1 h 00 min', '7 h 01 min', '7 h 01 min']);
+  });
+});
+
+describe('isoSecond: an instant to the second', () => {
+  it('drops the milliseconds of an ISO string or a Date', () => {
+    // Arrange / Act / Assert
+    expect([isoSecond('2026-11-30T10:15:00.123Z'), isoSecond(new Date('2026-12-01T02:00:05.999Z'))]).toEqual(['2026-11-30T10:15:00Z', '2026-12-01T02:00:05Z']);
   });
 });
