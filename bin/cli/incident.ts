@@ -9,7 +9,7 @@ import { timelineMarkdown } from '../../lambdas/escalation/timeline';
 import { namedClient } from '../../lambdas/shared/named-clients';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { namedLine, OperatorError, oneLine } from '../../lambdas/shared/errors';
-import { formatSeconds, shellWord } from '../../lambdas/shared/format';
+import { boundedLine, formatSeconds, shellWord } from '../../lambdas/shared/format';
 import { missingAwsSetting } from '../../lambdas/shared/aws-errors';
 import type { EnvironmentConfig } from '../../lib/config';
 import { confirmer } from './confirm';
@@ -128,6 +128,9 @@ function awsReason(error: unknown): string {
   return missingAwsSetting(error) ?? namedLine(error);
 }
 
+/** A resolution note is one line of a list row and of the timeline: the cause, not the post-mortem. */
+const MAX_NOTE_LENGTH = 300;
+
 /** What `<id>` is and where it comes from: a command line without it is answered with this. */
 const INCIDENT_ID = 'incident id, from atmr-dr incident list --open';
 
@@ -177,10 +180,11 @@ export function registerIncidentCommands(program: Command): void {
       }
       for (const i of incidents) {
         const ack = i.ack ? ` acked by ${i.ack.by} ${i.ack.at}` : '';
+        const note = i.resolution?.note ? ` note: ${i.resolution.note}` : '';
         const workflow = workflows.has(i.id) ? ` workflow ${workflows.get(i.id)}` : '';
         const highest = highestLevelPaged(i, undefined);
         const possibly = highest > i.level ? ` (${highest} possibly paged)` : '';
-        print(`${i.id}  ${i.status.padEnd(8)} level ${i.level}${possibly}  ${i.alarmName}  opened ${i.openedAt}${ack}${workflow}`);
+        print(`${i.id}  ${i.status.padEnd(8)} level ${i.level}${possibly}  ${i.alarmName}  opened ${i.openedAt}${ack}${workflow}${note}`);
       }
     });
 
@@ -206,8 +210,11 @@ export function registerIncidentCommands(program: Command): void {
     .argument('<id>', INCIDENT_ID)
     .description('resolve by hand (the alarm returning to OK resolves by itself); every level paged is told')
     .option('--by <name>', byOptionHelp('who resolves'))
+    .option('--note <text>', `one line recorded with the resolution, shown by timeline and list (e.g. --note "cause: disk full"; at most ${MAX_NOTE_LENGTH} characters)`)
     .option('--yes', 'do not ask for confirmation')
-    .action(async (id: string, opts: { by?: string; yes?: boolean }) => {
+    .action(async (id: string, opts: { by?: string; note?: string; yes?: boolean }) => {
+      const note = boundedLine(opts.note, 'incident resolve: --note', MAX_NOTE_LENGTH);
+      if (opts.note !== undefined && note === undefined) throw new OperatorError('incident resolve: --note is empty: write the note, e.g. --note "cause: disk full", or leave --note out', 2);
       const { store, globals } = await storeOf();
       const found = await getIncident(store, id);
       if (!found) throw new OperatorError(`no incident ${id}: check the id with \`atmr-dr incident list --open\``, 4);
@@ -220,7 +227,7 @@ export function registerIncidentCommands(program: Command): void {
       }
       const by = await resolveCliActor(opts.by);
       let wakeError: unknown;
-      await resolveIncident(store, id, { by, via: 'cli', how: 'resolved by hand' }, { wakeFailed: (error) => (wakeError = error) });
+      await resolveIncident(store, id, { by, via: 'cli', how: 'resolved by hand', ...(note && { note }) }, { wakeFailed: (error) => (wakeError = error) });
       print(`incident ${id} resolved by ${by}`);
       if (wakeError !== undefined) process.stderr.write(`atmr-dr: warning: ${await notWokenLine('resolution', found, wakeError, tableEnvironment(globals))}\n`);
     });

@@ -21,6 +21,8 @@ export interface Resolution {
   readonly via: Via;
   /** Why: "alarm OK", "alarm deleted", "resolved by hand". */
   readonly how: string;
+  /** The resolver's one-line note (`incident resolve --note`), for the post-mortem. */
+  readonly note?: string;
 }
 
 export interface Incident {

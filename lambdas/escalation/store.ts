@@ -540,7 +540,7 @@ export async function resolveUnlessAlarmAgain(
     return { outcome: 'alarm again', incident: change.refused };
   }
   const incident = change.changed;
-  await recordTimeline(store, id, 'resolved', { at, kind: 'resolved', text: `Resolved (${resolution.how}) by ${resolution.by} via ${resolution.via}` });
+  await recordTimeline(store, id, 'resolved', { at, kind: 'resolved', text: `Resolved (${resolution.how}) by ${resolution.by} via ${resolution.via}${resolution.note ? `; note: ${resolution.note}` : ''}` });
   await releaseOpenPointer(store, incident.alarmName, id);
   await wakeAfterWrite(store, incident.taskToken, { outcome: 'resolved' }, wakeFailed);
   return { outcome: 'resolved', incident };

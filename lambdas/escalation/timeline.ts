@@ -28,7 +28,7 @@ export function timelineMarkdown(incident: Incident, entries: readonly TimelineE
     ...(section ? [`- Runbook section: ${section}${link ? ` (${link})` : ''}`] : []),
     `- Levels paged: ${incident.pagedLevels.length > 0 ? incident.pagedLevels.join(', ') : 'none'}${possibly.length > 0 ? `; possibly paged, not recorded: ${possibly.join(', ')}` : ''}`,
     `- Acknowledged: ${incident.ack ? `${isoSecond(incident.ack.at)} by ${incident.ack.by} (${incident.ack.via})` : 'no'}`,
-    `- Resolved: ${incident.resolution ? `${isoSecond(incident.resolution.at)}, ${incident.resolution.how}, by ${incident.resolution.by} (${incident.resolution.via})` : 'no'}`,
+    `- Resolved: ${incident.resolution ? `${isoSecond(incident.resolution.at)}, ${incident.resolution.how}, by ${incident.resolution.by} (${incident.resolution.via})${incident.resolution.note ? `; note: ${incident.resolution.note}` : ''}` : 'no'}`,
     ...(incident.ack ? [`- Time to acknowledge: ${duration(incident.openedAt, incident.ack.at)}`] : []),
     ...(incident.resolution ? [`- Time to resolve: ${duration(incident.openedAt, incident.resolution.at)}`] : []),
     '',

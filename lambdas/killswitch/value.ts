@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { durationSeconds } from '../shared/duration';
 import { OperatorError } from '../shared/errors';
+import { boundedLine } from '../shared/format';
 
 import { ENABLE_MODES, type EnableMode, KILLSWITCH_MODES, type KillswitchMode } from './modes';
 
@@ -89,14 +90,8 @@ export function parseEnableMode(mode: string | undefined): EnableMode {
  * user calls it in a refusal (Slack's /killswitch has no --reason option: "the reason").
  */
 export function parseReason(reason: string | undefined, required: boolean, named = '--reason'): string | undefined {
-  const text = reason?.replace(/\s+/g, ' ').trim();
-  if (!text) {
-    if (required) throw new OperatorError('killswitch: --reason is required to enable: say why, e.g. --reason "OSRM down"', 2);
-    return undefined;
-  }
-  if (text.length > MAX_REASON_LENGTH) {
-    throw new OperatorError(`killswitch: ${named} is ${text.length} characters: shorten it to ${MAX_REASON_LENGTH} or fewer`, 2);
-  }
+  const text = boundedLine(reason, `killswitch: ${named}`, MAX_REASON_LENGTH);
+  if (!text && required) throw new OperatorError('killswitch: --reason is required to enable: say why, e.g. --reason "OSRM down"', 2);
   return text;
 }
 

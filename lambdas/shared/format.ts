@@ -1,3 +1,5 @@
+import { OperatorError } from './errors';
+
 /** "1.5 KiB", "5.0 GiB", "512 B": sizes for operators (binary units). */
 export function formatBytes(bytes: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -106,4 +108,16 @@ export function shellWord(text: string): string {
 /** `a`, `a and b`, `a, b and c`: the items of a line that names several. */
 export function andList(items: readonly string[]): string {
   return items.length < 2 ? items.join('') : `${items.slice(0, -1).join(', ')} and ${items[items.length - 1]}`;
+}
+
+/**
+ * An operator's free text (a killswitch reason, a resolution note) as one line: whitespace runs
+ * (newlines too) as one space, trimmed; undefined when nothing is left. Longer than `max`: refused
+ * (exit 2) as `<what> is <n> characters: keep it under <max>`.
+ */
+export function boundedLine(value: string | undefined, what: string, max: number): string | undefined {
+  const text = value?.replace(/\s+/g, ' ').trim();
+  if (!text) return undefined;
+  if (text.length > max) throw new OperatorError(`${what} is ${text.length} characters: shorten it to ${max} or fewer`, 2);
+  return text;
 }
