@@ -236,10 +236,17 @@ export function registerIncidentCommands(program: Command): void {
     .command('timeline')
     .argument('<id>', 'incident id, from atmr-dr incident list')
     .description('the incident as Markdown (pages, acknowledgement, automated actions, state changes), for the post-mortem')
-    .action(async (id: string) => {
+    .option('--json', 'print JSON: the incident (as list --json shows it) and the same events, in the same order')
+    .action(async (id: string, opts: { json?: boolean }) => {
       const { store } = await storeOf();
       const found = await getIncident(store, id);
       if (!found) throw new OperatorError(`no incident ${id}: check the id with \`atmr-dr incident list\``, 4);
-      process.stdout.write(timelineMarkdown(found, await timeline(store, id)));
+      const events = await timeline(store, id);
+      if (opts.json) {
+        const { taskToken: _token, ...incident } = found;
+        print(JSON.stringify({ incident: { ...incident, highestLevelPaged: highestLevelPaged(found, undefined) }, events }));
+        return;
+      }
+      process.stdout.write(timelineMarkdown(found, events));
     });
 }

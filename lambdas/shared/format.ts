@@ -113,7 +113,7 @@ export function andList(items: readonly string[]): string {
 /**
  * An operator's free text (a killswitch reason, a resolution note) as one line: whitespace runs
  * (newlines too) as one space, trimmed; undefined when nothing is left. Longer than `max`: refused
- * (exit 2) as `<what> is <n> characters: keep it under <max>`.
+ * (exit 2) as `<what> is <n> characters: shorten it to <max> or fewer`.
  */
 export function boundedLine(value: string | undefined, what: string, max: number): string | undefined {
   const text = value?.replace(/\s+/g, ' ').trim();
