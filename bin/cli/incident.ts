@@ -3,7 +3,7 @@ import { DescribeExecutionCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { Command } from 'commander';
 import { alarmStateNow } from '../../lambdas/escalation/alarm-state';
 import { incidentStore } from '../../lambdas/escalation/clients';
-import { highestLevelPaged, Incident, signalsEvent } from '../../lambdas/escalation/model';
+import { canonicalIncidentId, highestLevelPaged, Incident, signalsEvent } from '../../lambdas/escalation/model';
 import { acknowledgeIncident, getIncident, IncidentStore, listIncidents, resolveIncident, timeline } from '../../lambdas/escalation/store';
 import { timelineMarkdown } from '../../lambdas/escalation/timeline';
 import { namedClient } from '../../lambdas/shared/named-clients';
@@ -131,6 +131,19 @@ function awsReason(error: unknown): string {
 /** A resolution note is one line of a list row and of the timeline: the cause, not the post-mortem. */
 const MAX_NOTE_LENGTH = 300;
 
+/**
+ * The not-found line of an incident id (exit 4), naming the one incident it likely meant: the same
+ * time part (a mistyped hash) or the same hash (a mistyped time), when exactly one incident has it.
+ */
+async function notFound(store: IncidentStore, id: string, list: string): Promise<OperatorError> {
+  const [stamp, hash] = id.split('-');
+  const ids = (await listIncidents(store)).map((incident) => incident.id);
+  const byHash = hash ? ids.filter((other) => other.split('-')[1] === hash) : [];
+  const byStamp = ids.filter((other) => other.split('-')[0] === stamp);
+  const near = byHash.length === 1 ? byHash[0] : byStamp.length === 1 ? byStamp[0] : undefined;
+  return new OperatorError(`no incident ${id}${near ? ` (did you mean ${near}?)` : ''}: check the id with \`atmr-dr incident ${list}\``, 4);
+}
+
 /** What `<id>` is and where it comes from: a command line without it is answered with this. */
 const INCIDENT_ID = 'incident id, from atmr-dr incident list --open';
 
@@ -195,12 +208,15 @@ export function registerIncidentCommands(program: Command): void {
     .alias('acknowledge')
     .description('acknowledge: stops the climb; the acknowledging level is reminded while the alarm stays in ALARM')
     .option('--by <name>', byOptionHelp('who acknowledges'))
-    .action(async (id: string, opts: { by?: string }) => {
+    .action(async (typed: string, opts: { by?: string }) => {
+      const id = canonicalIncidentId(typed);
       const { store, globals } = await storeOf();
       const by = await resolveCliActor(opts.by);
       // The alarm named: in a storm ids share their time prefix, and a pasted wrong id shows here.
       let wakeError: unknown;
-      const acked = await acknowledgeIncident(store, id, { by, via: 'cli' }, { wakeFailed: (error) => (wakeError = error) });
+      const acked = await acknowledgeIncident(store, id, { by, via: 'cli' }, { wakeFailed: (error) => (wakeError = error) }).catch(async (error: unknown) => {
+        throw error instanceof OperatorError && error.exitCode === 4 ? await notFound(store, id, 'list --open') : error;
+      });
       print(`incident ${id} (${acked.alarmName}) acknowledged by ${by}: escalation stopped; ${await remindersLine(acked, tableEnvironment(globals))}`);
       if (wakeError !== undefined) process.stderr.write(`atmr-dr: warning: ${await notWokenLine('acknowledgement', { status: 'OPEN', level: acked.level }, wakeError, tableEnvironment(globals))}\n`);
     });
@@ -212,12 +228,13 @@ export function registerIncidentCommands(program: Command): void {
     .option('--by <name>', byOptionHelp('who resolves'))
     .option('--note <text>', `one line recorded with the resolution, shown by timeline and list (e.g. --note "cause: disk full"; at most ${MAX_NOTE_LENGTH} characters)`)
     .option('--yes', 'do not ask for confirmation')
-    .action(async (id: string, opts: { by?: string; note?: string; yes?: boolean }) => {
+    .action(async (typed: string, opts: { by?: string; note?: string; yes?: boolean }) => {
+      const id = canonicalIncidentId(typed);
       const note = boundedLine(opts.note, 'incident resolve: --note', MAX_NOTE_LENGTH);
       if (opts.note !== undefined && note === undefined) throw new OperatorError('incident resolve: --note is empty: write the note, e.g. --note "cause: disk full", or leave --note out', 2);
       const { store, globals } = await storeOf();
       const found = await getIncident(store, id);
-      if (!found) throw new OperatorError(`no incident ${id}: check the id with \`atmr-dr incident list --open\``, 4);
+      if (!found) throw await notFound(store, id, 'list --open');
       const alarm = await stillInAlarm(found);
       if (alarm.unread) process.stderr.write(`atmr-dr: warning: ${alarm.unread}\n`);
       if (alarm.warning && opts.yes) process.stderr.write(`atmr-dr: warning: ${alarm.warning}\n`);
@@ -237,10 +254,11 @@ export function registerIncidentCommands(program: Command): void {
     .argument('<id>', 'incident id, from atmr-dr incident list')
     .description('the incident as Markdown (pages, acknowledgement, automated actions, state changes), for the post-mortem')
     .option('--json', 'print JSON: the incident (as list --json shows it) and the same events, in the same order')
-    .action(async (id: string, opts: { json?: boolean }) => {
+    .action(async (typed: string, opts: { json?: boolean }) => {
+      const id = canonicalIncidentId(typed);
       const { store } = await storeOf();
       const found = await getIncident(store, id);
-      if (!found) throw new OperatorError(`no incident ${id}: check the id with \`atmr-dr incident list\``, 4);
+      if (!found) throw await notFound(store, id, 'list');
       const events = await timeline(store, id);
       if (opts.json) {
         const { taskToken: _token, ...incident } = found;

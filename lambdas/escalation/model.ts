@@ -207,6 +207,17 @@ export function isIncidentId(value: string): boolean {
 }
 
 /**
+ * The id an operator typed, as it is stored: surrounding spaces dropped, and in an id's shape
+ * (`incidentIdFor`: digits, an upper-case T and Z, a lower-case hex hash) its letters in that case,
+ * the case of an id carrying nothing. Anything else is returned trimmed, to be found or not.
+ */
+export function canonicalIncidentId(value: string): string {
+  const id = value.trim();
+  const cased = `${id.slice(0, 16).toUpperCase()}${id.slice(16).toLowerCase()}`;
+  return INCIDENT_ID.test(cased) ? cased : id;
+}
+
+/**
  * CloudWatch writes state timestamps as `2026-11-30T10:15:00.123+0000`; Date wants `+00:00`.
  * Returns the ISO string, or throws on a timestamp that is not one.
  */

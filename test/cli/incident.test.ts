@@ -151,6 +151,30 @@ describe('atmr-dr incident (real CLI, dynalite, SFN mocked)', () => {
     ]);
   });
 
+  it('takes an id with spaces around it and in any case, and names the likely incident of an id not found (exit 4)', async () => {
+    // Act
+    const typed = await atmrDr(['timeline', `  ${OPEN_ID.toLowerCase()} `]);
+    const wrongHash = await atmrDr(['timeline', '20261130T101500Z-ffffffff']);
+    const wrongTime = await atmrDr(['resolve', '20261129T090000Z-01020304', '--yes']);
+    const ackWrongHash = await atmrDr(['ack', '20261130T101500Z-ffffffff']);
+
+    // Assert
+    expect(typed.status).toBe(0);
+    expect(typed.stdout).toContain(`## Incident ${OPEN_ID}: `);
+    expect({ status: wrongHash.status, stderr: wrongHash.stderr }).toEqual({
+      status: 4,
+      stderr: `atmr-dr: no incident 20261130T101500Z-ffffffff (did you mean ${OPEN_ID}?): check the id with \`atmr-dr incident list\`\n`,
+    });
+    expect({ status: wrongTime.status, stderr: wrongTime.stderr }).toEqual({
+      status: 4,
+      stderr: `atmr-dr: no incident 20261129T090000Z-01020304 (did you mean ${OLD_ID}?): check the id with \`atmr-dr incident list --open\`\n`,
+    });
+    expect({ status: ackWrongHash.status, stderr: ackWrongHash.stderr }).toEqual({
+      status: 4,
+      stderr: `atmr-dr: no incident 20261130T101500Z-ffffffff (did you mean ${OPEN_ID}?): check the id with \`atmr-dr incident list --open\`\n`,
+    });
+  });
+
   it('shows in the timeline a level whose page step stopped after its publish, before its record, as possibly paged', async () => {
     // Arrange: level 1 paged and recorded; level 2's step stored its token (and its page's intent), then stopped.
     const id = '20261130T111500Z-0e0f0a0b';
