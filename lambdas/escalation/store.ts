@@ -194,8 +194,16 @@ export async function timeline(store: IncidentStore, id: string): Promise<Timeli
   for await (const items of queryPages(store, query)) {
     for (const item of items) entries.push({ at: item.at as string, kind: item.kind as TimelineEntry['kind'], text: item.text as string, level: item.level as number | undefined });
   }
-  return entries.sort((a, b) => a.at.localeCompare(b.at));
+  return entries.sort((a, b) => a.at.localeCompare(b.at) || TIMELINE_RANK[a.kind] - TIMELINE_RANK[b.kind]);
 }
+
+/**
+ * At the same instant, causes before their effects: an alarm's state change, then what it set off
+ * (an automated action, a page or reminder), then what people did, the resolution last ("Alarm
+ * state ... -> OK" before "Resolved (alarm OK)"). The entries come in key order otherwise, which
+ * says nothing of cause (`EVENT#resolved` sorts before `EVENT#state...`); the sort is stable.
+ */
+const TIMELINE_RANK: Record<TimelineEntry['kind'], number> = { state: 0, action: 1, page: 2, 'page-failed': 2, reminder: 2, ack: 3, note: 4, resolved: 5 };
 
 /** The items of one query, a page at a time (the caller may stop early). */
 async function* queryPages(store: IncidentStore, query: Omit<QueryCommandInput, 'TableName' | 'ExclusiveStartKey'>): AsyncGenerator<Record<string, unknown>[]> {
