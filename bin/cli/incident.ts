@@ -233,6 +233,8 @@ export function registerIncidentCommands(program: Command): void {
       const note = boundedLine(opts.note, 'incident resolve: --note', MAX_NOTE_LENGTH);
       if (opts.note !== undefined && note === undefined) throw new OperatorError('incident resolve: --note is empty: write the note, e.g. --note "cause: disk full", or leave --note out', 2);
       const { store, globals } = await storeOf();
+      // First: a --by refused (empty) must refuse before the question is asked.
+      const by = await resolveCliActor(opts.by);
       const found = await getIncident(store, id);
       if (!found) throw await notFound(store, id, 'list --open');
       const alarm = await stillInAlarm(found);
@@ -242,7 +244,6 @@ export function registerIncidentCommands(program: Command): void {
       if (!(await confirmer(opts.yes)(`resolve incident ${id} (${found.alarmName}, ${found.status}) and stop its escalation${although}`))) {
         throw new OperatorError(`incident resolve: not confirmed, incident ${id} unchanged`, 1);
       }
-      const by = await resolveCliActor(opts.by);
       let wakeError: unknown;
       await resolveIncident(store, id, { by, via: 'cli', how: 'resolved by hand', ...(note && { note }) }, { wakeFailed: (error) => (wakeError = error) });
       print(`incident ${id} resolved by ${by}`);

@@ -47,6 +47,9 @@ export function byOptionHelp(who: string): string {
  */
 export async function resolveCliActor(by?: string, env: NodeJS.ProcessEnv = process.env): Promise<string> {
   const given = by?.trim();
+  // `--by ""` (an unset shell variable) would record the change under the AWS identity alone, the
+  // name the operator meant to give lost: refused before anything is read or written.
+  if (by !== undefined && !given) throw new OperatorError('--by is empty: give your name (--by NAME), or leave --by out to be recorded as your AWS identity', 2);
   const named = given || OPERATOR_NAME_VARIABLES.map((name) => env[name]?.trim()).find(Boolean);
   let why: string;
   try {
