@@ -484,13 +484,16 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
     );
   }
   ctx.print(`migration downgrade: "${downgradeArgs(revision).join(' ')}" in ${taskDefinition}${taskDefinition === current ? '' : `, the service runs ${current}`} (schema now at ${release.alembicHead ?? 'unknown'})`);
-  // Run before `rollback service`, the downgrade leaves the failing release serving on the schema it
-  // was downgraded from: maintenance then stays until the service is rolled back (nothing here
-  // follows that rollback, so the operator lifts it).
-  const stillServed = taskDefinition === current;
+  // Maintenance is lifted after the downgrade only when what the service RUNS declares the target
+  // revision as its head: --task-definition names the image the downgrade runs in, not what serves,
+  // and a wrong one must not let the failing release serve on a schema downgraded under it. Run
+  // before `rollback service` (or with a release whose head is unknown), maintenance stays until the
+  // service runs a release of that head (nothing here follows that rollback, so the operator lifts it).
+  const runningHead = taskDefinition === current ? release.alembicHead : (await describeRelease(ctx.deps.ecs, ctx.settings, current, ctx.settings.api.containerName)).alembicHead;
+  const stillServed = runningHead !== revision;
   const rollbackFirst = `${OPERATOR_CLI} rollback service --service ${service.serviceName}`;
   const maintenance = stillServed
-    ? `the killswitch is in maintenance while it runs, and stays so after it: ${service.serviceName} runs this release, which must not serve on the downgraded schema; lift it once "${rollbackFirst}" is done`
+    ? `the killswitch is in maintenance while it runs, and stays so after it: ${service.serviceName} runs ${current} (Alembic ${runningHead ?? 'unknown'}), which must not serve on the downgraded schema; lift it once "${rollbackFirst}" is done`
     : 'the killswitch is in maintenance while it runs';
   ctx.print(`  before it: ${ctx.settings.beforeDowngrade === 'snapshot' ? `a snapshot of ${ctx.settings.databaseInstanceIdentifier}` : 'the PITR restore point is recorded'}; ${maintenance}`);
   // The downgrade's preparation sets maintenance after its snapshot: a killswitch parameter that

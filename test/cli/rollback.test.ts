@@ -1151,13 +1151,28 @@ describe('rollback migration run before rollback service: the failing release st
     // Assert: BAD never serves out of maintenance on the schema it was downgraded from
     expect(JSON.parse(killswitch.value)).toMatchObject({ mode: 'maintenance', actor: 'atmr-dr backout' });
     expect(printed).toContainEqual(
-      '  before it: a snapshot of atmr-prod; the killswitch is in maintenance while it runs, and stays so after it: atmr-api runs this release, which must not serve on the downgraded schema; lift it once "npx --no atmr-dr rollback service --service atmr-api" is done',
+      `  before it: a snapshot of atmr-prod; the killswitch is in maintenance while it runs, and stays so after it: atmr-api runs ${BAD} (Alembic bbb222), which must not serve on the downgraded schema; lift it once "npx --no atmr-dr rollback service --service atmr-api" is done`,
     );
     expect(printed).toContainEqual(
       `Killswitch: kept in maintenance: atmr-api still runs ${BAD}, which must not serve on the schema at aaa111; once "npx --no atmr-dr rollback service --service atmr-api" has rolled it back, restore it: npx --no atmr-dr killswitch disable --reason "migration downgrade finished"`,
     );
     const told = mocks.sns.commandCalls(PublishCommand).at(-1)?.args[0].input.Message;
     expect(told).toContain('Killswitch: kept in maintenance: atmr-api still runs');
+  });
+
+  it('keeps maintenance when --task-definition names another release: what the service runs decides, not the image the downgrade runs in', async () => {
+    // Arrange: the service still runs BAD (Alembic bbb222); the downgrade runs in a release of no known head
+    const ctx = await context();
+    const killswitch = killswitchInSsm();
+    mocks.ecs.on(RunTaskCommand).resolves({ tasks: [{ taskArn: 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/t6' }] });
+    mocks.ecs.on(DescribeTasksCommand).resolves({ tasks: [{ lastStatus: 'STOPPED', containers: [{ name: 'api', exitCode: 0 }] }] });
+
+    // Act
+    await migrationCommand(ctx, { to: 'aaa111', taskDefinition: TD('atmr-api', 99), yes: true });
+
+    // Assert: BAD does not serve out of maintenance on a schema downgraded to aaa111
+    expect(JSON.parse(killswitch.value)).toMatchObject({ mode: 'maintenance', actor: 'atmr-dr backout' });
+    expect(printed).toContainEqual(expect.stringMatching(new RegExp(`^Killswitch: kept in maintenance: atmr-api still runs ${BAD}`)));
   });
 });
 
