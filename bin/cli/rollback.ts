@@ -411,6 +411,21 @@ export interface MigrationProgress {
   task?: MigrationTaskStage | { readonly stage: 'ended'; readonly result: MigrationTaskResult };
 }
 
+/**
+ * After a downgrade that worked, with the service on a release of the target head: a killswitch
+ * still in maintenance written by an earlier downgrade of atmr-dr (one run before `rollback
+ * service`, which keeps it) is no longer needed, and this run, which did not set it, leaves it: said
+ * with the command that lifts it, never hidden behind "left as it was". Null for anything else.
+ */
+async function staleDowngradeMaintenance(ctx: RollbackCliContext, current: string, revision: string): Promise<string | null> {
+  const reading = await readKillswitch(ctx.deps.ssm, ctx.settings.killswitchParameterName).catch(() => null);
+  const value = reading?.value;
+  const run = value?.mode === 'maintenance' && value.actor === BACKOUT_ACTOR ? /\(execution ([^)]+)\): migration downgrade to /.exec(value.reason)?.[1] : undefined;
+  if (!value || !run) return null;
+  const lift = restoreKillswitchCommand(null, (ctx.deps.now ?? (() => new Date()))());
+  return `still in maintenance, set by downgrade ${run} at ${value.updatedAt}; ${ctx.settings.api.serviceName} now runs ${current} (Alembic ${revision}), the schema's revision: lift it with ${lift}`;
+}
+
 /** How to follow a downgrade task atmr-dr may have left running. */
 const followTask = (cluster: string, arn: string) => `follow it with "aws ecs describe-tasks --cluster ${cluster} --tasks ${arn}"`;
 
@@ -572,7 +587,8 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
       : undefined;
     const result = await finishDowngrade(ctx.deps, ctx.settings, preparation, task, { group: release.logGroup, prefix: release.logStreamPrefix }, keep);
     const summary = `${service.serviceName}: migration downgrade to ${revision} by ${actor}: ${result.detail}`;
-    const lines = [summary, `Logs: ${result.logStream ?? 'n/a'}`, `Killswitch: ${result.killswitch}`, preparation.snapshotId ? `Snapshot: ${preparation.snapshotId}` : `PITR point: ${preparation.pitr?.restoreTo}`];
+    const killswitchLine = result.ok && !stillServed && !preparation.killswitchSet ? ((await staleDowngradeMaintenance(ctx, current, revision)) ?? result.killswitch) : result.killswitch;
+    const lines = [summary, `Logs: ${result.logStream ?? 'n/a'}`, `Killswitch: ${killswitchLine}`, preparation.snapshotId ? `Snapshot: ${preparation.snapshotId}` : `PITR point: ${preparation.pitr?.restoreTo}`];
     // The monthly staging drill reads its time here: the task's own run, from its start to its stop.
     if (result.ok) lines.push(`downgraded in ${formatSeconds(result.durationSeconds)} (runbook objective: ${formatSeconds(DOWNGRADE_OBJECTIVE_SECONDS)})`);
     // What was done is printed before anything else can fail.

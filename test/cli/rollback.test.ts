@@ -1135,6 +1135,25 @@ describe('rollback migration after rollback service: the downgrade runs in the f
     expect(JSON.parse(killswitch.value).mode).toBe('normal');
     expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
   });
+
+  it('says, with the command that lifts it, that the killswitch is still in the maintenance an earlier downgrade (run before the rollback) kept, once the service runs a release of the target head', async () => {
+    // Arrange: a first downgrade, run while BAD still served, kept maintenance; the service was rolled back since
+    const ctx = await rolledBack();
+    const killswitch = killswitchInSsm();
+    const earlier = { mode: 'maintenance', reason: 'manual downgrade by alice (execution cli-20260601-091400-abcdef): migration downgrade to aaa111', actor: 'atmr-dr backout', updatedAt: '2026-06-01T09:14:00.000Z', expiresAt: null };
+    killswitch.value = JSON.stringify(earlier);
+    mocks.ecs.on(RunTaskCommand).resolves({ tasks: [{ taskArn: 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/t5' }] });
+    mocks.ecs.on(DescribeTasksCommand).resolves({ tasks: [{ lastStatus: 'STOPPED', containers: [{ name: 'api', exitCode: 0 }] }] });
+
+    // Act
+    await migrationCommand(ctx, { to: 'aaa111', taskDefinition: BAD, yes: true });
+
+    // Assert
+    const line = `Killswitch: still in maintenance, set by downgrade cli-20260601-091400-abcdef at 2026-06-01T09:14:00.000Z; atmr-api now runs ${GOOD} (Alembic aaa111), the schema's revision: lift it with npx --no atmr-dr killswitch disable --reason "migration downgrade finished"`;
+    expect(printed).toContainEqual(line);
+    expect(mocks.sns.commandCalls(PublishCommand).at(-1)?.args[0].input.Message).toContain(line);
+    expect(JSON.parse(killswitch.value)).toEqual(earlier);
+  });
 });
 
 describe('rollback migration run before rollback service: the failing release still serves', () => {
