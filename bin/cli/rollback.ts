@@ -27,7 +27,7 @@ import {
   waitOrUnlock,
 } from '../../lambdas/backout/migration';
 import { BackoutSettings, DOWNGRADE_OBJECTIVE_SECONDS, findService, METRICS_SETTLE_SECONDS, pinParameterPrefix, ROLLBACK_OBJECTIVE_SECONDS } from '../../lambdas/backout/settings';
-import { acquireLock, LockRecord, readLock, recordLockTask, recordRollback, releaseLock, rollbackHistory, unlockCommandLine } from '../../lambdas/backout/state';
+import { acquireLock, LockRecord, readLock, recordLockTask, recordRollback, recordSchemaDowngrade, releaseLock, rollbackHistory, unlockCommandLine } from '../../lambdas/backout/state';
 import { putRollbackMetrics } from '../../lambdas/backout/metrics';
 import {
   backoutStatus,
@@ -264,7 +264,7 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
   }
   if (plan.retagged) ctx.print(`  ${plan.retagged}: the rollback registers a copy of it pinned to the last known good's digests`);
   if (plan.downgradeCommand) {
-    ctx.print(`  the schema stays at ${plan.current.alembicHead} (the target expects Alembic ${plan.target.alembicHead}): this command does not touch it; downgrade it with: ${plan.downgradeCommand}`);
+    ctx.print(`  the schema stays at ${plan.schema} (the target expects Alembic ${plan.target.alembicHead}): this command does not touch it; downgrade it with: ${plan.downgradeCommand}`);
   }
   if (options.dryRun) {
     ctx.print('dry run: nothing changed');
@@ -548,7 +548,8 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
     progress.preparing = true;
     // This command's id, as the workflow's execution name: a CreateDBSnapshot the SDK sends again
     // after a lost answer finds the snapshot by it, and takes it as this command's.
-    const preparation = await prepareDowngrade(ctx.deps, ctx.settings, revision, `manual downgrade by ${actor}`, cliRunId(now));
+    const run = cliRunId(now);
+    const preparation = await prepareDowngrade(ctx.deps, ctx.settings, revision, `manual downgrade by ${actor}`, run);
     progress.preparation = preparation;
     ctx.print(preparation.snapshotId ? `  snapshot ${preparation.snapshotId} started` : `  PITR restore point ${preparation.pitr?.restoreTo}`);
     // A task ECS refuses to run (a revision gone, its failures) is a failed downgrade like the
@@ -587,6 +588,13 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
       : undefined;
     const result = await finishDowngrade(ctx.deps, ctx.settings, preparation, task, { group: release.logGroup, prefix: release.logStreamPrefix }, keep);
     const summary = `${service.serviceName}: migration downgrade to ${revision} by ${actor}: ${result.detail}`;
+    // Where the schema now is, for what "rollback service" and its page say of it (schemaHead).
+    if (result.ok) {
+      const record = { service: service.serviceName, revision, at: (ctx.deps.now ?? (() => new Date()))().toISOString(), by: actor, run, taskDefinition, servedBy: current };
+      await recordSchemaDowngrade(ctx.deps.doc, ctx.settings.tableName, record).catch((error: unknown) =>
+        ctx.print(`warning: the schema's revision (${revision}) was not recorded (${namedLine(error)}): "rollback service" will take it to be its release's head`),
+      );
+    }
     const killswitchLine = result.ok && !stillServed && !preparation.killswitchSet ? ((await staleDowngradeMaintenance(ctx, current, revision)) ?? result.killswitch) : result.killswitch;
     const lines = [summary, `Logs: ${result.logStream ?? 'n/a'}`, `Killswitch: ${killswitchLine}`, preparation.snapshotId ? `Snapshot: ${preparation.snapshotId}` : `PITR point: ${preparation.pitr?.restoreTo}`];
     // The monthly staging drill reads its time here: the task's own run, from its start to its stop.

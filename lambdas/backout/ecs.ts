@@ -70,6 +70,17 @@ export interface PrimaryRollout {
   readonly serving: { readonly taskDefinition: string; readonly running: number }[];
 }
 
+/**
+ * The schema's revision while `service` runs `release`: the one the last downgrade that worked
+ * reached (`downgrade`) while the service ran that same release and no deployment of it was created
+ * since (its own migrations would move the schema), else the head the release declares.
+ */
+export function schemaHead(service: Service, release: ReleaseInfo, downgrade: { readonly revision: string; readonly at: string; readonly servedBy: string } | null): string | null {
+  const primary = service.deployments?.find((d) => d.status === 'PRIMARY');
+  const redeployed = primary?.createdAt && downgrade && primary.createdAt.getTime() > Date.parse(downgrade.at);
+  return downgrade && downgrade.servedBy === release.taskDefinitionArn && !redeployed ? downgrade.revision : release.alembicHead;
+}
+
 /** Null once ECS has COMPLETED the primary deployment, or when it reports no rollout state (a deployment controller other than ECS's). */
 export function primaryRollout(service: Service): PrimaryRollout | null {
   const deployments = service.deployments ?? [];

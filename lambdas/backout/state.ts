@@ -8,6 +8,7 @@ import { conditionalWrite, conditionalWriteOnce } from '../shared/conditional-wr
  *   ROLLBACK#<service> COOLDOWN        no automatic rollback before `until`
  *   ROLLBACK#<service> RELEASE#<arn>   one automatic rollback per release (written once)
  *   ROLLBACK#<service> HISTORY#<iso>#<owner>  what each rollback did
+ *   ROLLBACK#<service> SCHEMA          the revision the last migration downgrade that worked reached
  */
 export const lkgKey = (service: string) => `LKG#${service}`;
 export const rollbackKey = (service: string) => `ROLLBACK#${service}`;
@@ -336,4 +337,30 @@ export async function recordRollback(doc: DynamoDBDocumentClient, table: string,
 /** Newest first. */
 export async function rollbackHistory(doc: DynamoDBDocumentClient, table: string, service: string, limit = 5): Promise<RollbackHistoryEntry[]> {
   return (await newestFirst(doc, table, rollbackKey(service), 'HISTORY#', limit)) as unknown as RollbackHistoryEntry[];
+}
+
+/**
+ * The last migration downgrade that worked: the revision it reached, when, by whom (`run`: its id,
+ * as its maintenance reason names it), in which image, and the release the service ran then
+ * (`servedBy`), by which a later deployment, whose own migrations move the schema, makes it stale.
+ */
+export interface SchemaDowngrade {
+  readonly service: string;
+  readonly revision: string;
+  readonly at: string;
+  readonly by: string;
+  readonly run: string;
+  readonly taskDefinition: string;
+  readonly servedBy: string;
+}
+
+export async function recordSchemaDowngrade(doc: DynamoDBDocumentClient, table: string, record: SchemaDowngrade): Promise<void> {
+  await doc.send(new PutCommand({ TableName: table, Item: { pk: rollbackKey(record.service), sk: 'SCHEMA', ...record, expiresAt: epoch(new Date(record.at)) + HISTORY_RETENTION_SECONDS } }));
+}
+
+export async function lastSchemaDowngrade(doc: DynamoDBDocumentClient, table: string, service: string): Promise<SchemaDowngrade | null> {
+  const { Item } = await doc.send(new GetCommand({ TableName: table, Key: { pk: rollbackKey(service), sk: 'SCHEMA' }, ConsistentRead: true }));
+  if (!Item) return null;
+  const { pk: _pk, sk: _sk, expiresAt: _expires, ...record } = Item;
+  return record as SchemaDowngrade;
 }

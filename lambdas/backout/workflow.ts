@@ -14,7 +14,7 @@ import { readKillswitch } from '../killswitch/core';
 import { effectiveMode } from '../killswitch/value';
 import { EVENT_SOURCE, OPERATOR_CLI } from '../shared/constants';
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
-import { assertFamily, currentTaskDefinition, ROLLBACK_NOT_STARTED, RollbackNotStarted, deploymentStatus, deploymentUnderway, describeRelease, describeService, imageRepository, isDigestReference, pinToRecordedDigests, PrimaryRollout, primaryRollout, ReleaseInfo, runningImageDigests, stoppedTasksSince, taskDefinitionFamily, UnderwayDeployment, underwayLine, updateServiceTo } from './ecs';
+import { assertFamily, currentTaskDefinition, ROLLBACK_NOT_STARTED, RollbackNotStarted, deploymentStatus, deploymentUnderway, describeRelease, describeService, schemaHead, imageRepository, isDigestReference, pinToRecordedDigests, PrimaryRollout, primaryRollout, ReleaseInfo, runningImageDigests, stoppedTasksSince, taskDefinitionFamily, UnderwayDeployment, underwayLine, updateServiceTo } from './ecs';
 import { addRollbackMetrics, RollbackMetric, rollbackMetrics } from './metrics';
 import {
   alembicCurrentCommandLine,
@@ -54,6 +54,7 @@ import {
   releaseLock,
   releaseOwnedBy,
   RollbackHistoryEntry,
+  lastSchemaDowngrade,
   rollbackHistory,
   startCooldown,
   unlockCommandLine,
@@ -356,7 +357,9 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     if (refused) return notify(`the rollback target ${refused}: not rolled back; choose another target: "${OPERATOR_CLI} rollback service --service ${serviceName} --to TASK_DEF_ARN"`, true);
   }
 
-  const needed = Boolean(isApi && to.alembicHead && from.alembicHead && to.alembicHead !== from.alembicHead);
+  // The schema is at the release's head unless a downgrade that worked took it elsewhere since.
+  const fromSchema = isApi ? schemaHead(ecsService, from, await lastSchemaDowngrade(deps.doc, settings.tableName, serviceName)) : from.alembicHead;
+  const needed = Boolean(isApi && to.alembicHead && fromSchema && to.alembicHead !== fromSchema);
   // Only the automatic path downgrades, and only with autoDowngradeMigrations (a dry run says what
   // the real run would do).
   const downgradesOn = settings.autoDowngradeMigrations && automatic;
@@ -391,7 +394,7 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
       const command = downgradeCommandLine(revision, from.taskDefinitionArn);
       downgrade = { needed, run: downgrades && !dryRun, revision, args: downgradeArgs(revision), command };
       // The headline (SNS, the Rollback Finished event, the timeline) says what happens to the schema.
-      schema = downgrades ? ` after downgrading the schema to ${revision}` : `; the schema stays at ${from.alembicHead}: downgrade by hand: ${command}`;
+      schema = downgrades ? ` after downgrading the schema to ${revision}` : `; the schema stays at ${fromSchema}: downgrade by hand: ${command}`;
     }
     const headless = [!from.alembicHead && `the failing release ${from.taskDefinitionArn}`, !to.alembicHead && `the last known good ${to.taskDefinitionArn}`].filter((x): x is string => Boolean(x));
     if (isApi && downgradesOn && headless.length) {
@@ -1199,6 +1202,8 @@ export interface RollbackPlan {
   readonly target: { readonly taskDefinitionArn: string; readonly alembicHead: string | null; readonly images: readonly string[] };
   /** The target came from the last-known-good record (else from the operator's --to). */
   readonly fromLastKnownGood: boolean;
+  /** The schema's revision (schemaHead): the current release's head, or the revision a downgrade since reached. */
+  readonly schema: string | null;
   /** The command to run when the schema must go back too (atmr-dr never does it in a manual service rollback). */
   readonly downgradeCommand: string | null;
   /** A deployment ECS still rolls out beside another release than the target (only with --to: without it the plan is refused). */
@@ -1288,10 +1293,12 @@ export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc' | 'ssm'
     if (before) throw new OperatorError(`backout: ${skippedNote}${wentBadAfterBake(serviceName, current.taskDefinitionArn, before)}: pass --to ${before.taskDefinitionArn}`, 2);
     throw new OperatorError(`backout: ${skippedNote}${serviceName} already runs ${current.taskDefinitionArn}${copy}: nothing to roll back (investigate by hand, or pass --to another revision)`, 2);
   }
-  const needsDowngrade = Boolean(target.alembicHead && current.alembicHead && target.alembicHead !== current.alembicHead);
+  const schema = containerName ? schemaHead(ecsService, current, await lastSchemaDowngrade(deps.doc, settings.tableName, serviceName)) : current.alembicHead;
+  const needsDowngrade = Boolean(target.alembicHead && schema && target.alembicHead !== schema);
   return {
     service: serviceName,
     current,
+    schema,
     target,
     fromLastKnownGood: !targetOverride,
     downgradeCommand: needsDowngrade ? downgradeCommandLine(target.alembicHead as string, current.taskDefinitionArn) : null,

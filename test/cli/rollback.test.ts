@@ -1193,6 +1193,29 @@ describe('rollback migration run before rollback service: the failing release st
     expect(JSON.parse(killswitch.value)).toMatchObject({ mode: 'maintenance', actor: 'atmr-dr backout' });
     expect(printed).toContainEqual(expect.stringMatching(new RegExp(`^Killswitch: kept in maintenance: atmr-api still runs ${BAD}`)));
   });
+
+  it('then rollback service, its plan and its page, say the schema is at the revision the downgrade reached, and advise no second downgrade', async () => {
+    // Arrange: the downgrade to aaa111 worked while BAD (Alembic bbb222) served
+    const ctx = await context();
+    killswitchInSsm();
+    await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
+    mocks.ecs.on(RunTaskCommand).resolves({ tasks: [{ taskArn: 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/t6' }] });
+    mocks.ecs.on(DescribeTasksCommand).resolves({ tasks: [{ lastStatus: 'STOPPED', containers: [{ name: 'api', exitCode: 0 }] }] });
+    await migrationCommand(ctx, { to: 'aaa111', yes: true });
+    // The plan and the guards see BAD, then the rollout GOOD (a queue: resolvesOnce counts the calls the downgrade made)
+    const answers = [service(BAD), service(BAD)];
+    mocks.ecs.on(DescribeServicesCommand).callsFake(() => answers.shift() ?? service(GOOD));
+    mocks.cloudwatch.on(GetMetricDataCommand).resolves(metricData({ errorPercent: 0.2 }));
+    printed.length = 0;
+
+    // Act
+    await serviceCommand(ctx, { service: 'atmr-api', yes: true });
+
+    // Assert: nothing says the schema stays at bbb222
+    expect(printed.filter((line) => /schema stays|bbb222/.test(line))).toEqual([]);
+    const page = mocks.sns.commandCalls(PublishCommand).at(-1)?.args[0].input.Message;
+    expect(page).not.toMatch(/schema stays|still at bbb222|rollback migration/);
+  });
 });
 
 describe("rollback migration whose CreateDBSnapshot the SDK sent again (the first attempt's answer lost)", () => {
