@@ -11,6 +11,7 @@ import {
   BACKOUT_ACTOR,
   cliRunId,
   downgradeArgs,
+  downgradeCommandLine,
   DowngradePreparation,
   finishDowngrade,
   lockExpiry,
@@ -628,15 +629,21 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
       throw new OperatorError(`rollback: interrupted before the migration task started: the schema is unchanged; the killswitch stays in maintenance (atmr-dr killswitch disable once the API may serve again); the lock is released${notTold}`, 1);
     }
     const stopped = `(StopTask; exit code ${result.exitCode ?? 'none'})`;
+    // A downgrade that did not end well: what the on-call does next, in order, ready to paste.
+    const restorePoint = preparation.snapshotId ? `the snapshot ${preparation.snapshotId}` : `the PITR point ${preparation.pitr?.restoreTo}`;
+    const lift = preparation.killswitchSet
+      ? `lift maintenance with ${restoreKillswitchCommand(preparation.killswitchSet.previous, (ctx.deps.now ?? (() => new Date()))())}`
+      : 'the killswitch was in maintenance before this command: whoever set it lifts it';
+    const nextSteps = `; next: retry with ${downgradeCommandLine(revision, taskDefinition)} --yes once its cause is fixed, or, if the schema is left between two releases, restore ${ctx.settings.databaseInstanceIdentifier} from ${restorePoint} (taken just before the downgrade); once ${service.serviceName} runs a release of the schema's revision, ${lift}`;
     if (ctx.signal?.aborted && !result.ok && task.abandoned) {
       throw new OperatorError(
-        `rollback: interrupted while following the migration task ${task.taskArn}: atmr-dr stopped it ${stopped} so that no downgrade runs unattended; the schema may be between two releases: the killswitch stays in maintenance; the lock is released${notTold}`,
+        `rollback: interrupted while following the migration task ${task.taskArn}: atmr-dr stopped it ${stopped} so that no downgrade runs unattended; the schema may be between two releases: the killswitch stays in maintenance; the lock is released${nextSteps}${notTold}`,
         1,
       );
     }
     if (!result.ok && task.abandoned) {
       throw new OperatorError(
-        `rollback: migration downgrade ${task.abandoned.why}: atmr-dr stopped its task ${task.taskArn} ${stopped}; the schema may be between two releases: the killswitch stays in maintenance; read ${result.logStream ?? 'the task logs'}; the lock is released${notTold}`,
+        `rollback: migration downgrade ${task.abandoned.why}: atmr-dr stopped its task ${task.taskArn} ${stopped}; the schema may be between two releases: the killswitch stays in maintenance; read ${result.logStream ?? 'the task logs'}; the lock is released${nextSteps}${notTold}`,
         1,
       );
     }
@@ -647,7 +654,7 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
         notRun?.exitCode ?? 1,
       );
     }
-    if (!result.ok) throw new OperatorError(`rollback: migration downgrade failed (exit code ${result.exitCode ?? 'none'}): the killswitch stays in maintenance; read ${result.logStream ?? 'the task logs'}${notTold}`, 1);
+    if (!result.ok) throw new OperatorError(`rollback: migration downgrade failed (exit code ${result.exitCode ?? 'none'}): the killswitch stays in maintenance; read ${result.logStream ?? 'the task logs'}; the lock is released${nextSteps}${notTold}`, 1);
   } catch (error) {
     failure = { error };
   }
