@@ -37,6 +37,7 @@ import {
   checksNotRunLine,
   finishedRollbackMetrics,
   guards,
+  listRevisionsCommand,
   pinLine,
   planRollback,
   postChecks,
@@ -495,7 +496,7 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
     const last = (await rollbackHistory(ctx.deps.doc, ctx.settings.tableName, service.serviceName, 5)).find((entry) => entry.outcome !== UNLOCKED_OUTCOME);
     const from = last?.toTaskDefinition === taskDefinition ? last.fromTaskDefinition : null;
     throw new OperatorError(
-      `rollback: ${taskDefinition} declares Alembic ${revision} itself, so its image does not hold the downgrade from a newer schema (the service runs it after a rollback): pass --task-definition ${from ? `${from} (the release ${service.serviceName} was rolled back from)` : 'TASK_DEF_ARN of the release rolled back from ("rollback status" lists the rollbacks)'}; nothing changed`,
+      `rollback: ${taskDefinition} declares Alembic ${revision} itself, so its image does not hold the downgrade from a newer schema (the service runs it after a rollback): pass --task-definition ${from ? `${from} (the release ${service.serviceName} was rolled back from)` : `TASK_DEF_ARN of the release rolled back from (no rollback recorded names it: ECS's circuit breaker or a deploy may have rolled ${service.serviceName} back; "${listRevisionsCommand(service.taskFamily)}" lists the revisions, newest first: the failing release is one newer than ${taskDefinition})`}; nothing changed`,
       2,
     );
   }

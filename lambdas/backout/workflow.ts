@@ -1217,7 +1217,7 @@ export interface RollbackPlan {
 }
 
 /** The AWS CLI command that lists a family's revisions, newest first: where a TASK_DEF_ARN for --to comes from. */
-function listRevisionsCommand(family: string): string {
+export function listRevisionsCommand(family: string): string {
   return `aws ecs list-task-definitions --family-prefix ${family} --sort DESC`;
 }
 

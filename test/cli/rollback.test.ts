@@ -1158,6 +1158,19 @@ describe('rollback migration after rollback service: the downgrade runs in the f
     expect(mocks.sns.commandCalls(PublishCommand).at(-1)?.args[0].input.Message).toContain(line);
     expect(JSON.parse(killswitch.value)).toEqual(earlier);
   });
+
+  it('with no rollback recorded (ECS\'s circuit breaker rolled back), refuses naming the command that lists the revisions to choose from', async () => {
+    const ctx = await context();
+    mocks.ecs.on(DescribeServicesCommand).resolves(service(GOOD));
+
+    const run = migrationCommand(ctx, { to: 'aaa111', yes: true });
+
+    await expect(run).rejects.toMatchObject({
+      exitCode: 2,
+      message: `rollback: ${GOOD} declares Alembic aaa111 itself, so its image does not hold the downgrade from a newer schema (the service runs it after a rollback): pass --task-definition TASK_DEF_ARN of the release rolled back from (no rollback recorded names it: ECS's circuit breaker or a deploy may have rolled atmr-api back; "aws ecs list-task-definitions --family-prefix atmr-api --sort DESC" lists the revisions, newest first: the failing release is one newer than ${GOOD}); nothing changed`,
+    });
+    expect(mocks.ecs.commandCalls(RunTaskCommand)).toHaveLength(0);
+  });
 });
 
 describe('rollback migration run before rollback service: the failing release still serves', () => {
