@@ -241,8 +241,11 @@ export async function statusCommand(ctx: RollbackCliContext, services: string[],
     // The owner is what `rollback unlock --owner` takes; the expiry, how long the lock blocks if nobody releases it.
     ctx.print(s.lock ? `  lock: held by ${s.lock.owner} since ${s.lock.acquiredAt}, expires ${lockExpiry(s.lock)} (${s.lock.reason})${heldFor(s.lock)}` : '  lock: free');
     if (s.cooldownUntil) ctx.print(`  cooldown until ${s.cooldownUntil}`);
+    const d = s.lastDowngrade;
+    if (d) ctx.print(`  last migration downgrade: to ${d.revision} at ${d.at} by ${d.by} (${d.run}, in ${d.taskDefinition}, while ${s.service} ran ${d.servedBy})`);
     for (const r of s.rollbacks) ctx.print(`  ${r.at} ${r.outcome}: ${r.summary}`);
-    if (!s.rollbacks.length) ctx.print('  no rollback recorded');
+    // A rollout with no rollback recorded may be ECS's own (its circuit breaker rolling back) or a deploy.
+    if (!s.rollbacks.length) ctx.print(s.rollout ? '  no rollback recorded by atmr-dr; a rollout is in progress (above): a deploy, or ECS rolling the service back itself (its circuit breaker)' : '  no rollback recorded');
   }
 }
 

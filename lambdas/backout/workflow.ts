@@ -56,6 +56,7 @@ import {
   RollbackHistoryEntry,
   lastSchemaDowngrade,
   rollbackHistory,
+  SchemaDowngrade,
   startCooldown,
   unlockCommandLine,
 } from './state';
@@ -1329,6 +1330,8 @@ export interface ServiceBackoutStatus {
   readonly lock: LockRecord | null;
   readonly cooldownUntil: string | null;
   readonly rollbacks: RollbackHistoryEntry[];
+  /** The API's last migration downgrade that worked (the revision it reached); null for a worker or none recorded. */
+  readonly lastDowngrade: SchemaDowngrade | null;
 }
 
 export async function backoutStatus(deps: Pick<BackoutDeps, 'ecs' | 'doc' | 'ssm' | 'now'>, settings: BackoutSettings, serviceName: string): Promise<ServiceBackoutStatus> {
@@ -1367,5 +1370,6 @@ export async function backoutStatus(deps: Pick<BackoutDeps, 'ecs' | 'doc' | 'ssm
     lock: await readLock(deps.doc, settings.tableName, serviceName, now),
     cooldownUntil: await cooldownUntil(deps.doc, settings.tableName, serviceName, now),
     rollbacks: await rollbackHistory(deps.doc, settings.tableName, serviceName, 5),
+    lastDowngrade: serviceName === settings.api.serviceName ? await lastSchemaDowngrade(deps.doc, settings.tableName, serviceName) : null,
   };
 }

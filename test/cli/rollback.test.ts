@@ -932,6 +932,23 @@ describe('rollback status and migration', () => {
     ]);
   });
 
+  it('text: says a rollout is in progress when no rollback is recorded, and names the last migration downgrade that worked', async () => {
+    const ctx = await context();
+    killswitchInSsm();
+    mocks.ecs.on(DescribeServicesCommand).resolves(service(GOOD, { rolloutState: 'IN_PROGRESS', others: 1 }));
+
+    await statusCommand(ctx, ['atmr-api'], false);
+    expect(printed).toContainEqual('  no rollback recorded by atmr-dr; a rollout is in progress (above): a deploy, or ECS rolling the service back itself (its circuit breaker)');
+
+    mocks.ecs.on(DescribeServicesCommand).resolves(service(BAD));
+    mocks.ecs.on(RunTaskCommand).resolves({ tasks: [{ taskArn: 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/t0' }] });
+    mocks.ecs.on(DescribeTasksCommand).resolves({ tasks: [{ lastStatus: 'STOPPED', containers: [{ name: 'api', exitCode: 0 }] }] });
+    await migrationCommand(ctx, { to: 'aaa111', yes: true });
+    printed.length = 0;
+    await statusCommand(ctx, ['atmr-api'], false);
+    expect(printed).toContainEqual(expect.stringMatching(new RegExp(`^  last migration downgrade: to aaa111 at \\S+ by alice \\(cli-\\d{8}-\\d{6}-[0-9a-f]{6}, in ${BAD}, while atmr-api ran ${BAD}\\)$`)));
+  });
+
   it('runs the downgrade when the SDK sent the lock put again after the answer to its applied first attempt was lost (the lock is its own)', async () => {
     const ctx = await context();
     killswitchInSsm();
