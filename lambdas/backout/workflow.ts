@@ -15,6 +15,7 @@ import { effectiveMode } from '../killswitch/value';
 import { EVENT_SOURCE, OPERATOR_CLI } from '../shared/constants';
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
 import { assertFamily, currentTaskDefinition, ROLLBACK_NOT_STARTED, RollbackNotStarted, deploymentStatus, deploymentUnderway, describeRelease, describeService, schemaHead, imageRepository, isDigestReference, pinToRecordedDigests, PrimaryRollout, primaryRollout, ReleaseInfo, runningImageDigests, stoppedTasksSince, taskDefinitionFamily, UnderwayDeployment, underwayLine, updateServiceTo } from './ecs';
+import { formatAge } from '../shared/format';
 import { addRollbackMetrics, RollbackMetric, rollbackMetrics } from './metrics';
 import {
   alembicCurrentCommandLine,
@@ -1227,7 +1228,7 @@ export function listRevisionsCommand(family: string): string {
  * refuses (one line, nothing written) an unknown service, a target of another family, no last
  * known good, or a target that is already running.
  */
-export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc' | 'ssm'>, settings: BackoutSettings, serviceName: string, targetOverride?: string): Promise<RollbackPlan> {
+export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc' | 'ssm' | 'now'>, settings: BackoutSettings, serviceName: string, targetOverride?: string): Promise<RollbackPlan> {
   const service = findService(settings, serviceName);
   if (targetOverride) assertFamily(service, targetOverride);
   const containerName = serviceName === settings.api.serviceName ? settings.api.containerName : '';
@@ -1282,6 +1283,16 @@ export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc' | 'ssm'
   // The primary may be a fix rolling out over the bad release: the operator names the target.
   const underway = deploymentUnderway(ecsService, target.taskDefinitionArn, null);
   if (underway && !targetOverride) {
+    // The deployment under way may be the rollback just recorded (a "rollback service" without --wait,
+    // run again to follow it): a conflict with a rollback in progress, not a decision to make.
+    const last = underway.inProgress ? (await rollbackHistory(deps.doc, settings.tableName, serviceName, 1))[0] : undefined;
+    if (last?.toTaskDefinition === underway.taskDefinitionArn && last.toTaskDefinition === target.taskDefinitionArn) {
+      const ago = formatAge(Math.max(0, Math.round((nowOf(deps).getTime() - Date.parse(last.at)) / 1000)));
+      throw new OperatorError(
+        `backout: the rollback ${last.owner} of ${serviceName} to ${target.taskDefinitionArn} (${last.trigger}, ${ago} ago) is under way: follow it with "${OPERATOR_CLI} rollback status --service ${serviceName}"; nothing changed`,
+        3,
+      );
+    }
     const chosen = underway.taskDefinitionArn === target.taskDefinitionArn ? '' : ` (a rollback replaces ${underway.taskDefinitionArn} and pins it as the bad release: --to says you chose it)`;
     throw new OperatorError(`backout: ${underwayLine(serviceName, underway, target.taskDefinitionArn)}${chosen}`, 2);
   }

@@ -606,6 +606,22 @@ describe('rollback service (same core as the workflow)', () => {
     });
   });
 
+  it('run again with --wait after a rollback without it: names that rollback as under way and how to follow it, exit 3 (a conflict), nothing changed', async () => {
+    const ctx = await context({ confirm: true });
+    await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
+    mocks.ecs.on(DescribeServicesCommand).resolvesOnce(service(BAD)).resolvesOnce(service(BAD)).resolves(service(GOOD, { rolloutState: 'IN_PROGRESS', others: 1 }));
+    await serviceCommand(ctx, { service: 'atmr-api', yes: true });
+    const owner = (await rollbackHistory(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', 1))[0].owner;
+
+    const again = serviceCommand(ctx, { service: 'atmr-api', yes: true, wait: true });
+
+    await expect(again).rejects.toMatchObject({
+      exitCode: 3,
+      message: expect.stringMatching(new RegExp(`^backout: the rollback ${owner} of atmr-api to ${GOOD} \\(manual: alice, [^)]*\\) is under way: follow it with "npx --no atmr-dr rollback status --service atmr-api"; nothing changed$`)),
+    });
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(1);
+  });
+
   it('takes the same lock: refuses while another rollback holds it, changing nothing', async () => {
     const ctx = await context();
     await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
