@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import { RESTORE_TEST_DEFAULTS } from '../../lambdas/restore/contract';
 import type { RestoreResult } from '../../lambdas/restore/restore';
-import type { RestoreTestReport } from '../../lambdas/restore/restore-test';
+import { restoreTestText, type RestoreTestReport } from '../../lambdas/restore/restore-test';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { durationSeconds } from '../../lambdas/shared/duration';
 import { backupAgeSeconds, countOf, takenAgo, utcSecond } from '../../lambdas/shared/format';
@@ -329,18 +329,7 @@ export function registerRestoreCommands(program: Command): void {
       if (opts.json) {
         process.stdout.write(`${JSON.stringify(restoreTestJson(report))}\n`);
       } else {
-        // A failed report leads with why: a report pasted into a ticket must not say "no backup" when
-        // the cause was a password.
-        process.stdout.write(
-          [
-            ...(report.ok ? [`restore test PASSED: ${report.manifestKey}`] : [`restore test FAILED: ${report.error}`, `  backup: ${report.manifestKey ?? 'none taken'}`]),
-            `  tables restored: ${report.tablesRestored ?? '-'}, rows: ${report.rowsRestored ?? '-'}, point in time proven: ${report.pointInTime?.ok ?? '-'}`,
-            ...report.criticalQueries.map((q) => `  ${q.status.padEnd(7)} ${q.sql} -> ${q.detail}`),
-            `  steps: ${Object.entries(report.steps).map(([k, v]) => `${k.replace(/Seconds$/, '')} ${v}s`).join(', ')}`,
-            `  RTO ${report.rtoSeconds ?? '-'} s (objective ${report.rtoObjectiveSeconds} s), RPO ${report.rpoSeconds ?? '-'} s (objective ${report.rpoObjectiveSeconds} s)`,
-            `  scratch database ${report.scratchDatabase} ${report.scratchCreated ? `dropped: ${report.scratchDropped}` : 'not created'}`,
-          ].join('\n') + '\n',
-        );
+        process.stdout.write(restoreTestText(report));
       }
       if (!report.ok) throw interrupt.interrupted(new OperatorError(`restore test failed: ${report.error}`, report.errorExitCode));
       // Passed, but not as asked: whoever sent the stop hears that it came too late to stop the test.

@@ -313,6 +313,31 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
 }
 
 /**
+ * The report as `restore-test` prints it. A failed report leads with why: a report pasted into a
+ * ticket must not say "no backup" when the cause was a password. A passed one whose objectives were
+ * missed says so on its verdict line: the restore is verified (exit 0, `ok`), the objectives are
+ * the scheduled run's alarms' to page on, but whoever reads the report must not take them as met.
+ */
+export function restoreTestText(report: RestoreTestReport): string {
+  const missed = [report.rtoMet === false ? 'RTO' : undefined, report.rpoMet === false ? 'RPO' : undefined].filter((m) => m !== undefined);
+  const verdict = missed.length === 0 ? 'restore test PASSED' : `restore test PASSED (the restore is verified); ${missed.join(' and ')} objective${missed.length > 1 ? 's' : ''} MISSED`;
+  const judged = (met: boolean | undefined, objective: number) => `objective ${objective} s ${met === undefined ? 'not judged' : met ? 'met' : 'MISSED'}`;
+  const measure = (seconds: number | undefined, met: boolean | undefined, objective: number) => (seconds === undefined ? `- s (objective ${objective} s)` : `${seconds.toFixed(1)} s: ${judged(met, objective)}`);
+  return (
+    [
+      ...(report.ok ? [verdict] : [`restore test FAILED: ${report.error}`]),
+      `  backup: ${report.manifestKey ?? 'none taken'}`,
+      `  tables restored: ${report.tablesRestored ?? '-'}, rows: ${report.rowsRestored ?? '-'}, point in time proven: ${report.pointInTime?.ok ?? '-'}`,
+      ...report.criticalQueries.map((q) => `  ${q.status.padEnd(7)} ${q.sql} -> ${q.detail}`),
+      `  steps: ${Object.entries(report.steps).map(([k, v]) => `${k.replace(/Seconds$/, '')} ${v}s`).join(', ')}`,
+      `  RTO ${measure(report.rtoSeconds, report.rtoMet, report.rtoObjectiveSeconds)}`,
+      `  RPO ${measure(report.rpoSeconds, report.rpoMet, report.rpoObjectiveSeconds)}`,
+      `  scratch database ${report.scratchDatabase} ${report.scratchCreated ? `dropped: ${report.scratchDropped}` : 'not created'}`,
+    ].join('\n') + '\n'
+  );
+}
+
+/**
  * What the restore step needs that the backup step does not (the backup writes the custom format
  * only, so it never runs pg_restore): checked before a backup is taken, or a missing pg_restore or
  * an unwritable temp directory would surface only after the whole backup (minutes on a

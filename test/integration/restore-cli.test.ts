@@ -1932,7 +1932,7 @@ describe('atmr-dr restore on the worst day', () => {
 
       // Assert
       expect(saidAtOnce).toBe(`atmr-dr: received SIGTERM while dropping the scratch database "${scratch}": finishing the drop before stopping, so as not to leave it\n`);
-      expect(restoreTest.stdout()).toMatch(new RegExp(`^restore test PASSED: .*\n[^]*  scratch database ${scratch} dropped: true\n$`));
+      expect(restoreTest.stdout()).toMatch(new RegExp(`^restore test PASSED\n  backup: restore-tests/.*\n[^]*  scratch database ${scratch} dropped: true\n$`));
       expect(restoreTest.stderr().trimEnd().split('\n').at(-1)).toBe('atmr-dr: restore test done, then stopped: SIGTERM came while it dropped its scratch database, which finished first (report above)');
       expect(status).toBe(143);
       expect(databasesLike(cluster, scratch)).toEqual([]);
