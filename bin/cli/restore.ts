@@ -329,7 +329,7 @@ export function registerRestoreCommands(program: Command): void {
       if (opts.json) {
         process.stdout.write(`${JSON.stringify(restoreTestJson(report))}\n`);
       } else {
-        process.stdout.write(restoreTestText(report));
+        process.stdout.write(restoreTestText(report, { database: source.database, bucket }));
       }
       if (!report.ok) throw interrupt.interrupted(new OperatorError(`restore test failed: ${report.error}`, report.errorExitCode));
       // Passed, but not as asked: whoever sent the stop hears that it came too late to stop the test.

@@ -5,14 +5,13 @@ import { BackupResult, RunBackupDeps, RunBackupOptions, runBackup } from '../bac
 import { baseChildEnv, toolVersion } from '../backup/pg-tools';
 import { asOperatorError } from '../shared/aws-errors';
 import { OperatorError, oneLine } from '../shared/errors';
-import type { BackupObject } from '../shared/manifest';
-import { countOf, roundSeconds } from '../shared/format';
+import { backupAgeSeconds, countOf, formatAge, roundSeconds } from '../shared/format';
 import { connectTo, type PgConnection } from '../shared/pg-connection';
 import { sqlState, UNDEFINED_TABLE } from '../shared/pg-errors';
 import { RESTORE_TEST_BACKUP_PREFIX, type BackupTier } from '../shared/s3-layout';
 import { pgToolPath, queryOneStatementReadOnly, quoteIdent } from '../shared/postgres';
 import { roleReadOnlyReset } from '../shared/read-only';
-import { CatalogDeps, resolveBackup } from './catalog';
+import { CatalogDeps, resolveBackup, type ResolvedBackup } from './catalog';
 import { RESTORE_TEST_DEFAULTS } from './contract';
 import { checkFreeSpace, type SpaceCheck } from './download';
 import { FunctionDeadlineStop } from './deadline';
@@ -123,6 +122,14 @@ export interface RestoreTestReport {
    * xmax) before and after the backup bracket the one recorded in the manifest.
    */
   readonly pointInTime?: { readonly before: string; readonly snapshot?: string; readonly after: string; readonly ok: boolean };
+  /**
+   * When the test takes its own backup (the CLI): the newest published backup of the database, as
+   * `restore latest` resolves it (its latest pointer), and its age when the test began. That is the
+   * RPO a restore from the catalog would give now, which `rpoSeconds` (the age of the test's own
+   * fresh backup) does not say. null when there is none; `error` when it could not be read. Its
+   * checksum is not verified (the whole dump would be read): `atmr-dr backups verify latest` does.
+   */
+  readonly latestPublished?: { readonly manifestKey: string; readonly ageSeconds: number } | { readonly error: string } | null;
   readonly criticalQueries: readonly CriticalQueryResult[];
   /** Seconds per step (those that ran). */
   readonly steps: Readonly<Record<string, number>>;
@@ -157,9 +164,11 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
   try {
     let ref = 'latest';
     if (options.takeBackup) {
-      await assertCanRestore(deps);
       const source = deps.source;
       if (!source) throw new OperatorError('restore-test needs the source database connection to take a backup: set PGDATABASE (and PGHOST...)', 2);
+      const published = await latestPublished(deps, source.database);
+      partial = { latestPublished: published && 'manifest' in published ? { manifestKey: published.manifestKey, ageSeconds: backupAgeSeconds(published.manifest.startedAt, startedAt.getTime()) } : published };
+      await assertCanRestore(deps, published && 'manifest' in published ? published : undefined);
       if (source.database === scratch) throw new OperatorError('source and scratch database names collide; retry');
       const before = await withClient(source, source.database, transactionHorizon);
       const backup = deps.backup ?? runBackup;
@@ -174,7 +183,7 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
       const after = await withClient(source, source.database, transactionHorizon);
       const snapshot = result.manifest.snapshot;
       const ok = snapshot !== undefined && xmax(before) <= xmax(snapshot) && xmax(snapshot) <= xmax(after);
-      partial = { pointInTime: { before, snapshot, after, ok } };
+      partial = { ...partial, pointInTime: { before, snapshot, after, ok } };
       if (!ok) {
         throw new OperatorError(
           snapshot === undefined
@@ -318,11 +327,12 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
  * missed says so on its verdict line: the restore is verified (exit 0, `ok`), the objectives are
  * the scheduled run's alarms' to page on, but whoever reads the report must not take them as met.
  */
-export function restoreTestText(report: RestoreTestReport): string {
+export function restoreTestText(report: RestoreTestReport, where?: { readonly database: string; readonly bucket: string }): string {
   const missed = [report.rtoMet === false ? 'RTO' : undefined, report.rpoMet === false ? 'RPO' : undefined].filter((m) => m !== undefined);
   const verdict = missed.length === 0 ? 'restore test PASSED' : `restore test PASSED (the restore is verified); ${missed.join(' and ')} objective${missed.length > 1 ? 's' : ''} MISSED`;
   const judged = (met: boolean | undefined, objective: number) => `objective ${objective} s ${met === undefined ? 'not judged' : met ? 'met' : 'MISSED'}`;
-  const measure = (seconds: number | undefined, met: boolean | undefined, objective: number) => (seconds === undefined ? `- s (objective ${objective} s)` : `${seconds.toFixed(1)} s: ${judged(met, objective)}`);
+  const measure = (seconds: number | undefined, met: boolean | undefined, objective: number, what: string) =>
+    seconds === undefined ? `- s (objective ${objective} s)` : `${seconds.toFixed(1)} s (${what}): ${judged(met, objective)}`;
   return (
     [
       ...(report.ok ? [verdict] : [`restore test FAILED: ${report.error}`]),
@@ -330,11 +340,26 @@ export function restoreTestText(report: RestoreTestReport): string {
       `  tables restored: ${report.tablesRestored ?? '-'}, rows: ${report.rowsRestored ?? '-'}, point in time proven: ${report.pointInTime?.ok ?? '-'}`,
       ...report.criticalQueries.map((q) => `  ${q.status.padEnd(7)} ${q.sql} -> ${q.detail}`),
       `  steps: ${Object.entries(report.steps).map(([k, v]) => `${k.replace(/Seconds$/, '')} ${v}s`).join(', ')}`,
-      `  RTO ${measure(report.rtoSeconds, report.rtoMet, report.rtoObjectiveSeconds)}`,
-      `  RPO ${measure(report.rpoSeconds, report.rpoMet, report.rpoObjectiveSeconds)}`,
+      `  RTO ${measure(report.rtoSeconds, report.rtoMet, report.rtoObjectiveSeconds, 'the restore')}`,
+      `  RPO ${measure(report.rpoSeconds, report.rpoMet, report.rpoObjectiveSeconds, report.manifestKey?.startsWith(RESTORE_TEST_BACKUP_PREFIX) ? 'age of the backup this test took' : 'age of the backup restored')}`,
+      ...latestLine(report.latestPublished, where),
       `  scratch database ${report.scratchDatabase} ${report.scratchCreated ? `dropped: ${report.scratchDropped}` : 'not created'}`,
     ].join('\n') + '\n'
   );
+}
+
+/**
+ * The RPO a restore from the catalog would give now: the test's own backup is fresh by design, and
+ * its age says nothing of how old the backup a real restore would restore is.
+ */
+function latestLine(published: RestoreTestReport['latestPublished'], where: { readonly database: string; readonly bucket: string } | undefined): string[] {
+  if (published === undefined || where === undefined) return [];
+  const { database, bucket } = where;
+  if (published === null) return [`  no published backup of ${database} in s3://${bucket}: a restore from the catalog has nothing to restore`];
+  if ('error' in published) return [`  latest published backup of ${database}: could not be read (${published.error})`];
+  return [
+    `  latest published backup of ${database}: ${published.manifestKey}, ${formatAge(Math.max(0, published.ageSeconds))} old (${published.ageSeconds} s): the RPO of a restore from the catalog now; its checksum is not verified here, atmr-dr backups verify latest checks it`,
+  ];
 }
 
 /**
@@ -343,7 +368,7 @@ export function restoreTestText(report: RestoreTestReport): string {
  * an unwritable temp directory would surface only after the whole backup (minutes on a
  * production-size database). Without a backup to take, the restore's own first steps fail as early.
  */
-async function assertCanRestore(deps: RestoreTestDeps): Promise<void> {
+async function assertCanRestore(deps: RestoreTestDeps, published: ResolvedBackup | undefined): Promise<void> {
   await toolVersion(pgToolPath('pg_restore', deps.pgBinDir), baseChildEnv());
   // The scratch database is created on the target server: a role without CREATEDB, or a server that
   // cannot write (a standby, or the runbook's "DB Read-Only"), would refuse it only after the backup.
@@ -377,20 +402,25 @@ async function assertCanRestore(deps: RestoreTestDeps): Promise<void> {
   // backup's progress line reads): it counts indexes and uncompressed pages, often several times the
   // dump (an empty database is 7 MiB, its dump a few KiB), and would refuse tests that fit. Without
   // a published backup, the restore's check before its download is the only one.
-  const database = deps.source?.database;
-  const last = database === undefined ? undefined : await lastDump(deps, database);
-  if (last) {
-    await checkFreeSpace(dir, last.bytes, deps, `not enough space in TMPDIR (${dir}) for the test's download, sized by the last backup of "${database}" (${last.key}); nothing was backed up`);
+  const last = published?.manifest.objects.find((o) => o.format === 'custom');
+  if (published && last) {
+    await checkFreeSpace(dir, last.bytes, deps, `not enough space in TMPDIR (${dir}) for the test's download, sized by the last backup of "${published.manifest.database}" (${last.key}); nothing was backed up`);
   }
 }
 
-/** The custom dump of `database`'s latest backup (as `restore latest` resolves it), or undefined when there is none to read. */
-async function lastDump(deps: RestoreTestDeps, database: string): Promise<BackupObject | undefined> {
+/**
+ * `database`'s latest published backup, as `restore latest` resolves it (manifest only: read, never
+ * verified), null when it has none, or why it could not be read: the test goes on either way (the
+ * backup step reports S3's own failures), and its report says which.
+ */
+async function latestPublished(deps: RestoreTestDeps, database: string): Promise<ResolvedBackup | { error: string } | null> {
   try {
-    return (await resolveBackup(deps, 'latest', { database })).manifest.objects.find((o) => o.format === 'custom');
-  } catch {
-    // No backup yet, or none readable: nothing to size the download by (the backup step reports S3's own failures).
-    return undefined;
+    return await resolveBackup(deps, 'latest', { database });
+  } catch (error) {
+    // A stop during this read is the backup's to report (nothing published), as any stop before it.
+    // resolveBackup's own refusal when no pointer names a backup of the database is "none".
+    if (error instanceof OperatorError && error.message.startsWith('no backup of ')) return null;
+    return { error: oneLine(error) };
   }
 }
 

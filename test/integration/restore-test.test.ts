@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { BackupResult, runBackup } from '../../lambdas/backup/backup';
 import { restoreBackup } from '../../lambdas/restore/restore';
-import { RestoreTestDeps, RestoreTestOptions, runRestoreTest } from '../../lambdas/restore/restore-test';
+import { RestoreTestDeps, RestoreTestOptions, restoreTestText, runRestoreTest } from '../../lambdas/restore/restore-test';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { PgConnection } from '../../lambdas/shared/pg-connection';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
@@ -263,6 +263,32 @@ describe('restore test (test_backup_restore, automated)', () => {
     expect(report.criticalQueries.map((q) => q.status)).toEqual(['skipped', 'skipped']);
     expect(report.tablesRestored).toBeGreaterThan(0);
     expectNoScratchLeft(report.scratchDatabase);
+  });
+
+  it("names the database's newest published backup and its age, the RPO a restore from the catalog would give now, and says when there is none", async () => {
+    // Arrange: a database of its own, with no published backup yet
+    const database = uniqueDatabaseName('rtest_pub');
+    psql(cluster, 'postgres', `CREATE DATABASE ${database}`);
+    psql(cluster, database, "CREATE TABLE company (id int PRIMARY KEY); INSERT INTO company VALUES (1);");
+    const own = { ...source, database };
+    const where = { database, bucket: localS3.bucket };
+
+    // Act: a test before any published backup, then one after a backup published two hours ago
+    const none = await runRestoreTest(deps({ source: own }), OPTIONS);
+    const published = await writeFixtureBackup(s3, localS3.bucket, cluster, database, { tier: 'daily', startedAt: new Date(Date.now() - 7_200_000) });
+    const found = await runRestoreTest(deps({ source: own }), OPTIONS);
+
+    // Assert: both pass (the test proves the mechanism); each says what a restore from the catalog has
+    expect([none.ok, found.ok]).toEqual([true, true]);
+    expect(none.latestPublished).toBeNull();
+    expect(restoreTestText(none, where)).toContain(`\n  no published backup of ${database} in s3://${localS3.bucket}: a restore from the catalog has nothing to restore\n`);
+    expect(found.latestPublished).toEqual({ manifestKey: published.manifestKey, ageSeconds: expect.any(Number) });
+    expect((found.latestPublished as { ageSeconds: number }).ageSeconds).toBeGreaterThanOrEqual(7200);
+    expect(restoreTestText(found, where)).toMatch(
+      new RegExp(`\n {2}latest published backup of ${database}: ${published.manifestKey.replaceAll('.', '\\.')}, 2\\.0 h old \\(72\\d\\d s\\): the RPO of a restore from the catalog now; its checksum is not verified here, atmr-dr backups verify latest checks it\n`),
+    );
+    // The RPO measured is that of the test's own backup, and the line says so.
+    expect(restoreTestText(found, where)).toMatch(/\n {2}RPO \d+\.\d s \(age of the backup this test took\): objective 900 s met\n/);
   });
 
   it('reports the scratch database as created and dropped after a restore', async () => {
