@@ -46,4 +46,10 @@ describe('restore-test text report', () => {
     expect(lines(passed({ rtoMet: false, rpoMet: false }))[0]).toBe('restore test PASSED (the restore is verified); RTO and RPO objectives MISSED');
     expect(lines(passed())[0]).toBe('restore test PASSED');
   });
+
+  it("says what the RTO spans, as the restore measures it, and that the test's own backup is not in it", () => {
+    const report = passed({ rtoSeconds: 8.46, steps: { backupSeconds: 17.08, downloadSeconds: 1, restoreSeconds: 6, verifySeconds: 1, checksSeconds: 0.1, cleanupSeconds: 0.1 } });
+
+    expect(lines(report)).toContain("  RTO 8.5 s (reading the manifest to the swap: download, load, row counts checked; the backup's 17.1 s not included): objective 1800 s met");
+  });
 });
