@@ -291,6 +291,60 @@ describe('restore test (test_backup_restore, automated)', () => {
     expect(restoreTestText(found, where)).toMatch(/\n {2}RPO \d+\.\d s \(age of the backup this test took\): objective 900 s met\n/);
   });
 
+  it('stopped during the load, reports what it ran: the RTO as a lower bound, the download and the partial load, no RPO verdict, no check it did not run', async () => {
+    // Arrange: an operator's stop (Ctrl-C) as the load begins
+    const stop = new AbortController();
+    const onLoad = () => {
+      stop.abort(new Error('received SIGINT'));
+      return () => undefined;
+    };
+
+    // Act
+    const report = await runRestoreTest(deps({ signal: stop.signal, onLoad }), OPTIONS);
+
+    // Assert: the measures it took, and no other
+    expect(report.ok).toBe(false);
+    expect(report.error).toMatch(/restore interrupted \(received SIGINT\)/);
+    expect(report.rtoSeconds).toBeUndefined();
+    expect(report.rtoAtLeastSeconds).toEqual(expect.any(Number));
+    expect(report.rpoMet).toBeUndefined();
+    expect(report.tablesRestored).toBeUndefined();
+    expect(report.steps).toEqual(expect.objectContaining({ backupSeconds: expect.any(Number), downloadSeconds: expect.any(Number), restoreSeconds: expect.any(Number) }));
+    const text = restoreTestText(report);
+    expect(text).not.toMatch(/point in time proven|tables restored/);
+    expect(text).toMatch(/\n {2}RTO more than \d+\.\d s \(stopped during the restore step\): objective 1800 s not judged, no restore completed\n/);
+    expect(text).toMatch(/\n {2}RPO \d+\.\d s \(age of the backup this test took\): objective 900 s not judged, no restore completed\n/);
+    expectNoScratchLeft(report.scratchDatabase);
+  });
+
+  it('whose download fails, says no RPO verdict, no point in time and no table, and has the download in its steps', async () => {
+    // Arrange: the test's own upload comes back corrupt (one byte flipped in S3 after the backup)
+    const corrupting = async (...args: Parameters<typeof runBackup>): Promise<BackupResult> => {
+      const result = await runBackup(...args);
+      const custom = result.manifest.objects.find((o) => o.format === 'custom')!.key;
+      const bytes = Buffer.from(await (await s3.send(new GetObjectCommand({ Bucket: localS3.bucket, Key: custom }))).Body!.transformToByteArray());
+      bytes[100] ^= 0x10;
+      await s3.send(new PutObjectCommand({ Bucket: localS3.bucket, Key: custom, Body: bytes }));
+      return result;
+    };
+
+    // Act
+    const report = await runRestoreTest(deps({ backup: corrupting }), OPTIONS);
+
+    // Assert
+    expect(report.ok).toBe(false);
+    expect(report.error).toMatch(/sha256/);
+    expect(report.rpoMet).toBeUndefined();
+    expect(report.rtoAtLeastSeconds).toBeUndefined();
+    expect(report.steps).toEqual(expect.objectContaining({ downloadSeconds: expect.any(Number) }));
+    expect(report.steps.restoreSeconds).toBeUndefined();
+    const text = restoreTestText(report);
+    expect(text).not.toMatch(/point in time proven|tables restored/);
+    expect(text).toContain('\n  RTO not measured: no restore completed\n');
+    expect(text).toMatch(/\n {2}RPO \d+\.\d s \(age of the backup this test took\): objective 900 s not judged, no restore completed\n/);
+    expectNoScratchLeft(report.scratchDatabase);
+  });
+
   it('reports the scratch database as created and dropped after a restore', async () => {
     const report = await runRestoreTest(deps(), { ...OPTIONS, criticalQueries: [] });
 
