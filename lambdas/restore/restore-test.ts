@@ -224,8 +224,8 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
         signal: deps.signal,
         deadlineAt: deps.deadlineAt,
         protectedDatabases: [manifest.database, ...(deps.source ? [deps.source.database] : [])],
-        // The test never touches a target: its lines name the scratch database.
-        targetLabel: 'scratch database',
+        // The test never touches a target: its lines name the scratch database, which exists only once swapped in.
+        untouched: `scratch database "${scratch}" not created`,
         // It restores as a real restore would (owners kept) and has no way to leave them out.
         noOwnerOption: null,
       },
@@ -300,7 +300,6 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
       partial = { ...partial, rtoAtLeastSeconds: atLeast, ...(atLeast > options.rtoObjectiveSeconds && { rtoMet: false }) };
       if (deps.signal.reason instanceof FunctionDeadlineStop) error = `stopped after ${atLeast} s: RTO > ${atLeast} s (objective ${options.rtoObjectiveSeconds} s); ${error}`;
     }
-    log(`restore test failed: ${error}`);
   }
 
   // The scratch name is fresh, so nothing can have created it before the restore step began: until

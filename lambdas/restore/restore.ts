@@ -145,8 +145,12 @@ export interface RestoreOptions {
    * @default none (the CLI: only an operator's Ctrl-C or SIGTERM stops it)
    */
   readonly deadlineAt?: number;
-  /** What the lines call the target database: the restore test's is its scratch database. @default 'target' */
-  readonly targetLabel?: string;
+  /**
+   * What the lines say of a target the restore left as it was. The restore test's scratch database
+   * does not exist until the swap creates it: "not created", not "untouched", which says it exists.
+   * @default 'target "<targetDb>" untouched'
+   */
+  readonly untouched?: string;
   /**
    * How the caller takes noOwner, for the advice of a load that stopped on an owner; null: it does
    * not (the restore test). Offered with the custom format only. @default '--no-owner' (the CLI)
@@ -201,7 +205,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
   };
   const signal = options.signal;
   const target = options.targetDb;
-  const untouched = `${options.targetLabel ?? 'target'} "${target}" untouched`;
+  const untouched = options.untouched ?? `target "${target}" untouched`;
   checkTargetName(target, backedUpDatabase(options.ref, options.database));
   guardProduction(target, options.protectedDatabases ?? [], options.allowProductionOverwrite);
   const maintenance = deps.maintenanceDatabase ?? 'postgres';

@@ -1884,7 +1884,7 @@ describe('atmr-dr restore on the worst day', () => {
     }, 180_000);
   });
 
-  it('restore-test: SIGTERM during its load says its scratch database, not a target, is untouched, exits 143, and leaves no database', async () => {
+  it('restore-test: SIGTERM during its load says its scratch database, not a target, was not created, exits 143, and leaves no database', async () => {
     // Arrange: a restore test of the big database, up to the pg_restore of its restore step
     const restoreTest = startCli(['restore-test', '--json'], { PGDATABASE: big });
     const [, staging, scratch] = /-d ((atmr_dr_restore_test_\w+)_restore_\w+) /.exec(await pgRestoreOf(restoreTest))!;
@@ -1896,7 +1896,7 @@ describe('atmr-dr restore on the worst day', () => {
     // Assert
     expect(status).toBe(143);
     expect(restoreTest.stderr().trimEnd().split('\n').at(-1)).toBe(
-      `atmr-dr: restore test failed: restore interrupted (received SIGTERM): staging database ${staging} dropped; scratch database "${scratch}" untouched`,
+      `atmr-dr: restore test failed: restore interrupted (received SIGTERM): staging database ${staging} dropped; scratch database "${scratch}" not created`,
     );
     expect(databasesLike(cluster, scratch)).toEqual([]);
   }, 180_000);

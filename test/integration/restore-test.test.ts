@@ -299,12 +299,19 @@ describe('restore test (test_backup_restore, automated)', () => {
       return () => undefined;
     };
 
+    const logged: string[] = [];
+
     // Act
-    const report = await runRestoreTest(deps({ signal: stop.signal, onLoad }), OPTIONS);
+    const report = await runRestoreTest(deps({ signal: stop.signal, onLoad, log: (line) => logged.push(line) }), OPTIONS);
 
     // Assert: the measures it took, and no other
     expect(report.ok).toBe(false);
     expect(report.error).toMatch(/restore interrupted \(received SIGINT\)/);
+    // The scratch database never existed: said once, as not created (not "untouched"), and the
+    // failure is the report's to say, not also a progress line.
+    expect(report.error).toMatch(new RegExp(`; scratch database "${report.scratchDatabase}" not created$`));
+    expect(report.scratchCreated).toBe(false);
+    expect(logged.filter((line) => line.includes('received SIGINT'))).toEqual([]);
     expect(report.rtoSeconds).toBeUndefined();
     expect(report.rtoAtLeastSeconds).toEqual(expect.any(Number));
     expect(report.rpoMet).toBeUndefined();
