@@ -13,7 +13,7 @@ import { pgToolPath, queryOneStatementReadOnly, quoteIdent } from '../shared/pos
 import { roleReadOnlyReset } from '../shared/read-only';
 import { CatalogDeps, resolveBackup, type ResolvedBackup } from './catalog';
 import { RESTORE_TEST_DEFAULTS } from './contract';
-import { checkFreeSpace, type SpaceCheck } from './download';
+import { BadObjectError, checkFreeSpace, type SpaceCheck } from './download';
 import { FunctionDeadlineStop } from './deadline';
 import { restoreBackup, type RestoreDeps } from './restore';
 import { cannotCreateDatabases } from './guards';
@@ -280,7 +280,13 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
       );
     }
   } catch (e) {
-    const failure = asOperatorError(e);
+    // The test's own upload, bad when the restore's download checks it: "choose another backup" does
+    // not apply (the test cannot be pointed at one, and backups list does not show restore-tests/).
+    // Written and checked minutes apart, it was changed by the storage or the network between.
+    const failure =
+      options.takeBackup && e instanceof BadObjectError
+        ? new OperatorError(`${e.problem}: the backup this test uploaded came back corrupt (the storage or the network between here and S3 changed it): check the bucket (its storage, any proxy in front of it), then run the test again`)
+        : asOperatorError(e);
     error = oneLine(failure);
     errorExitCode = failure.exitCode;
     // The restore step failed or was stopped: its own timings never came back. The steps it ran

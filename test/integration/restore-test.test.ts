@@ -324,7 +324,7 @@ describe('restore test (test_backup_restore, automated)', () => {
     expectNoScratchLeft(report.scratchDatabase);
   });
 
-  it('whose download fails, says no RPO verdict, no point in time and no table, and has the download in its steps', async () => {
+  it('whose own upload comes back corrupt, says so and to check the bucket, with no RPO verdict, no point in time and no table, and has the download in its steps', async () => {
     // Arrange: the test's own upload comes back corrupt (one byte flipped in S3 after the backup)
     const corrupting = async (...args: Parameters<typeof runBackup>): Promise<BackupResult> => {
       const result = await runBackup(...args);
@@ -341,6 +341,9 @@ describe('restore test (test_backup_restore, automated)', () => {
     // Assert
     expect(report.ok).toBe(false);
     expect(report.error).toMatch(/sha256/);
+    // Its own upload: no other backup to choose; the storage or the network changed it.
+    expect(report.error).toMatch(/: the backup this test uploaded came back corrupt \(the storage or the network between here and S3 changed it\): check the bucket \(its storage, any proxy in front of it\), then run the test again$/);
+    expect(report.error).not.toMatch(/choose another backup/);
     expect(report.rpoMet).toBeUndefined();
     expect(report.rtoAtLeastSeconds).toBeUndefined();
     expect(report.steps).toEqual(expect.objectContaining({ downloadSeconds: expect.any(Number) }));
