@@ -17,7 +17,7 @@ import { BackupManifestSchema, LatestPointerSchema, parseManifest, type BackupMa
 import { safeJson } from '../shared/json';
 import { systemClockOffsetMs } from '../shared/clock-offset';
 import { connectTo, type PgConnection } from '../shared/pg-connection';
-import { countFailureFix, LOCKED_TABLE_FIX, openCountedSnapshot, PRIVILEGE_FIX } from './counted-snapshot';
+import { countFailureFix, LOCKED_TABLE_FIX, openCountedSnapshot, PRIVILEGE_FIX, rowSecurityFix } from './counted-snapshot';
 import { LockCycleError, LockCycleWatch, LockWaitWatch, SideLooks } from './lock-wait';
 import {
   anyStampKey,
@@ -636,6 +636,7 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
     if (/permission denied for large object/.test(error.message)) throw new OperatorError(`${error.message}${LARGE_OBJECT_FIX}`);
     // A sequence the row counts do not read (they read tables only) is refused to pg_dump alone.
     if (/permission denied for (?:table|sequence) /.test(error.message)) throw new OperatorError(`${error.message}${PRIVILEGE_FIX}`);
+    if (/query would be affected by row-level security policy/.test(error.message)) throw new OperatorError(`${error.message}${rowSecurityFix(input.deps.connection.user)}`);
     throw error;
   });
   void dumpExit.then(phase('pg_dump exited'), () => undefined);

@@ -1,6 +1,7 @@
 import type { Client } from 'pg';
 import { OperatorError, oneLine } from '../shared/errors';
 import { INSUFFICIENT_PRIVILEGE, LOCK_NOT_AVAILABLE, sqlState, UNDEFINED_TABLE } from '../shared/pg-errors';
+import { quoteIdent } from '../shared/postgres';
 import { buildLockTablesSql, LIST_COUNTED_TABLES_SQL, LOCKED_TABLE_SQL, type TableRef } from './pg-tools';
 
 export interface CountedSnapshot {
@@ -22,6 +23,15 @@ const DROPPED = new Set([UNDEFINED_TABLE, INVALID_SCHEMA_NAME]);
 
 /** The fix of a table or sequence the backup role may not read, refused to the row counts or to pg_dump. */
 export const PRIVILEGE_FIX = '; grant the backup role SELECT on every table and sequence it must dump (pg_dump needs them too)';
+
+/**
+ * The fix of a table whose row-level security policy applies to the backup role: pg_dump runs with
+ * row_security off and refuses the table ("query would be affected by row-level security policy")
+ * rather than dump only the rows the policy shows, and a grant does not change that.
+ */
+export function rowSecurityFix(role: string): string {
+  return `; the backup role "${role}" is subject to that table's row-level security, and pg_dump will not dump only the rows a policy shows it: have an admin run ALTER ROLE ${quoteIdent(role)} BYPASSRLS, or back up as the table's owner`;
+}
 
 /** The fix of a lock or a row count the server refused (pg_dump needs the same rights). */
 export function countFailureFix(error: unknown): string {

@@ -306,9 +306,9 @@ async function checkPrivileges(admin: Client, target: string, targetExists: bool
 }
 
 /** A role without CREATEDB: the same line wherever it is found (restore, restore-test's pre-flight). */
-export function cannotCreateDatabases(role: string): OperatorError {
+export function cannotCreateDatabases(role: string, why = 'a restore loads into a new staging database before it swaps it in'): OperatorError {
   return new OperatorError(
-    `role "${role}" cannot create databases, and a restore loads into a new staging database before it swaps it in: have an admin run ALTER ROLE ${quoteIdent(role)} CREATEDB, or connect as a role that has it (on RDS, the master user)`,
+    `role "${role}" cannot create databases, and ${why}: have an admin run ALTER ROLE ${quoteIdent(role)} CREATEDB, or connect as a role that has it (on RDS, the master user)`,
     2,
   );
 }

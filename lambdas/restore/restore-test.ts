@@ -432,7 +432,7 @@ async function assertCanRestore(deps: RestoreTestDeps, published: ResolvedBackup
         `database server ${server} is read-only for this session (default_transaction_read_only = on, set by: ${source}), and the restore test creates its scratch database there: ${readOnlyFix(source, role, client.database ?? 'postgres')}, then run the test again`,
       );
     }
-    if (!createdb) throw cannotCreateDatabases(role);
+    if (!createdb) throw cannotCreateDatabases(role, 'the restore test creates its scratch database (loaded as a staging database, then renamed)');
   });
   const dir = deps.tempDir ?? os.tmpdir();
   try {

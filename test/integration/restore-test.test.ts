@@ -189,13 +189,35 @@ describe('restore test (test_backup_restore, automated)', () => {
       // Assert
       expect(report.ok).toBe(false);
       expect(report.error).toBe(
-        `role "${role}" cannot create databases, and a restore loads into a new staging database before it swaps it in: have an admin run ALTER ROLE "${role}" CREATEDB, or connect as a role that has it (on RDS, the master user)`,
+        `role "${role}" cannot create databases, and the restore test creates its scratch database (loaded as a staging database, then renamed): have an admin run ALTER ROLE "${role}" CREATEDB, or connect as a role that has it (on RDS, the master user)`,
       );
       expect(report.steps.backupSeconds).toBeUndefined();
       expect(await bucketKeys('restore-tests/')).toEqual(keysBefore);
       expectNoScratchLeft(report.scratchDatabase);
     } finally {
       psql(cluster, source.database, `DROP OWNED BY ${role}; DROP ROLE ${role};`);
+    }
+  });
+
+  it('fails at its backup of a table with row-level security the role does not bypass, naming BYPASSRLS or the owner as the fix', async () => {
+    // Arrange: a database whose clients table has a policy, read by a role that may create databases but is subject to it
+    const database = uniqueDatabaseName('rtest_rls');
+    const role = `${database}_reader`;
+    psql(cluster, 'postgres', `CREATE DATABASE ${database}; CREATE ROLE ${role} LOGIN CREATEDB;`);
+    psql(cluster, database, `CREATE TABLE clients (id int, owner text); INSERT INTO clients VALUES (1, 'a'); ALTER TABLE clients ENABLE ROW LEVEL SECURITY; CREATE POLICY own ON clients USING (owner = current_user); GRANT SELECT ON clients TO ${role};`);
+    try {
+      // Act
+      const report = await runRestoreTest(deps({ source: { ...source, database, user: role }, target: { ...target, user: role } }), OPTIONS);
+
+      // Assert
+      expect(report.ok).toBe(false);
+      expect(report.error).toMatch(
+        new RegExp(`query would be affected by row-level security policy for table "clients".*; the backup role "${role}" is subject to that table's row-level security, and pg_dump will not dump only the rows a policy shows it: have an admin run ALTER ROLE "${role}" BYPASSRLS, or back up as the table's owner$`),
+      );
+      expectNoScratchLeft(report.scratchDatabase);
+    } finally {
+      psql(cluster, 'postgres', `DROP DATABASE ${database} WITH (FORCE)`);
+      psql(cluster, 'postgres', `DROP ROLE ${role}`);
     }
   });
 
