@@ -352,7 +352,9 @@ function reportSwept(swept: readonly string[]): void {
 /** A whole number of seconds; the example in the refusal is the flag's own default. */
 function positiveSeconds(flag: string, value: string, example: number): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new OperatorError(`${flag} "${value}" is not a whole number of seconds; pass e.g. ${flag} ${example} (the default)`, 2);
+  if (!Number.isInteger(n)) throw new OperatorError(`${flag} "${value}" is not a whole number of seconds; pass e.g. ${flag} ${example} (the default)`, 2);
+  // A whole number all the same: what is wrong with it is its size.
+  if (n < 1) throw new OperatorError(`${flag} "${value}" must be at least 1 (seconds); pass e.g. ${flag} ${example} (the default)`, 2);
   return n;
 }
 
