@@ -74,7 +74,7 @@ describe('the atmr-dr commands the project prints parse with the CLI', () => {
     const found = (file: string, text: RegExp) => printed.some((p) => p.file === file && text.test(p.text));
 
     expect(found(path.join('lambdas', 'backout', 'workflow.ts'), /rollback service/)).toBe(true);
-    expect(found(path.join('lambdas', 'backout', 'migration.ts'), /rollback migration --to/)).toBe(true);
+    expect(found(path.join('lambdas', 'backout', 'revision.ts'), /rollback migration --to/)).toBe(true);
     expect(found(path.join('lambdas', 'escalation', 'tasks.ts'), /incident ack .* --by/)).toBe(true);
     expect(found(path.join('lambdas', 'recovery', 'workflow.ts'), /recover cutover .* --undo --yes/)).toBe(true);
     expect(found(path.join('lib', 'constructs', 'rollback.ts'), /rollback status/)).toBe(true);

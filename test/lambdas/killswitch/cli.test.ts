@@ -152,8 +152,8 @@ describe('atmr-dr killswitch enable / disable / status', () => {
     const disable = atmrDr(['disable', '--reason', 'OSRM back']);
     const enable = atmrDr(['enable', '--mode', 'maintenance', '--reason', 'OSRM down'], maintenance);
 
-    expect([disable.status, disable.stdout, disable.stderr]).toEqual([0, 'killswitch already normal (since 2026-01-01T00:00:00.000Z, by atmr-dr deploy): nothing changed\n', '']);
-    expect([enable.status, enable.stdout, enable.stderr]).toEqual([0, 'killswitch already maintenance (since 2026-01-01T00:00:00.000Z, by atmr-dr deploy): nothing changed\n', '']);
+    expect([disable.status, disable.stdout, disable.stderr]).toEqual([0, 'killswitch already normal (since 2026-01-01 00:00 UTC, by atmr-dr deploy): nothing changed\n', '']);
+    expect([enable.status, enable.stdout, enable.stderr]).toEqual([0, 'killswitch already maintenance (since 2026-01-01 00:00 UTC, by atmr-dr deploy): nothing changed\n', '']);
     expect([...disable.puts, ...enable.puts]).toEqual([]);
   });
 
@@ -161,7 +161,7 @@ describe('atmr-dr killswitch enable / disable / status', () => {
     const run = await atmrDrAtTerminal(['disable', '--reason', 'OSRM back'], 'y');
 
     expect(run.output).not.toContain('[y/N]');
-    expect(run.output).toContain('killswitch already normal (since 2026-01-01T00:00:00.000Z, by atmr-dr deploy): nothing changed');
+    expect(run.output).toContain('killswitch already normal (since 2026-01-01 00:00 UTC, by atmr-dr deploy): nothing changed');
     expect(run.status).toBe(0);
     expect(run.puts).toEqual([]);
   });
