@@ -59,7 +59,7 @@ async function stillInAlarm(incident: Incident): Promise<{ warning?: string; unr
   try {
     if ((await alarmStateNow(namedClient(new CloudWatchClient(SDK_RETRY), 'CloudWatch'), name)) !== 'ALARM') return {};
   } catch (error) {
-    return { unread: `the state of alarm ${name} could not be read (${namedLine(error)}): resolving without knowing whether it is still in ALARM` };
+    return { unread: `the state of alarm ${name} could not be read (${awsReason(error)}): resolving without knowing whether it is still in ALARM` };
   }
   return {
     warning:

@@ -507,6 +507,21 @@ describe('atmr-dr incident (real CLI, dynalite, SFN mocked)', () => {
       expect(run.status).toBe(0);
       expect(run.stdout).toBe(`incident ${id} resolved by arn:aws:sts::111111111111:assumed-role/atmr-oncall/alice\n`);
     });
+
+    it('gives the login fix when CloudWatch refuses an expired session, as the table refusal does, and resolves all the same', async () => {
+      // Arrange
+      const id = '20261130T131500Z-0a0a0a06';
+      await openIncident(id);
+
+      // Act
+      const run = await atmrDr(['resolve', id, '--yes'], { INCIDENT_ALARM_STATE: 'ExpiredToken' });
+
+      // Assert
+      expect(run.stderr).toBe(
+        `atmr-dr: warning: the state of alarm ${ALARM} could not be read (the AWS credentials have expired (ExpiredToken); log in again (aws sso login) or refresh them): resolving without knowing whether it is still in ALARM\n`,
+      );
+      expect(run.status).toBe(0);
+    });
   });
 
   it('names every way to give the table when none is set and no stack is deployed', async () => {
