@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import { RESTORE_TEST_DEFAULTS } from '../../lambdas/restore/contract';
 import type { RestoreResult } from '../../lambdas/restore/restore';
-import { restoreTestText, type RestoreTestReport } from '../../lambdas/restore/restore-test';
+import type { RestoreTestReport } from '../../lambdas/restore/restore-test';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { durationSeconds } from '../../lambdas/shared/duration';
 import { backupAgeSeconds, countOf, takenAgo, utcSecond } from '../../lambdas/shared/format';
@@ -296,7 +296,7 @@ export function registerRestoreCommands(program: Command): void {
         () =>
           `${tempDir.remove()}; ${scratch ? `the scratch database "${scratch}" (and its staging copy ${scratch}_restore_...) may be left: drop it with DROP DATABASE IF EXISTS ${quoteIdent(scratch)} WITH (FORCE)` : 'no scratch database was created'}`,
       );
-      const [{ runRestoreTest }, { createS3Client }] = await Promise.all([import('../../lambdas/restore/restore-test'), import('../../lambdas/shared/aws')]);
+      const [{ runRestoreTest, restoreTestText }, { createS3Client }] = await Promise.all([import('../../lambdas/restore/restore-test'), import('../../lambdas/shared/aws')]);
       const report = await runRestoreTest(
         {
           s3: createS3Client(),
