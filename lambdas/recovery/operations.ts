@@ -4,6 +4,7 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { DescribeExecutionCommand, SFNClient, StartExecutionCommand, StopExecutionCommand } from '@aws-sdk/client-sfn';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
+import { boundedLine } from '../shared/format';
 import { announce } from './announce';
 import { CUTOVER_STEPS, ENDPOINT_LEFT_AS_IS, EndpointSwitch, describeEndpoint, endpointCommand, readEndpoint, reopeningStarted, UNDO_REDEPLOY_NOT_RUN, undoPastReopening } from './cutover';
 import { RECOVERY_EVENTS, RecoveryRecord, RecoveryRequest, newRecoveryId } from './contract';
@@ -15,9 +16,8 @@ import { StoreDeps, beginRecovery, getRecovery, updateRecovery } from './store';
 export const MAX_REASON_LENGTH = 500;
 
 export function parseRecoveryReason(reason: string | undefined): string {
-  const text = reason?.replace(/\s+/g, ' ').trim();
+  const text = boundedLine(reason, 'recover: --reason', MAX_REASON_LENGTH);
   if (!text) throw new OperatorError('recover: --reason is required: say why, e.g. --reason "bookings deleted by migration 4f2a at 14:05"', 2);
-  if (text.length > MAX_REASON_LENGTH) throw new OperatorError(`recover: --reason is ${text.length} characters: shorten it to ${MAX_REASON_LENGTH} or fewer`, 2);
   return text;
 }
 

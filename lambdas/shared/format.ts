@@ -111,7 +111,7 @@ export function andList(items: readonly string[]): string {
 }
 
 /**
- * An operator's free text (a killswitch reason, a resolution note) as one line: whitespace runs
+ * An operator's free text (a killswitch or recovery reason, a resolution note) as one line: whitespace runs
  * (newlines too) as one space, trimmed; undefined when nothing is left. Longer than `max`: refused
  * (exit 2) as `<what> is <n> characters: shorten it to <max> or fewer`.
  */

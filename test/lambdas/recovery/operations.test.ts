@@ -129,6 +129,12 @@ describe('--to-time and --reason', () => {
   it('requires a reason', () => {
     expect(() => parseRecoveryReason('  ')).toThrow('recover: --reason is required: say why, e.g. --reason "bookings deleted by migration 4f2a at 14:05"');
   });
+
+  it('keeps a reason as one line of at most 500 characters', () => {
+    expect(parseRecoveryReason('  bookings deleted\n\tby migration 4f2a  ')).toBe('bookings deleted by migration 4f2a');
+    expect(parseRecoveryReason('x'.repeat(500))).toHaveLength(500);
+    expect(() => parseRecoveryReason(`${'x'.repeat(499)}\n yz`)).toThrow('recover: --reason is 502 characters: shorten it to 500 or fewer');
+  });
 });
 
 describe('starting a recovery', () => {
