@@ -38,6 +38,7 @@ import {
   finishedRollbackMetrics,
   guards,
   listRevisionsCommand,
+  nowOf,
   pinLine,
   planRollback,
   postChecks,
@@ -193,7 +194,7 @@ function heldFor(lock: LockRecord): string {
 async function lockHeldError(ctx: RollbackCliContext, service: string): Promise<OperatorError> {
   let lock: LockRecord | null;
   try {
-    lock = await readLock(ctx.deps.doc, ctx.settings.tableName, service, (ctx.deps.now ?? (() => new Date()))());
+    lock = await readLock(ctx.deps.doc, ctx.settings.tableName, service, nowOf(ctx.deps));
   } catch (error) {
     return new OperatorError(`rollback: another rollback of ${service} holds the lock (its owner could not be read: ${namedLine(error)}); see "atmr-dr rollback status --service ${service}", nothing changed`, 3);
   }
@@ -382,7 +383,7 @@ async function reportOrSay(ctx: RollbackCliContext, state: RollbackState): Promi
  * metric that cannot be written is a warning, not a failure of the command.
  */
 async function publishMetrics(ctx: RollbackCliContext, state: RollbackState): Promise<void> {
-  const now = (ctx.deps.now ?? (() => new Date()))();
+  const now = nowOf(ctx.deps);
   try {
     await putRollbackMetrics(ctx.deps.cloudwatch, metricsNamespace(ctx.settings.environmentName), finishedRollbackMetrics(state, now), now);
   } catch (error) {
@@ -427,7 +428,7 @@ async function staleDowngradeMaintenance(ctx: RollbackCliContext, current: strin
   const value = reading?.value;
   const run = value?.mode === 'maintenance' && value.actor === BACKOUT_ACTOR ? /\(execution ([^)]+)\): migration downgrade to /.exec(value.reason)?.[1] : undefined;
   if (!value || !run) return null;
-  const lift = restoreKillswitchCommand(null, (ctx.deps.now ?? (() => new Date()))());
+  const lift = restoreKillswitchCommand(null, nowOf(ctx.deps));
   return `still in maintenance, set by downgrade ${run} at ${value.updatedAt}; ${ctx.settings.api.serviceName} now runs ${current} (Alembic ${revision}), the schema's revision: lift it with ${lift}`;
 }
 
@@ -534,7 +535,7 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
   const owner = `cli:${actor}:${Date.now()}`;
   // Released by hand only with --force (unlockCommand): a downgrade task may run under this lock.
   const unlock = unlockCommandLine(service.serviceName, owner, true);
-  const now = (ctx.deps.now ?? (() => new Date()))();
+  const now = nowOf(ctx.deps);
   const until = new Date(now.getTime() + MIGRATION_LOCK_SECONDS * 1000).toISOString();
   const lock: NonNullable<MigrationProgress['lock']> = { service: service.serviceName, owner, until, state: 'requested' };
   progress.lock = lock;
@@ -589,13 +590,13 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
     progress.task = { stage: 'ended', result: task };
     keepLock = task.abandoned?.stopped === false || Boolean(task.unanswered);
     const keep = stillServed
-      ? `kept in maintenance: ${service.serviceName} still runs ${current}, which must not serve on the schema at ${revision}; once "${rollbackFirst}" has rolled it back, restore it: ${restoreKillswitchCommand(preparation.killswitchSet?.previous ?? null, (ctx.deps.now ?? (() => new Date()))())}`
+      ? `kept in maintenance: ${service.serviceName} still runs ${current}, which must not serve on the schema at ${revision}; once "${rollbackFirst}" has rolled it back, restore it: ${restoreKillswitchCommand(preparation.killswitchSet?.previous ?? null, nowOf(ctx.deps))}`
       : undefined;
     const result = await finishDowngrade(ctx.deps, ctx.settings, preparation, task, { group: release.logGroup, prefix: release.logStreamPrefix }, keep);
     const summary = `${service.serviceName}: migration downgrade to ${revision} by ${actor}: ${result.detail}`;
     // Where the schema now is, for what "rollback service" and its page say of it (schemaHead).
     if (result.ok) {
-      const record = { service: service.serviceName, revision, at: (ctx.deps.now ?? (() => new Date()))().toISOString(), by: actor, run, taskDefinition, servedBy: current };
+      const record = { service: service.serviceName, revision, at: nowOf(ctx.deps).toISOString(), by: actor, run, taskDefinition, servedBy: current };
       await recordSchemaDowngrade(ctx.deps.doc, ctx.settings.tableName, record).catch((error: unknown) =>
         ctx.print(`warning: the schema's revision (${revision}) was not recorded (${namedLine(error)}): "rollback service" will take it to be its release's head`),
       );
@@ -636,7 +637,7 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
     // A downgrade that did not end well: what the on-call does next, in order, ready to paste.
     const restorePoint = preparation.snapshotId ? `the snapshot ${preparation.snapshotId}` : `the PITR point ${preparation.pitr?.restoreTo}`;
     const lift = preparation.killswitchSet
-      ? `lift maintenance with ${restoreKillswitchCommand(preparation.killswitchSet.previous, (ctx.deps.now ?? (() => new Date()))())}`
+      ? `lift maintenance with ${restoreKillswitchCommand(preparation.killswitchSet.previous, nowOf(ctx.deps))}`
       : 'the killswitch was in maintenance before this command: whoever set it lifts it';
     const nextSteps = `; next: retry with ${downgradeCommandLine(revision, taskDefinition)} --yes once its cause is fixed, or, if the schema is left between two releases, restore ${ctx.settings.databaseInstanceIdentifier} from ${restorePoint} (taken just before the downgrade); once ${service.serviceName} runs a release of the schema's revision, ${lift}`;
     if (ctx.signal?.aborted && !result.ok && task.abandoned) {
@@ -714,7 +715,7 @@ export async function unlockCommand(ctx: RollbackCliContext, options: UnlockOpti
   const service = findService(ctx.settings, options.service).serviceName;
   const { doc } = ctx.deps;
   const table = ctx.settings.tableName;
-  const now = (ctx.deps.now ?? (() => new Date()))();
+  const now = nowOf(ctx.deps);
   const lock = await readLock(doc, table, service, now);
   if (!lock) {
     ctx.print(`${service}: no rollback lock is held: nothing to do`);
@@ -740,7 +741,7 @@ export async function unlockCommand(ctx: RollbackCliContext, options: UnlockOpti
   const actor = await ctx.actor();
   if (!(await releaseLock(doc, table, service, lock.owner))) {
     // Refused: another rollback took the lock since it was read, or it is gone (expired, released).
-    const again = await readLock(doc, table, service, (ctx.deps.now ?? (() => new Date()))());
+    const again = await readLock(doc, table, service, nowOf(ctx.deps));
     if (again) throw new OperatorError(`rollback unlock: the lock of ${service} was taken again by ${again.owner} (${again.reason}, since ${again.acquiredAt}): ${waitOrUnlock(ctx.settings, service, again)}; nothing changed`, 3);
     ctx.print(`${service}: the lock of ${lock.owner} is gone (it expired or was released meanwhile): nothing to do`);
     return;

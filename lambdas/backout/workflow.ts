@@ -172,7 +172,8 @@ export interface RollbackState {
   readonly error?: { readonly Error?: string; readonly Cause?: string };
 }
 
-const nowOf = (deps: { now?: () => Date }) => (deps.now ?? (() => new Date()))();
+/** The time now, from the deps' clock when they carry one (tests, a drill's fixed instant). */
+export const nowOf = (deps: { readonly now?: () => Date }): Date => (deps.now ?? (() => new Date()))();
 
 function base(service: string, trigger: RollbackState['trigger'], dryRun: boolean, owner: string = randomUUID()): RollbackState {
   return {
