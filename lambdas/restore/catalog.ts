@@ -169,6 +169,13 @@ export function manifestKeyIn(ref: string, bucket: string): string {
 }
 
 /**
+ * `latest` of a database (or of its tier) that no pointer names a backup of: nothing is published.
+ * A type of its own, so that a caller for whom that is an answer (the restore test's "no published
+ * backup") tells it from a failure to read without reading the words.
+ */
+export class NoBackupError extends OperatorError {}
+
+/**
  * `latest` to the newest backup of `database` (its pointer `latest/<db>.json`, or
  * `latest/<db>/<tier>.json` with a tier), or a manifest key, to a validated manifest. During the
  * transition from bucket-wide pointers, a database without a pointer of its own falls back to
@@ -209,7 +216,7 @@ export async function resolveBackup(deps: CatalogDeps, ref: string, filter: Cata
   }
   // Exit 2, as a manifest key that does not exist: the database named is the input to fix, and
   // running the same command again (exit 1) cannot find a backup that is not there.
-  throw new OperatorError(
+  throw new NoBackupError(
     `no backup of ${what} in s3://${deps.bucket} (no ${own}): check PGDATABASE/--database, run "atmr-dr backup --tier ${tier ?? 'daily'}" for it, or name a manifest key (atmr-dr backups list)`,
     2,
   );

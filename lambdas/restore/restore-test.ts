@@ -11,7 +11,7 @@ import { sqlState, UNDEFINED_TABLE } from '../shared/pg-errors';
 import { RESTORE_TEST_BACKUP_PREFIX, type BackupTier } from '../shared/s3-layout';
 import { pgToolPath, queryOneStatementReadOnly, quoteIdent } from '../shared/postgres';
 import { roleReadOnlyReset } from '../shared/read-only';
-import { CatalogDeps, resolveBackup, type ResolvedBackup } from './catalog';
+import { CatalogDeps, NoBackupError, resolveBackup, type ResolvedBackup } from './catalog';
 import { RESTORE_TEST_DEFAULTS } from './contract';
 import { BadObjectError, checkFreeSpace, type SpaceCheck } from './download';
 import { FunctionDeadlineStop } from './deadline';
@@ -463,7 +463,7 @@ async function latestPublished(deps: RestoreTestDeps, database: string): Promise
   } catch (error) {
     // A stop during this read is the backup's to report (nothing published), as any stop before it.
     // resolveBackup's own refusal when no pointer names a backup of the database is "none".
-    if (error instanceof OperatorError && error.message.startsWith('no backup of ')) return null;
+    if (error instanceof NoBackupError) return null;
     return { error: oneLine(error) };
   }
 }

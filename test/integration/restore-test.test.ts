@@ -5,6 +5,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { BackupResult, runBackup } from '../../lambdas/backup/backup';
 import { restoreBackup } from '../../lambdas/restore/restore';
+import * as catalog from '../../lambdas/restore/catalog';
+import { NoBackupError } from '../../lambdas/restore/catalog';
 import { RestoreTestDeps, RestoreTestOptions, restoreTestText, runRestoreTest } from '../../lambdas/restore/restore-test';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { PgConnection } from '../../lambdas/shared/pg-connection';
@@ -311,6 +313,23 @@ describe('restore test (test_backup_restore, automated)', () => {
     );
     // The RPO measured is that of the test's own backup, and the line says so.
     expect(restoreTestText(found, where)).toMatch(/\n {2}RPO \d+\.\d s \(age of the backup this test took\): objective 900 s met\n/);
+  });
+
+  it('takes the catalog\'s no-backup refusal for "none published" by its type, whatever its words', async () => {
+    // Arrange: the refusal of `latest` for a database without a backup, worded otherwise than today
+    const resolve = jest.spyOn(catalog, 'resolveBackup').mockRejectedValueOnce(new NoBackupError('nothing published for this database'));
+
+    try {
+      // Act
+      const report = await runRestoreTest(deps(), OPTIONS);
+
+      // Assert: none published (the report's "no published backup"), not a catalog that could not be read
+      expect(resolve).toHaveBeenCalledWith(expect.anything(), 'latest', { database: source.database });
+      expect(report.latestPublished).toBeNull();
+      expect(report.ok).toBe(true);
+    } finally {
+      resolve.mockRestore();
+    }
   });
 
   it('stopped during the load, reports what it ran: the RTO as a lower bound, the download and the partial load, no RPO verdict, no check it did not run', async () => {

@@ -12,7 +12,7 @@ import type { OperatorError } from '../../lambdas/shared/errors';
 import { formatBytes } from '../../lambdas/shared/format';
 import { GUARD_READ_BOUND_MS, RESTORE_LOCK_KEY, Unsettled } from '../../lambdas/restore/session';
 import { PgConnection } from '../../lambdas/shared/pg-connection';
-import { listBackups, resolveBackup } from '../../lambdas/restore/catalog';
+import { listBackups, NoBackupError, resolveBackup } from '../../lambdas/restore/catalog';
 import { RestoreDeps, restoreBackup, stagingName } from '../../lambdas/restore/restore';
 import { GoodObject, verifyBackup } from '../../lambdas/restore/verify';
 import { testCluster, uniqueDatabaseName, testClient } from '../support/cluster';
@@ -1521,6 +1521,9 @@ describe('catalog', () => {
     await expect(resolveBackup({ s3, bucket: localS3.bucket }, 'latest', { database: 'nobody_here' })).rejects.toThrow(
       /^no backup of database "nobody_here" in s3:\/\/.* \(no latest\/nobody_here\.json\): check PGDATABASE\/--database/,
     );
+    // A type of its own: the restore test reads "none published" from it, not from these words.
+    await expect(resolveBackup({ s3, bucket: localS3.bucket }, 'latest', { database: 'nobody_here' })).rejects.toBeInstanceOf(NoBackupError);
+    await expect(resolveBackup({ s3, bucket: localS3.bucket }, 'latest', { tier: 'weekly', database: 'nobody_here' })).rejects.toBeInstanceOf(NoBackupError);
     await expect(resolveBackup({ s3, bucket: localS3.bucket }, 'latest', {})).rejects.toThrow(/^"latest" is per database and none was named: set PGDATABASE or pass --database NAME$/);
   });
 
