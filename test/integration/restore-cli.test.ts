@@ -1026,6 +1026,8 @@ describe('atmr-dr restore-test', () => {
     expect(run.stderr).toMatch(/^atmr-dr: restore test failed: critical query failed on the restored copy: .*division by zero\n$/);
     const report = JSON.parse(run.stdout);
     expect(report.ok).toBe(false);
+    // The one stderr line is the report's error, as backups verify --json ends with its summary.
+    expect(run.stderr).toBe(`atmr-dr: restore test failed: ${report.error}\n`);
     expect(databaseExists(cluster, report.scratchDatabase)).toBe(false);
     expect(databasesLike(cluster, report.scratchDatabase)).toEqual([]);
   });
@@ -1040,6 +1042,9 @@ describe('atmr-dr restore-test', () => {
     expect(run.status).toBe(1);
     expect(run.stdout).toMatch(new RegExp(`^restore test FAILED: ${problem}\n  backup: restore-tests/`));
     expect(run.stderr).toBe(`atmr-dr: restore test failed: ${problem}\n`);
+    // Once on each stream: the report leads with it (it is pasted or filed alone), the stderr line
+    // is the command's one error line (what a script or cron mail keeps); nothing else repeats it.
+    expect(run.stdout.split(problem)).toHaveLength(2);
     const scratch = /^ {2}scratch database (\S+) dropped: true$/m.exec(run.stdout)![1];
     expect(databasesLike(cluster, scratch)).toEqual([]);
   });
