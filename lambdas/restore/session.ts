@@ -151,8 +151,9 @@ function unanswered(error: NoAnswer): string {
 /**
  * The restore's session could not connect again after its connection was lost (openAdminSession):
  * the server went away (the connection refused or timed out: a restart, a failover) or left its
- * lock unanswered. The line says which, and the caller adds what it leaves (the staging database,
- * the target), which only it knows.
+ * lock unanswered, or another restore into the target took the lock meanwhile (exit 3). The line
+ * says which, and the caller adds what it leaves (the staging database, the target), which only it
+ * knows.
  */
 export class SessionNotBack extends OperatorError {}
 
@@ -237,16 +238,26 @@ async function lockTarget(admin: Client, target: string, boundMs: number, previo
   const self = { pid: rows[0].pid, since: rows[0].since };
   if (rows[0].locked) return self;
   if (previous !== undefined && (await takeOverLock(admin, target, boundMs, previous))) return self;
-  const holder = await boundedQuery<{ pid: number; client: string | null; since: string | null }>(
-    admin,
-    `SELECT a.pid, host(a.client_addr) AS client, to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ') AS since
-       FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE ${HOLDS_LOCK}`,
-    boundMs,
-    [RESTORE_LOCK_KEY, target],
-    `the read of the restore that holds the lock on "${target}" (pg_locks, pg_stat_activity)`,
-  );
-  const who = holder.rows[0] ? ` (its session ${holder.rows[0].pid}${holder.rows[0].client ? ` from ${holder.rows[0].client}` : ''}, since ${holder.rows[0].since})` : '';
-  throw new OperatorError(`another restore into "${target}" is running${who}: wait for it to end (or stop it), then check "${target}" before restoring again; nothing was done`, 3);
+  const holder = (
+    await boundedQuery<{ pid: number; client: string | null; since: string | null; started: string }>(
+      admin,
+      `SELECT a.pid, host(a.client_addr) AS client, to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ') AS since, a.backend_start::text AS started
+         FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE ${HOLDS_LOCK}`,
+      boundMs,
+      [RESTORE_LOCK_KEY, target],
+      `the read of the restore that holds the lock on "${target}" (pg_locks, pg_stat_activity)`,
+    )
+  ).rows[0];
+  if (previous !== undefined && holder?.pid === previous.pid && holder.started === previous.since) {
+    throw new SessionNotBack(
+      `the restore's previous session ${previous.pid} (started ${previous.since}) still holds the lock on "${target}" ${SWAP_LOCK_TIMEOUT_MS / 1000} s after it was ended (pg_terminate_backend): look with SELECT pid, state, query FROM pg_stat_activity WHERE pid = ${previous.pid}`,
+    );
+  }
+  const who = holder ? ` (its session ${holder.pid}${holder.client ? ` from ${holder.client}` : ''}, since ${holder.since})` : '';
+  const running = `another restore into "${target}" is running${who}: wait for it to end (or stop it), then check "${target}" before restoring again`;
+  // Connecting again, the restore may have created its staging database: its caller says what is left.
+  if (previous !== undefined) throw new SessionNotBack(running, 3);
+  throw new OperatorError(`${running}; nothing was done`, 3);
 }
 
 /**
@@ -254,9 +265,9 @@ async function lockTarget(admin: Client, target: string, boundMs: number, previo
  * (matched on pid, start time and that lock, so that no other session can be ended: a pid may be
  * reused, a pooler may hand the same server process to another client), then waits for the lock
  * within lock_timeout. True once the lock is this connection's. Not there any more (its statement
- * over, it saw its closed connection meanwhile), the lock may be free: tried once more. A process
- * that does not go within lock_timeout is named, with where to look, rather than reported as the
- * restore's own lock timeout or as another restore.
+ * over, it saw its closed connection meanwhile), the lock may be free: tried once more. False when
+ * the lock is not this connection's: another restore may have taken it between the previous
+ * process's end and this wait, or that process does not go; lockTarget reads which.
  */
 async function takeOverLock(admin: Client, target: string, boundMs: number, previous: Backend): Promise<boolean> {
   const ended = await boundedQuery(
@@ -276,9 +287,7 @@ async function takeOverLock(admin: Client, target: string, boundMs: number, prev
     return true;
   } catch (error) {
     if (sqlState(error) !== LOCK_NOT_AVAILABLE) throw error;
-    throw new SessionNotBack(
-      `the restore's previous session ${previous.pid} (started ${previous.since}) still holds the lock on "${target}" ${SWAP_LOCK_TIMEOUT_MS / 1000} s after it was ended (pg_terminate_backend): look with SELECT pid, state, query FROM pg_stat_activity WHERE pid = ${previous.pid}`,
-    );
+    return false;
   }
 }
 

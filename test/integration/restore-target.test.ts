@@ -3,8 +3,8 @@ import { operatorErrorOf } from '../support/refusal';
 import { type PgConnection, connectTo } from '../../lambdas/shared/pg-connection';
 import { checkTarget } from '../../lambdas/restore/guards';
 import { checkLeftovers, stagingName } from '../../lambdas/restore/leftovers';
-import { GUARD_READ_BOUND_MS, NoAnswer, Unsettled, boundedQuery, createDatabase, dropDatabase, openAdminSession, runOrUnsettled } from '../../lambdas/restore/session';
-import { oneLine } from '../../lambdas/shared/errors';
+import { GUARD_READ_BOUND_MS, NoAnswer, RESTORE_LOCK_KEY, SessionNotBack, Unsettled, boundedQuery, createDatabase, dropDatabase, openAdminSession, runOrUnsettled } from '../../lambdas/restore/session';
+import { type OperatorError, oneLine } from '../../lambdas/shared/errors';
 import { swapIn } from '../../lambdas/restore/swap';
 import { startCuttingProxy } from '../support/cutting-proxy';
 import { testClient, testCluster, uniqueDatabaseName } from '../support/cluster';
@@ -723,6 +723,50 @@ describe("the session's lock and the leftovers' reads are bounded: a server that
       expect(oneLine(error)).toMatch(new RegExp(`^the restore's previous session ${pid} \\(started .+\\) still holds the lock on "${target}" 10 s after it was ended \\(pg_terminate_backend\\): look with SELECT pid, state, query FROM pg_stat_activity WHERE pid = ${pid}$`));
     } finally {
       if (pid) process.kill(pid, 'SIGCONT');
+      await session.end();
+      dropAll(target);
+    }
+  }, 60_000);
+
+  it("connecting the restore's session again while another restore takes the lock between the end of its previous server process and its wait for the lock: that restore is named (its session, client, start), exit 3, not the previous process", async () => {
+    // Arrange: the previous connection's statement outlasts its bound; another restore's session
+    // asks for the lock as the previous process is ended, and has it before this session's wait
+    const target = aTarget('t_raced');
+    // The production bound of the lock's answer, which outlasts lock_timeout (10 s): the server answers
+    const session = await openAdminSession(connection, 'postgres', target, GUARD_READ_BOUND_MS);
+    const rival = testClient(connection);
+    await rival.connect();
+    const rivalPid = (await rival.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+    const first = await session.client();
+    const pid = (await first.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+    await expect(boundedQuery(first, 'SELECT pg_sleep(60)', 500)).rejects.toBeInstanceOf(NoAnswer);
+    const { Client: PgClient } = await import('pg');
+    const query = PgClient.prototype.query as (...a: unknown[]) => Promise<unknown>;
+    const spy = jest.spyOn(PgClient.prototype, 'query').mockImplementation(function (this: Client, ...args: unknown[]) {
+      const text = (args[0] as { text?: string })?.text ?? '';
+      if (this === rival || !text.startsWith('SELECT pg_advisory_lock(')) return query.apply(this, args) as never;
+      // Granted once the ended process is gone, before this session's wait is sent.
+      return query.call(rival, 'SELECT pg_advisory_lock($1, hashtext($2))', [RESTORE_LOCK_KEY, target]).then(() => query.apply(this, args)) as never;
+    });
+    try {
+      // Act
+      const error = await session.client().then(
+        () => undefined,
+        (e: unknown) => e as OperatorError,
+      );
+      spy.mockRestore();
+
+      // Assert
+      expect(error).toBeInstanceOf(SessionNotBack);
+      expect(oneLine(error)).toMatch(
+        new RegExp(`^another restore into "${target}" is running \\(its session ${rivalPid} from 127\\.0\\.0\\.1, since [^)]+\\): wait for it to end \\(or stop it\\), then check "${target}" before restoring again$`),
+      );
+      expect(error?.exitCode).toBe(3);
+      expect(psql(cluster, 'postgres', `SELECT count(*) FROM pg_stat_activity WHERE pid = ${pid}`)).toBe('0');
+      expect(psql(cluster, 'postgres', `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = hashtext('${target}')::oid AND objsubid = 2`)).toBe(String(rivalPid));
+    } finally {
+      spy.mockRestore();
+      await rival.end();
       await session.end();
       dropAll(target);
     }

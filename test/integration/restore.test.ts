@@ -525,6 +525,59 @@ describe('restore refusals leave the target untouched', () => {
     }
   }, 90_000);
 
+  it('another restore that takes the lock while the session is lost after the staging database was created: the line names that restore, exit 3, and says the staging database is left with its DROP, not that nothing was done', async () => {
+    // Arrange: as the load begins, the server ends the restore's session and another restore's
+    // session takes the target's lock; the restore's next statement (the properties) connects again
+    const target = makeTarget();
+    const watcher = testClient(connection);
+    const rival = testClient(connection);
+    await watcher.connect();
+    await rival.connect();
+    const rivalPid = (await rival.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+    let staged: { name: string; drop: string } | undefined;
+    let raced: Promise<unknown> | undefined;
+    const onLoad = (): (() => void) => {
+      raced = watcher
+        .query(`SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1::int::oid AND objid = hashtext($2)::oid AND objsubid = 2`, [RESTORE_LOCK_KEY, target])
+        .then(() => rival.query('SELECT pg_advisory_lock($1, hashtext($2))', [RESTORE_LOCK_KEY, target]));
+      return () => undefined;
+    };
+    // The session's lock, connecting again, is sent once the other restore holds it.
+    const query = Client.prototype.query as (...a: unknown[]) => Promise<unknown>;
+    const spy = jest.spyOn(Client.prototype, 'query').mockImplementation(function (this: Client, ...args: unknown[]) {
+      const text = (args[0] as { text?: string })?.text ?? '';
+      if (raced === undefined || !text.includes('pg_try_advisory_lock')) return query.apply(this, args) as never;
+      return raced.then(() => query.apply(this, args)) as never;
+    });
+    try {
+      // Act
+      const error = await restoreBackup(deps({ onStaging: (name, drop) => (staged = { name, drop }), onLoad }), { ref: manifestKey, targetDb: target, force: true }).then(
+        () => undefined,
+        (e: unknown) => e as OperatorError,
+      );
+      spy.mockRestore();
+
+      // Assert
+      expect(staged).toBeDefined();
+      expect(error?.message).toMatch(
+        new RegExp(
+          `^another restore into "${target}" is running \\(its session ${rivalPid} from 127\\.0\\.0\\.1, since [^)]+\\): wait for it to end \\(or stop it\\), then check "${target}" before restoring again; ` +
+            literal(`could not drop staging database ${staged?.name} (the same error): drop it with ${staged?.drop}; target "${target}" untouched`) +
+            '$',
+        ),
+      );
+      expect(error?.exitCode).toBe(3);
+      expect(databasesLike(cluster, `${target}_`)).toEqual([staged?.name]);
+      expect(psql(cluster, target, 'SELECT count(*) FROM keep_me')).toBe('50');
+    } finally {
+      spy.mockRestore();
+      await rival.end();
+      await watcher.end();
+      if (staged) psql(cluster, 'postgres', `DROP DATABASE IF EXISTS "${staged.name}" WITH (FORCE)`);
+      psql(cluster, 'postgres', `DROP DATABASE IF EXISTS ${target} WITH (FORCE)`);
+    }
+  });
+
   it('refuses a target with open connections', async () => {
     const target = makeTarget();
     const session = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'flask-api' });
