@@ -158,7 +158,12 @@ export class Backups extends Construct {
       description: `atmr-dr ${environmentName} backup runner: HTTPS to AWS APIs, PostgreSQL to the database`,
       allowAllOutbound: false,
     });
-    this.securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'AWS APIs (S3, Secrets Manager, RDS, CloudWatch) over HTTPS');
+    // The APIs the runner code calls (lambdas/backup: S3, Secrets Manager unless it logs in with IAM
+    // auth, RDS). Its metrics are EMF lines in its logs; KMS is called by S3 and Secrets Manager, not
+    // by the runner. A Fargate task also pulls its image (ECR, layers from S3) and ships its logs
+    // (CloudWatch Logs) through its own network interface; Lambda does both itself.
+    const awsApis = props.settings.runner === 'fargate' ? 'S3, Secrets Manager, RDS, ECR, CloudWatch Logs' : 'S3, Secrets Manager, RDS';
+    this.securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), `AWS APIs (${awsApis}) over HTTPS`);
     this.securityGroup.connections.allowTo(props.databaseSecurityGroup, ec2.Port.tcp(database.port), 'atmr-dr backup runner to PostgreSQL');
 
     // --- dead letters: undeliverable schedules and failed async runs ---

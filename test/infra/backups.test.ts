@@ -328,6 +328,8 @@ describe('backups construct (example environment, lambda runner)', () => {
     const sgId = logicalIdByPrefix(ops, 'AWS::EC2::SecurityGroup', 'BackupsRunnerSecurityGroup');
     const sg = ops.findResources('AWS::EC2::SecurityGroup')[sgId] as { Properties: Json };
     expect(sg.Properties.SecurityGroupEgress).toEqual([expect.objectContaining({ CidrIp: '0.0.0.0/0', IpProtocol: 'tcp', FromPort: 443, ToPort: 443 })]);
+    // What the Lambda runner calls itself: Lambda pulls its image and ships its logs (and metrics) on its own.
+    expect((sg.Properties.SecurityGroupEgress as Json[])[0].Description).toBe('AWS APIs (S3, Secrets Manager, RDS) over HTTPS');
     const egress = resourcesOf(ops, 'AWS::EC2::SecurityGroupEgress').filter(([, r]) => JSON.stringify(r).includes(sgId));
     expect(egress.map(([, r]) => r.Properties)).toEqual([
       expect.objectContaining({ DestinationSecurityGroupId: 'sg-0a1b2c3d4e5f60db0', IpProtocol: 'tcp', FromPort: 5432, ToPort: 5432 }),
@@ -722,6 +724,13 @@ describe('backups construct variants', () => {
         ],
       });
       template.hasResourceProperties('AWS::ECS::Cluster', { ClusterSettings: [{ Name: 'containerInsights', Value: 'enabled' }] });
+    });
+
+    it('names in its HTTPS egress rule every AWS API the task reaches through its network interface, image pull and logs included', () => {
+      const sg = Object.values(template.findResources('AWS::EC2::SecurityGroup'))[0] as { Properties: { SecurityGroupEgress: Json[] } };
+      expect(sg.Properties.SecurityGroupEgress).toEqual([
+        expect.objectContaining({ FromPort: 443, ToPort: 443, Description: 'AWS APIs (S3, Secrets Manager, RDS, ECR, CloudWatch Logs) over HTTPS' }),
+      ]);
     });
 
     it('gives the task its time limit, ended before the next hourly run starts, and a stopTimeout that outlasts the stop margin', () => {
