@@ -1,4 +1,4 @@
-import { Arn, ArnFormat, Duration, RemovalPolicy, Size, Stack, TimeZone, Token, Validations } from 'aws-cdk-lib';
+import { Arn, ArnFormat, CfnOutput, Duration, RemovalPolicy, Size, Stack, TimeZone, Token, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -73,6 +73,18 @@ export const PITR_RPO_SECONDS = 15 * 60;
  * docs/backup-runner.md); weekly and monthly: 7 and 31 days plus the hour daylight saving adds.
  */
 export const MAX_NEWEST_BACKUP_AGE_HOURS = { daily: 48 + 3, weekly: 7 * 24 + 1 + 3, monthly: 31 * 24 + 1 + 3 } as const;
+
+/**
+ * Ops stack outputs of the Fargate runner: what a manual `aws ecs run-task` of a tier needs
+ * (docs/backup-runner.md, "Manual run"), the same cluster, task definition and network the
+ * schedules pass.
+ */
+export const BACKUP_RUNNER_OUTPUTS = {
+  clusterArn: 'BackupRunnerClusterArn',
+  taskFamily: 'BackupRunnerTaskFamily',
+  securityGroupId: 'BackupRunnerSecurityGroupId',
+  subnetIds: 'BackupRunnerSubnetIds',
+} as const;
 
 export interface BackupsProps extends BackupWorkloadProps {
   /** Environment name (resource descriptions, alarm names, config paths in errors). */
@@ -340,6 +352,10 @@ export class Backups extends Construct {
       id: `AwsSolutions-IAM5[Resource::${nagRender(stack, clusterTasks)}]`,
       reason: 'Task ids are made at RunTask: ecs:TagResource on the tasks of the runner cluster, only as part of RunTask (ecs:CreateAction), for the tags it propagates.',
     });
+    new CfnOutput(stack, BACKUP_RUNNER_OUTPUTS.clusterArn, { value: cluster.clusterArn, description: 'Cluster of the backup runner task (aws ecs run-task --cluster)' });
+    new CfnOutput(stack, BACKUP_RUNNER_OUTPUTS.taskFamily, { value: taskDefinition.family, description: 'Task definition family of the backup runner (aws ecs run-task --task-definition: its latest revision)' });
+    new CfnOutput(stack, BACKUP_RUNNER_OUTPUTS.securityGroupId, { value: this.securityGroup.securityGroupId, description: 'Security group of the backup runner task (awsvpcConfiguration securityGroups)' });
+    new CfnOutput(stack, BACKUP_RUNNER_OUTPUTS.subnetIds, { value: subnetIds.join(','), description: 'Subnets of the backup runner task, comma-separated (awsvpcConfiguration subnets)' });
     // A run delivered after its limit (counted from its scheduled time) could only be refused by the
     // task: Scheduler stops retrying by then, and the run goes to the dead-letter queue (which pages).
     const limit = Duration.minutes(settings.fargateTimeoutMinutes);

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ConfigError, parseEnvironmentConfig } from '../../lib/config';
-import { BACKUP_SCHEDULE_EXPRESSIONS, Backups, backupsPropsFromConfig } from '../../lib/constructs/backups';
+import { BACKUP_RUNNER_OUTPUTS, BACKUP_SCHEDULE_EXPRESSIONS, Backups, backupsPropsFromConfig } from '../../lib/constructs/backups';
 import { applyNagPacks } from '../../lib/nag';
 import { mockClient } from 'aws-sdk-client-mock';
 import { createTierSnapshot } from '../../lambdas/backup/rds';
@@ -731,6 +731,21 @@ describe('backups construct variants', () => {
       expect(sg.Properties.SecurityGroupEgress).toEqual([
         expect.objectContaining({ FromPort: 443, ToPort: 443, Description: 'AWS APIs (S3, Secrets Manager, RDS, ECR, CloudWatch Logs) over HTTPS' }),
       ]);
+    });
+
+    it('outputs the cluster, task family, security group and subnets a manual run-task needs, the ones the schedules pass', () => {
+      const outputs = template.findOutputs('*');
+      const [schedule] = Object.values(template.findResources('AWS::Scheduler::Schedule')) as { Properties: { Target: { Input: unknown } } }[];
+      const input = JSON.stringify(stack.resolve(schedule.Properties.Target.Input));
+      const family = (Object.values(template.findResources('AWS::ECS::TaskDefinition'))[0] as { Properties: { Family: string } }).Properties.Family;
+      const clusterId = logicalIdByPrefix(template, 'AWS::ECS::Cluster', 'BackupsCluster');
+      const sgId = logicalIdByPrefix(template, 'AWS::EC2::SecurityGroup', 'BackupsRunnerSecurityGroup');
+
+      expect(outputs[BACKUP_RUNNER_OUTPUTS.clusterArn].Value).toEqual({ 'Fn::GetAtt': [clusterId, 'Arn'] });
+      expect(outputs[BACKUP_RUNNER_OUTPUTS.taskFamily].Value).toBe(family);
+      expect(outputs[BACKUP_RUNNER_OUTPUTS.securityGroupId].Value).toEqual({ 'Fn::GetAtt': [sgId, 'GroupId'] });
+      expect(outputs[BACKUP_RUNNER_OUTPUTS.subnetIds].Value).toBe('subnet-0a1b2c3d4e5f60001,subnet-0a1b2c3d4e5f60002');
+      expect(input).toContain('\\"Subnets\\":[\\"subnet-0a1b2c3d4e5f60001\\",\\"subnet-0a1b2c3d4e5f60002\\"]');
     });
 
     it('gives the task its time limit, ended before the next hourly run starts, and a stopTimeout that outlasts the stop margin', () => {
