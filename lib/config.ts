@@ -119,6 +119,41 @@ export const DatabaseConfigSchema = z.strictObject({
 
 export { BackupTierSchema, type BackupTier } from '../lambdas/shared/tiers';
 
+/** Lambda's largest memory size (MiB). */
+const LAMBDA_MAX_MEMORY_MIB = 10240;
+
+/** `min` to `max` MiB by `step`. */
+function memorySteps(min: number, max: number, step: number): readonly number[] {
+  return Array.from({ length: (max - min) / step + 1 }, (_, i) => min + i * step);
+}
+
+/** Fargate task sizes (Linux): CPU units -> the memory sizes (MiB) Fargate runs them with. */
+const FARGATE_MEMORY_MIB: Readonly<Record<number, readonly number[]>> = {
+  256: [512, 1024, 2048],
+  512: memorySteps(1024, 4096, 1024),
+  1024: memorySteps(2048, 8192, 1024),
+  2048: memorySteps(4096, 16384, 1024),
+  4096: memorySteps(8192, 30720, 1024),
+  8192: memorySteps(16384, 61440, 4096),
+  16384: memorySteps(32768, 122880, 8192),
+};
+const FARGATE_CPUS = Object.keys(FARGATE_MEMORY_MIB).map(Number);
+const FARGATE_MAX_MEMORY_MIB = Math.max(...Object.values(FARGATE_MEMORY_MIB).flat());
+
+/** The memory sizes Fargate takes with `cpu` units, as a reader writes them ("2048-8192 MiB in steps of 1024"). */
+function fargateMemoryChoices(cpu: number): string {
+  const sizes = FARGATE_MEMORY_MIB[cpu] ?? [];
+  const step = sizes[1] - sizes[0];
+  const evenlySpaced = sizes.length > 2 && sizes.every((size, i) => i === 0 || size - sizes[i - 1] === step);
+  return evenlySpaced ? `${sizes[0]}-${sizes.at(-1)} MiB in steps of ${step}` : `${sizes.slice(0, -1).join(', ')} or ${sizes.at(-1)} MiB`;
+}
+
+/** Why Fargate cannot run `cpu` units with `memoryMiB` (naming the memory it takes), or undefined when it can. */
+export function fargatePairProblem(cpu: number, memoryMiB: number): string | undefined {
+  if (FARGATE_MEMORY_MIB[cpu]?.includes(memoryMiB)) return undefined;
+  return `${memoryMiB} MiB is not a valid Fargate memory for ${cpu} CPU units (fargateCpu): with ${cpu} CPU units give ${fargateMemoryChoices(cpu)}`;
+}
+
 export const BackupsConfigSchema = z.strictObject({
   /** Where the runner image executes: Lambda (15 min cap) or an ECS Fargate task (no cap). */
   runner: z.enum(['lambda', 'fargate']).default('lambda'),
@@ -140,8 +175,12 @@ export const BackupsConfigSchema = z.strictObject({
    * 48.8 GiB; raise it for larger dumps (memory grows by ~6x the increase).
    */
   partSizeMiB: z.number().int().min(5).max(512).default(5),
-  /** Lambda memory for the runner (MiB). */
-  memoryMiB: z.number().int().min(512).max(10240).default(2048),
+  /**
+   * Memory of the runner (MiB): the Lambda's (at most 10240, Lambda's maximum), or the Fargate
+   * task's, one of the sizes Fargate pairs with `fargateCpu` (FARGATE_MEMORY_MIB: up to 122880, with
+   * 16384 CPU units).
+   */
+  memoryMiB: z.number().int().min(512).max(FARGATE_MAX_MEMORY_MIB).default(2048),
   /** Lambda ephemeral storage (MiB) used as scratch space. */
   ephemeralStorageMiB: z.number().int().min(512).max(10240).default(4096),
   /**
@@ -171,7 +210,7 @@ export const BackupsConfigSchema = z.strictObject({
   fargateCpu: z
     .number()
     .int()
-    .refine((cpu) => [256, 512, 1024, 2048, 4096, 8192, 16384].includes(cpu), 'must be one of 256, 512, 1024, 2048, 4096, 8192, 16384')
+    .refine((cpu) => FARGATE_CPUS.includes(cpu), `must be one of ${FARGATE_CPUS.join(', ')}`)
     .default(1024),
   /**
    * `runner: fargate` only: the task's time limit in minutes, counted from the run's scheduled
@@ -189,37 +228,16 @@ export const BackupsConfigSchema = z.strictObject({
     ctx.addIssue({ code: 'custom', path: ['ecsClusterArn'], message: `is only used by runner "fargate" (runner is "${backups.runner}"): remove it, or set runner to "fargate"` });
   }
   // backups.fargateTimeoutMinutes above MAX_TASK_TIMEOUT_MINUTES: a deploy limit (deployLimitIssue), not a schema rule.
-  if (backups.runner === 'fargate' && !isValidFargatePair(backups.fargateCpu, backups.memoryMiB)) {
+  if (backups.runner === 'lambda' && backups.memoryMiB > LAMBDA_MAX_MEMORY_MIB) {
     ctx.addIssue({
       code: 'custom',
       path: ['memoryMiB'],
-      message: `${backups.memoryMiB} MiB is not a valid Fargate memory for ${backups.fargateCpu} CPU units (fargateCpu); pick a pair from the Fargate task size table (e.g. 1024 CPU with 2048-8192 MiB)`,
+      message: `${backups.memoryMiB} MiB is more than Lambda's maximum, ${LAMBDA_MAX_MEMORY_MIB}: set at most ${LAMBDA_MAX_MEMORY_MIB}, or runner "fargate" with a fargateCpu that takes this memory`,
     });
   }
+  const pairProblem = backups.runner === 'fargate' ? fargatePairProblem(backups.fargateCpu, backups.memoryMiB) : undefined;
+  if (pairProblem) ctx.addIssue({ code: 'custom', path: ['memoryMiB'], message: pairProblem });
 });
-
-/** Fargate task sizes: CPU units -> allowed memory in MiB (AWS's task size table). */
-export function isValidFargatePair(cpu: number, memoryMiB: number): boolean {
-  const gib = memoryMiB / 1024;
-  switch (cpu) {
-    case 256:
-      return [512, 1024, 2048].includes(memoryMiB);
-    case 512:
-      return Number.isInteger(gib) && gib >= 1 && gib <= 4;
-    case 1024:
-      return Number.isInteger(gib) && gib >= 2 && gib <= 8;
-    case 2048:
-      return Number.isInteger(gib) && gib >= 4 && gib <= 16;
-    case 4096:
-      return Number.isInteger(gib) && gib >= 8 && gib <= 30;
-    case 8192:
-      return gib >= 16 && gib <= 60 && gib % 4 === 0;
-    case 16384:
-      return gib >= 32 && gib <= 120 && gib % 8 === 0;
-    default:
-      return false;
-  }
-}
 
 export const RestoreTestConfigSchema = z.strictObject({
   /** Run the monthly restore test in this environment (staging by default, not production). */

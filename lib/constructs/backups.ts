@@ -43,7 +43,7 @@ import {
   type BackupTier,
 } from '../../lambdas/shared/s3-layout';
 import { SNAPSHOT_TIERS } from '../../lambdas/shared/tiers';
-import { ConfigError, isValidFargatePair, type BackupsConfig, type EnvironmentConfig } from '../config';
+import { ConfigError, fargatePairProblem, type BackupsConfig, type EnvironmentConfig } from '../config';
 import { nagRender } from '../nag';
 import type { BackupDatabase, BackupWorkloadProps } from './backup-workload';
 import { RUNNER_TASK_ENTRY_POINT, runnerContainerImage, runnerImageCode } from './runner-image';
@@ -299,11 +299,8 @@ export class Backups extends Construct {
     const { database, settings, environmentName, vpc } = props;
     const stack = Stack.of(this);
     const cpu = settings.fargateCpu;
-    if (!isValidFargatePair(cpu, settings.memoryMiB)) {
-      throw new ConfigError(
-        `config: environments.${environmentName}.backups.memoryMiB: ${settings.memoryMiB} MiB is not a valid Fargate memory for ${cpu} CPU units; pick a pair from the Fargate task size table (e.g. 1024 CPU with 2048-8192 MiB)`,
-      );
-    }
+    const pairProblem = fargatePairProblem(cpu, settings.memoryMiB);
+    if (pairProblem) throw new ConfigError(`config: environments.${environmentName}.backups.memoryMiB: ${pairProblem}`);
     const cluster = settings.ecsClusterArn
       ? ecs.Cluster.fromClusterAttributes(this, 'Cluster', {
           clusterName: Arn.split(settings.ecsClusterArn, ArnFormat.SLASH_RESOURCE_NAME).resourceName ?? settings.ecsClusterArn,

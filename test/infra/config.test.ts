@@ -620,11 +620,32 @@ describe('config rules the CLI sees too (values and pairs of fields)', () => {
 
   it('refuses a Fargate CPU/memory pair Fargate does not offer', () => {
     expect(() => parseEnvironmentConfig('qa', withBackups({ runner: 'fargate', fargateCpu: 1024, memoryMiB: 1536 }))).toThrow(
-      /^config: environments\.qa\.backups\.memoryMiB: 1536 MiB is not a valid Fargate memory for 1024 CPU units \(fargateCpu\); pick a pair/,
+      /^config: environments\.qa\.backups\.memoryMiB: 1536 MiB is not a valid Fargate memory for 1024 CPU units \(fargateCpu\): with 1024 CPU units give 2048-8192 MiB in steps of 1024/,
     );
     expect(parseEnvironmentConfig('qa', withBackups({ runner: 'fargate', fargateCpu: 1024, memoryMiB: 4096 })).backups.memoryMiB).toBe(4096);
     // The Lambda runner has no CPU setting: the same memory is fine there.
     expect(parseEnvironmentConfig('qa', withBackups({ runner: 'lambda', fargateCpu: 1024, memoryMiB: 1536 })).backups.memoryMiB).toBe(1536);
+  });
+
+  it('takes the Fargate sizes above Lambda\'s 10240 MiB, refusing a pair off the table in one line naming the memory the CPU takes', () => {
+    // 8192 and 16384 CPU units need 16 and 32 GiB at least: accepted as the task sizes they are.
+    for (const [fargateCpu, memoryMiB] of [[8192, 16384], [8192, 61440], [16384, 32768], [16384, 122880], [4096, 30720], [256, 2048]] as const) {
+      expect(parseEnvironmentConfig('qa', withBackups({ runner: 'fargate', fargateCpu, memoryMiB })).backups).toMatchObject({ fargateCpu, memoryMiB });
+    }
+    expect(() => parseEnvironmentConfig('qa', withBackups({ runner: 'fargate', fargateCpu: 8192, memoryMiB: 10240 }))).toThrow(
+      'config: environments.qa.backups.memoryMiB: 10240 MiB is not a valid Fargate memory for 8192 CPU units (fargateCpu): with 8192 CPU units give 16384-61440 MiB in steps of 4096; fix it in cdk.json (context.environments.qa.backups.memoryMiB)',
+    );
+    expect(() => parseEnvironmentConfig('qa', withBackups({ runner: 'fargate', fargateCpu: 16384, memoryMiB: 36864 }))).toThrow(
+      'config: environments.qa.backups.memoryMiB: 36864 MiB is not a valid Fargate memory for 16384 CPU units (fargateCpu): with 16384 CPU units give 32768-122880 MiB in steps of 8192; fix it in cdk.json (context.environments.qa.backups.memoryMiB)',
+    );
+    expect(() => parseEnvironmentConfig('qa', withBackups({ runner: 'fargate', fargateCpu: 256, memoryMiB: 1536 }))).toThrow(
+      /memoryMiB: 1536 MiB is not a valid Fargate memory for 256 CPU units \(fargateCpu\): with 256 CPU units give 512, 1024 or 2048 MiB;/,
+    );
+    // Lambda keeps its own maximum.
+    expect(() => parseEnvironmentConfig('qa', withBackups({ runner: 'lambda', memoryMiB: 16384 }))).toThrow(
+      'config: environments.qa.backups.memoryMiB: 16384 MiB is more than Lambda\'s maximum, 10240: set at most 10240, or runner "fargate" with a fargateCpu that takes this memory; fix it in cdk.json (context.environments.qa.backups.memoryMiB)',
+    );
+    expect(parseEnvironmentConfig('qa', withBackups({ runner: 'lambda', memoryMiB: 10240 })).backups.memoryMiB).toBe(10240);
   });
 
   it('defaults the Fargate task\'s time limit to 55 minutes and refuses a value it cannot use in one line naming the field', () => {
