@@ -181,7 +181,7 @@ export const BackupsConfigSchema = z.strictObject({
    * 16384 CPU units).
    */
   memoryMiB: z.number().int().min(512).max(FARGATE_MAX_MEMORY_MIB).default(2048),
-  /** Lambda ephemeral storage (MiB) used as scratch space. */
+  /** Lambda ephemeral storage (MiB) used as scratch space (a Fargate task always has 21 GiB). */
   ephemeralStorageMiB: z.number().int().min(512).max(10240).default(4096),
   /**
    * S3 Object Lock in governance mode: every new object version is retained this many days by
@@ -216,7 +216,8 @@ export const BackupsConfigSchema = z.strictObject({
    * `runner: fargate` only: the task's time limit in minutes, counted from the run's scheduled
    * time. Like the Lambda runner before Lambda's 15 minutes, the task stops its run 30 s before it
    * (pg_dump killed, uploads aborted, the database transaction closed, nothing published), reports
-   * a failed run and exits 1: a hung dump no longer holds its snapshot open on production, nor runs
+   * a failed run and exits 3 (REPORTED_FAILURE_EXIT_CODE: FailedRun pages for it, RunnerStopped
+   * leaves it out): a hung dump no longer holds its snapshot open on production, nor runs
    * beside the next hourly runs. 55 by default and at most: hourly runs are 60 minutes apart, so a
    * run, however late it started, is over before the next hourly run is due.
    */
