@@ -11,7 +11,7 @@ import { Escalation } from './constructs/escalation';
 import type { HumanSubscription } from './constructs/incident-topic';
 import type { BackupWorkloadProps } from './constructs/backup-workload';
 import { DashboardGraph, OpsDashboard } from './constructs/dashboard';
-import { Detection, detectionPropsFromConfig } from './constructs/detection';
+import { Detection, detectionPropsFromConfig, warnOfUnwatchedScenarios } from './constructs/detection';
 import { Killswitch } from './constructs/killswitch';
 import { KeyGuard } from './constructs/key-guard';
 import { RestoreTest, restoreTestPropsFromConfig } from './constructs/restore-test';
@@ -126,6 +126,7 @@ export class OpsStack extends Stack {
       maintenanceResponder: killswitch.maintenanceResponder.function,
     });
     const detection = detectionProps ? new Detection(this, 'Detection', detectionProps) : undefined;
+    warnOfUnwatchedScenarios(this, config);
     // `scale`, `osrm restart` and `db read-write` by hand, the runbook's first actions.
     detection?.grantOperator(operators);
     const backout = config.backout;

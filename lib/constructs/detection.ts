@@ -1,4 +1,4 @@
-import { ArnFormat, CfnOutput, Duration, Stack, Validations } from 'aws-cdk-lib';
+import { Annotations, ArnFormat, CfnOutput, Duration, Stack, Validations } from 'aws-cdk-lib';
 import * as appscaling from 'aws-cdk-lib/aws-applicationautoscaling';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -11,6 +11,7 @@ import { metricsNamespace } from '../../lambdas/shared/constants';
 import type { ProbeEnvironment } from '../../lambdas/detection/settings';
 import type { DetectionConfig, EnvironmentConfig } from '../config';
 import type { DashboardGraph } from './dashboard';
+import { alarmNamePrefix } from '../alarm-names';
 import { deadLettersAlarm } from './dead-letters';
 import { putEventsOnDefaultBus } from './event-bus-statements';
 import { HealthProbe, HealthProbeProps, PROBE_METRICS, probeMetric } from './health-probe';
@@ -817,4 +818,79 @@ export function detectionPropsFromConfig(config: EnvironmentConfig, wiring: Dete
     ecs: d.ecs,
     celeryAutoscaling: d.celeryAutoscaling.enabled ? { targetQueueDepth: d.celeryAutoscaling.targetQueueDepth } : undefined,
   };
+}
+
+/**
+ * The detection's optional settings and the alarms (`<Concern>-<What>`) each one creates: without
+ * it they do not exist, and nothing pages for them. The ECS services' alarms are named after the
+ * keys of detection.ecs.services, unknown while it is absent.
+ */
+const OPTIONAL_DETECTION_SETTINGS: readonly {
+  readonly id: string;
+  readonly key: string;
+  readonly example: string;
+  readonly isSet: (detection: DetectionConfig) => boolean;
+  readonly alarms: readonly string[];
+}[] = [
+  { id: 'probe-api', key: 'probe.api', example: '{ "baseUrl": "http://<the API\'s internal load balancer>" }', isSet: (d) => Boolean(d.probe.api), alarms: ['Health-ApiNotReady'] },
+  { id: 'probe-osrm', key: 'probe.osrm', example: '{ "healthUrl": "http://<osrm>:5000/health" }', isSet: (d) => Boolean(d.probe.osrm), alarms: ['Osrm-Down'] },
+  { id: 'probe-redis', key: 'probe.redis', example: '{ "host": "<the Celery broker>" }', isSet: (d) => Boolean(d.probe.redis), alarms: ['Health-RedisDown', 'Load-CeleryQueueGrowing', 'Health-RedisMemoryHigh'] },
+  {
+    id: 'probe-database',
+    key: 'probe.database',
+    example: '{ "secretArn": "<the probe\'s read-only role, docs/detection.md>" }',
+    isSet: (d) => Boolean(d.probe.database),
+    alarms: ['Database-Down', 'Database-ReadOnly'],
+  },
+  { id: 'api-logs', key: 'apiLogs', example: '{ "logGroupName": "<the API\'s log group>" }', isSet: (d) => Boolean(d.apiLogs), alarms: ['Osrm-ApiErrors', 'Database-ReadOnlyErrors', 'Network-ApiTimeouts'] },
+  {
+    id: 'alb',
+    key: 'alb',
+    example: '{ "loadBalancerFullName": "app/<name>/<id>", "targetGroupFullName": "targetgroup/<name>/<id>" }',
+    isSet: (d) => Boolean(d.alb),
+    alarms: ['Load-ApiLatencyP95', 'Load-ApiErrorRate', 'Health-UnhealthyHosts'],
+  },
+  { id: 'rds-allocated-storage', key: 'rdsAllocatedStorageGiB', example: '<the instance\'s allocated storage, GiB>', isSet: (d) => d.rdsAllocatedStorageGiB !== undefined, alarms: ['Database-FreeStorageLow'] },
+  { id: 'rds-max-connections', key: 'rdsMaxConnections', example: '<the instance\'s max_connections>', isSet: (d) => d.rdsMaxConnections !== undefined, alarms: ['Database-ConnectionsNearLimit'] },
+  {
+    id: 'ecs',
+    key: 'ecs',
+    example: '{ "clusterName": "<cluster>", "services": { "api": { "serviceName": "<service>" }, "celery": ..., "osrm": ... } }: <Key> is each key, capitalized',
+    isSet: (d) => Object.keys(d.ecs?.services ?? {}).length > 0,
+    alarms: ['Load-<Key>Cpu', 'Load-<Key>Memory'],
+  },
+];
+/** The alarms of any detection block (the probe's own, Network-ProbeFailures, and Killswitch-MaintenanceTooLong with the default probe.killswitch). */
+const DETECTION_BLOCK_ALARMS = ['Probe-DeadLetters', 'Probe-Errors', 'Probe-Silent', 'Network-ProbeFailures', 'Killswitch-MaintenanceTooLong'];
+
+function listed(names: readonly string[]): string {
+  return names.length > 1 ? `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}` : names[0];
+}
+
+/**
+ * Warns at synth, in a production environment, of each detection setting left out and the alarms
+ * it leaves uncreated: the stacks deploy without them and nothing says that a runbook scenario is
+ * not watched. Not in another environment: staging may leave them out on purpose (no load
+ * balancer or log group of its own, or no page wanted for it).
+ */
+export function warnOfUnwatchedScenarios(scope: Construct, config: EnvironmentConfig): void {
+  if (!config.production) return;
+  const name = (alarm: string) => `${alarmNamePrefix(config.name)}${alarm}`;
+  const where = `environments.${config.name}.detection`;
+  const detection = config.detection;
+  if (!detection) {
+    const alarms = [...DETECTION_BLOCK_ALARMS, ...OPTIONAL_DETECTION_SETTINGS.flatMap((setting) => setting.alarms)];
+    Annotations.of(scope).addWarningV2(
+      'atmr-dr:detection-block-missing',
+      `production environment "${config.name}" has no detection block: alarms not created (nothing pages for the runbook's scenarios): ${listed(alarms.map(name))}; add ${where} to cdk.json with ${OPTIONAL_DETECTION_SETTINGS.map((setting) => setting.key).join(', ')} (the example environment sets each one)`,
+    );
+    return;
+  }
+  for (const setting of OPTIONAL_DETECTION_SETTINGS) {
+    if (setting.isSet(detection)) continue;
+    Annotations.of(scope).addWarningV2(
+      `atmr-dr:detection-${setting.id}-missing`,
+      `production environment "${config.name}" has no detection.${setting.key}: alarms not created (nothing pages for them): ${listed(setting.alarms.map(name))}; set ${where}.${setting.key} in cdk.json (${setting.example}) to create them`,
+    );
+  }
 }
