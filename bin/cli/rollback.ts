@@ -190,11 +190,14 @@ function heldFor(lock: LockRecord): string {
   return lock.holder.taskArn ? `, for the migration downgrade task ${lock.holder.taskArn}` : ', for a migration downgrade (task ARN not recorded)';
 }
 
-/** The exit-3 line of `rollback service|migration` refused by another rollback's lock, read again for its owner. */
-async function lockHeldError(ctx: RollbackCliContext, service: string): Promise<OperatorError> {
+/**
+ * The exit-3 line of `rollback service|migration` refused by another rollback's lock: `held`, the
+ * lock as already read, else read again for its owner.
+ */
+async function lockHeldError(ctx: RollbackCliContext, service: string, held?: LockRecord): Promise<OperatorError> {
   let lock: LockRecord | null;
   try {
-    lock = await readLock(ctx.deps.doc, ctx.settings.tableName, service, nowOf(ctx.deps));
+    lock = held ?? (await readLock(ctx.deps.doc, ctx.settings.tableName, service, nowOf(ctx.deps)));
   } catch (error) {
     return new OperatorError(`rollback: another rollback of ${service} holds the lock (its owner could not be read: ${namedLine(error)}); see "atmr-dr rollback status --service ${service}", nothing changed`, 3);
   }
@@ -504,6 +507,10 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
       2,
     );
   }
+  // A lock already held refuses the command before its plan: the on-call must not read a downgrade
+  // that will not run. The conditional put below still decides (the lock may be taken meanwhile).
+  const held = await readLock(ctx.deps.doc, ctx.settings.tableName, service.serviceName, (ctx.deps.now ?? (() => new Date()))());
+  if (held) throw await lockHeldError(ctx, service.serviceName, held);
   ctx.print(`migration downgrade: "${downgradeArgs(revision).join(' ')}" in ${taskDefinition}${taskDefinition === current ? '' : `, the service runs ${current}`} (schema now at ${release.alembicHead ?? 'unknown'})`);
   // Maintenance is lifted after the downgrade only when what the service RUNS declares the target
   // revision as its head: --task-definition names the image the downgrade runs in, not what serves,
