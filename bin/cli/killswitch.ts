@@ -2,7 +2,7 @@ import { SSMClient } from '@aws-sdk/client-ssm';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { Command } from 'commander';
 import { KillswitchCommand, KillswitchCommandResult, runKillswitchCommand } from '../../lambdas/killswitch/commands';
-import { describeValue, MISSING_PARAMETER_FIX, sentUnconfirmed } from '../../lambdas/killswitch/core';
+import { describeValue, KillswitchReading, MISSING_PARAMETER_FIX, sentUnconfirmed } from '../../lambdas/killswitch/core';
 import { NO_EXPIRY, parseEnableMode, parseExpires, parseReason } from '../../lambdas/killswitch/value';
 import { awsCall, unansweredService } from '../../lambdas/shared/aws-errors';
 import { serviceNow } from '../../lambdas/shared/clock-offset';
@@ -78,19 +78,29 @@ const UNTIL_DISABLED = 'until atmr-dr killswitch disable (no --expires)';
 /** How long a mode set with --expires never lasts. */
 const UNTIL_DISABLED_NEVER = `until atmr-dr killswitch disable (--expires ${NO_EXPIRY})`;
 
-/** `now`: SSM's clock (ms), so an expiry is called past or not as the readers will, whatever this machine's clock says. */
+/** `killswitch status --json` of a reading (`rollback status --json` gives the same). */
+export function killswitchStatusJson(parameterName: string, reading: KillswitchReading) {
+  return { parameterName, version: reading.version, value: reading.value, ...(reading.invalidReason && { invalid: reading.invalidReason, raw: reading.raw }) };
+}
+
+/**
+ * `killswitch status`'s lines of a reading (`rollback status` ends with the same). `now`: SSM's
+ * clock (ms), so an expiry is called past or not as the readers will, whatever this machine's clock says.
+ */
+export function killswitchStatusLines(parameterName: string, reading: KillswitchReading, now: number): string[] {
+  if (!reading.value) return [`killswitch ${parameterName} v${reading.version}: MALFORMED value (${reading.invalidReason}), readers treat it as normal: ${reading.raw}`];
+  const lines = [`killswitch ${parameterName} v${reading.version}: ${describeValue(reading.value, now)}`];
+  // Nothing reverts a mode set without --expires: the operator reading it learns it has no end.
+  if (reading.value.mode !== 'normal' && !reading.value.expiresAt) lines.push(`  stays ${reading.value.mode} ${UNTIL_DISABLED}`);
+  return lines;
+}
+
+/** `now`: SSM's clock (ms), as killswitchStatusLines takes it. */
 function report(parameterName: string, result: KillswitchCommandResult, json: boolean, now: number): void {
   if (result.action === 'status') {
     const { reading } = result;
-    if (json) {
-      print(JSON.stringify({ parameterName, version: reading.version, value: reading.value, ...(reading.invalidReason && { invalid: reading.invalidReason, raw: reading.raw }) }));
-    } else if (reading.value) {
-      print(`killswitch ${parameterName} v${reading.version}: ${describeValue(reading.value, now)}`);
-      // Nothing reverts a mode set without --expires: the operator reading it learns it has no end.
-      if (reading.value.mode !== 'normal' && !reading.value.expiresAt) print(`  stays ${reading.value.mode} ${UNTIL_DISABLED}`);
-    } else {
-      print(`killswitch ${parameterName} v${reading.version}: MALFORMED value (${reading.invalidReason}), readers treat it as normal: ${reading.raw}`);
-    }
+    if (json) print(JSON.stringify(killswitchStatusJson(parameterName, reading)));
+    else for (const line of killswitchStatusLines(parameterName, reading, now)) print(line);
     return;
   }
   if ('unchanged' in result) {

@@ -53,9 +53,10 @@ import { EVENT_SOURCE, metricsNamespace, OPERATOR_CLI } from '../../lambdas/shar
 import { namedLine, NotFoundError, OperatorError, oneLine } from '../../lambdas/shared/errors';
 import { MISSING_PARAMETER_FIX, readKillswitch } from '../../lambdas/killswitch/core';
 import { formatAge, formatSeconds } from '../../lambdas/shared/format';
+import { serviceNow } from '../../lambdas/shared/clock-offset';
 import { confirmer } from './confirm';
 import { interruptibly } from './interrupt';
-import { resolveCliActor } from './killswitch';
+import { killswitchStatusJson, killswitchStatusLines, resolveCliActor } from './killswitch';
 import { DEPLOYED_NAMES, defaultEnvironmentName, ENV_DEFAULT, isServiceNotFound, nonEmpty, notFoundHint, packageRoot, resolveDeployedName, resolveDeployedNameFrom } from './resolve';
 import { loadCliConfig } from './cli-config';
 
@@ -211,11 +212,36 @@ function rolloutLine(taskDefinition: string, rollout: PrimaryRollout): string {
   return rollout.state === 'IN_PROGRESS' ? `rolling out ${taskDefinition} (${counts})` : `rollout of ${taskDefinition} ${rollout.state} (${counts})`;
 }
 
-export async function statusCommand(ctx: RollbackCliContext, services: string[], json: boolean): Promise<void> {
+/** The killswitch parameter `rollback status` reads: its name, or why none could be resolved. */
+export type StatusKillswitch = { readonly parameterName: string } | { readonly unresolved: string };
+
+/**
+ * The killswitch as `killswitch status` says it, for `rollback status`: whether the API is in
+ * maintenance during a backout. A killswitch that cannot be read is one line saying so, never the
+ * status's failure (what the status reads of ECS and the table still matters).
+ */
+async function killswitchStatus(ctx: RollbackCliContext, source: StatusKillswitch): Promise<{ lines: string[]; json: object }> {
+  const unread = (parameter: string, why: string) => ({
+    lines: [`killswitch${parameter && ` ${parameter}`}: not read (${why}): whether the API is in maintenance is unknown`],
+    json: { parameterName: parameter || null, unread: why },
+  });
+  if ('unresolved' in source) return unread('', source.unresolved);
+  const { parameterName } = source;
+  try {
+    const reading = await readKillswitch(ctx.deps.ssm, parameterName, MISSING_PARAMETER_FIX.cli);
+    return { lines: killswitchStatusLines(parameterName, reading, serviceNow(ctx.deps.ssm).getTime()), json: killswitchStatusJson(parameterName, reading) };
+  } catch (error) {
+    return unread(parameterName, error instanceof OperatorError ? oneLine(error) : namedLine(error));
+  }
+}
+
+export async function statusCommand(ctx: RollbackCliContext, services: string[], json: boolean, killswitch: StatusKillswitch = { parameterName: ctx.settings.killswitchParameterName }): Promise<void> {
   const statuses = [];
   for (const service of services) statuses.push(await backoutStatus(ctx.deps, ctx.settings, service));
+  const switchStatus = await killswitchStatus(ctx, killswitch);
   if (json) {
-    ctx.print(JSON.stringify(statuses));
+    // In each service's entry: the output stays the array of services it has always been.
+    ctx.print(JSON.stringify(statuses.map((s) => ({ ...s, killswitch: switchStatus.json }))));
     return;
   }
   for (const s of statuses) {
@@ -250,7 +276,7 @@ export async function statusCommand(ctx: RollbackCliContext, services: string[],
     for (const r of s.rollbacks) ctx.print(`  ${r.at} ${r.outcome}: ${r.summary}`);
     // A rollout with no rollback recorded may be ECS's own (its circuit breaker rolling back) or a deploy.
     if (!s.rollbacks.length) ctx.print(s.rollout ? '  no rollback recorded by atmr-dr; a rollout is in progress (above): a deploy, or ECS rolling the service back itself (its circuit breaker)' : '  no rollback recorded');
-  }
+  }  for (const line of switchStatus.lines) ctx.print(line);
 }
 
 export interface ServiceRollbackOptions {
@@ -819,7 +845,12 @@ export function registerRollbackCommands(program: Command, makeContext: typeof d
     .action(async (opts: { service?: string; json?: boolean }) => {
       const ctx = await makeContext(globals(), opts.service, true);
       const services = opts.service ? [findService(ctx.settings, opts.service).serviceName] : [ctx.settings.api.serviceName, ...ctx.settings.workers.map((w) => w.serviceName)];
-      await statusCommand(ctx, services, Boolean(opts.json)).catch((error: unknown) => {
+      // Not a context's name: a killswitch parameter that cannot be named costs the status one line.
+      const killswitch = await resolveDeployedName(DEPLOYED_NAMES.killswitchParameter, { flagValue: globals().parameter, envName: globals().env }).then(
+        (parameterName): StatusKillswitch => ({ parameterName }),
+        (error: unknown): StatusKillswitch => ({ unresolved: oneLine(error) }),
+      );
+      await statusCommand(ctx, services, Boolean(opts.json), killswitch).catch((error: unknown) => {
         throw ecsNotFoundHint(error, globals(), ctx.cluster, opts.service);
       });
     });

@@ -110,6 +110,8 @@ describe('atmr-dr rollback status (child process), read-only', () => {
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);
     expect(run.stdout).toMatch(/^atmr-api: running .*\n {2}last known good: /);
+    // The killswitch parameter by the config's name (no variable, no stack output): SSM holds '{}' there.
+    expect(run.stdout).toMatch(/\n {2}no rollback recorded\nkillswitch \/atmr\/example\/killswitch v1: MALFORMED value \(.*\), readers treat it as normal: \{\}\n$/);
   });
 });
 
@@ -972,7 +974,58 @@ describe('rollback status and migration', () => {
       '  last known good before it: not named, the pin /atmr-dr/test/backout/pinned/atmr-api could not be read (AccessDeniedException: User is not authorized to perform: ssm:GetParameter): it could be the release the last rollback rolled away from; read the pin before any --to',
       '  lock: free',
       '  no rollback recorded',
+      'killswitch /atmr/test/killswitch: not read (AccessDeniedException: User is not authorized to perform: ssm:GetParameter): whether the API is in maintenance is unknown',
     ]);
+  });
+
+  it('ends with the killswitch as "killswitch status" says it (in maintenance during a backout), in text and in JSON (each service\'s killswitch)', async () => {
+    // Arrange: a downgrade put the API in maintenance, with no expiry.
+    const ctx = await context({ now: () => new Date('2026-06-01T10:20:00.000Z') });
+    const value = { mode: 'maintenance', reason: 'backout (execution run-1): migration downgrade to aaa111', actor: 'atmr-dr backout', updatedAt: '2026-06-01T14:05:00.000Z', expiresAt: null };
+    mocks.ssm.on(GetParameterCommand, { Name: ctx.settings.killswitchParameterName }).resolves({ Parameter: { Value: JSON.stringify(value), Version: 7 } });
+
+    // Act
+    await statusCommand(ctx, ['atmr-api'], false);
+    const text = [...printed];
+    printed.length = 0;
+    await statusCommand(ctx, ['atmr-api'], true);
+
+    // Assert
+    expect(text[0]).toBe(`atmr-api: running ${BAD}`);
+    expect(text.slice(-2)).toEqual([
+      'killswitch /atmr/test/killswitch v7: maintenance (by atmr-dr backout at 2026-06-01 14:05 UTC): backout (execution run-1): migration downgrade to aaa111',
+      '  stays maintenance until atmr-dr killswitch disable (no --expires)',
+    ]);
+    expect(JSON.parse(printed[0])).toEqual([expect.objectContaining({ service: 'atmr-api', killswitch: { parameterName: '/atmr/test/killswitch', version: 7, value } })]);
+  });
+
+  it('a killswitch SSM refuses to read costs one line saying so: the rest of the status printed, no failure', async () => {
+    // Arrange
+    const ctx = await context({ now: () => new Date('2026-06-01T10:20:00.000Z') });
+    mocks.ssm.on(GetParameterCommand, { Name: ctx.settings.killswitchParameterName }).rejects(Object.assign(new Error('User is not authorized to perform: ssm:GetParameter'), { name: 'AccessDeniedException' }));
+
+    // Act
+    await statusCommand(ctx, ['atmr-api'], false);
+    const text = [...printed];
+    printed.length = 0;
+    await statusCommand(ctx, ['atmr-api'], true);
+
+    // Assert
+    const why = 'AccessDeniedException: User is not authorized to perform: ssm:GetParameter';
+    expect(text).toEqual([
+      `atmr-api: running ${BAD}`,
+      '  last known good: none recorded',
+      '  lock: free',
+      '  no rollback recorded',
+      `killswitch /atmr/test/killswitch: not read (${why}): whether the API is in maintenance is unknown`,
+    ]);
+    expect(JSON.parse(printed[0])).toEqual([expect.objectContaining({ killswitch: { parameterName: '/atmr/test/killswitch', unread: why } })]);
+
+    // A parameter no flag, variable, stack output nor config names: the same one line, without a name.
+    printed.length = 0;
+    await statusCommand(ctx, ['atmr-api'], false, { unresolved: 'no killswitch parameter (...): pass --parameter NAME or set KILLSWITCH_PARAMETER' });
+    expect(printed.slice(0, -1)).toEqual(text.slice(0, -1));
+    expect(printed.at(-1)).toBe('killswitch: not read (no killswitch parameter (...): pass --parameter NAME or set KILLSWITCH_PARAMETER): whether the API is in maintenance is unknown');
   });
 
   it('text: says a rollout is in progress when no rollback is recorded, and names the last migration downgrade that worked', async () => {
