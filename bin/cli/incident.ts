@@ -151,7 +151,7 @@ const INCIDENT_ID = 'incident id, from atmr-dr incident list --open';
 export function registerIncidentCommands(program: Command): void {
   const incident = program
     .command('incident')
-    .description('incidents opened by the alarms: list, acknowledge (stops the escalation), resolve, timeline for the post-mortem')
+    .description('incidents opened by the alarms: list, acknowledge (stops the climb to the next level), resolve, timeline for the post-mortem')
     .option('--table <name>', 'ops-state table (default: $ATMR_OPS_TABLE, else the deployed stack outputs of --env)')
     .option('--state-machine <arn>', 'escalation state machine (default: $ATMR_ESCALATION_STATE_MACHINE, else the deployed stack outputs)')
     .option('--env <name>', `environment whose deployed stacks name the table (default: ${ENV_DEFAULT})`);
@@ -241,12 +241,15 @@ export function registerIncidentCommands(program: Command): void {
       if (alarm.unread) process.stderr.write(`atmr-dr: warning: ${alarm.unread}\n`);
       if (alarm.warning && opts.yes) process.stderr.write(`atmr-dr: warning: ${alarm.warning}\n`);
       const although = alarm.warning ? `, although ${alarm.warning}` : '';
-      if (!(await confirmer(opts.yes)(`resolve incident ${id} (${found.alarmName}, ${found.status}) and stop its escalation${although}`))) {
+      // What the resolution ends depends on the state: an acknowledgement has already stopped the
+      // climb for good, and only its reminders are left (lib/constructs/escalation.ts).
+      const ends = found.status === 'ACKED' ? 'ending its reminders (its acknowledgement already stopped the climb: no further level is paged)' : 'paging no further level';
+      if (!(await confirmer(opts.yes)(`resolve incident ${id} (${found.alarmName}, ${found.status}), ${ends} and telling every level paged it is resolved${although}`))) {
         throw new OperatorError(`incident resolve: not confirmed, incident ${id} unchanged`, 1);
       }
       let wakeError: unknown;
       await resolveIncident(store, id, { by, via: 'cli', how: 'resolved by hand', ...(note && { note }) }, { wakeFailed: (error) => (wakeError = error) });
-      print(`incident ${id} resolved by ${by}`);
+      print(`incident ${id} resolved by ${by}: its escalation stops, no one else is paged; every level paged is told it is resolved; the record: \`atmr-dr incident timeline ${id}\``);
       if (wakeError !== undefined) process.stderr.write(`atmr-dr: warning: ${await notWokenLine('resolution', found, wakeError, tableEnvironment(globals))}\n`);
     });
 
