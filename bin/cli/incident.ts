@@ -193,11 +193,12 @@ export function registerIncidentCommands(program: Command): void {
       }
       for (const i of incidents) {
         const ack = i.ack ? ` acked by ${i.ack.by} ${i.ack.at}` : '';
+        const resolved = i.resolution ? ` resolved by ${i.resolution.by} ${i.resolution.at}` : '';
         const note = i.resolution?.note ? ` note: ${i.resolution.note}` : '';
         const workflow = workflows.has(i.id) ? ` workflow ${workflows.get(i.id)}` : '';
         const highest = highestLevelPaged(i, undefined);
         const possibly = highest > i.level ? ` (${highest} possibly paged)` : '';
-        print(`${i.id}  ${i.status.padEnd(8)} level ${i.level}${possibly}  ${i.alarmName}  opened ${i.openedAt}${ack}${workflow}${note}`);
+        print(`${i.id}  ${i.status.padEnd(8)} level ${i.level}${possibly}  ${i.alarmName}  opened ${i.openedAt}${ack}${resolved}${workflow}${note}`);
       }
     });
 

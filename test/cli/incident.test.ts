@@ -110,6 +110,15 @@ describe('atmr-dr incident (real CLI, dynalite, SFN mocked)', () => {
     expect(run.stdout).not.toContain('token-of-level-1');
   });
 
+  it('says who resolved a resolved incident, and when, on its row (in --json: resolution.by and .at)', async () => {
+    const run = await atmrDr(['list']);
+    const json = await atmrDr(['list', '--json']);
+
+    expect(run.status).toBe(0);
+    expect(run.stdout.split('\n').find((row) => row.startsWith(OLD_ID))).toMatch(/ {2}RESOLVED .* opened 2026-11-29T08:00:00\.000Z resolved by CloudWatch 2026-11-29T08:20:00\.000Z$/);
+    expect((JSON.parse(json.stdout) as { id: string; resolution?: object }[]).find((i) => i.id === OLD_ID)?.resolution).toMatchObject({ by: 'CloudWatch', at: '2026-11-29T08:20:00.000Z' });
+  });
+
   it('prints the timeline as Markdown for the post-mortem', async () => {
     const run = await atmrDr(['timeline', OPEN_ID]);
 
