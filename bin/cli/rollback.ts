@@ -535,7 +535,7 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
   }
   // A lock already held refuses the command before its plan: the on-call must not read a downgrade
   // that will not run. The conditional put below still decides (the lock may be taken meanwhile).
-  const held = await readLock(ctx.deps.doc, ctx.settings.tableName, service.serviceName, (ctx.deps.now ?? (() => new Date()))());
+  const held = await readLock(ctx.deps.doc, ctx.settings.tableName, service.serviceName, nowOf(ctx.deps));
   if (held) throw await lockHeldError(ctx, service.serviceName, held);
   ctx.print(`migration downgrade: "${downgradeArgs(revision).join(' ')}" in ${taskDefinition}${taskDefinition === current ? '' : `, the service runs ${current}`} (schema now at ${release.alembicHead ?? 'unknown'})`);
   // Maintenance is lifted after the downgrade only when what the service RUNS declares the target
