@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import type { CatalogDeps, CatalogEntry } from '../../lambdas/restore/catalog';
 import { countOf, formatBytes } from '../../lambdas/shared/format';
+import type { BackupManifest } from '../../lambdas/shared/manifest';
 import { OperatorError, oneLine } from '../../lambdas/shared/errors';
 import { commandTempDir, interruptibly, ownsStopSignals } from './interrupt';
 import { latestDatabase, resolveBackupBucket, withBucketOptions } from './resolve';
@@ -23,13 +24,15 @@ export function registerBackupsCommands(program: Command): void {
       const [{ listBackups }, { createS3Client }] = await Promise.all([import('../../lambdas/restore/catalog'), import('../../lambdas/shared/aws')]);
       const deps = { s3: createS3Client(), bucket };
       const entries = await listBackups(deps, { tier: opts.tier, database: opts.database });
-      const latest = await latestKeys(deps, entries, opts.tier);
+      const marks = await latestMarks(deps, entries, opts.tier);
       if (opts.json) {
-        process.stdout.write(`${JSON.stringify(entries.map((e) => summary(e, latest)), null, 2)}\n`);
+        // `latest` stays what `restore latest` with the same --tier restores.
+        const latest = opts.tier === undefined ? LATEST : `${LATEST} ${opts.tier}`;
+        process.stdout.write(`${JSON.stringify(entries.map((e) => summary(e, marks.get(e.manifestKey)?.includes(latest) ?? false)), null, 2)}\n`);
       } else if (entries.length === 0) {
         process.stdout.write(`no backups in s3://${bucket}${opts.tier ? `/${opts.tier}/` : ''}${opts.database ? ` of database ${opts.database}` : ''}\n`);
       } else {
-        for (const entry of entries) process.stdout.write(`${line(entry, latest)}\n`);
+        process.stdout.write(table(entries, marks));
       }
       // A manifest that could not be read is neither good nor bad: the list above is incomplete, and
       // a script must not take it for the whole catalog (exit 1, after what could be read).
@@ -89,26 +92,41 @@ export function registerBackupsCommands(program: Command): void {
     });
 }
 
+const LATEST = 'latest';
+
 /**
- * The manifest `restore latest` would restore, for each database listed (with --tier, that tier's
- * latest, as `restore latest --tier` reads it). It is the restore's own resolution (resolveBackup:
- * the pointers, not the newest line), so the mark and the restore cannot disagree. A database whose
- * latest does not resolve gets no mark, and one line on stderr says why: `restore latest` would fail.
+ * Each listed backup that a `latest` pointer names, with the marks that say which: `latest` (the
+ * backup `restore latest` restores, pointer latest/<db>.json) and `latest <tier>` (what `restore
+ * latest --tier <tier>` restores, latest/<db>/<tier>.json), per database listed; with --tier, that
+ * tier's mark only. Each is the restore's own resolution (resolveBackup: the pointers, not the
+ * newest line), so a mark and the restore cannot disagree. A pointer that does not resolve marks
+ * nothing, and one line on stderr says why: that `restore latest` would fail.
  */
-async function latestKeys(deps: CatalogDeps, entries: readonly CatalogEntry[], tier: string | undefined): Promise<ReadonlySet<string>> {
+async function latestMarks(deps: CatalogDeps, entries: readonly CatalogEntry[], tier: string | undefined): Promise<ReadonlyMap<string, readonly string[]>> {
   const { resolveBackup } = await import('../../lambdas/restore/catalog');
-  const keys = new Set<string>();
-  for (const database of new Set(entries.flatMap((e) => (e.manifest ? [e.manifest.database] : [])))) {
-    try {
-      keys.add((await resolveBackup(deps, 'latest', { database, tier })).manifestKey);
-    } catch (error) {
-      process.stderr.write(`atmr-dr: no backup marked latest for database "${database}": ${oneLine(error)}\n`);
-    }
-  }
-  return keys;
+  const listed = entries.flatMap((e) => (e.manifest ? [e.manifest] : []));
+  const lookups = [...new Set(listed.map((m) => m.database))].flatMap((database) => {
+    const tiers = tier !== undefined ? [tier] : [undefined, ...new Set(listed.filter((m) => m.database === database).map((m) => m.tier))];
+    return tiers.map((t) => ({ database, tier: t, mark: t === undefined ? LATEST : `${LATEST} ${t}` }));
+  });
+  const resolved = await Promise.all(
+    lookups.map(({ database, tier }) =>
+      resolveBackup(deps, 'latest', { database, tier }).then(
+        (backup) => ({ key: backup.manifestKey }),
+        (error: unknown) => ({ error }),
+      ),
+    ),
+  );
+  const marks = new Map<string, string[]>();
+  resolved.forEach((result, i) => {
+    const { database, mark } = lookups[i];
+    if ('error' in result) process.stderr.write(`atmr-dr: no backup marked ${mark} for database "${database}": ${oneLine(result.error)}\n`);
+    else marks.set(result.key, [...(marks.get(result.key) ?? []), mark]);
+  });
+  return marks;
 }
 
-function summary(entry: CatalogEntry, latest: ReadonlySet<string>) {
+function summary(entry: CatalogEntry, latest: boolean) {
   if (entry.unreadable !== undefined) return { manifestKey: entry.manifestKey, unreadable: entry.unreadable };
   if (!entry.manifest) return { manifestKey: entry.manifestKey, invalid: entry.invalid };
   const m = entry.manifest;
@@ -119,19 +137,31 @@ function summary(entry: CatalogEntry, latest: ReadonlySet<string>) {
     startedAt: m.startedAt,
     finishedAt: m.finishedAt,
     durationMs: m.durationMs,
-    bytes: m.objects.reduce((sum, o) => sum + o.bytes, 0),
+    bytes: totalBytes(m),
     formats: m.objects.map((o) => o.format),
     tables: m.tables.length,
-    rows: m.tables.reduce((sum, t) => sum + t.rows, 0),
-    latest: latest.has(entry.manifestKey),
+    rows: totalRows(m),
+    latest,
   };
 }
 
-function line(entry: CatalogEntry, latest: ReadonlySet<string>): string {
-  // The reason names the key already (every manifest error does): once on the line is enough.
-  if (entry.unreadable !== undefined) return `UNREADABLE: ${entry.unreadable}`;
-  if (!entry.manifest) return `INVALID: ${entry.invalid}`;
-  // The mark comes last: the columns before it stay where scripts read them.
-  const s = summary(entry, latest) as { tier: string; startedAt: string; bytes: number; formats: string[]; tables: number; rows: number; latest: boolean };
-  return `${entry.manifestKey}  ${s.tier}  ${s.startedAt}  ${formatBytes(s.bytes)}  ${s.formats.join('+')}  ${countOf(s.tables, 'table')}  ${countOf(s.rows, 'row')}${s.latest ? '  latest' : ''}`;
+const totalBytes = (m: BackupManifest) => m.objects.reduce((sum, o) => sum + o.bytes, 0);
+const totalRows = (m: BackupManifest) => m.tables.reduce((sum, t) => sum + t.rows, 0);
+
+const HEADER = ['MANIFEST', 'DATABASE', 'TIER', 'STARTED', 'SIZE', 'FORMATS', 'TABLES', 'ROWS', 'LATEST'];
+
+/** The text listing: a header, then a backup a line in aligned columns, its marks last. */
+function table(entries: readonly CatalogEntry[], marks: ReadonlyMap<string, readonly string[]>): string {
+  const rows = entries.map((entry): string | string[] => {
+    // The reason names the key already (every manifest error does): once on the line is enough.
+    if (entry.unreadable !== undefined) return `UNREADABLE: ${entry.unreadable}`;
+    if (!entry.manifest) return `INVALID: ${entry.invalid}`;
+    const m = entry.manifest;
+    const cells = [m.database, m.tier, m.startedAt, formatBytes(totalBytes(m)), m.objects.map((o) => o.format).join('+'), countOf(m.tables.length, 'table'), countOf(totalRows(m), 'row')];
+    return [entry.manifestKey, ...cells, (marks.get(entry.manifestKey) ?? []).join(', ')];
+  });
+  const cells = [HEADER, ...rows.filter((r) => typeof r !== 'string')];
+  const widths = HEADER.map((_, i) => Math.max(...cells.map((c) => c[i].length)));
+  const text = (row: string | readonly string[]) => (typeof row === 'string' ? row : row.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd());
+  return [HEADER, ...rows].map((row) => `${text(row)}\n`).join('');
 }

@@ -53,15 +53,20 @@ function startLauncher(args: string[], env: NodeJS.ProcessEnv): { child: ChildPr
 }
 
 describe('atmr-dr backups', () => {
-  it('list prints the catalog newest first, one backup a line', async () => {
+  it('list prints a header, then the catalog newest first, one backup a line with its database, the newest of each tier marked as its pointer says', async () => {
     const run = await atmrDr(['backups', 'list'], localS3.env);
 
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);
     const lines = run.stdout.trim().split('\n');
-    expect(lines).toHaveLength(2);
-    expect(lines[0]).toMatch(new RegExp(`^${newerKey} +hourly +2026-11-21T10:00:00.000Z .*custom\\+plain +1 table +300 rows +latest$`));
-    expect(lines[1]).toMatch(new RegExp(`^${olderKey} +daily`));
+    expect(lines).toEqual([
+      expect.stringMatching(/^MANIFEST +DATABASE +TIER +STARTED +SIZE +FORMATS +TABLES +ROWS +LATEST$/),
+      expect.stringMatching(new RegExp(`^${newerKey} +${database} +hourly +2026-11-21T10:00:00.000Z .*custom\\+plain +1 table +300 rows +latest, latest hourly$`)),
+      // The newest daily is what `restore latest --tier daily` restores: marked so, not only with --tier.
+      expect.stringMatching(new RegExp(`^${olderKey} +${database} +daily +2026-11-20T02:00:00.000Z .* rows +latest daily$`)),
+    ]);
+    // Aligned: a column starts where its header does.
+    expect(lines.slice(1).map((l) => l.indexOf('2026-11-2'))).toEqual([lines[0].indexOf('STARTED'), lines[0].indexOf('STARTED')]);
   });
 
   it('list stopped by SIGTERM once its catalog is printed (a command that needs no database, nor takes the signals over): exit 0, not 143, with one line saying there was nothing left to stop', async () => {
@@ -70,7 +75,7 @@ describe('atmr-dr backups', () => {
     const run = startLauncher(['backups', 'list'], { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...localS3.env, [TEST_HOLD_AFTER_RESULT]: '20000' });
     let ended = false;
     void run.exited.then(() => (ended = true));
-    while (!ended && run.stdout().split('\n').length < 3) await new Promise((resolve) => setTimeout(resolve, 20));
+    while (!ended && run.stdout().split('\n').length < 4) await new Promise((resolve) => setTimeout(resolve, 20));
 
     // Act
     const signalled = Date.now();
@@ -78,7 +83,7 @@ describe('atmr-dr backups', () => {
     const status = await run.exited;
 
     // Assert: ended by the signal (well before the hold's end), with the command's own code
-    expect(run.stdout().trim().split('\n')).toEqual([expect.stringMatching(new RegExp(`^${newerKey} `)), expect.stringMatching(new RegExp(`^${olderKey} `))]);
+    expect(run.stdout().trim().split('\n')).toEqual([expect.stringMatching(/^MANIFEST /), expect.stringMatching(new RegExp(`^${newerKey} `)), expect.stringMatching(new RegExp(`^${olderKey} `))]);
     expect(run.stderr()).toBe('atmr-dr: received SIGTERM after the command had finished its work: nothing left to stop\n');
     expect(status).toBe(0);
     expect(Date.now() - signalled).toBeLessThan(10_000);
@@ -141,10 +146,13 @@ describe('atmr-dr backups', () => {
     const verify = await atmrDr(['backups', 'verify', 'latest', '--database', db], localS3.env);
 
     // Assert
-    expect(text).toEqual({ status: 0, stderr: '', stdout: expect.any(String) });
+    const noHourly = `no backup of database "${db}" in tier hourly in s3://${localS3.bucket} (no latest/${db}/hourly.json): check PGDATABASE/--database, run "atmr-dr backup --tier hourly" for it, or name a manifest key (atmr-dr backups list)`;
+    // No hourly pointer of that database: the hourly line has no mark, and one line says why restore latest --tier hourly would fail.
+    expect(text).toEqual({ status: 0, stderr: `atmr-dr: no backup marked latest hourly for database "${db}": ${noHourly}\n`, stdout: expect.any(String) });
     expect(text.stdout.trim().split('\n')).toEqual([
-      expect.stringMatching(new RegExp(`^${unpointed} +hourly .* rows$`)),
-      expect.stringMatching(new RegExp(`^${pointed} +daily .* rows +latest$`)),
+      expect.stringMatching(/^MANIFEST /),
+      expect.stringMatching(new RegExp(`^${unpointed} +${db} +hourly .* rows$`)),
+      expect.stringMatching(new RegExp(`^${pointed} +${db} +daily .* rows +latest, latest daily$`)),
     ]);
     expect((JSON.parse(json.stdout) as { manifestKey: string; latest: boolean }[]).map((e) => [e.manifestKey, e.latest])).toEqual([
       [unpointed, false],
@@ -152,12 +160,36 @@ describe('atmr-dr backups', () => {
     ]);
     // The backup the mark names is the one `latest` reads.
     expect(verify.stdout).toContain(`verified ${pointed} `);
-    // No hourly pointer of that database: nothing marked, and the line says why restore latest --tier hourly would fail.
     expect(hourly.status).toBe(0);
-    expect(hourly.stdout).toMatch(new RegExp(`^${unpointed} +hourly .* rows\n$`));
-    expect(hourly.stderr).toBe(
-      `atmr-dr: no backup marked latest for database "${db}": no backup of database "${db}" in tier hourly in s3://${localS3.bucket} (no latest/${db}/hourly.json): check PGDATABASE/--database, run "atmr-dr backup --tier hourly" for it, or name a manifest key (atmr-dr backups list)\n`,
-    );
+    expect(hourly.stdout).toMatch(new RegExp(`^MANIFEST .*\n${unpointed} +${db} +hourly .* rows\n$`));
+    expect(hourly.stderr).toBe(`atmr-dr: no backup marked latest hourly for database "${db}": ${noHourly}\n`);
+  });
+
+  it('list of several databases: each line names its database, and each database has its own latest marks', async () => {
+    // Arrange: two databases, each with a daily and a newer hourly backup (all pointers written)
+    const [first, second] = [uniqueDatabaseName('bcli_first'), uniqueDatabaseName('bcli_second')];
+    const keys: Record<string, string> = {};
+    for (const [db, day] of [[first, 10], [second, 11]] as const) {
+      psql(cluster, 'postgres', `CREATE DATABASE ${db}`);
+      keys[`${db} daily`] = (await writeFixtureBackup(s3, localS3.bucket, cluster, db, { tier: 'daily', startedAt: new Date(`2026-10-${day}T02:00:00Z`) })).manifestKey;
+      keys[`${db} hourly`] = (await writeFixtureBackup(s3, localS3.bucket, cluster, db, { tier: 'hourly', startedAt: new Date(`2026-10-${day}T10:00:00Z`) })).manifestKey;
+    }
+
+    // Act
+    const run = await atmrDr(['backups', 'list'], localS3.env);
+    const daily = await atmrDr(['backups', 'list', '--tier', 'daily'], localS3.env);
+
+    // Assert: the line of each backup (whatever else the bucket holds by now)
+    expect(run.status).toBe(0);
+    const lineOf = (stdout: string, key: string) => stdout.split('\n').find((l) => l.startsWith(`${key} `));
+    expect([first, second].flatMap((db) => [lineOf(run.stdout, keys[`${db} hourly`]), lineOf(run.stdout, keys[`${db} daily`])])).toEqual([
+      expect.stringMatching(new RegExp(`^\\S+ +${first} +hourly .* rows +latest, latest hourly$`)),
+      expect.stringMatching(new RegExp(`^\\S+ +${first} +daily .* rows +latest daily$`)),
+      expect.stringMatching(new RegExp(`^\\S+ +${second} +hourly .* rows +latest, latest hourly$`)),
+      expect.stringMatching(new RegExp(`^\\S+ +${second} +daily .* rows +latest daily$`)),
+    ]);
+    // With --tier, that tier's mark only.
+    expect(lineOf(daily.stdout, keys[`${first} daily`])).toMatch(new RegExp(`^\\S+ +${first} +daily .* rows +latest daily$`));
   });
 
   it('list refuses an unknown tier and a missing BACKUP_BUCKET with one line and a non-zero exit', async () => {
