@@ -296,7 +296,13 @@ const CONNECTION_FAILURES: readonly ConnectionFailureRule[] = [
     advice: (conn) => `PGSSLMODE=${conn.sslMode} asks for TLS: turn ssl on on the server, or unset PGSSLMODE (TLS where the server has it, as psql) or set it to disable`,
     exitCode: 2,
   },
-  { code: '28P01', advice: CHECK_SETTINGS, exitCode: 2 }, // invalid password
+  {
+    // The server took the host, port, role and database: only the password is wrong, and where it
+    // comes from is what to check (libpq reads PGPASSWORD, else the password file).
+    code: '28P01',
+    advice: ({ user, passFile }) => `check the password of user "${user}": PGPASSWORD, or its line in ${passFile ?? '~/.pgpass'} (or --database-secret)`,
+    exitCode: 2,
+  },
   {
     // pg_hba.conf has no line for this host, role, database and encryption ("no pg_hba.conf entry"),
     // or one that rejects them ("pg_hba.conf rejects connection", RDS's form). Without TLS by the

@@ -140,7 +140,18 @@ describe('connectTo', () => {
     });
 
     it.each([
-      ['a wrong password (28P01)', { password: 'wrong-password' }, /password authentication failed for user "atmr_dr_pw"/],
+      ['PGPASSWORD or ~/.pgpass', undefined],
+      ['the password file PGPASSFILE names', '/home/op/.pgpass-prod'],
+    ])('a wrong password (28P01) is a bad setting: exit 2, naming the user and where its password comes from (%s), not PGHOST/PGPORT', async (_case, passFile) => {
+      const error = await operatorErrorOf(connectTo(as({ password: 'wrong-password', passFile })));
+
+      expect(error.message).toBe(
+        `cannot connect to ${role}@${secured.host}:${secured.port}/postgres: password authentication failed for user "${role}"; check the password of user "${role}": PGPASSWORD, or its line in ${passFile ?? '~/.pgpass'} (or --database-secret)`,
+      );
+      expect(error.exitCode).toBe(2);
+    });
+
+    it.each([
       ['no password set', {}, /: the server asks for a password and none is set;/],
       ['no pg_hba.conf entry for the database (28000)', { password: 'right-password', database: 'template1' }, /no pg_hba\.conf entry for host "127\.0\.0\.1", user "atmr_dr_pw", database "template1"/],
     ])('%s is a bad setting: exit 2, with the settings to check', async (_case, setting, reason) => {
