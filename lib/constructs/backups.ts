@@ -31,7 +31,7 @@ import {
   SNAPSHOT_PREFIX,
   TIER_TAG_KEY,
 } from '../../lambdas/backup/runner-contract';
-import { metricsNamespace } from '../../lambdas/shared/constants';
+import { metricsNamespace, OPERATOR_CLI } from '../../lambdas/shared/constants';
 import {
   BACKUP_TIERS,
   LATEST_POINTER_KEY,
@@ -231,7 +231,7 @@ export class Backups extends Construct {
     this.schedules = schedules;
 
     if (this.taskDefinition && this.cluster) this.stoppedRuns = this.watchStoppedRuns(this.cluster, this.taskDefinition);
-    this.alarms = this.createAlarms(props);
+    this.alarms = this.createAlarms(props, runner.logGroup);
   }
 
   /** The Lambda runner (15-minute cap): one run at a time, failed async runs to the dead-letter queue. */
@@ -470,8 +470,16 @@ export class Backups extends Construct {
     return { rule, unplacedRule, events: inbox, undelivered };
   }
 
-  private createAlarms(props: BackupsProps): Backups['alarms'] {
+  private createAlarms(props: BackupsProps, runnerLogs: logs.ILogGroup): Backups['alarms'] {
     const topic = props.alarmTopic;
+    // The first commands of a page, with what this construct knows filled in: its environment (the
+    // CLI's default is the checkout's cdk.json env, maybe another), the runner's log group (both
+    // runners write there), the instance. The dump runs from a machine that reaches the database.
+    const env = props.environmentName;
+    const instance = props.database.instanceIdentifier;
+    const readLogs = (since: string) => `aws logs tail ${runnerLogs.logGroupName} --since ${since}`;
+    const list = (tier: BackupTier) => `${OPERATOR_CLI} backups list --tier ${tier} --env ${env}`;
+    const backUp = (tier: string) => `${OPERATOR_CLI} backup --tier ${tier} --env ${env} (PG* de la base)`;
     const common = { environmentName: props.environmentName, concern: 'Backups', runbookSection: 'Sauvegarde - 4. Backup automatisé', topic };
     const metric = (metricName: string, dimensionsMap: Record<string, string>, statistic: string, period: Duration) =>
       new cloudwatch.Metric({ namespace: metricsNamespace(props.environmentName), metricName, dimensionsMap: { service: BACKUP_RUNNER_SERVICE, ...dimensionsMap }, statistic, period });
@@ -484,6 +492,7 @@ export class Backups extends Construct {
       ...common,
       what: 'FailedRun',
       summary: `a scheduled PostgreSQL backup run failed (see the backup-runner logs)`,
+      firstActions: `lire l'erreur et le niveau : ${readLogs('1h')} ; ${list('hourly')} ; corrigé, refaire ce niveau : ${backUp('<tier>')}`,
       // One failed run; the next 5 minutes without another one turn it OK, nothing fixed.
       signalsEvent: true,
       metric: sumOfCounts(failures, fiveMinutes, 'Failed backup runs'),
@@ -498,6 +507,7 @@ export class Backups extends Construct {
       ...common,
       what: 'NoRecentHourly',
       summary: `no successful hourly PostgreSQL backup for 2 hours`,
+      firstActions: `${list('hourly')} ; ${readLogs('3h')} (aucune ligne : le runner ne démarre plus, voir Backups-DeadLetters) ; ${backUp('hourly')}`,
       metric: metric(CORE_METRICS.success, { Tier: 'hourly' }, 'Sum', Duration.hours(1)),
       threshold: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
@@ -520,6 +530,7 @@ export class Backups extends Construct {
         ...common,
         what: `NoRecent${capitalize(tier)}`,
         summary: `the newest good ${tier} PostgreSQL backup is more than ${MAX_NEWEST_BACKUP_AGE_HOURS[tier]} hours old (or, with none yet, the first ${tier} run after the deploy is that late), or its age has not been reported for 3 hours (backup-runner logs: "cannot report the age")`,
+        firstActions: `${list(tier)} ; ${readLogs('3h')} --filter-pattern '"${tier}"' ; ${backUp(tier)}`,
         metric: metric(RUNNER_METRICS.latestBackupAgeSeconds, { Tier: tier }, 'Maximum', Duration.hours(1)),
         threshold: MAX_NEWEST_BACKUP_AGE_HOURS[tier] * 3600,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
@@ -535,6 +546,8 @@ export class Backups extends Construct {
       ...common,
       what: 'PitrOff',
       summary: `automated backups (PITR) of ${props.database.instanceIdentifier} are off or kept less than ${props.settings.minPitrRetentionDays} days: the 15-minute RPO is not reachable`,
+      // From 0 days RDS turns backups on with a brief I/O suspension: the on-call says so first.
+      firstActions: `aws rds modify-db-instance --db-instance-identifier ${instance} --backup-retention-period ${props.settings.minPitrRetentionDays} --apply-immediately (depuis 0 jour : brève suspension des I/O, prévenir) ; puis un dump : ${backUp('hourly')}`,
       metric: metric(RUNNER_METRICS.pitrEnabled, { DBInstanceIdentifier: props.database.instanceIdentifier }, 'Minimum', Duration.hours(1)),
       threshold: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
@@ -549,6 +562,7 @@ export class Backups extends Construct {
       ...common,
       what: 'PitrLag',
       summary: `the latest point-in-time RDS can restore ${props.database.instanceIdentifier} to is more than ${PITR_RPO_SECONDS / 60} minutes old: a recovery now would lose more than the runbook's RPO`,
+      firstActions: `aws rds describe-db-instances --db-instance-identifier ${instance} --query 'DBInstances[0].[DBInstanceStatus,LatestRestorableTime]' (stockage plein, instance bloquée : FreeStorageSpace, événements RDS) ; tant que le point ne bouge pas, un dump : ${backUp('hourly')}`,
       metric: metric(RUNNER_METRICS.pitrLagSeconds, { DBInstanceIdentifier: props.database.instanceIdentifier }, 'Maximum', Duration.hours(1)),
       threshold: PITR_RPO_SECONDS,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
@@ -568,6 +582,7 @@ export class Backups extends Construct {
           ...common,
       what: 'RunnerErrors',
           summary: `the backup runner Lambda failed (error, timeout or out of memory)`,
+          firstActions: `${readLogs('1h')} (erreur, « Task timed out », mémoire) ; ${list('hourly')} ; refaire le niveau en échec : ${backUp('<tier>')}`,
           signalsEvent: true,
           metric: this.function.metricErrors({ statistic: 'Sum', period: fiveMinutes }),
           threshold: 1,

@@ -517,6 +517,12 @@ export class RestoreTest extends Construct {
       evaluationPeriods: 1,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     };
+    // The first commands of a page, with what this construct knows filled in: the reports' place, the
+    // function's log group, the environment (the CLI's default is the checkout's cdk.json env). The
+    // CLI's test backs up and restores PGDATABASE on its own server, with no time limit.
+    const reports = `aws s3 ls s3://${props.bucket.bucketName}/${RESTORE_TEST_REPORT_PREFIX}`;
+    const readLogs = `aws logs tail ${this.function.logGroup.logGroupName} --since 6h`;
+    const rerun = `${OPERATOR_CLI} restore-test --json --env ${props.environmentName} (PG* de la base de staging)`;
 
     const failed = new RunbookAlarm(this, 'FailedAlarm', {
       what: 'Failed',
@@ -527,6 +533,7 @@ export class RestoreTest extends Construct {
         (rtoObjectiveSeconds > MEASURABLE_RTO_SECONDS
           ? `; "RTO > N s": the restore outlasted the ${MEASURABLE_RTO_SECONDS} s one run can measure, not necessarily the ${rtoObjectiveSeconds} s objective: time it from the checkout, ${OPERATOR_CLI} restore-test --rto-objective ${rtoObjectiveSeconds} (docs/restore.md)`
           : ''),
+      firstActions: `lire le dernier rapport (${reports} puis aws s3 cp du plus récent vers -) et ${readLogs} ; corrigé, rejouer : ${rerun}`,
       // Each run reports once a month: the alarm is OK again an hour later, the failure unexamined.
       signalsEvent: true,
       metric: metric(RESTORE_TEST_METRICS.success, 'Minimum'),
@@ -537,6 +544,7 @@ export class RestoreTest extends Construct {
     const errors = new RunbookAlarm(this, 'ErrorsAlarm', {
       what: 'Errors',
       summary: `the restore test function crashed or timed out before reporting`,
+      firstActions: `${readLogs} (erreur, « Task timed out », mémoire) ; corrigé, rejouer : ${rerun}`,
       signalsEvent: true,
       metric: this.function.metricErrors({ statistic: 'Sum', period: Duration.hours(1) }),
       threshold: 1,
@@ -546,6 +554,7 @@ export class RestoreTest extends Construct {
     const rto = new RunbookAlarm(this, 'RtoAlarm', {
       what: 'Rto',
       summary: `restore took longer than the RTO objective (${rtoObjectiveSeconds} s)`,
+      firstActions: `lire la durée de chaque étape dans le dernier rapport (${reports}) ; mesurer sans limite de temps : ${rerun}`,
       // Measured once per monthly run, like the RPO below: OK an hour later, nothing faster.
       signalsEvent: true,
       metric: metric(RESTORE_TEST_METRICS.rtoSeconds, 'Maximum'),
@@ -556,6 +565,7 @@ export class RestoreTest extends Construct {
     const rpo = new RunbookAlarm(this, 'RpoAlarm', {
       what: 'Rpo',
       summary: `the restored backup was older than the RPO objective (${rpoObjectiveSeconds} s)`,
+      firstActions: `${OPERATOR_CLI} backups list --tier ${props.settings.tier} --env ${props.environmentName} (âge de la plus récente ; alarmes Backups-*) ; puis ${rerun}`,
       signalsEvent: true,
       metric: metric(RESTORE_TEST_METRICS.rpoSeconds, 'Maximum'),
       threshold: rpoObjectiveSeconds,
@@ -568,6 +578,7 @@ export class RestoreTest extends Construct {
           // Aborted too: a run stopped by hand, like one that timed out, runs no step after that, so
           // its temporary instance stays (billed, and next month's run refuses to start beside it).
           summary: `the restore test on a temporary instance failed, timed out or was stopped (a run that timed out or was stopped leaves its instance: check it is gone)`,
+          firstActions: `aws stepfunctions list-executions --state-machine-arn ${this.stateMachine.machine.stateMachineArn} --max-results 3 (étape en échec) ; aws rds describe-db-instances --db-instance-identifier ${temporaryInstanceIdentifier(props.environmentName)} (si son tag ${EXECUTION_TAG} nomme cette exécution : aws rds delete-db-instance --db-instance-identifier ${temporaryInstanceIdentifier(props.environmentName)} --skip-final-snapshot)`,
           signalsEvent: true,
           metric: sumOfCounts(
             {

@@ -37,6 +37,19 @@ describe('alarm naming', () => {
     }
   });
 
+  it('gives every alarm of the app its first actions, so that a page says what to do, not only what is wrong', () => {
+    // Arrange: both stacks, as deployed (a data-stack alarm pages too).
+    const { dataTemplate } = synthesizeApp();
+    const all = [...alarms, ...(Object.entries(dataTemplate.findResources('AWS::CloudWatch::Alarm')) as typeof alarms)];
+    expect(all.length).toBeGreaterThan(50);
+
+    // Act: RunbookAlarm writes them after "Premières actions", the only part of the page that says what to run.
+    const withoutActions = all.filter(([, alarm]) => !/ Premières actions( \([^)]*\))? : \S/.test(descriptionText(alarm.Properties.AlarmDescription))).map(([, alarm]) => alarm.Properties.AlarmName);
+
+    // Assert
+    expect(withoutActions).toEqual([]);
+  });
+
   /** The alarms of an ops template marked as signalling an event ([événement] after the section). */
   const markedAsEvents = (entries: typeof alarms) =>
     entries.filter(([, alarm]) => /^\[[^\]]+\] \[événement\] \S/.test(descriptionText(alarm.Properties.AlarmDescription))).map(([, alarm]) => alarm.Properties.AlarmName);
@@ -187,8 +200,24 @@ describe('alarm naming', () => {
       return { alarm: alarm.node.scope!.node.id, synth: description.length, deployed: worstCaseDeployedLength(description) };
     });
 
-    // The probe's log group name is a reference in two descriptions, its schedule's in one: counted at its longest, not as its placeholder.
-    expect(measured.filter((m) => m.deployed > m.synth).map((m) => m.alarm).sort()).toEqual(['ProbeErrorsAlarm', 'ProbeFailuresAlarm', 'ProbeSilentAlarm']);
+    // References counted at their longest, not as their placeholder: the probe's log group name (two
+    // descriptions) and its schedule's (one); the backup runner's log group (Backups); the bucket, the
+    // restore-test function's log group or its state machine (RestoreTest).
+    expect(measured.filter((m) => m.deployed > m.synth).map((m) => m.alarm).sort()).toEqual([
+      'ErrorsAlarm',
+      'ExecutionsAlarm',
+      'FailedAlarm',
+      'FailedRunAlarm',
+      'NoRecentDailyAlarm',
+      'NoRecentHourlyBackupAlarm',
+      'NoRecentMonthlyAlarm',
+      'NoRecentWeeklyAlarm',
+      'ProbeErrorsAlarm',
+      'ProbeFailuresAlarm',
+      'ProbeSilentAlarm',
+      'RtoAlarm',
+      'RunnerErrorsAlarm',
+    ]);
     expect(measured.filter((m) => m.deployed > MAX_DESCRIPTION)).toEqual([]);
   });
 
