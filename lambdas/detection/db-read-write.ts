@@ -3,6 +3,7 @@ import { DescribeDBInstancesCommand, RDSClient } from '@aws-sdk/client-rds';
 import type { Client } from 'pg';
 import { asOperatorError } from '../shared/aws-errors';
 import { OperatorError, oneLine } from '../shared/errors';
+import { OPERATOR_CLI } from '../shared/constants';
 import { formatBytes } from '../shared/format';
 import { connectionFailure, describeConnection, openClient, pgClientConfig, type PgConnection } from '../shared/pg-connection';
 import { INSUFFICIENT_PRIVILEGE, LOCK_NOT_AVAILABLE, sqlState } from '../shared/pg-errors';
@@ -227,7 +228,7 @@ export async function dbReadWrite(deps: DbReadWriteDeps): Promise<ReadWriteOutco
       before,
       storage,
       result: 'not-a-database-setting',
-      finding: `${roles.join('; ')}; the database-level setting is on too: rerun atmr-dr db read-write once they are reset`,
+      finding: `${roles.join('; ')}; the database-level setting is on too: once they are reset, rerun ${OPERATOR_CLI} db read-write`,
     };
   }
 

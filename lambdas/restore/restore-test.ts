@@ -5,6 +5,7 @@ import { BackupResult, RunBackupDeps, RunBackupOptions, runBackup } from '../bac
 import { baseChildEnv, toolVersion } from '../backup/pg-tools';
 import { asOperatorError } from '../shared/aws-errors';
 import { OperatorError, oneLine } from '../shared/errors';
+import { OPERATOR_CLI } from '../shared/constants';
 import { backupAgeSeconds, countOf, formatAge, roundSeconds } from '../shared/format';
 import { connectTo, type PgConnection } from '../shared/pg-connection';
 import { sqlState, UNDEFINED_TABLE } from '../shared/pg-errors';
@@ -402,7 +403,7 @@ function latestLine(published: RestoreTestReport['latestPublished'], where: { re
   if (published === null) return [`  no published backup of ${database} in s3://${bucket}: a restore from the catalog has nothing to restore`];
   if ('error' in published) return [`  latest published backup of ${database}: could not be read (${published.error})`];
   return [
-    `  latest published backup of ${database}: ${published.manifestKey}, ${formatAge(Math.max(0, published.ageSeconds))} old (${published.ageSeconds} s): the RPO of a restore from the catalog now; its checksum is not verified here, atmr-dr backups verify latest checks it`,
+    `  latest published backup of ${database}: ${published.manifestKey}, ${formatAge(Math.max(0, published.ageSeconds))} old (${published.ageSeconds} s): the RPO of a restore from the catalog now; its checksum is not verified here (check it: ${OPERATOR_CLI} backups verify latest)`,
   ];
 }
 

@@ -7,7 +7,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
-import { metricsNamespace } from '../../lambdas/shared/constants';
+import { metricsNamespace, OPERATOR_CLI } from '../../lambdas/shared/constants';
 import type { ProbeEnvironment } from '../../lambdas/detection/settings';
 import type { DetectionConfig, EnvironmentConfig } from '../config';
 import type { DashboardGraph } from './dashboard';
@@ -251,7 +251,7 @@ export class Detection extends Construct {
         what: 'Down',
         summary: `OSRM ne répond pas ou à la moitié des essais au plus (OsrmAvailability <= 50 %) à ${settings.osrm.healthUrl} ${during}, ou sonde muette.`,
         firstActions:
-          'vérifier le service OSRM (ECS: tâches, logs des 50 dernières lignes), curl de l\'URL de santé ; le cache OSRM prend le relais ; NE PAS redémarrer avant diagnostic, puis `atmr-dr osrm restart`.',
+          `vérifier le service OSRM (ECS: tâches, logs des 50 dernières lignes), curl de l'URL de santé ; le cache OSRM prend le relais ; NE PAS redémarrer avant diagnostic, puis \`${OPERATOR_CLI} osrm restart\`.`,
         metric,
         threshold: OSRM_DOWN_PERCENT,
         comparisonOperator: LTE,
@@ -296,7 +296,7 @@ export class Detection extends Construct {
         concern: 'Load',
         what: 'CeleryQueueGrowing',
         summary: `les files Celery dépassent ${t.celeryQueueDepth} tâches et continuent de croître (fenêtres de ${t.celeryGrowthMinutes} min).`,
-        firstActions: 'ajouter des workers : `atmr-dr scale celery <n>` ; identifier la source du pic (logs) ; si le pic persiste, killswitch degraded.',
+        firstActions: `ajouter des workers : \`${OPERATOR_CLI} scale celery <n>\` ; identifier la source du pic (logs) ; si le pic persiste, killswitch degraded.`,
         metric: new cloudwatch.MathExpression({
           expression: `IF(depth > ${t.celeryQueueDepth} AND DIFF(depth) > 0, 1, 0)`,
           usingMetrics: { depth: total },
@@ -317,7 +317,7 @@ export class Detection extends Construct {
         what: 'RedisMemoryHigh',
         summary: `la mémoire de Redis (broker Celery) est à ${t.redisMemoryPercent} % ou plus de maxmemory depuis 3 min : plein, un Redis en noeviction (ou volatile-* sans TTL sur les files Celery) refuse toute nouvelle tâche (OOM) alors que PING répond encore.`,
         firstActions:
-          'vérifier la profondeur des files Celery et les workers (`atmr-dr scale celery <n>` s\'ils ne consomment plus) ; ElastiCache : mémoire du nœud et politique d\'éviction (log "probe run" de la sonde) ; agrandir le nœud (type supérieur) ou purger une file qui s\'emballe (tâches perdues : décider avant).',
+          `vérifier la profondeur des files Celery et les workers (\`${OPERATOR_CLI} scale celery <n>\` s'ils ne consomment plus) ; ElastiCache : mémoire du nœud et politique d'éviction (log "probe run" de la sonde) ; agrandir le nœud (type supérieur) ou purger une file qui s'emballe (tâches perdues : décider avant).`,
         metric: memory,
         threshold: t.redisMemoryPercent,
         comparisonOperator: GTE,
@@ -364,7 +364,7 @@ export class Detection extends Construct {
         what: 'ReadOnly',
         summary: `PostgreSQL répond mais refuse les écritures (transaction_read_only = on ou pg_is_in_recovery()), ${during}. Base injoignable ou login refusé : Database-Down.`,
         firstActions:
-          '`atmr-dr db read-write` (montre l\'état, remet la base en lecture-écriture si c\'est le réglage de la base, prouve une écriture) ; killswitch maintenance si nécessaire.',
+          `\`${OPERATOR_CLI} db read-write\` (montre l'état, remet la base en lecture-écriture si c'est le réglage de la base, prouve une écriture) ; killswitch maintenance si nécessaire.`,
         metric: readOnly,
         threshold: 1,
         comparisonOperator: GTE,
@@ -455,7 +455,7 @@ export class Detection extends Construct {
           concern: 'Killswitch',
           what: 'MaintenanceTooLong',
           summary: `le killswitch est en mode maintenance depuis plus de ${t.maintenanceMaxMinutes} min : l'API répond 503 à tous les utilisateurs.`,
-          firstActions: '`atmr-dr killswitch status` ; si l\'incident est clos : `atmr-dr killswitch disable --reason ...` ; sinon escalader et poser --expires.',
+          firstActions: `\`${OPERATOR_CLI} killswitch status\` ; si l'incident est clos : \`${OPERATOR_CLI} killswitch disable --reason ...\` ; sinon escalader et poser --expires.`,
           // The probe reads the parameter each minute: the killswitch's own metric is only emitted on change.
           metric: pm(PROBE_METRICS.killswitchMode, 'Minimum', period),
           threshold: 2,
@@ -508,7 +508,7 @@ export class Detection extends Construct {
         concern: 'Database',
         what: 'ReadOnlyErrors',
         summary: `l'API journalise des erreurs PostgreSQL "read-only transaction" (>= ${t.readOnlyErrorsPer5Min} en 5 min) : les écritures échouent.`,
-        firstActions: '`atmr-dr db read-write` pour l\'état et la remise en lecture-écriture ; killswitch maintenance si nécessaire.',
+        firstActions: `\`${OPERATOR_CLI} db read-write\` pour l'état et la remise en lecture-écriture ; killswitch maintenance si nécessaire.`,
         // Counted per minute over the last 5: with the default threshold (1) the first error pages within
         // about 2 minutes instead of at the end of a 5-minute period.
         metric: t.readOnlyErrorsPer5Min === 1 ? readOnlyErrors.with({ period: MINUTE }) : readOnlyErrors,
@@ -538,7 +538,7 @@ export class Detection extends Construct {
         concern: 'Load',
         what: 'ApiLatencyP95',
         summary: `la latence P95 des cibles de l'API dépasse ${t.p95LatencySeconds} s depuis 3 min.`,
-        firstActions: 'vérifier CPU/mémoire ECS et les files Celery ; `atmr-dr scale api <n>` ; si le pic persiste, killswitch degraded.',
+        firstActions: `vérifier CPU/mémoire ECS et les files Celery ; \`${OPERATOR_CLI} scale api <n>\` ; si le pic persiste, killswitch degraded.`,
         metric: p95,
         threshold: t.p95LatencySeconds,
         comparisonOperator: GT,
@@ -574,7 +574,7 @@ export class Detection extends Construct {
         concern: 'Load',
         what: 'ApiErrorRate',
         summary: `plus de ${t.errorRatePercent} % des requêtes du groupe cible de l'API finissent en 5xx (de l'API ou du load balancer, hors page de maintenance du killswitch) depuis 3 min (au moins ${minRequests} requêtes/min).`,
-        firstActions: 'logs ERROR de l\'API ; vérifier OSRM, DB et Redis ; `atmr-dr scale api <n>` ; si déploiement récent : `atmr-dr rollback status`.',
+        firstActions: `logs ERROR de l'API ; vérifier OSRM, DB et Redis ; \`${OPERATOR_CLI} scale api <n>\` ; si déploiement récent : \`${OPERATOR_CLI} rollback status\`.`,
         metric: errorRate,
         threshold: t.errorRatePercent,
         comparisonOperator: GT,
@@ -616,7 +616,7 @@ export class Detection extends Construct {
           concern: 'Database',
           what: 'FreeStorageLow',
           summary: `l'espace libre de ${props.rds.instanceIdentifier} est sous ${t.freeStoragePercent} % (${bytes} octets) : un disque plein met PostgreSQL en lecture seule.`,
-          firstActions: 'augmenter le stockage RDS (modify-db-instance --allocated-storage) ; purger logs/tables temporaires ; `atmr-dr db read-write` ensuite.',
+          firstActions: `augmenter le stockage RDS (modify-db-instance --allocated-storage) ; purger logs/tables temporaires ; \`${OPERATOR_CLI} db read-write\` ensuite.`,
           metric: rdsMetric('FreeStorageSpace', 'Minimum', FIVE_MINUTES),
           threshold: bytes,
           comparisonOperator: LT,
@@ -657,7 +657,7 @@ export class Detection extends Construct {
             concern: 'Load',
             what: `${pascal(key)}${what}`,
             summary: `${what === 'Cpu' ? 'le CPU' : 'la mémoire'} du service ECS ${service.serviceName} dépasse ${threshold} % depuis 3 min.`,
-            firstActions: `\`atmr-dr scale ${key} <n>\` (entre ${service.minCount} et ${service.maxCount}) ; identifier la source du pic ; augmenter CPU/mémoire de la tâche si cela persiste.`,
+            firstActions: `\`${OPERATOR_CLI} scale ${key} <n>\` (entre ${service.minCount} et ${service.maxCount}) ; identifier la source du pic ; augmenter CPU/mémoire de la tâche si cela persiste.`,
             metric,
             threshold,
             comparisonOperator: GT,

@@ -10,7 +10,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { COPY_BUSY_ERROR, LOGIN_REFUSED_ERROR, PASSWORD_RESET_MAX_SECONDS, RECOVERY_ENV, RECOVERY_PURPOSE_TAG, RECOVERY_SERVICE } from '../../lambdas/recovery/contract';
-import { metricsNamespace } from '../../lambdas/shared/constants';
+import { metricsNamespace, OPERATOR_CLI } from '../../lambdas/shared/constants';
 import { nagRender } from '../nag';
 import { decryptSecretStatement, readAndWriteSecretStatement, restoreEncryptedStorageStatement } from './database-statements';
 import { putEventsOnDefaultBus } from './event-bus-statements';
@@ -180,7 +180,7 @@ export class Recovery extends Construct {
         // abandon` of a wrong --to-time, a console stop), who knows, and whose page would climb to
         // the CTO as an event alarm until someone resolved it by hand.
         signalsEvent: true,
-        firstActions: 'atmr-dr recover status ; une copie gardée tient le verrou : atmr-dr recover abandon <id> avant de relancer avec une autre heure (--to-time), ou restaurer un dump (atmr-dr restore latest).',
+        firstActions: `${OPERATOR_CLI} recover status ; une copie gardée tient le verrou, la supprimer avant de relancer avec une autre heure (--to-time) : ${OPERATOR_CLI} recover abandon <id> ; ou restaurer un dump (${OPERATOR_CLI} restore latest).`,
         metric: sumOfCounts(
           {
             failed: this.stateMachine.metricFailed({ statistic: 'Sum', period: Duration.minutes(5) }),
@@ -362,7 +362,7 @@ export class Recovery extends Construct {
       topic: props.incidentsTopic,
       subject: `[atmr-dr] ${props.environmentName}: recovered copy failed verification`,
       message: sfn.TaskInput.fromText(
-        sfn.JsonPath.format('Recovery {} restored {} but it FAILED verification; it is kept for inspection: atmr-dr recover status {} ; atmr-dr recover abandon {}', sfn.JsonPath.stringAt('$$.Execution.Input.recoveryId'), sfn.JsonPath.stringAt('$$.Execution.Input.newInstance'), sfn.JsonPath.stringAt('$$.Execution.Input.recoveryId'), sfn.JsonPath.stringAt('$$.Execution.Input.recoveryId')),
+        sfn.JsonPath.format(`Recovery {} restored {} but it FAILED verification; it is kept for inspection: ${OPERATOR_CLI} recover status {} ; ${OPERATOR_CLI} recover abandon {}`, sfn.JsonPath.stringAt('$$.Execution.Input.recoveryId'), sfn.JsonPath.stringAt('$$.Execution.Input.newInstance'), sfn.JsonPath.stringAt('$$.Execution.Input.recoveryId'), sfn.JsonPath.stringAt('$$.Execution.Input.recoveryId')),
       ),
       resultPath: sfn.JsonPath.DISCARD,
     }).next(new sfn.Fail(this, 'VerificationFailed', { error: 'RecoveryVerificationFailed', cause: 'the recovered copy is missing tables, queries or its Alembic revision (see recover status)' }));
@@ -375,7 +375,7 @@ export class Recovery extends Construct {
       subject: `[atmr-dr] ${props.environmentName}: recovered copy NOT verified (data not read in time)`,
       message: sfn.TaskInput.fromText(
         sfn.JsonPath.format(
-          'Recovery {} restored {} but {} (a fresh copy loads its blocks from S3): it is NOT verified and kept. atmr-dr recover status {} says what to do: check it by hand, then atmr-dr recover cutover {} --unverified --yes, or atmr-dr recover abandon {}',
+          `Recovery {} restored {} but {} (a fresh copy loads its blocks from S3): it is NOT verified and kept. ${OPERATOR_CLI} recover status {} says what to do: check it by hand, then ${OPERATOR_CLI} recover cutover {} --unverified --yes, or ${OPERATOR_CLI} recover abandon {}`,
           sfn.JsonPath.stringAt('$$.Execution.Input.recoveryId'),
           sfn.JsonPath.stringAt('$$.Execution.Input.newInstance'),
           sfn.JsonPath.stringAt('$.report.unreadCause'),

@@ -619,7 +619,7 @@ export class RestoreTest extends Construct {
       ...common,
       what: 'NotRun',
       summary: `no restore-test report for more than ${MAX_REPORT_AGE_DAYS} days (the test is monthly; a new environment's ${MAX_REPORT_AGE_DAYS} days count from the first backup run after the deploy), or the backup runner has not reported the report's age for 3 hours`,
-      firstActions: `lancer le test maintenant : ${startNow} ; son rapport sous ${RESTORE_TEST_REPORT_PREFIX} remet l'alarme à OK au run de sauvegarde horaire suivant (l'atmr-dr restore-test du CLI n'écrit pas de rapport). Si un rapport récent existe déjà : logs du backup runner ("cannot report the age")`,
+      firstActions: `lancer le test maintenant : ${startNow} ; son rapport sous ${RESTORE_TEST_REPORT_PREFIX} remet l'alarme à OK au run de sauvegarde horaire suivant (le restore-test du CLI n'écrit pas de rapport). Si un rapport récent existe déjà : logs du backup runner ("cannot report the age")`,
       metric: new cloudwatch.Metric({
         namespace: metricsNamespace(props.environmentName),
         metricName: RUNNER_METRICS.restoreTestReportAgeSeconds,

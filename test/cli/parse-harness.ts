@@ -4,7 +4,8 @@
  * commands, options, required options and arguments). Reads a JSON array of argument lists on
  * stdin and prints, as JSON, the one line the CLI would print for each that the parser refuses
  * (null for a line it accepts). Runs in a child process: commander 15 is ESM-only and cannot load
- * inside jest. HARNESS_NEW_BACKUPS_SUBCOMMAND=<name>: `backups` is declared with one subcommand more,
+ * inside jest. With --commands, prints the top-level command names instead (a JSON array).
+ * HARNESS_NEW_BACKUPS_SUBCOMMAND=<name>: `backups` is declared with one subcommand more,
  * <name>, as a change to bin/cli/backups.ts would add it.
  */
 import { Command, CommanderError } from 'commander';
@@ -49,6 +50,11 @@ async function refusal(args: readonly string[]): Promise<string | null> {
 }
 
 async function run(): Promise<void> {
+  // --commands: the top-level command names, to tell a command written in a text from prose.
+  if (process.argv.includes('--commands')) {
+    process.stdout.write(JSON.stringify(CONCERNS.flatMap((concern) => concern.commands)));
+    return;
+  }
   let text = '';
   for await (const chunk of process.stdin) text += String(chunk);
   const lines = JSON.parse(text) as string[][];

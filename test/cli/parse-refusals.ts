@@ -14,3 +14,10 @@ export function refusals(lines: string[][], env: NodeJS.ProcessEnv = {}): (strin
   if (child.status !== 0) throw new Error(`parse harness failed: ${child.stderr}`);
   return JSON.parse(child.stdout) as (string | null)[];
 }
+
+/** The CLI's top-level command names (backup, backups, restore, ...), from its real program. */
+export function commandNames(): string[] {
+  const child = spawnSync(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['test/cli/parse-harness.ts', '--commands'], { cwd: ROOT, encoding: 'utf8' });
+  if (child.status !== 0) throw new Error(`parse harness failed: ${child.stderr}`);
+  return JSON.parse(child.stdout) as string[];
+}

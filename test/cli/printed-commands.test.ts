@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { OPERATOR_CLI } from '../../lambdas/shared/constants';
-import { refusals, words } from './parse-refusals';
+import { commandNames, refusals, words } from './parse-refusals';
 
 /**
  * Every atmr-dr command line the project tells an operator to run, in a page, an alarm's first
@@ -20,7 +20,38 @@ interface Printed {
   readonly text: string;
   /** The arguments after atmr-dr, placeholders filled in. */
   readonly args: string[];
+  /** Written `atmr-dr <command>`, without OPERATOR_CLI's `npx --no`: command not found outside an npm link. */
+  readonly bare: boolean;
 }
+
+/**
+ * Texts of lib/ and lambdas/ that name a component `atmr-dr <command> ...` and are no command line:
+ * descriptions of deployed resources (a security group rule, the killswitch parameter), where
+ * rewording would update the resource for nothing, and the prefix of the backup task's own lines.
+ */
+const NOT_COMMANDS = [/^atmr-dr backup runner to PostgreSQL$/, /^atmr-dr restore test to PostgreSQL$/, /^atmr-dr killswitch \(JSON: /, /^atmr-dr backup task: /];
+
+/**
+ * Bare commands still written in lambdas/, by file: mostly the CLI's own messages (a restore, a
+ * cutover, db read-write) and the recovery's lines. Each file converted to OPERATOR_CLI leaves this
+ * list; none may join it.
+ */
+const BARE_IN_LAMBDAS: Record<string, number> = {
+  'lambdas/backout/state.ts': 1,
+  'lambdas/detection/db-read-write.ts': 4,
+  'lambdas/escalation/store.ts': 1,
+  'lambdas/recovery/cutover.ts': 29,
+  'lambdas/recovery/operations.ts': 14,
+  'lambdas/recovery/rds.ts': 4,
+  'lambdas/recovery/store.ts': 4,
+  'lambdas/recovery/time.ts': 1,
+  'lambdas/recovery/verify.ts': 3,
+  'lambdas/recovery/workflow.ts': 8,
+  'lambdas/restore/catalog.ts': 9,
+  'lambdas/restore/download.ts': 2,
+  'lambdas/restore/verify.ts': 1,
+  'lambdas/shared/manifest.ts': 1,
+};
 
 function filesUnder(dir: string, ext: string): string[] {
   return fs.readdirSync(path.join(ROOT, dir), { withFileTypes: true }).flatMap((entry) => {
@@ -32,8 +63,9 @@ function filesUnder(dir: string, ext: string): string[] {
 
 /**
  * The arguments of a command line as written for a reader, or undefined for a mention that is not
- * one command line (`atmr-dr <command>`, `killswitch enable|disable`, a log line `atmr-dr backup
- * task: ...`). Placeholders (`<id>`, `${incident.id}`) become a value; `[--flag X]` is given.
+ * one command line (`atmr-dr <command>`, a log line `atmr-dr backup task: ...`). Placeholders
+ * (`<id>`, `${incident.id}`) become a value; `[--flag X]` is given. Two commands written as one
+ * (`killswitch enable|disable`) are read as written, so that the parser refuses them.
  */
 function commandLine(written: string): string[] | undefined {
   const line = written
@@ -42,8 +74,11 @@ function commandLine(written: string): string[] | undefined {
     .replace(/ (\||\().*$/, '')
     .replace(/\s+$|(?<!\.)\.$/g, '')
     .replace(/^(npx (--no )?)?atmr-dr ?/, '');
-  if (line.includes(': ') || line.includes('|') || line.startsWith('<')) return undefined;
-  return words(line.replace(/\$\{[^}]*\}|<[^>]*>/g, 'x').replace(/[[\]]/g, ''));
+  if (line.includes(': ') || line.startsWith('<')) return undefined;
+  const filled = line.replace(/\$\{[^}]*\}|<[^>]*>/g, 'x').replace(/[[\]]/g, '');
+  // A choice of flags (`--resume | --undo`) is no command either; a word `a|b` is one, refused as written.
+  if (filled.includes(' | ')) return undefined;
+  return words(filled);
 }
 
 /** Commands in string literals of the deployed code (pages, alarms, messages) and in the docs' code spans. */
@@ -51,15 +86,22 @@ function printedCommands(): Printed[] {
   const printed: Printed[] = [];
   const add = (file: string, text: string) => {
     const args = commandLine(text);
-    if (args) printed.push({ file, text, args });
+    if (args) printed.push({ file, text, args, bare: !text.startsWith('npx ') });
   };
+  // A bare `atmr-dr <command>` is read only when <command> is one of the CLI's: `atmr-dr rolls the API back` is prose.
+  const bareCommand = new RegExp(`(?<![\\w:/-])(atmr-dr (?:${commandNames().join('|')})(?![\\w:-])(?:[^;,'\`)\\n"]|"[^"\\n]*")*)`, 'g');
   for (const file of [...filesUnder('lambdas', '.ts'), ...filesUnder('lib', '.ts')]) {
     // Comments name commands in passing (`atmr-dr scale`); only what the code prints is read.
     const code = fs.readFileSync(path.join(ROOT, file), 'utf8').split('\n').filter((line) => !/^\s*(\*|\/\/|\/\*)/.test(line)).join('\n');
     // The command prefix as a page prints it, then a placeholder: its expression may hold quotes or parentheses.
-    const filled = code.replaceAll('${OPERATOR_CLI}', OPERATOR_CLI).replace(/\$\{[^}]*\}/g, '<x>');
+    // An escaped backtick (a code span in a template literal) is the span's end, as printed.
+    const filled = code.replaceAll('${OPERATOR_CLI}', OPERATOR_CLI).replace(/\$\{[^}]*\}/g, '<x>').replaceAll('\\`', '`');
     // A quoted command, or one introduced by npx up to the end of its clause.
-    for (const m of filled.matchAll(/"((?:npx (?:--no )?)?atmr-dr [^"\n]*)"|(npx (?:--no )?atmr-dr (?:[^;,'`)\n"]|"[^"\n]*")*)/g)) add(file, m[1] ?? m[2]);
+    const quotedOrNpx = /"((?:npx (?:--no )?)?atmr-dr [^"\n]*)"|(npx (?:--no )?atmr-dr (?:[^;,'`)\n"]|"[^"\n]*")*)/g;
+    for (const m of filled.matchAll(quotedOrNpx)) add(file, m[1] ?? m[2]);
+    // Then an unquoted one without npx, in the text left once those are taken out.
+    const rest = filled.replace(quotedOrNpx, ' ');
+    for (const m of rest.matchAll(bareCommand)) if (!NOT_COMMANDS.some((re) => re.test(m[1].trimEnd()))) add(file, m[1].trimEnd());
   }
   for (const file of [...filesUnder('docs', '.md'), 'README.md']) {
     for (const m of fs.readFileSync(path.join(ROOT, file), 'utf8').matchAll(/`((?:npx )?atmr-dr [^`]*)`/g)) add(file, m[1]);
@@ -99,6 +141,26 @@ describe('the atmr-dr commands the project prints parse with the CLI', () => {
     expect(OPERATOR_CLI).toBe('npx --no atmr-dr');
     expect(bare).toEqual([]);
     expect(printed.filter((p) => p.file.endsWith('.ts') && p.text.startsWith('npx ') && !p.text.startsWith(`${OPERATOR_CLI} `))).toEqual([]);
+  });
+
+  it('prints no bare `atmr-dr <command>` in an alarm or a workflow\'s page (lib/), and no new one in a message of lambdas/', () => {
+    // `atmr-dr` alone is "command not found" on an on-call laptop without npm link: pages say OPERATOR_CLI.
+    const bare = printed.filter((p) => p.bare && p.file.endsWith('.ts'));
+    const byFile: Record<string, number> = {};
+    for (const p of bare.filter((p) => p.file.startsWith('lambdas'))) byFile[p.file] = (byFile[p.file] ?? 0) + 1;
+
+    expect(bare.filter((p) => p.file.startsWith('lib')).map((p) => `${p.file}: ${p.text}`)).toEqual([]);
+    // The CLI's own messages and the recovery's lines still written bare, by file: this list only shrinks.
+    expect(byFile).toEqual(BARE_IN_LAMBDAS);
+  });
+
+  it('finds a bare command wherever it is written, and refuses it (and `killswitch enable|disable`, two commands as one)', () => {
+    const found = (file: string, text: RegExp) => printed.some((p) => p.file === file && p.bare && text.test(p.text));
+
+    expect(found(path.join('lambdas', 'restore', 'catalog.ts'), /^atmr-dr backups list --database <x>$/)).toBe(true);
+    expect(found(path.join('lambdas', 'recovery', 'cutover.ts'), /^atmr-dr recover status <x>$/)).toBe(true);
+    expect(printed.some((p) => NOT_COMMANDS.some((re) => re.test(p.text)))).toBe(false);
+    expect(refusals([commandLine('atmr-dr killswitch enable|disable')!])).toEqual([expect.stringMatching(/^unknown command 'enable\|disable'/)]);
   });
 
   it('every one parses', () => {

@@ -564,7 +564,7 @@ describe('detection alarms (example config)', () => {
       TreatMissingData: 'notBreaching',
       AlarmActions: [{ Ref: topicId }],
     });
-    expect(a.AlarmDescription).toMatch(/^\[Healthchecks Kubernetes\] .*noeviction.*Premières actions : .*files Celery.*workers.*#detection-healthchecks$/);
+    expect(a.AlarmDescription).toMatch(/^\[Healthchecks Kubernetes\] .*noeviction.*Premières actions \(CLI depuis le checkout atmr-dr\) : .*files Celery.*workers.*#detection-healthchecks$/);
   });
 
   it('takes the Redis memory threshold from detection.thresholds.redisMemoryPercent', () => {
@@ -599,7 +599,7 @@ describe('detection alarms (example config)', () => {
   });
 
   it('describes each alarm in French with its runbook section, first actions and README anchor', () => {
-    expect(alarm('Osrm-Down').AlarmDescription).toMatch(/^\[OSRM Down\] .*Premières actions : .*NE PAS redémarrer.*README\.md#detection-osrm-down$/);
+    expect(alarm('Osrm-Down').AlarmDescription).toMatch(/^\[OSRM Down\] .*Premières actions \(CLI depuis le checkout atmr-dr\) : .*NE PAS redémarrer.*README\.md#detection-osrm-down$/);
     expect(alarm('Database-ReadOnly').AlarmDescription).toMatch(/^\[DB Read-Only\] .*atmr-dr db read-write.*#detection-db-read-only$/);
     expect(alarm('Database-Down').AlarmDescription).toMatch(/^\[Healthchecks Kubernetes\] .*refuse son login \(raison auth\).*detection\.probe\.database\.secretArn.*#detection-healthchecks$/);
     expect(alarm('Load-ApiErrorRate').AlarmDescription).toMatch(/^\[Pic de charge\] .*#detection-pic-de-charge$/);

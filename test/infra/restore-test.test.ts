@@ -196,7 +196,7 @@ describe('RestoreTest construct', () => {
     expect(description).toContain(
       `Premières actions : lancer le test maintenant : aws lambda invoke --function-name ${stackOutput('RestoreTestOnly', 'RestoreTestFunctionName')} --invocation-type Event --cli-binary-format raw-in-base64-out --payload '{"tier":"daily"}' /dev/null ;`,
     );
-    expect(description).toContain('atmr-dr restore-test du CLI');
+    expect(description).toContain("le restore-test du CLI n'écrit pas de rapport");
     template.hasOutput('RestoreTestFunctionName', { Value: { Ref: functionId } });
     // Run as written, in a shell, with an `aws` that answers the output's value and records the rest.
     expect(runFirstAction(description, { RestoreTestFunctionName: 'atmr-dr-restore-test-fn' })).toEqual([

@@ -156,7 +156,7 @@ describe('dbReadWrite', () => {
     const outcome = await dbReadWrite({ connection: connection(), confirm });
 
     expect(outcome.result).toBe('not-a-database-setting');
-    expect(outcome.finding).toMatch(new RegExp(`^role "${appRole}" has default_transaction_read_only=on .*; the database-level setting is on too: rerun atmr-dr db read-write once they are reset$`));
+    expect(outcome.finding).toMatch(new RegExp(`^role "${appRole}" has default_transaction_read_only=on .*; the database-level setting is on too: once they are reset, rerun npx --no atmr-dr db read-write$`));
     expect(confirm).not.toHaveBeenCalled();
     expect(databaseSetting()).toBe('default_transaction_read_only=on');
   });

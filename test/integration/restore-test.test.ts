@@ -309,7 +309,7 @@ describe('restore test (test_backup_restore, automated)', () => {
     expect(found.latestPublished).toEqual({ manifestKey: published.manifestKey, ageSeconds: expect.any(Number) });
     expect((found.latestPublished as { ageSeconds: number }).ageSeconds).toBeGreaterThanOrEqual(7200);
     expect(restoreTestText(found, where)).toMatch(
-      new RegExp(`\n {2}latest published backup of ${database}: ${published.manifestKey.replaceAll('.', '\\.')}, 2\\.0 h old \\(72\\d\\d s\\): the RPO of a restore from the catalog now; its checksum is not verified here, atmr-dr backups verify latest checks it\n`),
+      new RegExp(`\n {2}latest published backup of ${database}: ${published.manifestKey.replaceAll('.', '\\.')}, 2\\.0 h old \\(72\\d\\d s\\): the RPO of a restore from the catalog now; its checksum is not verified here \\(check it: npx --no atmr-dr backups verify latest\\)\n`),
     );
     // The RPO measured is that of the test's own backup, and the line says so.
     expect(restoreTestText(found, where)).toMatch(/\n {2}RPO \d+\.\d s \(age of the backup this test took\): objective 900 s met\n/);

@@ -117,6 +117,12 @@ describe('notifyKillswitchChange (every change, whoever wrote it)', () => {
     expect(addMetric).toHaveBeenCalledWith('KillswitchInvalid', 'Count', 1);
     expect(addMetric).toHaveBeenCalledWith('KillswitchMode', 'Count', 0);
     expect(snsMock).toHaveReceivedCommandWith(PublishCommand, { Subject: '[atmr-dr] killswitch value MALFORMED' });
+    // The fix as two commands the CLI accepts, run from the checkout (`enable|disable` is neither).
+    expect(snsMock).toHaveReceivedCommandWith(PublishCommand, {
+      Message: expect.stringContaining(
+        'Fix it with "npx --no atmr-dr killswitch disable --reason <why>" (normal mode) or "npx --no atmr-dr killswitch enable --mode <mode> --reason <why>" (maintenance or degraded), from the atmr-dr checkout.',
+      ),
+    });
     expect(eventsMock).not.toHaveReceivedCommand(PutEventsCommand);
   });
 
