@@ -531,9 +531,9 @@ export class RestoreTest extends Construct {
       summary:
         `the monthly restore test failed (see its report under ${RESTORE_TEST_REPORT_PREFIX} and the function logs)` +
         (rtoObjectiveSeconds > MEASURABLE_RTO_SECONDS
-          ? `; "RTO > N s": the restore outlasted the ${MEASURABLE_RTO_SECONDS} s one run can measure, not necessarily the ${rtoObjectiveSeconds} s objective: time it from the checkout, ${OPERATOR_CLI} restore-test --rto-objective ${rtoObjectiveSeconds} (docs/restore.md)`
+          ? `; "RTO > N s": over the ${MEASURABLE_RTO_SECONDS} s one run measures, not necessarily the ${rtoObjectiveSeconds} s objective: rerun with --rto-objective ${rtoObjectiveSeconds}`
           : ''),
-      firstActions: `lire le dernier rapport (${reports} puis aws s3 cp du plus récent vers -) et ${readLogs} ; corrigé, rejouer : ${rerun}`,
+      firstActions: `lire le plus récent de ${reports} ; ${readLogs} ; rejouer : ${rerun}`,
       // Each run reports once a month: the alarm is OK again an hour later, the failure unexamined.
       signalsEvent: true,
       metric: metric(RESTORE_TEST_METRICS.success, 'Minimum'),
