@@ -17,7 +17,7 @@ import { BackupManifestSchema, LatestPointerSchema, parseManifest, type BackupMa
 import { safeJson } from '../shared/json';
 import { systemClockOffsetMs } from '../shared/clock-offset';
 import { connectTo, type PgConnection } from '../shared/pg-connection';
-import { countFailureFix, LOCKED_TABLE_FIX, openCountedSnapshot, PRIVILEGE_FIX, rowSecurityFix } from './counted-snapshot';
+import { countFailure, LOCKED_TABLE_FIX, openCountedSnapshot, privilegeRefused, rowSecurityFix } from './counted-snapshot';
 import { LockCycleError, LockCycleWatch, LockWaitWatch, SideLooks } from './lock-wait';
 import {
   anyStampKey,
@@ -448,7 +448,7 @@ async function dumpAttempt(input: AttemptInput, answeredBefore: boolean): Promis
       deps.log?.(`backup: could not read which roles "${connection.database}"'s objects name (${oneLine(error)}): the manifest leaves them out, and a restore will not check for them before its download`, 'warn');
       return undefined;
     });
-    const { snapshot, txids, tables } = await whileLocking(deps, lockWatch, openCountedSnapshot(client), client).catch((error: unknown) => {
+    const { snapshot, txids, tables } = await whileLocking(deps, lockWatch, openCountedSnapshot(client, connection.user), client).catch((error: unknown) => {
       if (deps.signal?.aborted) throw abortedRun(deps.signal);
       throw error instanceof OperatorError ? new OperatorError(`${NOTHING_PUBLISHED}: ${error.message}`, error.exitCode) : error;
     });
@@ -635,7 +635,7 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
     if (/statement timeout.*LOCK TABLE/.test(error.message)) throw new OperatorError(`${error.message}${LOCKED_TABLE_FIX}`);
     if (/permission denied for large object/.test(error.message)) throw new OperatorError(`${error.message}${LARGE_OBJECT_FIX}`);
     // A sequence the row counts do not read (they read tables only) is refused to pg_dump alone.
-    if (/permission denied for (?:table|sequence) /.test(error.message)) throw new OperatorError(`${error.message}${PRIVILEGE_FIX}`);
+    if (/permission denied for (?:table|sequence) /.test(error.message)) throw privilegeRefused(error.message, input.deps.connection.user);
     if (/query would be affected by row-level security policy/.test(error.message)) throw new OperatorError(`${error.message}${rowSecurityFix(input.deps.connection.user)}`);
     throw error;
   });
@@ -743,13 +743,13 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
 
   const counting = countRows(client, input.tables).catch((error: unknown) => {
     if (failure) throw failure;
-    const countFailure = new OperatorError(`counting rows in the dump's snapshot failed: ${oneLine(error)}${countFailureFix(error)}`);
+    const refused = countFailure(error, deps.connection.user);
     // A statement the server refused (no SELECT right, a timeout) aborts the snapshot's transaction:
     // pg_dump then fails to import or keep the snapshot, an echo that must not be reported instead
     // of this root cause. A lost connection (SQLSTATE class 08, 57) may be pg_dump's trouble too:
     // that goes through the usual wait for the children's own reasons.
-    if (isRefusedStatement(error)) fail(countFailure);
-    throw countFailure;
+    if (isRefusedStatement(error)) fail(refused);
+    throw refused;
   });
   producers.push(counting);
   void counting.then(phase('row counts'), () => undefined);
@@ -804,7 +804,8 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
   if (failure) {
     await Promise.all(sinks.filter((s) => !s.completed).map((s) => abortMultipartUpload(deps.s3, deps.bucket, s)));
     if (failure instanceof LockCycleError || failure instanceof LostWriteError) throw failure;
-    throw new OperatorError(`${NOTHING_PUBLISHED}: ${oneLine(failure)}${leftWithoutManifest(sinks.filter((s) => s.completed).map((s) => ({ key: s.key, bytes: s.hasher.bytes })))}`);
+    const exitCode = failure instanceof OperatorError ? failure.exitCode : 1;
+    throw new OperatorError(`${NOTHING_PUBLISHED}: ${oneLine(failure)}${leftWithoutManifest(sinks.filter((s) => s.completed).map((s) => ({ key: s.key, bytes: s.hasher.bytes })))}`, exitCode);
   }
   const tables = await counting;
   return {

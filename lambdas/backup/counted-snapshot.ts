@@ -21,8 +21,19 @@ const INVALID_SCHEMA_NAME = '3F000';
 /** A table (or its schema) dropped between the list and its lock: listed again, once. */
 const DROPPED = new Set([UNDEFINED_TABLE, INVALID_SCHEMA_NAME]);
 
-/** The fix of a table or sequence the backup role may not read, refused to the row counts or to pg_dump. */
-export const PRIVILEGE_FIX = '; grant the backup role SELECT on every table and sequence it must dump (pg_dump needs them too)';
+/**
+ * The fix of a table or sequence the backup role may not read, refused to the row counts or to
+ * pg_dump: the grant docs/backup-runner.md gives the role, which covers every table and sequence,
+ * today's and tomorrow's. A permission: a retry fails the same way (exit 2, privilegeRefused).
+ */
+export function privilegeFix(role: string): string {
+  return `; the backup role "${role}" may not read it: have an admin run GRANT pg_read_all_data TO ${quoteIdent(role)} (docs/backup-runner.md, "The runner's database role"), then run the backup again`;
+}
+
+/** A refusal of the backup role's rights as the run's one line: a setting to change, not a failure to retry (exit 2). */
+export function privilegeRefused(message: string, role: string): OperatorError {
+  return new OperatorError(`${message}${privilegeFix(role)}`, 2);
+}
 
 /**
  * The fix of a table whose row-level security policy applies to the backup role: pg_dump runs with
@@ -33,11 +44,12 @@ export function rowSecurityFix(role: string): string {
   return `; the backup role "${role}" is subject to that table's row-level security, and pg_dump will not dump only the rows a policy shows it: have an admin run ALTER ROLE ${quoteIdent(role)} BYPASSRLS, or back up as the table's owner`;
 }
 
-/** The fix of a lock or a row count the server refused (pg_dump needs the same rights). */
-export function countFailureFix(error: unknown): string {
+/** A lock or a row count the server refused (pg_dump needs the same rights), as one line with its fix. */
+export function countFailure(error: unknown, role: string, detail = ''): OperatorError {
+  const message = `counting rows in the dump's snapshot failed: ${oneLine(error)}${detail}`;
   const code = sqlState(error);
-  if (code === LOCK_NOT_AVAILABLE) return LOCKED_TABLE_FIX;
-  return code === INSUFFICIENT_PRIVILEGE ? PRIVILEGE_FIX : '';
+  if (code === INSUFFICIENT_PRIVILEGE) return privilegeRefused(message, role);
+  return new OperatorError(`${message}${code === LOCK_NOT_AVAILABLE ? LOCKED_TABLE_FIX : ''}`);
 }
 
 /**
@@ -63,7 +75,7 @@ export function countFailureFix(error: unknown): string {
  * The session's lock_timeout bounds each LOCK TABLE; one that gives up names the table it waited
  * for (the server's message names none) and the fix, as pg_dump's own line did.
  */
-export async function openCountedSnapshot(client: Client): Promise<CountedSnapshot> {
+export async function openCountedSnapshot(client: Client, role: string): Promise<CountedSnapshot> {
   for (let attempt = 1; ; attempt += 1) {
     let locking = (await client.query<TableRef>(LIST_COUNTED_TABLES_SQL)).rows;
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
@@ -79,13 +91,13 @@ export async function openCountedSnapshot(client: Client): Promise<CountedSnapsh
     } catch (error) {
       await client.query('ROLLBACK').catch(() => undefined);
       if (DROPPED.has(sqlState(error) ?? '') && attempt === 1) continue;
-      throw await lockFailure(client, error, locking);
+      throw await lockFailure(client, error, locking, role);
     }
   }
 }
 
 /** A failure the server answered becomes one line with its fix; anything else (a lost connection, an abort) is the caller's. */
-async function lockFailure(client: Client, error: unknown, locking: readonly TableRef[]): Promise<unknown> {
+async function lockFailure(client: Client, error: unknown, locking: readonly TableRef[], role: string): Promise<unknown> {
   const code = sqlState(error);
   if (code === undefined) return error;
   let detail = '';
@@ -98,7 +110,7 @@ async function lockFailure(client: Client, error: unknown, locking: readonly Tab
   } else if (DROPPED.has(code)) {
     detail = ' (dropped while the backup locked the tables to count, on two tries: let the schema change finish, then run the backup again)';
   }
-  return new OperatorError(`counting rows in the dump's snapshot failed: ${oneLine(error)}${detail}${countFailureFix(error)}`);
+  return countFailure(error, role, detail);
 }
 
 function tableKey(t: TableRef): string {

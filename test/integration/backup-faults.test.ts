@@ -558,7 +558,7 @@ describe('atmr-dr backup faults (integration)', () => {
     }
   });
 
-  it('a role without SELECT on one table: names that table and the grant, not pg_dump failing to import the aborted snapshot', async () => {
+  it('a role without SELECT on one table: exit 2 naming the table, the role and the grant the docs prescribe, which makes the next run succeed; nothing published', async () => {
     // Arrange: a role that may read one table of two (and the sequences), as a hand-made backup role can be
     const database = uniqueDatabaseName('bkf_grant');
     const role = `${database}_role`;
@@ -567,41 +567,64 @@ describe('atmr-dr backup faults (integration)', () => {
       `CREATE TABLE a (id serial PRIMARY KEY); CREATE TABLE secret (id serial PRIMARY KEY);
        CREATE ROLE ${role} LOGIN; GRANT SELECT ON a TO ${role}; GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO ${role};`,
     );
+    const keysBefore = await listKeys(createS3Client(s3.env), s3.bucket);
     try {
       // Act
       const result = await runCli(['backup', '--tier', 'hourly'], cliEnv(database, s3.env, { PGUSER: role, NODE_NO_WARNINGS: '1' }));
 
-      // Assert: the row count is refused first, which aborts the snapshot pg_dump is importing.
-      expect(result.status).toBe(1);
+      // Assert: a permission, which a retry cannot fix (docs/contracts.md: exit 2)
+      expect(result.status).toBe(2);
       expect(result.stdout).toBe('');
       expectOneLineError(
         result.stderr,
-        /^atmr-dr: backup failed, nothing published \(no manifest, latest pointers unchanged\): counting rows in the dump's snapshot failed: permission denied for table secret; grant the backup role SELECT on every table/,
+        new RegExp(
+          `^atmr-dr: backup failed, nothing published \\(no manifest, latest pointers unchanged\\): counting rows in the dump's snapshot failed: permission denied for table secret; the backup role "${role}" may not read it: have an admin run GRANT pg_read_all_data TO "${role}" \\(docs/backup-runner.md, "The runner's database role"\\), then run the backup again$`,
+        ),
       );
       await expectNothingPublished();
+      expect(await listKeys(createS3Client(s3.env), s3.bucket)).toEqual(keysBefore);
+
+      // The grant the line gives is the whole fix.
+      const grant = /have an admin run (GRANT [^(]+?) \(/.exec(result.stderr)?.[1] ?? '';
+      psql(testCluster(), database, `${grant};`);
+      const again = await runCli(['backup', '--tier', 'hourly', '--formats', 'custom'], cliEnv(database, s3.env, { PGUSER: role, NODE_NO_WARNINGS: '1' }));
+      expect(again.stderr).not.toMatch(/atmr-dr: /);
+      expect(again.status).toBe(0);
     } finally {
+      // The run after the grant published: the bucket goes back to the seeded backups for the next tests.
+      const client = createS3Client(s3.env);
+      await Promise.all((await listKeys(client, s3.bucket)).filter((key) => !keysBefore.includes(key)).map((key) => client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: key }))));
+      await Promise.all(
+        Object.entries(seededPointers)
+          .filter((entry): entry is [string, string] => entry[1] !== null)
+          .map(([key, body]) => client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: body }))),
+      );
       dropDatabase(database);
       psql(testCluster(), 'postgres', `DROP ROLE IF EXISTS ${role};`);
     }
   });
 
-  it('a role that may read a table but not its sequence: pg_dump\'s refusal comes with the grant to make', async () => {
+  it('a role that may read a table but not its sequence: pg_dump\'s refusal comes with the role and the grant to make, exit 2, nothing published', async () => {
     // Arrange: SELECT on a table with a serial column, no grant on that column's sequence
     const database = uniqueDatabaseName('bkf_seq');
     const role = `${database}_role`;
     createDatabase(database, `CREATE TABLE rides (id serial PRIMARY KEY); CREATE ROLE ${role} LOGIN; GRANT SELECT ON rides TO ${role};`);
+    const keysBefore = await listKeys(createS3Client(s3.env), s3.bucket);
     try {
       // Act
       const result = await runCli(['backup', '--tier', 'hourly'], cliEnv(database, s3.env, { PGUSER: role, NODE_NO_WARNINGS: '1' }));
 
       // Assert
-      expect(result.status).toBe(1);
+      expect(result.status).toBe(2);
       expect(result.stdout).toBe('');
       expectOneLineError(
         result.stderr,
-        /^atmr-dr: backup failed, nothing published .*pg_dump exited with code 1: .*permission denied for sequence rides_id_seq.*; grant the backup role SELECT on every table and sequence it must dump \(pg_dump needs them too\)$/,
+        new RegExp(
+          `^atmr-dr: backup failed, nothing published .*pg_dump exited with code 1: .*permission denied for sequence rides_id_seq.*; the backup role "${role}" may not read it: have an admin run GRANT pg_read_all_data TO "${role}" \\(docs/backup-runner.md, "The runner's database role"\\), then run the backup again$`,
+        ),
       );
       await expectNothingPublished();
+      expect(await listKeys(createS3Client(s3.env), s3.bucket)).toEqual(keysBefore);
     } finally {
       dropDatabase(database);
       psql(testCluster(), 'postgres', `DROP ROLE IF EXISTS ${role};`);
