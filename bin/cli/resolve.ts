@@ -237,8 +237,10 @@ export async function resolveDeployedNameFrom(name: DeployedName, options: Resol
       // (a refusal arriving late) still gets its own line: its cause is not the one that line gave.
       fallbackSaidByWait = isTimeout(error);
       if (!name.fromConfig && cloudFormationDown(error)) {
-        // Not a setting: CloudFormation did not answer (or throttled); the same command works once it does.
-        throw new OperatorError(`${unreadable} (${name.envVar} or ${flag} names the ${name.label} without this lookup)`, 1);
+        // Not a setting: CloudFormation did not answer (or throttled); the same command works once it
+        // does (exit 1). The line starts with what is missing and how to give it, which needs no
+        // CloudFormation at all, then why the lookup failed.
+        throw new OperatorError(`${noNameGiven(name)}; ${unreadable}`, 1);
       }
     }
     const value = outputs?.[name.output.key];
@@ -265,6 +267,11 @@ export async function resolveDeployedNameFrom(name: DeployedName, options: Resol
     throw new NotFoundError(`no ${name.label}${others}: ${notDeployed.reason}`, `${fix}${otherEnvironmentHint(options.envName, root)}`, { cause: notDeployed.cause });
   }
   throw new OperatorError(`no ${name.label} (${reasons.join('; ')}): ${fix}`, 2);
+}
+
+/** What is missing and the ways to give it, for a name the deployed stack could not tell. */
+function noNameGiven(name: DeployedName): string {
+  return `no ${name.label}: set ${name.envVar} or pass ${name.flag}, or --env <name> to read it from that environment's deployed stack`;
 }
 
 /** The name the environment's config gives, or why it gives none. */
