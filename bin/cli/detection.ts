@@ -5,7 +5,7 @@ import { RDSClient } from '@aws-sdk/client-rds';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { Command } from 'commander';
 import { dbReadWrite, rdsStorage } from '../../lambdas/detection/db-read-write';
-import { alembicRevisions, compareWithRecords, recordedHeads, type RecordsSettings } from '../../lambdas/detection/db-revision';
+import { alembicRevisions, compareWithRecords, notCompared, recordedHeads, type RecordsSettings } from '../../lambdas/detection/db-revision';
 import { restartService, scaleService } from '../../lambdas/detection/ecs-actions';
 import { namedClient } from '../../lambdas/shared/named-clients';
 import { opsStateDynamoDB } from '../../lambdas/shared/ops-state-client';
@@ -162,7 +162,8 @@ export function registerDetectionCommands(program: Command): void {
         const deps = { ecs: namedClient(new ECSClient(SDK_RETRY), 'ECS'), doc: DynamoDBDocumentClient.from(opsStateDynamoDB()) };
         comparison = compareWithRecords(revisions, await recordedHeads(deps, settings), settings.alembicHead.name);
       } catch (error) {
-        comparison = `not compared with the last known good: the backout records are not reachable (${asOperatorError(error).message})`;
+        // Why on its own clause: the reason is itself a line with its own parentheses.
+        comparison = notCompared(revisions, `not compared with the last known good, whose records are not reachable: ${asOperatorError(error).message}`);
       }
       print(comparison);
     });

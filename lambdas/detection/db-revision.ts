@@ -56,13 +56,13 @@ export async function recordedHeads(deps: { readonly ecs: ECSClient; readonly do
   const service = settings.api.serviceName;
   const lastKnownGood = await latestLastKnownGood(deps.doc, settings.tableName, service).then(
     (record) => record && { taskDefinitionArn: record.taskDefinitionArn, alembicHead: record.alembicHead },
-    (error: unknown) => ({ error: `the ops-state table ${settings.tableName} could not be read (${asOperatorError(error).message})` }),
+    (error: unknown) => ({ error: `the ops-state table ${settings.tableName} could not be read: ${asOperatorError(error).message}` }),
   );
   const running = await describeService(deps.ecs, settings, service)
     .then((ecsService) => describeRelease(deps.ecs, settings, currentTaskDefinition(ecsService), settings.api.containerName))
     .then(
       (release) => ({ taskDefinitionArn: release.taskDefinitionArn, alembicHead: release.alembicHead }),
-      (error: unknown) => ({ error: `the release ${service} runs could not be read (${asOperatorError(error).message})` }),
+      (error: unknown) => ({ error: `the release ${service} runs could not be read: ${asOperatorError(error).message}` }),
     );
   return { lastKnownGood, running };
 }
@@ -72,22 +72,29 @@ export async function recordedHeads(deps: { readonly ecs: ECSClient; readonly do
  * downgrade to run when the schema is ahead of it. Alembic revisions are ids with no order, so
  * "ahead" is said only when the schema is at the head of the running release, a release other than
  * the last known good; a revision that is neither head is named as such, and the downgrade is given
- * for the case it is ahead (flask db history tells).
+ * for the case it is ahead (flask db history tells). A branched schema (one row per head) has each
+ * head placed the same way, the ones that are not the last known good's named.
  */
 export function compareWithRecords(revisions: readonly string[], heads: RecordedHeads, headSetting: string): string {
   const lkg = heads.lastKnownGood;
-  if (lkg && 'error' in lkg) return `not compared with the last known good: ${lkg.error}`;
-  if (!lkg) return 'not compared: no last known good of the API is recorded (a release becomes one after a clean bake)';
-  if (!lkg.alembicHead) return `not compared: the last known good ${lkg.taskDefinitionArn} declares no Alembic head (${headSetting})`;
+  if (lkg && 'error' in lkg) return notCompared(revisions, `not compared with the last known good: ${lkg.error}`);
+  if (!lkg) return notCompared(revisions, 'not compared: no last known good of the API is recorded (a release becomes one after a clean bake)');
+  if (!lkg.alembicHead) return notCompared(revisions, `not compared: the last known good ${lkg.taskDefinitionArn} declares no Alembic head (${headSetting})`);
+  const running = 'error' in heads.running || heads.running.taskDefinitionArn === lkg.taskDefinitionArn ? null : heads.running;
+  const downgrade = downgradeCommandLine(lkg.alembicHead, running?.taskDefinitionArn ?? '<the failing release>');
   if (revisions.length > 1) {
-    return `${revisions.length} heads (the migrations branch): not compared with the last known good's head (${lkg.alembicHead}); flask db heads and flask db history tell which to downgrade`;
+    const others = revisions.filter((revision) => revision !== lkg.alembicHead);
+    const atRunning = (revision: string): string => (running && revision === running.alembicHead ? ` (the head of the running release ${running.taskDefinitionArn})` : '');
+    if (others.length === revisions.length) {
+      return `${branch(revisions)}: none is the last known good's head (${lkg.alembicHead}); if they are ahead (flask db history), downgrade with ${downgrade}`;
+    }
+    const named = others.map((revision) => `${revision}${atRunning(revision)}`).join(', ');
+    const ahead = others.every((revision) => atRunning(revision) !== '');
+    return `${branch(revisions)}: ${lkg.alembicHead} is the last known good's head, ${named} ${others.length > 1 ? 'are' : 'is'} not; ${ahead ? '' : `if ${others.length > 1 ? 'they are' : 'it is'} ahead (flask db history), `}downgrade with ${downgrade}`;
   }
   const [revision] = revisions;
   if (revision === lkg.alembicHead) return `= the last known good's head (${lkg.taskDefinitionArn})`;
-  const running = 'error' in heads.running ? null : heads.running;
-  const failing = running && running.taskDefinitionArn !== lkg.taskDefinitionArn ? running.taskDefinitionArn : '<the failing release>';
-  const downgrade = downgradeCommandLine(lkg.alembicHead, failing);
-  if (running && running.taskDefinitionArn !== lkg.taskDefinitionArn && revision === running.alembicHead) {
+  if (running && revision === running.alembicHead) {
     return `ahead of the last known good (${lkg.alembicHead}): at the head of the running release ${running.taskDefinitionArn}; downgrade with ${downgrade}`;
   }
   const runningNote =
@@ -97,4 +104,16 @@ export function compareWithRecords(revisions: readonly string[], heads: Recorded
         ? ', which the service runs'
         : `; the running release ${heads.running.taskDefinitionArn} declares ${heads.running.alembicHead ?? 'no head'}`;
   return `not the last known good's head (${lkg.alembicHead}${runningNote}): if it is ahead (flask db history), downgrade with ${downgrade}`;
+}
+
+/**
+ * A revision line that could not be placed against the last known good: `why` says why. A branched
+ * schema says so first, with its heads, in the same line.
+ */
+export function notCompared(revisions: readonly string[], why: string): string {
+  return revisions.length > 1 ? `${branch(revisions)}, ${why}` : why;
+}
+
+function branch(revisions: readonly string[]): string {
+  return `${revisions.length} heads (the migrations branch: ${revisions.join(', ')})`;
 }
