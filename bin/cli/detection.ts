@@ -5,7 +5,7 @@ import { RDSClient } from '@aws-sdk/client-rds';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { Command } from 'commander';
 import { dbReadWrite, rdsStorage } from '../../lambdas/detection/db-read-write';
-import { alembicRevisions, compareWithRecords, notCompared, recordedHeads, type RecordsSettings } from '../../lambdas/detection/db-revision';
+import { alembicRevisions, compareWithRecords, notCompared, type PlacedRevision, recordedHeads, type RecordsSettings } from '../../lambdas/detection/db-revision';
 import { restartService, scaleService } from '../../lambdas/detection/ecs-actions';
 import { namedClient } from '../../lambdas/shared/named-clients';
 import { opsStateDynamoDB } from '../../lambdas/shared/ops-state-client';
@@ -142,7 +142,8 @@ export function registerDetectionCommands(program: Command): void {
     .option('--env <name>', `cdk.json environment (default: ${ENV_DEFAULT})`)
     .option('--cluster <name>', 'ECS cluster of the API (default: $ATMR_ECS_CLUSTER, the Ops stack output, the config)')
     .option('--table <name>', 'ops-state table (default: $ATMR_OPS_TABLE, the Data stack output)')
-    .action(async (opts: { databaseSecret?: string; env?: string; cluster?: string; table?: string }) => {
+    .option('--json', 'print the revision and its comparison as JSON (comparison: equal, ahead, different or not-compared)')
+    .action(async (opts: { databaseSecret?: string; env?: string; cluster?: string; table?: string; json?: boolean }) => {
       // Refused before anything, as db read-write does: a typo would otherwise pass as "not compared".
       if (opts.env !== undefined) assertEnvironment(opts.env);
       const connection = await resolveConnection({ secretArn: opts.databaseSecret });
@@ -153,19 +154,23 @@ export function registerDetectionCommands(program: Command): void {
       } finally {
         await client.end().catch(() => undefined);
       }
-      print(`alembic revision${revisions.length > 1 ? 's' : ''} of ${connection.database} on ${connection.host}: ${revisions.join(', ')}`);
+      const revisionLine = `alembic revision${revisions.length > 1 ? 's' : ''} of ${connection.database} on ${connection.host}: ${revisions.join(', ')}`;
+      // Said at once at a terminal: the records' lookup can take seconds. With --json, one document at the end.
+      if (!opts.json) print(revisionLine);
       // The revision is the answer; the records only place it. Without them (no credentials, no
       // config, a laptop without the stacks' outputs) the command still answers, and says why not.
-      let comparison: string;
+      let placed: PlacedRevision;
       try {
         const settings = await recordsSettings(opts);
         const deps = { ecs: namedClient(new ECSClient(SDK_RETRY), 'ECS'), doc: DynamoDBDocumentClient.from(opsStateDynamoDB()) };
-        comparison = compareWithRecords(revisions, await recordedHeads(deps, settings), settings.alembicHead.name);
+        placed = compareWithRecords(revisions, await recordedHeads(deps, settings), settings.alembicHead.name);
       } catch (error) {
         // Why on its own clause: the reason is itself a line with its own parentheses.
-        comparison = notCompared(revisions, `not compared with the last known good, whose records are not reachable: ${asOperatorError(error).message}`);
+        placed = notCompared(revisions, `not compared with the last known good, whose records are not reachable: ${asOperatorError(error).message}`);
       }
-      print(comparison);
+      // Exit 0 whatever the comparison (the command answered): a script tells them apart by --json's comparison.
+      if (opts.json) print(JSON.stringify({ database: connection.database, host: connection.host, revisions, ...placed }));
+      else print(placed.line);
     });
 
   program

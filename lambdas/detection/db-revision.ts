@@ -68,6 +68,21 @@ export async function recordedHeads(deps: { readonly ecs: ECSClient; readonly do
 }
 
 /**
+ * Where the schema stands against the last known good's head, for a script (`db revision --json`):
+ * `equal` at its head; `ahead` at the head of the running release, another one; `different` at a
+ * revision that is neither (Alembic ids have no order: flask db history tells whether it is ahead);
+ * `not-compared` when the records do not say (not read, no last known good, no head declared).
+ */
+export type RevisionComparison = 'equal' | 'ahead' | 'different' | 'not-compared';
+
+/** The line after the revision, what it says for a script, and the downgrade it gives (null: none). */
+export interface PlacedRevision {
+  readonly comparison: RevisionComparison;
+  readonly line: string;
+  readonly downgrade: string | null;
+}
+
+/**
  * The line after the revision: where it stands against the last known good's head, and the
  * downgrade to run when the schema is ahead of it. Alembic revisions are ids with no order, so
  * "ahead" is said only when the schema is at the head of the running release, a release other than
@@ -75,7 +90,7 @@ export async function recordedHeads(deps: { readonly ecs: ECSClient; readonly do
  * for the case it is ahead (flask db history tells). A branched schema (one row per head) has each
  * head placed the same way, the ones that are not the last known good's named.
  */
-export function compareWithRecords(revisions: readonly string[], heads: RecordedHeads, headSetting: string): string {
+export function compareWithRecords(revisions: readonly string[], heads: RecordedHeads, headSetting: string): PlacedRevision {
   const lkg = heads.lastKnownGood;
   if (lkg && 'error' in lkg) return notCompared(revisions, `not compared with the last known good: ${lkg.error}`);
   if (!lkg) return notCompared(revisions, 'not compared: no last known good of the API is recorded (a release becomes one after a clean bake)');
@@ -86,16 +101,20 @@ export function compareWithRecords(revisions: readonly string[], heads: Recorded
     const others = revisions.filter((revision) => revision !== lkg.alembicHead);
     const atRunning = (revision: string): string => (running && revision === running.alembicHead ? ` (the head of the running release ${running.taskDefinitionArn})` : '');
     if (others.length === revisions.length) {
-      return `${branch(revisions)}: none is the last known good's head (${lkg.alembicHead}); if they are ahead (flask db history), downgrade with ${downgrade}`;
+      return { comparison: 'different', line: `${branch(revisions)}: none is the last known good's head (${lkg.alembicHead}); if they are ahead (flask db history), downgrade with ${downgrade}`, downgrade };
     }
     const named = others.map((revision) => `${revision}${atRunning(revision)}`).join(', ');
     const ahead = others.every((revision) => atRunning(revision) !== '');
-    return `${branch(revisions)}: ${lkg.alembicHead} is the last known good's head, ${named} ${others.length > 1 ? 'are' : 'is'} not; ${ahead ? '' : `if ${others.length > 1 ? 'they are' : 'it is'} ahead (flask db history), `}downgrade with ${downgrade}`;
+    return {
+      comparison: ahead ? 'ahead' : 'different',
+      line: `${branch(revisions)}: ${lkg.alembicHead} is the last known good's head, ${named} ${others.length > 1 ? 'are' : 'is'} not; ${ahead ? '' : `if ${others.length > 1 ? 'they are' : 'it is'} ahead (flask db history), `}downgrade with ${downgrade}`,
+      downgrade,
+    };
   }
   const [revision] = revisions;
-  if (revision === lkg.alembicHead) return `= the last known good's head (${lkg.taskDefinitionArn})`;
+  if (revision === lkg.alembicHead) return { comparison: 'equal', line: `= the last known good's head (${lkg.taskDefinitionArn})`, downgrade: null };
   if (running && revision === running.alembicHead) {
-    return `ahead of the last known good (${lkg.alembicHead}): at the head of the running release ${running.taskDefinitionArn}; downgrade with ${downgrade}`;
+    return { comparison: 'ahead', line: `ahead of the last known good (${lkg.alembicHead}): at the head of the running release ${running.taskDefinitionArn}; downgrade with ${downgrade}`, downgrade };
   }
   const runningNote =
     'error' in heads.running
@@ -103,15 +122,15 @@ export function compareWithRecords(revisions: readonly string[], heads: Recorded
       : heads.running.taskDefinitionArn === lkg.taskDefinitionArn
         ? ', which the service runs'
         : `; the running release ${heads.running.taskDefinitionArn} declares ${heads.running.alembicHead ?? 'no head'}`;
-  return `not the last known good's head (${lkg.alembicHead}${runningNote}): if it is ahead (flask db history), downgrade with ${downgrade}`;
+  return { comparison: 'different', line: `not the last known good's head (${lkg.alembicHead}${runningNote}): if it is ahead (flask db history), downgrade with ${downgrade}`, downgrade };
 }
 
 /**
- * A revision line that could not be placed against the last known good: `why` says why. A branched
+ * A revision that could not be placed against the last known good: `why` says why. A branched
  * schema says so first, with its heads, in the same line.
  */
-export function notCompared(revisions: readonly string[], why: string): string {
-  return revisions.length > 1 ? `${branch(revisions)}, ${why}` : why;
+export function notCompared(revisions: readonly string[], why: string): PlacedRevision {
+  return { comparison: 'not-compared', line: revisions.length > 1 ? `${branch(revisions)}, ${why}` : why, downgrade: null };
 }
 
 function branch(revisions: readonly string[]): string {

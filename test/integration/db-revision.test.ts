@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { alembicRevisions, compareWithRecords, type RecordedHeads } from '../../lambdas/detection/db-revision';
+import { alembicRevisions, compareWithRecords, type RecordedHeads, type RevisionComparison } from '../../lambdas/detection/db-revision';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { connectTo } from '../../lambdas/shared/pg-connection';
 import { atmrDr } from '../lambdas/detection/cli-run';
@@ -186,7 +186,22 @@ describe('compareWithRecords', () => {
       `not compared: the last known good ${GOOD} declares no Alembic head (ALEMBIC_HEAD)`,
     ],
   ])('%s', (_what, revisions, recorded, line) => {
-    expect(compareWithRecords(revisions, recorded, 'ALEMBIC_HEAD')).toBe(line);
+    expect(compareWithRecords(revisions, recorded, 'ALEMBIC_HEAD').line).toBe(line);
+  });
+
+  it.each<[string, string[], RecordedHeads, RevisionComparison, boolean]>([
+    ['at the last known good\'s head', ['aaa111'], heads(), 'equal', false],
+    ['at the failing release\'s head', ['bbb222'], heads(), 'ahead', true],
+    ['at neither head', ['ccc333'], heads(), 'different', true],
+    ["branched, the other head the failing release's", ['aaa111', 'bbb222'], heads(), 'ahead', true],
+    ["branched, the other head neither release's", ['aaa111', 'ccc333'], heads(), 'different', true],
+    ['records not read', ['bbb222'], heads({ lastKnownGood: { error: 'the ops-state table ops-state could not be read: AccessDeniedException' } }), 'not-compared', false],
+    ['no last known good', ['bbb222'], heads({ lastKnownGood: null }), 'not-compared', false],
+  ])('%s: the comparison a script reads, and the downgrade', (_what, revisions, recorded, comparison, hasDowngrade) => {
+    const placed = compareWithRecords(revisions, recorded, 'ALEMBIC_HEAD');
+
+    expect(placed.comparison).toBe(comparison);
+    expect(placed.downgrade).toBe(hasDowngrade ? `npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD}` : null);
   });
 });
 
@@ -254,9 +269,9 @@ describe('atmr-dr db revision (CLI)', () => {
    * The CLI through test/cli/rollback-harness.ts: the API runs BAD (Alembic bbb222), the suite's
    * dynalite holds the ops-state table `table`, with GOOD (aaa111) as the last known good.
    */
-  async function withRecords(table: string, env: Record<string, string> = {}) {
+  async function withRecords(table: string, env: Record<string, string> = {}, args: string[] = []) {
     const resultFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'db-revision-')), 'result.json');
-    const child = spawn(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['test/cli/rollback-harness.ts', 'db', 'revision'], {
+    const child = spawn(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['test/cli/rollback-harness.ts', 'db', 'revision', ...args], {
       cwd: ROOT,
       env: operatorEnv({
         ...pgEnv(),
@@ -327,5 +342,30 @@ describe('atmr-dr db revision (CLI)', () => {
     expect(lines[1]).toMatch(/^not compared with the last known good: the ops-state table atmr-ops could not be read: DynamoDB is unreachable \([^()]*\); check /);
     expect(maxParenthesesDepth(lines[1])).toBe(1);
     expect(run.status).toBe(0);
+  });
+
+  it('--json: the revision and "comparison" a script tells apart (ahead vs equal vs not-compared), with the downgrade; exit 0 for each', async () => {
+    const table = await suite.dynamo.freshTable('db-revision');
+    await seedLkg(suite.dynamo.doc, lkg(), table);
+    alembicAt('bbb222');
+
+    const ahead = await withRecords(table, {}, ['--json']);
+    psql(cluster, database, "UPDATE alembic_version SET version_num = 'aaa111'");
+    const equal = await withRecords(table, {}, ['--json']);
+    const unreachable = atmrDr(['db', 'revision', '--json'], {}, pgEnv());
+
+    expect(ahead.stderr).toBe('');
+    expect(JSON.parse(ahead.stdout)).toEqual({
+      database,
+      host: cluster.host,
+      revisions: ['bbb222'],
+      comparison: 'ahead',
+      line: `ahead of the last known good (aaa111): at the head of the running release ${BAD}; downgrade with npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD}`,
+      downgrade: `npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD}`,
+    });
+    expect(ahead.stdout.trim().split('\n')).toHaveLength(1);
+    expect(JSON.parse(equal.stdout)).toMatchObject({ revisions: ['aaa111'], comparison: 'equal', downgrade: null });
+    expect(JSON.parse(unreachable.stdout)).toMatchObject({ revisions: ['aaa111'], comparison: 'not-compared', downgrade: null });
+    expect([ahead.status, equal.status, unreachable.status]).toEqual([0, 0, 0]);
   });
 });
