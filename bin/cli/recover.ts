@@ -307,22 +307,31 @@ function checkRecoveryId(command: string, id: string): void {
  */
 const ACTOR_AT_START = `your STS caller ARN, read when the recovery starts; when STS cannot be read, ${OPERATOR_NAME_ORDER}`;
 
+/** When a cut-over recovery finished its cutover: its last journaled step's end, else the record's last write. */
+function cutOverAt(record: RecoveryRecord): string {
+  return record.journal?.findLast((e) => e.finishedAt)?.finishedAt ?? record.updatedAt;
+}
+
 /**
  * A recovery restores from database.instanceIdentifier. After a cutover production runs on the copy,
  * and until cdk.json names it (the cutover's "next" line), a new recovery would restore the old
- * instance, the one the cutover replaced, without a word: said on stderr when the latest finished
- * cutover among the recent recoveries replaced that very instance. No flag picks another source: the
- * config is the fix. A store that cannot be read says nothing here (the start reads it again).
+ * instance, the one the cutover replaced, and cutting it over would put production back on data
+ * without any of the writes it took on the copy since: refused, before anything is started or
+ * changed, when the latest finished cutover among the recent recoveries replaced `source` (starting
+ * a recovery: the configured instance; cutting one over: the instance it restored). No flag picks
+ * another source: the config is the fix. A store that cannot be read refuses nothing here (the
+ * start and the cutover read it again and fail on their own).
  */
-async function warnIfReplaced(store: StoreDeps, source: string, envName: string): Promise<void> {
+async function refuseIfReplaced(store: StoreDeps, command: string, source: string, envName: string, recoveryId?: string): Promise<void> {
   const ids = await listRecoveryIds(store, 10).catch(() => []);
   // Read together: each record is an item of its own key, which no one query returns.
   const records = await Promise.all(ids.map((id) => getRecovery(store, id).catch(() => undefined)));
   const latest = records.find((record) => record?.status === 'cut-over');
-  if (latest?.sourceInstance === source) {
-    process.stderr.write(
-      `atmr-dr: warning: recovery ${latest.recoveryId} cut production (${envName}) over to ${latest.newInstance}, but database.instanceIdentifier still names ${source}, the instance it replaced: this recovery restores ${source}, not production; set database.instanceIdentifier and database.host to ${latest.newInstance} in cdk.json to restore production\n`,
-    );
+  if (latest && latest.recoveryId !== recoveryId && latest.sourceInstance === source) {
+    const what = recoveryId
+      ? `recovery ${recoveryId} restored ${source}, not production: cutting it over would lose production's writes on ${latest.newInstance}; abandon it ("atmr-dr recover abandon ${recoveryId}"), then start a new recovery once database.instanceIdentifier and database.host name ${latest.newInstance} in cdk.json`
+      : `database.instanceIdentifier still names ${source}: a recovery would restore it, not production; set database.instanceIdentifier and database.host to ${latest.newInstance} in cdk.json, then start it again`;
+    throw new OperatorError(`${command}: recovery ${latest.recoveryId} cut production (${envName}) over to ${latest.newInstance} at ${cutOverAt(latest)}, replacing ${source}: ${what}`, 2);
   }
 }
 
@@ -485,7 +494,7 @@ export function registerRecoverCommands(program: Command): void {
     let toTime = parseToTime(g.toTime);
     checkPitrReach(toTime);
     const ctx = await context();
-    await warnIfReplaced(ctx.store, ctx.config.database.instanceIdentifier, ctx.config.name);
+    await refuseIfReplaced(ctx.store, 'recover', ctx.config.database.instanceIdentifier, ctx.config.name);
     if (relativeToTimeSeconds(g.toTime ?? '') !== undefined) {
       // "5 min ago" from RDS's clock, as the killswitch's --expires counts from SSM's: a laptop minutes
       // off would restore minutes more or less of the data. The SDK learns the offset from RDS's
@@ -593,7 +602,7 @@ export function registerRecoverCommands(program: Command): void {
       if (record.status === 'cut-over') {
         // Done already: a re-run has nothing to do, and an undo nothing it may put back (production
         // may have taken writes on the copy since). Exit 3 as every refused state (docs/contracts.md).
-        const at = record.journal?.findLast((e) => e.finishedAt)?.finishedAt ?? record.updatedAt;
+        const at = cutOverAt(record);
         const old = record.replacedInstance ? `${record.sourceInstance} (kept as ${record.replacedInstance})` : record.sourceInstance;
         const line =
           mode === 'undo'
@@ -605,6 +614,7 @@ export function registerRecoverCommands(program: Command): void {
         const hint = record.status === 'cutting-over' ? `a cutover was interrupted: see "atmr-dr recover status ${id}", then --resume or --undo` : `only a verified recovery can be cut over (see "atmr-dr recover status ${id}")`;
         throw new OperatorError(`recover cutover: recovery ${id} is "${record.status}": ${hint}`, 3);
       }
+      if (mode === 'start') await refuseIfReplaced(ctx.store, 'recover cutover', record.sourceInstance, ctx.config.name, id);
       const unread = mode === 'start' && record.verification?.unread === true;
       if (mode === 'start' && opts.unverified && !unread) throw new OperatorError(unverifiedFlagRefusal('recover cutover', id, record.status), 2);
       if (unread && !opts.unverified) {

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { RecoveryRequest } from '../../lambdas/recovery/contract';
-import { activeRecoveryId, beginRecovery, getRecovery, releaseLock, updateRecovery } from '../../lambdas/recovery/store';
+import { activeRecoveryId, beginRecovery, getRecovery, listRecoveryIds, releaseLock, updateRecovery } from '../../lambdas/recovery/store';
 import { SECOND_SIGNAL_AFTER_MS } from '../../bin/cli/interrupt';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { LocalDynamo, startLocalDynamo } from '../support/dynamodb';
@@ -358,8 +358,44 @@ function operatorEnv(): NodeJS.ProcessEnv {
   });
 }
 
+/**
+ * Each test starts with production on atmr-prod, as the fake's reset leaves it: an earlier test's
+ * cut-over recovery (of atmr-prod) is retired, or the cutover would refuse every recovery of
+ * atmr-prod as one of the instance that cutover replaced.
+ */
+async function retireCutOvers(): Promise<void> {
+  const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
+  for (const id of await listRecoveryIds(store, 100)) {
+    if ((await getRecovery(store, id)).status === 'cut-over') await updateRecovery(store, id, { status: 'abandoned' });
+  }
+}
+
 describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
-  beforeEach(() => aws.reset());
+  beforeEach(async () => {
+    aws.reset();
+    await retireCutOvers();
+  });
+
+  it('a recovery of the instance an earlier cutover replaced (cdk.json not updated since) is refused before anything changes: exit 2, one line naming that cutover, its copy and when, and the cdk.json keys', async () => {
+    const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
+    const first = 'r20261130150000-aa01';
+    const second = 'r20261130160000-aa02';
+    await verifiedRecovery(first);
+    const finishedAt = '2026-11-30T15:20:00.000Z';
+    await updateRecovery(store, first, { status: 'cut-over', journal: [{ step: 'killswitch back', state: 'done', startedAt: '2026-11-30T15:19:00.000Z', finishedAt, by: 'alice' }] });
+    await releaseLock(store, first);
+    await verifiedRecovery(second);
+
+    const result = await run(install.launcher, ['recover', 'cutover', second, '--yes'], operatorEnv()).finally(() => releaseLock(store, second));
+
+    expect(result.status).toBe(2);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toBe(
+      `atmr-dr: recover cutover: recovery ${first} cut production (example) over to atmr-prod-pitr-202611301402 at ${finishedAt}, replacing atmr-prod: recovery ${second} restored atmr-prod, not production: cutting it over would lose production's writes on atmr-prod-pitr-202611301402; abandon it ("atmr-dr recover abandon ${second}"), then start a new recovery once database.instanceIdentifier and database.host name atmr-prod-pitr-202611301402 in cdk.json\n`,
+    );
+    expect(aws.calls).toEqual([]);
+    expect((await getRecovery(store, second)).status).toBe('verified');
+  });
 
   it("puts production on the recovered instance, step by step; the old one, which the on-call's role may not change, is left with the commands for someone allowed (again in status)", async () => {
     const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };

@@ -217,14 +217,16 @@ describe('atmr-dr recover', () => {
     }
   });
 
-  it('a recovery started after a cutover whose old instance the config still names warns on stderr that it restores the replaced instance', async () => {
+  it('a recovery started after a cutover whose old instance the config still names is refused before any AWS call: exit 2, one line naming that cutover, its copy and when, and the cdk.json keys; nothing started', async () => {
     const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
     const before = (await dynamo.ddb.send(new GetCommand({ TableName: dynamo.tableName, Key: recordKey('r20261130143000-aaaa') }))).Item!.status as RecoveryRecord['status'];
-    await updateRecovery(store, 'r20261130143000-aaaa', { status: 'cut-over' });
-    // The tests after this one read the recovery as it was.
-    const run = await atmrDr(['recover', '--to-time', new Date(Date.now() - 3_600_000).toISOString(), '--reason', 'x', '--dry-run']).finally(() => updateRecovery(store, 'r20261130143000-aaaa', { status: before }));
-    expect(run.stderr.split('\n')[0]).toBe(
-      'atmr-dr: warning: recovery r20261130143000-aaaa cut production (example) over to atmr-prod-pitr-202611301402, but database.instanceIdentifier still names atmr-prod, the instance it replaced: this recovery restores atmr-prod, not production; set database.instanceIdentifier and database.host to atmr-prod-pitr-202611301402 in cdk.json to restore production',
+    await updateRecovery(store, 'r20261130143000-aaaa', { status: 'cut-over', journal: [{ step: 'killswitch back', state: 'done', startedAt: '2026-11-30T15:19:00.000Z', finishedAt: '2026-11-30T15:20:00.000Z', by: 'alice' }] });
+    // The tests after this one read the recovery as it was. Not a dry run: every AWS endpoint is closed, a start that went on would fail there.
+    const run = await atmrDr(['recover', '--to-time', new Date(Date.now() - 3_600_000).toISOString(), '--reason', 'x']).finally(() => updateRecovery(store, 'r20261130143000-aaaa', { status: before, journal: [] }));
+    expect(run.status).toBe(2);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toBe(
+      'atmr-dr: recover: recovery r20261130143000-aaaa cut production (example) over to atmr-prod-pitr-202611301402 at 2026-11-30T15:20:00.000Z, replacing atmr-prod: database.instanceIdentifier still names atmr-prod: a recovery would restore it, not production; set database.instanceIdentifier and database.host to atmr-prod-pitr-202611301402 in cdk.json, then start it again\n',
     );
   });
 
