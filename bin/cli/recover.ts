@@ -10,7 +10,7 @@ import { Command } from 'commander';
 import * as os from 'node:os';
 import { EnvironmentConfig, defaultNewInstancePrefix, prefixNotCovering, resolveRecoveryConfig } from '../../lib/config';
 import { FINAL_STATUSES, JournalEntry, RECOVERY_ID_PATTERN, RecoveryRecord } from '../../lambdas/recovery/contract';
-import { ALREADY_REOPENED, ANNOUNCE, CUTOVER_STEPS, CutoverResult, DONE_BEFORE, CutoverSettings, EndpointSwitch, LEASE_SECONDS, cutover, keptInMaintenance, killswitchUnknown, reopeningStarted, undoCutover, undoPastReopening } from '../../lambdas/recovery/cutover';
+import { ALREADY_REOPENED, ANNOUNCE, CUTOVER_STEPS, CutoverResult, DONE_BEFORE, CutoverSettings, EndpointSwitch, LEASE_SECONDS, cutover, endpointWriteCommand, keptInMaintenance, killswitchUnknown, reopeningStarted, undoCutover, undoPastReopening } from '../../lambdas/recovery/cutover';
 import { abandonRecovery, describeExecution, parseRecoveryReason, recoveryExecutionArn, startRecovery } from '../../lambdas/recovery/operations';
 import { dataAlsoIn, renameCommands } from '../../lambdas/recovery/rds';
 import { describeInstance } from '../../lambdas/shared/rds-instances';
@@ -19,7 +19,7 @@ import { StoreDeps, activeRecoveryId, getRecovery, listRecoveryIds } from '../..
 import { checkPitrReach, parseToTime, relativeToTimeSeconds } from '../../lambdas/recovery/time';
 import { formatVerification, unreadCause, unverifiedFlagRefusal, unverifiedNextStep, unverifiedRefusal } from '../../lambdas/recovery/verify';
 import { formatAge, utcSecond } from '../../lambdas/shared/format';
-import { type KillswitchValue, effectiveMode } from '../../lambdas/killswitch/value';
+import { type KillswitchValue, NO_EXPIRY, effectiveMode } from '../../lambdas/killswitch/value';
 import { readKillswitch } from '../../lambdas/killswitch/core';
 import { opsStateDynamoDB } from '../../lambdas/shared/ops-state-client';
 import { namedClient } from '../../lambdas/shared/named-clients';
@@ -335,6 +335,29 @@ async function refuseIfReplaced(store: StoreDeps, command: string, source: strin
   }
 }
 
+/**
+ * Going back to the old instance after a finished cutover, by hand (no undo may: production may have
+ * taken writes on the copy): the commands in the cutover's order, ready to paste, from the endpoint
+ * the cutover journaled before it switched. Users are let in only once the services are stable on
+ * the old endpoint. A renamed old instance answers under its new name: RDS changes only the first
+ * label of its address. Undefined when the journal holds no previous endpoint.
+ */
+function goBackCommands(record: RecoveryRecord, endpoint: EndpointSwitch, ecs: CutoverSettings['ecs']): string[] | undefined {
+  const previous = record.journal?.find((e) => e.step === CUTOVER_STEPS.endpoint)?.undo?.endpoint?.previous;
+  if (!previous) return undefined;
+  const [first, ...rest] = previous.split('.');
+  const value = record.replacedInstance && first.toLowerCase() === record.sourceInstance.toLowerCase() ? [record.replacedInstance, ...rest].join('.') : previous;
+  const reason = shellWord(`going back to ${record.replacedInstance ?? record.sourceInstance} from recovery ${record.recoveryId}`);
+  return [
+    `atmr-dr killswitch enable --mode maintenance --reason ${reason} --expires ${NO_EXPIRY} --yes`,
+    endpointWriteCommand(endpoint, value),
+    ...(ecs
+      ? [...ecs.serviceNames.map((service) => `aws ecs update-service --cluster ${ecs.clusterArn} --service ${service} --force-new-deployment`), `aws ecs wait services-stable --cluster ${ecs.clusterArn} --services ${ecs.serviceNames.join(' ')}`]
+      : ["# redeploy the API's services and wait until they are stable"]),
+    `atmr-dr killswitch disable --reason ${reason} --yes`,
+  ];
+}
+
 /** `recover --to-time ... | status [ID] | cutover ID --yes | abandon ID`: RDS point-in-time recovery, verified, then a guided cutover. */
 export function registerRecoverCommands(program: Command): void {
   const recover = program
@@ -604,9 +627,12 @@ export function registerRecoverCommands(program: Command): void {
         // may have taken writes on the copy since). Exit 3 as every refused state (docs/contracts.md).
         const at = cutOverAt(record);
         const old = record.replacedInstance ? `${record.sourceInstance} (kept as ${record.replacedInstance})` : record.sourceInstance;
+        const byHand = mode === 'undo' ? goBackCommands(record, endpointSwitch(resolveRecoveryConfig(ctx.config)), resolveRecoveryConfig(ctx.config).ecs) : undefined;
+        if (byHand && !ctx.g.json) for (const command of byHand) say(command);
+        const steps = byHand ? `the commands above (standard output), in order` : `as docs/recovery.md "Going back after a cutover" says: killswitch maintenance, the API's endpoint set to ${old}'s, the ECS services redeployed, then the killswitch lifted`;
         const line =
           mode === 'undo'
-            ? `there is no undo once a cutover is done (production may have taken writes on ${record.newInstance}); going back to ${old} is by hand, as docs/recovery.md "Going back after a cutover" says: killswitch maintenance, the API's endpoint set to ${old}'s, the ECS services redeployed, then the killswitch lifted; the writes made on ${record.newInstance} since are not on ${old}`
+            ? `there is no undo once a cutover is done (production may have taken writes on ${record.newInstance}); going back to ${old} is by hand, ${steps}; the writes made on ${record.newInstance} since are not on ${old}: copy them over before the killswitch is lifted`
             : 'nothing to do';
         throw new OperatorError(`recover cutover${mode === 'start' ? '' : ` --${mode}`}: recovery ${id} was already cut over at ${at}: production runs on ${record.newInstance}; ${line}`, 3);
       }

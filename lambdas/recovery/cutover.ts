@@ -1312,6 +1312,18 @@ export function endpointCommand(endpoint: EndpointSwitch, value: string): string
       : `"host" and "port" of secret ${endpoint.secretArn} set to ${value}`;
 }
 
+/**
+ * The shell command that points the API's endpoint at `value` (`host:port`) as the cutover writes it
+ * (setEndpoint): the parameter overwritten; the secret re-read and written back with only its host
+ * and port (a number) changed, so a password rotated meanwhile is kept; without a port, its host alone.
+ */
+export function endpointWriteCommand(endpoint: EndpointSwitch, value: string): string {
+  if (endpoint.kind === 'ssmParameter') return `aws ssm put-parameter --name ${endpoint.parameterName} --type String --overwrite --value ${value}`;
+  const { host, port } = splitEndpoint(value);
+  const edit = `.host = "${host}"${port ? ` | .port = ${Number(port)}` : ''}`;
+  return `aws secretsmanager get-secret-value --secret-id ${endpoint.secretArn} --query SecretString --output text | jq -c '${edit}' | aws secretsmanager put-secret-value --secret-id ${endpoint.secretArn} --secret-string file:///dev/stdin`;
+}
+
 /** `host:port` split at its last colon; a value with none is a host alone. */
 function splitEndpoint(value: string): { host: string; port: string } {
   const separator = value.lastIndexOf(':');

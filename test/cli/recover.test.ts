@@ -8,6 +8,7 @@ import { RecoveryRecord, RecoveryRequest } from '../../lambdas/recovery/contract
 import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { beginRecovery, recordKey, updateRecovery } from '../../lambdas/recovery/store';
 import { afterCutoverSteps } from '../../bin/cli/recover';
+import { endpointWriteCommand } from '../../lambdas/recovery/cutover';
 import { parseEnvironmentConfig } from '../../lib/config';
 import { exampleEnvironment } from '../support/app';
 import { startCloudFormationWithoutStacks, startSilentEndpoint } from '../support/aws-endpoints';
@@ -373,6 +374,33 @@ describe('atmr-dr recover', () => {
     expect(run.status).toBe(3);
     const command = flags.length ? 'recover cutover --undo' : 'recover cutover';
     expect(run.stderr).toMatch(new RegExp(`^atmr-dr: ${command}: recovery r20261130143000-aaaa was already cut over at 2026-11-30T15:30:02.000Z: production runs on atmr-prod-pitr-202611301402; ${what.replace(/[().]/g, '\\$&')}[^\n]*\n$`));
+  });
+
+  it('--undo of a cutover done prints the commands that go back to the old instance, in order, ready to paste, from the endpoint the cutover journaled (the renamed instance\'s address); exit 3, one line on stderr, before any AWS call', async () => {
+    const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
+    const journal = [
+      { step: 'switch database endpoint', state: 'done' as const, startedAt: '2026-11-30T15:20:01.000Z', finishedAt: '2026-11-30T15:20:02.000Z', by: 'alice', undo: { endpoint: { previous: 'atmr-prod.abcdefghijkl.eu-west-3.rds.amazonaws.com:5432', target: 'new.rds:5432' } } },
+      { step: 'untag new production instance', state: 'done' as const, startedAt: '2026-11-30T15:30:01.000Z', finishedAt: '2026-11-30T15:30:02.000Z', by: 'alice' },
+    ];
+    await updateRecovery(store, 'r20261130143000-aaaa', { status: 'cut-over', journal, replacedInstance: 'atmr-prod-replaced-202611301530' });
+    const run = await atmrDr(['recover', '--env', 'example', 'cutover', 'r20261130143000-aaaa', '--undo', '--yes']);
+    expect(run.status).toBe(3);
+    expect(run.stdout.trimEnd().split('\n')).toEqual([
+      "atmr-dr killswitch --env example enable --mode maintenance --reason 'going back to atmr-prod-replaced-202611301530 from recovery r20261130143000-aaaa' --expires never --yes",
+      "aws ssm put-parameter --name /atmr/example/database-host --type String --overwrite --value atmr-prod-replaced-202611301530.abcdefghijkl.eu-west-3.rds.amazonaws.com:5432",
+      "aws ecs update-service --cluster arn:aws:ecs:eu-west-3:111111111111:cluster/atmr-prod --service atmr-api --force-new-deployment",
+      "aws ecs update-service --cluster arn:aws:ecs:eu-west-3:111111111111:cluster/atmr-prod --service atmr-celery-worker --force-new-deployment",
+      "aws ecs update-service --cluster arn:aws:ecs:eu-west-3:111111111111:cluster/atmr-prod --service atmr-celery-beat --force-new-deployment",
+      "aws ecs wait services-stable --cluster arn:aws:ecs:eu-west-3:111111111111:cluster/atmr-prod --services atmr-api atmr-celery-worker atmr-celery-beat",
+      "atmr-dr killswitch --env example disable --reason 'going back to atmr-prod-replaced-202611301530 from recovery r20261130143000-aaaa' --yes",
+    ]);
+    expect(run.stderr).toBe(
+      'atmr-dr: recover cutover --undo: recovery r20261130143000-aaaa was already cut over at 2026-11-30T15:30:02.000Z: production runs on atmr-prod-pitr-202611301402; there is no undo once a cutover is done (production may have taken writes on atmr-prod-pitr-202611301402); going back to atmr-prod (kept as atmr-prod-replaced-202611301530) is by hand, the commands above (standard output), in order; the writes made on atmr-prod-pitr-202611301402 since are not on atmr-prod (kept as atmr-prod-replaced-202611301530): copy them over before the killswitch is lifted\n',
+    );
+    // A secret is written back as the cutover writes it: re-read, only its host and port (a number) changed.
+    expect(endpointWriteCommand({ kind: 'secretHost', secretArn: 'arn:s' }, 'h.example:5432')).toBe(
+      `aws secretsmanager get-secret-value --secret-id arn:s --query SecretString --output text | jq -c '.host = "h.example" | .port = 5432' | aws secretsmanager put-secret-value --secret-id arn:s --secret-string file:///dev/stdin`,
+    );
   });
 
   it('cutover refuses --resume with --undo in one line, before any AWS call', async () => {
