@@ -640,6 +640,12 @@ export function registerRecoverCommands(program: Command): void {
         const hint = record.status === 'cutting-over' ? `a cutover was interrupted: see "atmr-dr recover status ${id}", then --resume or --undo` : `only a verified recovery can be cut over (see "atmr-dr recover status ${id}")`;
         throw new OperatorError(`recover cutover: recovery ${id} is "${record.status}": ${hint}`, 3);
       }
+      // Refused here, before the question is asked or printed, as the lease would refuse it after (cutover.ts).
+      const from = mode === 'resume' ? ['cutting-over'] : ['cutting-over', 'cutover-failed'];
+      if (mode !== 'start' && !from.includes(record.status)) {
+        const hint = mode === 'resume' ? 'only an interrupted cutover can be resumed' : 'only an interrupted or failed cutover can be undone';
+        throw new OperatorError(`recover cutover --${mode}: recovery ${id} is "${record.status}", expected ${from.join(' or ')}: ${hint} (see "atmr-dr recover status ${id}")`, 3);
+      }
       if (mode === 'start') await refuseIfReplaced(ctx.store, 'recover cutover', record.sourceInstance, ctx.config.name, id);
       const unread = mode === 'start' && record.verification?.unread === true;
       if (mode === 'start' && opts.unverified && !unread) throw new OperatorError(unverifiedFlagRefusal('recover cutover', id, record.status), 2);

@@ -403,6 +403,17 @@ describe('atmr-dr recover', () => {
     );
   });
 
+  it.each([
+    ['--resume', 'expected cutting-over: only an interrupted cutover can be resumed'],
+    ['--undo', 'expected cutting-over or cutover-failed: only an interrupted or failed cutover can be undone'],
+  ])('cutover %s of a verified recovery (no cutover begun) is refused before anything is printed or asked: exit 3, one line on stderr, nothing on stdout', async (flag: string, what: string) => {
+    await updateRecovery({ ddb: dynamo.ddb, tableName: dynamo.tableName }, 'r20261130143000-aaaa', { status: 'verified', journal: [] });
+    const run = await atmrDr(['recover', 'cutover', 'r20261130143000-aaaa', flag, '--yes']);
+    expect(run.status).toBe(3);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toBe(`atmr-dr: recover cutover ${flag}: recovery r20261130143000-aaaa is "verified", ${what} (see "atmr-dr recover status r20261130143000-aaaa")\n`);
+  });
+
   it('cutover refuses --resume with --undo in one line, before any AWS call', async () => {
     const run = await atmrDr(['recover', 'cutover', 'r20261130143000-aaaa', '--resume', '--undo', '--yes']);
     expect(run.status).toBe(2);
