@@ -9,7 +9,7 @@ import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { Command } from 'commander';
 import * as os from 'node:os';
 import { EnvironmentConfig, defaultNewInstancePrefix, prefixNotCovering, resolveRecoveryConfig } from '../../lib/config';
-import { FINAL_STATUSES, JournalEntry, RECOVERY_ID_PATTERN, RecoveryRecord } from '../../lambdas/recovery/contract';
+import { FINAL_STATUSES, JournalEntry, RECOVERY_ID_FORM, RECOVERY_ID_PATTERN, RecoveryRecord, STATUS_WITHOUT_ID } from '../../lambdas/recovery/contract';
 import { ALREADY_REOPENED, ANNOUNCE, CUTOVER_STEPS, CutoverResult, DONE_BEFORE, CutoverSettings, EndpointSwitch, LEASE_SECONDS, cutover, endpointWriteCommand, keptInMaintenance, killswitchUnknown, reopeningStarted, undoCutover, undoPastReopening } from '../../lambdas/recovery/cutover';
 import { abandonRecovery, describeExecution, parseRecoveryReason, recoveryExecutionArn, startRecovery } from '../../lambdas/recovery/operations';
 import { dataAlsoIn, renameCommands } from '../../lambdas/recovery/rds';
@@ -296,7 +296,7 @@ function refuseNoFollow(command: string, globals: { follow?: boolean }): void {
 /** A recovery id as `atmr-dr recover` prints it, checked before the ops-state table is looked for. */
 function checkRecoveryId(command: string, id: string): void {
   if (!RECOVERY_ID_PATTERN.test(id)) {
-    throw new OperatorError(`${command}: "${id}" is not a recovery id (r<yyyymmddhhmmss>-xxxx, as "atmr-dr recover" printed it); "atmr-dr recover status" without an id shows the one in progress, else the latest`, 2);
+    throw new OperatorError(`${command}: "${id}" is not a recovery id (${RECOVERY_ID_FORM}, as "atmr-dr recover" printed it); ${STATUS_WITHOUT_ID}`, 2);
   }
 }
 
@@ -559,7 +559,7 @@ export function registerRecoverCommands(program: Command): void {
   recover
     .command('status')
     .description('a recovery (default: the one in progress, else the latest): its state, verification side by side; follows a running workflow')
-    .argument('[id]', 'recovery id (r<yyyymmddhhmmss>-xxxx)')
+    .argument('[id]', `recovery id (${RECOVERY_ID_FORM})`)
     // For its own help, with what it does here (recover's says "return once the workflow
     // started"): the parser gives `recover status --no-follow` to recover's option, which it reads
     // anywhere on the line, and the action reads that one (ctx.g.follow).

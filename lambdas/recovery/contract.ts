@@ -241,3 +241,9 @@ export function newRecoveryId(now: Date, random: () => number = Math.random): st
 }
 
 export const RECOVERY_ID_PATTERN = /^r\d{14}-[0-9a-f]{4}$/;
+
+/** The id's form as RECOVERY_ID_PATTERN accepts it, for the lines that name it. */
+export const RECOVERY_ID_FORM = 'r<yyyymmddhhmmss>-<4 hex digits>';
+
+/** What `recover status` without an id shows, for the lines that send the operator there for an id. */
+export const STATUS_WITHOUT_ID = '"atmr-dr recover status" without an id shows the one in progress, else the latest';

@@ -1,7 +1,7 @@
 import { DeleteCommand, DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { conditionalWriteOnce, isConditionFailure, WRITE_ID } from '../shared/conditional-write';
 import { OperatorError } from '../shared/errors';
-import { FINAL_STATUSES, RecoveryRecord, RecoveryRequest, RecoveryStatus } from './contract';
+import { FINAL_STATUSES, RecoveryRecord, RecoveryRequest, RecoveryStatus, STATUS_WITHOUT_ID } from './contract';
 
 /**
  * Recoveries in the ops-state table: `RECOVERY#<id>`/`RECORD` holds one recovery (who, why, to
@@ -58,7 +58,7 @@ export async function beginRecovery(deps: StoreDeps, request: RecoveryRequest & 
 
 export async function getRecovery(deps: StoreDeps, id: string): Promise<RecoveryRecord> {
   const item = (await deps.ddb.send(new GetCommand({ TableName: deps.tableName, Key: recordKey(id), ConsistentRead: true }))).Item;
-  if (!item) throw new OperatorError(`recover: no recovery ${id}: list them with "atmr-dr recover status"`, 2);
+  if (!item) throw new OperatorError(`recover: no recovery ${id}: ${STATUS_WITHOUT_ID}`, 2);
   return toRecord(item);
 }
 
@@ -149,7 +149,7 @@ export async function updateRecovery(
     if (changes.status && FINAL_STATUSES.includes(changes.status)) await releaseLock(deps, id);
     return toRecord(result.item ?? {});
   }
-  if (!result.item) throw new OperatorError(`recover: no recovery ${id}: list them with "atmr-dr recover status"`, 2);
+  if (!result.item) throw new OperatorError(`recover: no recovery ${id}: ${STATUS_WITHOUT_ID}`, 2);
   const current = toRecord(result.item);
   if (lease && 'leaseToken' in lease && current.leaseToken !== lease.leaseToken) {
     throw new LeaseLostError(

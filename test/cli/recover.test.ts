@@ -360,7 +360,7 @@ describe('atmr-dr recover', () => {
   it('names an unknown recovery', async () => {
     const run = await atmrDr(['recover', 'abandon', 'r20990101000000-ffff', '--yes']);
     expect(run.status).toBe(2);
-    expect(run.stderr).toMatch(/^atmr-dr: recover: no recovery r20990101000000-ffff/);
+    expect(run.stderr).toBe('atmr-dr: recover: no recovery r20990101000000-ffff: "atmr-dr recover status" without an id shows the one in progress, else the latest\n');
   });
 
   it.each([
