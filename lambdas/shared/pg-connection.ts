@@ -297,10 +297,11 @@ const CONNECTION_FAILURES: readonly ConnectionFailureRule[] = [
     exitCode: 2,
   },
   {
-    // The server took the host, port, role and database: only the password is wrong, and where it
-    // comes from is what to check (libpq reads PGPASSWORD, else the password file).
+    // The server reached, its password check refused: the password is wrong, or the role does not
+    // exist (PostgreSQL answers both the same, not to tell who exists). Where the password comes
+    // from is what to check (libpq reads PGPASSWORD, else the password file).
     code: '28P01',
-    advice: ({ user, passFile }) => `check the password of user "${user}": PGPASSWORD, or its line in ${passFile ?? '~/.pgpass'} (or --database-secret)`,
+    advice: ({ user, passFile }) => `check the password of user "${user}" (and that the role exists: the server refuses both alike): PGPASSWORD, or its line in ${passFile ?? '~/.pgpass'} (or --database-secret)`,
     exitCode: 2,
   },
   {

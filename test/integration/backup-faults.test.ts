@@ -199,7 +199,7 @@ describe('atmr-dr backup faults (integration)', () => {
       const refusedPort = await runCli(['backup', '--tier', 'hourly'], cliEnv(small, s3.env, { PGPORT: String(closedPort), NODE_NO_WARNINGS: '1' }));
 
       // Assert
-      expectOneLineError(wrongPassword.stderr, new RegExp(`password authentication failed for user "${role}"; check the password of user "${role}": PGPASSWORD, or its line in ~/.pgpass \\(or --database-secret\\)$`));
+      expectOneLineError(wrongPassword.stderr, new RegExp(`password authentication failed for user "${role}"; check the password of user "${role}" \\(and that the role exists: the server refuses both alike\\): PGPASSWORD, or its line in ~/.pgpass \\(or --database-secret\\)$`));
       expect(wrongPassword.status).toBe(2);
       expectOneLineError(refusedPort.stderr, new RegExp(`ECONNREFUSED 127\\.0\\.0\\.1:${closedPort}`));
       expect(refusedPort.status).toBe(1);

@@ -146,7 +146,7 @@ describe('connectTo', () => {
       const error = await operatorErrorOf(connectTo(as({ password: 'wrong-password', passFile })));
 
       expect(error.message).toBe(
-        `cannot connect to ${role}@${secured.host}:${secured.port}/postgres: password authentication failed for user "${role}"; check the password of user "${role}": PGPASSWORD, or its line in ${passFile ?? '~/.pgpass'} (or --database-secret)`,
+        `cannot connect to ${role}@${secured.host}:${secured.port}/postgres: password authentication failed for user "${role}"; check the password of user "${role}" (and that the role exists: the server refuses both alike): PGPASSWORD, or its line in ${passFile ?? '~/.pgpass'} (or --database-secret)`,
       );
       expect(error.exitCode).toBe(2);
     });
