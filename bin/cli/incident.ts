@@ -6,11 +6,11 @@ import { incidentStore } from '../../lambdas/escalation/clients';
 import { canonicalIncidentId, highestLevelPaged, Incident, signalsEvent } from '../../lambdas/escalation/model';
 import { acknowledgeIncident, getIncident, IncidentStore, listIncidents, resolveIncident, timeline } from '../../lambdas/escalation/store';
 import { timelineMarkdown } from '../../lambdas/escalation/timeline';
+import { awsReason, notWokenLine } from '../../lambdas/escalation/replies';
 import { namedClient } from '../../lambdas/shared/named-clients';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
-import { namedLine, OperatorError, oneLine } from '../../lambdas/shared/errors';
+import { OperatorError, oneLine } from '../../lambdas/shared/errors';
 import { boundedLine, formatSeconds, shellWord } from '../../lambdas/shared/format';
-import { missingAwsSetting } from '../../lambdas/shared/aws-errors';
 import type { EnvironmentConfig } from '../../lib/config';
 import { confirmer } from './confirm';
 import { byOptionHelp, resolveCliActor } from './killswitch';
@@ -97,35 +97,6 @@ async function remindersLine(incident: Incident, envName: string | undefined): P
   const config = await escalationConfig(envName);
   const every = config ? ` every ${formatSeconds(config.reminderIntervalSeconds)}` : '';
   return `reminders${every} while the alarm stays in ALARM, until it goes OK or ${resolve}`;
-}
-
-/**
- * What a failed wake (SendTaskSuccess refused: credentials, permission, throttling) leaves, for its
- * line: the acknowledgement or resolution is written, and the workflow reads the incident at the end
- * of the wait it is in (a page step's level timeout while OPEN, the reminder interval once
- * acknowledged: lib/constructs/escalation.ts), where a page step pages nobody for an incident no
- * longer OPEN and a re-read finds it resolved. `waiting`: the incident as the waiting step knows it
- * (an acknowledged incident was OPEN: its page step waits). So it stops by itself, only later: nothing to redo
- * (a second `ack` or `resolve` is refused as already done).
- */
-async function notWokenLine(what: 'acknowledgement' | 'resolution', waiting: Pick<Incident, 'status' | 'level'>, error: unknown, envName: string | undefined): Promise<string> {
-  const config = await escalationConfig(envName);
-  const level = Math.max(waiting.level, 1);
-  const timeout = config && (config.levels[level - 1]?.ackTimeoutSeconds ?? config.reminderIntervalSeconds);
-  const within =
-    waiting.status === 'ACKED'
-      ? `within ${config ? `${formatSeconds(config.reminderIntervalSeconds)}, ` : ''}the reminder interval`
-      : `within ${timeout ? `${formatSeconds(timeout)}, ` : ''}level ${level}'s acknowledgement timeout`;
-  const then =
-    what === 'acknowledgement'
-      ? 'it pages no further level and starts the reminders'
-      : `it ${waiting.status === 'ACKED' ? 'sends no more reminders' : 'pages no further level'} and tells the levels paged of the resolution`;
-  return `${what} recorded; the escalation workflow was not woken (${awsReason(error)}): at its next step (${within}) ${then}; nothing to redo`;
-}
-
-/** An AWS error for a line: the fix of an expired or missing login (as every command says it), else its name and message. */
-function awsReason(error: unknown): string {
-  return missingAwsSetting(error) ?? namedLine(error);
 }
 
 /** A resolution note is one line of a list row and of the timeline: the cause, not the post-mortem. */
@@ -219,7 +190,7 @@ export function registerIncidentCommands(program: Command): void {
         throw error instanceof OperatorError && error.exitCode === 4 ? await notFound(store, id, 'list --open') : error;
       });
       print(`incident ${id} (${acked.alarmName}) acknowledged by ${by}: escalation stopped; ${await remindersLine(acked, tableEnvironment(globals))}`);
-      if (wakeError !== undefined) process.stderr.write(`atmr-dr: warning: ${await notWokenLine('acknowledgement', { status: 'OPEN', level: acked.level }, wakeError, tableEnvironment(globals))}\n`);
+      if (wakeError !== undefined) process.stderr.write(`atmr-dr: warning: ${notWokenLine('acknowledgement', { status: 'OPEN', level: acked.level }, wakeError, await escalationConfig(tableEnvironment(globals)))}\n`);
     });
 
   incident
@@ -251,7 +222,7 @@ export function registerIncidentCommands(program: Command): void {
       let wakeError: unknown;
       await resolveIncident(store, id, { by, via: 'cli', how: 'resolved by hand', ...(note && { note }) }, { wakeFailed: (error) => (wakeError = error) });
       print(`incident ${id} resolved by ${by}: its escalation stops, no one else is paged; every level paged is told it is resolved; the record: \`atmr-dr incident timeline ${id}\``);
-      if (wakeError !== undefined) process.stderr.write(`atmr-dr: warning: ${await notWokenLine('resolution', found, wakeError, tableEnvironment(globals))}\n`);
+      if (wakeError !== undefined) process.stderr.write(`atmr-dr: warning: ${notWokenLine('resolution', found, wakeError, await escalationConfig(tableEnvironment(globals)))}\n`);
     });
 
   incident

@@ -1,5 +1,6 @@
 import { OperatorError, oneLine } from '../shared/errors';
 import { incidentStore } from './clients';
+import { notWokenLine } from './replies';
 import { acknowledgeIncident, IncidentStore } from './store';
 
 export interface IncidentSlackReply {
@@ -18,8 +19,12 @@ export async function handleIncidentSlackText(store: IncidentStore, text: string
   }
   try {
     // The alarm named: in a storm ids share their time prefix, and a pasted wrong id shows here.
-    const { alarmName } = await acknowledgeIncident(store, id, { by: actor, via: 'slack' });
-    return { statusCode: 200, body: { response_type: 'in_channel', text: `<@${userId}> acknowledged incident ${id} (${alarmName}): escalation stopped` } };
+    // A wake refused (throttled) leaves the acknowledgement written: said as recorded, in the channel,
+    // not as a failure the on-call would retry into "already acknowledged" while believing it pages on.
+    let wakeError: unknown;
+    const acked = await acknowledgeIncident(store, id, { by: actor, via: 'slack' }, { wakeFailed: (error) => (wakeError = error) });
+    const notWoken = wakeError === undefined ? '' : `\n:warning: ${notWokenLine('acknowledgement', { status: 'OPEN', level: acked.level }, wakeError)}`;
+    return { statusCode: 200, body: { response_type: 'in_channel', text: `<@${userId}> acknowledged incident ${id} (${acked.alarmName}): escalation stopped${notWoken}` } };
   } catch (error) {
     const message = error instanceof OperatorError ? error.message : `acknowledgement failed: ${oneLine(error)}`;
     return { statusCode: 200, body: { response_type: 'ephemeral', text: message } };

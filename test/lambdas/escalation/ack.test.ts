@@ -252,6 +252,19 @@ describe('Slack /incident ack', () => {
     expect(woken).toEqual(['token-level-2']);
   });
 
+  it('says the acknowledgement is recorded, in the channel and in the CLI\'s words, when the workflow could not be woken', async () => {
+    sfnMock.on(SendTaskSuccessCommand).rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+
+    const reply = await call({ user_id: 'U0123ONCALL', text: `ack ${incidentId}` });
+
+    expect(reply.response_type).toBe('in_channel');
+    expect(reply.text).toBe(
+      `<@U0123ONCALL> acknowledged incident ${incidentId} (${alarm}): escalation stopped\n:warning: ` +
+        "acknowledgement recorded; the escalation workflow was not woken (ThrottlingException: Rate exceeded): at its next step (within level 1's acknowledgement timeout) it pages no further level and starts the reminders; nothing to redo",
+    );
+    expect((await getIncident(store, incidentId))?.status).toBe('ACKED');
+  });
+
   it('refuses a user outside the allow-list and a bad signature, acknowledging nothing', async () => {
     expect((await call({ user_id: 'U0999STRANGER', text: `ack ${incidentId}` })).text).toMatch(/not allowed/);
     expect((await call({ user_id: 'U0123ONCALL', text: `ack ${incidentId}` }, 'wrong-secret')).statusCode).toBe(401);

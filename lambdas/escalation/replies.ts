@@ -1,0 +1,40 @@
+import { missingAwsSetting } from '../shared/aws-errors';
+import { namedLine } from '../shared/errors';
+import { formatSeconds } from '../shared/format';
+import type { Incident } from './model';
+
+/** The intervals of an environment's escalation (cdk.json `escalation`) that the lines below name. */
+export interface EscalationIntervals {
+  readonly levels: readonly { readonly ackTimeoutSeconds?: number }[];
+  readonly reminderIntervalSeconds: number;
+}
+
+/** An AWS error for a line: the fix of an expired or missing login (as every command says it), else its name and message. */
+export function awsReason(error: unknown): string {
+  return missingAwsSetting(error) ?? namedLine(error);
+}
+
+/**
+ * What a failed wake (SendTaskSuccess refused: credentials, permission, throttling) leaves, for its
+ * line: the acknowledgement or resolution is written, and the workflow reads the incident at the end
+ * of the wait it is in (a page step's level timeout while OPEN, the reminder interval once
+ * acknowledged: lib/constructs/escalation.ts), where a page step pages nobody for an incident no
+ * longer OPEN and a re-read finds it resolved. `waiting`: the incident as the waiting step knows it
+ * (an acknowledged incident was OPEN: its page step waits). So it stops by itself, only later:
+ * nothing to redo (a second `ack` or `resolve` is refused as already done). The same line for the
+ * CLI and the Slack command: an on-call told "failed" would believe the pager still climbs.
+ * `config`: the environment's intervals when known (the CLI reads cdk.json), else they are left out.
+ */
+export function notWokenLine(what: 'acknowledgement' | 'resolution', waiting: Pick<Incident, 'status' | 'level'>, error: unknown, config?: EscalationIntervals): string {
+  const level = Math.max(waiting.level, 1);
+  const timeout = config && (config.levels[level - 1]?.ackTimeoutSeconds ?? config.reminderIntervalSeconds);
+  const within =
+    waiting.status === 'ACKED'
+      ? `within ${config ? `${formatSeconds(config.reminderIntervalSeconds)}, ` : ''}the reminder interval`
+      : `within ${timeout ? `${formatSeconds(timeout)}, ` : ''}level ${level}'s acknowledgement timeout`;
+  const then =
+    what === 'acknowledgement'
+      ? 'it pages no further level and starts the reminders'
+      : `it ${waiting.status === 'ACKED' ? 'sends no more reminders' : 'pages no further level'} and tells the levels paged of the resolution`;
+  return `${what} recorded; the escalation workflow was not woken (${awsReason(error)}): at its next step (${within}) ${then}; nothing to redo`;
+}
