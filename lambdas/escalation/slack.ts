@@ -1,6 +1,10 @@
-import { OperatorError, oneLine } from '../shared/errors';
+import { SFNClient } from '@aws-sdk/client-sfn';
+import { OperatorError } from '../shared/errors';
+import { namedClient } from '../shared/named-clients';
+import { opsStateDynamoDB } from '../shared/ops-state-client';
+import { SLACK_COMMAND_SDK } from '../shared/sdk-retry';
 import { incidentStore } from './clients';
-import { notWokenLine } from './replies';
+import { awsReason, notWokenLine } from './replies';
 import { acknowledgeIncident, IncidentStore } from './store';
 
 export interface IncidentSlackReply {
@@ -26,13 +30,19 @@ export async function handleIncidentSlackText(store: IncidentStore, text: string
     const notWoken = wakeError === undefined ? '' : `\n:warning: ${notWokenLine('acknowledgement', { status: 'OPEN', level: acked.level }, wakeError)}`;
     return { statusCode: 200, body: { response_type: 'in_channel', text: `<@${userId}> acknowledged incident ${id} (${acked.alarmName}): escalation stopped${notWoken}` } };
   } catch (error) {
-    const message = error instanceof OperatorError ? error.message : `acknowledgement failed: ${oneLine(error)}`;
-    return { statusCode: 200, body: { response_type: 'ephemeral', text: message } };
+    if (error instanceof OperatorError) return { statusCode: 200, body: { response_type: 'ephemeral', text: error.message } };
+    // A write with no answer, or a failure after it (its timeline entry), may have acknowledged:
+    // asking again is the check, and the retry when it was not written.
+    const text = `acknowledgement of incident ${id}: outcome unknown (${awsReason(error)}): check with \`/incident ack ${id}\`: it answers "already acknowledged" if this one was written, else acknowledges`;
+    return { statusCode: 200, body: { response_type: 'ephemeral', text } };
   }
 }
 
-/** The `/incident` handler the Slack endpoint calls once its checks passed (clients created once). */
+/**
+ * The `/incident` handler the Slack endpoint calls once its checks passed (clients created once,
+ * with Slack's bounded settings: an unanswering DynamoDB is told within Slack's 3 s).
+ */
 export function incidentSlackCommand(tableName: string): (text: string, actor: string, userId: string) => Promise<IncidentSlackReply> {
-  const store = incidentStore(tableName);
+  const store = incidentStore(tableName, { ddb: opsStateDynamoDB(SLACK_COMMAND_SDK), sfn: namedClient(new SFNClient(SLACK_COMMAND_SDK), 'Step Functions') });
   return (text, actor, userId) => handleIncidentSlackText(store, text, actor, userId);
 }

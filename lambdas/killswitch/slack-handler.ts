@@ -7,7 +7,8 @@ import type { APIGatewayProxyResultV2 } from 'aws-lambda';
 import { z } from 'zod';
 import { observability } from '../shared/observability';
 import { parseEnvSettings } from '../shared/env-settings';
-import { handleSlackCommand, SLACK_SSM_SETTINGS } from './slack';
+import { SLACK_COMMAND_SDK } from '../shared/sdk-retry';
+import { handleSlackCommand } from './slack';
 import { incidentSlackCommand } from '../escalation/slack';
 
 const { logger, tracer } = observability('killswitch-slack');
@@ -19,7 +20,7 @@ const env = parseEnvSettings(z.object({
   SLACK_API_APP_ID: z.string().min(1),
   OPS_TABLE: z.string().min(3).optional(),
 }), process.env, { what: 'killswitch Slack command', fix: 'it is set by the killswitch construct: redeploy the ops stack' });
-const ssm = tracer.captureAWSv3Client(new SSMClient(SLACK_SSM_SETTINGS));
+const ssm = tracer.captureAWSv3Client(new SSMClient(SLACK_COMMAND_SDK));
 /** The signing secret is cached for 5 minutes (a rotation is picked up within that time). */
 const SECRET_MAX_AGE_SECONDS = 300;
 

@@ -3,7 +3,6 @@ import { SSMClient } from '@aws-sdk/client-ssm';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { OperatorError, oneLine } from '../shared/errors';
 import { utcMinute } from '../shared/format';
-import { REQUEST_PATH_SDK } from '../shared/sdk-retry';
 import { durationSeconds, wordedDuration } from '../shared/duration';
 import { KillswitchCommand, runKillswitchCommand } from './commands';
 import { describeValue, writeOutcomeUnknown } from './core';
@@ -200,19 +199,6 @@ export const SLACK_REFUSED = 'refused';
 export const SLACK_FAILED = 'killswitch failed: an internal error was logged; use the atmr-dr CLI or retry';
 /** The answer when the write was sent but not confirmed (timed out, throttled, or its re-read failed). */
 export const SLACK_OUTCOME_UNKNOWN = 'killswitch: the change may have been written (AWS did not confirm it in time): check `/killswitch status` before retrying';
-
-/**
- * The Slack command's SSM client settings. Slack gives a command 3 s, and a change makes three
- * calls (read, write, re-read): each attempt gets 0.5 s to connect and 0.8 s to answer, and there
- * is no retry (the SDK's default 3 attempts with backoff, throttled, outlasted the 3 s, and the
- * on-call saw Slack's operation_timeout while the write may have landed). A failed read answers
- * SLACK_FAILED (nothing written), a failed write or re-read SLACK_OUTCOME_UNKNOWN, in time.
- */
-export const SLACK_SSM_SETTINGS = {
-  ...REQUEST_PATH_SDK,
-  maxAttempts: 1,
-  requestHandler: { connectionTimeout: 500, requestTimeout: 800, throwOnRequestTimeout: true },
-} as const;
 
 /**
  * Handles one slash command: the cheap header checks, then the signature (the only step that reads

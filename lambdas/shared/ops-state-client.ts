@@ -1,4 +1,4 @@
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient, DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
 import { nameFailedCalls } from './aws-errors';
 import { SDK_RETRY } from './sdk-retry';
 
@@ -7,9 +7,10 @@ import { SDK_RETRY } from './sdk-retry';
  * "Requested resource not found": a wrong ATMR_OPS_TABLE read as a region or credentials problem.
  * The client adds the table the refused call named to that error (`awsTableName`), and
  * asOperatorError turns it into the table's own line (its name and the setting that fixes it).
+ * `settings`: the client's retry and timeouts (a request path's are bounded: SLACK_COMMAND_SDK).
  */
-export function opsStateDynamoDB(): DynamoDBClient {
-  const client = new DynamoDBClient(SDK_RETRY);
+export function opsStateDynamoDB(settings: DynamoDBClientConfig = SDK_RETRY): DynamoDBClient {
+  const client = new DynamoDBClient(settings);
   client.middlewareStack.add(
     (next) => async (args) => {
       try {

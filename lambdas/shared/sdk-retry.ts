@@ -118,6 +118,21 @@ export const REQUEST_PATH_SDK = {
 } as const;
 
 /**
+ * The client settings of the Slack slash commands (`/killswitch`, `/incident`). Slack gives a
+ * command 3 s, and a command makes up to three calls (the killswitch: read, write, re-read; an
+ * acknowledgement: the status write, its timeline entry, the workflow's wake): each attempt gets
+ * 0.5 s to connect and 0.8 s to answer, and there is no retry (the SDK's default attempts with
+ * backoff, throttled or unanswered, outlasted the 3 s, and the on-call saw Slack's
+ * operation_timeout while the write may have landed). A write sent and not answered is told as
+ * such, in time: the command says its outcome is unknown and how to check it.
+ */
+export const SLACK_COMMAND_SDK = {
+  ...REQUEST_PATH_SDK,
+  maxAttempts: 1,
+  requestHandler: { connectionTimeout: 500, requestTimeout: 800, throwOnRequestTimeout: true },
+} as const;
+
+/**
  * The operator CLI's extensions for the S3 client (lambdas/shared/aws.ts): the same checks and
  * answer bound, and the SDK's own DEFAULT_MAX_ATTEMPTS for a silent endpoint (a download is one
  * call, and its command makes few others).

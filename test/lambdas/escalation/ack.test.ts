@@ -4,12 +4,14 @@ import { Tracer } from '@aws-lambda-powertools/tracer';
 import type { Context } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { ackLinkUrl, handleAckLink } from '../../../lambdas/escalation/ack-link';
+import { incidentSlackCommand } from '../../../lambdas/escalation/slack';
 import { incidentStore } from '../../../lambdas/escalation/clients';
 import { ingestAlarmChange } from '../../../lambdas/escalation/ingest';
 import { acknowledgeIncident, getIncident, IncidentStore, openIncidentIds, resolveIncident, storeTaskToken, timeline } from '../../../lambdas/escalation/store';
 import { slackSignature } from '../../../lambdas/killswitch/slack';
 import { LocalTable, startLocalTable } from '../../support/dynalite';
 import { loseFirstAnswer } from '../../support/dynamodb';
+import { silentSsm, timed } from '../killswitch/fixtures';
 import { alarmEvent } from './harness';
 
 const KEY = 'a'.repeat(64);
@@ -279,6 +281,29 @@ describe('Slack /incident ack', () => {
     expect((await call({ user_id: 'U0456LEADOPS', text: `ack ${incidentId}` })).text).toMatch(/already acknowledged by slack:U0123ONCALL \(alice\)/);
     expect((await call({ user_id: 'U0456LEADOPS', text: 'resolve' })).text).toBe('usage: /incident ack <incident id> (the id is in the page)');
   });
+});
+
+describe("Slack /incident ack when DynamoDB does not answer (the handler's clients, a real SDK client)", () => {
+  it("answers within Slack's 3 s that the acknowledgement's outcome is unknown, and how to check it from Slack", async () => {
+    // A TCP server that accepts and never answers: the write is sent, its answer never comes.
+    const silent = await silentSsm();
+    const endpoint = process.env.AWS_ENDPOINT_URL_DYNAMODB;
+    process.env.AWS_ENDPOINT_URL_DYNAMODB = silent.endpoint;
+    try {
+      const command = incidentSlackCommand('ops-state');
+
+      const reply = await timed(command(`ack ${incidentId}`, 'slack:U0123ONCALL (alice)', 'U0123ONCALL'), 10_000);
+
+      expect(reply.ms).toBeLessThan(2_500);
+      expect(reply.value?.body).toEqual({
+        response_type: 'ephemeral',
+        text: expect.stringMatching(new RegExp(`^acknowledgement of incident ${incidentId}: outcome unknown \\(TimeoutError: .*\\): check with \`/incident ack ${incidentId}\``)),
+      });
+    } finally {
+      process.env.AWS_ENDPOINT_URL_DYNAMODB = endpoint;
+      await silent.close();
+    }
+  }, 15_000);
 });
 
 describe('a status change whose first attempt was applied but whose answer was lost (the SDK sends it again)', () => {

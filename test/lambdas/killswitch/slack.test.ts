@@ -3,8 +3,9 @@ import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-sec
 import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
-import { handleSlackCommand, parseSlackText, SLACK_FAILED, SLACK_OUTCOME_UNKNOWN, SLACK_SSM_SETTINGS, slackSignature, verifySlackSignature } from '../../../lambdas/killswitch/slack';
+import { handleSlackCommand, parseSlackText, SLACK_FAILED, SLACK_OUTCOME_UNKNOWN, slackSignature, verifySlackSignature } from '../../../lambdas/killswitch/slack';
 import { parseExpires } from '../../../lambdas/killswitch/value';
+import { SLACK_COMMAND_SDK } from '../../../lambdas/shared/sdk-retry';
 import { fakeParameter, getParameterOutput, PARAMETER, silentSsm, timed, value } from './fixtures';
 
 const SECRET = '8f742231b10e8888abcd99yyyzzz85a5';
@@ -499,7 +500,7 @@ describe("Slack /killswitch when SSM does not answer (the handler's client setti
 
   async function command(text: string) {
     const logger = { warn: jest.fn(), error: jest.fn() };
-    const client = new SSMClient({ ...SLACK_SSM_SETTINGS, endpoint: ssm.endpoint, region: 'eu-west-3', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+    const client = new SSMClient({ ...SLACK_COMMAND_SDK, endpoint: ssm.endpoint, region: 'eu-west-3', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
     const body = new URLSearchParams({ command: '/killswitch', user_id: 'U0123ONCALL', text, team_id: 'T1', api_app_id: 'A1' }).toString();
     const request = { headers: { 'x-slack-request-timestamp': String(NOW), 'x-slack-signature': slackSignature(SECRET, String(NOW), body) }, rawBody: body };
     const deps = { ssm: client, parameterName: PARAMETER, signingSecret: async () => SECRET, allowedUserIds: ['U0123ONCALL'], teamId: 'T1', apiAppId: 'A1', logger, nowSeconds: () => NOW };
