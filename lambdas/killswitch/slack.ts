@@ -113,6 +113,9 @@ export function parseSlackText(text: string): SlackCommand {
     if (expires !== undefined) throw new OperatorError(`killswitch: ${EXPIRES_OPTION} is given twice ("${word}"): give it once, as ${EXPIRES_FORMS}`, 2);
     expires = equals < 0 ? words[++i] : word.slice(equals + 1);
     if (!expires) throw new OperatorError(`killswitch: ${EXPIRES_OPTION} needs a duration such as 30m, 2h or 1d: ${EXPIRES_FORMS}`, 2);
+    // `--expires 2 heures`: the number alone would be refused as "2", and the unit word kept as the reason's.
+    const worded = equals < 0 && /^\d+$/.test(expires) && words[i + 1] !== undefined ? wordedDuration(`${expires} ${words[i + 1]}`) : undefined;
+    if (worded) throw new OperatorError(`killswitch: ${EXPIRES_OPTION} "${expires} ${words[i + 1]}" is not a duration ${EXPIRES_OPTION} takes: write ${EXPIRES_OPTION} ${worded}; nothing changed`, 2);
   }
   if (expires !== undefined && action !== 'enable') {
     throw new OperatorError(`killswitch: ${EXPIRES_OPTION} applies only to enable (${action} takes none): remove it`, 2);

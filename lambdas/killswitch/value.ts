@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { durationSeconds } from '../shared/duration';
+import { durationSeconds, meantDuration } from '../shared/duration';
 import { OperatorError } from '../shared/errors';
 import { boundedLine } from '../shared/format';
 
@@ -115,7 +115,8 @@ export function parseExpires(text: string): number | null {
 export function parseDuration(text: string): number {
   const seconds = durationSeconds(text);
   if (seconds === undefined) {
-    throw new OperatorError(`killswitch: malformed duration "${text}": use a number with a unit s, m, h or d (e.g. 30m, 2h, 1h30m), or ${NO_EXPIRY}`, 2);
+    const meant = meantDuration(text);
+    throw new OperatorError(`killswitch: malformed duration "${text}": use a number with a unit s, m, h or d (e.g. 30m, 2h, 1h30m), or ${NO_EXPIRY}${meant ? `; write ${meant}` : ''}`, 2);
   }
   if (seconds < MIN_EXPIRY_SECONDS || seconds > MAX_EXPIRY_SECONDS) {
     throw new OperatorError(`killswitch: duration "${text}" is out of range: use between 1m and 7d`, 2);

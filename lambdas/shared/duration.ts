@@ -18,12 +18,31 @@ export function durationSeconds(text: string): number | undefined {
   return trimmed === '' || consumed !== trimmed.length ? undefined : seconds;
 }
 
+/** A unit word as typed, in English or French, to its unit (`heures` -> h, `jours` -> d). */
+const UNIT_WORDS: readonly (readonly [RegExp, string])[] = [
+  [/^(s|secs?|seconds?|secondes?)$/, 's'],
+  [/^(m|mins?|minutes?)$/, 'm'],
+  [/^(h|hrs?|hours?|heures?)$/, 'h'],
+  [/^(d|days?|j|jours?)$/, 'd'],
+];
+
 /**
  * A number and a unit word as people type a duration (`5 min`, `90 minutes`, `2 hours`, `1 day`,
- * `2H`), written in durationSeconds' grammar (`5m`, `90m`, `2h`, `1d`, `2h`); undefined for any
- * other text. A unit word's first letter is its unit: sec(ond), min(ute), h(ou)r, day.
+ * `2H`, and in French `2 heures`, `1 jour`, `2j`), written in durationSeconds' grammar (`5m`,
+ * `90m`, `2h`, `1d`, `2h`, `2h`, `1d`, `2d`); undefined for any other text.
  */
 export function wordedDuration(text: string): string | undefined {
-  const worded = /^(\d+)\s*(s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?|d|days?)$/i.exec(text.trim());
-  return worded ? `${worded[1]}${worded[2][0].toLowerCase()}` : undefined;
+  const worded = /^(\d+)\s*(\p{L}+)$/u.exec(text.trim());
+  const unit = worded && UNIT_WORDS.find(([words]) => words.test(worded[2].toLowerCase()))?.[1];
+  return unit ? `${worded[1]}${unit}` : undefined;
+}
+
+/**
+ * What a duration durationSeconds does not take most likely meant, in its grammar: a worded one
+ * (`2 heures` -> `2h`), or hours followed by bare minutes (`1h30` -> `1h30m`); undefined when
+ * nothing is clearly meant.
+ */
+export function meantDuration(text: string): string | undefined {
+  const trimmed = text.trim().toLowerCase();
+  return /^\d+h\d+$/.test(trimmed) ? `${trimmed}m` : wordedDuration(trimmed);
 }

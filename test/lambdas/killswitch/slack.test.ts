@@ -442,6 +442,14 @@ describe('parseSlackText', () => {
     ['enable degraded 2 hours peak', '2 hours', 'enable degraded --expires 2h peak'],
     ['enable maintenance 90 Minutes migration', '90 Minutes', 'enable maintenance --expires 90m migration'],
     ['enable maintenance 2 hours', '2 hours', 'enable maintenance --expires 2h <reason>'],
+    // The team writes French: the same durations in its words.
+    ['enable maintenance 2 heures migration', '2 heures', 'enable maintenance --expires 2h migration'],
+    ['enable maintenance 1 Heure migration', '1 Heure', 'enable maintenance --expires 1h migration'],
+    ['enable maintenance 90 secondes test', '90 secondes', 'enable maintenance --expires 90s test'],
+    ['enable maintenance 1 jour migration', '1 jour', 'enable maintenance --expires 1d migration'],
+    ['enable maintenance 2 jours migration', '2 jours', 'enable maintenance --expires 2d migration'],
+    ['enable maintenance 2 j migration', '2 j', 'enable maintenance --expires 2d migration'],
+    ['enable maintenance 2j migration', '2j', 'enable maintenance --expires 2d migration'],
   ])('refuses a duration typed in another spelling where the reason goes (%s), suggesting the --expires the CLI takes', (text, typed, suggested) => {
     const refusal = `killswitch: "${typed}" looks like a duration: write /killswitch ${suggested}; nothing changed`;
 
@@ -449,6 +457,20 @@ describe('parseSlackText', () => {
     const expires = suggested.split(' ')[3];
     expect(parseExpires(expires)).toBeGreaterThan(0);
     if (!suggested.endsWith('<reason>')) expect(parseSlackText(suggested)).toMatchObject({ action: 'enable', expires });
+  });
+
+  it('refuses a duration in words after --expires quoting all it typed, with the spelling --expires takes', () => {
+    expect(() => parseSlackText('enable maintenance --expires 2 heures migration')).toThrow(
+      'killswitch: --expires "2 heures" is not a duration --expires takes: write --expires 2h; nothing changed',
+    );
+    expect(() => parseSlackText('enable maintenance --expires 30 min migration')).toThrow('write --expires 30m; nothing changed');
+    // A number alone followed by a word that is no unit is left to the duration's own refusal.
+    expect(parseSlackText('enable maintenance --expires 2 pods down')).toMatchObject({ expires: '2', reason: 'pods down' });
+  });
+
+  it('suggests 1h30m for 1h30, the spelling --expires takes', () => {
+    expect(() => parseExpires('1h30')).toThrow(/^killswitch: malformed duration "1h30": .*; write 1h30m$/);
+    expect(parseExpires('1h30m')).toBe(5400);
   });
 
   it.each([
