@@ -6,7 +6,7 @@ import { incidentStore } from '../../lambdas/escalation/clients';
 import { canonicalIncidentId, highestLevelPaged, Incident, signalsEvent } from '../../lambdas/escalation/model';
 import { acknowledgeIncident, getIncident, IncidentStore, listIncidents, resolveIncident, timeline } from '../../lambdas/escalation/store';
 import { timelineMarkdown } from '../../lambdas/escalation/timeline';
-import { awsReason, notWokenLine } from '../../lambdas/escalation/replies';
+import { awsReason, incidentNotFound, notWokenLine } from '../../lambdas/escalation/replies';
 import { namedClient } from '../../lambdas/shared/named-clients';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { OperatorError, oneLine } from '../../lambdas/shared/errors';
@@ -102,19 +102,6 @@ async function remindersLine(incident: Incident, envName: string | undefined): P
 /** A resolution note is one line of a list row and of the timeline: the cause, not the post-mortem. */
 const MAX_NOTE_LENGTH = 300;
 
-/**
- * The not-found line of an incident id (exit 4), naming the one incident it likely meant: the same
- * time part (a mistyped hash) or the same hash (a mistyped time), when exactly one incident has it.
- */
-async function notFound(store: IncidentStore, id: string, list: string): Promise<OperatorError> {
-  const [stamp, hash] = id.split('-');
-  const ids = (await listIncidents(store)).map((incident) => incident.id);
-  const byHash = hash ? ids.filter((other) => other.split('-')[1] === hash) : [];
-  const byStamp = ids.filter((other) => other.split('-')[0] === stamp);
-  const near = byHash.length === 1 ? byHash[0] : byStamp.length === 1 ? byStamp[0] : undefined;
-  return new OperatorError(`no incident ${id}${near ? ` (did you mean ${near}?)` : ''}: check the id with \`atmr-dr incident ${list}\``, 4);
-}
-
 /** What `<id>` is and where it comes from: a command line without it is answered with this. */
 const INCIDENT_ID = 'incident id, from atmr-dr incident list --open';
 
@@ -187,7 +174,7 @@ export function registerIncidentCommands(program: Command): void {
       // The alarm named: in a storm ids share their time prefix, and a pasted wrong id shows here.
       let wakeError: unknown;
       const acked = await acknowledgeIncident(store, id, { by, via: 'cli' }, { wakeFailed: (error) => (wakeError = error) }).catch(async (error: unknown) => {
-        throw error instanceof OperatorError && error.exitCode === 4 ? await notFound(store, id, 'list --open') : error;
+        throw error instanceof OperatorError && error.exitCode === 4 ? await incidentNotFound(store, id, 'check the id with `atmr-dr incident list --open`') : error;
       });
       print(`incident ${id} (${acked.alarmName}) acknowledged by ${by}: escalation stopped; ${await remindersLine(acked, tableEnvironment(globals))}`);
       if (wakeError !== undefined) process.stderr.write(`atmr-dr: warning: ${notWokenLine('acknowledgement', { status: 'OPEN', level: acked.level }, wakeError, await escalationConfig(tableEnvironment(globals)))}\n`);
@@ -208,7 +195,7 @@ export function registerIncidentCommands(program: Command): void {
       // First: a --by refused (empty) must refuse before the question is asked.
       const by = await resolveCliActor(opts.by);
       const found = await getIncident(store, id);
-      if (!found) throw await notFound(store, id, 'list --open');
+      if (!found) throw await incidentNotFound(store, id, 'check the id with `atmr-dr incident list --open`');
       const alarm = await stillInAlarm(found);
       if (alarm.unread) process.stderr.write(`atmr-dr: warning: ${alarm.unread}\n`);
       if (alarm.warning && opts.yes) process.stderr.write(`atmr-dr: warning: ${alarm.warning}\n`);
@@ -234,7 +221,7 @@ export function registerIncidentCommands(program: Command): void {
       const id = canonicalIncidentId(typed);
       const { store } = await storeOf();
       const found = await getIncident(store, id);
-      if (!found) throw await notFound(store, id, 'list');
+      if (!found) throw await incidentNotFound(store, id, 'check the id with `atmr-dr incident list`');
       const events = await timeline(store, id);
       if (opts.json) {
         const { taskToken: _token, ...incident } = found;

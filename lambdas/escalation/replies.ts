@@ -1,7 +1,8 @@
 import { missingAwsSetting } from '../shared/aws-errors';
-import { namedLine } from '../shared/errors';
 import { formatSeconds } from '../shared/format';
+import { namedLine, OperatorError } from '../shared/errors';
 import type { Incident } from './model';
+import { IncidentStore, listIncidents } from './store';
 
 /** The intervals of an environment's escalation (cdk.json `escalation`) that the lines below name. */
 export interface EscalationIntervals {
@@ -37,4 +38,18 @@ export function notWokenLine(what: 'acknowledgement' | 'resolution', waiting: Pi
       ? 'it pages no further level and starts the reminders'
       : `it ${waiting.status === 'ACKED' ? 'sends no more reminders' : 'pages no further level'} and tells the levels paged of the resolution`;
   return `${what} recorded; the escalation workflow was not woken (${awsReason(error)}): at its next step (${within}) ${then}; nothing to redo`;
+}
+
+/**
+ * The not-found line of an incident id (exit 4), naming the one incident it likely meant: the same
+ * time part (a mistyped hash) or the same hash (a mistyped time), when exactly one incident has it.
+ * `check`: where the caller can find the id (the CLI's list command; from Slack, the page first).
+ */
+export async function incidentNotFound(store: IncidentStore, id: string, check: string): Promise<OperatorError> {
+  const [stamp, hash] = id.split('-');
+  const ids = (await listIncidents(store)).map((incident) => incident.id);
+  const byHash = hash ? ids.filter((other) => other.split('-')[1] === hash) : [];
+  const byStamp = ids.filter((other) => other.split('-')[0] === stamp);
+  const near = byHash.length === 1 ? byHash[0] : byStamp.length === 1 ? byStamp[0] : undefined;
+  return new OperatorError(`no incident ${id}${near ? ` (did you mean ${near}?)` : ''}: ${check}`, 4);
 }

@@ -4,7 +4,8 @@ import { namedClient } from '../shared/named-clients';
 import { opsStateDynamoDB } from '../shared/ops-state-client';
 import { SLACK_COMMAND_SDK } from '../shared/sdk-retry';
 import { incidentStore } from './clients';
-import { awsReason, notWokenLine } from './replies';
+import { canonicalIncidentId } from './model';
+import { awsReason, incidentNotFound, notWokenLine } from './replies';
 import { acknowledgeIncident, IncidentStore } from './store';
 
 export interface IncidentSlackReply {
@@ -17,16 +18,21 @@ export interface IncidentSlackReply {
  * and user allow-list (the killswitch command's checks): acknowledges as the Slack user.
  */
 export async function handleIncidentSlackText(store: IncidentStore, text: string, actor: string, userId: string): Promise<IncidentSlackReply> {
-  const [action = '', id, ...rest] = text.trim().split(/\s+/).filter(Boolean);
-  if (action.toLowerCase() !== 'ack' || !id || rest.length > 0) {
+  const [action = '', typed, ...rest] = text.trim().split(/\s+/).filter(Boolean);
+  if (action.toLowerCase() !== 'ack' || !typed || rest.length > 0) {
     return { statusCode: 200, body: { response_type: 'ephemeral', text: 'usage: /incident ack <incident id> (the id is in the page)' } };
   }
+  // As stored: a phone's keyboard types the id in lower case.
+  const id = canonicalIncidentId(typed);
   try {
     // The alarm named: in a storm ids share their time prefix, and a pasted wrong id shows here.
     // A wake refused (throttled) leaves the acknowledgement written: said as recorded, in the channel,
     // not as a failure the on-call would retry into "already acknowledged" while believing it pages on.
     let wakeError: unknown;
-    const acked = await acknowledgeIncident(store, id, { by: actor, via: 'slack' }, { wakeFailed: (error) => (wakeError = error) });
+    const acked = await acknowledgeIncident(store, id, { by: actor, via: 'slack' }, { wakeFailed: (error) => (wakeError = error) }).catch(async (error: unknown) => {
+      // There is no /incident list: the id is in the page, and the CLI lists them.
+      throw error instanceof OperatorError && error.exitCode === 4 ? await incidentNotFound(store, id, 'check the id in the page, or with `atmr-dr incident list --open`') : error;
+    });
     const notWoken = wakeError === undefined ? '' : `\n:warning: ${notWokenLine('acknowledgement', { status: 'OPEN', level: acked.level }, wakeError)}`;
     return { statusCode: 200, body: { response_type: 'in_channel', text: `<@${userId}> acknowledged incident ${id} (${acked.alarmName}): escalation stopped${notWoken}` } };
   } catch (error) {

@@ -254,6 +254,19 @@ describe('Slack /incident ack', () => {
     expect(woken).toEqual(['token-level-2']);
   });
 
+  it('acknowledges an id typed in lower case, and names the incident a mistyped id likely meant', async () => {
+    // The time mistyped, the hash right (this file's incidents all open at the same time).
+    const mistyped = `20261130T101600Z-${incidentId.split('-')[1]}`;
+
+    expect((await call({ user_id: 'U0123ONCALL', text: `ack ${mistyped}` })).text).toBe(
+      `no incident ${mistyped} (did you mean ${incidentId}?): check the id in the page, or with \`atmr-dr incident list --open\``,
+    );
+    const reply = await call({ user_id: 'U0123ONCALL', text: `ack ${incidentId.toLowerCase()}` });
+
+    expect(reply.text).toBe(`<@U0123ONCALL> acknowledged incident ${incidentId} (${alarm}): escalation stopped`);
+    expect((await getIncident(store, incidentId))?.status).toBe('ACKED');
+  });
+
   it('says the acknowledgement is recorded, in the channel and in the CLI\'s words, when the workflow could not be woken', async () => {
     sfnMock.on(SendTaskSuccessCommand).rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
 
@@ -275,7 +288,7 @@ describe('Slack /incident ack', () => {
 
   it('answers an unknown incident and a second acknowledgement with one line, privately', async () => {
     expect(await call({ user_id: 'U0123ONCALL', text: 'ack 20261130T000000Z-0badc0de' })).toEqual(
-      expect.objectContaining({ response_type: 'ephemeral', text: 'no incident 20261130T000000Z-0badc0de: check the id with `atmr-dr incident list --open`' }),
+      expect.objectContaining({ response_type: 'ephemeral', text: 'no incident 20261130T000000Z-0badc0de: check the id in the page, or with `atmr-dr incident list --open`' }),
     );
     await call({ user_id: 'U0123ONCALL', text: `ack ${incidentId}` });
     expect((await call({ user_id: 'U0456LEADOPS', text: `ack ${incidentId}` })).text).toMatch(/already acknowledged by slack:U0123ONCALL \(alice\)/);
