@@ -237,12 +237,17 @@ export async function handleSlackCommand(deps: SlackDeps, request: SlackHttpRequ
   if (form.get('team_id') !== deps.teamId || form.get('api_app_id') !== deps.apiAppId) {
     return refuse(403, `team_id ${form.get('team_id')} / api_app_id ${form.get('api_app_id')} is not the configured workspace/app`);
   }
+  // Only these two: any other command pointed at this URL is not read as a killswitch command.
+  if (command !== '/killswitch' && command !== '/incident') return ephemeral(200, `unknown command ${command}: this endpoint answers /killswitch and /incident`);
   if (!deps.allowedUserIds.includes(userId)) {
-    return ephemeral(200, `<@${userId}> is not allowed to use the killswitch: ask the lead DevOps to add your Slack user id to killswitch.slack.allowedUserIds`);
+    return ephemeral(200, `<@${userId}> is not allowed to use ${command}: ask the lead DevOps to add your Slack user id to killswitch.slack.allowedUserIds`);
   }
   const userName = form.get('user_name');
   const actor = `slack:${userId}${userName ? ` (${userName})` : ''}`;
-  if (command === '/incident' && deps.incidentCommand) return deps.incidentCommand(form.get('text') ?? '', actor, userId);
+  if (command === '/incident') {
+    if (!deps.incidentCommand) return ephemeral(200, '/incident is not set up on this endpoint (no OPS_TABLE): acknowledge with the link in the page or `atmr-dr incident ack <id>`');
+    return deps.incidentCommand(form.get('text') ?? '', actor, userId);
+  }
   try {
     const parsed = parseSlackText(form.get('text') ?? '');
     if (parsed.action === 'help') return ephemeral(200, `usage: ${SLACK_USAGE}`);

@@ -335,6 +335,22 @@ describe('handleSlackCommand: cheap checks first, generic answers, details in th
     expect(ssmMock).not.toHaveReceivedCommand(PutParameterCommand);
   });
 
+  it.each([
+    ['/incident', 'U0999STRANGER', 'ack 20261130T101500Z-0badc0de', '<@U0999STRANGER> is not allowed to use /incident: ask the lead DevOps to add your Slack user id to killswitch.slack.allowedUserIds'],
+    ['/killswitch', 'U0999STRANGER', 'status', '<@U0999STRANGER> is not allowed to use /killswitch: ask the lead DevOps to add your Slack user id to killswitch.slack.allowedUserIds'],
+    ['/incident', 'U0123ONCALL', 'ack 20261130T101500Z-0badc0de', '/incident is not set up on this endpoint (no OPS_TABLE): acknowledge with the link in the page or `atmr-dr incident ack <id>`'],
+    ['/foo', 'U0123ONCALL', 'enable maintenance x', 'unknown command /foo: this endpoint answers /killswitch and /incident'],
+  ])('answers %s from %s (text %s) in one line naming the command typed, never as a killswitch command', async (command, userId, text, line) => {
+    fakeParameter(ssmMock, value());
+    const { deps, signed } = setup();
+    const body = new URLSearchParams({ command, user_id: userId, text, team_id: 'T1', api_app_id: 'A1' }).toString();
+
+    const reply = await handleSlackCommand(deps, signed(body));
+
+    expect(reply).toEqual({ statusCode: 200, body: { response_type: 'ephemeral', text: line } });
+    expect(ssmMock).not.toHaveReceivedCommand(PutParameterCommand);
+  });
+
   it('answers a generic message when AWS fails, and logs the AWS error instead of showing it', async () => {
     const { deps, signed, logger } = setup({ ssmFails: true });
     const body = new URLSearchParams({ command: '/killswitch', user_id: 'U0123ONCALL', text: 'status', team_id: 'T1', api_app_id: 'A1' }).toString();
