@@ -3,7 +3,7 @@ import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { Command } from 'commander';
 import { KillswitchCommand, KillswitchCommandResult, runKillswitchCommand } from '../../lambdas/killswitch/commands';
 import { describeValue, KillswitchReading, MISSING_PARAMETER_FIX, sentUnconfirmed } from '../../lambdas/killswitch/core';
-import { NO_EXPIRY, parseEnableMode, parseExpires, parseReason } from '../../lambdas/killswitch/value';
+import { MAINTENANCE_EFFECT, NO_EXPIRY, parseEnableMode, parseExpires, parseReason } from '../../lambdas/killswitch/value';
 import { awsCall, unansweredService } from '../../lambdas/shared/aws-errors';
 import { serviceNow } from '../../lambdas/shared/clock-offset';
 import { namedClient } from '../../lambdas/shared/named-clients';
@@ -122,7 +122,7 @@ function report(parameterName: string, result: KillswitchCommandResult, json: bo
 /** What a write asks the operator to confirm, in the terms of what users will get. */
 function changeOf(command: Exclude<KillswitchCommand, { action: 'status' }>): string {
   if (command.action === 'disable') return 'return the API to normal';
-  const what = command.mode === 'maintenance' ? 'put the API in maintenance (every request but /health and /ready answered 503)' : 'put the API in degraded mode';
+  const what = command.mode === 'maintenance' ? `put the API in maintenance (${MAINTENANCE_EFFECT})` : 'put the API in degraded mode';
   // Said from the command alone: without --expires, whether an expiry is kept depends on the value.
   if (command.expires === undefined) return `${what} until atmr-dr killswitch disable, or until its current expiry if it is already on with one (no --expires)`;
   return `${what}${command.expires === NO_EXPIRY ? ` ${UNTIL_DISABLED_NEVER}` : ` for ${command.expires}`}`;

@@ -6,7 +6,7 @@ import { utcMinute } from '../shared/format';
 import { durationSeconds, wordedDuration } from '../shared/duration';
 import { KillswitchCommand, runKillswitchCommand } from './commands';
 import { describeValue, writeOutcomeUnknown } from './core';
-import { ENABLE_MODES, parseEnableMode, parseReason } from './value';
+import { ENABLE_MODES, MAINTENANCE_EFFECT, parseEnableMode, parseReason } from './value';
 
 /** Slack's replay window: requests older (or further in the future) than this are refused. */
 export const SLACK_MAX_SKEW_SECONDS = 5 * 60;
@@ -262,8 +262,11 @@ export async function handleSlackCommand(deps: SlackDeps, request: SlackHttpRequ
     const { write } = result;
     const verb = result.action === 'enable' ? `enabled *${write.written.mode}*` : 'returned to *normal*';
     const expiry = write.written.expiresAt ? ` until ${utcMinute(Date.parse(write.written.expiresAt))}` : '';
+    // Nothing reverts a mode set with no end: the channel learns how it is lifted, and what it does.
+    const effect = write.written.mode === 'maintenance' ? `; ${MAINTENANCE_EFFECT}` : '';
+    const noEnd = write.written.mode !== 'normal' && !write.written.expiresAt ? `\nno end set: \`/killswitch disable\` lifts it${effect}` : '';
     const warning = write.conflict ? `\n:warning: ${write.conflict.message}` : '';
-    return { statusCode: 200, body: { response_type: 'in_channel', text: `<@${userId}> ${verb}${expiry}: ${write.written.reason}${warning}` } };
+    return { statusCode: 200, body: { response_type: 'in_channel', text: `<@${userId}> ${verb}${expiry}: ${write.written.reason}${noEnd}${warning}` } };
   } catch (error) {
     if (error instanceof OperatorError) return ephemeral(200, error.message);
     if (writeOutcomeUnknown(error)) {

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { durationSeconds, meantDuration } from '../shared/duration';
 import { OperatorError } from '../shared/errors';
-import { boundedLine } from '../shared/format';
+import { andList, boundedLine } from '../shared/format';
 
 import { ENABLE_MODES, type EnableMode, KILLSWITCH_MODES, type KillswitchMode } from './modes';
 
@@ -17,6 +17,9 @@ export const MAINTENANCE_BODY = JSON.stringify({ error: MAINTENANCE_MESSAGE });
 
 /** Paths that stay served in maintenance, so load balancers and orchestrators keep the tasks. */
 export const MAINTENANCE_EXEMPT_PATHS: readonly string[] = ['/health', '/ready'];
+
+/** What maintenance does to the API's users, in the lines of the CLI and of the Slack command. */
+export const MAINTENANCE_EFFECT = `every request but ${andList(MAINTENANCE_EXEMPT_PATHS)} answered 503`;
 
 /** Reason length cap: SSM String values are limited to 4 KB and Slack lines should stay readable. */
 export const MAX_REASON_LENGTH = 500;

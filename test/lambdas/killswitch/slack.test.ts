@@ -61,7 +61,11 @@ describe('Slack /killswitch', () => {
 
     const reply = await call(slackEvent(form({ user_id: 'U0123ONCALL', text: 'enable maintenance OSRM down' }), { base64: true }));
 
-    expect(reply).toEqual({ statusCode: 200, response_type: 'in_channel', text: '<@U0123ONCALL> enabled *maintenance*: OSRM down' });
+    expect(reply).toEqual({
+      statusCode: 200,
+      response_type: 'in_channel',
+      text: '<@U0123ONCALL> enabled *maintenance*: OSRM down\nno end set: `/killswitch disable` lifts it; every request but /health and /ready answered 503',
+    });
     expect(JSON.parse(store.raw)).toMatchObject({ mode: 'maintenance', reason: 'OSRM down', actor: 'slack:U0123ONCALL (alice)', expiresAt: null });
     expect(secretsMock).toHaveReceivedCommandWith(GetSecretValueCommand, { SecretId: SECRET_ARN });
   });
@@ -201,7 +205,8 @@ describe('Slack /killswitch', () => {
 
     const reply = await call(slackEvent(form({ user_id: 'U0123ONCALL', text })));
 
-    expect(reply).toMatchObject({ response_type: 'in_channel', text: `<@U0123ONCALL> enabled *${mode}*: OSRM down` });
+    expect(reply.response_type).toBe('in_channel');
+    expect(reply.text.split('\n')[0]).toBe(`<@U0123ONCALL> enabled *${mode}*: OSRM down`);
     expect(JSON.parse(store.raw)).toMatchObject({ mode, reason: 'OSRM down' });
   });
 
