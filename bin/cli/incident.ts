@@ -6,11 +6,11 @@ import { incidentStore } from '../../lambdas/escalation/clients';
 import { canonicalIncidentId, highestLevelPaged, Incident, signalsEvent } from '../../lambdas/escalation/model';
 import { acknowledgeIncident, getIncident, IncidentStore, listIncidents, resolveIncident, timeline } from '../../lambdas/escalation/store';
 import { timelineMarkdown } from '../../lambdas/escalation/timeline';
-import { awsReason, incidentNotFound, notWokenLine } from '../../lambdas/escalation/replies';
+import { awsReason, incidentNotFound, notWokenLine, remindersLine } from '../../lambdas/escalation/replies';
 import { namedClient } from '../../lambdas/shared/named-clients';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { OperatorError, oneLine } from '../../lambdas/shared/errors';
-import { boundedLine, formatSeconds, shellWord } from '../../lambdas/shared/format';
+import { boundedLine, shellWord } from '../../lambdas/shared/format';
 import type { EnvironmentConfig } from '../../lib/config';
 import { confirmer } from './confirm';
 import { byOptionHelp, resolveCliActor } from './killswitch';
@@ -83,20 +83,6 @@ async function escalationConfig(envName: string | undefined): Promise<Environmen
     // The change is written: a config that cannot be read only leaves the interval out.
     return undefined;
   }
-}
-
-/**
- * What follows an acknowledgement, for its line: the acknowledged level is still reminded (an event
- * alarm's at each new failure, its OK resolving nothing), until the incident is resolved. The
- * interval is the environment's `escalation.reminderIntervalSeconds` in cdk.json, which the deployed
- * workflow waits (said when known: `escalationConfig`).
- */
-async function remindersLine(incident: Incident, envName: string | undefined): Promise<string> {
-  const resolve = `\`atmr-dr incident resolve ${incident.id}\``;
-  if (signalsEvent(incident.alarmDescription)) return `reminders at each new ALARM of this event alarm until ${resolve} (its OK resolves nothing)`;
-  const config = await escalationConfig(envName);
-  const every = config ? ` every ${formatSeconds(config.reminderIntervalSeconds)}` : '';
-  return `reminders${every} while the alarm stays in ALARM, until it goes OK or ${resolve}`;
 }
 
 /** A resolution note is one line of a list row and of the timeline: the cause, not the post-mortem. */
@@ -176,7 +162,7 @@ export function registerIncidentCommands(program: Command): void {
       const acked = await acknowledgeIncident(store, id, { by, via: 'cli' }, { wakeFailed: (error) => (wakeError = error) }).catch(async (error: unknown) => {
         throw error instanceof OperatorError && error.exitCode === 4 ? await incidentNotFound(store, id, 'check the id with `atmr-dr incident list --open`') : error;
       });
-      print(`incident ${id} (${acked.alarmName}) acknowledged by ${by}: escalation stopped; ${await remindersLine(acked, tableEnvironment(globals))}`);
+      print(`incident ${id} (${acked.alarmName}) acknowledged by ${by}: escalation stopped; ${remindersLine(acked, await escalationConfig(tableEnvironment(globals)))}`);
       if (wakeError !== undefined) process.stderr.write(`atmr-dr: warning: ${notWokenLine('acknowledgement', { status: 'OPEN', level: acked.level }, wakeError, await escalationConfig(tableEnvironment(globals)))}\n`);
     });
 

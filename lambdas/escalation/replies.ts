@@ -1,7 +1,7 @@
 import { missingAwsSetting } from '../shared/aws-errors';
 import { formatSeconds } from '../shared/format';
 import { namedLine, OperatorError } from '../shared/errors';
-import type { Incident } from './model';
+import { Incident, signalsEvent } from './model';
 import { IncidentStore, listIncidents } from './store';
 
 /** The intervals of an environment's escalation (cdk.json `escalation`) that the lines below name. */
@@ -13,6 +13,19 @@ export interface EscalationIntervals {
 /** An AWS error for a line: the fix of an expired or missing login (as every command says it), else its name and message. */
 export function awsReason(error: unknown): string {
   return missingAwsSetting(error) ?? namedLine(error);
+}
+
+/**
+ * What follows an acknowledgement, for its line: the acknowledged level is still reminded (an event
+ * alarm's at each new failure, its OK resolving nothing), until the incident is resolved. The
+ * interval is the environment's `escalation.reminderIntervalSeconds` in cdk.json, which the deployed
+ * workflow waits (said when `config` is known: the CLI reads it; the Slack command leaves it out).
+ */
+export function remindersLine(incident: Incident, config?: EscalationIntervals): string {
+  const resolve = `\`atmr-dr incident resolve ${incident.id}\``;
+  if (signalsEvent(incident.alarmDescription)) return `reminders at each new ALARM of this event alarm until ${resolve} (its OK resolves nothing)`;
+  const every = config ? ` every ${formatSeconds(config.reminderIntervalSeconds)}` : '';
+  return `reminders${every} while the alarm stays in ALARM, until it goes OK or ${resolve}`;
 }
 
 /**

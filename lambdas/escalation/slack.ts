@@ -5,7 +5,7 @@ import { opsStateDynamoDB } from '../shared/ops-state-client';
 import { SLACK_COMMAND_SDK } from '../shared/sdk-retry';
 import { incidentStore } from './clients';
 import { canonicalIncidentId } from './model';
-import { awsReason, incidentNotFound, notWokenLine } from './replies';
+import { awsReason, incidentNotFound, notWokenLine, remindersLine } from './replies';
 import { acknowledgeIncident, IncidentStore } from './store';
 
 export interface IncidentSlackReply {
@@ -13,14 +13,22 @@ export interface IncidentSlackReply {
   readonly body: { readonly response_type: 'in_channel' | 'ephemeral'; readonly text: string };
 }
 
+/** What `/incident help` and a command it does not know are answered with. */
+const INCIDENT_USAGE = '/incident ack <incident id> (the id is in the page); to resolve by hand: `atmr-dr incident resolve <incident id>`';
+
 /**
  * `/incident ack <id>`, after the Slack endpoint has checked the request's signature, replay window
  * and user allow-list (the killswitch command's checks): acknowledges as the Slack user.
  */
 export async function handleIncidentSlackText(store: IncidentStore, text: string, actor: string, userId: string): Promise<IncidentSlackReply> {
   const [action = '', typed, ...rest] = text.trim().split(/\s+/).filter(Boolean);
+  // Resolving by hand checks the alarm's state and asks to confirm: the CLI's, not a slash command's.
+  if (action.toLowerCase() === 'resolve') {
+    const resolve = `\`atmr-dr incident resolve ${typed ? canonicalIncidentId(typed) : '<incident id>'}\``;
+    return { statusCode: 200, body: { response_type: 'ephemeral', text: `/incident resolve is not a Slack command: run ${resolve} (it checks whether the alarm is still in ALARM, then asks to confirm)` } };
+  }
   if (action.toLowerCase() !== 'ack' || !typed || rest.length > 0) {
-    return { statusCode: 200, body: { response_type: 'ephemeral', text: 'usage: /incident ack <incident id> (the id is in the page)' } };
+    return { statusCode: 200, body: { response_type: 'ephemeral', text: `usage: ${INCIDENT_USAGE}` } };
   }
   // As stored: a phone's keyboard types the id in lower case.
   const id = canonicalIncidentId(typed);
@@ -34,7 +42,7 @@ export async function handleIncidentSlackText(store: IncidentStore, text: string
       throw error instanceof OperatorError && error.exitCode === 4 ? await incidentNotFound(store, id, 'check the id in the page, or with `atmr-dr incident list --open`') : error;
     });
     const notWoken = wakeError === undefined ? '' : `\n:warning: ${notWokenLine('acknowledgement', { status: 'OPEN', level: acked.level }, wakeError)}`;
-    return { statusCode: 200, body: { response_type: 'in_channel', text: `<@${userId}> acknowledged incident ${id} (${acked.alarmName}): escalation stopped${notWoken}` } };
+    return { statusCode: 200, body: { response_type: 'in_channel', text: `<@${userId}> acknowledged incident ${id} (${acked.alarmName}): escalation stopped; ${remindersLine(acked)}${notWoken}` } };
   } catch (error) {
     if (error instanceof OperatorError) return { statusCode: 200, body: { response_type: 'ephemeral', text: error.message } };
     // A write with no answer, or a failure after it (its timeline entry), may have acknowledged:
