@@ -7,6 +7,7 @@ import { incidentStore } from './clients';
 import { canonicalIncidentId } from './model';
 import { awsReason, incidentNotFound, notWokenLine, remindersLine } from './replies';
 import { acknowledgeIncident, IncidentStore } from './store';
+import { OPERATOR_CLI } from '../shared/constants';
 
 export interface IncidentSlackReply {
   readonly statusCode: number;
@@ -14,7 +15,7 @@ export interface IncidentSlackReply {
 }
 
 /** What `/incident help` and a command it does not know are answered with. */
-const INCIDENT_USAGE = '/incident ack <incident id> (the id is in the page); to resolve by hand: `atmr-dr incident resolve <incident id>`';
+const INCIDENT_USAGE = '/incident ack <incident id> (the id is in the page); to resolve by hand: `' + OPERATOR_CLI + ' incident resolve <incident id>`';
 
 /**
  * `/incident ack <id>`, after the Slack endpoint has checked the request's signature, replay window
@@ -24,7 +25,7 @@ export async function handleIncidentSlackText(store: IncidentStore, text: string
   const [action = '', typed, ...rest] = text.trim().split(/\s+/).filter(Boolean);
   // Resolving by hand checks the alarm's state and asks to confirm: the CLI's, not a slash command's.
   if (action.toLowerCase() === 'resolve') {
-    const resolve = `\`atmr-dr incident resolve ${typed ? canonicalIncidentId(typed) : '<incident id>'}\``;
+    const resolve = `\`${OPERATOR_CLI} incident resolve ${typed ? canonicalIncidentId(typed) : '<incident id>'}\``;
     return { statusCode: 200, body: { response_type: 'ephemeral', text: `/incident resolve is not a Slack command: run ${resolve} (it checks whether the alarm is still in ALARM, then asks to confirm)` } };
   }
   if (action.toLowerCase() !== 'ack' || !typed || rest.length > 0) {
@@ -39,7 +40,7 @@ export async function handleIncidentSlackText(store: IncidentStore, text: string
     let wakeError: unknown;
     const acked = await acknowledgeIncident(store, id, { by: actor, via: 'slack' }, { wakeFailed: (error) => (wakeError = error) }).catch(async (error: unknown) => {
       // There is no /incident list: the id is in the page, and the CLI lists them.
-      throw error instanceof OperatorError && error.exitCode === 4 ? await incidentNotFound(store, id, 'check the id in the page, or with `atmr-dr incident list --open`') : error;
+      throw error instanceof OperatorError && error.exitCode === 4 ? await incidentNotFound(store, id, `check the id in the page, or with \`${OPERATOR_CLI} incident list --open\``) : error;
     });
     const notWoken = wakeError === undefined ? '' : `\n:warning: ${notWokenLine('acknowledgement', { status: 'OPEN', level: acked.level }, wakeError)}`;
     return { statusCode: 200, body: { response_type: 'in_channel', text: `<@${userId}> acknowledged incident ${id} (${acked.alarmName}): escalation stopped; ${remindersLine(acked)}${notWoken}` } };

@@ -7,6 +7,7 @@ import { durationSeconds, wordedDuration } from '../shared/duration';
 import { KillswitchCommand, runKillswitchCommand } from './commands';
 import { describeValue, writeOutcomeUnknown } from './core';
 import { ENABLE_MODES, MAINTENANCE_EFFECT, parseEnableMode, parseReason } from './value';
+import { OPERATOR_CLI } from '../shared/constants';
 
 /** Slack's replay window: requests older (or further in the future) than this are refused. */
 export const SLACK_MAX_SKEW_SECONDS = 5 * 60;
@@ -245,7 +246,7 @@ export async function handleSlackCommand(deps: SlackDeps, request: SlackHttpRequ
   const userName = form.get('user_name');
   const actor = `slack:${userId}${userName ? ` (${userName})` : ''}`;
   if (command === '/incident') {
-    if (!deps.incidentCommand) return ephemeral(200, '/incident is not set up on this endpoint (no OPS_TABLE): acknowledge with the link in the page or `atmr-dr incident ack <id>`');
+    if (!deps.incidentCommand) return ephemeral(200, '/incident is not set up on this endpoint (no OPS_TABLE): acknowledge with the link in the page or `' + OPERATOR_CLI + ' incident ack <id>`');
     return deps.incidentCommand(form.get('text') ?? '', actor, userId);
   }
   try {

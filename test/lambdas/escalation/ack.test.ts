@@ -259,7 +259,7 @@ describe('Slack /incident ack', () => {
     const mistyped = `20261130T101600Z-${incidentId.split('-')[1]}`;
 
     expect((await call({ user_id: 'U0123ONCALL', text: `ack ${mistyped}` })).text).toBe(
-      `no incident ${mistyped} (did you mean ${incidentId}?): check the id in the page, or with \`atmr-dr incident list --open\``,
+      `no incident ${mistyped} (did you mean ${incidentId}?): check the id in the page, or with \`npx --no atmr-dr incident list --open\``,
     );
     const reply = await call({ user_id: 'U0123ONCALL', text: `ack ${incidentId.toLowerCase()}` });
 
@@ -288,18 +288,18 @@ describe('Slack /incident ack', () => {
 
   it('answers an unknown incident and a second acknowledgement with one line, privately', async () => {
     expect(await call({ user_id: 'U0123ONCALL', text: 'ack 20261130T000000Z-0badc0de' })).toEqual(
-      expect.objectContaining({ response_type: 'ephemeral', text: 'no incident 20261130T000000Z-0badc0de: check the id in the page, or with `atmr-dr incident list --open`' }),
+      expect.objectContaining({ response_type: 'ephemeral', text: 'no incident 20261130T000000Z-0badc0de: check the id in the page, or with `npx --no atmr-dr incident list --open`' }),
     );
     await call({ user_id: 'U0123ONCALL', text: `ack ${incidentId}` });
     expect((await call({ user_id: 'U0456LEADOPS', text: `ack ${incidentId}` })).text).toMatch(/already acknowledged by slack:U0123ONCALL \(alice\)/);
     expect((await call({ user_id: 'U0456LEADOPS', text: 'help' })).text).toBe(
-      'usage: /incident ack <incident id> (the id is in the page); to resolve by hand: `atmr-dr incident resolve <incident id>`',
+      'usage: /incident ack <incident id> (the id is in the page); to resolve by hand: `npx --no atmr-dr incident resolve <incident id>`',
     );
   });
 
   it('answers /incident resolve with the CLI command to run, resolving nothing', async () => {
     expect((await call({ user_id: 'U0456LEADOPS', text: `resolve ${incidentId.toLowerCase()}` })).text).toBe(
-      `/incident resolve is not a Slack command: run \`atmr-dr incident resolve ${incidentId}\` (it checks whether the alarm is still in ALARM, then asks to confirm)`,
+      `/incident resolve is not a Slack command: run \`npx --no atmr-dr incident resolve ${incidentId}\` (it checks whether the alarm is still in ALARM, then asks to confirm)`,
     );
     expect((await getIncident(store, incidentId))?.status).toBe('OPEN');
   });

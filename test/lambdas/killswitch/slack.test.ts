@@ -343,7 +343,7 @@ describe('handleSlackCommand: cheap checks first, generic answers, details in th
   it.each([
     ['/incident', 'U0999STRANGER', 'ack 20261130T101500Z-0badc0de', '<@U0999STRANGER> is not allowed to use /incident: ask the lead DevOps to add your Slack user id to killswitch.slack.allowedUserIds'],
     ['/killswitch', 'U0999STRANGER', 'status', '<@U0999STRANGER> is not allowed to use /killswitch: ask the lead DevOps to add your Slack user id to killswitch.slack.allowedUserIds'],
-    ['/incident', 'U0123ONCALL', 'ack 20261130T101500Z-0badc0de', '/incident is not set up on this endpoint (no OPS_TABLE): acknowledge with the link in the page or `atmr-dr incident ack <id>`'],
+    ['/incident', 'U0123ONCALL', 'ack 20261130T101500Z-0badc0de', '/incident is not set up on this endpoint (no OPS_TABLE): acknowledge with the link in the page or `npx --no atmr-dr incident ack <id>`'],
     ['/foo', 'U0123ONCALL', 'enable maintenance x', 'unknown command /foo: this endpoint answers /killswitch and /incident'],
   ])('answers %s from %s (text %s) in one line naming the command typed, never as a killswitch command', async (command, userId, text, line) => {
     fakeParameter(ssmMock, value());
