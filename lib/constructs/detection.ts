@@ -823,9 +823,11 @@ export function detectionPropsFromConfig(config: EnvironmentConfig, wiring: Dete
 /**
  * The detection's optional settings and the alarms (`<Concern>-<What>`) each one creates: without
  * it they do not exist, and nothing pages for them. The ECS services' alarms are named after the
- * keys of detection.ecs.services, unknown while it is absent.
+ * keys of detection.ecs.services, unknown while it is absent. These lists repeat the construct's
+ * conditions: test/infra/detection-warnings.test.ts synthesizes the example without each setting
+ * and checks its list against the alarms the template then lacks.
  */
-const OPTIONAL_DETECTION_SETTINGS: readonly {
+export const OPTIONAL_DETECTION_SETTINGS: readonly {
   readonly id: string;
   readonly key: string;
   readonly example: string;
