@@ -212,10 +212,13 @@ function formatMinutes(ms: number): string {
   return ms % 60_000 === 0 ? `${ms / 60_000} min` : `${ms / 1000} s`;
 }
 
-/** The side-by-side table, for the CLI and the event summary. */
+/**
+ * The side-by-side table, for the CLI and the event summary. Every row says its outcome, `same`
+ * included: a blank cell under a header would leave the reader to guess what it means.
+ */
 export function formatVerification(report: VerificationReport): string {
-  const header = ['check', 'production', 'recovered copy', ''];
-  const lines = [header, ...report.rows.map((r) => [r.check, r.production, r.recovered, r.outcome === 'same' ? '' : r.outcome])];
+  const header = ['check', 'production', 'recovered copy', 'outcome'];
+  const lines = [header, ...report.rows.map((r) => [r.check, r.production, r.recovered, r.outcome])];
   const widths = header.map((_, i) => Math.max(...lines.map((l) => l[i].length)));
   const text = lines.map((l) => l.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd());
   text.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));

@@ -75,3 +75,25 @@ describe('an unverified copy: the cause named is the one that left its data unre
     expect(report).not.toHaveProperty('unreadBy');
   });
 });
+
+describe('the verification table', () => {
+  it('names every column, the outcome included, and says each row\'s outcome, "same" too', () => {
+    const report: VerificationReport = {
+      ok: true,
+      checkedAt: '2026-11-30T15:00:00.000Z',
+      problems: [],
+      rows: [
+        { check: 'rows in booking', production: '120', recovered: '100 (-20)', outcome: 'differs' },
+        { check: 'Alembic revision', production: '4f2a', recovered: '4f2a', outcome: 'same' },
+      ],
+    };
+
+    expect(formatVerification(report).split('\n')).toEqual([
+      'check             production  recovered copy  outcome',
+      '----------------  ----------  --------------  -------',
+      'rows in booking   120         100 (-20)       differs',
+      'Alembic revision  4f2a        4f2a            same',
+      'verification: OK',
+    ]);
+  });
+});
