@@ -28,7 +28,9 @@ export function confirmer(
   // prompt's own rejection is then rethrown, for the command to say what it had done.
   return async (question, typed, signal) => {
     if (yes) return true;
-    if (!input.isTTY) throw new OperatorError(`${question} needs confirmation: standard input is not a terminal; pass --yes to confirm`, 2);
+    // The question often ends on a name ("...: they stay on atmr-prod"): its question mark ends it,
+    // so that the refusal is not read as its last words; then why, and the fix.
+    if (!input.isTTY) throw new OperatorError(`${question}? refused: standard input is not a terminal, so nobody can answer; pass --yes to confirm (nothing changed)`, 2);
     const rl = readline.createInterface({ input, output: process.stderr });
     const options = { signal };
     try {

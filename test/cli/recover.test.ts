@@ -343,7 +343,7 @@ describe('atmr-dr recover', () => {
     expect(run.status).toBe(2);
     // Which writes the cutover leaves behind is part of the question: the copy stops at the restore time.
     expect(run.stderr).toMatch(
-      /^atmr-dr: recover cutover: put production \(example\) on atmr-prod-pitr-202611301402 \(as of 2026-11-30T14:02:00.000Z\); production's writes after 2026-11-30T14:02:00Z \((\d+ (?:min|h|d)|\d+\.\d h) ago\) are not on the copy: they stay on atmr-prod needs confirmation: standard input is not a terminal; pass --yes to confirm\n$/,
+      /^atmr-dr: recover cutover: put production \(example\) on atmr-prod-pitr-202611301402 \(as of 2026-11-30T14:02:00.000Z\); production's writes after 2026-11-30T14:02:00Z \((\d+ (?:min|h|d)|\d+\.\d h) ago\) are not on the copy: they stay on atmr-prod\? refused: standard input is not a terminal, so nobody can answer; pass --yes to confirm \(nothing changed\)\n$/,
     );
     expect(/\(([^()]+) ago\) are not on the copy/.exec(run.stderr)?.[1]).toBe(formatAge((Date.now() - Date.parse('2026-11-30T14:02:00.000Z')) / 1000));
   });
@@ -745,7 +745,7 @@ describe('atmr-dr recover', () => {
     // Assert
     expect(run.status).toBe(2);
     expect(run.stderr).toBe(
-      'atmr-dr: recover abandon: delete atmr-prod-pitr-202611301402 WITHOUT a final snapshot (RDS refuses one while it cannot use its KMS key; its data is also in the automated backups of atmr-prod, but they are encrypted with the same KMS key: a new recovery to 2026-11-30T14:02:00.000Z reads them only while RDS can use that key (enable it again first if it was disabled; a deleted key loses them too) and that time is in their restore window) needs confirmation: standard input is not a terminal; pass --yes to confirm\n',
+      'atmr-dr: recover abandon: delete atmr-prod-pitr-202611301402 WITHOUT a final snapshot (RDS refuses one while it cannot use its KMS key; its data is also in the automated backups of atmr-prod, but they are encrypted with the same KMS key: a new recovery to 2026-11-30T14:02:00.000Z reads them only while RDS can use that key (enable it again first if it was disabled; a deleted key loses them too) and that time is in their restore window)? refused: standard input is not a terminal, so nobody can answer; pass --yes to confirm (nothing changed)\n',
     );
   });
 

@@ -306,7 +306,7 @@ describe('rollback service (same core as the workflow)', () => {
     const ctx = await context({ confirm: 'terminal' });
     await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
 
-    await expect(serviceCommand(ctx, { service: 'atmr-api' })).rejects.toThrow(/^rollback: roll atmr-api back to .* needs confirmation: standard input is not a terminal; pass --yes to confirm$/);
+    await expect(serviceCommand(ctx, { service: 'atmr-api' })).rejects.toThrow(/^rollback: roll atmr-api back to .*\? refused: standard input is not a terminal, so nobody can answer; pass --yes to confirm \(nothing changed\)$/);
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
   });
 

@@ -373,7 +373,7 @@ describe('atmr-dr db read-write (CLI)', () => {
     const run = atmrDr(['db', 'read-write'], {}, pgEnv());
 
     expect(run.status).toBe(2);
-    expect(run.stderr.trim()).toMatch(/^atmr-dr: ALTER DATABASE .* needs confirmation: standard input is not a terminal; pass --yes to confirm$/);
+    expect(run.stderr.trim()).toMatch(/^atmr-dr: ALTER DATABASE .*\? refused: standard input is not a terminal, so nobody can answer; pass --yes to confirm \(nothing changed\)$/);
     expect(databaseSetting()).toBe('default_transaction_read_only=on');
   });
 

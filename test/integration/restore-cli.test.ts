@@ -388,7 +388,7 @@ describe('atmr-dr restore', () => {
     expect(run.status).toBe(2);
     expect(run.stderr).toMatch(
       new RegExp(
-        `^atmr-dr: restore ${manifestKey} \\(backup taken ${manifest.startedAt.replaceAll('.', '\\.')}, \\d+ min ago\\) over database "${target}" on ${cluster.host}:${cluster.port}, replacing what it holds: writes to ${target} after ${utcSecond(Date.parse(manifest.startedAt))} are not in the restored copy: they are in ${siblingPrefix(target, 'old')}\\.\\.\\. \\(kept until you drop it\\) needs confirmation: standard input is not a terminal; pass --yes to confirm\n$`,
+        `^atmr-dr: restore ${manifestKey} \\(backup taken ${manifest.startedAt.replaceAll('.', '\\.')}, \\d+ min ago\\) over database "${target}" on ${cluster.host}:${cluster.port}, replacing what it holds: writes to ${target} after ${utcSecond(Date.parse(manifest.startedAt))} are not in the restored copy: they are in ${siblingPrefix(target, 'old')}\\.\\.\\. \\(kept until you drop it\\)\\? refused: standard input is not a terminal, so nobody can answer; pass --yes to confirm \\(nothing changed\\)\n$`,
       ),
     );
     expect(run.stdout).toBe('');
@@ -396,7 +396,7 @@ describe('atmr-dr restore', () => {
     const dropping = await atmrDr(['restore', 'latest', '--database', source, '--target-db', target, '--force', '--drop-replaced', '--i-understand-this-overwrites-production'], env({ PGDATABASE: target }));
     expect(dropping.status).toBe(2);
     expect(dropping.stderr).toContain(
-      `, erasing what it holds: writes to ${target} after ${utcSecond(Date.parse(manifest.startedAt))} are not in the restored copy: they are dropped with it (--drop-replaced) needs confirmation: standard input is not a terminal; pass --yes to confirm\n`,
+      `, erasing what it holds: writes to ${target} after ${utcSecond(Date.parse(manifest.startedAt))} are not in the restored copy: they are dropped with it (--drop-replaced)? refused: standard input is not a terminal, so nobody can answer; pass --yes to confirm (nothing changed)\n`,
     );
     expect(databaseDigest(cluster, target)).toBe(before);
     expect(databasesLike(cluster, `${target}_`)).toEqual([]);
@@ -415,7 +415,7 @@ describe('atmr-dr restore', () => {
     expect(run.status).toBe(2);
     expect(run.stderr).toMatch(
       new RegExp(
-        `^atmr-dr: restore ${manifestKey} \\(backup taken ${manifest.startedAt.replaceAll('.', '\\.')}, [^)]+ ago\\) into database "${target}" on ${cluster.host}:${cluster.port}, which is missing: the restore creates it needs confirmation: standard input is not a terminal; pass --yes to confirm\n$`,
+        `^atmr-dr: restore ${manifestKey} \\(backup taken ${manifest.startedAt.replaceAll('.', '\\.')}, [^)]+ ago\\) into database "${target}" on ${cluster.host}:${cluster.port}, which is missing: the restore creates it\\? refused: standard input is not a terminal, so nobody can answer; pass --yes to confirm \\(nothing changed\\)\n$`,
       ),
     );
     expect(databasesLike(cluster, target)).toEqual([]);

@@ -325,8 +325,8 @@ describe('atmr-dr scale / osrm restart (CLI)', () => {
     [['scale', 'atmr-celery-worker', '4', '--yes'], /^atmr-dr: scale: "atmr-celery-worker" is the ECS service of key "celery": atmr-dr scale celery 4\n$/],
     [['scale', 'arn:aws:ecs:eu-west-3:111111111111:service/atmr-prod/atmr-api', '3', '--yes'], /: "arn:aws:ecs:.*\/atmr-api" is the ECS service of key "api": atmr-dr scale api 3\n$/],
     [['scale', 'api', 'two', '--yes'], /count "two" is not a whole number/],
-    [['scale', 'api', '3'], /needs confirmation: standard input is not a terminal; pass --yes/],
-    [['osrm', 'restart'], /needs confirmation: standard input is not a terminal; pass --yes/],
+    [['scale', 'api', '3'], /\? refused: standard input is not a terminal, so nobody can answer; pass --yes to confirm \(nothing changed\)\n$/],
+    [['osrm', 'restart'], /\? refused: standard input is not a terminal, so nobody can answer; pass --yes to confirm \(nothing changed\)\n$/],
   ])('%j: one line, exit non-zero, no UpdateService', (args, message) => {
     const run = atmrDr(args, { services: [service({ desiredCount: 2 })] }, env);
 

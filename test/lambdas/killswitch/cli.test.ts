@@ -88,7 +88,7 @@ describe('atmr-dr killswitch enable / disable / status', () => {
     const run = atmrDr(args, { raw: JSON.stringify(value({ mode: 'degraded', reason: 'peak' })) });
 
     expect(run.status).toBe(2);
-    expect(run.stderr).toBe(`atmr-dr: ${change} (parameter ${PARAMETER}) needs confirmation: standard input is not a terminal; pass --yes to confirm\n`);
+    expect(run.stderr).toBe(`atmr-dr: ${change} (parameter ${PARAMETER})? refused: standard input is not a terminal, so nobody can answer; pass --yes to confirm (nothing changed)\n`);
     expect(run.puts).toEqual([]);
   });
 
