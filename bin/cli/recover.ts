@@ -18,7 +18,7 @@ import { serviceNow } from '../../lambdas/shared/clock-offset';
 import { StoreDeps, activeRecoveryId, getRecovery, listRecoveryIds } from '../../lambdas/recovery/store';
 import { checkPitrReach, parseToTime, relativeToTimeSeconds } from '../../lambdas/recovery/time';
 import { formatVerification, unreadCause, unverifiedFlagRefusal, unverifiedNextStep, unverifiedRefusal } from '../../lambdas/recovery/verify';
-import { formatAge, utcSecond } from '../../lambdas/shared/format';
+import { formatAge, utcMinute, utcSecond } from '../../lambdas/shared/format';
 import { type KillswitchValue, NO_EXPIRY, effectiveMode } from '../../lambdas/killswitch/value';
 import { readKillswitch } from '../../lambdas/killswitch/core';
 import { opsStateDynamoDB } from '../../lambdas/shared/ops-state-client';
@@ -69,6 +69,19 @@ export function withRecoverOptions(text: string, g: Pick<RecoverGlobals, 'env' |
   return text.replace(/\batmr-dr (recover|killswitch)\b/g, (command, name: string) => `${command}${name === 'recover' ? recover : killswitch}`);
 }
 
+/**
+ * The command that starts the recovery a dry run planned, as the last line of the dry run: its time
+ * as the plan's UTC instant, not as typed, since a time ago ("5 min ago") run later would restore a
+ * later time than the plan showed (the default name follows the time: it stays the plan's too).
+ * The options given are kept, each value as one shell word; the reason is put in after
+ * withRecoverOptions, which would also edit a reason that names "atmr-dr recover".
+ */
+function startCommand(g: RecoverGlobals & { newInstance?: string }, toTime: string, reason: string): string {
+  const newInstance = g.newInstance !== undefined ? ` --new-instance ${shellWord(g.newInstance)}` : '';
+  const noFollow = g.follow === false ? ' --no-follow' : '';
+  return `${withRecoverOptions('atmr-dr recover', g)} --to-time ${shellWord(toTime)}${newInstance}${noFollow} --reason ${shellWord(reason)}`;
+}
+
 /** Asks before changing production; refuses without a terminal unless --yes (confirm.ts). */
 async function confirmOrRefuse(question: string, yes: boolean | undefined, what: string): Promise<void> {
   if (!(await confirmer(yes)(`${what}: ${question}`))) throw new OperatorError(`${what}: not confirmed, nothing changed`, 1);
@@ -94,6 +107,18 @@ function statusLine(record: RecoveryRecord, execution?: { status: string; error?
   if (record.error) parts.push(`error: ${record.error}`);
   if (record.cutoverError) parts.push(`cutover error: ${record.cutoverError}`);
   return parts.join('; ');
+}
+
+/**
+ * How long a recovery whose workflow runs has been restoring, counted from its request (the restore
+ * starts right after it): RDS says nothing of its progress, and a restore takes many minutes, so
+ * the operator who re-attaches reads whether it has just begun or has run for an hour. Undefined
+ * for any other status, or a workflow that ended (its own line says what is left to do).
+ */
+function restoringFor(record: RecoveryRecord, execution: { status: string } | undefined, nowMs = Date.now()): string | undefined {
+  if (record.status !== 'restoring' || execution?.status !== 'RUNNING') return undefined;
+  const since = Date.parse(record.requestedAt);
+  return `restoring for ${formatAge(Math.max(0, (nowMs - since) / 1000))} (since the request at ${utcMinute(since)})`;
 }
 
 /** The cutover journal and its lease, for `recover status`: what was done, what may have been, who holds it. */
@@ -449,7 +474,9 @@ export function registerRecoverCommands(program: Command): void {
       const record = await getRecovery(store, id);
       const execution = await describeExecution(sfn, record.executionArn ?? byName);
       const line = statusLine(record, execution);
-      if (line !== last && !json) process.stderr.write(`${new Date().toISOString()} ${line}\n`);
+      // The time restoring goes with each line printed, not into the comparison: a line a minute would say nothing new.
+      const elapsed = restoringFor(record, execution);
+      if (line !== last && !json) process.stderr.write(`${new Date().toISOString()} ${line}${elapsed ? `; ${elapsed}` : ''}\n`);
       last = line;
       if (!execution || execution.status !== 'RUNNING') return { record, execution };
       await new Promise((resolve) => setTimeout(resolve, pollMs));
@@ -462,6 +489,8 @@ export function registerRecoverCommands(program: Command): void {
       return;
     }
     say(statusLine(record, execution));
+    const elapsed = restoringFor(record, execution);
+    if (elapsed) say(elapsed);
     if (record.verification) say(formatVerification(record.verification));
     printJournal(record, say);
     const reset = record.passwordReset;
@@ -539,7 +568,10 @@ export function registerRecoverCommands(program: Command): void {
     const plan = `${ctx.config.database.instanceIdentifier} (${result.sourceClass ?? '?'}${result.multiAz ? ', Multi-AZ' : ''}) as of ${result.request.toTime} -> new instance ${result.request.newInstance}; restore window ${result.window.earliest.toISOString()} .. ${result.window.latest.toISOString()}`;
     if (result.dryRun) {
       if (g.json) print(JSON.stringify({ ...result, actorAtStart: ACTOR_AT_START }));
-      else say(`dry run, nothing started: ${plan}`);
+      else {
+        say(`dry run, nothing started: ${plan}`);
+        print(`next: ${startCommand(g, result.request.toTime, reason)}`);
+      }
       return;
     }
     if (!g.json) say(`recovery ${result.request.recoveryId} started: ${plan}\n  workflow ${result.executionArn}\n  follow it: atmr-dr recover status ${result.request.recoveryId}`);

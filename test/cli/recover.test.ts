@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -15,7 +15,7 @@ import { startCloudFormationWithoutStacks, startSilentEndpoint } from '../suppor
 import { clockShiftEnv } from '../support/clock-shift';
 import { startLocalTable } from '../support/dynalite';
 import { LocalDynamo, startLocalDynamo } from '../support/dynamodb';
-import { formatAge } from '../../lambdas/shared/format';
+import { formatAge, utcMinute } from '../../lambdas/shared/format';
 
 const ROOT = path.join(__dirname, '..', '..');
 
@@ -202,6 +202,35 @@ describe('atmr-dr recover', () => {
     } finally {
       env = saved;
       await sts.stop();
+      await new Promise((resolve) => responder.close(resolve));
+    }
+  });
+
+  it('a dry run ends with the command that starts what it planned: the options given, the time as the plan\'s UTC instant, the reason as one shell word', async () => {
+    // Arrange: RDS answering the plan's reads; a time ago, which run later as typed would restore a later time
+    const responder = await restorableRds();
+    const saved = env;
+    env = { ...env, AWS_ENDPOINT_URL_RDS: `http://127.0.0.1:${(responder.address() as AddressInfo).port}` };
+    const reason = "bookings deleted by migration 4f2a at 14:05, l'équipe prévenue";
+    try {
+      // Act
+      const run = await atmrDr(['recover', '--env', 'example', '--to-time', '5 min ago', '--reason', reason, '--no-follow', '--dry-run']);
+
+      // Assert: the last line, read by a shell as the operator's would, is the same recovery without --dry-run
+      expect([run.status, run.stderr]).toEqual([0, '']);
+      const lines = run.stdout.trimEnd().split('\n');
+      const toTime = /as of (\S+) -> new instance/.exec(lines.at(-2) ?? '')?.[1];
+      expect(lines.at(-2)).toMatch(/^dry run, nothing started: atmr-prod/);
+      expect(lines.at(-1)).toMatch(/^next: atmr-dr recover /);
+      const argv = spawnSync('sh', ['-c', `for a in ${lines.at(-1)!.replace(/^next: /, '')}; do printf '%s\\0' "$a"; done`], { encoding: 'utf8' }).stdout.split('\0').slice(0, -1);
+      expect(argv).toEqual(['atmr-dr', 'recover', '--env', 'example', '--to-time', toTime, '--no-follow', '--reason', reason]);
+      // Given its own --dry-run, the printed command plans the very same recovery (time and name;
+      // the restore window, RDS's, has moved on meanwhile)
+      const again = await atmrDr([...argv.slice(1), '--dry-run']);
+      const planned = (line: string | undefined) => line?.replace(/; restore window .*$/, '');
+      expect(planned(again.stdout.split('\n').find((line) => line.startsWith('dry run')))).toBe(planned(lines.at(-2)));
+    } finally {
+      env = saved;
       await new Promise((resolve) => responder.close(resolve));
     }
   });
@@ -521,6 +550,39 @@ describe('atmr-dr recover', () => {
       expect(run.stdout).toContain(
         `next: the workflow ended (ABORTED) with the recovery still "restoring": nothing will change it any more, and it holds the one-recovery lock: "atmr-dr recover abandon ${id}" deletes atmr-prod-pitr-202611301402 and frees the lock, then start a new recovery`,
       );
+    });
+
+    it('status of a recovery still restoring says for how long, from its request, with --no-follow and while following', async () => {
+      // Arrange: requested 12 minutes ago, its workflow running (Step Functions, a local responder)
+      const id = 'r20261130143000-a1a1';
+      const requestedAt = new Date(Date.now() - 12 * 60_000);
+      await givenRecord(id, { status: 'restoring', newInstanceHost: undefined, requestedAt: requestedAt.toISOString(), executionArn: `arn:aws:states:eu-west-3:111111111111:execution:recovery:${id}` });
+      const elapsed = `restoring for 12 min (since the request at ${utcMinute(requestedAt.getTime())})`;
+
+      // Act: once, then followed (the workflow answers RUNNING to the status's read and the first poll, then SUCCEEDED: the following ends)
+      const { run } = await atmrDrWith('SFN', executionEnded(id, 'RUNNING'), ['recover', 'status', id, '--no-follow']);
+      const answers = ['RUNNING', 'RUNNING'];
+      const sfn = http.createServer((req, res) => {
+        req.resume().on('end', () => {
+          res.writeHead(200, { 'content-type': 'application/x-amz-json-1.0' });
+          res.end(executionEnded(id, answers.shift() ?? 'SUCCEEDED').body);
+        });
+      });
+      await new Promise<void>((resolve) => sfn.listen(0, '127.0.0.1', resolve));
+      const saved = env;
+      env = { ...env, AWS_ENDPOINT_URL_SFN: `http://127.0.0.1:${(sfn.address() as AddressInfo).port}`, ATMR_RECOVER_POLL_SECONDS: '0' };
+      const followed = await atmrDr(['recover', 'status', id]).finally(() => {
+        env = saved;
+        sfn.close();
+      });
+
+      // Assert: the line after the status, and on the first line followed (not on the one after the workflow ended)
+      expect(run.status).toBe(0);
+      expect(run.stdout.split('\n')[1]).toBe(elapsed);
+      const [first, last] = followed.stderr.trimEnd().split('\n');
+      expect(first).toMatch(new RegExp(`: restoring; .*workflow RUNNING; .*; ${elapsed.replace(/[()]/g, '\\$&')}$`));
+      expect(last).toMatch(/workflow SUCCEEDED; asked by alice: bookings deleted$/);
+      expect(followed.stdout).not.toContain('restoring for');
     });
 
     it('status when Step Functions refuses DescribeExecution prints the refusal in one line naming the call, the execution and the grant, exit 1, and no status', async () => {
