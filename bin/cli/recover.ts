@@ -10,7 +10,7 @@ import { Command } from 'commander';
 import * as os from 'node:os';
 import { EnvironmentConfig, defaultNewInstancePrefix, prefixNotCovering, resolveRecoveryConfig } from '../../lib/config';
 import { FINAL_STATUSES, JournalEntry, RECOVERY_ID_FORM, RECOVERY_ID_PATTERN, RecoveryRecord, STATUS_WITHOUT_ID } from '../../lambdas/recovery/contract';
-import { ALREADY_REOPENED, ANNOUNCE, CUTOVER_STEPS, CutoverResult, DONE_BEFORE, CutoverSettings, EndpointSwitch, LEASE_SECONDS, cutover, endpointWriteCommand, keptInMaintenance, killswitchUnknown, reopeningStarted, undoCutover, undoPastReopening } from '../../lambdas/recovery/cutover';
+import { ALREADY_REOPENED, ANNOUNCE, CUTOVER_STEPS, CutoverResult, DONE_BEFORE, CutoverSettings, EndpointSwitch, LEASE_SECONDS, cutover, describeEndpoint, endpointNames, endpointWriteCommand, keptInMaintenance, killswitchUnknown, readEndpoint, reopeningStarted, undoCutover, undoPastReopening } from '../../lambdas/recovery/cutover';
 import { abandonRecovery, describeExecution, parseRecoveryReason, recoveryExecutionArn, startRecovery } from '../../lambdas/recovery/operations';
 import { dataAlsoIn, renameCommands } from '../../lambdas/recovery/rds';
 import { describeInstance } from '../../lambdas/shared/rds-instances';
@@ -25,7 +25,7 @@ import { opsStateDynamoDB } from '../../lambdas/shared/ops-state-client';
 import { namedClient } from '../../lambdas/shared/named-clients';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { metricsNamespace } from '../../lambdas/shared/constants';
-import { NotFoundError, OperatorError } from '../../lambdas/shared/errors';
+import { NotFoundError, OperatorError, namedLine } from '../../lambdas/shared/errors';
 import { checkPgSslMode, pgClientConfig, resolveConnection } from '../../lambdas/shared/pg-connection';
 import { OPERATOR_NAME_ORDER } from './actor';
 import { resolveCliActor } from './killswitch';
@@ -338,26 +338,81 @@ function cutOverAt(record: RecoveryRecord): string {
 }
 
 /**
+ * The latest recovery whose cutover finished (`cut-over`) among the last 10, read newest first
+ * (listRecoveryIds) and one at a time, stopping at it. A store or record that cannot be read counts
+ * as none (the start and the cutover read the store again and fail on their own).
+ */
+async function latestCutOver(store: StoreDeps): Promise<RecoveryRecord | undefined> {
+  for (const id of await listRecoveryIds(store, 10).catch((): string[] => [])) {
+    const record = await getRecovery(store, id).catch(() => undefined);
+    if (record?.status === 'cut-over') return record;
+  }
+  return undefined;
+}
+
+/** Where the API's database endpoint (recovery.endpoint, the cutover's) points now, or why it could not be read. */
+async function productionEndpoint(endpoint: EndpointSwitch): Promise<{ value: string } | { unread: string }> {
+  const deps = { ssm: namedClient(new SSMClient(SDK_RETRY), 'SSM'), secretsManager: namedClient(new SecretsManagerClient(SDK_RETRY), 'SecretsManager') };
+  return readEndpoint(deps, endpoint).then(
+    (value) => ({ value }),
+    (error: unknown) => ({ unread: namedLine(error) }),
+  );
+}
+
+/**
  * A recovery restores from database.instanceIdentifier. After a cutover production runs on the copy,
  * and until cdk.json names it (the cutover's "next" line), a new recovery would restore the old
  * instance, the one the cutover replaced, and cutting it over would put production back on data
- * without any of the writes it took on the copy since: refused, before anything is started or
- * changed, when the latest finished cutover among the recent recoveries replaced `source` (starting
- * a recovery: the configured instance; cutting one over: the instance it restored). No flag picks
- * another source: the config is the fix. A store that cannot be read refuses nothing here (the
- * start and the cutover read it again and fail on their own).
+ * without any of the writes it took on the copy since. When the latest finished cutover among the
+ * recent recoveries replaced `source` (starting a recovery: the configured instance; cutting one
+ * over: the instance it restored), the API's endpoint decides, read then only: naming the copy, or
+ * neither instance, or unreadable, the command is refused before anything is started or changed;
+ * naming `source` again (production taken back by hand, docs/recovery.md "Going back after a
+ * cutover"), it goes on, said in one line on stderr. No flag picks another source: the endpoint or
+ * the config is the fix.
  */
-async function refuseIfReplaced(store: StoreDeps, command: string, source: string, envName: string, recoveryId?: string): Promise<void> {
-  const ids = await listRecoveryIds(store, 10).catch(() => []);
-  // Read together: each record is an item of its own key, which no one query returns.
-  const records = await Promise.all(ids.map((id) => getRecovery(store, id).catch(() => undefined)));
-  const latest = records.find((record) => record?.status === 'cut-over');
-  if (latest && latest.recoveryId !== recoveryId && latest.sourceInstance === source) {
-    const what = recoveryId
-      ? `recovery ${recoveryId} restored ${source}, not production: cutting it over would lose production's writes on ${latest.newInstance}; abandon it ("atmr-dr recover abandon ${recoveryId}"), then start a new recovery once database.instanceIdentifier and database.host name ${latest.newInstance} in cdk.json`
-      : `database.instanceIdentifier still names ${source}: a recovery would restore it, not production; set database.instanceIdentifier and database.host to ${latest.newInstance} in cdk.json, then start it again`;
-    throw new OperatorError(`${command}: recovery ${latest.recoveryId} cut production (${envName}) over to ${latest.newInstance} at ${cutOverAt(latest)}, replacing ${source}: ${what}`, 2);
+async function refuseIfReplaced(store: StoreDeps, command: string, source: string, envName: string, endpoint: EndpointSwitch, recoveryId?: string): Promise<void> {
+  const latest = await latestCutOver(store);
+  if (!latest || latest.recoveryId === recoveryId || latest.sourceInstance !== source) return;
+  const copy = latest.newInstance;
+  const head = `recovery ${latest.recoveryId} cut production (${envName}) over to ${copy} at ${cutOverAt(latest)}`;
+  const read = await productionEndpoint(endpoint);
+  if ('value' in read) {
+    const names = endpointNames(read.value, latest);
+    if (names === 'old') {
+      process.stderr.write(`atmr-dr: ${command}: ${head}, and production's endpoint (${describeEndpoint(endpoint)}: ${read.value}) names ${source} again (taken back by hand): the recovery proceeds from ${source}\n`);
+      return;
+    }
+    if (names === 'neither') {
+      const fix = recoveryId
+        ? `point it at the instance production runs on, then run the command again (if that is ${copy}: abandon recovery ${recoveryId}, it restored ${source}, not production)`
+        : `point it, or database.instanceIdentifier and database.host in cdk.json, at the instance production runs on, then start it again`;
+      throw new OperatorError(`${command}: ${head}, replacing ${source}, and production's endpoint (${describeEndpoint(endpoint)}) reads "${read.value}", which names neither ${copy} nor ${source}: which one production runs on is not known; ${fix}`, 2);
+    }
   }
+  const what = recoveryId
+    ? `recovery ${recoveryId} restored ${source}, not production: cutting it over would lose production's writes on ${copy}; abandon it ("atmr-dr recover abandon ${recoveryId}"), then start a new recovery once database.instanceIdentifier and database.host name ${copy} in cdk.json`
+    : `database.instanceIdentifier still names ${source}: a recovery would restore it, not production; set database.instanceIdentifier and database.host to ${copy} in cdk.json, then start it again`;
+  // Unread, production may run on the copy: refused as if it did, with why it could not be told.
+  const unread = 'unread' in read ? `; production's endpoint (${describeEndpoint(endpoint)}) could not be read (${read.unread}): if production was taken back to ${source} by hand, check that endpoint and your right to read it, then run the command again` : '';
+  throw new OperatorError(`${command}: ${head}, replacing ${source}: ${what}${unread}`, 2);
+}
+
+/**
+ * For `recover status`: where production's endpoint points when one of the recent recoveries was cut
+ * over, and which instance that is (endpointNames); a failure to read it is said, never the command's.
+ */
+async function endpointStatusLine(store: StoreDeps, endpoint: EndpointSwitch): Promise<string | undefined> {
+  const latest = await latestCutOver(store);
+  if (!latest) return undefined;
+  const read = await productionEndpoint(endpoint);
+  if ('unread' in read) return `production's endpoint (${describeEndpoint(endpoint)}) could not be read: ${read.unread}`;
+  const which = {
+    copy: `${latest.newInstance}, the copy recovery ${latest.recoveryId} cut over to`,
+    old: `${latest.sourceInstance}, the instance recovery ${latest.recoveryId} replaced: taken back by hand`,
+    neither: `neither ${latest.newInstance}, the copy recovery ${latest.recoveryId} cut over to, nor ${latest.sourceInstance}, the instance it replaced`,
+  }[endpointNames(read.value, latest)];
+  return `production's endpoint: ${read.value} (${which})`;
 }
 
 /**
@@ -483,7 +538,7 @@ export function registerRecoverCommands(program: Command): void {
     }
   };
 
-  const report = (record: RecoveryRecord, json: boolean, config: EnvironmentConfig, execution?: { status: string; error?: string }, copy?: DBInstance, oldUnrenamed?: boolean, killswitch?: KillswitchValue) => {
+  const report = (record: RecoveryRecord, json: boolean, config: EnvironmentConfig, execution?: { status: string; error?: string }, copy?: DBInstance, oldUnrenamed?: boolean, killswitch?: KillswitchValue, endpointLine?: string) => {
     if (json) {
       print(JSON.stringify({ ...record, ...(execution && { workflow: execution }) }));
       return;
@@ -493,6 +548,7 @@ export function registerRecoverCommands(program: Command): void {
     if (elapsed) say(elapsed);
     if (record.verification) say(formatVerification(record.verification));
     printJournal(record, say);
+    if (endpointLine) say(endpointLine);
     const reset = record.passwordReset;
     if (reset) {
       say(
@@ -546,7 +602,7 @@ export function registerRecoverCommands(program: Command): void {
     let toTime = parseToTime(g.toTime);
     checkPitrReach(toTime);
     const ctx = await context();
-    await refuseIfReplaced(ctx.store, 'recover', ctx.config.database.instanceIdentifier, ctx.config.name);
+    await refuseIfReplaced(ctx.store, 'recover', ctx.config.database.instanceIdentifier, ctx.config.name, endpointSwitch(resolveRecoveryConfig(ctx.config)));
     if (relativeToTimeSeconds(g.toTime ?? '') !== undefined) {
       // "5 min ago" from RDS's clock, as the killswitch's --expires counts from SSM's: a laptop minutes
       // off would restore minutes more or less of the data. The SDK learns the offset from RDS's
@@ -629,6 +685,7 @@ export function registerRecoverCommands(program: Command): void {
         ctx.g.json ? undefined : await cutOverCopy(ctx.rds, record),
         ctx.g.json ? undefined : await oldUnrenamed(ctx.rds, record),
         ctx.g.json ? undefined : await killswitchLeft(ctx.g, record),
+        ctx.g.json ? undefined : await endpointStatusLine(ctx.store, endpointSwitch(resolveRecoveryConfig(ctx.config))),
       );
     }),
     );
@@ -678,7 +735,7 @@ export function registerRecoverCommands(program: Command): void {
         const hint = mode === 'resume' ? 'only an interrupted cutover can be resumed' : 'only an interrupted or failed cutover can be undone';
         throw new OperatorError(`recover cutover --${mode}: recovery ${id} is "${record.status}", expected ${from.join(' or ')}: ${hint} (see "atmr-dr recover status ${id}")`, 3);
       }
-      if (mode === 'start') await refuseIfReplaced(ctx.store, 'recover cutover', record.sourceInstance, ctx.config.name, id);
+      if (mode === 'start') await refuseIfReplaced(ctx.store, 'recover cutover', record.sourceInstance, ctx.config.name, endpointSwitch(resolveRecoveryConfig(ctx.config)), id);
       const unread = mode === 'start' && record.verification?.unread === true;
       if (mode === 'start' && opts.unverified && !unread) throw new OperatorError(unverifiedFlagRefusal('recover cutover', id, record.status), 2);
       if (unread && !opts.unverified) {

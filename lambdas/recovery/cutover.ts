@@ -1344,6 +1344,22 @@ function backOnOld(current: string, previous: string | undefined): boolean {
   return before.host !== '' && now.host.toLowerCase() === before.host.toLowerCase() && (before.port === '' || now.port === before.port);
 }
 
+/**
+ * Which instance the API's endpoint (`current`, as readEndpoint gives it) names after a finished
+ * cutover: the copy, when its host is the one the cutover set (journaled, else the record's) or its
+ * first DNS label is the copy's name (an RDS address starts with its instance's, whatever the port);
+ * the old instance, by backOnOld (taken back by hand); else neither (a proxy, a CNAME, another
+ * instance: which one production runs on is not known). The copy is tested first: a value that
+ * could be both is never taken for production back on the old instance.
+ */
+export function endpointNames(current: string, record: Pick<RecoveryRecord, 'newInstance' | 'newInstanceHost' | 'journal'>): 'copy' | 'old' | 'neither' {
+  const switched = record.journal?.find((e) => e.step === CUTOVER_STEPS.endpoint)?.undo?.endpoint;
+  const host = splitEndpoint(current).host.toLowerCase();
+  const copyHost = (switched?.target ? splitEndpoint(switched.target).host : record.newInstanceHost)?.toLowerCase();
+  if (host !== '' && (host === copyHost || host.split('.')[0] === record.newInstance.toLowerCase())) return 'copy';
+  return backOnOld(current, switched?.previous) ? 'old' : 'neither';
+}
+
 /** Where the API's endpoint points now (`host:port`, or the parameter's value). */
 export async function readEndpoint(deps: Pick<CutoverDeps, 'ssm' | 'secretsManager'>, endpoint: EndpointSwitch): Promise<string> {
   if (endpoint.kind === 'ssmParameter') return (await deps.ssm.send(new GetParameterCommand({ Name: endpoint.parameterName }))).Parameter?.Value ?? '';

@@ -376,15 +376,37 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     await retireCutOvers();
   });
 
-  it('a recovery of the instance an earlier cutover replaced (cdk.json not updated since) is refused before anything changes: exit 2, one line naming that cutover, its copy and when, and the cdk.json keys', async () => {
+  /**
+   * An earlier recovery of atmr-prod cut over (its journal as the cutover writes it: the endpoint
+   * switched from atmr-prod's address to the copy's), then a second recovery of atmr-prod verified.
+   * Returns when the first finished its cutover.
+   */
+  async function cutOverThenVerified(first: string, second: string): Promise<string> {
+    const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
+    await verifiedRecovery(first);
+    const finishedAt = '2026-11-30T15:20:00.000Z';
+    await updateRecovery(store, first, {
+      status: 'cut-over',
+      journal: [
+        { step: 'switch database endpoint', state: 'done', startedAt: '2026-11-30T15:10:00.000Z', finishedAt: '2026-11-30T15:10:01.000Z', by: 'alice', undo: { endpoint: { previous: `${OLD_HOST}:5432`, target: `${cluster.host}:${cluster.port}` } } },
+        { step: 'killswitch back', state: 'done', startedAt: '2026-11-30T15:19:00.000Z', finishedAt, by: 'alice' },
+      ],
+    });
+    await releaseLock(store, first);
+    await verifiedRecovery(second);
+    return finishedAt;
+  }
+
+  /** The API's endpoint where the first cutover left it: the copy's address. */
+  const endpointOnCopy = () => Object.assign(aws.secret(), { host: cluster.host, port: cluster.port });
+  const ENDPOINT = `secret ${SECRET} host`;
+
+  it('a recovery of the instance an earlier cutover replaced, while production\'s endpoint names the copy, is refused before anything changes: exit 2, one line naming that cutover, its copy and when, and the cdk.json keys', async () => {
     const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
     const first = 'r20261130150000-aa01';
     const second = 'r20261130160000-aa02';
-    await verifiedRecovery(first);
-    const finishedAt = '2026-11-30T15:20:00.000Z';
-    await updateRecovery(store, first, { status: 'cut-over', journal: [{ step: 'killswitch back', state: 'done', startedAt: '2026-11-30T15:19:00.000Z', finishedAt, by: 'alice' }] });
-    await releaseLock(store, first);
-    await verifiedRecovery(second);
+    const finishedAt = await cutOverThenVerified(first, second);
+    endpointOnCopy();
 
     const result = await run(install.launcher, ['recover', 'cutover', second, '--yes'], operatorEnv()).finally(() => releaseLock(store, second));
 
@@ -393,8 +415,95 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(result.stderr).toBe(
       `atmr-dr: recover cutover: recovery ${first} cut production (example) over to atmr-prod-pitr-202611301402 at ${finishedAt}, replacing atmr-prod: recovery ${second} restored atmr-prod, not production: cutting it over would lose production's writes on atmr-prod-pitr-202611301402; abandon it ("atmr-dr recover abandon ${second}"), then start a new recovery once database.instanceIdentifier and database.host name atmr-prod-pitr-202611301402 in cdk.json\n`,
     );
-    expect(aws.calls).toEqual([]);
+    // The endpoint read, and nothing else.
+    expect(aws.calls.map((c) => `${c.service}:${c.action}`)).toEqual(['secretsmanager:GetSecretValue']);
     expect((await getRecovery(store, second)).status).toBe('verified');
+  });
+
+  it('production taken back by hand to the instance an earlier cutover replaced (its endpoint names it again): a recovery of that instance is cut over, one stderr line saying so; status names the endpoint and the instance', async () => {
+    const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
+    const first = 'r20261130150000-aa03';
+    const second = 'r20261130160000-aa04';
+    const finishedAt = await cutOverThenVerified(first, second);
+    // aws.reset() left the endpoint on atmr-prod: as the documented commands going back by hand leave it.
+
+    const result = await run(install.launcher, ['recover', 'cutover', second, '--yes'], operatorEnv()).finally(() => releaseLock(store, second));
+
+    expect(result.stderr).toBe(
+      `atmr-dr: recover cutover: recovery ${first} cut production (example) over to atmr-prod-pitr-202611301402 at ${finishedAt}, and production's endpoint (${ENDPOINT}: ${OLD_HOST}:5432) names atmr-prod again (taken back by hand): the recovery proceeds from atmr-prod\n`,
+    );
+    expect(result.status).toBe(0);
+    expect((await getRecovery(store, second)).status).toBe('cut-over');
+    expect(aws.secret()).toMatchObject({ host: cluster.host, port: cluster.port });
+    // Its /ready call is this test's: the next test counts its own.
+    expect(readyHits.splice(0)).toEqual(['/ready']);
+
+    // Status of the first, before the second's cutover is done: the endpoint names atmr-prod.
+    Object.assign(aws.secret(), { host: OLD_HOST, port: 5432 });
+    await updateRecovery(store, second, { status: 'abandoned' });
+    const status = await run(install.launcher, ['recover', 'status', first], operatorEnv());
+
+    expect(status.status).toBe(0);
+    expect(status.stdout.split('\n')).toContain(`production's endpoint: ${OLD_HOST}:5432 (atmr-prod, the instance recovery ${first} replaced: taken back by hand)`);
+  });
+
+  it("an endpoint that names neither the copy nor the instance an earlier cutover replaced (a proxy, another instance) refuses a recovery of that instance: exit 2, one line naming the endpoint's value, both instances and the fix", async () => {
+    const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
+    const first = 'r20261130150000-aa05';
+    const second = 'r20261130160000-aa06';
+    const finishedAt = await cutOverThenVerified(first, second);
+    const proxy = 'atmr-proxy.proxy-abcdefghijkl.eu-west-3.rds.amazonaws.com';
+    Object.assign(aws.secret(), { host: proxy, port: 5432 });
+
+    const result = await run(install.launcher, ['recover', 'cutover', second, '--yes'], operatorEnv()).finally(() => releaseLock(store, second));
+
+    expect(result.status).toBe(2);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toBe(
+      `atmr-dr: recover cutover: recovery ${first} cut production (example) over to atmr-prod-pitr-202611301402 at ${finishedAt}, replacing atmr-prod, and production's endpoint (${ENDPOINT}) reads "${proxy}:5432", which names neither atmr-prod-pitr-202611301402 nor atmr-prod: which one production runs on is not known; point it at the instance production runs on, then run the command again (if that is atmr-prod-pitr-202611301402: abandon recovery ${second}, it restored atmr-prod, not production)\n`,
+    );
+    expect(aws.calls.map((c) => `${c.service}:${c.action}`)).toEqual(['secretsmanager:GetSecretValue']);
+    expect((await getRecovery(store, second)).status).toBe('verified');
+    await updateRecovery(store, second, { status: 'abandoned' });
+  });
+
+  it('an endpoint that cannot be read (AccessDenied) refuses a recovery of the instance an earlier cutover replaced as if it named the copy, the line saying why it could not tell; status says it could not be read and exits 0', async () => {
+    const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
+    const first = 'r20261130150000-aa07';
+    const second = 'r20261130160000-aa08';
+    const finishedAt = await cutOverThenVerified(first, second);
+    aws.secretReads = 0;
+
+    const result = await run(install.launcher, ['recover', 'cutover', second, '--yes'], operatorEnv()).finally(() => releaseLock(store, second));
+
+    expect(result.status).toBe(2);
+    expect(result.stdout).toBe('');
+    const denied = `AccessDeniedException: User is not authorized to perform: secretsmanager:GetSecretValue on resource: ${SECRET}`;
+    expect(result.stderr).toBe(
+      `atmr-dr: recover cutover: recovery ${first} cut production (example) over to atmr-prod-pitr-202611301402 at ${finishedAt}, replacing atmr-prod: recovery ${second} restored atmr-prod, not production: cutting it over would lose production's writes on atmr-prod-pitr-202611301402; abandon it ("atmr-dr recover abandon ${second}"), then start a new recovery once database.instanceIdentifier and database.host name atmr-prod-pitr-202611301402 in cdk.json; production's endpoint (${ENDPOINT}) could not be read (${denied}): if production was taken back to atmr-prod by hand, check that endpoint and your right to read it, then run the command again\n`,
+    );
+    expect((await getRecovery(store, second)).status).toBe('verified');
+
+    const status = await run(install.launcher, ['recover', 'status', first], operatorEnv());
+
+    expect(status.status).toBe(0);
+    expect(status.stdout.split('\n')).toContain(`production's endpoint (${ENDPOINT}) could not be read: ${denied}`);
+    await updateRecovery(store, second, { status: 'abandoned' });
+  });
+
+  it("status of a recovery while an earlier one is cut over says where production's endpoint points: the copy", async () => {
+    const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
+    const first = 'r20261130150000-aa09';
+    const second = 'r20261130160000-aa0a';
+    await cutOverThenVerified(first, second);
+    await releaseLock(store, second);
+    endpointOnCopy();
+
+    const status = await run(install.launcher, ['recover', 'status', second, '--no-follow'], operatorEnv());
+
+    expect(status.status).toBe(0);
+    expect(status.stdout.split('\n')).toContain(`production's endpoint: ${cluster.host}:${cluster.port} (atmr-prod-pitr-202611301402, the copy recovery ${first} cut over to)`);
+    await updateRecovery(store, second, { status: 'abandoned' });
   });
 
   it("puts production on the recovered instance, step by step; the old one, which the on-call's role may not change, is left with the commands for someone allowed (again in status)", async () => {

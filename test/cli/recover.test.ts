@@ -247,7 +247,7 @@ describe('atmr-dr recover', () => {
     }
   });
 
-  it('a recovery started after a cutover whose old instance the config still names is refused before any AWS call: exit 2, one line naming that cutover, its copy and when, and the cdk.json keys; nothing started', async () => {
+  it("a recovery started after a cutover whose old instance the config still names, production's endpoint unreadable (SSM unreachable), is refused: exit 2, one line naming that cutover, its copy and when, the cdk.json keys and why the endpoint could not tell; nothing started", async () => {
     const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
     const before = (await dynamo.ddb.send(new GetCommand({ TableName: dynamo.tableName, Key: recordKey('r20261130143000-aaaa') }))).Item!.status as RecoveryRecord['status'];
     await updateRecovery(store, 'r20261130143000-aaaa', { status: 'cut-over', journal: [{ step: 'killswitch back', state: 'done', startedAt: '2026-11-30T15:19:00.000Z', finishedAt: '2026-11-30T15:20:00.000Z', by: 'alice' }] });
@@ -256,8 +256,50 @@ describe('atmr-dr recover', () => {
     expect(run.status).toBe(2);
     expect(run.stdout).toBe('');
     expect(run.stderr).toBe(
-      'atmr-dr: recover: recovery r20261130143000-aaaa cut production (example) over to atmr-prod-pitr-202611301402 at 2026-11-30T15:20:00.000Z, replacing atmr-prod: database.instanceIdentifier still names atmr-prod: a recovery would restore it, not production; set database.instanceIdentifier and database.host to atmr-prod-pitr-202611301402 in cdk.json, then start it again\n',
+      "atmr-dr: recover: recovery r20261130143000-aaaa cut production (example) over to atmr-prod-pitr-202611301402 at 2026-11-30T15:20:00.000Z, replacing atmr-prod: database.instanceIdentifier still names atmr-prod: a recovery would restore it, not production; set database.instanceIdentifier and database.host to atmr-prod-pitr-202611301402 in cdk.json, then start it again; production's endpoint (parameter /atmr/example/database-host) could not be read (Error: connect ECONNREFUSED 127.0.0.1:9): if production was taken back to atmr-prod by hand, check that endpoint and your right to read it, then run the command again\n",
     );
+  });
+
+  it("a recovery started after a cutover that production was taken back from by hand (the endpoint names the old instance again) goes on: one stderr line says so, then the plan", async () => {
+    const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
+    const before = (await dynamo.ddb.send(new GetCommand({ TableName: dynamo.tableName, Key: recordKey('r20261130143000-aaaa') }))).Item!.status as RecoveryRecord['status'];
+    const old = 'atmr-prod.abcdefghijkl.eu-west-3.rds.amazonaws.com:5432';
+    await updateRecovery(store, 'r20261130143000-aaaa', {
+      status: 'cut-over',
+      journal: [
+        { step: 'switch database endpoint', state: 'done', startedAt: '2026-11-30T15:10:00.000Z', finishedAt: '2026-11-30T15:10:01.000Z', by: 'alice', undo: { endpoint: { previous: old, target: 'new.rds:5432' } } },
+        { step: 'killswitch back', state: 'done', startedAt: '2026-11-30T15:19:00.000Z', finishedAt: '2026-11-30T15:20:00.000Z', by: 'alice' },
+      ],
+    });
+    // SSM holds the endpoint parameter as the commands going back by hand left it.
+    const ssm = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      req.on('end', () => {
+        const input = JSON.parse(body || '{}') as { Name?: string };
+        res.writeHead(200, { 'content-type': 'application/x-amz-json-1.1' });
+        res.end(JSON.stringify({ Parameter: { Name: input.Name, Type: 'String', Value: old, Version: 7 } }));
+      });
+    });
+    await new Promise<void>((resolve) => ssm.listen(0, '127.0.0.1', resolve));
+    const rds = await restorableRds();
+    const saved = env;
+    const port = (server: http.Server) => (server.address() as AddressInfo).port;
+    env = { ...env, AWS_ENDPOINT_URL_SSM: `http://127.0.0.1:${port(ssm)}`, AWS_ENDPOINT_URL_RDS: `http://127.0.0.1:${port(rds)}` };
+    try {
+      const run = await atmrDr(['recover', '--to-time', new Date(Date.now() - 3_600_000).toISOString(), '--reason', 'x', '--dry-run']);
+
+      expect(run.stderr).toBe(
+        `atmr-dr: recover: recovery r20261130143000-aaaa cut production (example) over to atmr-prod-pitr-202611301402 at 2026-11-30T15:20:00.000Z, and production's endpoint (parameter /atmr/example/database-host: ${old}) names atmr-prod again (taken back by hand): the recovery proceeds from atmr-prod\n`,
+      );
+      expect(run.status).toBe(0);
+      expect(run.stdout).toMatch(/^dry run, nothing started: atmr-prod /);
+    } finally {
+      env = saved;
+      await updateRecovery(store, 'r20261130143000-aaaa', { status: before, journal: [] });
+      await new Promise((resolve) => ssm.close(resolve));
+      await new Promise((resolve) => rds.close(resolve));
+    }
   });
 
   it('Ctrl-C while it follows a recovery it started says the recovery keeps running and how to follow it, exit 130', async () => {
