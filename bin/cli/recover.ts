@@ -338,16 +338,15 @@ function cutOverAt(record: RecoveryRecord): string {
 }
 
 /**
- * The latest recovery whose cutover finished (`cut-over`) among the last 10, read newest first
- * (listRecoveryIds) and one at a time, stopping at it. A store or record that cannot be read counts
- * as none (the start and the cutover read the store again and fail on their own).
+ * The latest recovery whose cutover finished (`cut-over`) among the last 10 (listRecoveryIds, newest
+ * first). Read together: each record is an item of its own key, which no one query returns, and
+ * usually none was cut over, so every one is read. A store or record that cannot be read counts as
+ * none (the start and the cutover read the store again and fail on their own).
  */
 async function latestCutOver(store: StoreDeps): Promise<RecoveryRecord | undefined> {
-  for (const id of await listRecoveryIds(store, 10).catch((): string[] => [])) {
-    const record = await getRecovery(store, id).catch(() => undefined);
-    if (record?.status === 'cut-over') return record;
-  }
-  return undefined;
+  const ids = await listRecoveryIds(store, 10).catch((): string[] => []);
+  const records = await Promise.all(ids.map((id) => getRecovery(store, id).catch(() => undefined)));
+  return records.find((record) => record?.status === 'cut-over');
 }
 
 /** Where the API's database endpoint (recovery.endpoint, the cutover's) points now, or why it could not be read. */
