@@ -2,6 +2,7 @@ import { BatchGetCommand, BatchGetCommandOutput, DynamoDBDocumentClient, GetComm
 import { SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { conditionalWrite, conditionalWriteOnce, isConditionFailure } from '../shared/conditional-write';
 import { OperatorError } from '../shared/errors';
+import { utcMinute } from '../shared/format';
 import {
   Acknowledgement,
   CarriedOver,
@@ -472,10 +473,10 @@ async function explainRefusal(store: IncidentStore, id: string, verb: 'acknowled
   if (!incident) throw new OperatorError(`no incident ${id}: check the id with \`atmr-dr incident list --open\``, 4);
   if (incident.status === 'RESOLVED') {
     const r = incident.resolution;
-    throw new OperatorError(`incident ${id} is already resolved${r ? ` (${r.how}, ${r.at}, by ${r.by})` : ''}: nothing to ${verb}`, 5);
+    throw new OperatorError(`incident ${id} is already resolved${r ? ` (${r.how}, ${utcMinute(Date.parse(r.at))}, by ${r.by})` : ''}: nothing to ${verb}`, 5);
   }
   const a = incident.ack;
-  throw new OperatorError(`incident ${id} is already acknowledged${a ? ` by ${a.by} at ${a.at} (${a.via})` : ''}`, 5);
+  throw new OperatorError(`incident ${id} is already acknowledged${a ? ` by ${a.by} at ${utcMinute(Date.parse(a.at))} (${a.via})` : ''}`, 5);
 }
 
 /**

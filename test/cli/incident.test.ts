@@ -263,7 +263,7 @@ describe('atmr-dr incident (real CLI, dynalite, SFN mocked)', () => {
 
     const again = await atmrDr(['ack', OPEN_ID]);
     expect(again.status).toBe(5);
-    expect(again.stderr).toMatch(new RegExp(`^atmr-dr: incident ${OPEN_ID} is already acknowledged by Alice \\(arn:aws:sts::111111111111:assumed-role/atmr-oncall/alice\\) at \\S+ \\(cli\\)\\n$`));
+    expect(again.stderr).toMatch(new RegExp(`^atmr-dr: incident ${OPEN_ID} is already acknowledged by Alice \\(arn:aws:sts::111111111111:assumed-role/atmr-oncall/alice\\) at \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d UTC \\(cli\\)\\n$`));
 
     const unknown = await atmrDr(['ack', '20261130T000000Z-0badc0de']);
     expect(unknown.status).toBe(4);
@@ -330,7 +330,7 @@ describe('atmr-dr incident (real CLI, dynalite, SFN mocked)', () => {
     expect(run.calls).toEqual([{ command: 'SendTaskSuccessCommand', input: { taskToken: 'token-of-level-1', output: '{"outcome":"resolved"}' } }]);
     const again = await atmrDr(['resolve', OLD_ID, '--yes']);
     expect(again.status).toBe(5);
-    expect(again.stderr).toMatch(/already resolved \(alarm OK, 2026-11-29T08:20:00.000Z, by CloudWatch\): nothing to resolve/);
+    expect(again.stderr).toBe(`atmr-dr: incident ${OLD_ID} is already resolved (alarm OK, 2026-11-29 08:20 UTC, by CloudWatch): nothing to resolve\n`);
   });
 
   it('resolves with --by as that name beside the caller ARN, on the record and its line', async () => {

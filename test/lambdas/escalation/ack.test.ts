@@ -15,7 +15,7 @@ import { silentSsm, timed } from '../killswitch/fixtures';
 import { alarmEvent } from './harness';
 
 const KEY = 'a'.repeat(64);
-const NOW = 1_796_040_000; // 2026-11-30T10:40:00Z
+const NOW = 1_796_040_000; // 2026-11-30T12:00:00Z
 const LEVELS = ['On-call engineer', 'Lead DevOps', 'CTO'];
 const SIGNING = '8f742231b10e8888abcd99yyyzzz85a5';
 const sfnMock = mockClient(SFNClient);
@@ -291,7 +291,10 @@ describe('Slack /incident ack', () => {
       expect.objectContaining({ response_type: 'ephemeral', text: 'no incident 20261130T000000Z-0badc0de: check the id in the page, or with `npx --no atmr-dr incident list --open`' }),
     );
     await call({ user_id: 'U0123ONCALL', text: `ack ${incidentId}` });
-    expect((await call({ user_id: 'U0456LEADOPS', text: `ack ${incidentId}` })).text).toMatch(/already acknowledged by slack:U0123ONCALL \(alice\)/);
+    expect((await call({ user_id: 'U0456LEADOPS', text: `ack ${incidentId}` })).text).toMatch(
+      // The Slack command acknowledges at the real time: the minute only is read.
+      new RegExp(`^incident ${incidentId} is already acknowledged by slack:U0123ONCALL \\(alice\\) at \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d UTC \\(slack\\)$`),
+    );
     expect((await call({ user_id: 'U0456LEADOPS', text: 'help' })).text).toBe(
       'usage: /incident ack <incident id> (the id is in the page); to resolve by hand: `npx --no atmr-dr incident resolve <incident id>`',
     );
@@ -382,7 +385,7 @@ describe('a status change whose first attempt was applied but whose answer was l
   it('still refuses an incident acknowledged by another call, even with the same actor at the same instant', async () => {
     await acknowledgeIncident(store, incidentId, { by: 'alice', via: 'cli' });
 
-    await expect(acknowledgeIncident(lossyStore, incidentId, { by: 'alice', via: 'cli' })).rejects.toThrow(`incident ${incidentId} is already acknowledged by alice`);
+    await expect(acknowledgeIncident(lossyStore, incidentId, { by: 'alice', via: 'cli' })).rejects.toThrow(`incident ${incidentId} is already acknowledged by alice at 2026-11-30 12:00 UTC (cli)`);
     expect(lossy.lost()).toBe(0);
     expect(woken).toEqual(['token-level-2']);
   });

@@ -190,7 +190,9 @@ describe('escalation ingest (alarm state changes and atmr-dr events)', () => {
     const id = opened.action === 'started' ? opened.incidentId : '';
     await ingestAlarmChange(h.ingestDeps, alarmEvent('OK', '2026-11-30T10:30:00.000+0000'));
 
-    await expect(acknowledgeIncident(h.store, id, { by: 'x', via: 'cli' })).rejects.toThrow(/^incident \S+ is already resolved \(alarm OK, .* by CloudWatch\): nothing to acknowledge$/);
+    await expect(acknowledgeIncident(h.store, id, { by: 'x', via: 'cli' })).rejects.toThrow(
+      new RegExp(`^incident ${id} is already resolved \\(alarm OK, \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d UTC, by CloudWatch\\): nothing to acknowledge$`),
+    );
     expect((await getIncident(h.store, id))?.ack).toBeUndefined();
   });
   describe('an event alarm (its description marked [événement] after the section)', () => {
