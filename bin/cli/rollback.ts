@@ -287,9 +287,13 @@ export interface ServiceRollbackOptions {
   readonly wait?: boolean;
 }
 
-/** The automatic path's code, by hand: plan (read-only), confirm, then guards (lock), UpdateService, [steady, checks], report. */
+/** The automatic path's code, by hand: plan (read-only), the lock's holder (read), confirm, then guards (lock), UpdateService, [steady, checks], report. */
 export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRollbackOptions): Promise<void> {
   const plan = await planRollback(ctx.deps, ctx.settings, options.service, options.to);
+  // A lock already held refuses the command before its plan: the on-call must not read and confirm
+  // a rollback that will not run. The guards' conditional put still decides (the lock may be taken meanwhile).
+  const held = await readLock(ctx.deps.doc, ctx.settings.tableName, plan.service, nowOf(ctx.deps));
+  if (held) throw await lockHeldError(ctx, plan.service, held);
   ctx.print(`rollback ${plan.service}: ${plan.current.taskDefinitionArn} -> ${plan.target.taskDefinitionArn}${plan.fromLastKnownGood ? ' (last known good)' : ' (--to)'}`);
   for (const why of plan.skipped) ctx.print(`  skipped a newer last known good: ${why}`);
   if (plan.pinned) ctx.print(`  warning: ${plan.pinned}`);
