@@ -12,7 +12,7 @@ import { namedLine, OperatorError } from '../../lambdas/shared/errors';
 import { OPERATOR_NAME_ORDER, OPERATOR_NAME_VARIABLES, OPERATOR_VARIABLE, UNKNOWN_OPERATOR } from './actor';
 import { confirmer } from './confirm';
 import { checkBeforeRetry } from './interrupt';
-import { DEPLOYED_NAMES, ENV_DEFAULT, notFoundHint, resolveDeployedName } from './resolve';
+import { DEPLOYED_NAMES, deployedNameValue, ENV_DEFAULT, envNameValue, notFoundHint, resolveDeployedName } from './resolve';
 
 /**
  * Every argument checked before anything is resolved or read: a bad `--mode`, a missing `--reason`
@@ -136,8 +136,8 @@ export function registerKillswitchCommands(program: Command): void {
   const killswitch = program
     .command('killswitch')
     .description('the SSM killswitch: maintenance (503 at the load balancer and in the API) or degraded mode')
-    .option('--parameter <name>', 'SSM parameter name (default: $KILLSWITCH_PARAMETER, else the Data stack output of --env, else its config)')
-    .option('--env <name>', `environment whose deployed stacks and config name the parameter (default: ${ENV_DEFAULT})`);
+    .option('--parameter <name>', 'SSM parameter name (default: $KILLSWITCH_PARAMETER, else the Data stack output of --env, else its config)', deployedNameValue(DEPLOYED_NAMES.killswitchParameter))
+    .option('--env <name>', `environment whose deployed stacks and config name the parameter (default: ${ENV_DEFAULT})`, envNameValue);
 
   const run = async (command: KillswitchCommand, json: boolean, yes?: boolean, by?: string): Promise<void> => {
     validateKillswitchCommand(command);

@@ -133,6 +133,27 @@ export function nonEmpty(value: string | undefined, what: string, fix: string): 
 }
 
 /**
+ * The parser of an option that names a target (`.option('--service <name>', help, namedValue(...))`):
+ * an empty value is refused as nonEmpty does, while the command line is read (exit 2), before any
+ * lookup: not accepted to end in an AWS error, or in the default the option was meant to override.
+ */
+export function namedValue(flag: string, fix: string): (value: string) => string {
+  return (value) => nonEmpty(value, flag, fix) ?? value;
+}
+
+/** The fix of an empty flag of a deployed name (`--table ""`): its name, or the flag left out. */
+const deployedFlagFix = (name: DeployedName, flag: string) => `give the ${name.label}'s name, or leave ${flag} out to use ${name.envVar} or the deployed stacks`;
+
+/** namedValue for the flag of a deployed name (--cluster, --table, --topic, --parameter). */
+export function deployedNameValue(name: DeployedName): (value: string) => string {
+  const flag = name.flag.split(' ')[0];
+  return namedValue(flag, deployedFlagFix(name, flag));
+}
+
+/** namedValue for --env. */
+export const envNameValue = namedValue('--env', 'give the environment\'s name (a key of context.environments in cdk.json), or leave --env out to use the default');
+
+/**
  * The database whose backup `ref` means: for `latest`, --database (never empty), else PGDATABASE,
  * else `fallback` (the database a secret names). libpq reads an empty PGDATABASE as unset, and so
  * does this; when nothing else names a database, the line says that PGDATABASE is the empty one.
@@ -186,7 +207,7 @@ export async function resolveDeployedNameFrom(name: DeployedName, options: Resol
   const env = options.env ?? process.env;
   const flag = name.flag.split(' ')[0];
   if (options.envName !== undefined) assertEnvironment(options.envName, options.root ?? packageRoot());
-  const fromFlag = nonEmpty(options.flagValue, flag, `give the ${name.label}'s name, or leave ${flag} out to use ${name.envVar} or the deployed stacks`);
+  const fromFlag = nonEmpty(options.flagValue, flag, deployedFlagFix(name, flag));
   if (fromFlag) return { value: fromFlag, from: flag };
   const fromEnv = nonEmpty(env[name.envVar], name.envVar, `set it to the ${name.label}'s name, or unset it to use the deployed stacks`);
   if (fromEnv) return { value: fromEnv, from: name.envVar };

@@ -57,7 +57,7 @@ import { serviceNow } from '../../lambdas/shared/clock-offset';
 import { confirmer } from './confirm';
 import { interruptibly } from './interrupt';
 import { killswitchStatusJson, killswitchStatusLines, resolveCliActor } from './killswitch';
-import { DEPLOYED_NAMES, defaultEnvironmentName, ENV_DEFAULT, isServiceNotFound, nonEmpty, notFoundHint, packageRoot, resolveDeployedName, resolveDeployedNameFrom } from './resolve';
+import { DEPLOYED_NAMES, defaultEnvironmentName, deployedNameValue, ENV_DEFAULT, envNameValue, isServiceNotFound, namedValue, nonEmpty, notFoundHint, packageRoot, resolveDeployedName, resolveDeployedNameFrom } from './resolve';
 import { loadCliConfig } from './cli-config';
 
 interface GlobalOptions {
@@ -834,17 +834,17 @@ export function registerRollbackCommands(program: Command, makeContext: typeof d
   const rollback = program
     .command('rollback')
     .description('the backout: last known good, rollbacks and migration downgrades (same code as the automatic path)')
-    .option('--env <name>', `cdk.json environment (default: ${ENV_DEFAULT})`)
-    .option('--cluster <name>', 'ECS cluster (default: $ATMR_ECS_CLUSTER, the Ops stack output, the config)')
-    .option('--table <name>', 'ops-state table (default: $ATMR_OPS_TABLE, the Data stack output)')
-    .option('--topic <arn>', 'incidents topic (default: $ATMR_INCIDENTS_TOPIC, the Ops stack output)')
-    .option('--parameter <name>', 'killswitch parameter (default: $KILLSWITCH_PARAMETER, the Data stack output, the config)');
+    .option('--env <name>', `cdk.json environment (default: ${ENV_DEFAULT})`, envNameValue)
+    .option('--cluster <name>', 'ECS cluster (default: $ATMR_ECS_CLUSTER, the Ops stack output, the config)', deployedNameValue(DEPLOYED_NAMES.ecsCluster))
+    .option('--table <name>', 'ops-state table (default: $ATMR_OPS_TABLE, the Data stack output)', deployedNameValue(DEPLOYED_NAMES.opsTable))
+    .option('--topic <arn>', 'incidents topic (default: $ATMR_INCIDENTS_TOPIC, the Ops stack output)', deployedNameValue(DEPLOYED_NAMES.incidentsTopic))
+    .option('--parameter <name>', 'killswitch parameter (default: $KILLSWITCH_PARAMETER, the Data stack output, the config)', deployedNameValue(DEPLOYED_NAMES.killswitchParameter));
   const globals = () => rollback.opts<GlobalOptions>();
 
   rollback
     .command('status')
     .description('current task definition, last known good and its age, lock, last rollbacks')
-    .option('--service <name>', `one service (default: every configured service: ${API_SERVICE_HELP}; the workers, by the config)`)
+    .option('--service <name>', `one service (default: every configured service: ${API_SERVICE_HELP}; the workers, by the config)`, namedValue('--service', 'give the ECS service name, or leave --service out for every configured service'))
     .option('--json', 'print JSON')
     .action(async (opts: { service?: string; json?: boolean }) => {
       const ctx = await makeContext(globals(), opts.service, true);
@@ -862,8 +862,8 @@ export function registerRollbackCommands(program: Command, makeContext: typeof d
   rollback
     .command('service')
     .description('roll a service back to its last known good (or --to), with the same lock as the automatic path')
-    .option('--service <name>', `service (default: ${API_SERVICE_HELP})`)
-    .option('--to <taskDefinitionArn>', 'target task definition (default: the last known good)')
+    .option('--service <name>', `service (default: ${API_SERVICE_HELP})`, namedValue('--service', 'give the ECS service name, or leave --service out to roll back the API'))
+    .option('--to <taskDefinitionArn>', 'target task definition (default: the last known good)', namedValue('--to', 'give the task definition ARN to roll back to, or leave --to out to roll back to the last known good'))
     .option('--dry-run', 'print what would be done, change nothing')
     .option('--yes', 'do not ask for confirmation')
     .option('--wait', 'wait for steady state and run the post-rollback checks')
@@ -886,7 +886,7 @@ export function registerRollbackCommands(program: Command, makeContext: typeof d
       "flask db downgrade REVISION in the failing release's image (snapshot or PITR point first); maintenance while it runs, kept after it while the service still runs that release (run rollback service first)",
     )
     .requiredOption('--to <revision>', 'Alembic revision to go back to, never a relative step like -1')
-    .option('--task-definition <taskDefinitionArn>', `the release whose image runs the downgrade: the one rolled back from, as the rollback advises (default: the current task definition of ${API_SERVICE_HELP})`)
+    .option('--task-definition <taskDefinitionArn>', `the release whose image runs the downgrade: the one rolled back from, as the rollback advises (default: the current task definition of ${API_SERVICE_HELP})`, namedValue('--task-definition', 'give the task definition ARN of the release rolled back from, or leave --task-definition out to use the one the API runs'))
     .option('--yes', 'do not ask for confirmation')
     .action(async (opts: { to: string; taskDefinition?: string; yes?: boolean }) => {
       parseRevision(opts.to);

@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
+import { refusals } from './parse-refusals';
 
 const ROOT = path.join(__dirname, '..', '..');
 
@@ -59,5 +60,41 @@ describe('atmr-dr CLI', () => {
     expect(run.stderr).toBe('atmr-dr: no environment "nope" in cdk.json context.environments: pass --env with one of example\n');
     expect(run.status).toBe(2);
     expect(run.stdout).toBe('');
+  });
+  describe('an empty value of a rollback or killswitch option that names something (`--parameter "$P"` with P unset)', () => {
+    const TABLE_FIX = 'give the ops-state table\'s name, or leave --table out to use ATMR_OPS_TABLE or the deployed stacks';
+    const PARAMETER_FIX = 'give the killswitch parameter\'s name, or leave --parameter out to use KILLSWITCH_PARAMETER or the deployed stacks';
+    const ENV_FIX = 'give the environment\'s name (a key of context.environments in cdk.json), or leave --env out to use the default';
+
+    it('is refused by the parser (the commands do not run), naming the option and what to pass; a value is accepted', () => {
+      const lines: [string[], string | null][] = [
+        [['rollback', 'status', '--parameter', ''], `--parameter is empty: ${PARAMETER_FIX}`],
+        [['rollback', '--table', ' ', 'status'], `--table is empty: ${TABLE_FIX}`],
+        [['rollback', 'status', '--cluster', ''], '--cluster is empty: give the ECS cluster\'s name, or leave --cluster out to use ATMR_ECS_CLUSTER or the deployed stacks'],
+        [['rollback', 'status', '--topic', ''], '--topic is empty: give the incidents topic\'s name, or leave --topic out to use ATMR_INCIDENTS_TOPIC or the deployed stacks'],
+        [['rollback', 'status', '--env', ''], `--env is empty: ${ENV_FIX}`],
+        [['rollback', 'status', '--service', ''], '--service is empty: give the ECS service name, or leave --service out for every configured service'],
+        [['rollback', 'service', '--service', '', '--yes'], '--service is empty: give the ECS service name, or leave --service out to roll back the API'],
+        [['rollback', 'service', '--to', '', '--yes'], '--to is empty: give the task definition ARN to roll back to, or leave --to out to roll back to the last known good'],
+        [
+          ['rollback', 'migration', '--to', 'aaa111', '--task-definition', '', '--yes'],
+          '--task-definition is empty: give the task definition ARN of the release rolled back from, or leave --task-definition out to use the one the API runs',
+        ],
+        [['killswitch', 'status', '--parameter', ''], `--parameter is empty: ${PARAMETER_FIX}`],
+        [['killswitch', '--env', '', 'status'], `--env is empty: ${ENV_FIX}`],
+        [['rollback', 'status', '--parameter', '/atmr/example/killswitch', '--service', 'atmr-api'], null],
+        [['killswitch', '--env', 'example', 'status'], null],
+      ];
+
+      expect(refusals(lines.map(([args]) => args))).toEqual(lines.map(([, refusal]) => refusal));
+    });
+
+    it('exits 2 with that one line before any AWS call, where it went on to an AWS error', () => {
+      const run = atmrDr(['rollback', 'status', '--parameter', ''], { AWS_REGION: 'eu-west-3', AWS_ACCESS_KEY_ID: 'x', AWS_SECRET_ACCESS_KEY: 'x', ATMR_ECS_CLUSTER: 'atmr-prod', ATMR_API_SERVICE: 'atmr-api', ATMR_OPS_TABLE: 'ops-state', AWS_ENDPOINT_URL: 'http://127.0.0.1:9', AWS_MAX_ATTEMPTS: '1' });
+
+      expect(run.stderr).toBe(`atmr-dr: --parameter is empty: ${PARAMETER_FIX}\n`);
+      expect(run.status).toBe(2);
+      expect(run.stdout).toBe('');
+    });
   });
 });
