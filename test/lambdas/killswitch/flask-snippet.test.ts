@@ -24,7 +24,7 @@ function flaskBlock(): string {
  * reads the parameter afresh (MAX_AGE 0), and answer(path) runs the request hook on a path.
  */
 const FAKED_BLOCK = `
-import json, sys, types
+import json, os, sys, types
 class SSM:
     def get_parameter(self, Name):
         return {"Parameter": {"Value": read()}}
@@ -38,9 +38,10 @@ flask = types.ModuleType("flask"); flask.Flask = App; flask.jsonify = Response
 flask.request = types.SimpleNamespace(path="/")
 sys.modules["flask"] = flask
 ns = {"__name__": "killswitch_snippet"}
+os.environ["KILLSWITCH_PARAMETER"] = "/atmr/test/killswitch"
 exec(compile(open(sys.argv[1]).read(), "docs/killswitch.md (Flask block)", "exec"), ns)
 ns["MAX_AGE"] = 0.0
-app = ns["app"]; app.config["KILLSWITCH_PARAMETER"] = "/atmr/test/killswitch"
+app = ns["app"]
 hook = app.hooks[0]
 def answer(path):
     flask.request = types.SimpleNamespace(path=path); ns["request"] = flask.request
@@ -84,6 +85,36 @@ for _ in range(2):
     try: out.append(answer("/api/bookings"))
     finally: sys.settrace(None)
 print(json.dumps(out))
+`;
+
+/**
+ * The block as written, with the real Flask, started the way the API's container starts it: with
+ * KILLSWITCH_PARAMETER from the environment as given in argv[2] (absent when "-", empty when "").
+ * Prints the import's exception, else the statuses of an API path and /health and the names read
+ * from SSM (a fake client answering maintenance replaces boto3's).
+ */
+const STARTUP_HARNESS = `
+import json, os, sys
+os.environ.update(AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x", AWS_DEFAULT_REGION="eu-west-3")
+os.environ.pop("KILLSWITCH_PARAMETER", None)
+if sys.argv[2] != "-": os.environ["KILLSWITCH_PARAMETER"] = sys.argv[2]
+ns = {"__name__": "killswitch_snippet"}
+try:
+    exec(compile(open(sys.argv[1]).read(), "docs/killswitch.md (Flask block)", "exec"), ns)
+except Exception as exc:
+    print(json.dumps({"importError": f"{type(exc).__name__}: {exc}"})); sys.exit(0)
+names = []
+class SSM:
+    def get_parameter(self, Name):
+        names.append(Name)
+        return {"Parameter": {"Value": json.dumps({"mode": "maintenance", "reason": "r", "actor": "a",
+                                                   "updatedAt": "2026-12-02T04:00:00Z", "expiresAt": None})}}
+ns["_ssm"] = SSM()
+app = ns["app"]
+app.add_url_rule("/health", "health", lambda: "ok"); app.add_url_rule("/api/<name>", "api", lambda name: "ok")
+client = app.test_client()
+print(json.dumps({"importError": None, "api": client.get("/api/bookings").status_code,
+                  "health": client.get("/health").status_code, "read": names}))
 `;
 
 /** What the Node readers answer for a raw value on each path (503 in maintenance but on /health and /ready). */
@@ -132,10 +163,10 @@ srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(50)
 conns = []
 threading.Thread(target=lambda: [conns.append(srv.accept()[0]) for _ in iter(int, 1)], daemon=True).start()
 os.environ.update(AWS_ENDPOINT_URL_SSM=f"http://127.0.0.1:{srv.getsockname()[1]}", AWS_ACCESS_KEY_ID="x",
-                  AWS_SECRET_ACCESS_KEY="x", AWS_DEFAULT_REGION="eu-west-3")
+                  AWS_SECRET_ACCESS_KEY="x", AWS_DEFAULT_REGION="eu-west-3", KILLSWITCH_PARAMETER="/atmr/test/killswitch")
 ns = {"__name__": "killswitch_snippet"}
 exec(compile(open(sys.argv[1]).read(), "docs/killswitch.md (Flask block)", "exec"), ns)
-app = ns["app"]; app.config["KILLSWITCH_PARAMETER"] = "/atmr/test/killswitch"
+app = ns["app"]
 app.add_url_rule("/health", "health", lambda: "ok"); app.add_url_rule("/api/<name>", "api", lambda name: "ok")
 if sys.argv[2] == "warm":
     ns["_state"] = ns["State"](mode="maintenance", expires=None, fresh_until=0.0, settled=True)
@@ -167,6 +198,27 @@ describe('the Flask reader of docs/killswitch.md', () => {
       'refreshing' | 'health' | 'meanwhile',
       { status: number; seconds: number } | undefined
     >;
+
+  const startUp = (variable: string) =>
+    JSON.parse(execFileSync('python3', ['-c', STARTUP_HARNESS, block, variable], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 })) as {
+      importError: string | null;
+      api?: number;
+      health?: number;
+      read?: string[];
+    };
+
+  it('reads the parameter named by KILLSWITCH_PARAMETER, the variable the prose tells the task definition to set', () => {
+    expect(startUp('/atmr/prod/killswitch')).toEqual({ importError: null, api: 503, health: 200, read: ['/atmr/prod/killswitch'] });
+  }, 40_000);
+
+  it.each([
+    ['unset', '-'],
+    ['empty', ''],
+  ])('refuses to start with KILLSWITCH_PARAMETER %s, naming it, instead of answering 500 to every request behind a healthy /health', (_, variable) => {
+    const { importError } = startUp(variable);
+
+    expect(importError).toMatch(/KILLSWITCH_PARAMETER.*KillswitchParameterName/);
+  }, 40_000);
 
   it('answers /health at once while SSM is silent, and the first read fails open within seconds', () => {
     const answers = silentSsm('cold');
