@@ -1,5 +1,5 @@
 import { GetParameterCommand, ParameterNotFound, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
-import { failedCall, refusedWithoutEffect } from '../shared/aws-errors';
+import { refusedWithoutEffect } from '../shared/aws-errors';
 import { NotFoundError } from '../shared/errors';
 import { utcMinute } from '../shared/format';
 import { isExpired, KillswitchMode, KillswitchValue, parseKillswitchValue } from './value';
@@ -107,6 +107,8 @@ export async function writeKillswitch(deps: WriteDeps, change: KillswitchChange,
 
 /** Errors thrown once the PutParameter was sent: it may have been applied (see writeOutcomeUnknown). */
 const WRITE_SENT = new WeakSet<object>();
+/** Errors thrown by the PutParameter itself (not by the re-reads after it): see sentUnconfirmed. */
+const PUT_FAILED = new WeakSet<object>();
 
 /**
  * Whether `error` came from writeKillswitch after its PutParameter was sent (it failed, timed out,
@@ -118,19 +120,23 @@ export function writeOutcomeUnknown(error: unknown): boolean {
 
 /**
  * A write sent and not confirmed (no answer in time, throttled, a 5xx, or its re-read failed): SSM
- * may have applied it. Only a PutParameter that SSM refused outright (denied, invalid) surely was not
- * (told by the client's named calls: a client without them takes every failed write as unconfirmed).
+ * may have applied it. Only a PutParameter that SSM refused outright (denied, invalid) surely was not.
+ * A refused re-read says nothing of the write before it, which may stand.
  */
 export function sentUnconfirmed(error: unknown): boolean {
-  return writeOutcomeUnknown(error) && !(failedCall(error)?.operation === 'PutParameter' && refusedWithoutEffect(error));
+  return writeOutcomeUnknown(error) && !(PUT_FAILED.has(error as object) && refusedWithoutEffect(error));
 }
 
 /** The write and the re-read of writeKillswitch, with the conflict they reveal. */
 async function putAndCheck(ssm: SSMClient, parameterName: string, previous: KillswitchReading, written: KillswitchValue): Promise<KillswitchWriteResult> {
   const ours = JSON.stringify(written);
-  const put = await ssm.send(
-    new PutParameterCommand({ Name: parameterName, Value: ours, Type: 'String', Overwrite: true }),
-  );
+  let put;
+  try {
+    put = await ssm.send(new PutParameterCommand({ Name: parameterName, Value: ours, Type: 'String', Overwrite: true }));
+  } catch (error) {
+    if (typeof error === 'object' && error !== null) PUT_FAILED.add(error);
+    throw error;
+  }
   const answered = put.Version ?? previous.version + 1;
   const current = await readKillswitch(ssm, parameterName);
 

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { observability } from '../shared/observability';
 import { parseEnvSettings } from '../shared/env-settings';
 import { SLACK_COMMAND_SDK } from '../shared/sdk-retry';
+import { namedClient } from '../shared/named-clients';
 import { handleSlackCommand } from './slack';
 import { incidentSlackCommand } from '../escalation/slack';
 
@@ -20,7 +21,8 @@ const env = parseEnvSettings(z.object({
   SLACK_API_APP_ID: z.string().min(1),
   OPS_TABLE: z.string().min(3).optional(),
 }), process.env, { what: 'killswitch Slack command', fix: 'it is set by the killswitch construct: redeploy the ops stack' });
-const ssm = tracer.captureAWSv3Client(new SSMClient(SLACK_COMMAND_SDK));
+// Named calls: a refusal's reply names the permission of the call SSM refused (awsRefusalLine).
+const ssm = namedClient(tracer.captureAWSv3Client(new SSMClient(SLACK_COMMAND_SDK)), 'SSM');
 /** The signing secret is cached for 5 minutes (a rotation is picked up within that time). */
 const SECRET_MAX_AGE_SECONDS = 300;
 

@@ -1,11 +1,12 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { OperatorError, oneLine } from '../shared/errors';
-import { utcMinute } from '../shared/format';
+import { namedLine, OperatorError, oneLine } from '../shared/errors';
+import { shellWord, utcMinute } from '../shared/format';
+import { deniedAction, failedCall, isAccessDenied, refusedWithoutEffect } from '../shared/aws-errors';
 import { durationSeconds, wordedDuration } from '../shared/duration';
 import { KillswitchCommand, runKillswitchCommand } from './commands';
-import { describeValue, writeOutcomeUnknown } from './core';
+import { describeValue, sentUnconfirmed } from './core';
 import { ENABLE_MODES, MAINTENANCE_EFFECT, parseEnableMode, parseReason } from './value';
 import { OPERATOR_CLI } from '../shared/constants';
 
@@ -249,8 +250,9 @@ export async function handleSlackCommand(deps: SlackDeps, request: SlackHttpRequ
     if (!deps.incidentCommand) return ephemeral(200, '/incident is not set up on this endpoint (no OPS_TABLE): acknowledge with the link in the page or `' + OPERATOR_CLI + ' incident ack <id>`');
     return deps.incidentCommand(form.get('text') ?? '', actor, userId);
   }
+  let parsed: SlackCommand | undefined;
   try {
-    const parsed = parseSlackText(form.get('text') ?? '');
+    parsed = parseSlackText(form.get('text') ?? '');
     if (parsed.action === 'help') return ephemeral(200, `usage: ${SLACK_USAGE}`);
     const result = await runKillswitchCommand({ ssm: deps.ssm, parameterName: deps.parameterName, resolveActor: async () => actor }, parsed);
     if (result.action === 'status') {
@@ -270,11 +272,39 @@ export async function handleSlackCommand(deps: SlackDeps, request: SlackHttpRequ
     return { statusCode: 200, body: { response_type: 'in_channel', text: `<@${userId}> ${verb}${expiry}: ${write.written.reason}${noEnd}${warning}` } };
   } catch (error) {
     if (error instanceof OperatorError) return ephemeral(200, error.message);
-    if (writeOutcomeUnknown(error)) {
+    if (sentUnconfirmed(error)) {
       deps.logger?.error('slack killswitch write not confirmed', { error: oneLine(error), name: (error as Error | undefined)?.name });
       return ephemeral(200, SLACK_OUTCOME_UNKNOWN);
+    }
+    // AWS answered, and no: nothing was written (a write refused, or a read before it).
+    if (refusedWithoutEffect(error)) {
+      deps.logger?.error('slack killswitch command refused by AWS', { error: oneLine(error), name: (error as Error | undefined)?.name });
+      return ephemeral(200, awsRefusalLine(error, deps.parameterName, parsed?.action === 'help' ? undefined : parsed));
     }
     deps.logger?.error('slack killswitch command failed', { error: oneLine(error), name: (error as Error | undefined)?.name });
     return ephemeral(200, SLACK_FAILED);
   }
+}
+
+/** The CLI command that does what `command` asked, for a reply that sends the on-call to a terminal. */
+function cliCommand(command: KillswitchCommand | undefined): string {
+  if (command?.action === 'enable') {
+    const expires = command.expires === undefined ? '' : ` --expires ${shellWord(command.expires)}`;
+    return `${OPERATOR_CLI} killswitch enable --mode ${command.mode} --reason ${shellWord(command.reason ?? '')}${expires}`;
+  }
+  if (command?.action === 'disable' && command.reason !== undefined) return `${OPERATOR_CLI} killswitch disable --reason ${shellWord(command.reason)}`;
+  if (command?.action === 'disable') return `${OPERATOR_CLI} killswitch disable`;
+  return `${OPERATOR_CLI} killswitch status`;
+}
+
+/**
+ * The reply to a call SSM refused (it answered 4xx: denied, invalid): AWS's own words, that nothing
+ * changed, and for a denial the permission this function's role lacks (AWS's message names it; else
+ * the call the named client saw fail).
+ */
+function awsRefusalLine(error: unknown, parameterName: string, command: KillswitchCommand | undefined): string {
+  const call = failedCall(error);
+  const permission = isAccessDenied(error) ? (deniedAction(error) ?? (call && `ssm:${call.operation}`)) : undefined;
+  const lacks = permission ? `: this function's role lacks ${permission} on ${parameterName} (the Ops stack grants it: redeploy it)` : '';
+  return `killswitch: SSM refused (${namedLine(error)}); nothing changed${lacks}; meanwhile, from a terminal: \`${cliCommand(command)}\``;
 }

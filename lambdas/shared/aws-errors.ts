@@ -269,10 +269,15 @@ function refusedCallLine(error: unknown, check?: string): string | undefined {
   // AWS's message names the action it denied when it is another than the call's own (iam:PassRole
   // for a RunTask whose task role this role may not pass, kms:Decrypt for a table's key): that is
   // the grant to check, not the call's.
-  const denied = /not authorized to perform: ([\w-]+:\w+)/.exec(oneLine(error))?.[1];
+  const denied = deniedAction(error);
   const prefix = IAM_PREFIXES[call.service] ?? call.service.toLowerCase();
   const action = `call ${call.operation} on ${call.resource ?? 'its resource'} (${denied ?? `${prefix}:${call.operation}`})`;
   return describeAwsError(call.service, action, error, call.check ?? check);
+}
+
+/** The IAM action AWS's message says it denied ("... is not authorized to perform: ssm:PutParameter on ..."), else undefined. */
+export function deniedAction(error: unknown): string | undefined {
+  return /not authorized to perform: ([\w-]+:\w+)/.exec(oneLine(error))?.[1];
 }
 
 /** The table a DynamoDB call named when DynamoDB answered that it does not exist (set by opsStateDynamoDB), else undefined. */

@@ -1,6 +1,6 @@
 import { utcMinute } from '../../../lambdas/shared/format';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import { handleSlackCommand, parseSlackText, SLACK_FAILED, SLACK_OUTCOME_UNKNOWN, slackSignature, verifySlackSignature } from '../../../lambdas/killswitch/slack';
@@ -365,6 +365,54 @@ describe('handleSlackCommand: cheap checks first, generic answers, details in th
     expect(reply.body.text).toBe(SLACK_FAILED);
     expect(reply.body.text).not.toMatch(/arn:|not authorized|AccessDenied/);
     expect(logger.error).toHaveBeenCalledWith('slack killswitch command failed', expect.objectContaining({ name: 'AccessDeniedException' }));
+  });
+
+  const enableBody = new URLSearchParams({ command: '/killswitch', user_id: 'U0123ONCALL', text: 'enable maintenance --expires 2h OSRM down', team_id: 'T1', api_app_id: 'A1' }).toString();
+  /** What the SDK throws when SSM answered an AccessDeniedException (HTTP 400) to `action`. */
+  const deniedBySsm = (action: string) =>
+    Object.assign(
+      new Error(`User: arn:aws:sts::111111111111:assumed-role/atmr-slack/fn is not authorized to perform: ${action} on resource: arn:aws:ssm:eu-west-3:111111111111:parameter${PARAMETER} because no identity-based policy allows the ${action} action`),
+      { name: 'AccessDeniedException', $fault: 'client', $metadata: { httpStatusCode: 400, attempts: 1 } },
+    );
+
+  it('says SSM refused the write and nothing changed, with the permission the role lacks, when SSM answers PutParameter with AccessDeniedException', async () => {
+    const { deps, signed, logger } = setup();
+    ssmMock.on(GetParameterCommand).resolves(getParameterOutput(value(), 3));
+    const denied = deniedBySsm('ssm:PutParameter');
+    ssmMock.on(PutParameterCommand).rejects(denied);
+
+    const reply = await handleSlackCommand(deps, signed(enableBody));
+
+    expect(reply).toEqual({
+      statusCode: 200,
+      body: {
+        response_type: 'ephemeral',
+        text:
+          `killswitch: SSM refused (AccessDeniedException: ${denied.message}); nothing changed: this function's role lacks ssm:PutParameter on ${PARAMETER} ` +
+          "(the Ops stack grants it: redeploy it); meanwhile, from a terminal: `npx --no atmr-dr killswitch enable --mode maintenance --reason 'OSRM down' --expires '2h'`",
+      },
+    });
+    expect(logger.error).toHaveBeenCalledWith('slack killswitch command refused by AWS', expect.objectContaining({ name: 'AccessDeniedException' }));
+  });
+
+  it('says the change may have been written when the PutParameter got no answer in time (a timeout)', async () => {
+    const { deps, signed } = setup();
+    ssmMock.on(GetParameterCommand).resolves(getParameterOutput(value(), 3));
+    ssmMock.on(PutParameterCommand).rejects(Object.assign(new Error('Connection timed out after 800 ms'), { name: 'TimeoutError' }));
+
+    const reply = await handleSlackCommand(deps, signed(enableBody));
+
+    expect(reply).toEqual({ statusCode: 200, body: { response_type: 'ephemeral', text: SLACK_OUTCOME_UNKNOWN } });
+  });
+
+  it('says the change may have been written when the write was answered but its re-read was refused (the write stands)', async () => {
+    const { deps, signed } = setup();
+    ssmMock.on(GetParameterCommand).resolvesOnce(getParameterOutput(value(), 3)).rejects(deniedBySsm('ssm:GetParameter'));
+    ssmMock.on(PutParameterCommand).resolves({ Version: 4 });
+
+    const reply = await handleSlackCommand(deps, signed(enableBody));
+
+    expect(reply).toEqual({ statusCode: 200, body: { response_type: 'ephemeral', text: SLACK_OUTCOME_UNKNOWN } });
   });
 
   it("a parameter that does not exist is answered with the function's fix (the Data stack, its KILLSWITCH_PARAMETER), not the CLI's flags", async () => {
