@@ -201,7 +201,11 @@ export interface SlackDeps {
 const ephemeral = (statusCode: number, text: string): SlackReply => ({ statusCode, body: { response_type: 'ephemeral', text } });
 /** The one answer to every refused request: what was wrong is logged, never told to the caller. */
 export const SLACK_REFUSED = 'refused';
-export const SLACK_FAILED = 'killswitch failed: an internal error was logged; use the atmr-dr CLI or retry';
+/** The answer to a failure nothing else explains (its detail logged): retry, or the CLI command that does what was asked. */
+export function slackFailed(command?: KillswitchCommand): string {
+  return `killswitch failed: an internal error was logged; retry, or run from a terminal: \`${cliCommand(command)}\``;
+}
+export const SLACK_FAILED = slackFailed();
 /** The answer when the write was sent but not confirmed (timed out, throttled, or its re-read failed). */
 export const SLACK_OUTCOME_UNKNOWN = 'killswitch: the change may have been written (AWS did not confirm it in time): check `/killswitch status` before retrying';
 
@@ -272,6 +276,8 @@ export async function handleSlackCommand(deps: SlackDeps, request: SlackHttpRequ
     return { statusCode: 200, body: { response_type: 'in_channel', text: `<@${userId}> ${verb}${expiry}: ${write.written.reason}${noEnd}${warning}` } };
   } catch (error) {
     if (error instanceof OperatorError) return ephemeral(200, error.message);
+    // What was asked, for the CLI command a failure's reply gives (help never fails).
+    const asked = parsed?.action === 'help' ? undefined : parsed;
     if (sentUnconfirmed(error)) {
       deps.logger?.error('slack killswitch write not confirmed', { error: oneLine(error), name: (error as Error | undefined)?.name });
       return ephemeral(200, SLACK_OUTCOME_UNKNOWN);
@@ -279,10 +285,10 @@ export async function handleSlackCommand(deps: SlackDeps, request: SlackHttpRequ
     // AWS answered, and no: nothing was written (a write refused, or a read before it).
     if (refusedWithoutEffect(error)) {
       deps.logger?.error('slack killswitch command refused by AWS', { error: oneLine(error), name: (error as Error | undefined)?.name });
-      return ephemeral(200, awsRefusalLine(error, deps.parameterName, parsed?.action === 'help' ? undefined : parsed));
+      return ephemeral(200, awsRefusalLine(error, deps.parameterName, asked));
     }
     deps.logger?.error('slack killswitch command failed', { error: oneLine(error), name: (error as Error | undefined)?.name });
-    return ephemeral(200, SLACK_FAILED);
+    return ephemeral(200, slackFailed(asked));
   }
 }
 

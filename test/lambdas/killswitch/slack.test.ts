@@ -363,6 +363,7 @@ describe('handleSlackCommand: cheap checks first, generic answers, details in th
     const reply = await handleSlackCommand(deps, signed(body));
 
     expect(reply.body.text).toBe(SLACK_FAILED);
+    expect(reply.body.text).toBe('killswitch failed: an internal error was logged; retry, or run from a terminal: `npx --no atmr-dr killswitch status`');
     expect(reply.body.text).not.toMatch(/arn:|not authorized|AccessDenied/);
     expect(logger.error).toHaveBeenCalledWith('slack killswitch command failed', expect.objectContaining({ name: 'AccessDeniedException' }));
   });
@@ -613,6 +614,6 @@ describe("Slack /killswitch when SSM does not answer (the handler's client setti
     const { reply } = await command('enable maintenance OSRM down');
 
     expect(reply.ms).toBeLessThan(2_500);
-    expect(reply.value?.body.text).toBe(SLACK_FAILED);
+    expect(reply.value?.body.text).toBe("killswitch failed: an internal error was logged; retry, or run from a terminal: `npx --no atmr-dr killswitch enable --mode maintenance --reason 'OSRM down'`");
   }, 15_000);
 });
