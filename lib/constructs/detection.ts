@@ -267,7 +267,8 @@ export class Detection extends Construct {
         concern: 'Health',
         what: 'ApiNotReady',
         summary: `/ready de l'API ne répond pas 200 avec {"status": "ready"} et des checks à "ok" ${during} (base de données ou Redis inaccessible, ou sonde muette).`,
-        firstActions: 'curl /ready puis /health/detailed ; si database: error -> connexion DB ; si redis: error -> Redis (REDIS_URL, accessibilité).',
+        // In maintenance the killswitch answers 503 to every path but /health and /ready: /health/detailed included.
+        firstActions: `\`${OPERATOR_CLI} killswitch status\` d'abord : /health/detailed répond 503 tant que le killswitch est en maintenance (/ready non) ; puis curl /ready et /health/detailed ; si database: error -> connexion DB ; si redis: error -> Redis (REDIS_URL, accessibilité).`,
         metric: ready,
         threshold: 1,
         comparisonOperator: LT,

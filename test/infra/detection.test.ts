@@ -3,6 +3,7 @@ import { parseEnvironmentConfig } from '../../lib/config';
 import { Detection, dependencyDownRule } from '../../lib/constructs/detection';
 import { alarmNamePrefix } from '../../lib/constructs/runbook-alarm';
 import { constructHarness, exampleEnvironment, synthesizeApp } from '../support/app';
+import { OPERATOR_CLI } from '../../lambdas/shared/constants';
 
 // Each detection alarm as synthesized from the example config: metric, statistic, threshold,
 // period, evaluation, missing data, and that it reaches a human (incidents topic + escalation prefix).
@@ -607,6 +608,14 @@ describe('detection alarms (example config)', () => {
     expect(synthesizedText(alarm('Network-ProbeFailures').AlarmDescription)).toMatch(/^\[Réseau flaky\] .*#detection-reseau-flaky$/);
     expect(alarm('Health-UnhealthyHosts').AlarmDescription).toMatch(/^\[Healthchecks Kubernetes\] .*#detection-healthchecks$/);
     expect(alarm('Killswitch-MaintenanceTooLong').AlarmDescription).toMatch(/^\[Killswitch\] .*#detection-killswitch$/);
+  });
+
+  it('says in Health-ApiNotReady that the killswitch in maintenance answers 503 to /health/detailed, and to check it first', () => {
+    // Under maintenance only /health and /ready reach the API (MAINTENANCE_EXEMPT_PATHS).
+    const description = alarm('Health-ApiNotReady').AlarmDescription as string;
+    expect(description).toContain(`\`${OPERATOR_CLI} killswitch status\``);
+    expect(description).toMatch(/\/health\/detailed répond 503 tant que le killswitch est en maintenance/);
+    expect(description.indexOf('killswitch status')).toBeLessThan(description.indexOf('/health/detailed'));
   });
 
   it("says in Health-UnhealthyHosts that the load balancer's check is the liveness one (/health), which ECS restarts tasks on, not /ready", () => {
