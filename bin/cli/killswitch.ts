@@ -3,7 +3,7 @@ import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { Command } from 'commander';
 import { KillswitchCommand, KillswitchCommandResult, runKillswitchCommand } from '../../lambdas/killswitch/commands';
 import { describeValue, KillswitchReading, MISSING_PARAMETER_FIX, sentUnconfirmed } from '../../lambdas/killswitch/core';
-import { MAINTENANCE_EFFECT, NO_EXPIRY, parseEnableMode, parseExpires, parseReason } from '../../lambdas/killswitch/value';
+import { effectiveMode, isExpired, MAINTENANCE_EFFECT, NO_EXPIRY, parseEnableMode, parseExpires, parseReason } from '../../lambdas/killswitch/value';
 import { awsCall, unansweredService } from '../../lambdas/shared/aws-errors';
 import { serviceNow } from '../../lambdas/shared/clock-offset';
 import { namedClient } from '../../lambdas/shared/named-clients';
@@ -78,9 +78,20 @@ const UNTIL_DISABLED = 'until atmr-dr killswitch disable (no --expires)';
 /** How long a mode set with --expires never lasts. */
 const UNTIL_DISABLED_NEVER = `until atmr-dr killswitch disable (--expires ${NO_EXPIRY})`;
 
-/** `killswitch status --json` of a reading (`rollback status --json` gives the same). */
-export function killswitchStatusJson(parameterName: string, reading: KillswitchReading) {
-  return { parameterName, version: reading.version, value: reading.value, ...(reading.invalidReason && { invalid: reading.invalidReason, raw: reading.raw }) };
+/**
+ * `killswitch status --json` of a reading (`rollback status --json` gives the same): `mode` is the
+ * mode in effect (an expired or malformed value is normal for the readers), `expired` whether the
+ * stored mode's expiry has passed. `now`: SSM's clock (ms), as killswitchStatusLines takes it.
+ */
+export function killswitchStatusJson(parameterName: string, reading: KillswitchReading, now: number) {
+  return {
+    parameterName,
+    version: reading.version,
+    mode: reading.value ? effectiveMode(reading.value, now) : 'normal',
+    expired: reading.value ? isExpired(reading.value, now) : false,
+    value: reading.value,
+    ...(reading.invalidReason && { invalid: reading.invalidReason, raw: reading.raw }),
+  };
 }
 
 /**
@@ -99,7 +110,7 @@ export function killswitchStatusLines(parameterName: string, reading: Killswitch
 function report(parameterName: string, result: KillswitchCommandResult, json: boolean, now: number): void {
   if (result.action === 'status') {
     const { reading } = result;
-    if (json) print(JSON.stringify(killswitchStatusJson(parameterName, reading)));
+    if (json) print(JSON.stringify(killswitchStatusJson(parameterName, reading, now)));
     else for (const line of killswitchStatusLines(parameterName, reading, now)) print(line);
     return;
   }

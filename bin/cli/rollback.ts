@@ -229,7 +229,8 @@ async function killswitchStatus(ctx: RollbackCliContext, source: StatusKillswitc
   const { parameterName } = source;
   try {
     const reading = await readKillswitch(ctx.deps.ssm, parameterName, MISSING_PARAMETER_FIX.cli);
-    return { lines: killswitchStatusLines(parameterName, reading, serviceNow(ctx.deps.ssm).getTime()), json: killswitchStatusJson(parameterName, reading) };
+    const now = serviceNow(ctx.deps.ssm).getTime();
+    return { lines: killswitchStatusLines(parameterName, reading, now), json: killswitchStatusJson(parameterName, reading, now) };
   } catch (error) {
     return unread(parameterName, error instanceof OperatorError ? oneLine(error) : namedLine(error));
   }

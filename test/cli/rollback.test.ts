@@ -1022,7 +1022,7 @@ describe('rollback status and migration', () => {
       'killswitch /atmr/test/killswitch v7: maintenance (by atmr-dr backout at 2026-06-01 14:05 UTC): backout (execution run-1): migration downgrade to aaa111',
       '  stays maintenance until atmr-dr killswitch disable (no --expires)',
     ]);
-    expect(JSON.parse(printed[0])).toEqual([expect.objectContaining({ service: 'atmr-api', killswitch: { parameterName: '/atmr/test/killswitch', version: 7, value } })]);
+    expect(JSON.parse(printed[0])).toEqual([expect.objectContaining({ service: 'atmr-api', killswitch: { parameterName: '/atmr/test/killswitch', version: 7, mode: 'maintenance', expired: false, value } })]);
   });
 
   it('a killswitch SSM refuses to read costs one line saying so: the rest of the status printed, no failure', async () => {

@@ -257,8 +257,17 @@ describe('atmr-dr killswitch enable / disable / status', () => {
     const run = atmrDr(['status', '--json'], { raw: JSON.stringify(value({ mode: 'degraded', reason: 'peak' })), version: 9 });
 
     expect(run.status).toBe(0);
-    expect(JSON.parse(run.stdout)).toEqual({ parameterName: PARAMETER, version: 9, value: value({ mode: 'degraded', reason: 'peak' }) });
+    expect(JSON.parse(run.stdout)).toEqual({ parameterName: PARAMETER, version: 9, mode: 'degraded', expired: false, value: value({ mode: 'degraded', reason: 'peak' }) });
     expect(run.puts).toEqual([]);
+  });
+
+  it('status --json gives the mode in effect and whether the stored one expired, as the text says "expired at"; a malformed value is in effect normal', () => {
+    const stored = value({ mode: 'maintenance', reason: 'OSRM down', expiresAt: '2026-01-01T01:00:00.000Z' });
+    const expired = atmrDr(['status', '--json'], { raw: JSON.stringify(stored), version: 5 });
+    const malformed = atmrDr(['status', '--json'], { raw: 'maintenance', version: 6 });
+
+    expect([expired.status, JSON.parse(expired.stdout)]).toEqual([0, { parameterName: PARAMETER, version: 5, mode: 'normal', expired: true, value: stored }]);
+    expect([malformed.status, JSON.parse(malformed.stdout)]).toEqual([0, { parameterName: PARAMETER, version: 6, mode: 'normal', expired: false, value: null, invalid: expect.any(String), raw: 'maintenance' }]);
   });
 
   it('status of a mode set without --expires says it stays on until disabled; with an expiry, or normal, it says nothing more', () => {
