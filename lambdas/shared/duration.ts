@@ -21,7 +21,7 @@ export function durationSeconds(text: string): number | undefined {
 /** A unit word as typed, in English or French, to its unit (`heures` -> h, `jours` -> d). */
 const UNIT_WORDS: readonly (readonly [RegExp, string])[] = [
   [/^(s|secs?|seconds?|secondes?)$/, 's'],
-  [/^(m|mins?|minutes?)$/, 'm'],
+  [/^(m|mn|mins?|minutes?)$/, 'm'], // mn: the French abbreviation
   [/^(h|hrs?|hours?|heures?)$/, 'h'],
   [/^(d|days?|j|jours?)$/, 'd'],
 ];

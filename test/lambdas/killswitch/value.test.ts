@@ -41,6 +41,15 @@ describe('operator inputs', () => {
     expect(() => parseDuration(text)).toThrow(/malformed duration .*use a number with a unit s, m, h or d/);
   });
 
+  it.each([
+    ['30min', '30m'],
+    ['90mn', '90m'],
+    ['90 mn', '90m'],
+    ['1j', '1d'],
+  ])('rejects "%s" with the spelling it means, %s', (text, meant) => {
+    expect(() => parseDuration(text)).toThrow(new RegExp(`malformed duration "${text}": .*; write ${meant}$`));
+  });
+
   it('rejects durations under a minute or over a week', () => {
     expect(() => parseDuration('30s')).toThrow(/out of range: use between 1m and 7d/);
     expect(() => parseDuration('8d')).toThrow(/out of range/);
