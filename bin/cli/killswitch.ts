@@ -193,7 +193,7 @@ export function registerKillswitchCommands(program: Command): void {
     .description('enable maintenance or degraded mode (reason required)')
     .requiredOption('--mode <mode>', 'maintenance or degraded')
     .requiredOption('--reason <text>', 'why, e.g. "OSRM down": shown to operators and in notifications')
-    .option('--expires <duration>', `revert to normal after this long (e.g. 30m, 2h, 1d); without it, re-enabling the mode on keeps its expiry; ${NO_EXPIRY} removes it`)
+    .option('--expires <duration>', `revert to normal after this long (e.g. 30m, 2h, 1d); without it, re-enabling the mode on keeps its expiry; --expires "${NO_EXPIRY}" removes it`)
     .option('--yes', 'confirm without asking (required when standard input is not a terminal)')
     .option('--by <name>', byOptionHelp('who changes it'))
     .option('--json', 'print the result as JSON')

@@ -21,6 +21,13 @@ describe('atmr-dr CLI', () => {
     expect(run.stdout).toMatch(/^Usage: atmr-dr/);
   });
 
+  it('killswitch enable --help quotes "never", the value of --expires that removes the expiry (not "it never removes it")', () => {
+    const run = atmrDr(['killswitch', 'enable', '--help']);
+
+    expect(run.status).toBe(0);
+    expect(run.stdout.replace(/\s+/g, ' ')).toContain('--expires "never" removes it');
+  });
+
   it('refuses an unknown command with a non-zero exit and says where help is', () => {
     const run = atmrDr(['make-coffee']);
 
