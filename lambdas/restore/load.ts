@@ -139,7 +139,27 @@ export async function loadBackup(input: LoadInput): Promise<void> {
     }
     throw new OperatorError(`cannot read the downloaded ${name} (${reason}): psql was stopped before it committed; the target was not touched; retry, and check the local disk (TMPDIR)`);
   });
-  if (result.code !== 0) throw new OperatorError(`psql failed (exit ${result.code}): ${firstError(result.stderr)}${ownerFix(firstError(result.stderr), input, input.backupOwner)}; the target was not touched`);
+  if (result.code !== 0) {
+    throw new OperatorError(serverGone(result.stderr) ?? `psql failed (exit ${result.code}): ${firstError(result.stderr)}${ownerFix(firstError(result.stderr), input, input.backupOwner)}; the target was not touched`);
+  }
+}
+
+/**
+ * The words of libpq and PostgreSQL when the connection was lost under the load: the server
+ * crashed or restarted (its disk full: pg_wal ENOSPC stops the whole server), a session was ended,
+ * or a connection again was refused while the server recovers.
+ */
+const CONNECTION_LOST =
+  /server closed the connection unexpectedly|terminating connection|connection to server (?:was )?lost|connection to server (?:at|on socket) .* failed|could not connect to server|the database system is (?:in recovery mode|not yet accepting connections|starting up|shutting down)/;
+
+/**
+ * The line of a load that failed because the server went away (CONNECTION_LOST on pg_restore's or
+ * psql's stderr, whose line is quoted): what to look at and when to rerun, not a pg_restore or psql fault. Undefined otherwise.
+ */
+function serverGone(stderr: string): string | undefined {
+  const lost = stderr.split('\n').find((line) => CONNECTION_LOST.test(line));
+  if (lost === undefined) return undefined;
+  return `the server went away during the load (a crash, a restart, or its disk full: check the server's log, on RDS FreeStorageSpace): ${oneLine(lost).slice(0, 300)}; rerun once it answers (psql -c 'SELECT 1'); the target was not touched`;
 }
 
 /**
@@ -176,6 +196,8 @@ const MISSING_ROLE = /role "(.+?)" does not exist/;
  */
 function loadFailure(result: ToolResult, missing: ReadonlyMap<string, RoleUse>, input: LoadInput, when: string): OperatorError {
   const first = firstError(result.stderr);
+  const gone = serverGone(result.stderr);
+  if (gone !== undefined) return new OperatorError(gone);
   if (missing.size === 0) return new OperatorError(`pg_restore failed (exit ${result.code}): ${first}${ownerFix(first, input, failedOwnerTo(result.stderr) ?? input.backupOwner, result.stderr)}; the target was not touched`);
   return new OperatorError(`pg_restore stopped ${when}: ${missingRolesLine(missing, input.connection.user, input.noOwnerAdvice, true)}; the target was not touched`, 2);
 }

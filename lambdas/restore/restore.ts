@@ -432,7 +432,8 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
             return `could not drop staging database ${staging} (${why}): drop it with ${dropDatabaseStatement(staging, admin.superuser)}`;
           },
         );
-      log(cleanup);
+      // A drop that failed is said once, in the last line, with its DROP.
+      if (!dropFailed) log(cleanup);
     }
     if (signal?.aborted) {
       // The swap does not stop for an interrupt: one that arrives while it fails must not hide the

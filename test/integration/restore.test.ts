@@ -1701,24 +1701,27 @@ describe('a download directory that cannot be made (TMPDIR missing, or a file): 
 });
 
 describe('a server that goes away during the load', () => {
-  it('names the staging database it could not drop, with the DROP to run, in the last line', async () => {
+  it('says the server went away (its log, its disk) and when to rerun, not a pg_restore fault, and names the staging database it could not drop, with the DROP to run, once: in the last line', async () => {
     // Arrange: a backup of a database on a cluster of its own, and a pg_restore that stops that server and fails
     const gone = await serverThatGoesAway('gone_src');
     try {
       const backup = await writeFixtureBackup(s3, localS3.bucket, gone.cluster, 'gone_src', { tier: 'weekly', pointers: 'none' });
       const ownConnection: PgConnection = { host: gone.cluster.host, port: gone.cluster.port, user: gone.cluster.user, database: 'postgres' };
 
+      const lines: string[] = [];
+
       // Act
-      const error = await restoreBackup({ s3, bucket: localS3.bucket, connection: ownConnection, pgBinDir: gone.pgBinDir }, { ref: backup.manifestKey, targetDb: 'gone_target' }).then(
+      const error = await restoreBackup({ s3, bucket: localS3.bucket, connection: ownConnection, pgBinDir: gone.pgBinDir, log: (line) => lines.push(line) }, { ref: backup.manifestKey, targetDb: 'gone_target' }).then(
         () => undefined,
         (e: unknown) => e as OperatorError,
       );
 
       // Assert
       expect(error?.message).toMatch(
-        /^pg_restore failed \(exit 1\): pg_restore: error: connection to server lost; the target was not touched; could not drop staging database (gone_target_restore_\w+) \(cannot connect to .*\): drop it with DROP DATABASE "\1" WITH \(FORCE\)$/,
+        /^the server went away during the load \(a crash, a restart, or its disk full: check the server's log, on RDS FreeStorageSpace\): pg_restore: error: connection to server lost; rerun once it answers \(psql -c 'SELECT 1'\); the target was not touched; could not drop staging database (gone_target_restore_\w+) \(cannot connect to .*\): drop it with DROP DATABASE "\1" WITH \(FORCE\)$/,
       );
       expect(error?.exitCode).toBe(1);
+      expect(lines.filter((line) => line.includes('could not drop'))).toEqual([]);
     } finally {
       gone.cleanup();
     }
