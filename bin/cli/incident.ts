@@ -1,5 +1,6 @@
 import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { DescribeExecutionCommand, SFNClient } from '@aws-sdk/client-sfn';
+import { SNSClient } from '@aws-sdk/client-sns';
 import { Command } from 'commander';
 import { alarmStateNow } from '../../lambdas/escalation/alarm-state';
 import { incidentStore } from '../../lambdas/escalation/clients';
@@ -7,6 +8,7 @@ import { canonicalIncidentId, highestLevelPaged, Incident, signalsEvent } from '
 import { acknowledgeIncident, getIncident, IncidentStore, listIncidents, resolveIncident, timeline } from '../../lambdas/escalation/store';
 import { timelineMarkdown } from '../../lambdas/escalation/timeline';
 import { awsReason, incidentNotFound, notWokenLine, remindersLine } from '../../lambdas/escalation/replies';
+import { checkSubscriptions, endpointDigest, type LevelReport, type LevelToCheck, parseTopicsToCheck, type SubscriptionProtocol } from '../../lambdas/escalation/subscriptions';
 import { namedClient } from '../../lambdas/shared/named-clients';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { OperatorError, oneLine } from '../../lambdas/shared/errors';
@@ -14,7 +16,7 @@ import { boundedLine, shellWord } from '../../lambdas/shared/format';
 import type { EnvironmentConfig } from '../../lib/config';
 import { confirmer } from './confirm';
 import { byOptionHelp, resolveCliActor } from './killswitch';
-import { DEPLOYED_NAMES, defaultEnvironmentName, ENV_DEFAULT, resolveDeployedName } from './resolve';
+import { DEPLOYED_NAMES, defaultEnvironmentName, ENV_DEFAULT, resolveDeployedName, resolveDeployedNameFrom } from './resolve';
 
 interface Globals {
   readonly table?: string;
@@ -85,6 +87,57 @@ async function escalationConfig(envName: string | undefined): Promise<Environmen
   }
 }
 
+/** Where one declared subscription stands, as `incident subscriptions` says it. */
+type SubscriptionState = 'confirmed' | 'pending' | 'gone';
+
+interface SubscriptionLine {
+  readonly position: number;
+  readonly protocol: SubscriptionProtocol;
+  readonly state: SubscriptionState;
+  /** What SNS lists (an HTTPS URL cut after its host, a phone number's last two digits), or for a gone e-mail the config's address; null when unknown. */
+  readonly endpoint: string | null;
+  /** What brings it back: who clicks which e-mail, or the subscribe command. Null when confirmed. */
+  readonly fix: string | null;
+}
+
+/**
+ * The e-mail addresses the environment's config declares, by digest: a subscription SNS no longer
+ * lists is known to the check by its digest only (lambdas/escalation/subscriptions.ts), and the
+ * subscribe command that brings it back needs the address. HTTPS and SMS endpoints are left out:
+ * an integration URL carries its key, and the config names them anyway. Empty when the config
+ * cannot be read: the command then names the subscription by its position in the config.
+ */
+async function declaredAddresses(envName: string): Promise<Map<string, string>> {
+  try {
+    const [{ loadCliConfig }, { escalationLevels }] = await Promise.all([import('./cli-config'), import('../../lib/config')]);
+    const levels = escalationLevels(loadCliConfig(envName).escalation);
+    const emails = levels.flatMap((level) => level.subscriptions).filter((s) => s.protocol === 'email');
+    return new Map(emails.map((s) => [endpointDigest('email', s.endpoint).slice(0, 12), s.endpoint]));
+  } catch {
+    return new Map();
+  }
+}
+
+/** The lines of one topic's declared subscriptions, each with its fix. */
+function subscriptionLines(report: LevelReport, addresses: ReadonlyMap<string, string>): SubscriptionLine[] {
+  const where = report.level === undefined ? report.name : `level ${report.level}`;
+  return report.declared.map((d) => {
+    const state: SubscriptionState = d.state === 'missing' ? 'gone' : d.state;
+    const endpoint = d.endpoint ?? (d.protocol === 'email' ? addresses.get(d.sha256) : undefined) ?? null;
+    let fix: string | null = null;
+    if (state === 'pending') {
+      fix =
+        d.protocol === 'email'
+          ? `${endpoint} clicks "Confirm subscription" in the e-mail "AWS Notification - Subscription Confirmation" for topic ${report.topicArn} (SNS deletes the subscription 3 days after it was made)`
+          : `the ${d.protocol} endpoint has not confirmed the subscription SNS sent it: check the integration, or subscribe it again (SNS deletes it 3 days after it was made)`;
+    } else if (state === 'gone') {
+      const target = endpoint ?? `<the ${d.protocol} endpoint of subscription ${d.position} of ${where} in cdk.json, sha256 ${d.sha256}...>`;
+      fix = `aws sns subscribe --topic-arn ${report.topicArn} --protocol ${d.protocol} --notification-endpoint ${target}, then its owner confirms (a redeploy does not recreate it)`;
+    }
+    return { position: d.position, protocol: d.protocol, state, endpoint, fix };
+  });
+}
+
 /** A resolution note is one line of a list row and of the timeline: the cause, not the post-mortem. */
 const MAX_NOTE_LENGTH = 300;
 
@@ -151,7 +204,7 @@ export function registerIncidentCommands(program: Command): void {
     .argument('<id>', INCIDENT_ID)
     // The word docs/escalation.md and this command's help use for it: typed in full, it acknowledges too.
     .alias('acknowledge')
-    .description('acknowledge: stops the climb; the acknowledging level is reminded while the alarm stays in ALARM')
+    .description('acknowledge: stops the climb; the acknowledging level is reminded until the incident is resolved: while the alarm stays in ALARM, or for an event alarm at each new ALARM')
     .option('--by <name>', byOptionHelp('who acknowledges'))
     .action(async (typed: string, opts: { by?: string }) => {
       const id = canonicalIncidentId(typed);
@@ -169,7 +222,7 @@ export function registerIncidentCommands(program: Command): void {
   incident
     .command('resolve')
     .argument('<id>', INCIDENT_ID)
-    .description('resolve by hand (the alarm returning to OK resolves by itself); every level paged is told')
+    .description('resolve by hand; every level paged is told. An alarm returning to OK resolves its incident by itself, except an event alarm (a failed run, an error count): its OK resolves nothing, only this does')
     .option('--by <name>', byOptionHelp('who resolves'))
     .option('--note <text>', `one line recorded with the resolution, shown by timeline and list (e.g. --note "cause: disk full"; at most ${MAX_NOTE_LENGTH} characters)`)
     .option('--yes', 'do not ask for confirmation')
@@ -196,6 +249,58 @@ export function registerIncidentCommands(program: Command): void {
       await resolveIncident(store, id, { by, via: 'cli', how: 'resolved by hand', ...(note && { note }) }, { wakeFailed: (error) => (wakeError = error) });
       print(`incident ${id} resolved by ${by}: its escalation stops, no one else is paged; every level paged is told it is resolved; the record: \`atmr-dr incident timeline ${id}\``);
       if (wakeError !== undefined) process.stderr.write(`atmr-dr: warning: ${notWokenLine('resolution', found, wakeError, await escalationConfig(tableEnvironment(globals)))}\n`);
+    });
+
+  incident
+    .command('subscriptions')
+    .description(
+      'whether each page reaches a human: every declared subscription of each level topic and of KeyGuardTopic, confirmed, pending confirmation or gone, with its fix (the check the hourly SubscriptionsCheck function runs). Run it after each deploy until it exits 0, within 3 days. Exit 0: every declared subscription is confirmed; 1: one is not, or the check failed',
+    )
+    .option('--topics <json>', 'the topics and their declared subscriptions, as the Ops stack output EscalationSubscriptionTopics gives them (default: $ATMR_SUBSCRIPTION_TOPICS, else that output of --env)')
+    .option('--json', 'print JSON: {ok, unconfirmed, topics: [{level, name, topicArn, undeclaredConfirmed, subscriptions: [{position, protocol, state, endpoint, fix}]}]}')
+    .action(async (opts: { topics?: string; json?: boolean }) => {
+      const globals = incident.opts<Globals>();
+      const { value, from } = await resolveDeployedNameFrom(DEPLOYED_NAMES.subscriptionTopics, { flagValue: opts.topics, envName: globals.env });
+      let topics: LevelToCheck[];
+      try {
+        topics = parseTopicsToCheck(value);
+      } catch (error) {
+        throw new OperatorError(
+          `incident subscriptions: the topics from ${from} are not the JSON the escalation construct writes (${oneLine(error).slice(0, 200)}): leave --topics and ${DEPLOYED_NAMES.subscriptionTopics.envVar} out to read the Ops stack's output`,
+          2,
+        );
+      }
+      // The Lambda's own check: it logs and adds a metric there; here the report is the output.
+      const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined };
+      const report = await checkSubscriptions({ sns: namedClient(new SNSClient(SDK_RETRY), 'SNS'), metrics: { addMetric: () => undefined }, logger: quiet }, topics);
+      const addresses = report.unconfirmed > 0 ? await declaredAddresses(globals.env ?? defaultEnvironmentName()) : new Map<string, string>();
+      const listed = report.levels.map((level) => ({ level, lines: subscriptionLines(level, addresses) }));
+      const declared = listed.reduce((sum, { lines }) => sum + lines.length, 0);
+      if (opts.json) {
+        print(
+          JSON.stringify({
+            ok: report.unconfirmed === 0,
+            unconfirmed: report.unconfirmed,
+            topics: listed.map(({ level, lines }) => ({ level: level.level ?? null, name: level.name, topicArn: level.topicArn, undeclaredConfirmed: level.undeclaredConfirmed, subscriptions: lines })),
+          }),
+        );
+      } else {
+        for (const { level, lines } of listed) {
+          const others = level.undeclaredConfirmed > 0 ? ` (and ${level.undeclaredConfirmed} confirmed subscription(s) cdk.json does not declare)` : '';
+          print(`${level.level === undefined ? level.name : `level ${level.level} ${level.name}`}: ${level.topicArn}${others}`);
+          for (const line of lines) {
+            const state = line.state === 'pending' ? 'PENDING CONFIRMATION' : line.state === 'gone' ? 'GONE' : 'confirmed';
+            print(`  ${line.position}. ${line.protocol} ${line.endpoint ?? '(endpoint unknown)'}: ${state}${line.fix ? `: ${line.fix}` : ''}`);
+          }
+        }
+        if (report.unconfirmed === 0) print(`every declared subscription is confirmed (${declared}): every page reaches a human`);
+      }
+      if (report.unconfirmed > 0) {
+        throw new OperatorError(
+          `${report.unconfirmed} of ${declared} declared subscriptions reach nobody (pending confirmation or gone): do what each line says, then run this again until it exits 0, within 3 days of the deploy`,
+          1,
+        );
+      }
     });
 
   incident

@@ -79,6 +79,13 @@ export const DEPLOYED_NAMES = {
     envVar: 'ATMR_ESCALATION_STATE_MACHINE',
     output: { stack: 'Ops', key: 'EscalationStateMachineArn' },
   },
+  /** JSON, as the subscriptions check's SUBSCRIPTION_LEVELS (lambdas/escalation/subscriptions.ts parseTopicsToCheck). */
+  subscriptionTopics: {
+    label: 'paging topics and their declared subscriptions',
+    flag: '--topics JSON',
+    envVar: 'ATMR_SUBSCRIPTION_TOPICS',
+    output: { stack: 'Ops', key: 'EscalationSubscriptionTopics' },
+  },
 } satisfies Record<string, DeployedName>;
 
 /** The package root (where package.json and cdk.json are), whatever runs the CLI: tsx, a bundle, an install. */

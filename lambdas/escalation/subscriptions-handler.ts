@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { SDK_RETRY } from '../shared/aws';
 import { parseEnvSettings } from '../shared/env-settings';
 import { observability } from '../shared/observability';
-import { checkSubscriptions, SUBSCRIPTIONS_CHECK_SERVICE } from './subscriptions';
+import { checkSubscriptions, parseTopicsToCheck, SUBSCRIPTIONS_CHECK_SERVICE } from './subscriptions';
 
 const { logger, metrics, tracer } = observability(SUBSCRIPTIONS_CHECK_SERVICE);
 const env = parseEnvSettings(
@@ -16,19 +16,7 @@ const env = parseEnvSettings(
      * JSON: [{level, name, topicArn, declared: [{protocol, sha256}]}] in level order (no endpoint),
      * then the topics without a level (no `level`: the key guard's).
      */
-    SUBSCRIPTION_LEVELS: z.string().transform((s) =>
-      z
-        .array(
-          z.object({
-            level: z.number().int().positive().optional(),
-            name: z.string(),
-            topicArn: z.string().startsWith('arn:'),
-            declared: z.array(z.object({ protocol: z.enum(['email', 'sms', 'https']), sha256: z.string().regex(/^[0-9a-f]{64}$/) })).min(1),
-          }),
-        )
-        .min(1)
-        .parse(JSON.parse(s)),
-    ),
+    SUBSCRIPTION_LEVELS: z.string().transform(parseTopicsToCheck),
   }),
   process.env,
   { what: 'escalation subscriptions check', fix: 'it is set by the escalation construct: redeploy the ops stack' },

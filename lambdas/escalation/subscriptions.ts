@@ -2,6 +2,7 @@ import type { Logger } from '@aws-lambda-powertools/logger';
 import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import { paginateListSubscriptionsByTopic, type SNSClient, type Subscription } from '@aws-sdk/client-sns';
 import { createHash } from 'node:crypto';
+import { z } from 'zod';
 
 /** Powertools `service` of the subscriptions check: the dimension its metric carries. */
 export const SUBSCRIPTIONS_CHECK_SERVICE = 'escalation-subscriptions';
@@ -44,6 +45,19 @@ export interface MissingSubscription {
   readonly sha256: string;
 }
 
+/** Where one declared subscription stands: what SNS lists for it. */
+export interface DeclaredSubscriptionState {
+  /** 1-based position among the level's declared subscriptions. */
+  readonly position: number;
+  readonly protocol: SubscriptionProtocol;
+  /** confirmed: it reaches its owner; pending: waiting for its confirmation link; missing: SNS does not list it. */
+  readonly state: 'confirmed' | 'pending' | 'missing';
+  /** The endpoint SNS lists, masked as in the log (maskEndpoint); undefined when missing. */
+  readonly endpoint?: string;
+  /** First 12 hex digits of the declared endpoint's digest, as MissingSubscription gives it. */
+  readonly sha256: string;
+}
+
 export interface LevelReport {
   readonly level?: number;
   readonly name: string;
@@ -55,6 +69,8 @@ export interface LevelReport {
   readonly missing: readonly MissingSubscription[];
   /** Confirmed subscriptions the config does not declare (added by hand): they reach someone too. */
   readonly undeclaredConfirmed: number;
+  /** Each declared subscription in config order, for a reader who checks them one by one (`incident subscriptions`). */
+  readonly declared: readonly DeclaredSubscriptionState[];
 }
 
 export interface SubscriptionsReport {
@@ -65,7 +81,8 @@ export interface SubscriptionsReport {
 
 export interface SubscriptionsCheckDeps {
   readonly sns: SNSClient;
-  readonly metrics: Pick<Metrics, 'addMetric'>;
+  /** Powertools' Metrics in the function; the CLI, which publishes nothing, passes a no-op. */
+  readonly metrics: { addMetric(...args: Parameters<Metrics['addMetric']>): unknown };
   readonly logger: Pick<Logger, 'info' | 'warn' | 'error'>;
 }
 
@@ -99,6 +116,26 @@ export function maskEndpoint(protocol: string, endpoint: string): string {
   return `…${endpoint.slice(-2)}`;
 }
 
+/**
+ * The topics to check as the construct writes them (the function's SUBSCRIPTION_LEVELS, the Ops
+ * stack's output EscalationSubscriptionTopics): JSON [{level, name, topicArn, declared: [{protocol,
+ * sha256}]}], the levels in order, then the topics without a level (no `level`: the key guard's).
+ * Throws zod's or JSON's error on anything else.
+ */
+export function parseTopicsToCheck(json: string): LevelToCheck[] {
+  return z
+    .array(
+      z.object({
+        level: z.number().int().positive().optional(),
+        name: z.string(),
+        topicArn: z.string().startsWith('arn:'),
+        declared: z.array(z.object({ protocol: z.enum(['email', 'sms', 'https']), sha256: z.string().regex(/^[0-9a-f]{64}$/) })).min(1),
+      }),
+    )
+    .min(1)
+    .parse(JSON.parse(json));
+}
+
 /** SNS lists a subscription waiting for its link with this in place of its ARN. */
 const PENDING = 'PendingConfirmation';
 
@@ -125,20 +162,25 @@ function compareLevel(level: LevelToCheck, listed: readonly Subscription[]): Lev
   let confirmed = 0;
   const pending: string[] = [];
   const missing: MissingSubscription[] = [];
+  const states: DeclaredSubscriptionState[] = [];
   level.declared.forEach((declared, index) => {
     const same = candidates.filter((c) => !c.used && c.protocol === declared.protocol && c.digest === declared.sha256);
     // A confirmed copy wins over a pending one (a re-subscription by hand next to the old one).
     const match = same.find((c) => c.confirmed) ?? same[0];
+    const named = { position: index + 1, protocol: declared.protocol, sha256: declared.sha256.slice(0, 12) };
     if (!match) {
-      missing.push({ position: index + 1, protocol: declared.protocol, sha256: declared.sha256.slice(0, 12) });
+      missing.push(named);
+      states.push({ ...named, state: 'missing' });
       return;
     }
     match.used = true;
+    const endpoint = maskEndpoint(match.protocol, match.endpoint);
+    states.push({ ...named, state: match.confirmed ? 'confirmed' : 'pending', endpoint });
     if (match.confirmed) confirmed += 1;
-    else pending.push(`${match.protocol}:${maskEndpoint(match.protocol, match.endpoint)}`);
+    else pending.push(`${match.protocol}:${endpoint}`);
   });
   const undeclaredConfirmed = candidates.filter((c) => !c.used && c.confirmed).length;
-  return { level: level.level, name: level.name, topicArn: level.topicArn, confirmed, pending, missing, undeclaredConfirmed };
+  return { level: level.level, name: level.name, topicArn: level.topicArn, confirmed, pending, missing, undeclaredConfirmed, declared: states };
 }
 
 function isProtocol(protocol: string | undefined): protocol is SubscriptionProtocol {

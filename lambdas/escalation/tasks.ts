@@ -143,13 +143,27 @@ export interface PageMessage {
 }
 
 /**
- * The page: alarm, runbook section and link, level, incident id, how to acknowledge. `ackKey`: the
- * link key when the caller already started reading it. @default - read now
+ * What a reminder asks instead of an acknowledgement: the incident is acknowledged already, and a
+ * second acknowledgement is refused ("already acknowledged"). What ends the reminders is resolving it.
+ */
+function howToEndReminders(incident: Incident): { lines: string[] } {
+  return {
+    lines: [
+      `Déjà acquitté. Une fois traité, résoudre (arrête les rappels ; depuis le checkout atmr-dr) : ${OPERATOR_CLI} incident resolve ${incident.id} --by "<nom>"`,
+      `Chronologie : ${OPERATOR_CLI} incident timeline ${incident.id}`,
+    ],
+  };
+}
+
+/**
+ * The page: alarm, runbook section and link, level, incident id, how to acknowledge; a reminder
+ * (of an acknowledged incident) says how to resolve it instead. `ackKey`: the link key when the
+ * caller already started reading it. @default - read now
  */
 export async function pageMessage(deps: TaskDeps, incident: Incident, level: number, kind: 'page' | 'reminder', ackKey?: Promise<string>): Promise<PageMessage> {
   const { section, link } = runbookOf(incident.alarmDescription);
   const levelName = deps.levels[level - 1]?.name ?? `level ${level}`;
-  const ack = await howToAck(deps, incident, level, ackKey);
+  const ack: { link?: string; lines: string[]; linkMissing?: string } = kind === 'page' ? await howToAck(deps, incident, level, ackKey) : howToEndReminders(incident);
   const head = kind === 'page' ? `Niveau ${level} (${levelName})` : `Rappel niveau ${level} (${levelName}), incident acquitté mais alarme toujours en ALARM`;
   const body = [
     `[atmr-dr] Incident ${incident.id} : ${incident.alarmName} en ALARM depuis ${incident.openedAt}`,
@@ -165,7 +179,11 @@ export async function pageMessage(deps: TaskDeps, incident: Incident, level: num
   const text = [...body, ...(ack.link !== undefined ? [ack.link] : []), ...ack.lines].join('\n');
   const slack = [...body, ...ack.lines].join('\n');
   const subject = `[atmr-dr] ${kind === 'page' ? `N${level}` : 'Rappel'} ${incident.alarmName}`.slice(0, 99);
-  const sms = `atmr-dr N${level} ${incident.alarmName} ALARM. Ack: /incident ack ${incident.id}`;
+  // A reminder's SMS: the resolve command alone (the timeline is for a screen, not a phone).
+  const sms =
+    kind === 'page'
+      ? `atmr-dr N${level} ${incident.alarmName} ALARM. Ack: /incident ack ${incident.id}`
+      : `atmr-dr Rappel N${level} ${incident.alarmName} ALARM, acquitté. Résoudre : ${OPERATOR_CLI} incident resolve ${incident.id}`;
   return { subject, text, slack, sms, ...(ack.linkMissing !== undefined && { linkMissing: ack.linkMissing }) };
 }
 
@@ -458,7 +476,11 @@ async function resolve(deps: TaskDeps, incidentId: string, state: ExecutionState
     // over an ALARM that joined after that check, and nobody is paged for it. The price is one
     // reminder or page when an ALARM had joined before that check; the next check has the field.
     const seen = alarmState === 'DELETED' ? undefined : (check?.lastJoinedAlarmAt ?? '');
-    const outcome = await resolveUnlessAlarmAgain(deps.store, incidentId, { by: 'atmr-dr', via: 'workflow', how }, seen === undefined ? undefined : { joinedAlarmSeen: seen });
+    // The alarm's own state resolves it, read here or by ingest (ingest.ts): the same "by CloudWatch"
+    // either way, as `incident list` and the timeline show it. A deleted alarm has no state: atmr-dr
+    // decided.
+    const by = alarmState === 'DELETED' ? 'atmr-dr' : 'CloudWatch';
+    const outcome = await resolveUnlessAlarmAgain(deps.store, incidentId, { by, via: 'workflow', how }, seen === undefined ? undefined : { joinedAlarmSeen: seen });
     if (outcome.outcome === 'alarm again') {
       const joined = outcome.incident.lastJoinedAlarmAt ?? '';
       await recordTimeline(deps.store, incidentId, `alarm-again#${joined}`, {

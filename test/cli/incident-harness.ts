@@ -6,10 +6,13 @@
  * mocked there too: DescribeAlarms answers the state in INCIDENT_ALARM_STATE (default OK; a word that
  * is no state is refused as that error, e.g. AccessDenied), and the alarms read are written beside
  * the SFN calls (`alarmsRead`). SendTaskSuccess is refused as the error named in INCIDENT_WAKE_ERROR
- * when set (e.g. ExpiredToken, AccessDeniedException), else accepted.
+ * when set (e.g. ExpiredToken, AccessDeniedException), else accepted. SNS's ListSubscriptionsByTopic
+ * answers, in one page, the subscriptions INCIDENT_SNS_SUBSCRIPTIONS (JSON) gives for the topic, and
+ * the topics listed are written beside the SFN calls (`topicsListed`).
  */
 import { CloudWatchClient, DescribeAlarmsCommand, StateValue } from '@aws-sdk/client-cloudwatch';
 import { DescribeExecutionCommand, SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
+import { ListSubscriptionsByTopicCommand, SNSClient, type Subscription } from '@aws-sdk/client-sns';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { mockClient } from 'aws-sdk-client-mock';
 import * as fs from 'node:fs';
@@ -30,10 +33,14 @@ async function run(): Promise<void> {
   } else {
     cloudwatch.on(DescribeAlarmsCommand).rejects(Object.assign(new Error(`User is not authorized to perform: cloudwatch:DescribeAlarms`), { name: alarmState }));
   }
+  const sns = mockClient(SNSClient);
+  const subscriptions = JSON.parse(process.env.INCIDENT_SNS_SUBSCRIPTIONS ?? '{}') as Record<string, Subscription[]>;
+  sns.on(ListSubscriptionsByTopicCommand).callsFake((input: { TopicArn: string }) => ({ Subscriptions: subscriptions[input.TopicArn] ?? [] }));
   const code = await main(['node', 'atmr-dr', ...process.argv.slice(2)]);
   const calls = sfn.calls().map((call) => ({ command: call.args[0].constructor.name, input: call.args[0].input }));
   const alarmsRead = cloudwatch.calls().flatMap((call) => (call.args[0].input as { AlarmNames?: string[] }).AlarmNames ?? []);
-  fs.writeFileSync(process.env.INCIDENT_RESULT as string, JSON.stringify({ code, calls, alarmsRead }));
+  const topicsListed = sns.calls().map((call) => (call.args[0].input as { TopicArn?: string }).TopicArn);
+  fs.writeFileSync(process.env.INCIDENT_RESULT as string, JSON.stringify({ code, calls, alarmsRead, topicsListed }));
   process.exitCode = code;
 }
 

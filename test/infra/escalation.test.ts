@@ -444,7 +444,7 @@ describe('escalation subscriptions check (a paging level that reaches nobody pag
   };
   const config = parseEnvironmentConfig('example', environment);
   const { opsTemplate } = synthesizeApp({ environment });
-  const ops = opsTemplate.toJSON() as { Resources: Record<string, { Type: string; Properties: Json }> };
+  const ops = opsTemplate.toJSON() as { Resources: Record<string, { Type: string; Properties: Json }>; Outputs: Record<string, { Value: unknown }> };
   const checkId = Object.keys(ops.Resources).find((id) => id.startsWith('EscalationSubscriptionsCheckFunction') && ops.Resources[id].Type === 'AWS::Lambda::Function')!;
   const check = ops.Resources[checkId]?.Properties;
   const levelTopics = [{ Ref: 'IncidentsTopic' }, { Ref: 'EscalationLevel2Topic' }, { Ref: 'EscalationLevel3Topic' }];
@@ -513,6 +513,21 @@ describe('escalation subscriptions check (a paging level that reaches nobody pag
       for (const endpoint of endpoints) expect(variables).not.toContain(endpoint);
       expect(variables).not.toContain('0123456789abcdef0123456789abcdef');
     }
+  });
+
+  it('publishes the topics it checks as the Ops stack output the CLI reads (incident subscriptions runs the same check), and lets the operator roles list those topics only', () => {
+    expect(DEPLOYED_NAMES.subscriptionTopics.output).toEqual({ stack: 'Ops', key: ESCALATION_OUTPUTS.subscriptionTopics });
+    const output = renderCfn(ops.Outputs[ESCALATION_OUTPUTS.subscriptionTopics]?.Value);
+    expect(JSON.parse(output)).toEqual(checked());
+    expect(checked().map((t) => t.topicArn)).toEqual(['<IncidentsTopic>', '<EscalationLevel2Topic>', '<EscalationLevel3Topic>', '<KeyGuardTopic>']);
+    const operator = Object.values(ops.Resources)
+      .filter((r) => r.Type === 'AWS::IAM::Policy' && JSON.stringify(r.Properties.Roles).includes('atmr-oncall'))
+      .flatMap((p) => (p.Properties.PolicyDocument as { Statement: Json[] }).Statement)
+      .filter((s) => JSON.stringify(s.Action).includes('sns:List'));
+    expect(operator.map((s) => s.Action)).toEqual(['sns:ListSubscriptionsByTopic', 'sns:ListSubscriptionsByTopic']);
+    const resources = operator.flatMap((s) => [s.Resource].flat());
+    expect(resources).toEqual(expect.arrayContaining([...levelTopics, { Ref: 'KeyGuardTopic' }]));
+    expect(resources).toHaveLength(levelTopics.length + 1);
   });
 
   it('checks the key guard topic too (the page that survives a disabled operations key): by name, no level, declaring exactly the subscriptions that topic has', () => {

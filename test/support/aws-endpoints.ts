@@ -37,6 +37,36 @@ export function startCloudFormationWithoutStacks(): Promise<LocalEndpoint> {
 }
 
 /**
+ * CloudFormation where the stacks of `outputs` are deployed: DescribeStacks answers each with its
+ * outputs (key to value), any other stack with AWS's "does not exist".
+ */
+export async function startCloudFormationWithOutputs(outputs: Record<string, Record<string, string>>): Promise<LocalEndpoint> {
+  const xml = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+  let requests = 0;
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk: Buffer) => (body += chunk.toString('utf8')));
+    req.on('end', () => {
+      requests += 1;
+      const stackName = new URLSearchParams(body).get('StackName') ?? '';
+      const stack = outputs[stackName];
+      res.writeHead(stack ? 200 : 400, { 'content-type': 'text/xml' });
+      if (!stack) {
+        res.end(`<ErrorResponse><Error><Type>Sender</Type><Code>ValidationError</Code><Message>Stack with id ${xml(stackName)} does not exist</Message></Error><RequestId>r1</RequestId></ErrorResponse>`);
+        return;
+      }
+      const members = Object.entries(stack).map(([key, value]) => `<member><OutputKey>${xml(key)}</OutputKey><OutputValue>${xml(value)}</OutputValue></member>`);
+      res.end(
+        `<DescribeStacksResponse><DescribeStacksResult><Stacks><member><StackName>${xml(stackName)}</StackName><StackStatus>UPDATE_COMPLETE</StackStatus><Outputs>${members.join('')}</Outputs></member></Stacks></DescribeStacksResult><ResponseMetadata><RequestId>r1</RequestId></ResponseMetadata></DescribeStacksResponse>`,
+      );
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  return { url: `http://127.0.0.1:${port}`, received: () => requests, stop: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+}
+
+/**
  * CloudFormation refusing the caller, as AWS does for a role without cloudformation:DescribeStacks
  * on the stack (or credentials of another role than the one granted): 403 AccessDenied.
  */

@@ -388,20 +388,26 @@ describe('escalation page step when the acknowledgement link key cannot be read'
     expect(JSON.stringify(await timeline(h.store, incidentId))).not.toContain('short-key-123');
   });
 
-  it('reminds the acknowledging level without the link when the key cannot be read', async () => {
-    secrets.on(GetSecretValueCommand).rejects(Object.assign(new Error('Secrets Manager can\'t find the specified secret.'), { name: 'ResourceNotFoundException' }));
-    await acknowledgeIncident(h.store, incidentId, { by: 'alice', via: 'cli', level: 1 });
+  it('reminds the acknowledging level with the commands that resolve the incident and show its timeline, no way to acknowledge again (refused as already acknowledged), key readable or not', async () => {
+    for (const [key, readable] of [['token-r1', false], ['token-r2', true]] as const) {
+      secrets.reset();
+      if (readable) secrets.on(GetSecretValueCommand).resolves({ SecretString: 'k'.repeat(40) });
+      else secrets.on(GetSecretValueCommand).rejects(Object.assign(new Error("Secrets Manager can't find the specified secret."), { name: 'ResourceNotFoundException' }));
+      if (!readable) await acknowledgeIncident(h.store, incidentId, { by: 'alice', via: 'cli', level: 1 });
+      const before = h.published.length;
 
-    const result = await runTask(deps(), { action: 'remind', incidentId, taskToken: 'token-r1' });
+      const result = await runTask({ ...deps(), ackLink: { ...deps().ackLink!, key: () => readAckLinkKey(`${secretArn}-${key}`) } }, { action: 'remind', incidentId, taskToken: key });
 
-    expect(result).toEqual({ result: 'reminded level 1' });
-    expect(h.published).toHaveLength(1);
-    expect(h.published[0]).toMatchObject({ topicArn: LEVEL_TOPICS[0], subject: expect.stringContaining('Rappel') });
-    expect(h.published[0].text).not.toContain('Acquitter (lien signé');
-    expect(h.published[0].text).toContain(`Slack : /incident ack ${incidentId}`);
-    const entries = await timeline(h.store, incidentId);
-    expect(entries.filter((e) => e.kind === 'page-failed')).toEqual([]);
-    expect(entries.filter((e) => e.kind === 'note').map((e) => e.text)).toEqual([expect.stringMatching(/^Reminder of level 1 \(On-call engineer\) sent without its acknowledgement link: .*ResourceNotFoundException/)]);
+      expect(result).toEqual({ result: 'reminded level 1' });
+      const [reminder] = h.published.slice(before);
+      expect(reminder).toMatchObject({ topicArn: LEVEL_TOPICS[0], subject: expect.stringContaining('Rappel') });
+      expect(reminder.text).not.toMatch(/Acquitter|incident ack|ack-link|signature=/);
+      expect(reminder.text).toContain(`Déjà acquitté. Une fois traité, résoudre (arrête les rappels ; depuis le checkout atmr-dr) : npx --no atmr-dr incident resolve ${incidentId} --by "<nom>"`);
+      expect(reminder.text).toContain(`Chronologie : npx --no atmr-dr incident timeline ${incidentId}`);
+      expect(reminder.sms).toBe(`atmr-dr Rappel N1 ${ALARM} ALARM, acquitté. Résoudre : npx --no atmr-dr incident resolve ${incidentId}`);
+      expect(secrets.calls()).toHaveLength(0);
+    }
+    expect((await timeline(h.store, incidentId)).filter((e) => e.kind === 'note' || e.kind === 'page-failed')).toEqual([]);
   });
 
   it('pages with the link when the key is readable', async () => {

@@ -50,7 +50,8 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
     expect(kinds('Résolu')).toEqual([1, 2, 3]);
     const incident = await getIncident(h.store, incidentId);
     expect(incident).toEqual(expect.objectContaining({ status: 'RESOLVED', level: 3, pagedLevels: [1, 2, 3] }));
-    expect(incident?.resolution).toEqual(expect.objectContaining({ how: 'alarm OK', via: 'workflow' }));
+    // CloudWatch, as when ingest resolves on the alarm's OK event: the alarm's OK either way.
+    expect(incident?.resolution).toEqual(expect.objectContaining({ how: 'alarm OK', via: 'workflow', by: 'CloudWatch' }));
   });
 
   it('puts the alarm, its runbook section and link, the level, the incident id and how to acknowledge in each page', async () => {
@@ -423,7 +424,7 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
     await run();
 
     const incident = await getIncident(h.store, incidentId);
-    expect(incident?.resolution).toEqual(expect.objectContaining({ how: 'alarm deleted' }));
+    expect(incident?.resolution).toEqual(expect.objectContaining({ how: 'alarm deleted', by: 'atmr-dr' }));
     expect((await timeline(h.store, incidentId)).map((e) => e.text)).toContain(`Alarm ${ALARM} no longer exists (deleted while the incident was open)`);
     expect(kinds('Résolu')).toEqual([1]);
   });
