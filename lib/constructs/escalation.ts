@@ -158,8 +158,6 @@ export class Escalation extends Construct {
   private readonly props: EscalationProps;
   /** What the subscriptions check reads: the levels, then the topics given to checkSubscriptionsOf. */
   private readonly topicsToCheck: LevelToCheck[] = [];
-  /** The roles of operatorRoleArns: `incident subscriptions` lists every checked topic's subscriptions. */
-  private readonly operatorRoles: iam.IRole[] = [];
 
   constructor(scope: Construct, id: string, props: EscalationProps) {
     super(scope, id);
@@ -346,7 +344,6 @@ export class Escalation extends Construct {
     const executions = stack.formatArn({ service: 'states', resource: 'execution', resourceName: `${stateMachineName}:*`, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
     for (const arn of props.operatorRoleArns ?? []) {
       const role = iam.Role.fromRoleArn(this, `Operator${arn.split('/').pop()}`, arn, { mutable: true });
-      this.operatorRoles.push(role);
       this.allowIncidentWrites(role);
       role.addToPrincipalPolicy(new iam.PolicyStatement({ sid: 'ReadTheEscalations', actions: ['states:DescribeExecution'], resources: [executions] }));
       role.addToPrincipalPolicy(new iam.PolicyStatement({ sid: 'ReadTheIncidentAlarms', actions: ['cloudwatch:DescribeAlarms'], resources: [alarmsOfThisEnvironment] }));
@@ -406,10 +403,9 @@ export class Escalation extends Construct {
       environment: { SUBSCRIPTION_LEVELS: Lazy.string({ produce: () => stack.toJsonString(this.topicsToCheck) }) },
     });
     // Its metric goes out as EMF in its own logs (no PutMetricData): listing is all it does.
-    const listLevels = () => new iam.PolicyStatement({ sid: 'ListLevelSubscriptions', actions: ['sns:ListSubscriptionsByTopic'], resources: this.levelTopics.map((t) => t.topicArn) });
-    check.function.addToRolePolicy(listLevels());
-    // `incident subscriptions` runs the same check with the operator's credentials, after a deploy.
-    for (const role of this.operatorRoles) role.addToPrincipalPolicy(listLevels());
+    check.function.addToRolePolicy(
+      new iam.PolicyStatement({ sid: 'ListLevelSubscriptions', actions: ['sns:ListSubscriptionsByTopic'], resources: this.levelTopics.map((t) => t.topicArn) }),
+    );
     const schedulerRole = new iam.Role(this, 'SubscriptionsCheckSchedulerRole', {
       description: `atmr-dr ${this.props.environmentName}: EventBridge Scheduler invokes the escalation subscriptions check`,
       assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', { conditions: { StringEquals: { 'aws:SourceAccount': stack.account } } }),
@@ -454,9 +450,7 @@ export class Escalation extends Construct {
    */
   checkSubscriptionsOf(topic: IncidentTopic, name: string, subscriptions: readonly HumanSubscription[], sid: string): void {
     this.topicsToCheck.push(topicToCheck(name, topic, subscriptions));
-    const list = () => new iam.PolicyStatement({ sid, actions: ['sns:ListSubscriptionsByTopic'], resources: [topic.topicArn] });
-    this.subscriptionsCheck.function.addToRolePolicy(list());
-    for (const role of this.operatorRoles) role.addToPrincipalPolicy(list());
+    this.subscriptionsCheck.function.addToRolePolicy(new iam.PolicyStatement({ sid, actions: ['sns:ListSubscriptionsByTopic'], resources: [topic.topicArn] }));
   }
 
   /**
