@@ -293,8 +293,9 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
   const plan = await planRollback(ctx.deps, ctx.settings, options.service, options.to);
   // A lock already held refuses the command before its plan: the on-call must not read and confirm
   // a rollback that will not run. The guards' conditional put still decides (the lock may be taken meanwhile).
+  // A dry run changes nothing and takes no lock: it prints its plan, and the refusal it would meet now.
   const held = await readLock(ctx.deps.doc, ctx.settings.tableName, plan.service, nowOf(ctx.deps));
-  if (held) throw await lockHeldError(ctx, plan.service, held);
+  if (held && !options.dryRun) throw await lockHeldError(ctx, plan.service, held);
   ctx.print(`rollback ${plan.service}: ${plan.current.taskDefinitionArn} -> ${plan.target.taskDefinitionArn}${plan.fromLastKnownGood ? ' (last known good)' : ' (--to)'}`);
   for (const why of plan.skipped) ctx.print(`  skipped a newer last known good: ${why}`);
   if (plan.pinned) ctx.print(`  warning: ${plan.pinned}`);
@@ -307,6 +308,7 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
     ctx.print(`  the schema stays at ${plan.schema} (the target expects Alembic ${plan.target.alembicHead}): this command does not touch it; downgrade it with: ${plan.downgradeCommand}`);
   }
   if (options.dryRun) {
+    if (held) ctx.print(`  without --dry-run, refused now: ${(await lockHeldError(ctx, plan.service, held)).message.replace(/^rollback: /, '').replace(/; nothing changed$/, '')}`);
     ctx.print('dry run: nothing changed');
     return;
   }
