@@ -1,5 +1,6 @@
 import { missingAwsSetting } from '../shared/aws-errors';
 import { formatSeconds } from '../shared/format';
+import { OPERATOR_CLI } from '../shared/constants';
 import { namedLine, OperatorError } from '../shared/errors';
 import { Incident, signalsEvent } from './model';
 import { IncidentStore, listIncidents } from './store';
@@ -22,7 +23,8 @@ export function awsReason(error: unknown): string {
  * workflow waits (said when `config` is known: the CLI reads it; the Slack command leaves it out).
  */
 export function remindersLine(incident: Incident, config?: EscalationIntervals): string {
-  const resolve = `\`atmr-dr incident resolve ${incident.id}\``;
+  // Said in Slack too, where a bare atmr-dr is "command not found" outside an npm link.
+  const resolve = `\`${OPERATOR_CLI} incident resolve ${incident.id}\``;
   if (signalsEvent(incident.alarmDescription)) return `reminders at each new ALARM of this event alarm until ${resolve} (its OK resolves nothing)`;
   const every = config ? ` every ${formatSeconds(config.reminderIntervalSeconds)}` : '';
   return `reminders${every} while the alarm stays in ALARM, until it goes OK or ${resolve}`;

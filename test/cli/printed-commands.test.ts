@@ -39,7 +39,6 @@ const NOT_COMMANDS = [/^atmr-dr backup runner to PostgreSQL$/, /^atmr-dr restore
 const BARE_IN_LAMBDAS: Record<string, number> = {
   'lambdas/backout/state.ts': 1,
   'lambdas/detection/db-read-write.ts': 4,
-  'lambdas/escalation/replies.ts': 1,
   'lambdas/escalation/store.ts': 1,
   'lambdas/recovery/contract.ts': 1,
   'lambdas/recovery/cutover.ts': 29,
