@@ -347,7 +347,7 @@ describe('restore refusals leave the target untouched', () => {
       // Assert
       expect(bytes).toBeGreaterThan(0);
       expect(error?.message).toBe(
-        `object ${backup.custom} is 0 bytes, the manifest says ${bytes}: the stored object is truncated or altered; restore this backup only with --format plain, or choose another backup (atmr-dr backups list); target "${target}" untouched`,
+        `object ${backup.custom} is 0 bytes, the manifest says ${bytes}: the stored object is truncated or altered; restore this backup only with --format plain, or choose another backup (atmr-dr backups list)`,
       );
       expect(error?.exitCode).toBe(1);
       expect(fs.readdirSync(tempDir)).toEqual([]);
@@ -1705,7 +1705,7 @@ describe('catalog', () => {
     const target = makeTarget();
 
     await expect(restoreBackup(deps(), { ref: key, targetDb: target, force: true })).rejects.toThrow(
-      new RegExp(`^manifest daily/html_backup_20260101_000000\\.manifest\\.json is not valid JSON \\(it starts with "<!DOCTYPE html> <html><body>Service Unav"\\); do not restore it, choose another backup \\(atmr-dr backups list\\); target "${target}" untouched$`),
+      /^manifest daily\/html_backup_20260101_000000\.manifest\.json is not valid JSON \(it starts with "<!DOCTYPE html> <html><body>Service Unav"\); do not restore it, choose another backup \(atmr-dr backups list\)$/,
     );
     expect(psql(cluster, target, 'SELECT count(*) FROM keep_me')).toBe('50');
   });
