@@ -737,7 +737,7 @@ describe('atmr-dr restore', () => {
 
     expect(run.status).toBe(0);
     expect(run.stderr).toEqual(
-      `atmr-dr: warning: "${staging}" is the staging database of an earlier restore into "${target}" (no session is connected to it): it may be incomplete, never verified (a load stopped by a crash or a kill, or whose cleanup failed); left in place: do not use it, DROP DATABASE "${staging}"\n`,
+      `atmr-dr: warning: "${staging}" is the staging database of an earlier restore into "${target}" (no session is connected to it); left in place: when it is not needed, DROP DATABASE "${staging}"\n`,
     );
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
     expect(databaseExists(cluster, staging)).toBe(true);
@@ -754,7 +754,7 @@ describe('atmr-dr restore', () => {
 
     expect(run.status).toBe(2);
     expect(run.stderr).toBe(
-      `atmr-dr: target database "${target}" is missing; the newest copy an earlier restore kept is "${old}" (set aside ${setAside(old)}), left by a restore stopped in the middle of its swap (or kept by a restore that replaced it, if "${target}" was dropped since): put it back with ALTER DATABASE "${old}" RENAME TO "${target}", or if it is not wanted DROP DATABASE "${old}"; then rerun the restore; or, to have the backup as "${target}" and leave "${old}" as it is, restore into a new name (e.g. --target-db ${target}_restored), then ALTER DATABASE "${target}_restored" RENAME TO "${target}"\n`,
+      `atmr-dr: target database "${target}" is missing and its data is in "${old}" (set aside ${setAside(old)}), left by a restore stopped in the middle of its swap (or kept by a restore that replaced it, if "${target}" was dropped since): put it back with ALTER DATABASE "${old}" RENAME TO "${target}", or if it is not wanted DROP DATABASE "${old}"; then rerun the restore; or, to have the backup as "${target}" and leave "${old}" as it is, restore into a new name (e.g. --target-db ${target}_restored), then ALTER DATABASE "${target}_restored" RENAME TO "${target}"\n`,
     );
     expect(databasesLike(cluster, target)).toEqual([old]);
 
@@ -849,7 +849,7 @@ describe('atmr-dr restore', () => {
       const own = await atmrDr(['restore', manifestKey, '--target-db', daily], env());
       expect(own.status).toBe(2);
       expect(own.stderr).toBe(
-        `atmr-dr: target database "${daily}" is missing; the newest copy an earlier restore kept is "${old}" (set aside ${setAside(old)}), left by a restore stopped in the middle of its swap (or kept by a restore that replaced it, if "${daily}" was dropped since): put it back with ALTER DATABASE "${old}" RENAME TO "${daily}", or if it is not wanted DROP DATABASE "${old}"; then rerun the restore; or, to have the backup as "${daily}" and leave "${old}" as it is, restore into a new name (e.g. --target-db ${cutRestored}), then ALTER DATABASE "${cutRestored}" RENAME TO "${daily}"\n`,
+        `atmr-dr: target database "${daily}" is missing and its data is in "${old}" (set aside ${setAside(old)}), left by a restore stopped in the middle of its swap (or kept by a restore that replaced it, if "${daily}" was dropped since): put it back with ALTER DATABASE "${old}" RENAME TO "${daily}", or if it is not wanted DROP DATABASE "${old}"; then rerun the restore; or, to have the backup as "${daily}" and leave "${old}" as it is, restore into a new name (e.g. --target-db ${cutRestored}), then ALTER DATABASE "${cutRestored}" RENAME TO "${daily}"\n`,
       );
     });
 
@@ -911,7 +911,7 @@ describe('atmr-dr restore', () => {
       expect(run.status).toBe(1);
       expect(run.stdout).toBe('');
       expect(run.stderr).toBe(
-        `atmr-dr: ${fullDiskLine(dir, custom.key, custom.bytes)}; target "${target}" untouched\n`,
+        `atmr-dr: ${fullDiskLine(dir, custom.key, custom.bytes)}\n`,
       );
       expect(databasesLike(cluster, target)).toEqual([]);
     } finally {
@@ -919,28 +919,6 @@ describe('atmr-dr restore', () => {
       disk.unmount();
     }
   });
-
-  it('S3 that stops answering during the download: one line saying S3 did not answer in time, where and how often, not the SDK\'s words; the target untouched, exit 1, nothing created', async () => {
-    // Arrange: the manifest comes, the .dump's answer never does
-    const proxy = await startHoldingProxy(localS3.endpoint, /^GET \S+\.dump/);
-    const custom = manifest.objects.find((o) => o.format === 'custom')!;
-    const target = uniqueDatabaseName('rcli_s3_silent');
-    try {
-      // Act
-      const run = await atmrDr(['restore', manifestKey, '--target-db', target], env({ AWS_ENDPOINT_URL_S3: proxy.endpoint }));
-
-      // Assert
-      expect(run.status).toBe(1);
-      expect(run.stdout).toBe('');
-      expect(run.stderr).toMatch(
-        new RegExp(`^atmr-dr: cannot download s3://${localS3.bucket}/${custom.key.replace(/[.]/g, '\\.')}: S3 did not answer in time \\(${proxy.endpoint}, \\d attempts? of 3 s\\): [^\\n]*; target "${target}" untouched\n$`),
-      );
-      expect(run.stderr).not.toMatch(/smithy|requestTimeout/);
-      expect(databasesLike(cluster, target)).toEqual([]);
-    } finally {
-      await proxy.stop();
-    }
-  }, 120_000);
 
   it.each([
     ['with a .sql.gz, restore and verify both advise --format plain', true],
@@ -965,7 +943,7 @@ describe('atmr-dr restore', () => {
     // Assert
     const sha256 = createHash('sha256').update(bytes).digest('hex');
     expect(restore.status).toBe(1);
-    expect(restore.stderr).toBe(`atmr-dr: object ${custom.key} has sha256 ${sha256.slice(0, 12)}..., the manifest says ${custom.sha256.slice(0, 12)}...: the stored object is corrupt; ${advice}; target "${target}" untouched\n`);
+    expect(restore.stderr).toBe(`atmr-dr: object ${custom.key} has sha256 ${sha256.slice(0, 12)}..., the manifest says ${custom.sha256.slice(0, 12)}...: the stored object is corrupt; ${advice}\n`);
     expect(databaseExists(cluster, target)).toBe(false);
     expect(verify.status).toBe(1);
     expect(verify.stderr).toBe(`atmr-dr: backup ${backup.manifestKey}: 1 of ${withPlain ? 2 : 1} objects bad (${custom.key}: sha256); ${advice}\n`);
