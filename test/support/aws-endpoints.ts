@@ -40,30 +40,17 @@ export function startCloudFormationWithoutStacks(): Promise<LocalEndpoint> {
  * CloudFormation where the stacks of `outputs` are deployed: DescribeStacks answers each with its
  * outputs (key to value), any other stack with AWS's "does not exist".
  */
-export async function startCloudFormationWithOutputs(outputs: Record<string, Record<string, string>>): Promise<LocalEndpoint> {
-  const xml = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
-  let requests = 0;
-  const server = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (chunk: Buffer) => (body += chunk.toString('utf8')));
-    req.on('end', () => {
-      requests += 1;
-      const stackName = new URLSearchParams(body).get('StackName') ?? '';
-      const stack = outputs[stackName];
-      res.writeHead(stack ? 200 : 400, { 'content-type': 'text/xml' });
-      if (!stack) {
-        res.end(`<ErrorResponse><Error><Type>Sender</Type><Code>ValidationError</Code><Message>Stack with id ${xml(stackName)} does not exist</Message></Error><RequestId>r1</RequestId></ErrorResponse>`);
-        return;
-      }
-      const members = Object.entries(stack).map(([key, value]) => `<member><OutputKey>${xml(key)}</OutputKey><OutputValue>${xml(value)}</OutputValue></member>`);
-      res.end(
-        `<DescribeStacksResponse><DescribeStacksResult><Stacks><member><StackName>${xml(stackName)}</StackName><StackStatus>UPDATE_COMPLETE</StackStatus><Outputs>${members.join('')}</Outputs></member></Stacks></DescribeStacksResult><ResponseMetadata><RequestId>r1</RequestId></ResponseMetadata></DescribeStacksResponse>`,
-      );
-    });
+export function startCloudFormationWithOutputs(outputs: Record<string, Record<string, string>>): Promise<LocalEndpoint> {
+  return startQueryEndpoint((params) => {
+    const stackName = params.get('StackName') ?? '';
+    const stack = outputs[stackName];
+    if (!stack) return queryError(400, 'ValidationError', `Stack with id ${xml(stackName)} does not exist`);
+    const members = Object.entries(stack).map(([key, value]) => `<member><OutputKey>${xml(key)}</OutputKey><OutputValue>${xml(value)}</OutputValue></member>`);
+    return {
+      status: 200,
+      body: `<DescribeStacksResponse><DescribeStacksResult><Stacks><member><StackName>${xml(stackName)}</StackName><StackStatus>UPDATE_COMPLETE</StackStatus><Outputs>${members.join('')}</Outputs></member></Stacks></DescribeStacksResult><ResponseMetadata><RequestId>r1</RequestId></ResponseMetadata></DescribeStacksResponse>`,
+    };
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  return { url: `http://127.0.0.1:${port}`, received: () => requests, stop: () => new Promise<void>((resolve) => server.close(() => resolve())) };
 }
 
 /**
@@ -95,16 +82,36 @@ export function startQueryEndpointRefusing(code: string): Promise<LocalEndpoint>
 }
 
 /** A query-protocol service answering every request with one error, its message made from the request's parameters. */
-async function startQueryEndpointAnswering(status: number, code: string, message: (params: URLSearchParams) => string, delayMs = 0): Promise<LocalEndpoint> {
+function startQueryEndpointAnswering(status: number, code: string, message: (params: URLSearchParams) => string, delayMs = 0): Promise<LocalEndpoint> {
+  return startQueryEndpoint((params) => queryError(status, code, message(params)), delayMs);
+}
+
+/** Text escaped for an XML element of a query-protocol answer. */
+function xml(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}
+
+/** A query-protocol error answer (the ErrorResponse document AWS sends). */
+function queryError(status: number, code: string, message: string): { status: number; body: string } {
+  return { status, body: `<ErrorResponse><Error><Type>Sender</Type><Code>${code}</Code><Message>${message}</Message></Error><RequestId>r1</RequestId></ErrorResponse>` };
+}
+
+/**
+ * A local query-protocol service (RDS, SNS, CloudFormation: form-encoded POSTs, XML answers) on
+ * 127.0.0.1, answering each request with `answer(its parameters)` after `delayMs`; `received` counts
+ * requests.
+ */
+async function startQueryEndpoint(answer: (params: URLSearchParams) => { status: number; body: string }, delayMs = 0): Promise<LocalEndpoint> {
   let requests = 0;
   const server = http.createServer((req, res) => {
     let body = '';
     req.on('data', (chunk: Buffer) => (body += chunk.toString('utf8')));
     req.on('end', () => {
       requests += 1;
+      const reply = answer(new URLSearchParams(body));
       setTimeout(() => {
-        res.writeHead(status, { 'content-type': 'text/xml' });
-        res.end(`<ErrorResponse><Error><Type>Sender</Type><Code>${code}</Code><Message>${message(new URLSearchParams(body))}</Message></Error><RequestId>r1</RequestId></ErrorResponse>`);
+        res.writeHead(reply.status, { 'content-type': 'text/xml' });
+        res.end(reply.body);
       }, delayMs);
     });
   });
