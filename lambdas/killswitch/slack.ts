@@ -115,9 +115,18 @@ export function parseSlackText(text: string): SlackCommand {
     if (expires !== undefined) throw new OperatorError(`killswitch: ${EXPIRES_OPTION} is given twice ("${word}"): give it once, as ${EXPIRES_FORMS}`, 2);
     expires = equals < 0 ? words[++i] : word.slice(equals + 1);
     if (!expires) throw new OperatorError(`killswitch: ${EXPIRES_OPTION} needs a duration such as 30m, 2h or 1d: ${EXPIRES_FORMS}`, 2);
+    // `--expires "2 heures"`: Slack passes the quotes as typed, and the split above cut the value
+    // in two ("2 and heures"); the words up to the closing quote are the value, without its quotes.
+    const closing = /^["\u201c\u201d]/.test(expires) ? words.findIndex((_, j) => j >= i && QUOTED.test([expires, ...words.slice(i + 1, j + 1)].join(' '))) : -1;
+    const typed = closing < 0 ? undefined : unquoted([expires, ...words.slice(i + 1, closing + 1)].join(' '));
+    if (typed !== undefined) {
+      expires = typed;
+      i = closing;
+    }
     // `--expires 2 heures`: the number alone would be refused as "2", and the unit word kept as the reason's.
-    const worded = equals < 0 && /^\d+$/.test(expires) && words[i + 1] !== undefined ? wordedDuration(`${expires} ${words[i + 1]}`) : undefined;
-    if (worded) throw new OperatorError(`killswitch: ${EXPIRES_OPTION} "${expires} ${words[i + 1]}" is not a duration ${EXPIRES_OPTION} takes: write ${EXPIRES_OPTION} ${worded}; nothing changed`, 2);
+    const spelled = typed ?? (equals < 0 && /^\d+$/.test(expires) && words[i + 1] !== undefined ? `${expires} ${words[i + 1]}` : undefined);
+    const worded = spelled === undefined || durationSeconds(spelled) !== undefined ? undefined : wordedDuration(spelled);
+    if (worded) throw new OperatorError(`killswitch: ${EXPIRES_OPTION} "${spelled}" is not a duration ${EXPIRES_OPTION} takes: write ${EXPIRES_OPTION} ${worded}; nothing changed`, 2);
   }
   if (expires !== undefined && action !== 'enable') {
     throw new OperatorError(`killswitch: ${EXPIRES_OPTION} applies only to enable (${action} takes none): remove it`, 2);
@@ -132,9 +141,10 @@ export function parseSlackText(text: string): SlackCommand {
       const mode = rest.shift()?.toLowerCase();
       if (mode === undefined) throw new OperatorError(`killswitch: a mode is required: /killswitch enable ${ENABLE_MODES.join('|')} <reason>`, 2);
       const enabled = parseEnableMode(mode); // an invalid mode is named first, never suggested
-      // `enable maintenance 30m deploy` means an expiry, but without --expires the 30m would be
-      // read as the reason's first word and the mode would never end by itself. Refused with the
-      // command that says it. With --expires given, or quoted ("30m of tests"), it is the reason's.
+      // `enable maintenance 30m deploy` (or `pendant 2h deploy`, `for 2h deploy`) means an expiry,
+      // but without --expires the 30m would be read as the reason's first word and the mode would
+      // never end by itself. Refused with the command that says it. With --expires given, or quoted
+      // ("30m of tests"), it is the reason's.
       const typed = expires === undefined ? typedDuration(rest) : undefined;
       if (typed) {
         const after = rest.slice(typed.words).join(' ') || '<reason>';
@@ -152,19 +162,23 @@ export function parseSlackText(text: string): SlackCommand {
   }
 }
 
+/** "for" before a duration at the reason's start (`pendant 2h migration`): the duration is meant as the expiry. */
+const FOR_WORDS = new Set(['pendant', 'for']);
+
 /**
  * The duration the reason's first words are, as typed on a phone (`2H`, `30 min`, `90 minutes`,
- * `1 h`), with how many words it took and its `--expires` spelling (`2h`, `30m`): the spelling the
- * refusal suggests must be one --expires takes (lower case, no space). A number followed by any
- * other word ("3 pods down", "500 errors") is a reason.
+ * `1 h`), after "pendant" or "for" too, with how many words it took and its `--expires` spelling
+ * (`2h`, `30m`): the spelling the refusal suggests must be one --expires takes (lower case, no
+ * space). A number followed by any other word ("3 pods down", "for 500 errors") is a reason.
  */
 function typedDuration(words: readonly string[]): { readonly words: number; readonly expires: string } | undefined {
-  const [first, second] = words;
+  const lead = FOR_WORDS.has(words[0]?.toLowerCase() ?? '') ? 1 : 0;
+  const [first, second] = words.slice(lead);
   if (first === undefined) return undefined;
   const one = durationSeconds(first.toLowerCase()) === undefined ? wordedDuration(first) : first.toLowerCase();
-  if (one) return { words: 1, expires: one };
+  if (one) return { words: lead + 1, expires: one };
   const two = second === undefined ? undefined : wordedDuration(`${first} ${second}`);
-  return two ? { words: 2, expires: two } : undefined;
+  return two ? { words: lead + 2, expires: two } : undefined;
 }
 
 /**

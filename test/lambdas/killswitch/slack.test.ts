@@ -123,6 +123,17 @@ describe('Slack /killswitch', () => {
     expect(Date.parse(written.expiresAt ?? '') - Date.parse(written.updatedAt)).toBe(2 * 3600 * 1000);
   });
 
+  it('takes a quoted --expires "2h" as the expiry, the reason after it as the reason', async () => {
+    const store = fakeParameter(ssmMock, value());
+
+    const reply = await call(slackEvent(form({ user_id: 'U0123ONCALL', text: 'enable maintenance --expires "2h" migration' })));
+
+    const written = JSON.parse(store.raw) as { mode: string; reason: string; updatedAt: string; expiresAt: string | null };
+    expect(reply).toMatchObject({ statusCode: 200, response_type: 'in_channel' });
+    expect(written).toMatchObject({ mode: 'maintenance', reason: 'migration' });
+    expect(Date.parse(written.expiresAt ?? '') - Date.parse(written.updatedAt)).toBe(2 * 3600 * 1000);
+  });
+
   it.each(['enable maintenance --EXPIRES 2h migration', 'enable maintenance migration --expire=2h', 'enable maintenance --yes migration'])(
     'refuses any other option (%s) in one line naming it and the accepted form, and writes nothing',
     async (text) => {
@@ -146,6 +157,15 @@ describe('Slack /killswitch', () => {
     ['enable maintenance 30m deploy cassé', '"30m" looks like a duration: write /killswitch enable maintenance --expires 30m deploy cassé; nothing changed'],
     ['enable degraded 2h30m migration', '"2h30m" looks like a duration: write /killswitch enable degraded --expires 2h30m migration; nothing changed'],
     ['enable maintenance 1d', '"1d" looks like a duration: write /killswitch enable maintenance --expires 1d <reason>; nothing changed'],
+    // "for 2h" at the reason's start means the expiry too, in the team's French as in English.
+    ['enable maintenance pendant 2h migration', '"pendant 2h" looks like a duration: write /killswitch enable maintenance --expires 2h migration; nothing changed'],
+    ['enable maintenance Pendant 2 heures migration', '"Pendant 2 heures" looks like a duration: write /killswitch enable maintenance --expires 2h migration; nothing changed'],
+    ['enable degraded for 30m peak', '"for 30m" looks like a duration: write /killswitch enable degraded --expires 30m peak; nothing changed'],
+    // A worded duration after --expires, quoted or not, gets the same refusal.
+    ['enable maintenance --expires 2 heures migration', '--expires "2 heures" is not a duration --expires takes: write --expires 2h; nothing changed'],
+    ['enable maintenance --expires "2 heures" migration', '--expires "2 heures" is not a duration --expires takes: write --expires 2h; nothing changed'],
+    ['enable maintenance --expires \u201c2 heures\u201d migration', '--expires "2 heures" is not a duration --expires takes: write --expires 2h; nothing changed'],
+    ['enable maintenance --expires="30 min" migration', '--expires "30 min" is not a duration --expires takes: write --expires 30m; nothing changed'],
     ['enable maintenance', 'a reason is required: /killswitch enable maintenance OSRM down'],
     ['enable degraded --expires 2h', 'a reason is required: /killswitch enable degraded --expires 2h OSRM down'],
     ['enable', 'a mode is required: /killswitch enable maintenance|degraded <reason>'],
@@ -500,6 +520,10 @@ describe('parseSlackText', () => {
     // A duration after --expires, a word that is not one, or a quoted one is the reason.
     expect(parseSlackText('enable maintenance --expires 2h 30m of tests')).toMatchObject({ reason: '30m of tests', expires: '2h' });
     expect(parseSlackText('enable maintenance 500 errors')).toMatchObject({ reason: '500 errors', expires: undefined });
+    // "pendant"/"for" before anything but a duration, or after --expires, is the reason's.
+    expect(parseSlackText('enable maintenance for 500 errors')).toMatchObject({ reason: 'for 500 errors', expires: undefined });
+    expect(parseSlackText('enable maintenance pendant la migration')).toMatchObject({ reason: 'pendant la migration', expires: undefined });
+    expect(parseSlackText('enable maintenance --expires 1h pendant 2h de tests')).toMatchObject({ reason: 'pendant 2h de tests', expires: '1h' });
     expect(() => parseSlackText('enable panic 30m x')).toThrow(/^killswitch: invalid mode "panic"/);
   });
 
