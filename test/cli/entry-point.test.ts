@@ -1215,6 +1215,9 @@ describe('a name looked up in the default environment, with another environment 
 describe('a name not found names the region it was looked for in, and first the region cdk.json gives the environment when it is another', () => {
   // cdk.json puts environment "example" in eu-west-3; the operator's shell still says us-east-1.
   const WRONG_REGION = ', but cdk.json puts environment "example" in eu-west-3: set AWS_REGION=eu-west-3; else';
+  // cdk.json has "example" only: a name from its config that AWS does not know still says which
+  // environment named it and how another is chosen (prod deployed from a checkout that has it).
+  const ONLY_ENV = '; without --env this is cdk.json\'s default environment "example", its only one: for another, add it to cdk.json\'s environments and pass --env NAME';
   let cloudFormation: LocalEndpoint;
   let ssm: Awaited<ReturnType<typeof startFakeSsm>>;
   let dynamo: LocalTable;
@@ -1241,14 +1244,16 @@ describe('a name not found names the region it was looked for in, and first the 
   });
 
   it.each([[['killswitch', 'status']], [['killswitch', 'enable', '--mode', 'maintenance', '--reason', 'test', '--yes']]])(
-    '%j, the parameter absent from SSM: the region, not "deploy the data stack" (exit 2)',
+    '%j, the parameter absent from SSM: the region, not "deploy the data stack", and the environment that named it and --env (exit 2)',
     async (args) => {
       const wrong = await run(args, 'us-east-1');
       const right = await run(args, 'eu-west-3');
+      const withEnv = await run([args[0], '--env', 'example', ...args.slice(1)], 'eu-west-3');
 
-      expect(wrong.stderr).toBe(`atmr-dr: killswitch: parameter ${CONFIG_PARAMETER} does not exist in us-east-1${WRONG_REGION} pass --parameter / KILLSWITCH_PARAMETER with the right name\n`);
-      expect(right.stderr).toBe(`atmr-dr: killswitch: parameter ${CONFIG_PARAMETER} does not exist in eu-west-3: pass --parameter / KILLSWITCH_PARAMETER with the right name\n`);
-      expect([wrong.status, right.status]).toEqual([2, 2]);
+      expect(wrong.stderr).toBe(`atmr-dr: killswitch: parameter ${CONFIG_PARAMETER} does not exist in us-east-1${WRONG_REGION} pass --parameter / KILLSWITCH_PARAMETER with the right name${ONLY_ENV}\n`);
+      expect(right.stderr).toBe(`atmr-dr: killswitch: parameter ${CONFIG_PARAMETER} does not exist in eu-west-3: pass --parameter / KILLSWITCH_PARAMETER with the right name${ONLY_ENV}\n`);
+      expect(withEnv.stderr).toBe(`atmr-dr: killswitch: parameter ${CONFIG_PARAMETER} does not exist in eu-west-3: pass --parameter / KILLSWITCH_PARAMETER with the right name\n`);
+      expect([wrong.status, right.status, withEnv.status]).toEqual([2, 2, 2]);
     },
   );
 
@@ -1269,11 +1274,11 @@ describe('a name not found names the region it was looked for in, and first the 
     it.each([
       [['rollback', 'status', '--cluster', 'prod-cluster'], {}, 'ECS cluster "prod-cluster" (from --cluster)'],
       [['rollback', 'status'], { ATMR_ECS_CLUSTER: 'prod-cluster' }, 'ECS cluster "prod-cluster" (from ATMR_ECS_CLUSTER)'],
-      [['rollback', 'status'], {}, 'ECS cluster "atmr-prod" (from backout.clusterName of environment example in cdk.json)'],
-    ])('%j %j: the line names the cluster, where its name came from, the region and the fix (exit 2, a setting)', async (args, extra, cluster) => {
+      [['rollback', 'status'], {}, 'ECS cluster "atmr-prod" (from backout.clusterName of environment example in cdk.json)', ONLY_ENV],
+    ])('%j %j: the line names the cluster, where its name came from, the region and the fix (exit 2, a setting)', async (args, extra, cluster, hint = '') => {
       const result = await run(args, 'eu-west-3', { ATMR_OPS_TABLE: 'ops-state', AWS_ENDPOINT_URL_ECS: ecs.url, ...extra });
 
-      expect(result.stderr).toBe(`atmr-dr: ${cluster} does not exist in eu-west-3: pass --cluster NAME or set ATMR_ECS_CLUSTER\n`);
+      expect(result.stderr).toBe(`atmr-dr: ${cluster} does not exist in eu-west-3: pass --cluster NAME or set ATMR_ECS_CLUSTER${hint}\n`);
       expect(result.status).toBe(2);
     });
   });
