@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
+import { unansweredCall } from '../shared/aws-errors';
 import { OperatorError, oneLine } from '../shared/errors';
 import { formatBytes } from '../shared/format';
 import type { BackupObject } from '../shared/manifest';
@@ -334,5 +335,8 @@ function s3Error(deps: CatalogDeps, object: BackupObject, start: number, error: 
   // 416: the range starts at or past the end, so the stored object holds at most `start` bytes (S3
   // answers any range of an empty object so: the first part's is then 0).
   if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 416) return sizeMismatch(object, start === 0 ? 0 : `at most ${start}`);
+  // S3 silent: the manifest read's words (which service, where, how many attempts), not the SDK's.
+  const unanswered = unansweredCall(error);
+  if (unanswered) return new OperatorError(`cannot download s3://${deps.bucket}/${object.key}: ${unanswered}`);
   return new OperatorError(`cannot download s3://${deps.bucket}/${object.key}: ${oneLine(error)}; retry, and check the endpoint, the network and s3:GetObject/kms:Decrypt rights`);
 }

@@ -8,7 +8,7 @@
 
 import { createHash } from 'node:crypto';
 import type { Client } from 'pg';
-import { dropDatabaseStatement, quoteIdent, reopenDatabaseStatement } from '../shared/postgres';
+import { dropDatabaseStatement, quoteIdent, quoteLiteral, reopenDatabaseStatement } from '../shared/postgres';
 import { OperatorError, oneLine } from '../shared/errors';
 import { utcMinute } from '../shared/format';
 import { APPLICATION_NAME } from '../shared/pg-connection';
@@ -42,6 +42,38 @@ export function siblingPrefix(target: string, kind: SiblingKind): string {
   const mark = createHash('sha256').update(target).digest('hex').slice(0, SIBLING_MARK_LENGTH);
   const marker = `_${kind}_${mark}_`;
   return `${target.slice(0, 63 - marker.length - SIBLING_ID_LENGTH)}${marker}`;
+}
+
+/**
+ * The comment a restore refused at swap time gives the staging database it keeps (keepCheckedCopy):
+ * how the next restore tells that loaded and checked copy from a load that never finished.
+ */
+const CHECKED_COPY = 'atmr-dr: checked copy of backup ';
+
+/**
+ * Keeps `staging`, loaded and its row counts checked, when the swap's guards refused (a client
+ * connected to the target during the load): a new restore would download and load it all again.
+ * Marks it with CHECKED_COPY as its comment (the one it had, the target's, is given back by the
+ * statements the line names) and returns what the operator reads: where it is, the statements that
+ * put it in place (docs/restore.md, "Putting a checked copy in place"), and the DROP when it is not wanted.
+ */
+export async function keepCheckedCopy(admin: Client, staging: string, target: string, manifestKey: string, superuser: boolean): Promise<string> {
+  const { rows } = await boundedQuery<{ comment: string | null }>(
+    admin,
+    "SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1",
+    GUARD_READ_BOUND_MS,
+    [staging],
+    `the read of the comment of "${staging}"`,
+  );
+  const comment = rows[0]?.comment ?? null;
+  await boundedQuery(admin, `COMMENT ON DATABASE ${quoteIdent(staging)} IS ${quoteLiteral(`${CHECKED_COPY}${manifestKey}, complete, not swapped in`)}`, GUARD_READ_BOUND_MS);
+  const aside = stagingName(target, 'old');
+  return (
+    `the restored copy, loaded and its row counts checked, is kept as "${staging}", not swapped in: to put it in place, connected to another database (psql -d postgres), ` +
+    `ALTER DATABASE ${quoteIdent(target)} ALLOW_CONNECTIONS false; SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ${quoteLiteral(target)} AND backend_type = 'client backend' AND pid <> pg_backend_pid(); ` +
+    `ALTER DATABASE ${quoteIdent(target)} RENAME TO ${quoteIdent(aside)}; ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(target)}; COMMENT ON DATABASE ${quoteIdent(target)} IS ${comment === null ? 'NULL' : quoteLiteral(comment)}; ` +
+    `or rerun with --terminate-connections (a new download and load); if it is not wanted, ${dropDatabaseStatement(staging, superuser)}`
+  );
 }
 
 interface Sibling {
@@ -97,9 +129,10 @@ async function checkLeftoversReads(admin: Client, target: string, warn: (line: s
   // Candidates by prefix (LIKE, with `_` and `%` escaped: target names contain `_`), then exact
   // names in code: the id must be base-36 digits, so `atmr_old_2024_11_30` is not taken for one.
   const prefixes = (['restore', 'old'] as const).map((kind) => siblingPrefix(target, kind));
-  const { rows } = await boundedQuery<{ datname: string; datallowconn: boolean; sessions: number }>(
+  const { rows } = await boundedQuery<{ datname: string; datallowconn: boolean; sessions: number; comment: string | null }>(
     admin,
-    `SELECT datname, datallowconn, (SELECT count(*)::int FROM pg_stat_activity a WHERE a.datname = d.datname AND ${CLIENT_SESSION}) AS sessions
+    `SELECT datname, datallowconn, (SELECT count(*)::int FROM pg_stat_activity a WHERE a.datname = d.datname AND ${CLIENT_SESSION}) AS sessions,
+            shobj_description(d.oid, 'pg_database') AS comment
        FROM pg_database d WHERE datname = $1 OR datname LIKE ANY ($2::text[])
       ORDER BY datname`,
     boundMs,
@@ -127,19 +160,27 @@ async function checkLeftoversReads(admin: Client, target: string, warn: (line: s
   const holder = kept.at(-1);
   if (!targetExists && holder) {
     const reopen = holder.datallowconn ? '' : ` and ${reopenDatabaseStatement(target)}`;
-    const when = `set aside ${utcMinute(holder.time)}${kept.length > 1 ? `, the newest of ${kept.length} kept copies` : ''}`;
+    const when = `set aside ${utcMinute(holder.time)}${kept.length > 1 ? `; ${kept.length} kept copies` : ''}`;
     // A kept copy may be older than the backup being restored: the backup can go in under the
-    // target's name without renaming or dropping any kept copy, cut to fit 63 characters.
+    // target's name without renaming or dropping any kept copy, cut to fit 63 characters. A name an
+    // earlier restore already holds is refused by the restore's own guard (not empty: --force).
     const restored = `${target.slice(0, 63 - '_restored'.length)}_restored`;
     throw new OperatorError(
-      `target database "${target}" is missing and its data is in "${holder.datname}" (${when}), left by a restore stopped in the middle of its swap (or kept by a restore that replaced it, if "${target}" was dropped since): put it back with ALTER DATABASE ${quoteIdent(holder.datname)} RENAME TO ${quoteIdent(target)}${reopen}, or if it is not wanted DROP DATABASE ${quoteIdent(holder.datname)}; then rerun the restore; or, to have the backup as "${target}" and leave "${holder.datname}" as it is, restore into a new name (e.g. --target-db ${restored}), then ALTER DATABASE ${quoteIdent(restored)} RENAME TO ${quoteIdent(target)}`,
+      `target database "${target}" is missing; the newest copy an earlier restore kept is "${holder.datname}" (${when}), left by a restore stopped in the middle of its swap (or kept by a restore that replaced it, if "${target}" was dropped since): put it back with ALTER DATABASE ${quoteIdent(holder.datname)} RENAME TO ${quoteIdent(target)}${reopen}, or if it is not wanted DROP DATABASE ${quoteIdent(holder.datname)}; then rerun the restore; or, to have the backup as "${target}" and leave "${holder.datname}" as it is, restore into a new name (e.g. --target-db ${restored}), then ALTER DATABASE ${quoteIdent(restored)} RENAME TO ${quoteIdent(target)}`,
       2,
     );
   }
-  for (const { datname, old, sessions, time } of leftovers) {
+  for (const { datname, old, sessions, time, comment } of leftovers) {
     const named = `"${datname}"`;
+    // A staging database kept on purpose is complete (keepCheckedCopy marked it); any other one is
+    // a load that did not finish (a crash, a kill, a cleanup that failed): maybe incomplete.
+    const checked = !old && comment?.startsWith(CHECKED_COPY) ? comment.slice(CHECKED_COPY.length) : undefined;
     // The time tells the kept copies apart: which one is what the target was before the damage.
-    const what = old ? `holds what "${target}" was before an earlier restore replaced it (set aside ${utcMinute(time)})` : `is the staging database of an earlier restore into "${target}"`;
+    const what = old
+      ? `holds what "${target}" was before an earlier restore replaced it (set aside ${utcMinute(time)})`
+      : checked !== undefined
+        ? `is a checked copy of backup ${checked} (kept by an earlier restore into "${target}" refused at its swap)`
+        : `is the staging database of an earlier restore into "${target}"`;
     const clients =
       sessions === 0
         ? []
@@ -155,10 +196,12 @@ async function checkLeftoversReads(admin: Client, target: string, warn: (line: s
     // Read only when a line below gives a DROP for a database sessions are in (dropDatabaseStatement).
     const drop = async (): Promise<string> => dropDatabaseStatement(datname, await isSuperuser(admin, boundMs));
     if (clients.length === 0) {
-      warn(`${named} ${what}${old ? '' : ' (no session is connected to it)'}; left in place: when it is not needed, DROP DATABASE ${quoteIdent(datname)}`);
+      const state = old ? '' : checked !== undefined ? ' (no session is connected to it)' : ' (no session is connected to it): it may be incomplete, never verified (a load stopped by a crash or a kill, or whose cleanup failed)';
+      const use = old || checked !== undefined ? 'when it is not needed' : 'do not use it';
+      warn(`${named} ${what}${state}; left in place: ${use}, DROP DATABASE ${quoteIdent(datname)}`);
       continue;
     }
-    if (!old && clients.every((c) => c.application === APPLICATION_NAME)) {
+    if (!old && checked === undefined && clients.every((c) => c.application === APPLICATION_NAME)) {
       const pids = clients.map((c) => c.pid).join(', ');
       const dropped = await dropDatabase(admin, datname).then(
         (way) => ({ way }),

@@ -11,7 +11,7 @@ import { backedUpDatabase, CatalogDeps, chooseObject, resolveBackup } from './ca
 import { checkRowCounts, ROW_COUNT_BOUNDS } from './check';
 import { DownloadResult, SpaceCheck, downloadObject } from './download';
 import { checkRoles, checkTarget, checkTargetName, guardProduction, guardSystemDatabase } from './guards';
-import { checkLeftovers, stagingName } from './leftovers';
+import { checkLeftovers, keepCheckedCopy, stagingName } from './leftovers';
 import { checkArchiveReadable, loadBackup } from './load';
 import { giveBackupProperties, keepDatabaseProperties, warnIfReadOnly } from './properties';
 import { Unsettled, backupOwnerToGive, createDatabase, databaseOwner, dropDatabase, NoAnswer, openAdminSession, runOrUnsettled, SessionNotBack, stopOnNoAnswer } from './session';
@@ -211,10 +211,21 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
   const maintenance = deps.maintenanceDatabase ?? 'postgres';
   guardSystemDatabase(target, maintenance);
 
+  // A failure before the staging database exists (the manifest, the download) changed nothing: its
+  // line says so, as every later step's does. Its class stays (the restore test tells a missing
+  // backup and a corrupt upload by it).
+  const leftUntouched = (error: unknown): never => {
+    // An interrupt is said by the restore's own line (restore interrupted ...).
+    if (signal?.aborted) throw error;
+    if (!(error instanceof OperatorError)) throw new OperatorError(`${oneLine(error)}; ${untouched}`);
+    error.message = `${error.message}; ${untouched}`;
+    throw error;
+  };
+
   // 1. The manifest.
   const { manifestKey, manifest } = await resolveBackup({ ...deps, signal }, options.ref, { tier: options.tier, database: options.database }).catch((error: unknown) => {
     if (signal?.aborted) throw new OperatorError(`restore interrupted (${abortReason(signal)}) while reading the manifest: nothing created; ${untouched}`, 130);
-    throw error;
+    return leftUntouched(error);
   });
   guardProduction(target, [manifest.database], options.allowProductionOverwrite);
   const object = chooseObject(manifestKey, manifest, options.format);
@@ -265,7 +276,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       concurrency: deps.downloadConcurrency,
       onProgress: deps.onDownloadProgress,
       otherCopy,
-    });
+    }).catch(leftUntouched);
     log(`download: verified sha256 ${download.sha256.slice(0, 12)}... in ${download.seconds.toFixed(1)} s`);
 
     signal?.throwIfAborted();
@@ -405,6 +416,21 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       throw new Unsettled(`${interrupted}${swapping ? 'swap stopped after the load: ' : ''}${error.message}`, signal?.aborted ? 130 : error.exitCode);
     }
     if (swapping) deps.onSwap?.('failed');
+    // A guard that passed before the download and refuses now (exit 2): someone changed the target
+    // during the load (a client connected, a database created), a conflict with another actor (exit
+    // 3). The swap changed nothing, and the copy is loaded and checked: it is kept, with the
+    // statements that put it in place, not dropped (hours of load on a large database). Unless it
+    // cannot be marked as complete (the server gone): then it is dropped as on any failure.
+    if (swapping && stagingCreated && !signal?.aborted && error instanceof OperatorError && !(error instanceof SessionNotBack) && error.exitCode === 2) {
+      const kept = await admin
+        .client()
+        .then((client) => keepCheckedCopy(client, staging, target, manifestKey, admin.superuser))
+        .catch(() => undefined);
+      if (kept !== undefined) {
+        stagingCreated = false;
+        throw new OperatorError(`${error.message} (found at swap time, after the load: ${kept})`, 3);
+      }
+    }
     // The staging database goes first, so that the line below says what is left.
     let cleanup = 'no staging database was created';
     if (stagingCreated) {

@@ -493,7 +493,8 @@ describe('atmr-dr backups', () => {
     expect(JSON.parse(verified.stdout)).toMatchObject({ ok: true, manifestKey: olderKey });
     const noSuch = `atmr-dr: manifest s3://${localS3.bucket}/daily/nope_backup_20200101_000000.manifest.json does not exist; list backups with: atmr-dr backups list\n`;
     expect([missing.status, missing.stderr]).toEqual([2, noSuch]);
-    expect([restoreMissing.status, restoreMissing.stderr]).toEqual([2, noSuch]);
+    // The restore's line also says its target is untouched, as every failure before its staging database does.
+    expect([restoreMissing.status, restoreMissing.stderr]).toEqual([2, noSuch.replace(/\n$/, '; target "atmr_never_made" untouched\n')]);
     expect([otherVerify.status, otherVerify.stdout, otherVerify.stderr]).toEqual([2, '', refusal]);
     expect([otherRestore.status, otherRestore.stdout, otherRestore.stderr]).toEqual([2, '', refusal]);
   });

@@ -292,9 +292,10 @@ describe('restore refusals leave the target untouched', () => {
     await putObject(backup.custom, bytes);
     const target = makeTarget();
 
-    await expectRefused(target, () => restoreBackup(deps(), { ref: backup.manifestKey, targetDb: target, force: true }), /sha256 .*corrupt/);
-    await expectRefused(target, () => restoreBackup(deps({ partBytes: 4096 }), { ref: backup.manifestKey, targetDb: target, force: true }), /sha256 .*corrupt/);
-  });
+    const untouched = new RegExp(`sha256 .*corrupt.*; target "${target}" untouched$`);
+    await expectRefused(target, () => restoreBackup(deps(), { ref: backup.manifestKey, targetDb: target, force: true }), untouched);
+    await expectRefused(target, () => restoreBackup(deps({ partBytes: 4096 }), { ref: backup.manifestKey, targetDb: target, force: true }), untouched);
+  }, 180_000);
 
   it('refuses a truncated object (size)', async () => {
     const backup = await freshBackup();
@@ -346,7 +347,7 @@ describe('restore refusals leave the target untouched', () => {
       // Assert
       expect(bytes).toBeGreaterThan(0);
       expect(error?.message).toBe(
-        `object ${backup.custom} is 0 bytes, the manifest says ${bytes}: the stored object is truncated or altered; restore this backup only with --format plain, or choose another backup (atmr-dr backups list)`,
+        `object ${backup.custom} is 0 bytes, the manifest says ${bytes}: the stored object is truncated or altered; restore this backup only with --format plain, or choose another backup (atmr-dr backups list); target "${target}" untouched`,
       );
       expect(error?.exitCode).toBe(1);
       expect(fs.readdirSync(tempDir)).toEqual([]);
@@ -589,63 +590,106 @@ describe('restore refusals leave the target untouched', () => {
     }
   });
 
-  it('a session that connects during the load is refused at swap time, saying the load was lost and the staging database dropped', async () => {
-    const target = makeTarget();
-    const session = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'celery' });
-    let connecting: Promise<unknown> | undefined;
-    // After the first guard (before the download), a worker reconnects while the backup loads.
-    const log = (line: string): void => {
-      if (line.startsWith('load:')) connecting ??= session.connect();
-    };
-    try {
-      await expectRefused(
-        target,
-        async () => {
-          try {
-            return await restoreBackup(deps({ log }), { ref: manifestKey, targetDb: target, force: true });
-          } finally {
-            await connecting;
-          }
-        },
-        /^target database ".*" has 1 open connection\(s\) \(pid \d+ celery as \S+ from \S+( socket)?\): .* \(found at swap time, after the load: the restored copy was not swapped in, staging database \S+_restore_\S+ dropped; rerun the restore\)$/,
-      );
-    } finally {
-      await session.end();
-    }
-  });
-
-  it('a session that connects during the load, asked about at the swap and answered no: refused as without the question (exit 3), the staging database dropped', async () => {
-    // Arrange: a worker reconnects to the target while the backup loads
-    const target = makeTarget();
-    const session = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'celery' });
+  /**
+   * A restore into a non-empty target that a worker connects to while the backup loads, refused at
+   * the swap (answered no when `answer` is given): the error, the target's digest before, and the
+   * restore's warnings.
+   */
+  async function refusedAtSwap(target: string, session: Client, answer?: boolean): Promise<{ error: OperatorError; asked: [string, number][] }> {
     let connecting: Promise<unknown> | undefined;
     const log = (line: string): void => {
       if (line.startsWith('load:')) connecting ??= session.connect();
     };
     const asked: [string, number][] = [];
-    const askEndSessions = async (who: string, count: number): Promise<boolean> => {
-      asked.push([who, count]);
-      return false;
-    };
+    const askEndSessions =
+      answer === undefined
+        ? undefined
+        : async (who: string, count: number): Promise<boolean> => {
+            asked.push([who, count]);
+            return answer;
+          };
+    const error = await restoreBackup(deps({ log, askEndSessions }), { ref: manifestKey, targetDb: target, force: true })
+      .then(
+        () => undefined,
+        (e: unknown) => e as OperatorError,
+      )
+      .finally(() => connecting);
+    return { error: error!, asked };
+  }
+
+  /** The refusal at the swap, with the staging database it kept and the statements that put it in place. */
+  function keptAtSwap(target: string): RegExp {
+    const t = literal(target);
+    return new RegExp(
+      `^target database "${t}" has 1 open connection\\(s\\) \\(pid \\d+ celery as \\S+ from \\S+( socket)?\\): .* \\(found at swap time, after the load: the restored copy, loaded and its row counts checked, is kept as "(${t}_restore_\\w+)", not swapped in: to put it in place, connected to another database \\(psql -d postgres\\), (ALTER DATABASE "${t}" ALLOW_CONNECTIONS false; .*; ALTER DATABASE "\\2" RENAME TO "${t}"; COMMENT ON DATABASE "${t}" IS NULL); or rerun with --terminate-connections \\(a new download and load\\); if it is not wanted, DROP DATABASE "\\2" WITH \\(FORCE\\)\\)$`,
+    );
+  }
+
+  it('a session that connects during the load is refused at swap time (exit 3), the checked copy kept, not dropped, with the statements that put it in place; run, they do', async () => {
+    // Arrange
+    const target = makeTarget();
+    const before = databaseDigest(cluster, target);
+    const session = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'celery' });
     try {
-      // Act / Assert
-      await expectRefused(
-        target,
-        async () => {
-          try {
-            return await restoreBackup(deps({ log, askEndSessions }), { ref: manifestKey, targetDb: target, force: true });
-          } finally {
-            await connecting;
-          }
-        },
-        /^target database ".*" has 1 open connection\(s\) \(pid \d+ celery as \S+ from \S+( socket)?\): .* \(found at swap time, after the load: the restored copy was not swapped in, staging database \S+_restore_\S+ dropped; rerun the restore\)$/,
-      );
+      // Act
+      const { error } = await refusedAtSwap(target, session);
+
+      // Assert: the target as it was, the copy kept under its staging name
+      expect(error.name).toBe('OperatorError');
+      expect(error.exitCode).toBe(3);
+      const [, , staging, statements] = keptAtSwap(target).exec(error.message) ?? [];
+      expect(error.message).toMatch(keptAtSwap(target));
+      expect(databaseDigest(cluster, target)).toBe(before);
+      expect(databasesLike(cluster, `${target}_`)).toEqual([staging]);
+      expect(databaseDigest(cluster, staging)).toBe(sourceDigest);
+
+      // Act: the statements as printed, one at a time
+      for (const statement of statements.split('; ')) psql(cluster, 'postgres', `${statement};`);
+
+      // Assert: the checked copy is the target, its comment as the target's was; the target's data aside
+      expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+      expect(psql(cluster, 'postgres', `SELECT coalesce(shobj_description(oid, 'pg_database'), 'none') FROM pg_database WHERE datname = '${target}'`)).toBe('none');
+      const aside = databasesLike(cluster, `${target}_`);
+      expect(aside).toEqual([expect.stringContaining(`${target}_old_`)]);
+      // Closed to connections, as the target was when set aside: reopened to be read.
+      psql(cluster, 'postgres', `ALTER DATABASE "${aside[0]}" ALLOW_CONNECTIONS true`);
+      expect(databaseDigest(cluster, aside[0])).toBe(before);
+    } finally {
+      // Ended by the statements' pg_terminate_backend when they ran.
+      await session.end().catch(() => undefined);
+    }
+  }, 180_000);
+
+  it('a session that connects during the load, asked about at the swap and answered no: refused as without the question (exit 3), the checked copy kept; the next restore names it as a checked copy of that backup, complete, not swapped in', async () => {
+    // Arrange: a worker reconnects to the target while the backup loads
+    const target = makeTarget();
+    const before = databaseDigest(cluster, target);
+    const session = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'celery' });
+    let staging: string | undefined;
+    try {
+      // Act
+      const { error, asked } = await refusedAtSwap(target, session, false);
+
+      // Assert
+      expect(error.exitCode).toBe(3);
+      expect(error.message).toMatch(keptAtSwap(target));
+      staging = keptAtSwap(target).exec(error.message)?.[2];
       expect(asked).toEqual([[expect.stringMatching(/^pid \d+ celery as /), 1]]);
       await expect(session.query('SELECT 1')).resolves.toBeDefined();
+      expect(databaseDigest(cluster, target)).toBe(before);
     } finally {
       await session.end();
     }
-  });
+    const warnings: string[] = [];
+
+    // Act: the next restore into the target, its client gone
+    await restoreBackup(deps({ warn: (line) => warnings.push(line) }), { ref: manifestKey, targetDb: target, force: true });
+
+    // Assert
+    expect(warnings).toContain(
+      `"${staging}" is a checked copy of backup ${manifestKey}, complete, not swapped in (kept by an earlier restore into "${target}" refused at its swap) (no session is connected to it); left in place: when it is not needed, DROP DATABASE "${staging}"`,
+    );
+  }, 180_000);
 
   it('a session that connects during the load, asked about at the swap and answered yes: ended, named on the warning, and the restored copy swapped in', async () => {
     // Arrange: a worker reconnects to the target while the backup loads
@@ -1038,7 +1082,7 @@ describe('a connection reset during the download', () => {
 
       // Assert
       expect(error?.message).toBe(
-        `cannot download s3://${localS3.bucket}/${backup.custom}: connection reset (ECONNRESET) during part 3 of ${parts} (bytes ${2 * partBytes}-${3 * partBytes - 1}) after 3 attempts; retry, and check the S3 endpoint and the network`,
+        `cannot download s3://${localS3.bucket}/${backup.custom}: connection reset (ECONNRESET) during part 3 of ${parts} (bytes ${2 * partBytes}-${3 * partBytes - 1}) after 3 attempts; retry, and check the S3 endpoint and the network; target "${target}" untouched`,
       );
       expect(error?.exitCode).toBe(1);
       expect(cuts).toBe(3);
@@ -1094,7 +1138,7 @@ describe('leftovers of a killed restore (kill -9, a crashed runner)', () => {
       `"${newer}" holds what "${target}" was before an earlier restore replaced it (set aside 2026-12-05 18:12 UTC); left in place: when it is not needed, DROP DATABASE "${newer}"`,
     ]);
     expect(error?.message).toMatch(
-      new RegExp(`^target database "${missing}" is missing and its data is in "${missingNewer}" \\(set aside 2026-12-05 18:12 UTC, the newest of 2 kept copies\\), left by `),
+      new RegExp(`^target database "${missing}" is missing; the newest copy an earlier restore kept is "${missingNewer}" \\(set aside 2026-12-05 18:12 UTC; 2 kept copies\\), left by `),
     );
     expect(databasesLike(cluster, `${missing}_`)).toEqual([missingOlder, missingNewer]);
   });
@@ -1121,7 +1165,7 @@ describe('leftovers of a killed restore (kill -9, a crashed runner)', () => {
       // Assert
       expect(error?.exitCode).toBe(2);
       expect(error?.message).toBe(
-        `target database "${target}" is missing and its data is in "${old}" (set aside ${setAside(old)}), left by a restore stopped in the middle of its swap (or kept by a restore that replaced it, if "${target}" was dropped since): put it back with ALTER DATABASE "${old}" RENAME TO "${target}", or if it is not wanted DROP DATABASE "${old}"; then rerun the restore; or, to have the backup as "${target}" and leave "${old}" as it is, restore into a new name (e.g. --target-db ${restored}), then ALTER DATABASE "${restored}" RENAME TO "${target}"`,
+        `target database "${target}" is missing; the newest copy an earlier restore kept is "${old}" (set aside ${setAside(old)}), left by a restore stopped in the middle of its swap (or kept by a restore that replaced it, if "${target}" was dropped since): put it back with ALTER DATABASE "${old}" RENAME TO "${target}", or if it is not wanted DROP DATABASE "${old}"; then rerun the restore; or, to have the backup as "${target}" and leave "${old}" as it is, restore into a new name (e.g. --target-db ${restored}), then ALTER DATABASE "${restored}" RENAME TO "${target}"`,
       );
       expect(lines).toEqual([]);
       expect(downloaded).toEqual([]);
@@ -1190,7 +1234,7 @@ describe('leftovers of a killed restore (kill -9, a crashed runner)', () => {
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
     expect(warnings).toEqual([
       `"${old}" holds what "${target}" was before an earlier restore replaced it (set aside ${setAside(old)}); left in place: when it is not needed, DROP DATABASE "${old}"`,
-      `"${staging}" is the staging database of an earlier restore into "${target}" (no session is connected to it); left in place: when it is not needed, DROP DATABASE "${staging}"`,
+      `"${staging}" is the staging database of an earlier restore into "${target}" (no session is connected to it): it may be incomplete, never verified (a load stopped by a crash or a kill, or whose cleanup failed); left in place: do not use it, DROP DATABASE "${staging}"`,
     ]);
     // Nothing of them in the log: it starts with the backup restored, then its download.
     expect(lines.slice(0, 2)).toEqual([expect.stringMatching(new RegExp(`^backup: ${manifestKey}, taken `)), expect.stringMatching(/^download: /)]);
@@ -1655,7 +1699,7 @@ describe('catalog', () => {
     const target = makeTarget();
 
     await expect(restoreBackup(deps(), { ref: key, targetDb: target, force: true })).rejects.toThrow(
-      /^manifest daily\/html_backup_20260101_000000\.manifest\.json is not valid JSON \(it starts with "<!DOCTYPE html> <html><body>Service Unav"\); do not restore it, choose another backup \(atmr-dr backups list\)$/,
+      new RegExp(`^manifest daily/html_backup_20260101_000000\\.manifest\\.json is not valid JSON \\(it starts with "<!DOCTYPE html> <html><body>Service Unav"\\); do not restore it, choose another backup \\(atmr-dr backups list\\); target "${target}" untouched$`),
     );
     expect(psql(cluster, target, 'SELECT count(*) FROM keep_me')).toBe('50');
   });
