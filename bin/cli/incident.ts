@@ -138,6 +138,23 @@ function subscriptionLines(report: LevelReport, addresses: ReadonlyMap<string, s
   });
 }
 
+/**
+ * Where an incident's climb stands, for `incident list`: the highest level recorded as paged, with a
+ * higher one whose page may be out beside it. The record says 0 until a page is recorded, which is
+ * no level: an incident just opened (its first page not out yet) pages level 1 next; a flapping
+ * alarm's incident that carried its previous incident's climb over (model.ts `climbToCarryOver`)
+ * pages nobody again and stands at the level carried over; one acknowledged or resolved before any
+ * page was never paged.
+ */
+function levelColumn(incident: Incident): string {
+  const highest = highestLevelPaged(incident, undefined);
+  if (incident.level > 0) return `level ${incident.level}${highest > incident.level ? ` (${highest} possibly paged)` : ''}`;
+  if (highest > 0) return `level ${highest} possibly paged, not recorded`;
+  const carried = incident.carriedOver;
+  if (carried) return `level ${carried.level} carried over from ${carried.from}`;
+  return incident.status === 'OPEN' ? 'not paged yet (level 1 next)' : 'never paged';
+}
+
 /** A resolution note is one line of a list row and of the timeline: the cause, not the post-mortem. */
 const MAX_NOTE_LENGTH = 300;
 
@@ -193,9 +210,7 @@ export function registerIncidentCommands(program: Command): void {
         const resolved = i.resolution ? ` resolved by ${i.resolution.by} ${i.resolution.at}` : '';
         const note = i.resolution?.note ? ` note: ${i.resolution.note}` : '';
         const workflow = workflows.has(i.id) ? ` workflow ${workflows.get(i.id)}` : '';
-        const highest = highestLevelPaged(i, undefined);
-        const possibly = highest > i.level ? ` (${highest} possibly paged)` : '';
-        print(`${i.id}  ${i.status.padEnd(8)} level ${i.level}${possibly}  ${i.alarmName}  opened ${i.openedAt}${ack}${resolved}${workflow}${note}`);
+        print(`${i.id}  ${i.status.padEnd(8)} ${levelColumn(i)}  ${i.alarmName}  opened ${i.openedAt}${ack}${resolved}${workflow}${note}`);
       }
     });
 

@@ -170,6 +170,17 @@ export function levelReached(incident: Incident, state: ExecutionState | undefin
 }
 
 /**
+ * The level that holds the acknowledged incident, the one reminded: the level whose link
+ * acknowledged it (links say which), else level 1. An acknowledgement from the CLI or Slack names
+ * nobody's level, and the highest level reached is the wrong guess: after a climb to the top, that
+ * is the CTO, told "rien à faire" by the acknowledgement notice. Level 1 is the on-call, whose topic
+ * every alarm of the environment reaches and who works the incident beside whoever acknowledged.
+ */
+export function acknowledgingLevel(incident: Pick<Incident, 'ack'>): number {
+  return incident.ack?.level ?? 1;
+}
+
+/**
  * Whether a failure joined the acknowledged incident while no step waited (its wake found no token)
  * and nobody has told the acknowledging level yet: the next waiting step reminds at once. Absent
  * `joinRemindedAt` (acknowledged before the field existed): nothing is owed.

@@ -2,7 +2,7 @@ import { missingAwsSetting } from '../shared/aws-errors';
 import { formatSeconds } from '../shared/format';
 import { OPERATOR_CLI } from '../shared/constants';
 import { namedLine, OperatorError } from '../shared/errors';
-import { Incident, signalsEvent } from './model';
+import { acknowledgingLevel, Incident, signalsEvent } from './model';
 import { IncidentStore, listIncidents } from './store';
 
 /** The intervals of an environment's escalation (cdk.json `escalation`) that the lines below name. */
@@ -17,7 +17,8 @@ export function awsReason(error: unknown): string {
 }
 
 /**
- * What follows an acknowledgement, for its line: the acknowledged level is still reminded (an event
+ * What follows an acknowledgement, for its line: the acknowledging level (model.ts
+ * `acknowledgingLevel`: level 1 for the CLI and Slack, which name no level) is still reminded (an event
  * alarm's at each new failure, its OK resolving nothing), until the incident is resolved. The
  * interval is the environment's `escalation.reminderIntervalSeconds` in cdk.json, which the deployed
  * workflow waits (said when `config` is known: the CLI reads it; the Slack command leaves it out).
@@ -25,9 +26,10 @@ export function awsReason(error: unknown): string {
 export function remindersLine(incident: Incident, config?: EscalationIntervals): string {
   // Said in Slack too, where a bare atmr-dr is "command not found" outside an npm link.
   const resolve = `\`${OPERATOR_CLI} incident resolve ${incident.id}\``;
-  if (signalsEvent(incident.alarmDescription)) return `reminders at each new ALARM of this event alarm until ${resolve} (its OK resolves nothing)`;
+  const to = `reminders to level ${acknowledgingLevel(incident)}`;
+  if (signalsEvent(incident.alarmDescription)) return `${to} at each new ALARM of this event alarm until ${resolve} (its OK resolves nothing)`;
   const every = config ? ` every ${formatSeconds(config.reminderIntervalSeconds)}` : '';
-  return `reminders${every} while the alarm stays in ALARM, until it goes OK or ${resolve}`;
+  return `${to}${every} while the alarm stays in ALARM, until it goes OK or ${resolve}`;
 }
 
 /**

@@ -7,7 +7,7 @@ import { namedLine, oneLine } from '../shared/errors';
 import { ackLinkUrl } from './ack-link';
 import { alarmStateNow } from './alarm-state';
 import type { ExecutionInput } from './ingest';
-import { ExecutionState, Incident, intentLevels, joinAwaitsReminder, levelReached, levelsPaged, pagedNotRecordedKeys, pageIntent, runbookOf, shortHash, signalsEvent, TimelineEntry } from './model';
+import { acknowledgingLevel, ExecutionState, Incident, intentLevels, joinAwaitsReminder, levelReached, levelsPaged, pagedNotRecordedKeys, pageIntent, runbookOf, shortHash, signalsEvent, TimelineEntry } from './model';
 import {
   changeIntent,
   claimResolutionNotice,
@@ -164,15 +164,26 @@ export async function pageMessage(deps: TaskDeps, incident: Incident, level: num
   const { section, link } = runbookOf(incident.alarmDescription);
   const levelName = deps.levels[level - 1]?.name ?? `level ${level}`;
   const ack: { link?: string; lines: string[]; linkMissing?: string } = kind === 'page' ? await howToAck(deps, incident, level, ackKey) : howToEndReminders(incident);
-  const head = kind === 'page' ? `Niveau ${level} (${levelName})` : `Rappel niveau ${level} (${levelName}), incident acquitté mais alarme toujours en ALARM`;
+  const event = signalsEvent(incident.alarmDescription);
+  const ackedBy = incident.ack ? ` par ${incident.ack.by}` : '';
+  // An event alarm's reminder follows a new failure (or a re-read in ALARM): its alarm is not "still"
+  // in ALARM, and goes OK by itself minutes later.
+  const head =
+    kind === 'page'
+      ? `Niveau ${level} (${levelName})`
+      : `Rappel niveau ${level} (${levelName}), incident acquitté${ackedBy} mais ${event ? 'alarme d\'événement de nouveau en ALARM (nouvel échec)' : 'alarme toujours en ALARM'}`;
   const body = [
     `[atmr-dr] Incident ${incident.id} : ${incident.alarmName} en ALARM depuis ${incident.openedAt}`,
     head,
     ...(incident.alarmDescription ? [`Alarme : ${incident.alarmDescription}`] : []),
     ...(incident.alarmReason ? [`Raison : ${incident.alarmReason}`] : []),
     // The alarm's own OK will say "all clear" within minutes: the page says it is not.
-    ...(signalsEvent(incident.alarmDescription)
+    // Acknowledged, an event alarm's incident climbs no more: only its resolution ends the reminders.
+    ...(event && kind === 'page'
       ? [`Alarme d'événement : son retour à OK ne résout rien. L'escalade continue jusqu'à l'acquittement ; une fois traité : ${OPERATOR_CLI} incident resolve ${incident.id}`]
+      : []),
+    ...(event && kind === 'reminder'
+      ? [`Alarme d'événement : son retour à OK ne résout rien. Un rappel à chaque nouvel échec, jusqu'à la résolution (ci-dessous).`]
       : []),
     `Runbook : ${section ?? 'Escalade'} ${link ?? deps.runbookUrl}`,
   ];
@@ -311,11 +322,6 @@ function existingLevel(deps: TaskDeps, level: number): number {
   return Math.min(level, deps.levels.length);
 }
 
-/** The level that acknowledged (links say which), else the highest level the climb reached (`levelReached`), at least level 1. */
-function acknowledgingLevel(incident: Incident, state: ExecutionState | undefined): number {
-  return incident.ack?.level ?? Math.max(1, levelReached(incident, state));
-}
-
 /** Timeline keys of the acknowledgement notice, one per level told (`L<n>`). */
 const ACK_NOTICE = 'ack-notice#';
 
@@ -324,6 +330,7 @@ const ACK_NOTICE = 'ack-notice#';
  * acknowledged it, who acknowledged and when, and that they need not act: a higher level paged
  * before the acknowledgement would otherwise stay up until the resolution. An acknowledgement that
  * names no level (CLI, Slack) tells every level paged: who typed it is not known to be one of them.
+ * The level reminded (`acknowledgingLevel`) is told instead that its reminders follow.
  *
  * The one place every acknowledgement goes through (link, Slack, CLI: store.ts
  * `acknowledgeIncident` writes it and wakes the waiting step): the workflow's first step after it
@@ -354,14 +361,23 @@ async function tellLevelsOfAcknowledgement(deps: TaskDeps, incident: Incident, s
   // would tell a level to stand by for an incident that is over.
   if ((await getIncident(deps.store, incident.id))?.status === 'RESOLVED') return;
   const by = ack.level === undefined ? ack.by : `${ack.by}, niveau ${ack.level} (${deps.levels[ack.level - 1]?.name ?? '?'})`;
-  const text = [
-    `[atmr-dr] Incident ${incident.id} acquitté : ${incident.alarmName} en ALARM depuis ${incident.openedAt}`,
-    `Acquitté par ${by} le ${ack.at} (${ack.via})`,
-    ...(incident.alarmDescription ? [`Alarme : ${incident.alarmDescription}`] : []),
-    'Rien à faire de votre côté : quelqu\'un a l\'incident en charge. La résolution vous sera annoncée.',
-    `Chronologie : ${OPERATOR_CLI} incident timeline ${incident.id}`,
-  ].join('\n');
-  const message: PageMessage = { subject: `[atmr-dr] Acquitté ${incident.alarmName}`.slice(0, 99), text, slack: text, sms: `atmr-dr acquitté par ${ack.by} : ${incident.alarmName} (${incident.id}), rien à faire` };
+  // The level reminded (level 1 after a CLI or Slack acknowledgement) is not told it has nothing to
+  // do: it holds the incident with whoever acknowledged, and its reminders follow.
+  const reminded = existingLevel(deps, acknowledgingLevel(incident));
+  const noticeOf = (level: number): PageMessage => {
+    const holds = level === reminded;
+    const text = [
+      `[atmr-dr] Incident ${incident.id} acquitté : ${incident.alarmName} en ALARM depuis ${incident.openedAt}`,
+      `Acquitté par ${by} le ${ack.at} (${ack.via})`,
+      ...(incident.alarmDescription ? [`Alarme : ${incident.alarmDescription}`] : []),
+      holds
+        ? `Votre niveau reçoit les rappels de cet incident jusqu'à sa résolution ; une fois traité : ${OPERATOR_CLI} incident resolve ${incident.id} --by "<nom>"`
+        : 'Rien à faire de votre côté : quelqu\'un a l\'incident en charge. La résolution vous sera annoncée.',
+      `Chronologie : ${OPERATOR_CLI} incident timeline ${incident.id}`,
+    ].join('\n');
+    const sms = `atmr-dr acquitté par ${ack.by} : ${incident.alarmName} (${incident.id}), ${holds ? 'rappels à votre niveau jusqu\'à la résolution' : 'rien à faire'}`;
+    return { subject: `[atmr-dr] Acquitté ${incident.alarmName}`.slice(0, 99), text, slack: text, sms };
+  };
   const at = nowIso(deps);
   // Every level's claim and publish is waited for, failed or not, before a table error is given to announceAcknowledgement, which logs it.
   const outcomes = await Promise.allSettled(
@@ -374,7 +390,7 @@ async function tellLevelsOfAcknowledgement(deps: TaskDeps, incident: Incident, s
       // recorded there too, and not tried again: the level hears of the incident at its resolution.
       let entry: TimelineEntry = { at, kind: 'note', text: `Acknowledgement notice sent to ${what}`, level };
       try {
-        await publish(deps, target.topicArn, message);
+        await publish(deps, target.topicArn, noticeOf(level));
       } catch (error) {
         deps.warn?.('acknowledgement notice failed: the level hears of the incident at its resolution', { incidentId: incident.id, level, error: namedLine(error) });
         entry = { at, kind: 'page-failed', text: `Acknowledgement notice to ${what} failed: ${oneLine(error)}`, level };
@@ -396,7 +412,7 @@ async function remind(deps: TaskDeps, incidentId: string, taskToken: string, sta
     return 'woken: RESOLVED';
   }
   await announceAcknowledgement(deps, incident, state);
-  const level = existingLevel(deps, acknowledgingLevel(incident, state));
+  const level = existingLevel(deps, acknowledgingLevel(incident));
   const target = deps.levels[level - 1];
   const at = nowIso(deps);
   const key = `${REMINDER}${shortHash(taskToken)}`;

@@ -249,7 +249,7 @@ describe('Slack /incident ack', () => {
   it('acknowledges for an allowed user under the killswitch command\'s signature check, in the channel', async () => {
     const reply = await call({ user_id: 'U0123ONCALL', text: `ack ${incidentId}` });
 
-    expect(reply).toEqual({ statusCode: 200, response_type: 'in_channel', text: `<@U0123ONCALL> acknowledged incident ${incidentId} (${alarm}): escalation stopped; reminders while the alarm stays in ALARM, until it goes OK or \`npx --no atmr-dr incident resolve ${incidentId}\`` });
+    expect(reply).toEqual({ statusCode: 200, response_type: 'in_channel', text: `<@U0123ONCALL> acknowledged incident ${incidentId} (${alarm}): escalation stopped; reminders to level 1 while the alarm stays in ALARM, until it goes OK or \`npx --no atmr-dr incident resolve ${incidentId}\`` });
     expect((await getIncident(store, incidentId))?.ack).toEqual(expect.objectContaining({ by: 'slack:U0123ONCALL (alice)', via: 'slack' }));
     expect(woken).toEqual(['token-level-2']);
   });
@@ -263,7 +263,7 @@ describe('Slack /incident ack', () => {
     );
     const reply = await call({ user_id: 'U0123ONCALL', text: `ack ${incidentId.toLowerCase()}` });
 
-    expect(reply.text).toBe(`<@U0123ONCALL> acknowledged incident ${incidentId} (${alarm}): escalation stopped; reminders while the alarm stays in ALARM, until it goes OK or \`npx --no atmr-dr incident resolve ${incidentId}\``);
+    expect(reply.text).toBe(`<@U0123ONCALL> acknowledged incident ${incidentId} (${alarm}): escalation stopped; reminders to level 1 while the alarm stays in ALARM, until it goes OK or \`npx --no atmr-dr incident resolve ${incidentId}\``);
     expect((await getIncident(store, incidentId))?.status).toBe('ACKED');
   });
 
@@ -274,7 +274,7 @@ describe('Slack /incident ack', () => {
 
     expect(reply.response_type).toBe('in_channel');
     expect(reply.text).toBe(
-      `<@U0123ONCALL> acknowledged incident ${incidentId} (${alarm}): escalation stopped; reminders while the alarm stays in ALARM, until it goes OK or \`npx --no atmr-dr incident resolve ${incidentId}\`\n:warning: ` +
+      `<@U0123ONCALL> acknowledged incident ${incidentId} (${alarm}): escalation stopped; reminders to level 1 while the alarm stays in ALARM, until it goes OK or \`npx --no atmr-dr incident resolve ${incidentId}\`\n:warning: ` +
         "acknowledgement recorded; the escalation workflow was not woken (ThrottlingException: Rate exceeded): at its next step (within level 1's acknowledgement timeout) it pages no further level and starts the reminders; nothing to redo",
     );
     expect((await getIncident(store, incidentId))?.status).toBe('ACKED');

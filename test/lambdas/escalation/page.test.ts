@@ -194,32 +194,33 @@ describe('escalation page step', () => {
       ]);
     });
 
-    it('tells the level it reminded of the resolution, and asks nobody to tell a level that never heard of the incident', async () => {
-      // Arrange: the reviewer's scenario. A flapping alarm's incident carries over its previous one's
-      // climb at level 3 (which heard of that one, and of its "Résolu"); acknowledged by the CLI (no
-      // level), so its acknowledging level is 3; the deploy dropped level 3, so level 2 is reminded.
+    it('reminds level 1 of a carried-over climb acknowledged from the CLI, tells it alone of the resolution, and asks nobody to tell a level that never heard of the incident', async () => {
+      // Arrange: a flapping alarm's incident carries over its previous one's climb at level 3 (which
+      // heard of that one, and of its "Résolu"); acknowledged by the CLI (no level): level 1 is
+      // reminded, not level 3 (dropped by the deploy) nor level 2 (the highest level left).
       const id = 'inc-carried-3';
       await createIncident(h.store, { id, alarmName: ALARM, openedAt: '2026-11-30T10:15:00.000Z', carriedOver: { from: 'inc-prev', level: 3, until: '2026-11-30T10:30:00.000Z' } });
       await acknowledgeIncident(h.store, id, { by: 'alice', via: 'cli' });
-      expect(await runTask(twoLevels(), { action: 'remind', incidentId: id, taskToken: 'token-r1' })).toEqual({ result: 'reminded level 2' });
+      expect(await runTask(twoLevels(), { action: 'remind', incidentId: id, taskToken: 'token-r1' })).toEqual({ result: 'reminded level 1' });
       await resolveIncident(h.store, id, { by: 'carol', via: 'cli', how: 'resolved by hand' });
 
       // Act
       const result = await runTask(twoLevels(), { action: 'resolve', incidentId: id });
 
-      // Assert: level 1 (the alarm's own action) and level 2 (reminded) hear "Résolu"; level 3 is not named.
-      expect(result).toEqual({ result: 'announced to levels 1, 2' });
+      // Assert: level 1 (the alarm's own action, reminded) hears "Résolu"; level 3 is not named.
+      expect(result).toEqual({ result: 'announced to levels 1' });
       const notices = h.published.filter((p) => p.subject?.startsWith('[atmr-dr] Résolu'));
-      expect(notices.map((p) => p.topicArn)).toEqual([LEVEL_TOPICS[0], LEVEL_TOPICS[1]]);
+      expect(notices.map((p) => p.topicArn)).toEqual([LEVEL_TOPICS[0]]);
       expect(notices[0].text).not.toContain('retiré');
       expect((await timeline(h.store, id)).filter((e) => e.kind === 'page-failed')).toEqual([]);
     });
 
     it('counts the level whose reminder timed out (SNS may have delivered it) as reminded: it is told of the resolution', async () => {
-      // Arrange: as above, but the reminder to level 2 times out once the SDK's attempts are spent.
+      // Arrange: a carried-over climb at level 3 acknowledged with level 3's link; the deploy dropped
+      // level 3, so level 2 is reminded, and that reminder times out once the SDK's attempts are spent.
       const id = 'inc-carried-3';
       await createIncident(h.store, { id, alarmName: ALARM, openedAt: '2026-11-30T10:15:00.000Z', carriedOver: { from: 'inc-prev', level: 3, until: '2026-11-30T10:30:00.000Z' } });
-      await acknowledgeIncident(h.store, id, { by: 'alice', via: 'cli' });
+      await acknowledgeIncident(h.store, id, { by: 'alice', via: 'link', level: 3 });
       h.publishErrors.set(LEVEL_TOPICS[1], Object.assign(new Error('socket timed out'), { name: 'TimeoutError', $metadata: { attempts: 5 } }));
       await expect(runTask(twoLevels(), { action: 'remind', incidentId: id, taskToken: 'token-r1' })).rejects.toMatchObject({ name: 'ReminderPublishFailed' });
       h.publishErrors.clear();
@@ -228,33 +229,37 @@ describe('escalation page step', () => {
       // Act
       const result = await runTask(twoLevels(), { action: 'resolve', incidentId: id });
 
-      // Assert
-      expect(result).toEqual({ result: 'announced to levels 1, 2' });
-      expect((await timeline(h.store, id)).filter((e) => e.kind === 'page-failed').map((e) => e.text)).toEqual(['Reminder of level 2 failed: socket timed out; SNS may have delivered it']);
+      // Assert: level 3 (its link acknowledged) is named as removed; level 2 is told for its reminder.
+      expect(result).toEqual({ result: 'announced to levels 1, 2; levels removed since, not told: 3' });
+      expect((await timeline(h.store, id)).filter((e) => e.kind === 'page-failed').map((e) => e.text)).toEqual([
+        'Reminder of level 2 failed: socket timed out; SNS may have delivered it',
+        expect.stringContaining('Resolution notice to level 3 not sent'),
+      ]);
     });
 
     it('tells the level it reminded of the resolution when the table refused the reminder\'s timeline entry, and not a level whose reminder SNS refused', async () => {
-      // Arrange: the reviewer's probe A. A carried-over climb at level 2, acknowledged by the CLI
-      // (no level): level 2 is reminded, SNS takes it, the table refuses its "Reminded" entry.
-      const id = 'inc-carried-2';
-      await createIncident(h.store, { id, alarmName: ALARM, openedAt: '2026-11-30T10:15:00.000Z', carriedOver: { from: 'inc-prev', level: 2, until: '2026-11-30T10:30:00.000Z' } });
-      await acknowledgeIncident(h.store, id, { by: 'alice', via: 'cli' });
+      // Arrange: a carried-over climb at level 3, acknowledged with level 3's link after a deploy
+      // dropped level 3: level 2 is reminded, SNS takes it, the table refuses its "Reminded" entry.
+      const id = 'inc-carried-3';
+      await createIncident(h.store, { id, alarmName: ALARM, openedAt: '2026-11-30T10:15:00.000Z', carriedOver: { from: 'inc-prev', level: 3, until: '2026-11-30T10:30:00.000Z' } });
+      await acknowledgeIncident(h.store, id, { by: 'alice', via: 'link', level: 3 });
       const { harness } = refusingWrites(h, (w) => String(w.Item?.sk ?? '').startsWith('EVENT#reminder#'));
-      expect(await runTask(harness.taskDeps, { action: 'remind', incidentId: id, taskToken: 'token-r1' })).toEqual({ result: 'reminded level 2' });
+      const twoLevelsRefusing: TaskDeps = { ...harness.taskDeps, levels: harness.taskDeps.levels.slice(0, 2) };
+      expect(await runTask(twoLevelsRefusing, { action: 'remind', incidentId: id, taskToken: 'token-r1' })).toEqual({ result: 'reminded level 2' });
       // And a second incident alike whose reminder SNS refused: level 2 heard nothing from it.
-      const refusedId = 'inc-carried-2-refused';
-      await createIncident(h.store, { id: refusedId, alarmName: ALARM, openedAt: '2026-11-30T10:15:00.000Z', carriedOver: { from: 'inc-prev', level: 2, until: '2026-11-30T10:30:00.000Z' } });
-      await acknowledgeIncident(h.store, refusedId, { by: 'alice', via: 'cli' });
+      const refusedId = 'inc-carried-3-refused';
+      await createIncident(h.store, { id: refusedId, alarmName: ALARM, openedAt: '2026-11-30T10:15:00.000Z', carriedOver: { from: 'inc-prev', level: 3, until: '2026-11-30T10:30:00.000Z' } });
+      await acknowledgeIncident(h.store, refusedId, { by: 'alice', via: 'link', level: 3 });
       h.failingTopics.add(LEVEL_TOPICS[1]);
-      await expect(runTask(h.taskDeps, { action: 'remind', incidentId: refusedId, taskToken: 'token-r2' })).rejects.toMatchObject({ name: 'ReminderPublishFailed' });
+      await expect(runTask(twoLevels(), { action: 'remind', incidentId: refusedId, taskToken: 'token-r2' })).rejects.toMatchObject({ name: 'ReminderPublishFailed' });
       h.failingTopics.clear();
       for (const incident of [id, refusedId]) await resolveIncident(h.store, incident, { by: 'carol', via: 'cli', how: 'resolved by hand' });
 
       // Act
-      const results = [await runTask(h.taskDeps, { action: 'resolve', incidentId: id }), await runTask(h.taskDeps, { action: 'resolve', incidentId: refusedId })];
+      const results = [await runTask(twoLevels(), { action: 'resolve', incidentId: id }), await runTask(twoLevels(), { action: 'resolve', incidentId: refusedId })];
 
       // Assert: level 2 hears "Résolu" for the reminder it got, not for the one SNS refused.
-      expect(results).toEqual([{ result: 'announced to levels 1, 2' }, { result: 'announced to levels 1' }]);
+      expect(results).toEqual([{ result: 'announced to levels 1, 2; levels removed since, not told: 3' }, { result: 'announced to levels 1; levels removed since, not told: 3' }]);
     });
 
     it('tells level 3 on the retry of a Resolve whose first try found it removed, when a deploy added it back in between', async () => {

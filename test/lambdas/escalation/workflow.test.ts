@@ -71,7 +71,7 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
     expect(page.text).not.toContain("Alarme d'événement");
   });
 
-  it('stops climbing at an acknowledgement, reminds the acknowledged level while ALARM, and resolves on OK', async () => {
+  it('stops climbing at an acknowledgement, reminds level 1 while ALARM (the CLI names no level), and resolves on OK', async () => {
     // Checks: after level 1 (ALARM -> page 2), then twice while acknowledged (ALARM -> remind), then OK.
     h.alarmStates = ['ALARM', 'ALARM', 'ALARM', 'OK'];
 
@@ -80,7 +80,7 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
     });
 
     expect(kinds('N')).toEqual([1, 2]);
-    expect(kinds('Rappel')).toEqual([2, 2]);
+    expect(kinds('Rappel')).toEqual([1, 1]);
     expect(kinds('Résolu')).toEqual([1, 2]);
     expect(path).not.toContain('PageLevel3');
     const incident = await getIncident(h.store, incidentId);
@@ -217,7 +217,7 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
       expect(kinds('Résolu')).toEqual([1]);
     });
 
-    it('reminds the held level (the highest paged) when acknowledged without a level (CLI, Slack) during its hold, and tells it of the resolution', async () => {
+    it('reminds level 1 when acknowledged without a level (CLI, Slack) during level 2\'s hold, and tells the held level of the acknowledgement and the resolution', async () => {
       // Arrange: level 1 paged and recorded, level 2's record refused; the re-reads: ALARM after
       // level 1, ALARM after level 2's hold (acknowledged by then), ALARM while acknowledged, then OK.
       h.alarmStates = ['ALARM', 'ALARM', 'ALARM', 'OK'];
@@ -235,7 +235,7 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
       // Assert
       expect(entered(run, /^(PageLevel|HoldLevel|Remind|Resolve$)/)).toEqual(['PageLevel1', 'PageLevel2', 'HoldLevel2', 'PageLevel3', 'Remind', 'Resolve']);
       expect(kinds('N')).toEqual([1, 2]);
-      expect(kinds('Rappel')).toEqual([2]);
+      expect(kinds('Rappel')).toEqual([1]);
       expect(kinds('Résolu')).toEqual([1, 2]);
       // The held level, which only the execution's state lists, is told of the acknowledgement too.
       expect(kinds('Acquitté')).toEqual([1, 2]);
@@ -312,7 +312,7 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
       expect(kinds('Résolu')).toEqual([1]);
     });
 
-    it('tells level 1 (whose step died after its publish) and level 2 (paged next), and reminds level 2 when acknowledged without a level', async () => {
+    it('tells level 1 (whose step died after its publish) and level 2 (paged next), and reminds level 1 when acknowledged without a level', async () => {
       // Arrange: ALARM after level 1's failed step (level 2 is paged at once), ALARM while acknowledged, then OK.
       h.alarmStates = ['ALARM', 'ALARM', 'OK'];
 
@@ -323,7 +323,7 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
 
       // Assert
       expect(kinds('N')).toEqual([1, 2]);
-      expect(kinds('Rappel')).toEqual([2]);
+      expect(kinds('Rappel')).toEqual([1]);
       expect(kinds('Résolu')).toEqual([1, 2]);
     });
 
@@ -490,6 +490,33 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
       expect(notices()[0].text).toContain('(slack)');
     });
 
+    it('reminds level 1, not the CTO, of an incident acknowledged from the CLI after the climb reached level 3; the CTO gets one "Acquitté" naming who, level 1 is told its reminders follow', async () => {
+      // Arrange: levels 1, 2 and 3 paged; acknowledged from the CLI while level 3's page waits; the
+      // alarm stays in ALARM for two reminder intervals, then OK.
+      h.alarmStates = ['ALARM', 'ALARM', 'ALARM', 'ALARM', 'OK'];
+
+      // Act
+      await run(async (state, _task, visit) => {
+        if (state === 'PageLevel3' && visit === 1) await acknowledgeIncident(h.store, incidentId, { by: 'bob', via: 'cli' });
+      });
+
+      // Assert
+      expect(kinds('N')).toEqual([1, 2, 3]);
+      expect(kinds('Rappel')).toEqual([1, 1]);
+      expect(kinds('Acquitté')).toEqual([1, 2, 3]);
+      const toCto = h.published.filter((p) => p.topicArn === LEVEL_TOPICS[2]).map((p) => p.subject?.split(' ')[1]);
+      expect(toCto).toEqual(['N3', 'Acquitté', 'Résolu']);
+      const [level1, , cto] = notices();
+      expect(cto.text).toContain('Acquitté par bob le ');
+      expect(cto.text).toContain('Rien à faire de votre côté');
+      expect(cto.sms).toBe(`atmr-dr acquitté par bob : ${ALARM} (${incidentId}), rien à faire`);
+      expect(level1.text).not.toContain('Rien à faire');
+      expect(level1.text).toContain(`Votre niveau reçoit les rappels de cet incident jusqu'à sa résolution ; une fois traité : npx --no atmr-dr incident resolve ${incidentId} --by "<nom>"`);
+      expect(level1.sms).toBe(`atmr-dr acquitté par bob : ${ALARM} (${incidentId}), rappels à votre niveau jusqu'à la résolution`);
+      const reminder = h.published.find((p) => p.subject?.startsWith('[atmr-dr] Rappel'));
+      expect(reminder?.text).toContain('Rappel niveau 1 (On-call engineer), incident acquitté par bob mais alarme toujours en ALARM');
+    });
+
     it('tells each level once when the acknowledged step runs again (a retried Lambda), and records a notice SNS refused without failing the step', async () => {
       // Arrange: levels 1 and 2 paged, acknowledged from the CLI; level 2's topic refuses.
       h.alarmStates = ['ALARM'];
@@ -598,7 +625,7 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
       expect(h.published.map((p) => p.subject?.split(' ')[1])).toEqual(['N1', 'N2', 'Acquitté', 'Acquitté', 'Acquitté', 'Rappel', 'Résolu', 'Résolu']);
       expect(kinds('Acquitté').slice(0, 2).sort()).toEqual([1, 2]);
       expect(kinds('Acquitté')).toHaveLength(3);
-      expect(kinds('Rappel')).toEqual([2]);
+      expect(kinds('Rappel')).toEqual([1]);
     });
   });
 
@@ -809,7 +836,13 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
       expect(path.slice(0, 3)).toEqual(['PageLevel1', 'AwaitWhileAcked', 'Remind']);
       expect(remindedBeforeResolve).toEqual([1]);
       expect(kinds('N')).toEqual([1]);
-      expect(kinds('Résolu')).toEqual([1]);
+      expect(kinds('Résolu')).toEqual([1]);      // The reminder says what ends it (the resolution), not the acknowledgement it already has,
+      // nor that the alarm is "still" in ALARM: it goes OK by itself.
+      const reminder = h.published.find((p) => p.subject?.startsWith('[atmr-dr] Rappel'));
+      expect(reminder?.text).toContain('Rappel niveau 1 (On-call engineer), incident acquitté par bob mais alarme d\'événement de nouveau en ALARM (nouvel échec)');
+      expect(reminder?.text).toContain("Alarme d'événement : son retour à OK ne résout rien. Un rappel à chaque nouvel échec, jusqu'à la résolution (ci-dessous).");
+      expect(reminder?.text).toContain(`incident resolve ${eventId} --by "<nom>"`);
+      expect(reminder?.text).not.toMatch(/acquittement|toujours en ALARM/);
     });
 
     it('reminds once when the joining ALARM is delivered again while the reminder step waits', async () => {
@@ -1168,7 +1201,7 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
       expect(h.published.filter((p) => p.topicArn === LEVEL_TOPICS[1]).map((p) => p.subject?.split(' ')[1])).toEqual(['N2', 'Résolu']);
     });
 
-    it('reminds the level the carried-over climb reached (not level 1) when acknowledged without a level (CLI, Slack), and tells it of the resolution', async () => {
+    it('reminds level 1 (not the level the carried-over climb reached) when acknowledged without a level (CLI, Slack), and tells level 1 alone of the resolution', async () => {
       // Arrange: level 1 at +0, level 2 at +15, the OK at +20 resolves; the ALARM at +22 carries
       // level 2 over (until +30) and is acknowledged from the CLI before the execution goes on.
       const first = await incident(0, undefined, ['ALARM'], async (state) => {
@@ -1190,8 +1223,8 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
       // Assert
       expect(input.carriedOver).toEqual({ from: first.id, level: 2, until: minute(30).toISOString() });
       const second = h.published.slice(published).map((p) => `${p.subject?.split(' ')[1]} L${LEVEL_TOPICS.indexOf(p.topicArn) + 1}`);
-      // Level 1 heard of this climb too (paged for the first incident, this ALARM by the alarm's own action).
-      expect(second).toEqual(['Rappel L2', 'Résolu L1', 'Résolu L2']);
+      // Level 2 heard nothing of this incident (no page, no reminder): its "Résolu" came with the first.
+      expect(second).toEqual(['Rappel L1', 'Résolu L1']);
     });
 
     it('pages the level after the one the carried-over climb reached (not level 1) when an ALARM joins after the re-read found OK, before Resolve', async () => {
