@@ -158,6 +158,8 @@ export class Escalation extends Construct {
   private readonly props: EscalationProps;
   /** What the subscriptions check reads: the levels, then the topics given to checkSubscriptionsOf. */
   private readonly topicsToCheck: LevelToCheck[] = [];
+  /** The operator roles' `incident subscriptions` rights; absent without operator roles. */
+  private operatorSubscriptionsPolicy?: iam.ManagedPolicy;
 
   constructor(scope: Construct, id: string, props: EscalationProps) {
     super(scope, id);
@@ -342,8 +344,10 @@ export class Escalation extends Construct {
     // `incident resolve` reads the incident's alarm: resolved by hand while still in ALARM, it would
     // page nobody again until it goes OK and back, and the operator is told so before resolving.
     const executions = stack.formatArn({ service: 'states', resource: 'execution', resourceName: `${stateMachineName}:*`, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
+    const operatorRoles: iam.IRole[] = [];
     for (const arn of props.operatorRoleArns ?? []) {
       const role = iam.Role.fromRoleArn(this, `Operator${arn.split('/').pop()}`, arn, { mutable: true });
+      operatorRoles.push(role);
       this.allowIncidentWrites(role);
       role.addToPrincipalPolicy(new iam.PolicyStatement({ sid: 'ReadTheEscalations', actions: ['states:DescribeExecution'], resources: [executions] }));
       role.addToPrincipalPolicy(new iam.PolicyStatement({ sid: 'ReadTheIncidentAlarms', actions: ['cloudwatch:DescribeAlarms'], resources: [alarmsOfThisEnvironment] }));
@@ -359,6 +363,16 @@ export class Escalation extends Construct {
       );
     }
 
+    // `incident subscriptions` (the on-call checks after a deploy that every page reaches a human):
+    // listing the subscriptions of the level topics, and of each topic checkSubscriptionsOf adds. A
+    // managed policy: the on-call role's inline policies have no room left for it.
+    if (operatorRoles.length > 0) {
+      this.operatorSubscriptionsPolicy = new iam.ManagedPolicy(this, 'OperatorSubscriptionsPolicy', {
+        description: `atmr-dr ${props.environmentName}: the on-call's incident subscriptions (list the subscriptions of the paging topics)`,
+        roles: operatorRoles,
+        statements: [new iam.PolicyStatement({ sid: 'ListLevelSubscriptions', actions: ['sns:ListSubscriptionsByTopic'], resources: this.levelTopics.map((t) => t.topicArn) })],
+      });
+    }
     [this.subscriptionsCheck, this.subscriptionsSchedule] = this.buildSubscriptionsCheck();
 
     this.alarms = this.createAlarms();
@@ -447,10 +461,13 @@ export class Escalation extends Construct {
    * alarm is evaluated by CloudWatch. Only the alarm's notification goes through the incidents topic
    * (operations key): a subscription left unconfirmed is found on an ordinary day, with the key
    * working, and the day that key is disabled, the key guard alarm pages through its own topic.
+   * The operator roles may list them too (`incident subscriptions` runs the same check).
    */
   checkSubscriptionsOf(topic: IncidentTopic, name: string, subscriptions: readonly HumanSubscription[], sid: string): void {
     this.topicsToCheck.push(topicToCheck(name, topic, subscriptions));
-    this.subscriptionsCheck.function.addToRolePolicy(new iam.PolicyStatement({ sid, actions: ['sns:ListSubscriptionsByTopic'], resources: [topic.topicArn] }));
+    const list = () => new iam.PolicyStatement({ sid, actions: ['sns:ListSubscriptionsByTopic'], resources: [topic.topicArn] });
+    this.subscriptionsCheck.function.addToRolePolicy(list());
+    this.operatorSubscriptionsPolicy?.addStatements(list());
   }
 
   /**

@@ -69,6 +69,28 @@ describe('what every command of the on-call needs', () => {
   });
 });
 
+describe('incident subscriptions (every page reaches a human)', () => {
+  const ops = opsTemplate.toJSON() as { Resources: Record<string, Json> };
+  const policies = Object.entries(ops.Resources).filter(([id, r]) => r.Type === 'AWS::IAM::ManagedPolicy' && id.includes('OperatorSubscriptionsPolicy'));
+
+  it('lets the on-call list the subscriptions of the three level topics and KeyGuardTopic, through a managed policy attached to its role, and of no other topic', () => {
+    expect(policies).toHaveLength(1);
+    const [[, policy]] = policies;
+    const { Roles, PolicyDocument } = policy.Properties as { Roles: unknown[]; PolicyDocument: { Statement: Statement[] } };
+    expect(Roles.map(renderCfn)).toEqual([OPERATOR]);
+    expect(resourcesOf('sns:ListSubscriptionsByTopic', PolicyDocument.Statement)).toEqual(['<EscalationLevel2Topic>', '<EscalationLevel3Topic>', '<IncidentsTopic>', '<KeyGuardTopic>']);
+    expect(PolicyDocument.Statement.flatMap((st) => asArray(st.Action))).toEqual(['sns:ListSubscriptionsByTopic', 'sns:ListSubscriptionsByTopic']);
+    // Its only grant of it, in either stack.
+    expect(resourcesOf('sns:ListSubscriptionsByTopic')).toEqual(resourcesOf('sns:ListSubscriptionsByTopic', PolicyDocument.Statement));
+  });
+
+  it('attaches no such policy when no operator role is configured', () => {
+    const environment = structuredClone(exampleEnvironment()) as Record<string, Record<string, unknown>>;
+    const bare = synthesizeApp({ environment: { ...environment, killswitch: { ...environment.killswitch, operatorRoleArns: [] } } }).opsTemplate;
+    expect(Object.keys(bare.findResources('AWS::IAM::ManagedPolicy')).filter((id) => id.includes('OperatorSubscriptionsPolicy'))).toEqual([]);
+  });
+});
+
 const ARN = (service: string, resource: string) => `arn:<AWS::Partition>:${service}:eu-west-3:111111111111:${resource}`;
 const resourcesOf = (action: string, statements = operator) => grantsOf(statements, action).map((g) => g.resource).sort();
 /** The statements of Rollback.grantOperator's policy (the recovery's grants name other services and instances). */
@@ -396,8 +418,8 @@ describe("the on-call role's policy budgets", () => {
     expect(inline).toBeLessThanOrEqual(10_240 / 4);
   });
 
-  it("attaches four managed policies to the role (backup, detection, rollback, recovery), leaving six of IAM's default ten to its owners", () => {
-    expect(attached('AWS::IAM::ManagedPolicy')).toHaveLength(4);
+  it("attaches five managed policies to the role (backup, detection, rollback, recovery, incident subscriptions), leaving five of IAM's default ten to its owners", () => {
+    expect(attached('AWS::IAM::ManagedPolicy')).toHaveLength(5);
   });
 
   it("keeps each managed policy under IAM's 6,144 characters", () => {
