@@ -147,10 +147,13 @@ export async function loadBackup(input: LoadInput): Promise<void> {
 /**
  * The words of libpq and PostgreSQL when the connection was lost under the load: the server
  * crashed or restarted (its disk full: pg_wal ENOSPC stops the whole server), a session was ended,
- * or a connection again was refused while the server recovers.
+ * or a connection again was refused while the server is down or recovers. Only those: a connection
+ * the server answered and refused for its settings (a password, a database, a permission: `...
+ * failed: FATAL:  password authentication failed`) is no server gone, and waiting for it to answer
+ * mends nothing; that one is the load's own failure, quoted as such.
  */
 const CONNECTION_LOST =
-  /server closed the connection unexpectedly|terminating connection|connection to server (?:was )?lost|connection to server (?:at|on socket) .* failed|could not connect to server|the database system is (?:in recovery mode|not yet accepting connections|starting up|shutting down)/;
+  /server closed the connection unexpectedly|terminating connection|connection to server (?:was )?lost|(?:connection to server (?:at .*?, port \d+|on socket "[^"]*") failed|could not connect to server): (?:Connection refused|No such file or directory)|the database system is (?:in recovery mode|not yet accepting connections|starting up|shutting down)/;
 
 /**
  * The line of a load that failed because the server went away (CONNECTION_LOST on pg_restore's or

@@ -377,6 +377,54 @@ describe('restore refusals leave the target untouched', () => {
     fs.rmSync(binDir, { recursive: true, force: true });
   });
 
+  it('a connection the server refuses for a password mid-load is quoted as the load\'s failure, not called the server gone', async () => {
+    // Arrange: a pg_restore whose pre-data run loads the schema, and whose data run's connection is
+    // refused as libpq words a wrong password (the test cluster trusts every connection)
+    const binDir = writeFakePgRestore(
+      fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-password-pg-restore-')),
+      'case " $* " in *" --section=pre-data "*) exec "$real" "$@";; esac\necho "pg_restore: error: connection to server at \\"$PGHOST\\", port $PGPORT failed: FATAL:  password authentication failed for user \\"$PGUSER\\"" >&2\nexit 1\n',
+    );
+    const target = makeTarget();
+
+    try {
+      // Act / Assert
+      await expectRefused(
+        target,
+        () => restoreBackup(deps({ pgBinDir: binDir }), { ref: manifestKey, targetDb: target, force: true }),
+        new RegExp(`^pg_restore failed \\(exit 1\\): pg_restore: error: connection to server at "127\\.0\\.0\\.1", port ${cluster.port} failed: FATAL: password authentication failed for user "${cluster.user}"; the target was not touched$`),
+      );
+    } finally {
+      fs.rmSync(binDir, { recursive: true, force: true });
+    }
+  });
+
+  it('a staging database dropped mid-load is quoted as the load\'s failure (the database does not exist), not called the server gone', async () => {
+    // Arrange: a pg_restore whose pre-data run loads the schema, and whose data run drops its staging
+    // database, then runs the real pg_restore against it: libpq's own refusal
+    const binDir = writeFakePgRestore(
+      fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-dropped-pg-restore-')),
+      [
+        'case " $* " in *" --section=pre-data "*) exec "$real" "$@";; esac',
+        'prev=; for a in "$@"; do [ "$prev" = -d ] && db="$a"; prev="$a"; done',
+        '"$(dirname "$real")/psql" -X -q -d postgres -c "DROP DATABASE \\"$db\\" WITH (FORCE)" >/dev/null || exit 3',
+        'exec "$real" "$@"',
+        '',
+      ].join('\n'),
+    );
+    const target = makeTarget();
+
+    try {
+      // Act / Assert
+      await expectRefused(
+        target,
+        () => restoreBackup(deps({ pgBinDir: binDir }), { ref: manifestKey, targetDb: target, force: true }),
+        new RegExp(`^pg_restore failed \\(exit 1\\): pg_restore: error: connection to server at "127\\.0\\.0\\.1", port ${cluster.port} failed: FATAL: database "${target}_restore_\\w+" does not exist; the target was not touched$`),
+      );
+    } finally {
+      fs.rmSync(binDir, { recursive: true, force: true });
+    }
+  });
+
   it('refuses a manifest naming a missing object', async () => {
     const backup = await freshBackup();
     await s3.send(new DeleteObjectCommand({ Bucket: localS3.bucket, Key: backup.custom }));
