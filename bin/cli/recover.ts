@@ -24,7 +24,7 @@ import { readKillswitch } from '../../lambdas/killswitch/core';
 import { opsStateDynamoDB } from '../../lambdas/shared/ops-state-client';
 import { namedClient } from '../../lambdas/shared/named-clients';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
-import { metricsNamespace } from '../../lambdas/shared/constants';
+import { metricsNamespace, OPERATOR_CLI } from '../../lambdas/shared/constants';
 import { NotFoundError, OperatorError, namedLine } from '../../lambdas/shared/errors';
 import { checkPgSslMode, pgClientConfig, resolveConnection } from '../../lambdas/shared/pg-connection';
 import { OPERATOR_NAME_ORDER } from './actor';
@@ -79,7 +79,7 @@ export function withRecoverOptions(text: string, g: Pick<RecoverGlobals, 'env' |
 function startCommand(g: RecoverGlobals & { newInstance?: string }, toTime: string, reason: string): string {
   const newInstance = g.newInstance !== undefined ? ` --new-instance ${shellWord(g.newInstance)}` : '';
   const noFollow = g.follow === false ? ' --no-follow' : '';
-  return `${withRecoverOptions('atmr-dr recover', g)} --to-time ${shellWord(toTime)}${newInstance}${noFollow} --reason ${shellWord(reason)}`;
+  return `${withRecoverOptions(`${OPERATOR_CLI} recover`, g)} --to-time ${shellWord(toTime)}${newInstance}${noFollow} --reason ${shellWord(reason)}`;
 }
 
 /** Asks before changing production; refuses without a terminal unless --yes (confirm.ts). */
@@ -133,15 +133,15 @@ function printJournal(record: RecoveryRecord, out: (line: string) => void, nowMs
     out(`  lease: ${record.leaseOwner}, ${(record.leaseExpiresAt ?? 0) > nowMs ? `live until ${until}` : `stale since ${until} (its holder stopped renewing it: presumed dead)`}`);
   }
   if (record.status === 'cutting-over') {
-    const resume = `continue it with "atmr-dr recover cutover ${record.recoveryId} --resume --yes"`;
+    const resume = `continue it with "${OPERATOR_CLI} recover cutover ${record.recoveryId} --resume --yes"`;
     // Past the reopening, production may take writes on the copy: --undo only once it is back on the old instance by hand (cutover.ts).
     const reopened = reopeningStarted(record.journal);
     // A killswitch someone set during the cutover (a hold) stopped it before the rename (cutover.ts held).
     if (reopened?.state === 'by-hand') {
-      out(`next: the cutover stopped at the killswitch someone set during it (NOT reopened, above): ${record.sourceInstance} is NOT renamed, in case they go back to it; once they lift it, ${resume}; if they go back to ${record.sourceInstance} instead, "atmr-dr recover cutover ${record.recoveryId} --undo --yes" gives the steps by hand until the API's endpoint names ${record.sourceInstance} again, then closes the cutover`);
+      out(`next: the cutover stopped at the killswitch someone set during it (NOT reopened, above): ${record.sourceInstance} is NOT renamed, in case they go back to it; once they lift it, ${resume}; if they go back to ${record.sourceInstance} instead, "${OPERATOR_CLI} recover cutover ${record.recoveryId} --undo --yes" gives the steps by hand until the API's endpoint names ${record.sourceInstance} again, then closes the cutover`);
       return;
     }
-    out(`next: the cutover stopped or is running: ${reopened ? `${resume} (the killswitch was reopened: users may have written on ${record.newInstance}), ${undoPastReopening(record)}` : `${resume}, or put back what it changed with "atmr-dr recover cutover ${record.recoveryId} --undo --yes"`}`);
+    out(`next: the cutover stopped or is running: ${reopened ? `${resume} (the killswitch was reopened: users may have written on ${record.newInstance}), ${undoPastReopening(record)}` : `${resume}, or put back what it changed with "${OPERATOR_CLI} recover cutover ${record.recoveryId} --undo --yes"`}`);
   }
 }
 
@@ -235,11 +235,11 @@ async function oldUnrenamed(rds: RDSClient, record: RecoveryRecord): Promise<boo
  * maintenance or degraded set before it (stillShutOut); undefined when not asked or not known (the
  * parameter's name or value could not be read: the closing line is said, better once too often).
  */
-async function killswitchLeft(g: Pick<RecoverGlobals, 'parameter' | 'env'>, record: RecoveryRecord): Promise<KillswitchValue | undefined> {
+async function killswitchLeft(ssm: SSMClient, g: Pick<RecoverGlobals, 'parameter' | 'env'>, record: RecoveryRecord): Promise<KillswitchValue | undefined> {
   if (record.status !== 'cut-over' || !stillShutOut(record)) return undefined;
   try {
     const parameterName = await resolveDeployedName(DEPLOYED_NAMES.killswitchParameter, { flagValue: g.parameter, envName: g.env });
-    return (await readKillswitch(namedClient(new SSMClient(SDK_RETRY), 'SSM'), parameterName)).value ?? undefined;
+    return (await readKillswitch(ssm, parameterName)).value ?? undefined;
   } catch {
     return undefined;
   }
@@ -270,7 +270,7 @@ function stillShutOut(cutover: { readonly recoveryId: string; readonly journal?:
   if (now && (now.mode !== before.mode || now.reason !== before.reason || now.actor !== before.actor || effectiveMode(now) !== mode)) return undefined;
   const until = before.expiresAt ? ` (until ${before.expiresAt}, its expiry)` : '';
   const setBy = `as it was before the cutover (set by ${before.actor}: ${before.reason})`;
-  const disable = `atmr-dr killswitch disable --reason "recovery ${cutover.recoveryId} cut over"`;
+  const disable = `${OPERATOR_CLI} killswitch disable --reason "recovery ${cutover.recoveryId} cut over"`;
   return mode === 'maintenance'
     ? `users are still shut out: the killswitch is in maintenance${until}, ${setBy}; to let them in: ${disable}`
     : `users still get a degraded API: the killswitch is degraded${until}, ${setBy}; to serve them in full: ${disable}`;
@@ -304,7 +304,7 @@ function refuseStartOptions(command: string, globals: { toTime?: string; newInst
   const given = [globals.toTime !== undefined && '--to-time', globals.newInstance !== undefined && '--new-instance', globals.reason !== undefined && '--reason', globals.dryRun && '--dry-run'].filter(Boolean);
   if (given.length) {
     const them = given.length > 1 ? 'them' : 'it';
-    throw new OperatorError(`${command}: ${given.join(', ')} ${given.length > 1 ? 'are' : 'is'} for starting a recovery and not read here: drop ${them}, or give ${them} to "atmr-dr recover" alone to start one`, 2);
+    throw new OperatorError(`${command}: ${given.join(', ')} ${given.length > 1 ? 'are' : 'is'} for starting a recovery and not read here: drop ${them}, or give ${them} to "${OPERATOR_CLI} recover" alone to start one`, 2);
   }
 }
 
@@ -337,21 +337,30 @@ function cutOverAt(record: RecoveryRecord): string {
   return record.journal?.findLast((e) => e.finishedAt)?.finishedAt ?? record.updatedAt;
 }
 
+/** What the caller read of the store already (`recover status`), which latestCutOver reads no second time. */
+interface AlreadyRead {
+  /** The listing of the last 10 recoveries (listRecoveryIds), newest first. */
+  readonly ids?: readonly string[];
+  readonly records?: readonly RecoveryRecord[];
+}
+
 /**
  * The latest recovery whose cutover finished (`cut-over`) among the last 10 (listRecoveryIds, newest
  * first). Read together: each record is an item of its own key, which no one query returns, and
- * usually none was cut over, so every one is read. A store or record that cannot be read counts as
- * none (the start and the cutover read the store again and fail on their own).
+ * usually none was cut over, so every one is read, except those in `read`. A store or record that
+ * cannot be read counts as none (the start and the cutover read the store again and fail on their own).
  */
-async function latestCutOver(store: StoreDeps): Promise<RecoveryRecord | undefined> {
-  const ids = await listRecoveryIds(store, 10).catch((): string[] => []);
-  const records = await Promise.all(ids.map((id) => getRecovery(store, id).catch(() => undefined)));
+async function latestCutOver(store: StoreDeps, read: AlreadyRead = {}): Promise<RecoveryRecord | undefined> {
+  const ids = read.ids ?? (await listRecoveryIds(store, 10).catch((): string[] => []));
+  const records = await Promise.all(ids.map((id) => read.records?.find((record) => record.recoveryId === id) ?? getRecovery(store, id).catch(() => undefined)));
   return records.find((record) => record?.status === 'cut-over');
 }
 
+/** The clients that read production's endpoint (recovery.endpoint: an SSM parameter or a secret's host). */
+type EndpointReaders = Parameters<typeof readEndpoint>[0];
+
 /** Where the API's database endpoint (recovery.endpoint, the cutover's) points now, or why it could not be read. */
-async function productionEndpoint(endpoint: EndpointSwitch): Promise<{ value: string } | { unread: string }> {
-  const deps = { ssm: namedClient(new SSMClient(SDK_RETRY), 'SSM'), secretsManager: namedClient(new SecretsManagerClient(SDK_RETRY), 'SecretsManager') };
+async function productionEndpoint(deps: EndpointReaders, endpoint: EndpointSwitch): Promise<{ value: string } | { unread: string }> {
   return readEndpoint(deps, endpoint).then(
     (value) => ({ value }),
     (error: unknown) => ({ unread: namedLine(error) }),
@@ -370,12 +379,12 @@ async function productionEndpoint(endpoint: EndpointSwitch): Promise<{ value: st
  * cutover"), it goes on, said in one line on stderr. No flag picks another source: the endpoint or
  * the config is the fix.
  */
-async function refuseIfReplaced(store: StoreDeps, command: string, source: string, envName: string, endpoint: EndpointSwitch, recoveryId?: string): Promise<void> {
+async function refuseIfReplaced(store: StoreDeps, readers: EndpointReaders, command: string, source: string, envName: string, endpoint: EndpointSwitch, recoveryId?: string): Promise<void> {
   const latest = await latestCutOver(store);
   if (!latest || latest.recoveryId === recoveryId || latest.sourceInstance !== source) return;
   const copy = latest.newInstance;
   const head = `recovery ${latest.recoveryId} cut production (${envName}) over to ${copy} at ${cutOverAt(latest)}`;
-  const read = await productionEndpoint(endpoint);
+  const read = await productionEndpoint(readers, endpoint);
   if ('value' in read) {
     const names = endpointNames(read.value, latest);
     if (names === 'old') {
@@ -390,7 +399,7 @@ async function refuseIfReplaced(store: StoreDeps, command: string, source: strin
     }
   }
   const what = recoveryId
-    ? `recovery ${recoveryId} restored ${source}, not production: cutting it over would lose production's writes on ${copy}; abandon it ("atmr-dr recover abandon ${recoveryId}"), then start a new recovery once database.instanceIdentifier and database.host name ${copy} in cdk.json`
+    ? `recovery ${recoveryId} restored ${source}, not production: cutting it over would lose production's writes on ${copy}; abandon it ("${OPERATOR_CLI} recover abandon ${recoveryId}"), then start a new recovery once database.instanceIdentifier and database.host name ${copy} in cdk.json`
     : `database.instanceIdentifier still names ${source}: a recovery would restore it, not production; set database.instanceIdentifier and database.host to ${copy} in cdk.json, then start it again`;
   // Unread, production may run on the copy: refused as if it did, with why it could not be told.
   const unread = 'unread' in read ? `; production's endpoint (${describeEndpoint(endpoint)}) could not be read (${read.unread}): if production was taken back to ${source} by hand, check that endpoint and your right to read it, then run the command again` : '';
@@ -401,10 +410,10 @@ async function refuseIfReplaced(store: StoreDeps, command: string, source: strin
  * For `recover status`: where production's endpoint points when one of the recent recoveries was cut
  * over, and which instance that is (endpointNames); a failure to read it is said, never the command's.
  */
-async function endpointStatusLine(store: StoreDeps, endpoint: EndpointSwitch): Promise<string | undefined> {
-  const latest = await latestCutOver(store);
+async function endpointStatusLine(store: StoreDeps, readers: EndpointReaders, endpoint: EndpointSwitch, alreadyRead: AlreadyRead): Promise<string | undefined> {
+  const latest = await latestCutOver(store, alreadyRead);
   if (!latest) return undefined;
-  const read = await productionEndpoint(endpoint);
+  const read = await productionEndpoint(readers, endpoint);
   if ('unread' in read) return `production's endpoint (${describeEndpoint(endpoint)}) could not be read: ${read.unread}`;
   const which = {
     copy: `${latest.newInstance}, the copy recovery ${latest.recoveryId} cut over to`,
@@ -428,12 +437,12 @@ function goBackCommands(record: RecoveryRecord, endpoint: EndpointSwitch, ecs: C
   const value = record.replacedInstance && first.toLowerCase() === record.sourceInstance.toLowerCase() ? [record.replacedInstance, ...rest].join('.') : previous;
   const reason = shellWord(`going back to ${record.replacedInstance ?? record.sourceInstance} from recovery ${record.recoveryId}`);
   return [
-    `atmr-dr killswitch enable --mode maintenance --reason ${reason} --expires ${NO_EXPIRY} --yes`,
+    `${OPERATOR_CLI} killswitch enable --mode maintenance --reason ${reason} --expires ${NO_EXPIRY} --yes`,
     endpointWriteCommand(endpoint, value),
     ...(ecs
       ? [...ecs.serviceNames.map((service) => `aws ecs update-service --cluster ${ecs.clusterArn} --service ${service} --force-new-deployment`), `aws ecs wait services-stable --cluster ${ecs.clusterArn} --services ${ecs.serviceNames.join(' ')}`]
       : ["# redeploy the API's services and wait until they are stable"]),
-    `atmr-dr killswitch disable --reason ${reason} --yes`,
+    `${OPERATOR_CLI} killswitch disable --reason ${reason} --yes`,
   ];
 }
 
@@ -490,7 +499,17 @@ export function registerRecoverCommands(program: Command): void {
       ddb: DynamoDBDocumentClient.from(opsStateDynamoDB(), { marshallOptions: { removeUndefinedValues: true } }),
       tableName,
     };
-    return { g, envName, config, store, sfn: namedClient(new SFNClient(SDK_RETRY), 'Step Functions'), rds: namedClient(new RDSClient(SDK_RETRY), 'RDS'), events: namedClient(new EventBridgeClient(SDK_RETRY), 'EventBridge') };
+    return {
+      g,
+      envName,
+      config,
+      store,
+      sfn: namedClient(new SFNClient(SDK_RETRY), 'Step Functions'),
+      rds: namedClient(new RDSClient(SDK_RETRY), 'RDS'),
+      events: namedClient(new EventBridgeClient(SDK_RETRY), 'EventBridge'),
+      ssm: namedClient(new SSMClient(SDK_RETRY), 'SSM'),
+      secretsManager: namedClient(new SecretsManagerClient(SDK_RETRY), 'SecretsManager'),
+    };
   };
 
   /**
@@ -558,10 +577,10 @@ export function registerRecoverCommands(program: Command): void {
       // Only a running workflow verifies again: one that ended (stopped by hand, timed out) leaves
       // the record "verifying" with nobody left to change it.
       if (!execution || execution.status === 'RUNNING') {
-        say(`next: wait: the workflow verifies the copy again once RDS has applied its new password; follow it with "atmr-dr recover status ${record.recoveryId}"`);
+        say(`next: wait: the workflow verifies the copy again once RDS has applied its new password; follow it with "${OPERATOR_CLI} recover status ${record.recoveryId}"`);
       } else {
         say(
-          `next: the workflow ended (${execution.status}) before it verified ${record.newInstance} again: the copy is kept but not verified, so it cannot be cut over: "atmr-dr recover abandon ${record.recoveryId}" (deleted after a final snapshot), then start a new recovery`,
+          `next: the workflow ended (${execution.status}) before it verified ${record.newInstance} again: the copy is kept but not verified, so it cannot be cut over: "${OPERATOR_CLI} recover abandon ${record.recoveryId}" (deleted after a final snapshot), then start a new recovery`,
         );
       }
     }
@@ -570,17 +589,17 @@ export function registerRecoverCommands(program: Command): void {
     // change the record any more, and it holds the lock that refuses every new recovery.
     if ((record.status === 'restoring' || (record.status === 'verifying' && !reset)) && execution && execution.status !== 'RUNNING') {
       say(
-        `next: ${execution.status === 'NOT STARTED' ? 'the workflow never started (the start stopped before Step Functions took it)' : `the workflow ended (${execution.status})`} with the recovery still "${record.status}": nothing will change it any more, and it holds the one-recovery lock: "atmr-dr recover abandon ${record.recoveryId}" deletes ${record.newInstance} and frees the lock, then start a new recovery`,
+        `next: ${execution.status === 'NOT STARTED' ? 'the workflow never started (the start stopped before Step Functions took it)' : `the workflow ended (${execution.status})`} with the recovery still "${record.status}": nothing will change it any more, and it holds the one-recovery lock: "${OPERATOR_CLI} recover abandon ${record.recoveryId}" deletes ${record.newInstance} and frees the lock, then start a new recovery`,
       );
     }
-    if (record.status === 'verified') say(`next: atmr-dr recover cutover ${record.recoveryId} --yes   (or: atmr-dr recover abandon ${record.recoveryId})`);
+    if (record.status === 'verified') say(`next: ${OPERATOR_CLI} recover cutover ${record.recoveryId} --yes   (or: ${OPERATOR_CLI} recover abandon ${record.recoveryId})`);
     if (record.status === 'unverified') {
       say(`next: ${record.newInstance} is NOT verified: ${unreadCause(record.verification)} (a fresh copy loads its blocks from S3 on first read); ${unverifiedNextStep(record.recoveryId)}`);
     }
     // A copy that became available is kept by a failed workflow: say what can be done with it.
     if (record.status === 'failed' && record.newInstanceHost) {
       say(
-        `next: ${record.newInstance} is kept (it became available) but is not verified, so it cannot be cut over: read the error above, then "atmr-dr recover abandon ${record.recoveryId}" (deleted after a final snapshot) and start a new recovery`,
+        `next: ${record.newInstance} is kept (it became available) but is not verified, so it cannot be cut over: read the error above, then "${OPERATOR_CLI} recover abandon ${record.recoveryId}" (deleted after a final snapshot) and start a new recovery`,
       );
     }
     if (record.status === 'cut-over') {
@@ -590,7 +609,7 @@ export function registerRecoverCommands(program: Command): void {
       if (shutOut) say(shutOut);
     }
     // Claimed by an abandon that stopped before the end (a refused deletion, a workflow it could not read).
-    if (record.status === 'abandoning') say(`next: the abandon stopped before the end: run "atmr-dr recover abandon ${record.recoveryId}" again to finish it`);
+    if (record.status === 'abandoning') say(`next: the abandon stopped before the end: run "${OPERATOR_CLI} recover abandon ${record.recoveryId}" again to finish it`);
   };
 
   recover.action(
@@ -601,7 +620,7 @@ export function registerRecoverCommands(program: Command): void {
     let toTime = parseToTime(g.toTime);
     checkPitrReach(toTime);
     const ctx = await context();
-    await refuseIfReplaced(ctx.store, 'recover', ctx.config.database.instanceIdentifier, ctx.config.name, endpointSwitch(resolveRecoveryConfig(ctx.config)));
+    await refuseIfReplaced(ctx.store, ctx, 'recover', ctx.config.database.instanceIdentifier, ctx.config.name, endpointSwitch(resolveRecoveryConfig(ctx.config)));
     if (relativeToTimeSeconds(g.toTime ?? '') !== undefined) {
       // "5 min ago" from RDS's clock, as the killswitch's --expires counts from SSM's: a laptop minutes
       // off would restore minutes more or less of the data. The SDK learns the offset from RDS's
@@ -629,14 +648,14 @@ export function registerRecoverCommands(program: Command): void {
       }
       return;
     }
-    if (!g.json) say(`recovery ${result.request.recoveryId} started: ${plan}\n  workflow ${result.executionArn}\n  follow it: atmr-dr recover status ${result.request.recoveryId}`);
+    if (!g.json) say(`recovery ${result.request.recoveryId} started: ${plan}\n  workflow ${result.executionArn}\n  follow it: ${OPERATOR_CLI} recover status ${result.request.recoveryId}`);
     if (!g.follow) {
       if (g.json) print(JSON.stringify(result));
       return;
     }
     // Started, the recovery is the workflow's: a stop from here only ends the following.
     const id = result.request.recoveryId;
-    sayWhileStarting((signal) => `recover interrupted (received ${signal}) while following: recovery ${id} keeps running (the workflow does not need this process): atmr-dr recover status ${id}`);
+    sayWhileStarting((signal) => `recover interrupted (received ${signal}) while following: recovery ${id} keeps running (the workflow does not need this process): ${OPERATOR_CLI} recover status ${id}`);
     const { record, execution } = await follow(ctx.sfn, ctx.store, id, Boolean(g.json));
     report(record, Boolean(g.json), ctx.config, execution);
     if (record.status !== 'verified') throw new OperatorError(`recover: recovery ${record.recoveryId} ended "${record.status}"${record.error ? `: ${record.error}` : ''}`, 1);
@@ -656,7 +675,10 @@ export function registerRecoverCommands(program: Command): void {
       refuseStartOptions('recover status', globals());
       if (id !== undefined) checkRecoveryId('recover status', id);
       const ctx = await context();
-      const target = id ?? (await activeRecoveryId(ctx.store)) ?? (await listRecoveryIds(ctx.store, 1))[0];
+      const chosen = id ?? (await activeRecoveryId(ctx.store));
+      // None given or in progress: the latest, from the listing the endpoint's line reads too.
+      const ids = chosen === undefined ? await listRecoveryIds(ctx.store, 10) : undefined;
+      const target = chosen ?? ids?.[0];
       if (!target) {
         // --json prints one recovery's record as an object, and none as null: a script parsing the
         // output gets valid JSON either way (as incident list --json gives [] for no incident).
@@ -683,8 +705,8 @@ export function registerRecoverCommands(program: Command): void {
         execution,
         ctx.g.json ? undefined : await cutOverCopy(ctx.rds, record),
         ctx.g.json ? undefined : await oldUnrenamed(ctx.rds, record),
-        ctx.g.json ? undefined : await killswitchLeft(ctx.g, record),
-        ctx.g.json ? undefined : await endpointStatusLine(ctx.store, endpointSwitch(resolveRecoveryConfig(ctx.config))),
+        ctx.g.json ? undefined : await killswitchLeft(ctx.ssm, ctx.g, record),
+        ctx.g.json ? undefined : await endpointStatusLine(ctx.store, ctx, endpointSwitch(resolveRecoveryConfig(ctx.config)), { ids, records: [record] }),
       );
     }),
     );
@@ -701,7 +723,7 @@ export function registerRecoverCommands(program: Command): void {
     .option('--yes', 'confirm (required when standard input is not a terminal)')
     .action(
       carrying(async (id: string, opts: { yes?: boolean; resume?: boolean; undo?: boolean; unverified?: boolean }) => {
-      if (opts.resume && opts.undo) throw new OperatorError('recover cutover: --resume and --undo exclude each other: pick one (see "atmr-dr recover status ID")', 2);
+      if (opts.resume && opts.undo) throw new OperatorError(`recover cutover: --resume and --undo exclude each other: pick one (see "${OPERATOR_CLI} recover status ID")`, 2);
       refuseStartOptions('recover cutover', globals());
       refuseNoFollow('recover cutover', globals());
       checkRecoveryId('recover cutover', id);
@@ -725,16 +747,16 @@ export function registerRecoverCommands(program: Command): void {
         throw new OperatorError(`recover cutover${mode === 'start' ? '' : ` --${mode}`}: recovery ${id} was already cut over at ${at}: production runs on ${record.newInstance}; ${line}`, 3);
       }
       if (mode === 'start' && record.status !== 'verified' && record.status !== 'unverified' && record.status !== 'cutover-failed') {
-        const hint = record.status === 'cutting-over' ? `a cutover was interrupted: see "atmr-dr recover status ${id}", then --resume or --undo` : `only a verified recovery can be cut over (see "atmr-dr recover status ${id}")`;
+        const hint = record.status === 'cutting-over' ? `a cutover was interrupted: see "${OPERATOR_CLI} recover status ${id}", then --resume or --undo` : `only a verified recovery can be cut over (see "${OPERATOR_CLI} recover status ${id}")`;
         throw new OperatorError(`recover cutover: recovery ${id} is "${record.status}": ${hint}`, 3);
       }
       // Refused here, before the question is asked or printed, as the lease would refuse it after (cutover.ts).
       const from = mode === 'resume' ? ['cutting-over'] : ['cutting-over', 'cutover-failed'];
       if (mode !== 'start' && !from.includes(record.status)) {
         const hint = mode === 'resume' ? 'only an interrupted cutover can be resumed' : 'only an interrupted or failed cutover can be undone';
-        throw new OperatorError(`recover cutover --${mode}: recovery ${id} is "${record.status}", expected ${from.join(' or ')}: ${hint} (see "atmr-dr recover status ${id}")`, 3);
+        throw new OperatorError(`recover cutover --${mode}: recovery ${id} is "${record.status}", expected ${from.join(' or ')}: ${hint} (see "${OPERATOR_CLI} recover status ${id}")`, 3);
       }
-      if (mode === 'start') await refuseIfReplaced(ctx.store, 'recover cutover', record.sourceInstance, ctx.config.name, endpointSwitch(resolveRecoveryConfig(ctx.config)), id);
+      if (mode === 'start') await refuseIfReplaced(ctx.store, ctx, 'recover cutover', record.sourceInstance, ctx.config.name, endpointSwitch(resolveRecoveryConfig(ctx.config)), id);
       const unread = mode === 'start' && record.verification?.unread === true;
       if (mode === 'start' && opts.unverified && !unread) throw new OperatorError(unverifiedFlagRefusal('recover cutover', id, record.status), 2);
       if (unread && !opts.unverified) {
@@ -750,7 +772,6 @@ export function registerRecoverCommands(program: Command): void {
       if (opts.yes && mode !== 'undo' && !ctx.g.json) say(`${what}: ${question}`);
       const recovery = resolveRecoveryConfig(ctx.config);
       const killswitchParameter = await resolveDeployedName(DEPLOYED_NAMES.killswitchParameter, { flagValue: ctx.g.parameter, envName: ctx.g.env });
-      const secretsManager = namedClient(new SecretsManagerClient(SDK_RETRY), 'SecretsManager');
       const actor = await resolveCliActor();
       // Ctrl-C / SIGTERM / SIGHUP (a dropped SSH session): stop at the next step boundary (or poll of
       // a wait), the journal says where, and the lease is released; a second one quits at once,
@@ -761,10 +782,10 @@ export function registerRecoverCommands(program: Command): void {
       // refuses both. Exit codes as the shell and the other commands give them: 130, 143, 129.
       const reached = new Set<string>((record.journal ?? []).map((e) => e.step));
       const phase = () => (mode !== 'undo' && reached.has(CUTOVER_STEPS.reopen) ? 'reopened' : reached.size ? 'changed' : 'unchanged');
-      const resume = `"atmr-dr recover cutover ${id} --resume --yes"`;
-      const ways = (p: string) => (p === 'reopened' ? resume : `${resume} or "atmr-dr recover cutover ${id} --undo --yes"`);
+      const resume = `"${OPERATOR_CLI} recover cutover ${id} --resume --yes"`;
+      const ways = (p: string) => (p === 'reopened' ? resume : `${resume} or "${OPERATOR_CLI} recover cutover ${id} --undo --yes"`);
       const refused = (p: string) => (p === 'reopened' ? '--resume' : '--resume and --undo');
-      const started = `the step under way may be left "started" in the journal ("atmr-dr recover status ${id}")`;
+      const started = `the step under way may be left "started" in the journal ("${OPERATOR_CLI} recover status ${id}")`;
       const interrupt = interruptible(() => {
         const p = phase();
         const left = {
@@ -785,14 +806,14 @@ export function registerRecoverCommands(program: Command): void {
         return withRecoverOptions(`recover cutover: ${signal}: stopping at the next step boundary; ${left}; again to quit at once, which leaves the lease live for up to ${LEASE_SECONDS} s (${refused(p)} refused until it expires)`, ctx.g);
       });
       const deps = {
-        ssm: namedClient(new SSMClient(SDK_RETRY), 'SSM'),
-        secretsManager,
+        ssm: ctx.ssm,
+        secretsManager: ctx.secretsManager,
         ecs: namedClient(new ECSClient(SDK_RETRY), 'ECS'),
         rds: ctx.rds,
         events: ctx.events,
         cloudwatch: namedClient(new CloudWatchClient(SDK_RETRY), 'CloudWatch'),
         store: ctx.store,
-        connectRecovered: async (host: string, port: number) => pgClientConfig(await recoveredConnection(ctx.config, secretsManager, host, port)),
+        connectRecovered: async (host: string, port: number) => pgClientConfig(await recoveredConnection(ctx.config, ctx.secretsManager, host, port)),
         stopRequested: () => interrupt.received !== undefined,
         onStep: (step: string) => reached.add(step),
         leaseOwner: `${actor} (pid ${process.pid} on ${os.hostname()})`,
@@ -826,14 +847,16 @@ export function registerRecoverCommands(program: Command): void {
       // warning is then the failure line below, printed once.
       const unrecorded = mode === 'undo' && !result.interrupted && !notUndone.length ? result.unrecorded : undefined;
       if (result.warning && !unrecorded) process.stderr.write(`atmr-dr: warning: ${result.warning}\n`);
-      const undoCommand = `"atmr-dr recover cutover ${id} --undo --yes"`;
+      const undoCommand = `"${OPERATOR_CLI} recover cutover ${id} --undo --yes"`;
       // What is left, whether users are still kept out, the first failure (the others follow from
       // it: a killswitch kept closed because the services are not back) and how to finish.
       const notUndoneLine = () => {
         const first = result.steps.find((s) => s.outcome === 'undo-failed')!;
         const unknown = killswitchUnknown(result.steps);
         const closed = keptInMaintenance(result.steps) ? 'production stays in maintenance (the killswitch) until the undo is finished; ' : unknown ? `${unknown}; ` : '';
-        return `NOT undone: ${notUndone.join(', ')}; ${closed}${first.step}: ${first.detail}${first.detail.includes(undoCommand) ? '' : `; then run ${undoCommand}`}`;
+        // The step's detail (lambdas/recovery) may give the command already, with or without OPERATOR_CLI's npx.
+        const given = first.detail.includes(`atmr-dr recover cutover ${id} --undo --yes"`);
+        return `NOT undone: ${notUndone.join(', ')}; ${closed}${first.step}: ${first.detail}${given ? '' : `; then run ${undoCommand}`}`;
       };
       if (result.interrupted) {
         const why = result.error?.startsWith('recover cutover:') ? result.error.replace(/^recover cutover: /, '') : `${result.error ?? 'interrupted'}`;
@@ -843,7 +866,7 @@ export function registerRecoverCommands(program: Command): void {
         const maintenance = reopened ? undefined : result.journal?.find((e) => e.step === CUTOVER_STEPS.maintenance && e.state !== 'undone');
         const state = maintenance ? `production ${maintenance.state === 'done' ? 'stays' : 'may be'} in maintenance (the killswitch) until the cutover is resumed or undone; ` : '';
         throw new OperatorError(
-          `recover cutover: ${why}; ${state}the journal is in the record ("atmr-dr recover status ${id}"): continue with "atmr-dr recover cutover ${id} --resume --yes"${reopened ? '' : ` or put back what changed with "atmr-dr recover cutover ${id} --undo --yes"`}`,
+          `recover cutover: ${why}; ${state}the journal is in the record ("${OPERATOR_CLI} recover status ${id}"): continue with "${OPERATOR_CLI} recover cutover ${id} --resume --yes"${reopened ? '' : ` or put back what changed with "${OPERATOR_CLI} recover cutover ${id} --undo --yes"`}`,
           stopped ? exitCodeOf(stopped) : 1,
         );
       }
@@ -894,8 +917,8 @@ export function registerRecoverCommands(program: Command): void {
         sfn: ctx.sfn,
         events: ctx.events,
         store: ctx.store,
-        ssm: namedClient(new SSMClient(SDK_RETRY), 'SSM'),
-        secretsManager: namedClient(new SecretsManagerClient(SDK_RETRY), 'SecretsManager'),
+        ssm: ctx.ssm,
+        secretsManager: ctx.secretsManager,
         endpoint: endpointSwitch(resolveRecoveryConfig(ctx.config)),
       };
       const result = await abandonRecovery(deps, id, await resolveCliActor(), ctx.config.database.instanceIdentifier, {

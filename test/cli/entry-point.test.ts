@@ -338,7 +338,7 @@ describe('a command line that says two things is refused, not half obeyed', () =
       'atmr-dr: restore: --database chooses the backup with latest only; daily/atmr_backup_20261124_010000.manifest.json names its own (the database restored into is --target-db): drop --database, or restore latest --database atmr',
     ],
     [['backup', '--tier', 'daily', '--formats', 'custom', '--plain-compressor', 'igzip'], 'atmr-dr: --plain-compressor igzip compresses the plain SQL, which --formats custom does not produce: drop --plain-compressor, or add plain to --formats'],
-    [['recover', 'status', '--to-time', '5 minutes ago'], 'atmr-dr: recover status: --to-time is for starting a recovery and not read here: drop it, or give it to "atmr-dr recover" alone to start one'],
+    [['recover', 'status', '--to-time', '5 minutes ago'], 'atmr-dr: recover status: --to-time is for starting a recovery and not read here: drop it, or give it to "npx --no atmr-dr recover" alone to start one'],
     [['recover', 'cutover', 'r20261130140200-ab12', '--no-follow', '--yes'], 'atmr-dr: recover cutover: --no-follow is read by "atmr-dr recover" and "atmr-dr recover status" only; recover cutover follows no workflow: drop it'],
     [['recover', '--no-follow', 'abandon', 'r20261130140200-ab12', '--yes'], 'atmr-dr: recover abandon: --no-follow is read by "atmr-dr recover" and "atmr-dr recover status" only; recover abandon follows no workflow: drop it'],
   ])('%j: one line, exit 2, before any name or AWS call', async (args, line) => {

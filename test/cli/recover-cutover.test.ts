@@ -413,7 +413,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(result.status).toBe(2);
     expect(result.stdout).toBe('');
     expect(result.stderr).toBe(
-      `atmr-dr: recover cutover: recovery ${first} cut production (example) over to atmr-prod-pitr-202611301402 at ${finishedAt}, replacing atmr-prod: recovery ${second} restored atmr-prod, not production: cutting it over would lose production's writes on atmr-prod-pitr-202611301402; abandon it ("atmr-dr recover abandon ${second}"), then start a new recovery once database.instanceIdentifier and database.host name atmr-prod-pitr-202611301402 in cdk.json\n`,
+      `atmr-dr: recover cutover: recovery ${first} cut production (example) over to atmr-prod-pitr-202611301402 at ${finishedAt}, replacing atmr-prod: recovery ${second} restored atmr-prod, not production: cutting it over would lose production's writes on atmr-prod-pitr-202611301402; abandon it ("npx --no atmr-dr recover abandon ${second}"), then start a new recovery once database.instanceIdentifier and database.host name atmr-prod-pitr-202611301402 in cdk.json\n`,
     );
     // The endpoint read, and nothing else.
     expect(aws.calls.map((c) => `${c.service}:${c.action}`)).toEqual(['secretsmanager:GetSecretValue']);
@@ -480,7 +480,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(result.stdout).toBe('');
     const denied = `AccessDeniedException: User is not authorized to perform: secretsmanager:GetSecretValue on resource: ${SECRET}`;
     expect(result.stderr).toBe(
-      `atmr-dr: recover cutover: recovery ${first} cut production (example) over to atmr-prod-pitr-202611301402 at ${finishedAt}, replacing atmr-prod: recovery ${second} restored atmr-prod, not production: cutting it over would lose production's writes on atmr-prod-pitr-202611301402; abandon it ("atmr-dr recover abandon ${second}"), then start a new recovery once database.instanceIdentifier and database.host name atmr-prod-pitr-202611301402 in cdk.json; production's endpoint (${ENDPOINT}) could not be read (${denied}): if production was taken back to atmr-prod by hand, check that endpoint and your right to read it, then run the command again\n`,
+      `atmr-dr: recover cutover: recovery ${first} cut production (example) over to atmr-prod-pitr-202611301402 at ${finishedAt}, replacing atmr-prod: recovery ${second} restored atmr-prod, not production: cutting it over would lose production's writes on atmr-prod-pitr-202611301402; abandon it ("npx --no atmr-dr recover abandon ${second}"), then start a new recovery once database.instanceIdentifier and database.host name atmr-prod-pitr-202611301402 in cdk.json; production's endpoint (${ENDPOINT}) could not be read (${denied}): if production was taken back to atmr-prod by hand, check that endpoint and your right to read it, then run the command again\n`,
     );
     expect((await getRecovery(store, second)).status).toBe('verified');
 
@@ -670,11 +670,11 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(result.status).toBe(0);
     expect(result.stdout).toMatch(/^ {2}\S+Z\s+\d+ s {2}done\s+killswitch back: back to maintenance$/m);
     // Run as printed, it writes the killswitch the cutover put back, not cdk.json's default environment's.
-    const command = `atmr-dr killswitch --env example --parameter ${KILLSWITCH} disable --reason "recovery ${id} cut over"`;
+    const command = `npx --no atmr-dr killswitch --env example --parameter ${KILLSWITCH} disable --reason "recovery ${id} cut over"`;
     expect(result.stdout.trimEnd().split('\n').at(-1)).toBe(
       `users are still shut out: the killswitch is in maintenance, as it was before the cutover (set by bob: bookings deleted: recovering); to let them in: ${command}`,
     );
-    expect(refusals([words(command).slice(1)])).toEqual([null]);
+    expect(refusals([words(command).slice(3)])).toEqual([null]);
     expect(JSON.parse(aws.parameters.get(KILLSWITCH)!.value)).toMatchObject({ mode: 'maintenance', reason: 'bookings deleted: recovering', actor: 'bob' });
     expect((await getRecovery(store, id)).status).toBe('cut-over');
 
@@ -704,11 +704,11 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     // Assert
     expect([result.status, result.stderr]).toEqual([0, '']);
     expect(result.stdout).toMatch(/^ {2}\S+Z\s+\d+ s {2}done\s+killswitch back: back to degraded$/m);
-    const command = `atmr-dr killswitch --env example --parameter ${KILLSWITCH} disable --reason "recovery ${id} cut over"`;
+    const command = `npx --no atmr-dr killswitch --env example --parameter ${KILLSWITCH} disable --reason "recovery ${id} cut over"`;
     expect(result.stdout.trimEnd().split('\n').at(-1)).toBe(
       `users still get a degraded API: the killswitch is degraded, as it was before the cutover (set by bob: bookings read-only while we recover); to serve them in full: ${command}`,
     );
-    expect(refusals([words(command).slice(1)])).toEqual([null]);
+    expect(refusals([words(command).slice(3)])).toEqual([null]);
     expect(JSON.parse(aws.parameters.get(KILLSWITCH)!.value)).toMatchObject({ mode: 'degraded', actor: 'bob' });
 
     // `recover status` later repeats it, the killswitch still degraded.
@@ -748,7 +748,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     const notReopened = `NOT reopened: the killswitch is maintenance (set by bob: HOLD: copy is missing bookings) since the cutover's maintenance: left as is; see "atmr-dr killswitch --parameter ${KILLSWITCH} status", and lift it with "atmr-dr killswitch --parameter ${KILLSWITCH} disable" once whoever set it agrees`;
     expect(result.stdout).toMatch(/^ {2}\S+Z\s+\d+ s {2}by-hand\s+killswitch back: NOT reopened: /m);
     expect(result.stderr.trimEnd().split('\n').at(-1)).toBe(
-      `atmr-dr: recover cutover: production runs on atmr-prod-pitr-202611301402 but was ${notReopened}; the cutover stops there: atmr-prod is NOT renamed and atmr-prod-pitr-202611301402 keeps its recovery tag (whoever holds users out may go back to atmr-prod); once the hold is lifted, --resume renames atmr-prod and finishes; if they take production back to atmr-prod instead, --undo gives the steps by hand and, once they are done, closes the cutover; the journal is in the record ("atmr-dr recover --parameter ${KILLSWITCH} status ${id}"): continue with "atmr-dr recover --parameter ${KILLSWITCH} cutover ${id} --resume --yes"`,
+      `atmr-dr: recover cutover: production runs on atmr-prod-pitr-202611301402 but was ${notReopened}; the cutover stops there: atmr-prod is NOT renamed and atmr-prod-pitr-202611301402 keeps its recovery tag (whoever holds users out may go back to atmr-prod); once the hold is lifted, --resume renames atmr-prod and finishes; if they take production back to atmr-prod instead, --undo gives the steps by hand and, once they are done, closes the cutover; the journal is in the record ("npx --no atmr-dr recover --parameter ${KILLSWITCH} status ${id}"): continue with "npx --no atmr-dr recover --parameter ${KILLSWITCH} cutover ${id} --resume --yes"`,
     );
     expect(refusals([['killswitch', '--parameter', KILLSWITCH, 'status']])).toEqual([null]);
     expect(aws.calls.filter((c) => c.service === 'rds' && ['ModifyDBInstance', 'AddTagsToResource', 'RemoveTagsFromResource'].includes(c.action))).toEqual([]);
@@ -760,7 +760,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(status.stdout).toMatch(new RegExp(`recovery ${id}: cutting-over`));
     expect(status.stdout).toMatch(/^ {2}\S+Z {2}by-hand {5}killswitch back: NOT reopened: /m);
     expect(status.stdout.trimEnd().split('\n').at(-1)).toBe(
-      `next: the cutover stopped at the killswitch someone set during it (NOT reopened, above): atmr-prod is NOT renamed, in case they go back to it; once they lift it, continue it with "atmr-dr recover cutover ${id} --resume --yes"; if they go back to atmr-prod instead, "atmr-dr recover cutover ${id} --undo --yes" gives the steps by hand until the API's endpoint names atmr-prod again, then closes the cutover`,
+      `next: the cutover stopped at the killswitch someone set during it (NOT reopened, above): atmr-prod is NOT renamed, in case they go back to it; once they lift it, continue it with "npx --no atmr-dr recover cutover ${id} --resume --yes"; if they go back to atmr-prod instead, "npx --no atmr-dr recover cutover ${id} --undo --yes" gives the steps by hand until the API's endpoint names atmr-prod again, then closes the cutover`,
     );
     const json = await run(install.launcher, ['recover', 'status', id, '--json'], operatorEnv());
     const record = JSON.parse(json.stdout) as { status: string; journal: { step: string; state: string; detail: string }[] };
@@ -826,7 +826,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     const stored = afterFailure.slice(afterFailure.indexOf('; cutover error: ') + '; cutover error: '.length);
     expect(stored).toMatch(/^User is not authorized to perform: ssm:PutParameter on resource: \S+: production may still be in maintenance /);
     expect(result.stderr.trimEnd().split('\n').at(-1)).toBe(
-      `atmr-dr: recover cutover: ${stored}; the journal is in the record ("atmr-dr recover status ${id}"): continue with "atmr-dr recover cutover ${id} --resume --yes"`,
+      `atmr-dr: recover cutover: ${stored}; the journal is in the record ("npx --no atmr-dr recover status ${id}"): continue with "npx --no atmr-dr recover cutover ${id} --resume --yes"`,
     );
     expect([resumed.status, resumed.stderr]).toEqual([0, '']);
     const afterResume = await statusLine();
@@ -853,7 +853,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
 
   /** The line a first stop signal prints at once: what may be left (maintenance), the two ways on, and what quitting at once costs (the lease). */
   const firstLine = (signal: NodeJS.Signals, id: string) =>
-    `atmr-dr: recover cutover: ${signal}: stopping at the next step boundary; production may stay in maintenance (the killswitch) until "atmr-dr recover cutover ${id} --resume --yes" or "atmr-dr recover cutover ${id} --undo --yes" (the last line says where it stopped); again to quit at once, which leaves the lease live for up to 120 s (--resume and --undo refused until it expires)`;
+    `atmr-dr: recover cutover: ${signal}: stopping at the next step boundary; production may stay in maintenance (the killswitch) until "npx --no atmr-dr recover cutover ${id} --resume --yes" or "npx --no atmr-dr recover cutover ${id} --undo --yes" (the last line says where it stopped); again to quit at once, which leaves the lease live for up to 120 s (--resume and --undo refused until it expires)`;
 
   it('Ctrl-C during the redeploy: exit 130 with how to resume or undo; status shows the journal; --undo --yes puts everything back', async () => {
     const id = 'r20261130150000-e2e1';
@@ -865,7 +865,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     const lines = interrupted.stderr.trimEnd().split('\n');
     expect(lines[0]).toBe(firstLine('SIGINT', id));
     expect(lines[lines.length - 1]).toBe(
-      `atmr-dr: recover cutover: interrupted during "redeploy ECS services": atmr-api, atmr-celery-worker, atmr-celery-beat already redeploying onto the copy; production stays in maintenance (the killswitch) until the cutover is resumed or undone; the journal is in the record ("atmr-dr recover status ${id}"): continue with "atmr-dr recover cutover ${id} --resume --yes" or put back what changed with "atmr-dr recover cutover ${id} --undo --yes"`,
+      `atmr-dr: recover cutover: interrupted during "redeploy ECS services": atmr-api, atmr-celery-worker, atmr-celery-beat already redeploying onto the copy; production stays in maintenance (the killswitch) until the cutover is resumed or undone; the journal is in the record ("npx --no atmr-dr recover status ${id}"): continue with "npx --no atmr-dr recover cutover ${id} --resume --yes" or put back what changed with "npx --no atmr-dr recover cutover ${id} --undo --yes"`,
     );
     expect(aws.secret().host).toBe(cluster.host);
 
@@ -878,7 +878,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(status.stdout).toMatch(/^ {2}\S+Z {2}done {8}switch database endpoint: secret .* host: atmr-prod\.abcdefghijkl\.eu-west-3\.rds\.amazonaws\.com:5432 -> /m);
     expect(status.stdout).toMatch(/^ {2}\S+Z {2}started {5}redeploy ECS services/m);
     const given = `--env example --table ${dynamo.tableName}`;
-    expect(status.stdout).toContain(`next: the cutover stopped or is running: continue it with "atmr-dr recover ${given} cutover ${id} --resume --yes", or put back what it changed with "atmr-dr recover ${given} cutover ${id} --undo --yes"`);
+    expect(status.stdout).toContain(`next: the cutover stopped or is running: continue it with "npx --no atmr-dr recover ${given} cutover ${id} --resume --yes", or put back what it changed with "npx --no atmr-dr recover ${given} cutover ${id} --undo --yes"`);
     expect(refusals([words(`recover ${given} cutover ${id} --resume --yes`), words(`recover ${given} cutover ${id} --undo --yes`)])).toEqual([null, null]);
     aws.calls.splice(0);
     aws.ecsStable = true;
@@ -1165,7 +1165,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(lines).toHaveLength(2);
     expect(lines[0]).toBe(firstLine('SIGINT', id));
     const second = new RegExp(
-      `^atmr-dr: second SIGINT, quitting at once; the cutover stops where it stands: production may be in maintenance \\(the killswitch\\), the step under way may be left "started" in the journal \\("atmr-dr recover status ${id}"\\) and the lease expires in 120 s at the latest \\((\\S+Z)\\), refusing --resume and --undo until then; then run "atmr-dr recover cutover ${id} --resume --yes" or "atmr-dr recover cutover ${id} --undo --yes"$`,
+      `^atmr-dr: second SIGINT, quitting at once; the cutover stops where it stands: production may be in maintenance \\(the killswitch\\), the step under way may be left "started" in the journal \\("npx --no atmr-dr recover status ${id}"\\) and the lease expires in 120 s at the latest \\((\\S+Z)\\), refusing --resume and --undo until then; then run "npx --no atmr-dr recover cutover ${id} --resume --yes" or "npx --no atmr-dr recover cutover ${id} --undo --yes"$`,
     ).exec(lines[1]);
     expect(second).not.toBeNull();
     // What the line says is what the operator is left with.
@@ -1202,9 +1202,9 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(interrupted.status).toBe(130);
     const lines = interrupted.stderr.trimEnd().split('\n');
     expect(lines[0]).toBe(
-      `atmr-dr: recover cutover: SIGINT: stopping at the next step boundary; the killswitch was being given back on the new instance, where production may take writes: --undo is refused from there on, finish with "atmr-dr recover cutover ${id} --resume --yes"; again to quit at once, which leaves the lease live for up to 120 s (--resume refused until it expires)`,
+      `atmr-dr: recover cutover: SIGINT: stopping at the next step boundary; the killswitch was being given back on the new instance, where production may take writes: --undo is refused from there on, finish with "npx --no atmr-dr recover cutover ${id} --resume --yes"; again to quit at once, which leaves the lease live for up to 120 s (--resume refused until it expires)`,
     );
-    expect(lines.at(-1)).toBe(`atmr-dr: recover cutover: interrupted after "killswitch back"; the journal is in the record ("atmr-dr recover status ${id}"): continue with "atmr-dr recover cutover ${id} --resume --yes"`);
+    expect(lines.at(-1)).toBe(`atmr-dr: recover cutover: interrupted after "killswitch back"; the journal is in the record ("npx --no atmr-dr recover status ${id}"): continue with "npx --no atmr-dr recover cutover ${id} --resume --yes"`);
     expect(interrupted.stderr).not.toContain('--undo --yes');
     expect(interrupted.stderr).not.toMatch(/stay in maintenance/);
     expect(JSON.parse(aws.parameters.get(KILLSWITCH)!.value)).toMatchObject({ mode: 'normal' });

@@ -221,12 +221,12 @@ describe('atmr-dr recover', () => {
       const lines = run.stdout.trimEnd().split('\n');
       const toTime = /as of (\S+) -> new instance/.exec(lines.at(-2) ?? '')?.[1];
       expect(lines.at(-2)).toMatch(/^dry run, nothing started: atmr-prod/);
-      expect(lines.at(-1)).toMatch(/^next: atmr-dr recover /);
+      expect(lines.at(-1)).toMatch(/^next: npx --no atmr-dr recover /);
       const argv = spawnSync('sh', ['-c', `for a in ${lines.at(-1)!.replace(/^next: /, '')}; do printf '%s\\0' "$a"; done`], { encoding: 'utf8' }).stdout.split('\0').slice(0, -1);
-      expect(argv).toEqual(['atmr-dr', 'recover', '--env', 'example', '--to-time', toTime, '--no-follow', '--reason', reason]);
+      expect(argv).toEqual(['npx', '--no', 'atmr-dr', 'recover', '--env', 'example', '--to-time', toTime, '--no-follow', '--reason', reason]);
       // Given its own --dry-run, the printed command plans the very same recovery (time and name;
       // the restore window, RDS's, has moved on meanwhile)
-      const again = await atmrDr([...argv.slice(1), '--dry-run']);
+      const again = await atmrDr([...argv.slice(3), '--dry-run']);
       const planned = (line: string | undefined) => line?.replace(/; restore window .*$/, '');
       expect(planned(again.stdout.split('\n').find((line) => line.startsWith('dry run')))).toBe(planned(lines.at(-2)));
     } finally {
@@ -359,7 +359,7 @@ describe('atmr-dr recover', () => {
       const id = /recovery (r\d{14}-[0-9a-f]{4}) started/.exec(output)?.[1];
       expect(id).toBeDefined();
       expect(stderr.trimEnd().split('\n').pop()).toBe(
-        `atmr-dr: recover interrupted (received SIGINT) while following: recovery ${id} keeps running (the workflow does not need this process): atmr-dr recover status ${id}`,
+        `atmr-dr: recover interrupted (received SIGINT) while following: recovery ${id} keeps running (the workflow does not need this process): npx --no atmr-dr recover status ${id}`,
       );
       expect(status).toBe(130);
     } finally {
@@ -384,13 +384,55 @@ describe('atmr-dr recover', () => {
     expect(run.status).toBe(0);
     expect(run.stdout).toMatch(/recovery r20261130143000-aaaa: verified; atmr-prod as of 2026-11-30T14:02:00.000Z -> atmr-prod-pitr-202611301402/);
     expect(run.stdout).toMatch(/rows in booking\s+120\s+100 \(-20\)\s+differs/);
-    expect(run.stdout).toMatch(/next: atmr-dr recover cutover r20261130143000-aaaa --yes/);
+    expect(run.stdout).toMatch(/next: npx --no atmr-dr recover cutover r20261130143000-aaaa --yes/);
   });
 
   it('status without an id shows the recovery in progress', async () => {
     const { run } = await atmrDrWith('SFN', executionEnded('r20261130143000-aaaa', 'SUCCEEDED'), ['recover', 'status', '--json']);
     expect(run.status).toBe(0);
     expect(JSON.parse(run.stdout)).toMatchObject({ recoveryId: 'r20261130143000-aaaa', status: 'verified', actor: 'alice', reason: 'bookings deleted' });
+  });
+
+  it('status reads each recovery record once (its own, and the recent ones looked at for a cutover) and lists the recoveries once', async () => {
+    // Arrange: the ops-state table behind a forwarder that notes each DynamoDB call and the record it reads
+    const calls: string[] = [];
+    const forwarder = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks);
+        const action = String(req.headers['x-amz-target']).replace(/^DynamoDB_20120810\./, '');
+        const key = (JSON.parse(body.toString()) as { Key?: { pk?: { S?: string } } }).Key?.pk?.S;
+        calls.push(key === undefined ? action : `${action} ${key}`);
+        const upstream = http.request(dynamo.endpoint, { method: req.method, path: req.url, headers: req.headers }, (answer) => {
+          res.writeHead(answer.statusCode ?? 502, answer.headers);
+          answer.pipe(res);
+        });
+        upstream.end(body);
+      });
+    });
+    await new Promise<void>((resolve) => forwarder.listen(0, '127.0.0.1', resolve));
+    const saved = env;
+    env = { ...env, AWS_ENDPOINT_URL_DYNAMODB: `http://127.0.0.1:${(forwarder.address() as AddressInfo).port}` };
+    try {
+      for (const args of [['recover', 'status', 'r20261130143000-aaaa'], ['recover', 'status']]) {
+        calls.length = 0;
+
+        // Act
+        const { run } = await atmrDrWith('SFN', executionEnded('r20261130143000-aaaa', 'SUCCEEDED'), args);
+
+        // Assert
+        expect([run.status, run.stderr]).toEqual([0, '']);
+        expect(run.stdout).toMatch(/^recovery r20261130143000-aaaa: verified;/m);
+        const reads = calls.filter((call) => call.startsWith('GetItem ') && call !== 'GetItem RECOVERY#ACTIVE');
+        expect(reads).toContain('GetItem RECOVERY#r20261130143000-aaaa');
+        expect(reads).toEqual([...new Set(reads)]);
+        expect(calls.filter((call) => call === 'Query')).toEqual(['Query']);
+      }
+    } finally {
+      env = saved;
+      await new Promise((resolve) => forwarder.close(resolve));
+    }
   });
 
   it('status --json with no recovery recorded prints null (valid JSON), the text form says so in words', async () => {
@@ -424,7 +466,7 @@ describe('atmr-dr recover', () => {
     const run = await atmrDr(['recover', 'cutover', 'r20261130143000-aaaa', '--yes']);
     expect(run.status).toBe(3);
     expect(run.stderr).toBe(
-      'atmr-dr: recover cutover: recovery r20261130143000-aaaa is "verification-failed": only a verified recovery can be cut over (see "atmr-dr recover status r20261130143000-aaaa")\n',
+      'atmr-dr: recover cutover: recovery r20261130143000-aaaa is "verification-failed": only a verified recovery can be cut over (see "npx --no atmr-dr recover status r20261130143000-aaaa")\n',
     );
   });
 
@@ -457,13 +499,13 @@ describe('atmr-dr recover', () => {
     const run = await atmrDr(['recover', '--env', 'example', 'cutover', 'r20261130143000-aaaa', '--undo', '--yes']);
     expect(run.status).toBe(3);
     expect(run.stdout.trimEnd().split('\n')).toEqual([
-      "atmr-dr killswitch --env example enable --mode maintenance --reason 'going back to atmr-prod-replaced-202611301530 from recovery r20261130143000-aaaa' --expires never --yes",
+      "npx --no atmr-dr killswitch --env example enable --mode maintenance --reason 'going back to atmr-prod-replaced-202611301530 from recovery r20261130143000-aaaa' --expires never --yes",
       "aws ssm put-parameter --name /atmr/example/database-host --type String --overwrite --value atmr-prod-replaced-202611301530.abcdefghijkl.eu-west-3.rds.amazonaws.com:5432",
       "aws ecs update-service --cluster arn:aws:ecs:eu-west-3:111111111111:cluster/atmr-prod --service atmr-api --force-new-deployment",
       "aws ecs update-service --cluster arn:aws:ecs:eu-west-3:111111111111:cluster/atmr-prod --service atmr-celery-worker --force-new-deployment",
       "aws ecs update-service --cluster arn:aws:ecs:eu-west-3:111111111111:cluster/atmr-prod --service atmr-celery-beat --force-new-deployment",
       "aws ecs wait services-stable --cluster arn:aws:ecs:eu-west-3:111111111111:cluster/atmr-prod --services atmr-api atmr-celery-worker atmr-celery-beat",
-      "atmr-dr killswitch --env example disable --reason 'going back to atmr-prod-replaced-202611301530 from recovery r20261130143000-aaaa' --yes",
+      "npx --no atmr-dr killswitch --env example disable --reason 'going back to atmr-prod-replaced-202611301530 from recovery r20261130143000-aaaa' --yes",
     ]);
     expect(run.stderr).toBe(
       'atmr-dr: recover cutover --undo: recovery r20261130143000-aaaa was already cut over at 2026-11-30T15:30:02.000Z: production runs on atmr-prod-pitr-202611301402; there is no undo once a cutover is done (production may have taken writes on atmr-prod-pitr-202611301402); going back to atmr-prod (kept as atmr-prod-replaced-202611301530) is by hand, the commands above (standard output), in order; the writes made on atmr-prod-pitr-202611301402 since are not on atmr-prod (kept as atmr-prod-replaced-202611301530): copy them over before the killswitch is lifted\n',
@@ -482,13 +524,13 @@ describe('atmr-dr recover', () => {
     const run = await atmrDr(['recover', 'cutover', 'r20261130143000-aaaa', flag, '--yes']);
     expect(run.status).toBe(3);
     expect(run.stdout).toBe('');
-    expect(run.stderr).toBe(`atmr-dr: recover cutover ${flag}: recovery r20261130143000-aaaa is "verified", ${what} (see "atmr-dr recover status r20261130143000-aaaa")\n`);
+    expect(run.stderr).toBe(`atmr-dr: recover cutover ${flag}: recovery r20261130143000-aaaa is "verified", ${what} (see "npx --no atmr-dr recover status r20261130143000-aaaa")\n`);
   });
 
   it('cutover refuses --resume with --undo in one line, before any AWS call', async () => {
     const run = await atmrDr(['recover', 'cutover', 'r20261130143000-aaaa', '--resume', '--undo', '--yes']);
     expect(run.status).toBe(2);
-    expect(run.stderr).toBe('atmr-dr: recover cutover: --resume and --undo exclude each other: pick one (see "atmr-dr recover status ID")\n');
+    expect(run.stderr).toBe('atmr-dr: recover cutover: --resume and --undo exclude each other: pick one (see "npx --no atmr-dr recover status ID")\n');
   });
 
   it('a new cutover of an interrupted one is refused, pointing at status, --resume and --undo', async () => {
@@ -496,7 +538,7 @@ describe('atmr-dr recover', () => {
     const run = await atmrDr(['recover', 'cutover', 'r20261130143000-aaaa', '--yes']);
     expect(run.status).toBe(3);
     expect(run.stderr).toBe(
-      'atmr-dr: recover cutover: recovery r20261130143000-aaaa is "cutting-over": a cutover was interrupted: see "atmr-dr recover status r20261130143000-aaaa", then --resume or --undo\n',
+      'atmr-dr: recover cutover: recovery r20261130143000-aaaa is "cutting-over": a cutover was interrupted: see "npx --no atmr-dr recover status r20261130143000-aaaa", then --resume or --undo\n',
     );
   });
 
@@ -516,7 +558,7 @@ describe('atmr-dr recover', () => {
     // Assert
     expect(run.status).toBe(0);
     expect(run.stdout).toContain(
-      'next: the cutover stopped or is running: continue it with "atmr-dr recover cutover r20261130143000-aaaa --resume --yes" (the killswitch was reopened: users may have written on atmr-prod-pitr-202611301402), ' +
+      'next: the cutover stopped or is running: continue it with "npx --no atmr-dr recover cutover r20261130143000-aaaa --resume --yes" (the killswitch was reopened: users may have written on atmr-prod-pitr-202611301402), ' +
         'or, once production is back on atmr-prod by hand (the API\'s endpoint set back to it, atmr-prod and atmr-prod-pitr-202611301402 under their names), close it with "atmr-dr recover cutover r20261130143000-aaaa --undo --yes"',
     );
   });
@@ -528,7 +570,7 @@ describe('atmr-dr recover', () => {
 
     expect(run.status).toBe(0);
     expect(run.stdout).toMatch(/recovery r20261130143000-aaaa: abandoning/);
-    expect(run.stdout).toContain('next: the abandon stopped before the end: run "atmr-dr recover abandon r20261130143000-aaaa" again to finish it');
+    expect(run.stdout).toContain('next: the abandon stopped before the end: run "npx --no atmr-dr recover abandon r20261130143000-aaaa" again to finish it');
   });
 
   describe('after the password was rotated past the target time', () => {
@@ -552,7 +594,7 @@ describe('atmr-dr recover', () => {
       expect(run.stdout).toContain(
         'password reset: atmr-prod-pitr-202611301402 refused the database secret\'s credentials (password authentication failed for user "atmr"); the workflow set the copy\'s master password to the secret\'s current one (rotated after the target time) at 2026-11-30T14:58:00.000Z, applied at 2026-11-30T14:59:30.000Z',
       );
-      expect(run.stdout).toContain('next: atmr-dr recover cutover r20261130143000-bbbb --yes');
+      expect(run.stdout).toContain('next: npx --no atmr-dr recover cutover r20261130143000-bbbb --yes');
     });
 
     it('status of a recovery left "verifying" after its password reset by a workflow that ended does not say to wait for it', async () => {
@@ -573,7 +615,7 @@ describe('atmr-dr recover', () => {
       expect(run.stdout).toContain('workflow ABORTED');
       expect(run.stdout).not.toContain('next: wait');
       expect(run.stdout).toContain(
-        `next: the workflow ended (ABORTED) before it verified atmr-prod-pitr-202611301402 again: the copy is kept but not verified, so it cannot be cut over: "atmr-dr recover abandon ${id}"`,
+        `next: the workflow ended (ABORTED) before it verified atmr-prod-pitr-202611301402 again: the copy is kept but not verified, so it cannot be cut over: "npx --no atmr-dr recover abandon ${id}"`,
       );
     });
 
@@ -590,7 +632,7 @@ describe('atmr-dr recover', () => {
       expect(run.status).toBe(0);
       expect(run.stdout).toContain('workflow ABORTED');
       expect(run.stdout).toContain(
-        `next: the workflow ended (ABORTED) with the recovery still "restoring": nothing will change it any more, and it holds the one-recovery lock: "atmr-dr recover abandon ${id}" deletes atmr-prod-pitr-202611301402 and frees the lock, then start a new recovery`,
+        `next: the workflow ended (ABORTED) with the recovery still "restoring": nothing will change it any more, and it holds the one-recovery lock: "npx --no atmr-dr recover abandon ${id}" deletes atmr-prod-pitr-202611301402 and frees the lock, then start a new recovery`,
       );
     });
 
@@ -672,7 +714,7 @@ describe('atmr-dr recover', () => {
         expect(run.status).toBe(0);
         expect(run.stdout).toContain('workflow NOT STARTED');
         expect(run.stdout).toContain(
-          `next: the workflow never started (the start stopped before Step Functions took it) with the recovery still "restoring": nothing will change it any more, and it holds the one-recovery lock: "atmr-dr recover abandon ${id}" deletes atmr-prod-pitr-202611301402 and frees the lock`,
+          `next: the workflow never started (the start stopped before Step Functions took it) with the recovery still "restoring": nothing will change it any more, and it holds the one-recovery lock: "npx --no atmr-dr recover abandon ${id}" deletes atmr-prod-pitr-202611301402 and frees the lock`,
         );
       });
 
@@ -754,7 +796,7 @@ describe('atmr-dr recover', () => {
       // Assert
       expect(run.status).toBe(0);
       expect(run.stdout).toContain(
-        'next: atmr-prod-pitr-202611301402 is kept (it became available) but is not verified, so it cannot be cut over: read the error above, then "atmr-dr recover abandon r20261130143000-cccc" (deleted after a final snapshot) and start a new recovery',
+        'next: atmr-prod-pitr-202611301402 is kept (it became available) but is not verified, so it cannot be cut over: read the error above, then "npx --no atmr-dr recover abandon r20261130143000-cccc" (deleted after a final snapshot) and start a new recovery',
       );
     });
   });
