@@ -94,7 +94,7 @@ async function recordsSettings(opts: { env?: string; cluster?: string; table?: s
   const tableName = await resolveDeployedName(DEPLOYED_NAMES.opsTable, { flagValue: opts.table, envName: opts.env });
   const clusterName = await resolveDeployedName(DEPLOYED_NAMES.ecsCluster, { flagValue: opts.cluster, envName: opts.env });
   const serviceName = await resolveDeployedName(DEPLOYED_NAMES.apiService, { envName: opts.env });
-  return { tableName, clusterName, alembicHead: config.backout.alembicHead, api: { serviceName, containerName: config.backout.api.containerName } };
+  return { environmentName: envName, tableName, clusterName, alembicHead: config.backout.alembicHead, api: { serviceName, containerName: config.backout.api.containerName } };
 }
 
 /** `db read-write`, `db revision`, `scale`, `osrm restart`: the runbook's first actions that a person still types. */
@@ -163,7 +163,7 @@ export function registerDetectionCommands(program: Command): void {
       try {
         const settings = await recordsSettings(opts);
         const deps = { ecs: namedClient(new ECSClient(SDK_RETRY), 'ECS'), doc: DynamoDBDocumentClient.from(opsStateDynamoDB()) };
-        placed = compareWithRecords(revisions, await recordedHeads(deps, settings), settings.alembicHead.name);
+        placed = compareWithRecords(revisions, await recordedHeads(deps, settings), settings.alembicHead.name, settings.environmentName);
       } catch (error) {
         // Why on its own clause: the reason is itself a line with its own parentheses.
         placed = notCompared(revisions, `not compared with the last known good, whose records are not reachable: ${asOperatorError(error).message}`);

@@ -10,9 +10,10 @@ import { assertFamily, currentTaskDefinition, describeRelease, describeService, 
 import {
   BACKOUT_ACTOR,
   cliRunId,
+  DOWNGRADE_DROPS,
   downgradeArgs,
-  downgradeCommandLine,
   DowngradePreparation,
+  failedDowngradeNextSteps,
   finishDowngrade,
   lockExpiry,
   lookForTask,
@@ -181,8 +182,8 @@ async function defaultContext(globals: GlobalOptions, apiServiceFlag?: string, r
 }
 
 /** The end of a command's last line when its lock could not be released: why, and what releases it. */
-const lockNotReleasedLine = (service: string, owner: string, why: string, force = false) =>
-  `the lock of ${service} could not be released (${why}): ${unlockCommandLine(service, owner, force)}`;
+const lockNotReleasedLine = (service: string, owner: string, why: string, environmentName: string, force = false) =>
+  `the lock of ${service} could not be released (${why}): ${unlockCommandLine(service, owner, environmentName, force)}`;
 
 /** What the lock is held for, as its item records it (nothing for a lock of a version that did not). */
 function heldFor(lock: LockRecord): string {
@@ -305,7 +306,7 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
   }
   if (plan.retagged) ctx.print(`  ${plan.retagged}: the rollback registers a copy of it pinned to the last known good's digests`);
   if (plan.downgradeCommand) {
-    ctx.print(`  the schema stays at ${plan.schema} (the target expects Alembic ${plan.target.alembicHead}): this command does not touch it; downgrade it with: ${plan.downgradeCommand}`);
+    ctx.print(`  the schema stays at ${plan.schema} (the target expects Alembic ${plan.target.alembicHead}): this command does not touch it; if the previous release cannot run on the new schema, downgrade it with: ${plan.downgradeCommand} (${DOWNGRADE_DROPS})`);
   }
   if (options.dryRun) {
     if (held) ctx.print(`  without --dry-run, refused now: ${(await lockHeldError(ctx, plan.service, held)).message.replace(/^rollback: /, '').replace(/; nothing changed$/, '')}`);
@@ -321,7 +322,7 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
   if (state.decision !== 'proceed') {
     const { result, notTold } = await reportOrSay(ctx, state);
     await publishMetrics(ctx, state);
-    const lockLeft = result.lockNotReleased ? `; ${lockNotReleasedLine(plan.service, state.owner, result.lockNotReleased)}` : '';
+    const lockLeft = result.lockNotReleased ? `; ${lockNotReleasedLine(plan.service, state.owner, result.lockNotReleased, ctx.settings.environmentName)}` : '';
     throw new OperatorError(`rollback: ${state.reason}${notTold}${lockLeft}`, 1);
   }
   // Ctrl-C during the guards (the actor lookup, the lock): nothing was sent to ECS yet, and nothing
@@ -330,7 +331,7 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
     const owner = state.owner;
     const released = await releaseLock(ctx.deps.doc, ctx.settings.tableName, plan.service, owner).then(
       () => 'the lock is released',
-      (error: unknown) => lockNotReleasedLine(plan.service, owner, namedLine(error)),
+      (error: unknown) => lockNotReleasedLine(plan.service, owner, namedLine(error), ctx.settings.environmentName),
     );
     throw new OperatorError(`rollback: interrupted before UpdateService: nothing changed; ${released}`, 1);
   }
@@ -373,7 +374,7 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
   // The report's release of the lock failed: the outcome stays the line's first word, and the line
   // ends with the command that releases the lock (else every rollback of the service, the automatic
   // one included, is refused until it expires).
-  const lockLeft = result.lockNotReleased ? lockNotReleasedLine(plan.service, state.owner, result.lockNotReleased) : '';
+  const lockLeft = result.lockNotReleased ? lockNotReleasedLine(plan.service, state.owner, result.lockNotReleased, ctx.settings.environmentName) : '';
   const andLockLeft = lockLeft && `; ${lockLeft}`;
   if (notTold) throw new OperatorError(`rollback: ${result.outcome}${notTold}${pinAdvice}${andLockLeft}`, 1);
   if (ctx.signal?.aborted && result.outcome === 'rolled-back-unchecked') {
@@ -421,7 +422,7 @@ async function reportOrSay(ctx: RollbackCliContext, state: RollbackState): Promi
 async function publishMetrics(ctx: RollbackCliContext, state: RollbackState): Promise<void> {
   const now = nowOf(ctx.deps);
   try {
-    await putRollbackMetrics(ctx.deps.cloudwatch, metricsNamespace(ctx.settings.environmentName), finishedRollbackMetrics(state, now), now);
+    await putRollbackMetrics(ctx.deps.cloudwatch, metricsNamespace(ctx.settings.environmentName), finishedRollbackMetrics(state, now, ctx.settings.environmentName), now);
   } catch (error) {
     ctx.print(`warning: RollbackSeconds/RollbackOutcome not published: ${oneLine(error)}`);
   }
@@ -464,7 +465,7 @@ async function staleDowngradeMaintenance(ctx: RollbackCliContext, current: strin
   const value = reading?.value;
   const run = value?.mode === 'maintenance' && value.actor === BACKOUT_ACTOR ? /\(execution ([^)]+)\): migration downgrade to /.exec(value.reason)?.[1] : undefined;
   if (!value || !run) return null;
-  const lift = restoreKillswitchCommand(null, nowOf(ctx.deps));
+  const lift = restoreKillswitchCommand(null, nowOf(ctx.deps), ctx.settings.environmentName);
   return `still in maintenance, set by downgrade ${run} at ${value.updatedAt}; ${ctx.settings.api.serviceName} now runs ${current} (Alembic ${revision}), the schema's revision: lift it with ${lift}`;
 }
 
@@ -510,7 +511,7 @@ export function migrationLeft(progress: MigrationProgress, settings: BackoutSett
     const held = lock.state === 'held' ? 'stays held' : lock.state === 'requested' ? 'may be held (its write was under way)' : 'may stay held (its release was under way)';
     // Nothing releases it any more; --force: this line has just said which task to check first.
     parts.push(
-      `the lock of ${lock.service} ${held} until ${lock.until}, blocking rollback service, rollback migration and the automatic backout of ${lock.service} until then: "atmr-dr rollback status --service ${lock.service}" shows it; once no migration task runs, ${unlockCommandLine(lock.service, lock.owner, true)} releases it`,
+      `the lock of ${lock.service} ${held} until ${lock.until}, blocking rollback service, rollback migration and the automatic backout of ${lock.service} until then: "atmr-dr rollback status --service ${lock.service}" shows it; once no migration task runs, ${unlockCommandLine(lock.service, lock.owner, settings.environmentName, true)} releases it`,
     );
   }
   return parts.join('; ');
@@ -545,6 +546,7 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
   const held = await readLock(ctx.deps.doc, ctx.settings.tableName, service.serviceName, nowOf(ctx.deps));
   if (held) throw await lockHeldError(ctx, service.serviceName, held);
   ctx.print(`migration downgrade: "${downgradeArgs(revision).join(' ')}" in ${taskDefinition}${taskDefinition === current ? '' : `, the service runs ${current}`} (schema now at ${release.alembicHead ?? 'unknown'})`);
+  ctx.print(`  it ${DOWNGRADE_DROPS}`);
   // Maintenance is lifted after the downgrade only when what the service RUNS declares the target
   // revision as its head: --task-definition names the image the downgrade runs in, not what serves,
   // and a wrong one must not let the failing release serve on a schema downgraded under it. Run
@@ -574,7 +576,7 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
   const actor = await ctx.actor();
   const owner = `cli:${actor}:${Date.now()}`;
   // Released by hand only with --force (unlockCommand): a downgrade task may run under this lock.
-  const unlock = unlockCommandLine(service.serviceName, owner, true);
+  const unlock = unlockCommandLine(service.serviceName, owner, ctx.settings.environmentName, true);
   const now = nowOf(ctx.deps);
   const until = new Date(now.getTime() + MIGRATION_LOCK_SECONDS * 1000).toISOString();
   const lock: NonNullable<MigrationProgress['lock']> = { service: service.serviceName, owner, until, state: 'requested' };
@@ -630,7 +632,7 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
     progress.task = { stage: 'ended', result: task };
     keepLock = task.abandoned?.stopped === false || Boolean(task.unanswered);
     const keep = stillServed
-      ? `kept in maintenance: ${service.serviceName} still runs ${current}, which must not serve on the schema at ${revision}; once "${rollbackFirst}" has rolled it back, restore it: ${restoreKillswitchCommand(preparation.killswitchSet?.previous ?? null, nowOf(ctx.deps))}`
+      ? `kept in maintenance: ${service.serviceName} still runs ${current}, which must not serve on the schema at ${revision}; once "${rollbackFirst}" has rolled it back, restore it: ${restoreKillswitchCommand(preparation.killswitchSet?.previous ?? null, nowOf(ctx.deps), ctx.settings.environmentName)}`
       : undefined;
     const result = await finishDowngrade(ctx.deps, ctx.settings, preparation, task, { group: release.logGroup, prefix: release.logStreamPrefix }, keep);
     const summary = `${service.serviceName}: migration downgrade to ${revision} by ${actor}: ${result.detail}`;
@@ -675,11 +677,7 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
     }
     const stopped = `(StopTask; exit code ${result.exitCode ?? 'none'})`;
     // A downgrade that did not end well: what the on-call does next, in order, ready to paste.
-    const restorePoint = preparation.snapshotId ? `the snapshot ${preparation.snapshotId}` : `the PITR point ${preparation.pitr?.restoreTo}`;
-    const lift = preparation.killswitchSet
-      ? `lift maintenance with ${restoreKillswitchCommand(preparation.killswitchSet.previous, nowOf(ctx.deps))}`
-      : 'the killswitch was in maintenance before this command: whoever set it lifts it';
-    const nextSteps = `; next: retry with ${downgradeCommandLine(revision, taskDefinition)} --yes once its cause is fixed, or, if the schema is left between two releases, restore ${ctx.settings.databaseInstanceIdentifier} from ${restorePoint} (taken just before the downgrade); once ${service.serviceName} runs a release of the schema's revision, ${lift}`;
+    const nextSteps = `; next: ${failedDowngradeNextSteps(ctx.settings, service.serviceName, revision, taskDefinition, preparation, nowOf(ctx.deps))}`;
     if (ctx.signal?.aborted && !result.ok && task.abandoned) {
       throw new OperatorError(
         `rollback: interrupted while following the migration task ${task.taskArn}: atmr-dr stopped it ${stopped} so that no downgrade runs unattended; the schema may be between two releases: the killswitch stays in maintenance; the lock is released${nextSteps}${notTold}`,
@@ -711,7 +709,7 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
     } catch (error) {
       // The lock is held until it expires: the last line keeps the command's outcome and ends with
       // the command that releases the lock (--force: no downgrade task runs, it stopped or never started).
-      throw withLockLeft(failure, lockNotReleasedLine(service.serviceName, owner, namedLine(error), true));
+      throw withLockLeft(failure, lockNotReleasedLine(service.serviceName, owner, namedLine(error), ctx.settings.environmentName, true));
     }
   }
   if (failure) throw failure.error;

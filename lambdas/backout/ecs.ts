@@ -119,16 +119,16 @@ export function deploymentUnderway(service: Service, targetTaskDefinition: strin
 }
 
 /** What a rollback racing an underway deployment is told: which releases the alarm may be about, and the command that decides. */
-export function underwayLine(serviceName: string, underway: UnderwayDeployment, target: string | null): string {
+export function underwayLine(serviceName: string, underway: UnderwayDeployment, target: string | null, environmentName: string): string {
   const started = underway.createdAt ?? 'unknown time';
   const what = underway.inProgress ? `a deployment of ${underway.taskDefinitionArn} is in progress (started ${started})` : `a deployment of ${underway.taskDefinitionArn} started at ${started}, after the breach that raised the alarm began`;
   const before = underway.replacing.length ? underway.replacing.join(', ') : 'the release it replaced';
   // The deployment under way IS the rollback target (ECS's circuit breaker rolling back to it, or a
   // redeploy of it): "--to" it would be refused as already running; waiting for ECS is the advice.
   if (underway.inProgress && underway.taskDefinitionArn === target) {
-    return `${what}, replacing ${before}: ECS is already rolling ${serviceName} back to its rollback target (its circuit breaker, or a deploy of it): wait for that deployment to finish ("${OPERATOR_CLI} rollback status --service ${serviceName}" shows it running ${target}); if ECS marks it FAILED, it stays in progress, or the API still fails once it is done, ${target} fails too: decide by hand, with the last known good before it that rollback status then names, or "${OPERATOR_CLI} rollback service --service ${serviceName} --to TASK_DEF_ARN"`;
+    return `${what}, replacing ${before}: ECS is already rolling ${serviceName} back to its rollback target (its circuit breaker, or a deploy of it): wait for that deployment to finish ("${OPERATOR_CLI} rollback status --service ${serviceName} --env ${environmentName}" shows it running ${target}); if ECS marks it FAILED, it stays in progress, or the API still fails once it is done, ${target} fails too: decide by hand, with the last known good before it that rollback status then names, or "${OPERATOR_CLI} rollback service --service ${serviceName} --to TASK_DEF_ARN --env ${environmentName}"`;
   }
-  return `${what}; the alarm may be about ${before} or ${underway.taskDefinitionArn}: decide by hand: ${OPERATOR_CLI} rollback service --service ${serviceName} --to ${target ?? 'TASK_DEF_ARN'}`;
+  return `${what}; the alarm may be about ${before} or ${underway.taskDefinitionArn}: decide by hand: ${OPERATOR_CLI} rollback service --service ${serviceName} --to ${target ?? 'TASK_DEF_ARN'} --env ${environmentName}`;
 }
 
 export async function describeRelease(ecs: ECSClient, settings: Pick<BackoutSettings, 'alembicHead'>, taskDefinitionArn: string, containerName: string): Promise<ReleaseInfo> {

@@ -8,7 +8,7 @@ import { MISSING_SETTING_EXIT_CODE, missingAwsSetting, refusedWithoutEffect } fr
 import { OPERATOR_CLI } from '../shared/constants';
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
 import { shellWord } from '../shared/format';
-import { parseRevision } from './revision';
+import { downgradeCommandLine, parseRevision } from './revision';
 import { BackoutSettings, clusterArn } from './settings';
 import { LockRecord, unlockCommandLine } from './state';
 
@@ -41,7 +41,7 @@ export const RUN_TASK_REFUSED_ERRORS = [
 /** Who the killswitch shows as having set maintenance for a downgrade. */
 export const BACKOUT_ACTOR = 'atmr-dr backout';
 
-export { downgradeCommandLine, parseRevision } from './revision';
+export { DOWNGRADE_DROPS, downgradeCommandLine, parseRevision } from './revision';
 
 export function downgradeArgs(revision: string): string[] {
   return ['flask', 'db', 'downgrade', parseRevision(revision)];
@@ -215,7 +215,7 @@ async function valueBeforeOwnWrite(deps: Pick<MigrationDeps, 'ssm'>, settings: B
 
 /** How to give back a killswitch value atmr-dr no longer knows: read it in the parameter's history. */
 export function valueBeforeCommand(settings: BackoutSettings, now: Date): string {
-  return `the value it had before ("aws ssm get-parameter-history --name ${settings.killswitchParameterName}" shows it; from normal: ${restoreKillswitchCommand(null, now)})`;
+  return `the value it had before ("aws ssm get-parameter-history --name ${settings.killswitchParameterName}" shows it; from normal: ${restoreKillswitchCommand(null, now, settings.environmentName)})`;
 }
 
 /** The name of the error prepareDowngrade throws after a maintenance write SSM gave no clear answer to. */
@@ -257,13 +257,13 @@ async function settleUnansweredWrite(deps: Pick<MigrationDeps, 'ssm' | 'now'>, s
     }
     return `${unanswered}; read back, it held that write: ${await restoreKillswitch(deps, settings, set)}`;
   } catch (error) {
-    return `${unanswered}, and it could not be read back or put back (${namedLine(error)}): ${mayBeInMaintenance(settings, restoreKillswitchCommand(set.previous, now))}`;
+    return `${unanswered}, and it could not be read back or put back (${namedLine(error)}): ${mayBeInMaintenance(settings, restoreKillswitchCommand(set.previous, now, settings.environmentName))}`;
   }
 }
 
 /** The report's words for maintenance atmr-dr may have left on with no downgrade to follow, and `putBack`: how to give the value before back. */
 export function mayBeInMaintenance(settings: BackoutSettings, putBack: string): string {
-  return `${settings.killswitchParameterName} may be in maintenance set by ${BACKOUT_ACTOR}, the API answering 503 to every user and the next alarm of this release held by it (a notice, no page); check "${OPERATOR_CLI} killswitch status" and, if it shows maintenance by ${BACKOUT_ACTOR}, put it back: ${putBack}`;
+  return `${settings.killswitchParameterName} may be in maintenance set by ${BACKOUT_ACTOR}, the API answering 503 to every user and the next alarm of this release held by it (a notice, no page); check "${OPERATOR_CLI} killswitch status --env ${settings.environmentName}" and, if it shows maintenance by ${BACKOUT_ACTOR}, put it back: ${putBack}`;
 }
 
 /** The stopped migration task, as ECS (or the Step Functions .sync integration) describes it. */
@@ -379,12 +379,25 @@ function restoredValue(previous: KillswitchValue | null, now: Date): { mode: Kil
   return { mode: previous.mode, reason: previous.reason, expiresAt: previous.expiresAt ? new Date(previous.expiresAt) : null };
 }
 
-/** The command a human runs to put the killswitch back as restoreKillswitch would (maintenance kept by atmr-dr). */
-export function restoreKillswitchCommand(previous: KillswitchValue | null, now: Date): string {
+/** The command a human runs to put the killswitch back as restoreKillswitch would (maintenance kept by atmr-dr), in `environmentName`. */
+export function restoreKillswitchCommand(previous: KillswitchValue | null, now: Date, environmentName: string): string {
   const restored = restoredValue(previous, now);
-  if (restored.mode === 'normal') return `${OPERATOR_CLI} killswitch disable --reason "migration downgrade finished"`;
+  if (restored.mode === 'normal') return `${OPERATOR_CLI} killswitch disable --reason "migration downgrade finished" --env ${environmentName}`;
   const expires = restored.expiresAt ? ` --expires ${Math.max(1, Math.ceil((restored.expiresAt.getTime() - now.getTime()) / 60_000))}m` : '';
-  return `${OPERATOR_CLI} killswitch enable --mode ${restored.mode} --reason ${shellWord(restored.reason)}${expires}`;
+  return `${OPERATOR_CLI} killswitch enable --mode ${restored.mode} --reason ${shellWord(restored.reason)}${expires} --env ${environmentName}`;
+}
+
+/**
+ * What the on-call does after a downgrade that did not end well, in order, ready to paste: the
+ * retry, the restore point taken just before it (named), and the command that lifts the maintenance
+ * it left on (503 to every user until then). `rollback migration` and the workflow's page print it.
+ */
+export function failedDowngradeNextSteps(settings: BackoutSettings, service: string, revision: string, taskDefinition: string, preparation: DowngradePreparation, now: Date): string {
+  const restorePoint = preparation.snapshotId ? `the snapshot ${preparation.snapshotId}` : `the PITR point ${preparation.pitr?.restoreTo}`;
+  const lift = preparation.killswitchSet
+    ? `lift maintenance with ${restoreKillswitchCommand(preparation.killswitchSet.previous, now, settings.environmentName)}`
+    : 'the killswitch was in maintenance before the downgrade: whoever set it lifts it';
+  return `retry with ${downgradeCommandLine(revision, taskDefinition, settings.environmentName)} --yes once its cause is fixed, or, if the schema is left between two releases, restore ${settings.databaseInstanceIdentifier} from ${restorePoint} (taken just before the downgrade); once ${service} runs a release of the schema's revision, ${lift}`;
 }
 
 /** The RunTask `startedBy` of a downgrade task: what finds one whose ARN was never read (aws ecs list-tasks --started-by). */
@@ -426,7 +439,7 @@ export function waitOrUnlock(settings: BackoutSettings, service: string, lock: L
     : taskArn
       ? `if it is dead and its migration task ${taskArn} has stopped ("aws ecs describe-tasks --cluster ${cluster} --tasks ${taskArn}")`
       : `if it is dead and no migration task runs ("aws ecs list-tasks --cluster ${cluster} --started-by ${MIGRATION_STARTED_BY}")`;
-  return `wait for it to end or, ${dead}, release it with ${unlockCommandLine(service, lock.owner, force)} (else it holds until ${lockExpiry(lock)})`;
+  return `wait for it to end or, ${dead}, release it with ${unlockCommandLine(service, lock.owner, settings.environmentName, force)} (else it holds until ${lockExpiry(lock)})`;
 }
 
 /** The RunTask request of a downgrade: the failing release's task definition (only its image holds the downgrade script). */

@@ -24,8 +24,11 @@ export function parseRevision(revision: string | null | undefined): string {
  * release's task definition (the rollback's `from`, where the workflow's own downgrade runs too):
  * only that image holds the downgrade script, and after the rollback the service runs the last
  * known good, which does not know the newer revision, so "the current task definition" would be
- * the wrong one.
+ * the wrong one. `--env` names the environment: without it the CLI acts on cdk.json's default one.
  */
-export function downgradeCommandLine(revision: string, failingTaskDefinition: string): string {
-  return `${OPERATOR_CLI} rollback migration --to ${parseRevision(revision)} --task-definition ${failingTaskDefinition}`;
+/** What a downgrade costs, said wherever one is advised: it is not the default answer to a schema ahead. */
+export const DOWNGRADE_DROPS = 'drops what the migration added: see docs/backout.md, "When not to downgrade"';
+
+export function downgradeCommandLine(revision: string, failingTaskDefinition: string, environmentName: string): string {
+  return `${OPERATOR_CLI} rollback migration --to ${parseRevision(revision)} --task-definition ${failingTaskDefinition} --env ${environmentName}`;
 }

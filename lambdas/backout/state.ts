@@ -258,9 +258,10 @@ function lockHolder(value: unknown): LockHolder | undefined {
  * The command that releases a lock nothing else will release before it expires (a command killed,
  * a release that failed), quoted as the lines that print it quote commands. `force`: the lock may
  * cover a migration downgrade whose task the printing line knows has stopped (rollback unlock).
+ * `--env` names the lock's environment: without it the CLI looks in cdk.json's default one.
  */
-export function unlockCommandLine(service: string, owner: string, force = false): string {
-  return `"atmr-dr rollback unlock --service ${service} --owner ${owner}${force ? ' --force' : ''}"`;
+export function unlockCommandLine(service: string, owner: string, environmentName: string, force = false): string {
+  return `"atmr-dr rollback unlock --service ${service} --owner ${owner} --env ${environmentName}${force ? ' --force' : ''}"`;
 }
 
 export async function readLock(doc: DynamoDBDocumentClient, table: string, service: string, now: Date): Promise<LockRecord | null> {

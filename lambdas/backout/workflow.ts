@@ -19,10 +19,12 @@ import { formatAge } from '../shared/format';
 import { addRollbackMetrics, RollbackMetric, rollbackMetrics } from './metrics';
 import {
   alembicCurrentCommandLine,
+  DOWNGRADE_DROPS,
   downgradeArgs,
   downgradeCommandLine,
   DowngradePreparation,
   DowngradeResult,
+  failedDowngradeNextSteps,
   finishDowngrade,
   KILLSWITCH_WRITE_UNANSWERED,
   lookForTask,
@@ -261,9 +263,9 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
       // day. A line in the report then, and a page only when the API has none either.
       const apiHasOne = automatic && serviceName !== settings.api.serviceName && (await latestLastKnownGood(deps.doc, settings.tableName, settings.api.serviceName)) !== null;
       if (apiHasOne) {
-        return notify(`no last known good is recorded for ${serviceName} (none of its releases has passed a bake): not rolled back, the API's alarm does not say this worker fails; if it does, run "${OPERATOR_CLI} rollback service --service ${serviceName} --to TASK_DEF_ARN"`, false);
+        return notify(`no last known good is recorded for ${serviceName} (none of its releases has passed a bake): not rolled back, the API's alarm does not say this worker fails; if it does, run "${OPERATOR_CLI} rollback service --service ${serviceName} --to TASK_DEF_ARN --env ${settings.environmentName}"`, false);
       }
-      return notify(`no last known good is recorded for ${serviceName}: nothing rolled back, decide by hand`, true);
+      return notify(`no last known good is recorded for ${serviceName}: nothing rolled back; choose the release to go back to among the revisions of ${service.taskFamily} ("${listRevisionsCommand(service.taskFamily)}" lists them, newest first) and run "${OPERATOR_CLI} rollback service --service ${serviceName} --to TASK_DEF_ARN --env ${settings.environmentName}"`, true);
     }
     assertFamily(service, lkg.taskDefinitionArn);
     to = { taskDefinitionArn: lkg.taskDefinitionArn, images: lkg.images, alembicHead: lkg.alembicHead };
@@ -314,14 +316,14 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     // unknown, and holding for a human is still the runbook's answer; the notice says both.
     const down = await alarmsInAlarm(deps.cloudwatch, settings.holdAlarmNames);
     if (down.length > 0) {
-      const held = `held: ${down.join(', ')} in ALARM, a dependency of the API is down and a rollback cannot fix it, or the probe that checks it is silent and the cause is unknown (runbook: no backout without a confirmed root cause): follow that alarm; if the API still fails once it is OK, run "${OPERATOR_CLI} rollback service --service ${serviceName}"`;
+      const held = `held: ${down.join(', ')} in ALARM, a dependency of the API is down and a rollback cannot fix it, or the probe that checks it is silent and the cause is unknown (runbook: no backout without a confirmed root cause): follow that alarm; if the API still fails once it is OK, run "${OPERATOR_CLI} rollback service --service ${serviceName} --env ${settings.environmentName}"`;
       // Database-Down fires when the probe cannot connect, and the release itself can cause that: a
       // connection leak or a larger pool exhausts max_connections. It then turns OK only after a
       // rollback, so "wait for it" would keep the outage going: the human who confirms the cause is
       // told where to look and to roll back at once if the release holds the connections.
       const database = runbookAlarmName(settings.environmentName, 'Database', 'Down');
       const suspectRelease = down.includes(database)
-        ? `; but ${database} fires whenever the probe cannot connect to the database, which the running release ${currentArn} can cause itself (a connection leak, or a larger pool, exhausting max_connections), and the alarm then clears only after a rollback to ${to.taskDefinitionArn}: check pg_stat_activity (connections by application_name and state, against max_connections) and the release's pool size; if the release holds the connections, run "${OPERATOR_CLI} rollback service --service ${serviceName}" now, not after the alarm clears`
+        ? `; but ${database} fires whenever the probe cannot connect to the database, which the running release ${currentArn} can cause itself (a connection leak, or a larger pool, exhausting max_connections), and the alarm then clears only after a rollback to ${to.taskDefinitionArn}: check pg_stat_activity (connections by application_name and state, against max_connections) and the release's pool size; if the release holds the connections, run "${OPERATOR_CLI} rollback service --service ${serviceName} --env ${settings.environmentName}" now, not after the alarm clears`
         : '';
       return notify(`${held}${suspectRelease}`, true);
     }
@@ -329,7 +331,7 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     // began at the latest that long before the alarm changed state.
     const breachStart = new Date(Date.parse(trigger.at) - settings.evaluationMinutes * 60_000);
     const underway = deploymentUnderway(ecsService, to.taskDefinitionArn, breachStart);
-    if (underway) return notify(`${underwayLine(serviceName, underway, to.taskDefinitionArn)}; nothing rolled back`, true);
+    if (underway) return notify(`${underwayLine(serviceName, underway, to.taskDefinitionArn, settings.environmentName)}; nothing rolled back`, true);
   }
 
   if (onTarget) {
@@ -342,11 +344,11 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     const read: { pin: RollbackPin | null; unread?: string } = targetOverride
       ? { pin: null }
       : await readPin(deps, settings, serviceName).then((pin) => ({ pin }), (error: unknown) => ({ pin: null, unread: namedLine(error) }));
-    const pinUnread = read.unread ? `; the pin ${pinParameterName(settings, serviceName)} could not be read (${read.unread}), so no release before it is named: "${OPERATOR_CLI} rollback status --service ${serviceName}" lists them` : '';
+    const pinUnread = read.unread ? `; the pin ${pinParameterName(settings, serviceName)} could not be read (${read.unread}), so no release before it is named: "${OPERATOR_CLI} rollback status --service ${serviceName} --env ${settings.environmentName}" lists them` : '';
     const before = targetOverride || read.unread ? null : await lastKnownGoodBefore(deps.doc, settings.tableName, serviceName, to.taskDefinitionArn, [currentArn, from.pinnedFrom], unpinned(read.pin, serviceName));
     return notify(
       before
-        ? `${wentBadAfterBake(serviceName, currentArn, before)}: decide by hand: ${OPERATOR_CLI} rollback service --service ${serviceName} --to ${before.taskDefinitionArn}${held}`
+        ? `${wentBadAfterBake(serviceName, currentArn, before)}: decide by hand: ${OPERATOR_CLI} rollback service --service ${serviceName} --to ${before.taskDefinitionArn} --env ${settings.environmentName}${held}`
         : `${serviceName} already runs ${currentArn}${copy}, the rollback target: a rollback cannot help, investigate by hand${pinUnread}${held}`,
       true,
     );
@@ -357,7 +359,7 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
   // the older image. The pin of the last rollback names that release and its images.
   if (automatic) {
     const refused = pinRefusal(await readPin(deps, settings, serviceName), serviceName, to, newest?.recordedAt);
-    if (refused) return notify(`the rollback target ${refused}: not rolled back; choose another target: "${OPERATOR_CLI} rollback service --service ${serviceName} --to TASK_DEF_ARN"`, true);
+    if (refused) return notify(`the rollback target ${refused}: not rolled back; choose another target: "${OPERATOR_CLI} rollback service --service ${serviceName} --to TASK_DEF_ARN --env ${settings.environmentName}"`, true);
   }
 
   // The schema is at the release's head unless a downgrade that worked took it elsewhere since.
@@ -394,20 +396,20 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     if (needed) {
       const revision = to.alembicHead as string;
       // By hand, in the same release as the workflow's own downgrade task (`from`: what runs now).
-      const command = downgradeCommandLine(revision, from.taskDefinitionArn);
+      const command = downgradeCommandLine(revision, from.taskDefinitionArn, settings.environmentName);
       downgrade = { needed, run: downgrades && !dryRun, revision, args: downgradeArgs(revision), command };
       // The headline (SNS, the Rollback Finished event, the timeline) says what happens to the schema.
       schema = downgrades ? ` after downgrading the schema to ${revision}` : `; the schema stays at ${fromSchema}: downgrade by hand: ${command}`;
     }
     const headless = [!from.alembicHead && `the failing release ${from.taskDefinitionArn}`, !to.alembicHead && `the last known good ${to.taskDefinitionArn}`].filter((x): x is string => Boolean(x));
     if (isApi && downgradesOn && headless.length) {
-      const unknownHead = `schema state unknown: ${headless.join(' and ')} ${headless.length > 1 ? 'declare' : 'declares'} no ${settings.alembicHead.name}, so atmr-dr cannot tell whether the schema is ahead of the code it rolls back to and downgrades nothing; check the schema's revision by hand with "${OPERATOR_CLI} db revision" (from a machine that reaches the database; else ${alembicCurrentCommandLine(settings, from.taskDefinitionArn)}, the revision in the task's logs) and, if it is ahead of the last known good's, downgrade with "${OPERATOR_CLI} rollback migration --to <revision> --task-definition ${from.taskDefinitionArn}"`;
+      const unknownHead = `schema state unknown: ${headless.join(' and ')} ${headless.length > 1 ? 'declare' : 'declares'} no ${settings.alembicHead.name}, so atmr-dr cannot tell whether the schema is ahead of the code it rolls back to and downgrades nothing; check the schema's revision by hand with "${OPERATOR_CLI} db revision --env ${settings.environmentName}" (from a machine that reaches the database; else ${alembicCurrentCommandLine(settings, from.taskDefinitionArn)}, the revision in the task's logs) and, if it is ahead of the last known good's, downgrade with "${OPERATOR_CLI} rollback migration --to <revision> --task-definition ${from.taskDefinitionArn} --env ${settings.environmentName}"`;
       downgrade = { ...downgrade, unknownHead };
     }
 
     if (automatic && !dryRun) {
       const until = await cooldownUntil(deps.doc, settings.tableName, serviceName, now);
-      if (until) return notify(`cooldown: ${serviceName} was rolled back recently, no automatic rollback before ${until}`, true);
+      if (until) return notify(`cooldown: ${serviceName} was rolled back recently, no automatic rollback before ${until}; if the API still fails, roll back by hand: "${OPERATOR_CLI} rollback service --service ${serviceName} --to ${to.taskDefinitionArn} --env ${settings.environmentName}"`, true);
       state = { ...state, claimed: currentArn };
       const first = await claimReleaseRollback(deps.doc, settings.tableName, { service: serviceName, taskDefinitionArn: currentArn, owner: state.owner, now });
       if (!first) {
@@ -426,7 +428,7 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
   } catch (error) {
     deps.logger.error('guards: stopped on an error after taking the lock, the report releases it', { service: serviceName, error: namedLine(error) });
     return {
-      ...notify(`stopped on an error after taking the lock, nothing rolled back${automatic ? `; the alarm does not fire again while it stays in ALARM: if the API still fails, run "${OPERATOR_CLI} rollback service --service ${serviceName}"` : ''}`, true),
+      ...notify(`stopped on an error after taking the lock, nothing rolled back${automatic ? `; the alarm does not fire again while it stays in ALARM: if the API still fails, run "${OPERATOR_CLI} rollback service --service ${serviceName} --env ${settings.environmentName}"` : ''}`, true),
       error: { Error: (error as { name?: string } | null)?.name ?? 'Error', Cause: oneLine(error) },
     };
   }
@@ -452,7 +454,7 @@ function concurrentAlarmRun(settings: BackoutSettings, lock: LockRecord, now: Da
 
 /** An alarm's rollback not done because another holder has the lock: who, since when, and what releases it. */
 function lockHeldLine(settings: BackoutSettings, service: string, lock: LockRecord): string {
-  return `held: the rollback lock of ${service} is held by ${lock.owner} (${lock.reason}) since ${lock.acquiredAt}, no automatic rollback: ${waitOrUnlock(settings, service, lock)}; the alarm does not fire again while it stays in ALARM: once the lock is free, if the API still fails, run "${OPERATOR_CLI} rollback service --service ${service}"`;
+  return `held: the rollback lock of ${service} is held by ${lock.owner} (${lock.reason}) since ${lock.acquiredAt}, no automatic rollback: ${waitOrUnlock(settings, service, lock)}; the alarm does not fire again while it stays in ALARM: once the lock is free, if the API still fails, run "${OPERATOR_CLI} rollback service --service ${service} --env ${settings.environmentName}"`;
 }
 
 /**
@@ -464,13 +466,13 @@ function lockHeldLine(settings: BackoutSettings, service: string, lock: LockReco
  * a human decides (page). A malformed value counts as normal, as for every reader of the killswitch.
  */
 async function killswitchHold(deps: BackoutDeps, settings: BackoutSettings, serviceName: string, now: Date): Promise<{ reason: string; page: boolean } | null> {
-  const byHand = `"${OPERATOR_CLI} rollback service --service ${serviceName}"`;
+  const byHand = `"${OPERATOR_CLI} rollback service --service ${serviceName} --env ${settings.environmentName}"`;
   let reading;
   try {
     reading = await readKillswitch(deps.ssm, settings.killswitchParameterName);
   } catch (error) {
     return {
-      reason: `held: the killswitch ${settings.killswitchParameterName} could not be read (${namedLine(error)}): whether maintenance mode explains the 5xx is unknown, no rollback; check "${OPERATOR_CLI} killswitch status" and, if the mode is normal and the API still fails, run ${byHand}`,
+      reason: `held: the killswitch ${settings.killswitchParameterName} could not be read (${namedLine(error)}): whether maintenance mode explains the 5xx is unknown, no rollback; check "${OPERATOR_CLI} killswitch status --env ${settings.environmentName}" and, if the mode is normal and the API still fails, run ${byHand}`,
       page: true,
     };
   }
@@ -585,7 +587,7 @@ export async function rollOut(deps: BackoutDeps, settings: BackoutSettings, inpu
   // The target's own revision runs (retaggedRelease): without the pinned copy, UpdateService names
   // the revision that runs, ECS starts nothing, the steady wait finds it steady at once and the
   // report would say "rolled back" while the moved tag's image keeps serving. Nothing is sent.
-  if (state.retagged && unpinned) throw new RollbackNotStarted(notPinnedLine(state, unpinned), 1);
+  if (state.retagged && unpinned) throw new RollbackNotStarted(notPinnedLine(state, unpinned, settings.environmentName), 1);
   const { deploymentId } = await updateServiceTo(deps.ecs, settings, state.service, to.taskDefinitionArn);
   const pin = pinParameterName(settings, state.service);
   const started = { startedAt: now.toISOString(), deploymentId, pin, ...(images && { images }) };
@@ -663,10 +665,10 @@ async function retaggedRelease(
  * often still names the good image (a tag that did not move), and the report says the doubt.
  */
 /** The end of a rollback whose target's own revision runs (retagged) and which got no pinned copy: why, and what a human does. */
-function notPinnedLine(state: RollbackState, why: string): string {
+function notPinnedLine(state: RollbackState, why: string, environmentName: string): string {
   // Short: the report keeps 500 characters of an error, and the To line already lists the digests.
   const to = state.to?.taskDefinitionArn as string;
-  return `the tag moved (the running tasks of ${to} pulled other digests than its last known good), the pinned copy could not be registered (${why}): nothing rolled back; by hand: register a revision of ${taskDefinitionFamily(to)} naming the digests of the To line and run "${OPERATOR_CLI} rollback service --service ${state.service} --to <that revision>"`;
+  return `the tag moved (the running tasks of ${to} pulled other digests than its last known good), the pinned copy could not be registered (${why}): nothing rolled back; by hand: register a revision of ${taskDefinitionFamily(to)} naming the digests of the To line and run "${OPERATOR_CLI} rollback service --service ${state.service} --to <that revision> --env ${environmentName}"`;
 }
 
 /** `unpinned`: why no pinned copy was registered, when the target names some image by tag (or, retagged, at all). */
@@ -818,20 +820,20 @@ async function liftMaintenance(deps: BackoutDeps, settings: BackoutSettings, sta
     lifted = { ok: true, line: `${await restoreKillswitch(deps, settings, set)} once ${state.service} was steady on ${to}` };
   } catch (error) {
     deps.logger.error('the killswitch could not be restored after the rollback', { service: state.service, error: namedLine(error) });
-    lifted = { ok: false, line: `still in maintenance though ${state.service} is steady on ${to}: the restore failed (${namedLine(error)}); restore it: ${restoreKillswitchCommand(set.previous, nowOf(deps))}` };
+    lifted = { ok: false, line: `still in maintenance though ${state.service} is steady on ${to}: the restore failed (${namedLine(error)}); restore it: ${restoreKillswitchCommand(set.previous, nowOf(deps), settings.environmentName)}` };
   }
   return { ...state, downgrade: { ...state.downgrade, lifted } };
 }
 
 /** The report's killswitch line after a downgrade that worked, and whether it needs a human. */
-function killswitchAfterDowngrade(state: RollbackState, now: Date): { line: string; page: boolean } | null {
+function killswitchAfterDowngrade(state: RollbackState, now: Date, environmentName: string): { line: string; page: boolean } | null {
   const d = state.downgrade;
   if (d.lifted) return { line: d.lifted.line, page: !d.lifted.ok };
   if (!maintenanceKept(state)) return null;
   // Any end before steady state (UpdateService refused, a timeout, ECS's circuit breaker, an
   // error): the failing release may still serve, and not on the schema it was downgraded from.
   return {
-    line: `still in maintenance (set by atmr-dr for the downgrade): ${state.service} is not steady on ${state.to?.taskDefinitionArn}, and ${state.from?.taskDefinitionArn} must not serve on the schema at ${d.revision}; once "${OPERATOR_CLI} rollback status --service ${state.service}" shows it runs ${state.to?.taskDefinitionArn}, restore it: ${restoreKillswitchCommand(d.preparation?.killswitchSet?.previous ?? null, now)}`,
+    line: `still in maintenance (set by atmr-dr for the downgrade): ${state.service} is not steady on ${state.to?.taskDefinitionArn}, and ${state.from?.taskDefinitionArn} must not serve on the schema at ${d.revision}; once "${OPERATOR_CLI} rollback status --service ${state.service} --env ${environmentName}" shows it runs ${state.to?.taskDefinitionArn}, restore it: ${restoreKillswitchCommand(d.preparation?.killswitchSet?.previous ?? null, now, environmentName)}`,
     page: true,
   };
 }
@@ -926,8 +928,8 @@ function actedAndSeconds(state: RollbackState): { acted: boolean; seconds: numbe
 }
 
 /** The RollbackSeconds / RollbackOutcome datapoints the report publishes for this state (the CLI publishes the same). */
-export function finishedRollbackMetrics(input: RollbackState, now: Date): RollbackMetric[] {
-  const state = normaliseState(input, now);
+export function finishedRollbackMetrics(input: RollbackState, now: Date, environmentName: string): RollbackMetric[] {
+  const state = normaliseState(input, now, environmentName);
   return rollbackMetrics({ ...actedAndSeconds(state), outcome: outcomeOf(state) });
 }
 
@@ -939,7 +941,7 @@ const guardsReturned = (input: RollbackState) => Boolean(input.owner && input.tr
  * trigger plus the error: fill in what is unknown so that the report still pages. The owner is the
  * execution's name when known (what the guards may have taken carries it), else none.
  */
-function normaliseState(input: RollbackState, now: Date, execution?: string): RollbackState {
+function normaliseState(input: RollbackState, now: Date, environmentName: string, execution?: string): RollbackState {
   if (guardsReturned(input)) return input;
   const raw = input as unknown as { service?: string; error?: RollbackState['error'] };
   const service = typeof raw.service === 'string' ? raw.service : 'unknown';
@@ -947,7 +949,7 @@ function normaliseState(input: RollbackState, now: Date, execution?: string): Ro
     ...base(service, { kind: 'alarm', name: 'unknown (stopped before the guards finished)', at: now.toISOString() }, false),
     owner: execution ?? '',
     decision: 'notify',
-    reason: `stopped before the guards finished, nothing rolled back; the alarm does not fire again while it stays in ALARM: if the API still fails, run "${OPERATOR_CLI} rollback service --service ${service}"`,
+    reason: `stopped before the guards finished, nothing rolled back; the alarm does not fire again while it stays in ALARM: if the API still fails, run "${OPERATOR_CLI} rollback service --service ${service} --env ${environmentName}"`,
     page: true,
     error: raw.error,
   };
@@ -965,7 +967,7 @@ export function pinLine(state: RollbackState, rollout: NonNullable<RollbackState
   return `Pin NOT written in ${rollout.pin} (${rollout.pinError}): hold the deploys of ${state.service}, nothing stops a pipeline from bringing ${bad} back; write the pin by hand (README, "The pin")`;
 }
 
-const HAND_CHECKS = `Check by hand: the schema's revision (${OPERATOR_CLI} db revision, or flask db current), the API's error logs, one critical request (GET /api/bookings).`;
+const handChecks = (environmentName: string) => `Check by hand: the schema's revision (${OPERATOR_CLI} db revision --env ${environmentName}, or flask db current), the API's error logs, one critical request (GET /api/bookings).`;
 
 /**
  * The end of every path: one message to the incidents topic (what, from which release to which,
@@ -977,7 +979,7 @@ const HAND_CHECKS = `Check by hand: the schema's revision (${OPERATOR_CLI} db re
 export async function report(deps: BackoutDeps, settings: BackoutSettings, input: RollbackState, execution?: string): Promise<RollbackReport> {
   const now = nowOf(deps);
   const returned = guardsReturned(input);
-  const state = normaliseState(input, now, execution);
+  const state = normaliseState(input, now, settings.environmentName, execution);
   const outcome = outcomeOf(state);
   const { acted, seconds } = actedAndSeconds(state);
   const d = state.downgrade;
@@ -986,7 +988,7 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
   const schemaAhead = Boolean(state.rollout) && d.needed && !d.result?.ok;
   // Rolled back with a release that declares no Alembic head: the schema may be ahead too, unseen.
   const schemaUnknown = Boolean(state.rollout) && Boolean(d.unknownHead);
-  const killswitchLine = killswitchAfterDowngrade(state, now);
+  const killswitchLine = killswitchAfterDowngrade(state, now, settings.environmentName);
   // PrepareDowngrade stopped on a maintenance write SSM gave no clear answer to: its error says what
   // the killswitch is now (put back, untouched, or maybe in maintenance, with the command).
   const unansweredWrite = state.error?.Error === KILLSWITCH_WRITE_UNANSWERED ? String(tryJson(state.error.Cause)?.errorMessage ?? state.error.Cause ?? '') : null;
@@ -1003,7 +1005,7 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
     'migration-failed': `${state.service}: migration downgrade FAILED, service NOT rolled back`,
     // "Nothing was done" only when it is true: an error while following a rollout that ECS goes on
     // with, or after the downgrade's preparation, leaves the service or the killswitch changed.
-    error: `${state.service}: backout stopped on an error ${acted ? 'after acting: what it did is below' : rollOutUnknown(state) ? `without knowing whether ECS accepted the rollback to ${state.to?.taskDefinitionArn}: "${OPERATOR_CLI} rollback status --service ${state.service}" shows what it runs` : 'before changing the service'}`,
+    error: `${state.service}: backout stopped on an error ${acted ? 'after acting: what it did is below' : rollOutUnknown(state) ? `without knowing whether ECS accepted the rollback to ${state.to?.taskDefinitionArn}: "${OPERATOR_CLI} rollback status --service ${state.service} --env ${settings.environmentName}" shows what it runs` : 'before changing the service'}`,
     'dry-run': `${state.service}: backout dry run`,
     'not-needed': `${state.service}: no backout needed`,
     refused: `${state.service}: backout did not act, a human must decide`,
@@ -1017,8 +1019,12 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
     lines.push(d.preparation.snapshotId ? `Snapshot before downgrade: ${d.preparation.snapshotId}` : `PITR restore point before downgrade: ${d.preparation.pitr?.restoreTo} (latest restorable ${d.preparation.pitr?.latestRestorableTime})`);
   }
   if (d.result) lines.push(`Migration: ${d.result.detail}; duration ${d.result.durationSeconds} s; logs ${d.result.logStream ?? 'n/a'}; killswitch ${d.result.killswitch}`);
+  // A failed downgrade leaves the API in maintenance (503 to every user): the way out, not only checks.
+  if (d.result && !d.result.ok && d.preparation && d.revision && state.from) {
+    lines.push(`Next: ${failedDowngradeNextSteps(settings, state.service, d.revision, state.from.taskDefinitionArn, d.preparation, now)}`);
+  }
   if (killswitchLine) lines.push(`Killswitch: ${killswitchLine.line}`);
-  else if (d.needed && !d.run) lines.push(`Schema: still at ${state.from?.alembicHead}, ahead of the last known good (Alembic ${d.revision}); atmr-dr did not downgrade it. Run: ${d.command}`);
+  else if (d.needed && !d.run) lines.push(`Schema: still at ${state.from?.alembicHead}, ahead of the last known good (Alembic ${d.revision}); atmr-dr did not downgrade it. If the previous release cannot run on the new schema: ${d.command} (${DOWNGRADE_DROPS})`);
   if (unansweredWrite) lines.push(`Killswitch: ${unansweredWrite}`);
   if (preparationStopped) lines.push(`Killswitch: ${preparationStopped}`);
   if (d.unknownHead) lines.push(`Schema: ${d.unknownHead}`);
@@ -1029,7 +1035,7 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
   if (state.rollout?.images) lines.push(state.rollout.images.line);
   // The Killswitch line above names that error, whole: not a second time, cut to 500 characters.
   if (state.error && !unansweredWrite) lines.push(`Error: ${state.error.Error}: ${oneLine(state.error.Cause ?? '').slice(0, 500)}`);
-  if (acted) lines.push(HAND_CHECKS);
+  if (acted) lines.push(handChecks(settings.environmentName));
   const summary = lines[0];
 
   // Best effort: a report that cannot write its history or release its lock still pages.
@@ -1077,11 +1083,11 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
   // Held until it expires otherwise, refusing every rollback of the service, the automatic one included.
   if (lockNotReleased) {
     const taken = returned ? '' : ', if the guards of this run took it,';
-    lines.push(`The lock of ${state.service}${taken} stays held until it expires, blocking every rollback of ${state.service}: release it with ${unlockCommandLine(state.service, state.owner)}`);
+    lines.push(`The lock of ${state.service}${taken} stays held until it expires, blocking every rollback of ${state.service}: release it with ${unlockCommandLine(state.service, state.owner, settings.environmentName)}`);
   }
   if (keepLock) {
     lines.push(
-      `A migration task may have been started (RunTask got no answer): ${lookForTask(settings.clusterName)}. The lock of ${state.service} stays held until it expires so that no second downgrade starts; once no migration task runs, release it with ${unlockCommandLine(state.service, state.owner, true)}`,
+      `A migration task may have been started (RunTask got no answer): ${lookForTask(settings.clusterName)}. The lock of ${state.service} stays held until it expires so that no second downgrade starts; once no migration task runs, release it with ${unlockCommandLine(state.service, state.owner, settings.environmentName, true)}`,
     );
   }
   // The commands above run from the checkout only (OPERATOR_CLI's `--no`): say where, once.
@@ -1193,7 +1199,7 @@ async function settleClaim(
     deleted = await releaseClaim(deps.doc, settings.tableName, { service: state.service, taskDefinitionArn: release, owner: state.owner });
   });
   if (failed) {
-    return `${head} NOT released (${failed}) although this run changed nothing on ECS: the next alarm of this release pages "already rolled back automatically once" instead of rolling back; roll back by hand: "${OPERATOR_CLI} rollback service --service ${state.service}"`;
+    return `${head} NOT released (${failed}) although this run changed nothing on ECS: the next alarm of this release pages "already rolled back automatically once" instead of rolling back; roll back by hand: "${OPERATOR_CLI} rollback service --service ${state.service} --env ${settings.environmentName}"`;
   }
   const gone = deleted ? 'released' : 'not held by this run (never written, or released already)';
   return `${head} ${gone}: this run changed nothing on ECS (no UpdateService accepted, no migration task started), so the next alarm of this release may roll it back automatically again`;
@@ -1290,12 +1296,12 @@ export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc' | 'ssm'
     if (last?.toTaskDefinition === underway.taskDefinitionArn && last.toTaskDefinition === target.taskDefinitionArn) {
       const ago = formatAge(Math.max(0, Math.round((nowOf(deps).getTime() - Date.parse(last.at)) / 1000)));
       throw new OperatorError(
-        `backout: the rollback ${last.owner} of ${serviceName} to ${target.taskDefinitionArn} (${last.trigger}, ${ago} ago) is under way: follow it with "${OPERATOR_CLI} rollback status --service ${serviceName}"; nothing changed`,
+        `backout: the rollback ${last.owner} of ${serviceName} to ${target.taskDefinitionArn} (${last.trigger}, ${ago} ago) is under way: follow it with "${OPERATOR_CLI} rollback status --service ${serviceName} --env ${settings.environmentName}"; nothing changed`,
         3,
       );
     }
     const chosen = underway.taskDefinitionArn === target.taskDefinitionArn ? '' : ` (a rollback replaces ${underway.taskDefinitionArn} and pins it as the bad release: --to says you chose it)`;
-    throw new OperatorError(`backout: ${underwayLine(serviceName, underway, target.taskDefinitionArn)}${chosen}`, 2);
+    throw new OperatorError(`backout: ${underwayLine(serviceName, underway, target.taskDefinitionArn, settings.environmentName)}${chosen}`, 2);
   }
   const retagged = target.taskDefinitionArn === current.taskDefinitionArn ? await retaggedRelease(deps, settings, serviceName, current.taskDefinitionArn, newest) : null;
   if (!retagged && (target.taskDefinitionArn === current.taskDefinitionArn || current.pinnedFrom === target.taskDefinitionArn)) {
@@ -1314,7 +1320,7 @@ export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc' | 'ssm'
     schema,
     target,
     fromLastKnownGood: !targetOverride,
-    downgradeCommand: needsDowngrade ? downgradeCommandLine(target.alembicHead as string, current.taskDefinitionArn) : null,
+    downgradeCommand: needsDowngrade ? downgradeCommandLine(target.alembicHead as string, current.taskDefinitionArn, settings.environmentName) : null,
     underway,
     retagged: retagged?.line ?? null,
     skipped: [...skipped.values()],

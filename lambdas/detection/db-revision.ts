@@ -49,7 +49,7 @@ export interface RecordedHeads {
 }
 
 /** What recordedHeads reads: the backout's settings of the API, with the names the CLI resolved. */
-export type RecordsSettings = Pick<BackoutSettings, 'clusterName' | 'tableName' | 'alembicHead'> & { readonly api: Pick<BackoutSettings['api'], 'serviceName' | 'containerName'> };
+export type RecordsSettings = Pick<BackoutSettings, 'environmentName' | 'clusterName' | 'tableName' | 'alembicHead'> & { readonly api: Pick<BackoutSettings['api'], 'serviceName' | 'containerName'> };
 
 /** The API's last known good from the ops-state table and its running release from ECS, each failure kept as its line. */
 export async function recordedHeads(deps: { readonly ecs: ECSClient; readonly doc: DynamoDBDocumentClient }, settings: RecordsSettings): Promise<RecordedHeads> {
@@ -90,13 +90,13 @@ export interface PlacedRevision {
  * for the case it is ahead (flask db history tells). A branched schema (one row per head) has each
  * head placed the same way, the ones that are not the last known good's named.
  */
-export function compareWithRecords(revisions: readonly string[], heads: RecordedHeads, headSetting: string): PlacedRevision {
+export function compareWithRecords(revisions: readonly string[], heads: RecordedHeads, headSetting: string, environmentName: string): PlacedRevision {
   const lkg = heads.lastKnownGood;
   if (lkg && 'error' in lkg) return notCompared(revisions, `not compared with the last known good: ${lkg.error}`);
   if (!lkg) return notCompared(revisions, 'not compared: no last known good of the API is recorded (a release becomes one after a clean bake)');
   if (!lkg.alembicHead) return notCompared(revisions, `not compared: the last known good ${lkg.taskDefinitionArn} declares no Alembic head (${headSetting})`);
   const running = 'error' in heads.running || heads.running.taskDefinitionArn === lkg.taskDefinitionArn ? null : heads.running;
-  const downgrade = downgradeCommandLine(lkg.alembicHead, running?.taskDefinitionArn ?? '<the failing release>');
+  const downgrade = downgradeCommandLine(lkg.alembicHead, running?.taskDefinitionArn ?? '<the failing release>', environmentName);
   if (revisions.length > 1) {
     const others = revisions.filter((revision) => revision !== lkg.alembicHead);
     const atRunning = (revision: string): string => (running && revision === running.alembicHead ? ` (the head of the running release ${running.taskDefinitionArn})` : '');

@@ -149,7 +149,7 @@ export class Rollback extends Construct {
       ...common,
       what: 'ApiErrorRate',
       summary: `5xx above ${errorRatePercent}% of the API requests (at least ${minRequestsPerMinute} requests/min) for ${evaluationMinutes} min: atmr-dr rolls the API back to its last known good.`,
-      firstActions: `suivre le message "backout" sur le topic incidents, puis ${OPERATOR_CLI} rollback status.`,
+      firstActions: `suivre le message "backout" sur le topic incidents, puis ${OPERATOR_CLI} rollback status --env ${env}.`,
       // Below the minimum request count the expression is 0: a handful of requests never triggers.
       metric: new cloudwatch.MathExpression({
         expression: `IF(requests >= ${minRequestsPerMinute}, 100 * errors / requests, 0)`,
@@ -168,7 +168,7 @@ export class Rollback extends Construct {
       ...common,
       what: 'ApiNoHealthyHosts',
       summary: `no healthy API target for ${evaluationMinutes} min (service inaccessible): atmr-dr rolls the API back to its last known good.`,
-      firstActions: `suivre le message "backout" sur le topic incidents, puis ${OPERATOR_CLI} rollback status.`,
+      firstActions: `suivre le message "backout" sur le topic incidents, puis ${OPERATOR_CLI} rollback status --env ${env}.`,
       metric: albMetric('HealthyHostCount', 'Minimum'),
       threshold: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
@@ -364,7 +364,7 @@ export class Rollback extends Construct {
     this.deadLettersAlarm = deadLettersAlarm(this, this.deadLetterQueue, {
       ...common,
       summary: 'a backout alarm or ECS deployment event could not start its workflow (dead-letter queue not empty): the automatic rollback or the last-known-good record did not happen.',
-      firstActions: `lire le message de la file DeadLetters du backout, puis ${OPERATOR_CLI} rollback status ; au besoin ${OPERATOR_CLI} rollback service.`,
+      firstActions: `lire le message de la file DeadLetters du backout, puis ${OPERATOR_CLI} rollback status --env ${props.environmentName} ; au besoin ${OPERATOR_CLI} rollback service --env ${props.environmentName}.`,
     });
 
     this.rollbackMachine = this.rollbackWorkflow(props, steadyTimeout, clusterArn, tasksOfCluster, opsTableKey);
@@ -406,7 +406,7 @@ export class Rollback extends Construct {
       what: 'WorkflowFailed',
       summary: 'a backout or last-known-good workflow execution failed or timed out: the automatic rollback may not have run or reported.',
       signalsEvent: true,
-      firstActions: `ouvrir la console Step Functions (exécutions en échec), puis ${OPERATOR_CLI} rollback status.`,
+      firstActions: `ouvrir la console Step Functions (exécutions en échec), puis ${OPERATOR_CLI} rollback status --env ${props.environmentName}.`,
       metric: sumOfCounts(
         {
           rollback: failed(this.rollbackMachine),

@@ -123,7 +123,7 @@ describe('the atmr-dr commands the project prints parse with the CLI', () => {
     expect(found(path.join('lib', 'constructs', 'rollback.ts'), /rollback status/)).toBe(true);
     expect(found(path.join('docs', 'backout.md'), /rollback service/)).toBe(true);
     // The release of a lock nothing else releases, as the backout's lines and the docs print it.
-    expect(found(path.join('lambdas', 'backout', 'state.ts'), /^atmr-dr rollback unlock --service \S+ --owner \S+$/)).toBe(true);
+    expect(found(path.join('lambdas', 'backout', 'state.ts'), /^atmr-dr rollback unlock --service \S+ --owner \S+ --env \S+$/)).toBe(true);
     expect(found(path.join('docs', 'backout.md'), /rollback unlock --service NAME --owner ID \[--force\]/)).toBe(true);
     expect(found('README.md', /rollback unlock --service NAME --owner ID \[--force\]/)).toBe(true);
     expect(found('README.md', /recover --to-time "5 minutes ago"/)).toBe(true);
@@ -162,6 +162,16 @@ describe('the atmr-dr commands the project prints parse with the CLI', () => {
     expect(found(path.join('lambdas', 'recovery', 'cutover.ts'), /^atmr-dr recover status <x>$/)).toBe(true);
     expect(printed.some((p) => NOT_COMMANDS.some((re) => re.test(p.text)))).toBe(false);
     expect(refusals([commandLine('atmr-dr killswitch enable|disable')!])).toEqual([expect.stringMatching(/^unknown command 'enable\|disable'/)]);
+  });
+
+  it('every command a backout page, alarm or line prints names its environment with --env', () => {
+    // Without --env the CLI acts on cdk.json's default environment: an on-call paged by staging's
+    // backout who pastes the command would roll back (or unlock, or downgrade) another environment.
+    const backout = printed.filter((p) => p.file.startsWith(path.join('lambdas', 'backout')) || p.file === path.join('lib', 'constructs', 'rollback.ts'));
+    const withoutEnv = backout.filter((p) => !p.args.includes('--env')).map((p) => `${p.file}: ${p.text}`);
+
+    expect(backout.length).toBeGreaterThan(20);
+    expect(withoutEnv).toEqual([]);
   });
 
   it('every one parses', () => {

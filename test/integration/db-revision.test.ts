@@ -122,43 +122,43 @@ describe('compareWithRecords', () => {
       'at the failing release\'s head',
       ['bbb222'],
       heads(),
-      `ahead of the last known good (aaa111): at the head of the running release ${BAD}; downgrade with npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD}`,
+      `ahead of the last known good (aaa111): at the head of the running release ${BAD}; downgrade with npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD} --env test`,
     ],
     [
       'at neither head',
       ['ccc333'],
       heads(),
-      `not the last known good's head (aaa111; the running release ${BAD} declares bbb222): if it is ahead (flask db history), downgrade with npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD}`,
+      `not the last known good's head (aaa111; the running release ${BAD} declares bbb222): if it is ahead (flask db history), downgrade with npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD} --env test`,
     ],
     [
       'the last known good runs, the schema elsewhere: no failing release to name',
       ['ccc333'],
       heads({ running: { taskDefinitionArn: GOOD, alembicHead: 'aaa111' } }),
-      "not the last known good's head (aaa111, which the service runs): if it is ahead (flask db history), downgrade with npx --no atmr-dr rollback migration --to aaa111 --task-definition <the failing release>",
+      "not the last known good's head (aaa111, which the service runs): if it is ahead (flask db history), downgrade with npx --no atmr-dr rollback migration --to aaa111 --task-definition <the failing release> --env test",
     ],
     [
       'ECS not read',
       ['bbb222'],
       heads({ running: { error: 'the release atmr-api runs could not be read (ECS: AccessDenied)' } }),
-      "not the last known good's head (aaa111; the release atmr-api runs could not be read (ECS: AccessDenied)): if it is ahead (flask db history), downgrade with npx --no atmr-dr rollback migration --to aaa111 --task-definition <the failing release>",
+      "not the last known good's head (aaa111; the release atmr-api runs could not be read (ECS: AccessDenied)): if it is ahead (flask db history), downgrade with npx --no atmr-dr rollback migration --to aaa111 --task-definition <the failing release> --env test",
     ],
     [
       "branched, one head the last known good's, the other the failing release's: that one named, with the downgrade",
       ['aaa111', 'bbb222'],
       heads(),
-      `2 heads (the migrations branch: aaa111, bbb222): aaa111 is the last known good's head, bbb222 (the head of the running release ${BAD}) is not; downgrade with npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD}`,
+      `2 heads (the migrations branch: aaa111, bbb222): aaa111 is the last known good's head, bbb222 (the head of the running release ${BAD}) is not; downgrade with npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD} --env test`,
     ],
     [
       "branched, one head the last known good's, the other neither release's",
       ['aaa111', 'ccc333'],
       heads(),
-      `2 heads (the migrations branch: aaa111, ccc333): aaa111 is the last known good's head, ccc333 is not; if it is ahead (flask db history), downgrade with npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD}`,
+      `2 heads (the migrations branch: aaa111, ccc333): aaa111 is the last known good's head, ccc333 is not; if it is ahead (flask db history), downgrade with npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD} --env test`,
     ],
     [
       "branched, neither head the last known good's",
       ['bbb222', 'ccc333'],
       heads(),
-      `2 heads (the migrations branch: bbb222, ccc333): none is the last known good's head (aaa111); if they are ahead (flask db history), downgrade with npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD}`,
+      `2 heads (the migrations branch: bbb222, ccc333): none is the last known good's head (aaa111); if they are ahead (flask db history), downgrade with npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD} --env test`,
     ],
     [
       'branched, the ops-state table not read: the branch and that it is not compared, in one line',
@@ -186,7 +186,7 @@ describe('compareWithRecords', () => {
       `not compared: the last known good ${GOOD} declares no Alembic head (ALEMBIC_HEAD)`,
     ],
   ])('%s', (_what, revisions, recorded, line) => {
-    expect(compareWithRecords(revisions, recorded, 'ALEMBIC_HEAD').line).toBe(line);
+    expect(compareWithRecords(revisions, recorded, 'ALEMBIC_HEAD', 'test').line).toBe(line);
   });
 
   it.each<[string, string[], RecordedHeads, RevisionComparison, boolean]>([
@@ -198,10 +198,10 @@ describe('compareWithRecords', () => {
     ['records not read', ['bbb222'], heads({ lastKnownGood: { error: 'the ops-state table ops-state could not be read: AccessDeniedException' } }), 'not-compared', false],
     ['no last known good', ['bbb222'], heads({ lastKnownGood: null }), 'not-compared', false],
   ])('%s: the comparison a script reads, and the downgrade', (_what, revisions, recorded, comparison, hasDowngrade) => {
-    const placed = compareWithRecords(revisions, recorded, 'ALEMBIC_HEAD');
+    const placed = compareWithRecords(revisions, recorded, 'ALEMBIC_HEAD', 'test');
 
     expect(placed.comparison).toBe(comparison);
-    expect(placed.downgrade).toBe(hasDowngrade ? `npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD}` : null);
+    expect(placed.downgrade).toBe(hasDowngrade ? `npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD} --env test` : null);
   });
 });
 
@@ -302,7 +302,7 @@ describe('atmr-dr db revision (CLI)', () => {
     expect(run.stderr).toBe('');
     expect(run.stdout).toBe(
       `alembic revision of ${database} on ${cluster.host}: bbb222\n` +
-        `ahead of the last known good (aaa111): at the head of the running release ${BAD}; downgrade with npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD}\n`,
+        `ahead of the last known good (aaa111): at the head of the running release ${BAD}; downgrade with npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD} --env example\n`,
     );
     expect(run.status).toBe(0);
   });
@@ -328,7 +328,7 @@ describe('atmr-dr db revision (CLI)', () => {
     expect(run.stderr).toBe('');
     expect(run.stdout).toBe(
       `alembic revisions of ${database} on ${cluster.host}: aaa111, bbb222\n` +
-        `2 heads (the migrations branch: aaa111, bbb222): aaa111 is the last known good's head, bbb222 (the head of the running release ${BAD}) is not; downgrade with npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD}\n`,
+        `2 heads (the migrations branch: aaa111, bbb222): aaa111 is the last known good's head, bbb222 (the head of the running release ${BAD}) is not; downgrade with npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD} --env example\n`,
     );
     expect(run.status).toBe(0);
   });
@@ -360,8 +360,8 @@ describe('atmr-dr db revision (CLI)', () => {
       host: cluster.host,
       revisions: ['bbb222'],
       comparison: 'ahead',
-      line: `ahead of the last known good (aaa111): at the head of the running release ${BAD}; downgrade with npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD}`,
-      downgrade: `npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD}`,
+      line: `ahead of the last known good (aaa111): at the head of the running release ${BAD}; downgrade with npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD} --env example`,
+      downgrade: `npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD} --env example`,
     });
     expect(ahead.stdout.trim().split('\n')).toHaveLength(1);
     expect(JSON.parse(equal.stdout)).toMatchObject({ revisions: ['aaa111'], comparison: 'equal', downgrade: null });

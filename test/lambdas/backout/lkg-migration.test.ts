@@ -292,7 +292,7 @@ describe('a maintenance write before the downgrade that SSM leaves without a cle
     expect(JSON.parse(parameters.get(KS)!.value)).toMatchObject({ mode: 'maintenance', actor: 'atmr-dr backout' });
     expect(thrown.name).toBe('KillswitchWriteUnanswered');
     expect(thrown.message).toContain(
-      'and it could not be read back or put back (InternalServerError: We encountered an internal error): /atmr/test/killswitch may be in maintenance set by atmr-dr backout, the API answering 503 to every user and the next alarm of this release held by it (a notice, no page); check "npx --no atmr-dr killswitch status" and, if it shows maintenance by atmr-dr backout, put it back: npx --no atmr-dr killswitch enable --mode degraded --reason \'r\' --expires 50m',
+      'and it could not be read back or put back (InternalServerError: We encountered an internal error): /atmr/test/killswitch may be in maintenance set by atmr-dr backout, the API answering 503 to every user and the next alarm of this release held by it (a notice, no page); check "npx --no atmr-dr killswitch status --env test" and, if it shows maintenance by atmr-dr backout, put it back: npx --no atmr-dr killswitch enable --mode degraded --reason \'r\' --expires 50m --env test',
     );
   });
 
@@ -505,7 +505,7 @@ describe('PrepareDowngrade run again by Step Functions after its first run set m
 
     // Assert: the report prints this as its Killswitch line (KillswitchWriteUnanswered); maintenance is left as it is
     expect(thrown.name).toBe('KillswitchWriteUnanswered');
-    expect(thrown.message).toMatch(/^PrepareDowngrade ran again \(Step Functions retried it\) and found the maintenance this run had set, but not the value before it \(SSM no longer keeps it\), so no downgrade was started: \/atmr\/test\/killswitch may be in maintenance set by atmr-dr backout, .*put it back: the value it had before \("aws ssm get-parameter-history --name \/atmr\/test\/killswitch" shows it; from normal: npx --no atmr-dr killswitch disable --reason "migration downgrade finished"\) \(the snapshot atmr-dr-backout-test-\S+ was started before this\)$/);
+    expect(thrown.message).toMatch(/^PrepareDowngrade ran again \(Step Functions retried it\) and found the maintenance this run had set, but not the value before it \(SSM no longer keeps it\), so no downgrade was started: \/atmr\/test\/killswitch may be in maintenance set by atmr-dr backout, .*put it back: the value it had before \("aws ssm get-parameter-history --name \/atmr\/test\/killswitch" shows it; from normal: npx --no atmr-dr killswitch disable --reason "migration downgrade finished" --env test\) \(the snapshot atmr-dr-backout-test-\S+ was started before this\)$/);
     expect(JSON.parse(parameters.get(KS)!.value)).toMatchObject({ mode: 'maintenance', actor: 'atmr-dr backout' });
     expect(mocks.ssm.commandCalls(PutParameterCommand)).toHaveLength(1);
   });
@@ -567,10 +567,10 @@ describe('the command a page gives to put the killswitch back', () => {
     const previous = { mode: 'degraded' as const, reason, actor: 'alice', updatedAt: '2026-06-01T09:00:00.000Z', expiresAt: null };
 
     // Act
-    const command = restoreKillswitchCommand(previous, new Date('2026-06-01T10:00:00Z'));
+    const command = restoreKillswitchCommand(previous, new Date('2026-06-01T10:00:00Z'), 'test');
 
     // Assert: the shell gives the reason back, unchanged, as the one word after --reason
     const args = execFileSync('sh', ['-c', `set -- ${command.replace(/^npx --no atmr-dr /, '')}; for a in "$@"; do printf '%s\\0' "$a"; done`], { encoding: 'utf8' }).split('\0').slice(0, -1);
-    expect(args).toEqual(['killswitch', 'enable', '--mode', 'degraded', '--reason', reason]);
+    expect(args).toEqual(['killswitch', 'enable', '--mode', 'degraded', '--reason', reason, '--env', 'test']);
   });
 });

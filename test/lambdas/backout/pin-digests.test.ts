@@ -403,7 +403,7 @@ describe('the last known good\'s own revision deployed again after its tag moved
     const deps = backoutDeps(suite.dynamo.doc);
     const guarded = await guards(deps, settings({ tableName }), alarmInput());
     expect(guarded).toMatchObject({ decision: 'proceed', retagged: expect.any(String) });
-    const said = `the tag moved (the running tasks of ${GOOD} pulled other digests than its last known good), the pinned copy could not be registered (${why}): nothing rolled back; by hand: register a revision of atmr-api naming the digests of the To line and run "npx --no atmr-dr rollback service --service atmr-api --to <that revision>"`;
+    const said = `the tag moved (the running tasks of ${GOOD} pulled other digests than its last known good), the pinned copy could not be registered (${why}): nothing rolled back; by hand: register a revision of atmr-api naming the digests of the To line and run "npx --no atmr-dr rollback service --service atmr-api --to <that revision> --env test"`;
     const error = await rollOut(deps, settings({ tableName }), guarded).then(() => null, (e: Error) => e);
     expect(error?.message).toBe(said);
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
@@ -450,7 +450,7 @@ describe('"the last known good before it" is another release than a pinned copy\
     const tableName = await history({ taskDefinitionArn: PINNED, recordedAt: '2026-05-31T09:10:00.000Z' });
     mocks.ecs.on(DescribeServicesCommand).resolves(service(PINNED));
     const state = await guards(backoutDeps(suite.dynamo.doc), settings({ tableName }), alarmInput());
-    expect(state).toMatchObject({ decision: 'notify', page: true, reason: `${wentBad(PINNED)}: decide by hand: npx --no atmr-dr rollback service --service atmr-api --to ${OLDER}` });
+    expect(state).toMatchObject({ decision: 'notify', page: true, reason: `${wentBad(PINNED)}: decide by hand: npx --no atmr-dr rollback service --service atmr-api --to ${OLDER} --env test` });
     await expect(planRollback(backoutDeps(suite.dynamo.doc), settings({ tableName }), 'atmr-api')).rejects.toThrow(`backout: ${wentBad(PINNED)}: pass --to ${OLDER}`);
   });
 
@@ -486,7 +486,7 @@ describe('"the last known good before it" is another release than a pinned copy\
 
     // Assert: the page names OLDER, and the rollout pins to OLDER's record (both lookups see it).
     expect(paged.reason).toBe(
-      `atmr-api already runs ${GOOD}, its newest last known good, so no automatic rollback; if it went bad after its bake, the last known good before it is ${OLDER} (recorded 2026-05-01T09:10:00.000Z): decide by hand: npx --no atmr-dr rollback service --service atmr-api --to ${OLDER}`,
+      `atmr-api already runs ${GOOD}, its newest last known good, so no automatic rollback; if it went bad after its bake, the last known good before it is ${OLDER} (recorded 2026-05-01T09:10:00.000Z): decide by hand: npx --no atmr-dr rollback service --service atmr-api --to ${OLDER} --env test`,
     );
     expect(mocks.ecs.commandCalls(RegisterTaskDefinitionCommand)[0].args[0].input.containerDefinitions?.map((c) => c.image)).toEqual([OLDER_DIGEST, SIDECAR]);
   });
@@ -496,6 +496,6 @@ describe('"the last known good before it" is another release than a pinned copy\
     const tableName = await history({ taskDefinitionArn: PINNED, pinnedFrom: GOOD, recordedAt: '2026-05-31T09:10:00.000Z' }, { recordedAt: '2026-05-31T12:00:00.000Z' });
     mocks.ecs.on(DescribeServicesCommand).resolves(service(GOOD));
     const state = await guards(backoutDeps(suite.dynamo.doc), settings({ tableName }), alarmInput());
-    expect(state.reason).toBe(`${wentBad(GOOD)}: decide by hand: npx --no atmr-dr rollback service --service atmr-api --to ${OLDER}`);
+    expect(state.reason).toBe(`${wentBad(GOOD)}: decide by hand: npx --no atmr-dr rollback service --service atmr-api --to ${OLDER} --env test`);
   });
 });

@@ -137,7 +137,7 @@ describe('the report gives the release its claim back when the run changed nothi
       .split('\n')
       .find((line) => line.startsWith('Killswitch: '));
     expect(killswitchLine).toMatch(/^Killswitch: SSM did not say whether it took atmr-dr's maintenance write before the downgrade \(InternalServerError: We encountered an internal error\), so no downgrade was started, and it could not be read back or put back \(InternalServerError: .*\): \/atmr\/test\/killswitch may be in maintenance set by atmr-dr backout, the API answering 503 to every user/);
-    expect(killswitchLine).toContain('put it back: npx --no atmr-dr killswitch disable --reason "migration downgrade finished" (the snapshot atmr-dr-backout-');
+    expect(killswitchLine).toContain('put it back: npx --no atmr-dr killswitch disable --reason "migration downgrade finished" --env test (the snapshot atmr-dr-backout-');
     expect(lastMessage()).not.toContain('Error: KillswitchWriteUnanswered');
     expect(lastMessage()).toContain(RELEASED);
     expect(await claimOf(tableName)).toBeUndefined();
@@ -154,7 +154,7 @@ describe('the report gives the release its claim back when the run changed nothi
     // Assert
     expect(told).toMatchObject({ outcome: 'error', page: true });
     expect(lastMessage()).toContain(
-      'Killswitch: PrepareDowngrade stopped (Sandbox.Timedout) before saying whether it had set it to maintenance: /atmr/test/killswitch may be in maintenance set by atmr-dr backout, the API answering 503 to every user and the next alarm of this release held by it (a notice, no page); check "npx --no atmr-dr killswitch status" and, if it shows maintenance by atmr-dr backout, put it back: the value it had before ("aws ssm get-parameter-history --name /atmr/test/killswitch" shows it; from normal: npx --no atmr-dr killswitch disable --reason "migration downgrade finished")',
+      'Killswitch: PrepareDowngrade stopped (Sandbox.Timedout) before saying whether it had set it to maintenance: /atmr/test/killswitch may be in maintenance set by atmr-dr backout, the API answering 503 to every user and the next alarm of this release held by it (a notice, no page); check "npx --no atmr-dr killswitch status --env test" and, if it shows maintenance by atmr-dr backout, put it back: the value it had before ("aws ssm get-parameter-history --name /atmr/test/killswitch" shows it; from normal: npx --no atmr-dr killswitch disable --reason "migration downgrade finished" --env test)',
     );
     expect(lastMessage()).toContain('Error: Sandbox.Timedout: ');
     expect(lastMessage()).toContain(RELEASED);
@@ -254,7 +254,7 @@ describe('a claim the report could not release', () => {
 
     // Assert: the claim stays, the page says what the next alarm will do and what to run; the lock is released
     expect(lastMessage()).toContain(
-      `Once-per-release claim of ${BAD} NOT released (InternalServerError: Internal server error) although this run changed nothing on ECS: the next alarm of this release pages "already rolled back automatically once" instead of rolling back; roll back by hand: "npx --no atmr-dr rollback service --service atmr-api"`,
+      `Once-per-release claim of ${BAD} NOT released (InternalServerError: Internal server error) although this run changed nothing on ECS: the next alarm of this release pages "already rolled back automatically once" instead of rolling back; roll back by hand: "npx --no atmr-dr rollback service --service atmr-api --env test"`,
     );
     expect(await claimOf(tableName)).toMatchObject({ owner: OWNER });
     expect(await readLock(suite.dynamo.doc, tableName, 'atmr-api', new Date())).toBeNull();
@@ -277,7 +277,7 @@ describe('the report keeps the claim when ECS may have acted (one release is nev
 
     // Assert: kept, the page says why (not that nothing changed), and the next alarm is refused as before
     expect(thrown).toMatchObject({ name: 'OperatorError', message: expect.stringMatching(/^backout: no answer says whether ECS accepted UpdateService of atmr-api to \S+ \(.*\): atmr-api may be rolling back to /) });
-    expect(lastMessage()).toMatch(/^atmr-api: backout stopped on an error without knowing whether ECS accepted the rollback to \S+: "npx --no atmr-dr rollback status --service atmr-api" shows what it runs: /);
+    expect(lastMessage()).toMatch(/^atmr-api: backout stopped on an error without knowing whether ECS accepted the rollback to \S+: "npx --no atmr-dr rollback status --service atmr-api --env test" shows what it runs: /);
     expect(lastMessage()).not.toMatch(/nothing was rolled back|before changing the service/);
     expect(lastMessage()).toContain(`Once-per-release claim of ${BAD} kept (RollOut stopped on OperatorError: whether ECS accepted the UpdateService is unknown): no second automatic rollback of this release`);
     expect(await claimOf(tableName)).toMatchObject({ owner: OWNER });

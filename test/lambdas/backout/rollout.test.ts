@@ -99,7 +99,7 @@ describe('maintenance set for a downgrade, lifted once the rollout is steady', (
     expect(killswitch().mode).toBe('maintenance');
     expect(told).toMatchObject({ outcome: 'rolled-back', page: true });
     expect(mocks.sns.commandCalls(PublishCommand)[0].args[0].input.Message).toContain(
-      `Killswitch: still in maintenance though atmr-api is steady on ${GOOD}: the restore failed (AccessDeniedException: User is not authorized to perform ssm:PutParameter); restore it: npx --no atmr-dr killswitch enable --mode degraded --reason 'pic de charge' --expires 59m`,
+      `Killswitch: still in maintenance though atmr-api is steady on ${GOOD}: the restore failed (AccessDeniedException: User is not authorized to perform ssm:PutParameter); restore it: npx --no atmr-dr killswitch enable --mode degraded --reason 'pic de charge' --expires 59m --env test`,
     );
   });
 
@@ -115,7 +115,7 @@ describe('maintenance set for a downgrade, lifted once the rollout is steady', (
     expect(killswitch().mode).toBe('maintenance');
     expect(told).toMatchObject({ outcome: 'deployment-failed', page: true });
     expect(mocks.sns.commandCalls(PublishCommand)[0].args[0].input.Message).toContain(
-      `Killswitch: still in maintenance (set by atmr-dr for the downgrade): atmr-api is not steady on ${GOOD}, and ${BAD} must not serve on the schema at aaa111; once "npx --no atmr-dr rollback status --service atmr-api" shows it runs ${GOOD}, restore it: npx --no atmr-dr killswitch enable --mode degraded --reason 'pic de charge' --expires 59m`,
+      `Killswitch: still in maintenance (set by atmr-dr for the downgrade): atmr-api is not steady on ${GOOD}, and ${BAD} must not serve on the schema at aaa111; once "npx --no atmr-dr rollback status --service atmr-api --env test" shows it runs ${GOOD}, restore it: npx --no atmr-dr killswitch enable --mode degraded --reason 'pic de charge' --expires 59m --env test`,
     );
   });
 });

@@ -267,7 +267,7 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(lastMessage()?.Message).toMatch(/OK GET http:\/\/127.0.0.1:\d+\/ready: 200/);
     expect(lastMessage()?.Message).not.toMatch(/downgrad/);
     // The report speaks English, as the CLI does (the French runbook's scenario names aside).
-    expect(lastMessage()?.Message).toContain("\nCheck by hand: the schema's revision (npx --no atmr-dr db revision, or flask db current), the API's error logs, one critical request (GET /api/bookings).");
+    expect(lastMessage()?.Message).toContain("\nCheck by hand: the schema's revision (npx --no atmr-dr db revision --env test, or flask db current), the API's error logs, one critical request (GET /api/bookings).");
     expect(lastMessage()?.Message).not.toMatch(/[àâçéèêîôû]/i);
     const detail = JSON.parse(mocks.events.commandCalls(PutEventsCommand)[0].args[0].input.Entries![0].Detail!) as Record<string, unknown>;
     expect(detail).toMatchObject({ outcome: 'rolled-back', summary: expect.any(String), at: expect.any(String), from: BAD, to: GOOD });
@@ -286,11 +286,11 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(output).toMatchObject({ outcome: 'rolled-back', page: true });
     expect(lastMessage()?.Subject).toBe('[atmr-dr] ACTION NEEDED: backout test atmr-api: rolled-back');
     // The headline (SNS, the Rollback Finished event, the timeline) says what happened to the schema.
-    const command = `npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD}`;
+    const command = `npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD} --env test`;
     const headline = `atmr-api rolled back and healthy: roll atmr-api back from ${BAD} to ${GOOD}; the schema stays at bbb222: downgrade by hand: ${command} (`;
     expect(lastMessage()?.Message?.slice(0, headline.length)).toBe(headline);
     expect(lastMessage()?.Message).not.toMatch(/after downgrading/);
-    expect(lastMessage()?.Message).toContain(`Schema: still at bbb222, ahead of the last known good (Alembic aaa111); atmr-dr did not downgrade it. Run: ${command}`);
+    expect(lastMessage()?.Message).toContain(`Schema: still at bbb222, ahead of the last known good (Alembic aaa111); atmr-dr did not downgrade it. If the previous release cannot run on the new schema: ${command} (drops what the migration added: see docs/backout.md, "When not to downgrade")`);
     const detail = JSON.parse(mocks.events.commandCalls(PutEventsCommand)[0].args[0].input.Entries![0].Detail!) as { summary: string; page: boolean };
     expect(detail).toMatchObject({ page: true, summary: expect.stringContaining(`the schema stays at bbb222: downgrade by hand: ${command}`) });
   });
@@ -319,7 +319,7 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(output).toMatchObject({ outcome: 'refused', page: true });
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
     expect(lastMessage()?.Subject).toBe('[atmr-dr] ACTION NEEDED: backout test atmr-api: refused');
-    expect(lastMessage()?.Message).toMatch(/^atmr-api: backout did not act, a human must decide: held: the rollback lock of atmr-api is held by cli:bob:1 \(manual migration downgrade by bob\) since .*"atmr-dr rollback unlock --service atmr-api --owner cli:bob:1 --force"/);
+    expect(lastMessage()?.Message).toMatch(/^atmr-api: backout did not act, a human must decide: held: the rollback lock of atmr-api is held by cli:bob:1 \(manual migration downgrade by bob\) since .*"atmr-dr rollback unlock --service atmr-api --owner cli:bob:1 --env test --force"/);
   });
 
   it('ignores a foreign event', async () => {
@@ -435,7 +435,7 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     // Assert: the page does not say that nothing changed
     expect(paged(result)).toBe(true);
     expect(lastMessage()?.Message).toMatch(
-      new RegExp(`^atmr-api: backout stopped on an error without knowing whether ECS accepted the rollback to ${GOOD}: "npx --no atmr-dr rollback status --service atmr-api" shows what it runs: `),
+      new RegExp(`^atmr-api: backout stopped on an error without knowing whether ECS accepted the rollback to ${GOOD}: "npx --no atmr-dr rollback status --service atmr-api --env test" shows what it runs: `),
     );
     expect(lastMessage()?.Message).toContain(`Error: OperatorError: backout: no answer says whether ECS accepted UpdateService of atmr-api to ${GOOD} (ServerException: Service Unavailable): atmr-api may be rolling back to ${GOOD}`);
     expect(lastMessage()?.Message).not.toMatch(/nothing was rolled back|before changing the service/);
@@ -610,7 +610,7 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(JSON.parse(parameters.get('/atmr/test/killswitch')!.value)).toMatchObject({ mode: 'maintenance', actor: 'atmr-dr backout' });
     expect(lastMessage()?.Subject).toBe('[atmr-dr] ACTION NEEDED: backout test atmr-api: error');
     expect(lastMessage()?.Message).toContain(
-      `Killswitch: still in maintenance (set by atmr-dr for the downgrade): atmr-api is not steady on ${GOOD}, and ${BAD} must not serve on the schema at aaa111; once "npx --no atmr-dr rollback status --service atmr-api" shows it runs ${GOOD}, restore it: npx --no atmr-dr killswitch disable --reason "migration downgrade finished"`,
+      `Killswitch: still in maintenance (set by atmr-dr for the downgrade): atmr-api is not steady on ${GOOD}, and ${BAD} must not serve on the schema at aaa111; once "npx --no atmr-dr rollback status --service atmr-api --env test" shows it runs ${GOOD}, restore it: npx --no atmr-dr killswitch disable --reason "migration downgrade finished" --env test`,
     );
   });
 
@@ -626,6 +626,12 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(JSON.parse(parameters.get('/atmr/test/killswitch')!.value)).toMatchObject({ mode: 'maintenance' });
     expect(lastMessage()?.Subject).toMatch(/migration-failed$/);
     expect(lastMessage()?.Message).toMatch(/downgrade failed: exit code 1 \(Essential container in task exited\)/);
+    // The API answers 503 until someone acts: the page gives the way out, with this environment's commands.
+    const snapshot = /Snapshot before downgrade: (\S+)/.exec(lastMessage()?.Message ?? '')?.[1];
+    expect(snapshot).toMatch(/^atmr-dr-backout-test-/);
+    expect(lastMessage()?.Message).toContain(
+      `Next: retry with npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD} --env test --yes once its cause is fixed, or, if the schema is left between two releases, restore atmr-prod from the snapshot ${snapshot} (taken just before the downgrade); once atmr-api runs a release of the schema's revision, lift maintenance with npx --no atmr-dr killswitch disable --reason "migration downgrade finished" --env test`,
+    );
   });
 
   it('treats a failed .sync migration task (States.TaskFailed) as a failed downgrade', async () => {
@@ -743,7 +749,7 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(message).toMatch(/downgrade failed: exit code none \(RunTask got no answer, a migration task may have been started: ECS\.ServerException: Service Unavailable/);
     expect(message).not.toMatch(/the schema is unchanged/);
     expect(message).toContain('look for it with "aws ecs list-tasks --cluster atmr-prod --started-by atmr-dr-backout"');
-    expect(message).toMatch(/The lock of atmr-api stays held until it expires so that no second downgrade starts; once no migration task runs, release it with "atmr-dr rollback unlock --service atmr-api --owner \S+ --force"/);
+    expect(message).toMatch(/The lock of atmr-api stays held until it expires so that no second downgrade starts; once no migration task runs, release it with "atmr-dr rollback unlock --service atmr-api --owner \S+ --env test --force"/);
     expect(await readLock(dynamo.doc, tableName, 'atmr-api', new Date())).toMatchObject({ holder: { kind: 'migration-downgrade' } });
     expect(JSON.parse(parameters.get('/atmr/test/killswitch')!.value)).toMatchObject({ mode: 'maintenance' });
   });
@@ -815,7 +821,7 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
       expect(result.output).toMatchObject({ outcome: 'error' });
       expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
       expect(lastMessage()?.Subject).toBe('[atmr-dr] ACTION NEEDED: backout test atmr-api: error');
-      expect(lastMessage()?.Message).toMatch(/^atmr-api: backout stopped on an error before changing the service: stopped on an error after taking the lock, nothing rolled back; .*"npx --no atmr-dr rollback service --service atmr-api"/);
+      expect(lastMessage()?.Message).toMatch(/^atmr-api: backout stopped on an error before changing the service: stopped on an error after taking the lock, nothing rolled back; .*"npx --no atmr-dr rollback service --service atmr-api --env test"/);
       expect(lastMessage()?.Message).toContain(`Error: ${failure.name}: ${failure.message}`);
       expect(lastMessage()?.Message).not.toMatch(/stays held/);
       expect(await readLock(dynamo.doc, tableName, 'atmr-api', new Date())).toBeNull();
@@ -851,7 +857,7 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(result.output).toMatchObject({ outcome: 'error' });
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
     expect(lastMessage()?.Subject).toBe('[atmr-dr] ACTION NEEDED: backout test atmr-api: error');
-    expect(lastMessage()?.Message).toMatch(/^atmr-api: backout stopped on an error before changing the service: stopped before the guards finished, nothing rolled back; .*"npx --no atmr-dr rollback service --service atmr-api"/);
+    expect(lastMessage()?.Message).toMatch(/^atmr-api: backout stopped on an error before changing the service: stopped before the guards finished, nothing rolled back; .*"npx --no atmr-dr rollback service --service atmr-api --env test"/);
     expect(lastMessage()?.Message).toContain('Error: States.Timeout: Task timed out after 60.00 seconds');
     expect(lastMessage()?.Message).toContain(`Released what the guards of this run took before they stopped: the lock of atmr-api and the once-per-release claim of ${BAD}`);
     expect(lastMessage()?.Message).not.toMatch(/stays held/);
