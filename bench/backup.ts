@@ -1,6 +1,6 @@
 /**
  * `npm run bench:backup`: the backup pipeline against its references, side by side in one run, on
- * each database shape of bench/shapes.ts at each size of BENCH_MB (default 160 and 480 MB):
+ * each database shape of bench/shapes.ts (BENCH_SHAPES, default all) at each size of BENCH_MB (default 160 and 480 MB):
  *
  *  (1) raw `pg_dump -Fc` (default level) to a local file  vs  `atmr-dr backup` (both formats, upload to
  *      s3rver, row counts, manifest)                         target ratio <= 1.00
@@ -22,7 +22,7 @@ import { DEFAULT_COMPRESSION_LEVEL, DEFAULT_PART_SIZE_BYTES, DEFAULT_QUEUE_SIZE 
 import { resolvePlainCompressor } from '../lambdas/backup/compressor';
 import { pathWithPostgresBinaries, postgresBinDir, psql, startPostgres, stopPostgres, type PostgresCluster } from '../test/support/postgres';
 import { startLocalS3Process, type LocalS3Process } from '../test/support/s3';
-import { BENCH_SIZES_MB, SHAPES, generateShape } from './shapes';
+import { BENCH_SIZES_MB, benchShapes, generateShape } from './shapes';
 
 const ROOT = path.join(__dirname, '..');
 const CLI = path.join(ROOT, 'bin', 'atmr-dr.cjs');
@@ -174,6 +174,7 @@ function table(rows: string[][]): string {
 }
 
 async function main(): Promise<void> {
+  const shapes = benchShapes();
   const level = DEFAULT_COMPRESSION_LEVEL;
   const cores = os.cpus().length;
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-bench-backup-'));
@@ -193,7 +194,7 @@ async function main(): Promise<void> {
   try {
     // The bundle of the current sources (what `npx atmr-dr` runs), built once before any timing.
     execFileSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'inherit' });
-    for (const [mb, shape] of BENCH_SIZES_MB.flatMap((size) => SHAPES.map((s) => [size, s] as const))) {
+    for (const [mb, shape] of BENCH_SIZES_MB.flatMap((size) => shapes.map((s) => [size, s] as const))) {
       const database = shape.name.replace('-', '_');
       process.stderr.write(`[${shape.name}, ${mb} MB] generating...\n`);
       const dbBytes = generateShape(cluster, database, shape, mb);

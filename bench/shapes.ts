@@ -9,6 +9,7 @@
  * "160,480"): the fixed costs of a run (the CLI's process start, creating the staging database,
  * the manifest writes) weigh three times less at 480 MB than at 160 MB, so a single size would show
  * only one end of that; production databases are larger still.
+ * BENCH_SHAPES runs only the shapes named, one name or a comma list (default: every shape).
  */
 import { psql, type PostgresCluster } from '../test/support/postgres';
 
@@ -74,6 +75,15 @@ VACUUM ANALYZE;`;
     },
   },
 ];
+
+/** The shapes BENCH_SHAPES names (default: all), in SHAPES' order; an unknown name stops the bench before it starts. */
+export function benchShapes(value = process.env.BENCH_SHAPES): readonly Shape[] {
+  if (value === undefined || value.trim() === '') return SHAPES;
+  const names = value.split(',').map((v) => v.trim());
+  const unknown = names.filter((name) => !SHAPES.some((s) => s.name === name));
+  if (unknown.length > 0) throw new Error(`invalid BENCH_SHAPES "${value}": unknown ${unknown.join(', ')}; use ${SHAPES.map((s) => s.name).join(', ')} or a comma list`);
+  return SHAPES.filter((s) => names.includes(s.name));
+}
 
 /** Random bytes without pgcrypto: md5 chunks of random(), hex-decoded (incompressible enough for a bench). */
 const RANDOM_BYTES_SQL = `
