@@ -18,7 +18,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DEFAULT_COMPRESSION_LEVEL, DEFAULT_PART_SIZE_BYTES, DEFAULT_QUEUE_SIZE } from '../lambdas/backup/backup';
+import { BACKUP_S3_CLIENT_OVERRIDES, DEFAULT_COMPRESSION_LEVEL, DEFAULT_PART_SIZE_BYTES, DEFAULT_QUEUE_SIZE } from '../lambdas/backup/backup';
 import { resolvePlainCompressor } from '../lambdas/backup/compressor';
 import { pathWithPostgresBinaries, postgresBinDir, psql, startPostgres, stopPostgres, type PostgresCluster } from '../test/support/postgres';
 import { startLocalS3Process, type LocalS3Process } from '../test/support/s3';
@@ -31,12 +31,13 @@ const MiB = 1024 * 1024;
 
 /**
  * The plain streaming uploader of (2): stdin to one object with lib-storage, the same part size,
- * queue and checksum setting as the backup's uploads; nothing else.
+ * queue and checksum setting as the backup's uploads (BACKUP_S3_CLIENT_OVERRIDES: a CRC32 on every
+ * part, which a bucket with a default Object Lock retention requires of any uploader); nothing else.
  */
 const UPLOADER = `
 const { S3Client } = require('@aws-sdk/client-s3');
 const { Upload } = require('@aws-sdk/lib-storage');
-const s3 = new S3Client({ endpoint: process.env.AWS_ENDPOINT_URL_S3, forcePathStyle: true, requestChecksumCalculation: 'WHEN_REQUIRED' });
+const s3 = new S3Client({ endpoint: process.env.AWS_ENDPOINT_URL_S3, forcePathStyle: true, requestChecksumCalculation: '${BACKUP_S3_CLIENT_OVERRIDES.requestChecksumCalculation}' });
 new Upload({ client: s3, params: { Bucket: process.env.BACKUP_BUCKET, Key: process.env.UPLOAD_KEY, Body: process.stdin },
   partSize: ${DEFAULT_PART_SIZE_BYTES}, queueSize: ${DEFAULT_QUEUE_SIZE} }).done().catch((e) => { console.error(e.message); process.exit(1); });
 `;
