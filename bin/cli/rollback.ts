@@ -433,6 +433,8 @@ export interface MigrationOptions {
   /** The release whose image runs the downgrade (default: the API's current task definition). */
   readonly taskDefinition?: string;
   readonly yes?: boolean;
+  /** Print the plan and change nothing: no lock, no snapshot, no killswitch, no task. */
+  readonly dryRun?: boolean;
 }
 
 /** The lock of a manual downgrade: longer than the task's follow-up (900 s) and its StopTask wait. */
@@ -527,8 +529,9 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
   const service = findService(ctx.settings, ctx.settings.api.serviceName);
   if (options.taskDefinition) assertFamily(service, options.taskDefinition);
   const current = currentTaskDefinition(await describeService(ctx.deps.ecs, ctx.settings, service.serviceName));
-  const taskDefinition = options.taskDefinition ?? current;
-  const release = await describeRelease(ctx.deps.ecs, ctx.settings, taskDefinition, ctx.settings.api.containerName);
+  const release = await describeRelease(ctx.deps.ecs, ctx.settings, options.taskDefinition ?? current, ctx.settings.api.containerName);
+  // `family:revision` as ECS answers it, a full ARN: what RunTask, the lock and every line name.
+  const taskDefinition = release.taskDefinitionArn;
   // A release that declares the target revision as its own head does not know the newer revision
   // the schema is at: the downgrade would fail with maintenance on. It is the last known good the
   // service runs after `rollback service`; the release rolled back from is in the rollback history.
@@ -544,7 +547,7 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
   // A lock already held refuses the command before its plan: the on-call must not read a downgrade
   // that will not run. The conditional put below still decides (the lock may be taken meanwhile).
   const held = await readLock(ctx.deps.doc, ctx.settings.tableName, service.serviceName, nowOf(ctx.deps));
-  if (held) throw await lockHeldError(ctx, service.serviceName, held);
+  if (held && !options.dryRun) throw await lockHeldError(ctx, service.serviceName, held);
   ctx.print(`migration downgrade: "${downgradeArgs(revision).join(' ')}" in ${taskDefinition}${taskDefinition === current ? '' : `, the service runs ${current}`} (schema now at ${release.alembicHead ?? 'unknown'})`);
   ctx.print(`  it ${DOWNGRADE_DROPS}`);
   // Maintenance is lifted after the downgrade only when what the service RUNS declares the target
@@ -563,12 +566,19 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
   // does not exist (a wrong --parameter / KILLSWITCH_PARAMETER, another environment's name) is
   // refused now, before the confirmation, the lock and the snapshot, with the CLI's fix, not the
   // deployed function's setting that readKillswitch names by default.
-  await readKillswitch(ctx.deps.ssm, ctx.settings.killswitchParameterName, MISSING_PARAMETER_FIX.cli).catch((error: unknown) => {
+  const killswitch = await readKillswitch(ctx.deps.ssm, ctx.settings.killswitchParameterName, MISSING_PARAMETER_FIX.cli).catch((error: unknown) => {
     if (error instanceof NotFoundError) throw new NotFoundError(`rollback migration: ${error.subject}`, `${error.fix}; nothing changed`, { cause: error.cause });
     // Refused or throttled: the command and the read it stopped at, and that nothing was changed yet.
     const said = asOperatorError(error);
     throw new OperatorError(`rollback migration: reading the killswitch parameter ${ctx.settings.killswitchParameterName}: ${said.message}; nothing changed`, said.exitCode, { cause: error });
   });
+  if (options.dryRun) {
+    const maintenance = killswitch.value?.mode === 'maintenance' ? `leave the killswitch ${ctx.settings.killswitchParameterName} in maintenance (it is already)` : `set the killswitch ${ctx.settings.killswitchParameterName} to maintenance`;
+    ctx.print(`  without --dry-run: take the lock of ${service.serviceName}, ${ctx.settings.beforeDowngrade === 'snapshot' ? `snapshot ${ctx.settings.databaseInstanceIdentifier}` : 'record the PITR restore point'}, ${maintenance}, then run the task`);
+    if (held) ctx.print(`  without --dry-run, refused now: ${(await lockHeldError(ctx, service.serviceName, held)).message.replace(/^rollback: /, '').replace(/; nothing changed$/, '')}`);
+    ctx.print('dry run: nothing changed');
+    return;
+  }
   if (!options.yes && !(await ctx.confirm(`rollback: downgrade the schema of ${ctx.settings.databaseInstanceIdentifier} to ${revision}`))) {
     throw new OperatorError('rollback: not confirmed, nothing changed', 1);
   }
@@ -697,7 +707,7 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
         notRun?.exitCode ?? 1,
       );
     }
-    if (!result.ok) throw new OperatorError(`rollback: migration downgrade failed (exit code ${result.exitCode ?? 'none'}): the killswitch stays in maintenance; read ${result.logStream ?? 'the task logs'}; the lock is released${nextSteps}${notTold}`, 1);
+    if (!result.ok) throw new OperatorError(`rollback: migration downgrade failed (exit code ${result.exitCode ?? 'none'}${result.stopReason ? `: ${result.stopReason}` : ''}): the killswitch stays in maintenance; read ${result.logStream ?? 'the task logs'}; the lock is released${nextSteps}${notTold}`, 1);
   } catch (error) {
     failure = { error };
   }
@@ -888,9 +898,12 @@ export function registerRollbackCommands(program: Command, makeContext: typeof d
     )
     .requiredOption('--to <revision>', 'Alembic revision to go back to, never a relative step like -1')
     .option('--task-definition <taskDefinitionArn>', `the release whose image runs the downgrade: the one rolled back from, as the rollback advises (default: the current task definition of ${API_SERVICE_HELP})`, namedValue('--task-definition', 'give the task definition ARN of the release rolled back from, or leave --task-definition out to use the one the API runs'))
+    .option('--dry-run', 'print what would be done, change nothing')
     .option('--yes', 'do not ask for confirmation')
-    .action(async (opts: { to: string; taskDefinition?: string; yes?: boolean }) => {
+    .action(async (opts: { to: string; taskDefinition?: string; yes?: boolean; dryRun?: boolean }) => {
       parseRevision(opts.to);
+      // As rollback service: --yes confirms a change that a dry run does not make.
+      if (opts.dryRun && opts.yes) throw new OperatorError('rollback migration: --dry-run changes nothing, so --yes cannot apply: drop --dry-run to downgrade, or drop --yes to see the plan', 2);
       const ctx = await makeContext(globals());
       // A second Ctrl-C while the first one stops the task (up to 150 s): what is left, as far as it got.
       const progress: MigrationProgress = {};

@@ -29,10 +29,14 @@ export interface ReleaseInfo {
   readonly pinnedFrom?: string;
 }
 
-/** `arn:aws:ecs:...:task-definition/<family>:<revision>` -> family. */
+/**
+ * `arn:aws:ecs:...:task-definition/<family>:<revision>`, or `<family>:<revision>` as ECS takes it
+ * everywhere (describeRelease resolves it to the ARN) -> family. A family alone is refused: ECS
+ * would take its newest revision, which may be the very release being rolled away from.
+ */
 export function taskDefinitionFamily(arn: string): string {
-  const match = /task-definition\/([^:]+):\d+$/.exec(arn);
-  if (!match) throw new OperatorError(`backout: "${arn}" is not a task definition ARN (arn:aws:ecs:<region>:<account>:task-definition/<family>:<revision>)`, 2);
+  const match = /task-definition\/([^:]+):\d+$/.exec(arn) ?? /^([A-Za-z0-9_-]{1,255}):\d+$/.exec(arn);
+  if (!match) throw new OperatorError(`backout: "${arn}" is not a task definition: give its ARN (arn:aws:ecs:<region>:<account>:task-definition/<family>:<revision>) or <family>:<revision>`, 2);
   return match[1];
 }
 

@@ -271,6 +271,8 @@ export interface MigrationTaskResult {
   readonly taskArn: string | null;
   readonly exitCode: number | null;
   readonly stoppedReason: string | null;
+  /** Why the API container stopped, as ECS says it (DescribeTasks `containers[].reason`: `OutOfMemoryError: Container killed due to memory usage`). */
+  readonly containerReason?: string | null;
   readonly startedAt: string | null;
   readonly stoppedAt: string | null;
   /**
@@ -292,7 +294,10 @@ export interface DowngradeResult {
   readonly ok: boolean;
   readonly exitCode: number | null;
   readonly durationSeconds: number;
+  /** Where the task's logs are: a CloudWatch console link and the `aws logs tail` command (taskLogs). */
   readonly logStream: string | null;
+  /** Why the task stopped, its container's reason first (DescribeTasks `containers[].reason`, `tasks[].stoppedReason`). */
+  readonly stopReason?: string | null;
   readonly killswitch: string;
   readonly detail: string;
 }
@@ -318,7 +323,9 @@ export async function finishDowngrade(
   const start = Date.parse(task.startedAt ?? preparation.startedAt);
   const end = task.stoppedAt ? Date.parse(task.stoppedAt) : now.getTime();
   const taskId = task.taskArn?.split('/').pop();
-  const logStream = log.group && log.prefix && taskId ? `${log.group}:${log.prefix}/${settings.api.containerName}/${taskId}` : null;
+  const logStream = log.group && log.prefix && taskId ? taskLogs(settings.region, log.group, `${log.prefix}/${settings.api.containerName}/${taskId}`) : null;
+  // The container's reason (an out-of-memory kill) says more than the task's ("Essential container in task exited").
+  const stopReason = [...new Set([task.containerReason, task.stoppedReason].filter((reason): reason is string => Boolean(reason)))].join('; ') || null;
   let killswitch = 'left as it was (atmr-dr did not change it)';
   if (preparation.killswitchSet) {
     if (!ok) killswitch = 'left in maintenance: the downgrade failed, the schema may be between two releases';
@@ -327,8 +334,19 @@ export async function finishDowngrade(
   }
   const detail = ok
     ? `downgrade exited 0 in ${Math.round((end - start) / 1000)} s`
-    : `downgrade failed: exit code ${task.exitCode ?? 'none'} (${task.stoppedReason ?? 'no reason'})`;
-  return { ok, exitCode: task.exitCode, durationSeconds: Math.max(0, Math.round((end - start) / 1000)), logStream, killswitch, detail };
+    : `downgrade failed: exit code ${task.exitCode ?? 'none'} (${stopReason ?? 'no reason'})`;
+  return { ok, exitCode: task.exitCode, durationSeconds: Math.max(0, Math.round((end - start) / 1000)), logStream, stopReason, killswitch, detail };
+}
+
+/**
+ * A log stream as the on-call opens it: the CloudWatch console's link, whose fragment takes each name
+ * URI-encoded twice with '%' written '$' ('/' is '$252F'), and the `aws logs tail` command.
+ */
+export function taskLogs(region: string, group: string, stream: string): string {
+  const consoleName = (name: string) => encodeURIComponent(encodeURIComponent(name)).replaceAll('%', '$');
+  const word = (name: string) => (/^[\w./-]+$/.test(name) ? name : shellWord(name));
+  const link = `https://${region}.console.aws.amazon.com/cloudwatch/home?region=${region}#logsV2:log-groups/log-group/${consoleName(group)}/log-events/${consoleName(stream)}`;
+  return `${link} or "aws logs tail ${word(group)} --log-stream-names ${word(stream)} --region ${region}"`;
 }
 
 /**
@@ -580,6 +598,7 @@ function stoppedTask(settings: BackoutSettings, taskArn: string, task: Task): Mi
     taskArn,
     exitCode: container?.exitCode ?? null,
     stoppedReason: task.stoppedReason ?? null,
+    containerReason: container?.reason ?? null,
     startedAt: task.startedAt?.toISOString() ?? null,
     stoppedAt: task.stoppedAt?.toISOString() ?? null,
   };

@@ -145,10 +145,14 @@ export class Rollback extends Construct {
     const albMetric = (metricName: string, statistic: string) =>
       new cloudwatch.Metric({ namespace: 'AWS/ApplicationELB', metricName, dimensionsMap, statistic, period: Duration.minutes(1) });
     const common = { environmentName: env, concern: 'Backout', runbookSection: RUNBOOK_SECTION, topic: props.incidentsTopic, link: LINK };
+    // The guards' deployment hold (docs/backout.md, Guards 3): with another release rolling out the
+    // culprit is uncertain, and the workflow neither waits for that deployment nor rolls back.
+    const unlessDeploying =
+      'unless a deployment is under way (started after the errors began, or rolling out beside a release other than the last known good): then it rolls nothing back and pages, naming both releases, for a human to decide';
     this.errorRateAlarm = new RunbookAlarm(this, 'ErrorRateAlarm', {
       ...common,
       what: 'ApiErrorRate',
-      summary: `5xx above ${errorRatePercent}% of the API requests (at least ${minRequestsPerMinute} requests/min) for ${evaluationMinutes} min: atmr-dr rolls the API back to its last known good.`,
+      summary: `5xx above ${errorRatePercent}% of the API requests (at least ${minRequestsPerMinute} requests/min) for ${evaluationMinutes} min: atmr-dr rolls the API back to its last known good, ${unlessDeploying}.`,
       firstActions: `suivre le message "backout" sur le topic incidents, puis ${OPERATOR_CLI} rollback status --env ${env}.`,
       // Below the minimum request count the expression is 0: a handful of requests never triggers.
       metric: new cloudwatch.MathExpression({
@@ -167,7 +171,7 @@ export class Rollback extends Construct {
     this.noHealthyHostsAlarm = new RunbookAlarm(this, 'NoHealthyHostsAlarm', {
       ...common,
       what: 'ApiNoHealthyHosts',
-      summary: `no healthy API target for ${evaluationMinutes} min (service inaccessible): atmr-dr rolls the API back to its last known good.`,
+      summary: `no healthy API target for ${evaluationMinutes} min (service inaccessible): atmr-dr rolls the API back to its last known good, ${unlessDeploying}.`,
       firstActions: `suivre le message "backout" sur le topic incidents, puis ${OPERATOR_CLI} rollback status --env ${env}.`,
       metric: albMetric('HealthyHostCount', 'Minimum'),
       threshold: 1,

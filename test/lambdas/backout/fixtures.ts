@@ -120,21 +120,24 @@ export function imageOf(taskDefinition: string): string {
 export function arrangeHappyAws(mocks: Mocks, options: { errorPercent?: number; requests?: number; healthy?: number } = {}): void {
   mocks.ecs.on(DescribeServicesCommand).resolves(service(BAD));
   mocks.ecs.on(DescribeTaskDefinitionCommand).callsFake((input: { taskDefinition: string }) => {
-    const family = /task-definition\/([^:]+):/.exec(input.taskDefinition)?.[1];
+    // ECS answers `family:revision` with the revision's full ARN.
+    const short = /^([\w-]+):(\d+)$/.exec(input.taskDefinition);
+    const arn = short ? TD(short[1], Number(short[2])) : input.taskDefinition;
+    const family = /task-definition\/([^:]+):/.exec(arn)?.[1];
     return {
       taskDefinition: {
-        taskDefinitionArn: input.taskDefinition,
+        taskDefinitionArn: arn,
         family,
         containerDefinitions: [
           {
             name: 'api',
-            image: imageOf(input.taskDefinition),
-            environment: HEADS[input.taskDefinition] ? [{ name: 'ALEMBIC_HEAD', value: HEADS[input.taskDefinition] }] : [],
+            image: imageOf(arn),
+            environment: HEADS[arn] ? [{ name: 'ALEMBIC_HEAD', value: HEADS[arn] }] : [],
             logConfiguration: { logDriver: 'awslogs', options: { 'awslogs-group': '/ecs/atmr-api', 'awslogs-stream-prefix': 'ecs' } },
           },
         ],
       },
-      tags: [{ key: 'ALEMBIC_HEAD', value: `tag-${HEADS[input.taskDefinition] ?? 'none'}` }],
+      tags: [{ key: 'ALEMBIC_HEAD', value: `tag-${HEADS[arn] ?? 'none'}` }],
     };
   });
   // A registered revision is numbered after the others (the pinned copy of a tag-named target).

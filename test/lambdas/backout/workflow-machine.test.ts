@@ -551,7 +551,7 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(seen[0]).toMatchObject({ TaskDefinition: BAD, LaunchType: 'FARGATE', Overrides: { ContainerOverrides: [{ Name: 'api', Command: ['flask', 'db', 'downgrade', 'aaa111'] }] } });
     expect(mocks.rds.commandCalls(CreateDBSnapshotCommand)[0].args[0].input).toMatchObject({ DBInstanceIdentifier: 'atmr-prod', DBSnapshotIdentifier: 'atmr-dr-backout-test-exec-downgrade' });
     expect(JSON.parse(parameters.get('/atmr/test/killswitch')!.value)).toMatchObject({ mode: 'normal', actor: 'atmr-dr backout' });
-    expect(lastMessage()?.Message).toContain(`Migration: downgrade exited 0 in 12 s; duration 12 s; logs /ecs/atmr-api:ecs/api/abc123; killswitch kept in maintenance until atmr-api is steady on ${GOOD}`);
+    expect(lastMessage()?.Message).toContain(`Migration: downgrade exited 0 in 12 s; duration 12 s; logs https://eu-west-3.console.aws.amazon.com/cloudwatch/home?region=eu-west-3#logsV2:log-groups/log-group/$252Fecs$252Fatmr-api/log-events/ecs$252Fapi$252Fabc123 or "aws logs tail /ecs/atmr-api --log-stream-names ecs/api/abc123 --region eu-west-3"; killswitch kept in maintenance until atmr-api is steady on ${GOOD}`);
     expect(lastMessage()?.Message).toContain(`Killswitch: restored to normal once atmr-api was steady on ${GOOD}`);
     expect(lastMessage()?.Message).toMatch(/^atmr-api rolled back and healthy: roll atmr-api back from \S+:42 to \S+:41 after downgrading the schema to aaa111 /);
     expect(output).toMatchObject({ page: false });
