@@ -28,6 +28,7 @@ import {
   runMigrationTask,
   waitOrUnlock,
 } from '../../lambdas/backout/migration';
+import { rollbackServiceCommand, rollbackStatusCommand } from '../../lambdas/backout/revision';
 import { BackoutSettings, DOWNGRADE_OBJECTIVE_SECONDS, findService, METRICS_SETTLE_SECONDS, pinParameterPrefix, ROLLBACK_OBJECTIVE_SECONDS } from '../../lambdas/backout/settings';
 import { acquireLock, LockRecord, readLock, recordLockTask, recordRollback, recordSchemaDowngrade, releaseLock, rollbackHistory, unlockCommandLine } from '../../lambdas/backout/state';
 import { putRollbackMetrics } from '../../lambdas/backout/metrics';
@@ -201,7 +202,7 @@ async function lockHeldError(ctx: RollbackCliContext, service: string, held?: Lo
   try {
     lock = held ?? (await readLock(ctx.deps.doc, ctx.settings.tableName, service, nowOf(ctx.deps)));
   } catch (error) {
-    return new OperatorError(`rollback: another rollback of ${service} holds the lock (its owner could not be read: ${namedLine(error)}); see "atmr-dr rollback status --service ${service}", nothing changed`, 3);
+    return new OperatorError(`rollback: another rollback of ${service} holds the lock (its owner could not be read: ${namedLine(error)}); see "${rollbackStatusCommand(service, ctx.settings.environmentName)}", nothing changed`, 3);
   }
   if (!lock) return new OperatorError(`rollback: another rollback of ${service} held the lock, and it is gone since (released or expired): run the command again; nothing changed`, 3);
   return new OperatorError(`rollback: another rollback of ${service} holds the lock (${lock.reason}, held by ${lock.owner} since ${lock.acquiredAt}): ${waitOrUnlock(ctx.settings, service, lock)}; nothing changed`, 3);
@@ -259,15 +260,15 @@ export async function statusCommand(ctx: RollbackCliContext, services: string[],
     if (s.lastKnownGoodRefused) {
       ctx.print(
         s.rollbackTarget
-          ? `  rollback target: ${s.rollbackTarget.taskDefinitionArn} ${recorded(s.rollbackTarget)}, the newest last known good the pin does not refuse: "rollback service --service ${s.service}" goes there without --to; an alarm pages instead of rolling back`
-          : `  rollback target: none, the pin refuses every recorded last known good: an alarm pages instead of rolling back; pass --to TASK_DEF_ARN to "rollback service --service ${s.service}"`,
+          ? `  rollback target: ${s.rollbackTarget.taskDefinitionArn} ${recorded(s.rollbackTarget)}, the newest last known good the pin does not refuse: "${rollbackServiceCommand(s.service, ctx.settings.environmentName)}" goes there without --to; an alarm pages instead of rolling back`
+          : `  rollback target: none, the pin refuses every recorded last known good: an alarm pages instead of rolling back; pass --to TASK_DEF_ARN to "${rollbackServiceCommand(s.service, ctx.settings.environmentName)}"`,
       );
     }
     // Running its rollback target, the service has no default target: the one before it, ready to paste.
     if (s.lastKnownGoodBefore) {
       const before = s.lastKnownGoodBefore;
       const runs = s.lastKnownGoodRefused ? 'its rollback target' : 'its newest last known good';
-      ctx.print(`  last known good before it: ${before.taskDefinitionArn} ${recorded(before)}; ${s.service} runs ${runs}: if it went bad after its bake, ${OPERATOR_CLI} rollback service --service ${s.service} --to ${before.taskDefinitionArn}`);
+      ctx.print(`  last known good before it: ${before.taskDefinitionArn} ${recorded(before)}; ${s.service} runs ${runs}: if it went bad after its bake, ${rollbackServiceCommand(s.service, ctx.settings.environmentName, before.taskDefinitionArn)}`);
     }
     if (s.lastKnownGoodBeforeUnknown) ctx.print(`  last known good before it: not named, ${s.lastKnownGoodBeforeUnknown}: it could be the release the last rollback rolled away from; read the pin before any --to`);
     // The owner is what `rollback unlock --owner` takes; the expiry, how long the lock blocks if nobody releases it.
@@ -382,7 +383,7 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
   }
   if (ctx.signal?.aborted && state.rollout) {
     throw new OperatorError(
-      `rollback: interrupted while following the rollout: UpdateService was sent and ECS goes on with it; ${lockLeft || 'the lock is released'}; follow it with "atmr-dr rollback status --service ${plan.service}"`,
+      `rollback: interrupted while following the rollout: UpdateService was sent and ECS goes on with it; ${lockLeft || 'the lock is released'}; follow it with "${rollbackStatusCommand(plan.service, ctx.settings.environmentName)}"`,
       1,
     );
   }
@@ -513,7 +514,7 @@ export function migrationLeft(progress: MigrationProgress, settings: BackoutSett
     const held = lock.state === 'held' ? 'stays held' : lock.state === 'requested' ? 'may be held (its write was under way)' : 'may stay held (its release was under way)';
     // Nothing releases it any more; --force: this line has just said which task to check first.
     parts.push(
-      `the lock of ${lock.service} ${held} until ${lock.until}, blocking rollback service, rollback migration and the automatic backout of ${lock.service} until then: "atmr-dr rollback status --service ${lock.service}" shows it; once no migration task runs, ${unlockCommandLine(lock.service, lock.owner, settings.environmentName, true)} releases it`,
+      `the lock of ${lock.service} ${held} until ${lock.until}, blocking rollback service, rollback migration and the automatic backout of ${lock.service} until then: "${rollbackStatusCommand(lock.service, settings.environmentName)}" shows it; once no migration task runs, ${unlockCommandLine(lock.service, lock.owner, settings.environmentName, true)} releases it`,
     );
   }
   return parts.join('; ');
@@ -548,7 +549,12 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
   // that will not run. The conditional put below still decides (the lock may be taken meanwhile).
   const held = await readLock(ctx.deps.doc, ctx.settings.tableName, service.serviceName, nowOf(ctx.deps));
   if (held && !options.dryRun) throw await lockHeldError(ctx, service.serviceName, held);
-  ctx.print(`migration downgrade: "${downgradeArgs(revision).join(' ')}" in ${taskDefinition}${taskDefinition === current ? '' : `, the service runs ${current}`} (schema now at ${release.alembicHead ?? 'unknown'})`);
+  // What the release declares, not a reading of the schema (a downgrade by hand or a failed
+  // migration can leave them apart): the command that reads the schema is named beside it.
+  const declared = release.alembicHead ? `the release declares Alembic ${release.alembicHead}` : `the release declares no ${ctx.settings.alembicHead.name}`;
+  ctx.print(
+    `migration downgrade: "${downgradeArgs(revision).join(' ')}" in ${taskDefinition}${taskDefinition === current ? '' : `, the service runs ${current}`} (${declared}; the schema's own revision: ${OPERATOR_CLI} db revision --env ${ctx.settings.environmentName})`,
+  );
   ctx.print(`  it ${DOWNGRADE_DROPS}`);
   // Maintenance is lifted after the downgrade only when what the service RUNS declares the target
   // revision as its head: --task-definition names the image the downgrade runs in, not what serves,
@@ -557,7 +563,7 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
   // service runs a release of that head (nothing here follows that rollback, so the operator lifts it).
   const runningHead = taskDefinition === current ? release.alembicHead : (await describeRelease(ctx.deps.ecs, ctx.settings, current, ctx.settings.api.containerName)).alembicHead;
   const stillServed = runningHead !== revision;
-  const rollbackFirst = `${OPERATOR_CLI} rollback service --service ${service.serviceName}`;
+  const rollbackFirst = rollbackServiceCommand(service.serviceName, ctx.settings.environmentName);
   const maintenance = stillServed
     ? `the killswitch is in maintenance while it runs, and stays so after it: ${service.serviceName} runs ${current} (Alembic ${runningHead ?? 'unknown'}), which must not serve on the downgraded schema; lift it once "${rollbackFirst}" is done`
     : 'the killswitch is in maintenance while it runs';

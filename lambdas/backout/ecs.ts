@@ -12,8 +12,8 @@ import {
   UpdateServiceCommand,
 } from '@aws-sdk/client-ecs';
 import { MISSING_SETTING_EXIT_CODE, missingAwsSetting, refusedWithoutEffect } from '../shared/aws-errors';
-import { OPERATOR_CLI } from '../shared/constants';
 import { OperatorError } from '../shared/errors';
+import { rollbackServiceCommand, rollbackStatusCommand } from './revision';
 import { BackoutServiceSettings, BackoutSettings } from './settings';
 
 /** What a release is, as far as a rollback cares. */
@@ -130,9 +130,9 @@ export function underwayLine(serviceName: string, underway: UnderwayDeployment, 
   // The deployment under way IS the rollback target (ECS's circuit breaker rolling back to it, or a
   // redeploy of it): "--to" it would be refused as already running; waiting for ECS is the advice.
   if (underway.inProgress && underway.taskDefinitionArn === target) {
-    return `${what}, replacing ${before}: ECS is already rolling ${serviceName} back to its rollback target (its circuit breaker, or a deploy of it): wait for that deployment to finish ("${OPERATOR_CLI} rollback status --service ${serviceName} --env ${environmentName}" shows it running ${target}); if ECS marks it FAILED, it stays in progress, or the API still fails once it is done, ${target} fails too: decide by hand, with the last known good before it that rollback status then names, or "${OPERATOR_CLI} rollback service --service ${serviceName} --to TASK_DEF_ARN --env ${environmentName}"`;
+    return `${what}, replacing ${before}: ECS is already rolling ${serviceName} back to its rollback target (its circuit breaker, or a deploy of it): wait for that deployment to finish ("${rollbackStatusCommand(serviceName, environmentName)}" shows it running ${target}); if ECS marks it FAILED, it stays in progress, or the API still fails once it is done, ${target} fails too: decide by hand, with the last known good before it that rollback status then names, or "${rollbackServiceCommand(serviceName, environmentName, 'TASK_DEF_ARN')}"`;
   }
-  return `${what}; the alarm may be about ${before} or ${underway.taskDefinitionArn}: decide by hand: ${OPERATOR_CLI} rollback service --service ${serviceName} --to ${target ?? 'TASK_DEF_ARN'} --env ${environmentName}`;
+  return `${what}; the alarm may be about ${before} or ${underway.taskDefinitionArn}: decide by hand: ${rollbackServiceCommand(serviceName, environmentName, target ?? 'TASK_DEF_ARN')}`;
 }
 
 export async function describeRelease(ecs: ECSClient, settings: Pick<BackoutSettings, 'alembicHead'>, taskDefinitionArn: string, containerName: string): Promise<ReleaseInfo> {

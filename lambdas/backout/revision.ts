@@ -32,3 +32,18 @@ export const DOWNGRADE_DROPS = 'drops what the migration added: see docs/backout
 export function downgradeCommandLine(revision: string, failingTaskDefinition: string, environmentName: string): string {
   return `${OPERATOR_CLI} rollback migration --to ${parseRevision(revision)} --task-definition ${failingTaskDefinition} --env ${environmentName}`;
 }
+
+/**
+ * The rollback of `service` a page or a line tells the on-call to run: to `to` (an ARN, or a
+ * placeholder such as TASK_DEF_ARN), else to its last known good. Unquoted: each line quotes it as
+ * it quotes its other commands. `--env` as in downgradeCommandLine.
+ */
+export function rollbackServiceCommand(service: string, environmentName: string, to?: string): string {
+  const target = to === undefined ? '' : ` --to ${to}`;
+  return `${OPERATOR_CLI} rollback service --service ${service}${target} --env ${environmentName}`;
+}
+
+/** The status of `service`'s backout (what it runs, its last known good, its lock): unquoted, as rollbackServiceCommand. */
+export function rollbackStatusCommand(service: string, environmentName: string): string {
+  return `${OPERATOR_CLI} rollback status --service ${service} --env ${environmentName}`;
+}

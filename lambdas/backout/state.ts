@@ -1,5 +1,6 @@
 import { DeleteCommand, DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { conditionalWrite, conditionalWriteOnce } from '../shared/conditional-write';
+import { OPERATOR_CLI } from '../shared/constants';
 
 /**
  * The backout's records in the ops-state table:
@@ -261,7 +262,7 @@ function lockHolder(value: unknown): LockHolder | undefined {
  * `--env` names the lock's environment: without it the CLI looks in cdk.json's default one.
  */
 export function unlockCommandLine(service: string, owner: string, environmentName: string, force = false): string {
-  return `"atmr-dr rollback unlock --service ${service} --owner ${owner} --env ${environmentName}${force ? ' --force' : ''}"`;
+  return `"${OPERATOR_CLI} rollback unlock --service ${service} --owner ${owner} --env ${environmentName}${force ? ' --force' : ''}"`;
 }
 
 export async function readLock(doc: DynamoDBDocumentClient, table: string, service: string, now: Date): Promise<LockRecord | null> {

@@ -38,6 +38,7 @@ import {
   valueBeforeCommand,
   waitOrUnlock,
 } from './migration';
+import { rollbackServiceCommand, rollbackStatusCommand } from './revision';
 import { BackoutSettings, findService, pinParameterName, ROLLBACK_OBJECTIVE_SECONDS } from './settings';
 import { alarmsInAlarm, conditionHolds, readApiSignals } from './signals';
 import {
@@ -263,9 +264,9 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
       // day. A line in the report then, and a page only when the API has none either.
       const apiHasOne = automatic && serviceName !== settings.api.serviceName && (await latestLastKnownGood(deps.doc, settings.tableName, settings.api.serviceName)) !== null;
       if (apiHasOne) {
-        return notify(`no last known good is recorded for ${serviceName} (none of its releases has passed a bake): not rolled back, the API's alarm does not say this worker fails; if it does, run "${OPERATOR_CLI} rollback service --service ${serviceName} --to TASK_DEF_ARN --env ${settings.environmentName}"`, false);
+        return notify(`no last known good is recorded for ${serviceName} (none of its releases has passed a bake): not rolled back, the API's alarm does not say this worker fails; if it does, run "${rollbackServiceCommand(serviceName, settings.environmentName, 'TASK_DEF_ARN')}"`, false);
       }
-      return notify(`no last known good is recorded for ${serviceName}: nothing rolled back; choose the release to go back to among the revisions of ${service.taskFamily} ("${listRevisionsCommand(service.taskFamily)}" lists them, newest first) and run "${OPERATOR_CLI} rollback service --service ${serviceName} --to TASK_DEF_ARN --env ${settings.environmentName}"`, true);
+      return notify(`no last known good is recorded for ${serviceName}: nothing rolled back; choose the release to go back to among the revisions of ${service.taskFamily} ("${listRevisionsCommand(service.taskFamily)}" lists them, newest first) and run "${rollbackServiceCommand(serviceName, settings.environmentName, 'TASK_DEF_ARN')}"`, true);
     }
     assertFamily(service, lkg.taskDefinitionArn);
     to = { taskDefinitionArn: lkg.taskDefinitionArn, images: lkg.images, alembicHead: lkg.alembicHead };
@@ -316,14 +317,14 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     // unknown, and holding for a human is still the runbook's answer; the notice says both.
     const down = await alarmsInAlarm(deps.cloudwatch, settings.holdAlarmNames);
     if (down.length > 0) {
-      const held = `held: ${down.join(', ')} in ALARM, a dependency of the API is down and a rollback cannot fix it, or the probe that checks it is silent and the cause is unknown (runbook: no backout without a confirmed root cause): follow that alarm; if the API still fails once it is OK, run "${OPERATOR_CLI} rollback service --service ${serviceName} --env ${settings.environmentName}"`;
+      const held = `held: ${down.join(', ')} in ALARM, a dependency of the API is down and a rollback cannot fix it, or the probe that checks it is silent and the cause is unknown (runbook: no backout without a confirmed root cause): follow that alarm; if the API still fails once it is OK, run "${rollbackServiceCommand(serviceName, settings.environmentName)}"`;
       // Database-Down fires when the probe cannot connect, and the release itself can cause that: a
       // connection leak or a larger pool exhausts max_connections. It then turns OK only after a
       // rollback, so "wait for it" would keep the outage going: the human who confirms the cause is
       // told where to look and to roll back at once if the release holds the connections.
       const database = runbookAlarmName(settings.environmentName, 'Database', 'Down');
       const suspectRelease = down.includes(database)
-        ? `; but ${database} fires whenever the probe cannot connect to the database, which the running release ${currentArn} can cause itself (a connection leak, or a larger pool, exhausting max_connections), and the alarm then clears only after a rollback to ${to.taskDefinitionArn}: check pg_stat_activity (connections by application_name and state, against max_connections) and the release's pool size; if the release holds the connections, run "${OPERATOR_CLI} rollback service --service ${serviceName} --env ${settings.environmentName}" now, not after the alarm clears`
+        ? `; but ${database} fires whenever the probe cannot connect to the database, which the running release ${currentArn} can cause itself (a connection leak, or a larger pool, exhausting max_connections), and the alarm then clears only after a rollback to ${to.taskDefinitionArn}: check pg_stat_activity (connections by application_name and state, against max_connections) and the release's pool size; if the release holds the connections, run "${rollbackServiceCommand(serviceName, settings.environmentName)}" now, not after the alarm clears`
         : '';
       return notify(`${held}${suspectRelease}`, true);
     }
@@ -344,11 +345,11 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     const read: { pin: RollbackPin | null; unread?: string } = targetOverride
       ? { pin: null }
       : await readPin(deps, settings, serviceName).then((pin) => ({ pin }), (error: unknown) => ({ pin: null, unread: namedLine(error) }));
-    const pinUnread = read.unread ? `; the pin ${pinParameterName(settings, serviceName)} could not be read (${read.unread}), so no release before it is named: "${OPERATOR_CLI} rollback status --service ${serviceName} --env ${settings.environmentName}" lists them` : '';
+    const pinUnread = read.unread ? `; the pin ${pinParameterName(settings, serviceName)} could not be read (${read.unread}), so no release before it is named: "${rollbackStatusCommand(serviceName, settings.environmentName)}" lists them` : '';
     const before = targetOverride || read.unread ? null : await lastKnownGoodBefore(deps.doc, settings.tableName, serviceName, to.taskDefinitionArn, [currentArn, from.pinnedFrom], unpinned(read.pin, serviceName));
     return notify(
       before
-        ? `${wentBadAfterBake(serviceName, currentArn, before)}: decide by hand: ${OPERATOR_CLI} rollback service --service ${serviceName} --to ${before.taskDefinitionArn} --env ${settings.environmentName}${held}`
+        ? `${wentBadAfterBake(serviceName, currentArn, before)}: decide by hand: ${rollbackServiceCommand(serviceName, settings.environmentName, before.taskDefinitionArn)}${held}`
         : `${serviceName} already runs ${currentArn}${copy}, the rollback target: a rollback cannot help, investigate by hand${pinUnread}${held}`,
       true,
     );
@@ -359,7 +360,7 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
   // the older image. The pin of the last rollback names that release and its images.
   if (automatic) {
     const refused = pinRefusal(await readPin(deps, settings, serviceName), serviceName, to, newest?.recordedAt);
-    if (refused) return notify(`the rollback target ${refused}: not rolled back; choose another target: "${OPERATOR_CLI} rollback service --service ${serviceName} --to TASK_DEF_ARN --env ${settings.environmentName}"`, true);
+    if (refused) return notify(`the rollback target ${refused}: not rolled back; choose another target: "${rollbackServiceCommand(serviceName, settings.environmentName, 'TASK_DEF_ARN')}"`, true);
   }
 
   // The schema is at the release's head unless a downgrade that worked took it elsewhere since.
@@ -392,6 +393,8 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     // is the last thing written, so an error cannot leave a release claimed by a run that rolled
     // nothing back, and the next alarm refused as "already rolled back automatically once".
     let schema = '';
+    // What a dry run would do before the rollout: the state machine downgrades first (DowngradeFirst).
+    let downgradeFirst = '';
     let downgrade: RollbackState['downgrade'] = state.downgrade;
     if (needed) {
       const revision = to.alembicHead as string;
@@ -399,7 +402,12 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
       const command = downgradeCommandLine(revision, from.taskDefinitionArn, settings.environmentName);
       downgrade = { needed, run: downgrades && !dryRun, revision, args: downgradeArgs(revision), command };
       // The headline (SNS, the Rollback Finished event, the timeline) says what happens to the schema.
-      schema = downgrades ? ` after downgrading the schema to ${revision}` : `; the schema stays at ${fromSchema}: downgrade by hand: ${command}`;
+      // Left ahead, it is no call to downgrade: a downgrade drops data, and the previous release
+      // often runs on an additive migration (docs/backout.md, "When not to downgrade").
+      schema = downgrades
+        ? ` after downgrading the schema to ${revision}`
+        : `; the schema stays at ${fromSchema}, ahead of the release rolled back to (Alembic ${revision}): downgrade by hand only if that release cannot run on the new schema (it drops what the migration added): ${command}`;
+      if (downgrades) downgradeFirst = `downgrade the schema to ${revision} in ${from.taskDefinitionArn}, then `;
     }
     const headless = [!from.alembicHead && `the failing release ${from.taskDefinitionArn}`, !to.alembicHead && `the last known good ${to.taskDefinitionArn}`].filter((x): x is string => Boolean(x));
     if (isApi && downgradesOn && headless.length) {
@@ -409,7 +417,7 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
 
     if (automatic && !dryRun) {
       const until = await cooldownUntil(deps.doc, settings.tableName, serviceName, now);
-      if (until) return notify(`cooldown: ${serviceName} was rolled back recently, no automatic rollback before ${until}; if the API still fails, roll back by hand: "${OPERATOR_CLI} rollback service --service ${serviceName} --to ${to.taskDefinitionArn} --env ${settings.environmentName}"`, true);
+      if (until) return notify(`cooldown: ${serviceName} was rolled back recently, no automatic rollback before ${until}; if the API still fails, roll back by hand: "${rollbackServiceCommand(serviceName, settings.environmentName, to.taskDefinitionArn)}"`, true);
       state = { ...state, claimed: currentArn };
       const first = await claimReleaseRollback(deps.doc, settings.tableName, { service: serviceName, taskDefinitionArn: currentArn, owner: state.owner, now });
       if (!first) {
@@ -422,13 +430,15 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     state = { ...state, downgrade };
     // A moved tag: the revision that runs is the target's own, so the history and the page name the bad digests.
     const ran = retagged ? ` (running ${retagged.moved.join(', ')})` : '';
-    const plan = `roll ${serviceName} back from ${currentArn}${ran} to ${to.taskDefinitionArn}${schema}`;
-    if (dryRun) return { ...state, decision: 'notify', reason: `dry run: would ${plan} (${state.reason || trigger.name})`, page: false };
+    const rollBack = `roll ${serviceName} back from ${currentArn}${ran} to ${to.taskDefinitionArn}`;
+    const plan = `${rollBack}${schema}`;
+    // A dry run lists the steps in the order the run would take them.
+    if (dryRun) return { ...state, decision: 'notify', reason: `dry run: would ${downgradeFirst ? `${downgradeFirst}${rollBack}` : plan} (${state.reason || trigger.name})`, page: false };
     return { ...state, decision: 'proceed', reason: `${plan} (${state.reason || trigger.name})` };
   } catch (error) {
     deps.logger.error('guards: stopped on an error after taking the lock, the report releases it', { service: serviceName, error: namedLine(error) });
     return {
-      ...notify(`stopped on an error after taking the lock, nothing rolled back${automatic ? `; the alarm does not fire again while it stays in ALARM: if the API still fails, run "${OPERATOR_CLI} rollback service --service ${serviceName} --env ${settings.environmentName}"` : ''}`, true),
+      ...notify(`stopped on an error after taking the lock, nothing rolled back${automatic ? `; the alarm does not fire again while it stays in ALARM: if the API still fails, run "${rollbackServiceCommand(serviceName, settings.environmentName)}"` : ''}`, true),
       error: { Error: (error as { name?: string } | null)?.name ?? 'Error', Cause: oneLine(error) },
     };
   }
@@ -454,7 +464,7 @@ function concurrentAlarmRun(settings: BackoutSettings, lock: LockRecord, now: Da
 
 /** An alarm's rollback not done because another holder has the lock: who, since when, and what releases it. */
 function lockHeldLine(settings: BackoutSettings, service: string, lock: LockRecord): string {
-  return `held: the rollback lock of ${service} is held by ${lock.owner} (${lock.reason}) since ${lock.acquiredAt}, no automatic rollback: ${waitOrUnlock(settings, service, lock)}; the alarm does not fire again while it stays in ALARM: once the lock is free, if the API still fails, run "${OPERATOR_CLI} rollback service --service ${service} --env ${settings.environmentName}"`;
+  return `held: the rollback lock of ${service} is held by ${lock.owner} (${lock.reason}) since ${lock.acquiredAt}, no automatic rollback: ${waitOrUnlock(settings, service, lock)}; the alarm does not fire again while it stays in ALARM: once the lock is free, if the API still fails, run "${rollbackServiceCommand(service, settings.environmentName)}"`;
 }
 
 /**
@@ -466,7 +476,7 @@ function lockHeldLine(settings: BackoutSettings, service: string, lock: LockReco
  * a human decides (page). A malformed value counts as normal, as for every reader of the killswitch.
  */
 async function killswitchHold(deps: BackoutDeps, settings: BackoutSettings, serviceName: string, now: Date): Promise<{ reason: string; page: boolean } | null> {
-  const byHand = `"${OPERATOR_CLI} rollback service --service ${serviceName} --env ${settings.environmentName}"`;
+  const byHand = `"${rollbackServiceCommand(serviceName, settings.environmentName)}"`;
   let reading;
   try {
     reading = await readKillswitch(deps.ssm, settings.killswitchParameterName);
@@ -668,7 +678,7 @@ async function retaggedRelease(
 function notPinnedLine(state: RollbackState, why: string, environmentName: string): string {
   // Short: the report keeps 500 characters of an error, and the To line already lists the digests.
   const to = state.to?.taskDefinitionArn as string;
-  return `the tag moved (the running tasks of ${to} pulled other digests than its last known good), the pinned copy could not be registered (${why}): nothing rolled back; by hand: register a revision of ${taskDefinitionFamily(to)} naming the digests of the To line and run "${OPERATOR_CLI} rollback service --service ${state.service} --to <that revision> --env ${environmentName}"`;
+  return `the tag moved (the running tasks of ${to} pulled other digests than its last known good), the pinned copy could not be registered (${why}): nothing rolled back; by hand: register a revision of ${taskDefinitionFamily(to)} naming the digests of the To line and run "${rollbackServiceCommand(state.service, environmentName, '<that revision>')}"`;
 }
 
 /** `unpinned`: why no pinned copy was registered, when the target names some image by tag (or, retagged, at all). */
@@ -833,7 +843,7 @@ function killswitchAfterDowngrade(state: RollbackState, now: Date, environmentNa
   // Any end before steady state (UpdateService refused, a timeout, ECS's circuit breaker, an
   // error): the failing release may still serve, and not on the schema it was downgraded from.
   return {
-    line: `still in maintenance (set by atmr-dr for the downgrade): ${state.service} is not steady on ${state.to?.taskDefinitionArn}, and ${state.from?.taskDefinitionArn} must not serve on the schema at ${d.revision}; once "${OPERATOR_CLI} rollback status --service ${state.service} --env ${environmentName}" shows it runs ${state.to?.taskDefinitionArn}, restore it: ${restoreKillswitchCommand(d.preparation?.killswitchSet?.previous ?? null, now, environmentName)}`,
+    line: `still in maintenance (set by atmr-dr for the downgrade): ${state.service} is not steady on ${state.to?.taskDefinitionArn}, and ${state.from?.taskDefinitionArn} must not serve on the schema at ${d.revision}; once "${rollbackStatusCommand(state.service, environmentName)}" shows it runs ${state.to?.taskDefinitionArn}, restore it: ${restoreKillswitchCommand(d.preparation?.killswitchSet?.previous ?? null, now, environmentName)}`,
     page: true,
   };
 }
@@ -949,7 +959,7 @@ function normaliseState(input: RollbackState, now: Date, environmentName: string
     ...base(service, { kind: 'alarm', name: 'unknown (stopped before the guards finished)', at: now.toISOString() }, false),
     owner: execution ?? '',
     decision: 'notify',
-    reason: `stopped before the guards finished, nothing rolled back; the alarm does not fire again while it stays in ALARM: if the API still fails, run "${OPERATOR_CLI} rollback service --service ${service} --env ${environmentName}"`,
+    reason: `stopped before the guards finished, nothing rolled back; the alarm does not fire again while it stays in ALARM: if the API still fails, run "${rollbackServiceCommand(service, environmentName)}"`,
     page: true,
     error: raw.error,
   };
@@ -965,6 +975,17 @@ export function pinLine(state: RollbackState, rollout: NonNullable<RollbackState
   const bad = state.badDigests?.length ? `${state.badDigests.join(', ')} (run under ${from})` : from;
   if (!rollout.pinError) return `Pinned in ${rollout.pin}: the next deploy must not bring ${bad} back`;
   return `Pin NOT written in ${rollout.pin} (${rollout.pinError}): hold the deploys of ${state.service}, nothing stops a pipeline from bringing ${bad} back; write the pin by hand (README, "The pin")`;
+}
+
+/**
+ * The way back to the release line once it is fixed, for the report of a rollback that worked.
+ * atmr-dr only rolls back: going forward is the application's own deploy. The pin is what a deploy
+ * pipeline checks (README, "The pin"); the guards do not refuse a release baked after it.
+ */
+export function goForwardLine(rollout: NonNullable<RollbackState['rollout']>): string {
+  const deploy = 'To go forward once the release is fixed: deploy the fix as any release (the application\'s CDK or ECS deploy; atmr-dr has no command for it)';
+  if (rollout.pinError) return `${deploy}.`;
+  return `${deploy}; a pipeline that checks the pin refuses the images rolled back from until it is cleared: aws ssm delete-parameter --name ${rollout.pin} (once the fix is deployed, or to bring those images back on purpose; README, "The pin").`;
 }
 
 const handChecks = (environmentName: string) => `Check by hand: the schema's revision (${OPERATOR_CLI} db revision --env ${environmentName}, or flask db current), the API's error logs, one critical request (GET /api/bookings).`;
@@ -1005,7 +1026,7 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
     'migration-failed': `${state.service}: migration downgrade FAILED, service NOT rolled back`,
     // "Nothing was done" only when it is true: an error while following a rollout that ECS goes on
     // with, or after the downgrade's preparation, leaves the service or the killswitch changed.
-    error: `${state.service}: backout stopped on an error ${acted ? 'after acting: what it did is below' : rollOutUnknown(state) ? `without knowing whether ECS accepted the rollback to ${state.to?.taskDefinitionArn}: "${OPERATOR_CLI} rollback status --service ${state.service} --env ${settings.environmentName}" shows what it runs` : 'before changing the service'}`,
+    error: `${state.service}: backout stopped on an error ${acted ? 'after acting: what it did is below' : rollOutUnknown(state) ? `without knowing whether ECS accepted the rollback to ${state.to?.taskDefinitionArn}: "${rollbackStatusCommand(state.service, settings.environmentName)}" shows what it runs` : 'before changing the service'}`,
     'dry-run': `${state.service}: backout dry run`,
     'not-needed': `${state.service}: no backout needed`,
     refused: `${state.service}: backout did not act, a human must decide`,
@@ -1033,6 +1054,7 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
   for (const line of state.checks?.lines ?? []) lines.push(`Check: ${line}`);
   if (state.rollout) lines.push(pinLine(state, state.rollout));
   if (state.rollout?.images) lines.push(state.rollout.images.line);
+  if (outcome === 'rolled-back' && state.rollout) lines.push(goForwardLine(state.rollout));
   // The Killswitch line above names that error, whole: not a second time, cut to 500 characters.
   if (state.error && !unansweredWrite) lines.push(`Error: ${state.error.Error}: ${oneLine(state.error.Cause ?? '').slice(0, 500)}`);
   if (acted) lines.push(handChecks(settings.environmentName));
@@ -1199,7 +1221,7 @@ async function settleClaim(
     deleted = await releaseClaim(deps.doc, settings.tableName, { service: state.service, taskDefinitionArn: release, owner: state.owner });
   });
   if (failed) {
-    return `${head} NOT released (${failed}) although this run changed nothing on ECS: the next alarm of this release pages "already rolled back automatically once" instead of rolling back; roll back by hand: "${OPERATOR_CLI} rollback service --service ${state.service} --env ${settings.environmentName}"`;
+    return `${head} NOT released (${failed}) although this run changed nothing on ECS: the next alarm of this release pages "already rolled back automatically once" instead of rolling back; roll back by hand: "${rollbackServiceCommand(state.service, settings.environmentName)}"`;
   }
   const gone = deleted ? 'released' : 'not held by this run (never written, or released already)';
   return `${head} ${gone}: this run changed nothing on ECS (no UpdateService accepted, no migration task started), so the next alarm of this release may roll it back automatically again`;
@@ -1296,7 +1318,7 @@ export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc' | 'ssm'
     if (last?.toTaskDefinition === underway.taskDefinitionArn && last.toTaskDefinition === target.taskDefinitionArn) {
       const ago = formatAge(Math.max(0, Math.round((nowOf(deps).getTime() - Date.parse(last.at)) / 1000)));
       throw new OperatorError(
-        `backout: the rollback ${last.owner} of ${serviceName} to ${target.taskDefinitionArn} (${last.trigger}, ${ago} ago) is under way: follow it with "${OPERATOR_CLI} rollback status --service ${serviceName} --env ${settings.environmentName}"; nothing changed`,
+        `backout: the rollback ${last.owner} of ${serviceName} to ${target.taskDefinitionArn} (${last.trigger}, ${ago} ago) is under way: follow it with "${rollbackStatusCommand(serviceName, settings.environmentName)}"; nothing changed`,
         3,
       );
     }

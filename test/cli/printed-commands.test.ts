@@ -1,5 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { rollbackServiceCommand, rollbackStatusCommand } from '../../lambdas/backout/revision';
+import { unlockCommandLine } from '../../lambdas/backout/state';
 import { OPERATOR_CLI } from '../../lambdas/shared/constants';
 import { commandNames, refusals, words } from './parse-refusals';
 
@@ -37,7 +39,6 @@ const NOT_COMMANDS = [/^atmr-dr backup runner to PostgreSQL$/, /^atmr-dr restore
  * list; none may join it.
  */
 const BARE_IN_LAMBDAS: Record<string, number> = {
-  'lambdas/backout/state.ts': 1,
   'lambdas/detection/db-read-write.ts': 4,
   'lambdas/escalation/store.ts': 1,
   'lambdas/recovery/contract.ts': 1,
@@ -116,14 +117,16 @@ describe('the atmr-dr commands the project prints parse with the CLI', () => {
   it('finds the commands of the backout page, the alarms, the recovery messages and the docs', () => {
     const found = (file: string, text: RegExp) => printed.some((p) => p.file === file && text.test(p.text));
 
-    expect(found(path.join('lambdas', 'backout', 'workflow.ts'), /rollback service/)).toBe(true);
+    // The backout's rollback and status commands, written once beside the downgrade's.
+    expect(found(path.join('lambdas', 'backout', 'revision.ts'), /rollback service --service <x><x> --env <x>/)).toBe(true);
+    expect(found(path.join('lambdas', 'backout', 'revision.ts'), /rollback status --service <x> --env <x>/)).toBe(true);
     expect(found(path.join('lambdas', 'backout', 'revision.ts'), /rollback migration --to/)).toBe(true);
     expect(found(path.join('lambdas', 'escalation', 'tasks.ts'), /incident ack .* --by/)).toBe(true);
     expect(found(path.join('lambdas', 'recovery', 'workflow.ts'), /recover cutover .* --undo --yes/)).toBe(true);
     expect(found(path.join('lib', 'constructs', 'rollback.ts'), /rollback status/)).toBe(true);
     expect(found(path.join('docs', 'backout.md'), /rollback service/)).toBe(true);
     // The release of a lock nothing else releases, as the backout's lines and the docs print it.
-    expect(found(path.join('lambdas', 'backout', 'state.ts'), /^atmr-dr rollback unlock --service \S+ --owner \S+ --env \S+$/)).toBe(true);
+    expect(found(path.join('lambdas', 'backout', 'state.ts'), /^npx --no atmr-dr rollback unlock --service \S+ --owner \S+ --env \S+$/)).toBe(true);
     expect(found(path.join('docs', 'backout.md'), /rollback unlock --service NAME --owner ID \[--force\]/)).toBe(true);
     expect(found('README.md', /rollback unlock --service NAME --owner ID \[--force\]/)).toBe(true);
     expect(found('README.md', /recover --to-time "5 minutes ago"/)).toBe(true);
@@ -170,8 +173,30 @@ describe('the atmr-dr commands the project prints parse with the CLI', () => {
     const backout = printed.filter((p) => p.file.startsWith(path.join('lambdas', 'backout')) || p.file === path.join('lib', 'constructs', 'rollback.ts'));
     const withoutEnv = backout.filter((p) => !p.args.includes('--env')).map((p) => `${p.file}: ${p.text}`);
 
-    expect(backout.length).toBeGreaterThan(20);
+    // Each command is written once (the builders of lambdas/backout/revision.ts and state.ts), not once per line that prints it.
+    expect(backout.length).toBeGreaterThan(12);
     expect(withoutEnv).toEqual([]);
+  });
+
+  it('the backout\'s command builders print, for any service and target, a command that parses and names --env', () => {
+    const service = 'atmr-celery-worker';
+    const arn = 'arn:aws:ecs:eu-west-3:111111111111:task-definition/atmr-api:41';
+    const built = [
+      rollbackServiceCommand(service, 'staging'),
+      rollbackServiceCommand(service, 'staging', arn),
+      rollbackServiceCommand(service, 'staging', 'TASK_DEF_ARN'),
+      rollbackStatusCommand(service, 'staging'),
+      unlockCommandLine(service, 'cli:alice:1', 'staging', true).slice(1, -1),
+    ];
+
+    expect(built).toEqual([
+      `${OPERATOR_CLI} rollback service --service atmr-celery-worker --env staging`,
+      `${OPERATOR_CLI} rollback service --service atmr-celery-worker --to ${arn} --env staging`,
+      `${OPERATOR_CLI} rollback service --service atmr-celery-worker --to TASK_DEF_ARN --env staging`,
+      `${OPERATOR_CLI} rollback status --service atmr-celery-worker --env staging`,
+      `${OPERATOR_CLI} rollback unlock --service atmr-celery-worker --owner cli:alice:1 --env staging --force`,
+    ]);
+    expect(refusals(built.map((text) => commandLine(text)!))).toEqual(built.map(() => null));
   });
 
   it('every one parses', () => {

@@ -723,7 +723,7 @@ describe('rollback lock, cooldown and once-per-release (DynamoDB protocol, dynal
       expect(state).toMatchObject({ decision: 'notify', page: true, lockHeld: false });
       expect(state.reason).toBe(
         'held: the rollback lock of atmr-api is held by cli:bob:1 (manual migration downgrade by bob) since 2026-06-01T09:30:00.000Z, no automatic rollback: ' +
-          'wait for it to end or, if it is dead and no migration task runs ("aws ecs list-tasks --cluster atmr-prod --started-by atmr-dr-backout"), release it with "atmr-dr rollback unlock --service atmr-api --owner cli:bob:1 --env test --force" (else it holds until 2026-06-01T10:30:00.000Z); ' +
+          'wait for it to end or, if it is dead and no migration task runs ("aws ecs list-tasks --cluster atmr-prod --started-by atmr-dr-backout"), release it with "npx --no atmr-dr rollback unlock --service atmr-api --owner cli:bob:1 --env test --force" (else it holds until 2026-06-01T10:30:00.000Z); ' +
           'the alarm does not fire again while it stays in ALARM: once the lock is free, if the API still fails, run "npx --no atmr-dr rollback service --service atmr-api --env test"',
       );
       expect(told).toMatchObject({ outcome: 'refused', page: true });
@@ -741,7 +741,7 @@ describe('rollback lock, cooldown and once-per-release (DynamoDB protocol, dynal
       mocks.ecs.on(DescribeServicesCommand).resolves(service(GOOD));
       const onTarget = await guards(backoutDeps(suite.dynamo.doc), settings({ tableName }), alarmInput());
 
-      expect(state).toMatchObject({ decision: 'notify', page: true, reason: expect.stringContaining('release it with "atmr-dr rollback unlock --service atmr-api --owner cli:alice:2 --env test" (else') });
+      expect(state).toMatchObject({ decision: 'notify', page: true, reason: expect.stringContaining('release it with "npx --no atmr-dr rollback unlock --service atmr-api --owner cli:alice:2 --env test" (else') });
       expect(onTarget).toMatchObject({ decision: 'notify', page: true, reason: expect.stringMatching(/^atmr-api already runs .*: a rollback cannot help, investigate by hand; held: the rollback lock of atmr-api is held by cli:alice:2 \(manual: alice\)/) });
     });
 
@@ -776,10 +776,22 @@ describe('rollback lock, cooldown and once-per-release (DynamoDB protocol, dynal
     const result = await report(backoutDeps(suite.dynamo.doc), s, state);
 
     // autoDowngradeMigrations is off: the plan says the schema stays, not that it would be downgraded.
-    expect(state.reason).toMatch(/^dry run: would roll atmr-api back from .*:42 to .*:41; the schema stays at bbb222: downgrade by hand: npx --no atmr-dr rollback migration --to aaa111 --task-definition .*:42 --env test /);
+    expect(state.reason).toMatch(/^dry run: would roll atmr-api back from .*:42 to .*:41; the schema stays at bbb222, ahead of the release rolled back to \(Alembic aaa111\): downgrade by hand only if that release cannot run on the new schema \(it drops what the migration added\): npx --no atmr-dr rollback migration --to aaa111 --task-definition .*:42 --env test /);
     expect(result.outcome).toBe('dry-run');
     expect(await claimReleaseRollback(suite.dynamo.doc, tableName, { service: 'atmr-api', taskDefinitionArn: BAD, owner: 'x', now: new Date() })).toBe(true);
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+  });
+
+  it('lists in a dry run what it would do in the order the run does it: the downgrade first, then the rollback', async () => {
+    const tableName = await suite.dynamo.freshTable();
+    await seedLkg(suite.dynamo.doc, undefined, tableName);
+
+    const state = await guards(backoutDeps(suite.dynamo.doc), settings({ tableName, dryRun: true, autoDowngradeMigrations: true }), alarmInput());
+
+    // The state machine runs the downgrade before RollOut (DowngradeFirst): the notice reads in that order.
+    expect(state.reason.startsWith(`dry run: would downgrade the schema to aaa111 in ${BAD}, then roll atmr-api back from ${BAD} to ${GOOD} (`)).toBe(true);
+    expect(state.reason).not.toMatch(/after downgrading/);
+    expect(state.downgrade).toMatchObject({ needed: true, run: false });
   });
 
   it('plans the downgrade only when autoDowngradeMigrations is on, and carries the exact command otherwise', async () => {
@@ -817,7 +829,7 @@ describe('rollback lock, cooldown and once-per-release (DynamoDB protocol, dynal
       await seedLkg(suite.dynamo.doc, undefined, tableName);
       return (await guards(backoutDeps(suite.dynamo.doc), settings({ tableName, ...overrides }), input)).reason;
     };
-    const stays = `roll atmr-api back from ${BAD} to ${GOOD}; the schema stays at bbb222: downgrade by hand: npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD} --env test (`;
+    const stays = `roll atmr-api back from ${BAD} to ${GOOD}; the schema stays at bbb222, ahead of the release rolled back to (Alembic aaa111): downgrade by hand only if that release cannot run on the new schema (it drops what the migration added): npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD} --env test (`;
 
     // Automatic, autoDowngradeMigrations off: no downgrade.
     expect((await planOf({}, alarmInput())).slice(0, stays.length)).toBe(stays);
@@ -858,6 +870,24 @@ describe('rollback lock, cooldown and once-per-release (DynamoDB protocol, dynal
     await seedLkg(suite.dynamo.doc, lkg({ alembicHead: null }), tableName2);
     const both = await guards(backoutDeps(suite.dynamo.doc), settings({ tableName: tableName2, autoDowngradeMigrations: true }), alarmInput());
     expect(both.downgrade.unknownHead).toMatch(new RegExp(`^schema state unknown: the failing release ${HEADLESS} and the last known good ${GOOD} declare no ALEMBIC_HEAD`));
+  });
+
+  it('says how to go forward again only in the report of a rollback that worked, without the pin when it was not written', async () => {
+    const tableName = await suite.dynamo.freshTable();
+    await seedLkg(suite.dynamo.doc, lkg({ alembicHead: 'bbb222' }), tableName);
+    const s = settings({ tableName });
+    const state = await guards(backoutDeps(suite.dynamo.doc), s, alarmInput());
+    const steady = { status: 'steady' as const, detail: 'steady', at: '2026-06-01T10:04:00.000Z' };
+    const rollout = { startedAt: '2026-06-01T10:01:00.000Z', deploymentId: 'ecs-svc/3333', pin: '/atmr-dr/test/backout/pinned/atmr-api' };
+    const messageOf = async (rolledBack: typeof state) => {
+      await report(backoutDeps(suite.dynamo.doc), s, rolledBack);
+      return mocks.sns.commandCalls(PublishCommand).at(-1)!.args[0].input.Message!;
+    };
+    const deploy = "To go forward once the release is fixed: deploy the fix as any release (the application's CDK or ECS deploy; atmr-dr has no command for it)";
+
+    expect(await messageOf({ ...state, rollout: { ...rollout, pinError: 'AccessDeniedException: no' }, steady, checks: { ok: true, lines: ['OK all'] } })).toContain(`\n${deploy}.\n`);
+    // Checks that failed leave the last known good to be judged first: no way forward yet.
+    expect(await messageOf({ ...state, rollout, steady, checks: { ok: false, lines: ['FAIL GET /ready: 503'] } })).not.toContain('To go forward');
   });
 
   it('reads the Alembic head from a task-definition tag when configured so', async () => {

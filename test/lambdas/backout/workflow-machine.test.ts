@@ -268,6 +268,10 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(lastMessage()?.Message).not.toMatch(/downgrad/);
     // The report speaks English, as the CLI does (the French runbook's scenario names aside).
     expect(lastMessage()?.Message).toContain("\nCheck by hand: the schema's revision (npx --no atmr-dr db revision --env test, or flask db current), the API's error logs, one critical request (GET /api/bookings).");
+    // The way forward again once the release is fixed: the application's own deploy, then the pin cleared.
+    expect(lastMessage()?.Message).toContain(
+      "\nTo go forward once the release is fixed: deploy the fix as any release (the application's CDK or ECS deploy; atmr-dr has no command for it); a pipeline that checks the pin refuses the images rolled back from until it is cleared: aws ssm delete-parameter --name /atmr-dr/test/backout/pinned/atmr-api (once the fix is deployed, or to bring those images back on purpose; README, \"The pin\").\n",
+    );
     expect(lastMessage()?.Message).not.toMatch(/[àâçéèêîôû]/i);
     const detail = JSON.parse(mocks.events.commandCalls(PutEventsCommand)[0].args[0].input.Entries![0].Detail!) as Record<string, unknown>;
     expect(detail).toMatchObject({ outcome: 'rolled-back', summary: expect.any(String), at: expect.any(String), from: BAD, to: GOOD });
@@ -287,12 +291,12 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(lastMessage()?.Subject).toBe('[atmr-dr] ACTION NEEDED: backout test atmr-api: rolled-back');
     // The headline (SNS, the Rollback Finished event, the timeline) says what happened to the schema.
     const command = `npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD} --env test`;
-    const headline = `atmr-api rolled back and healthy: roll atmr-api back from ${BAD} to ${GOOD}; the schema stays at bbb222: downgrade by hand: ${command} (`;
+    const headline = `atmr-api rolled back and healthy: roll atmr-api back from ${BAD} to ${GOOD}; the schema stays at bbb222, ahead of the release rolled back to (Alembic aaa111): downgrade by hand only if that release cannot run on the new schema (it drops what the migration added): ${command} (`;
     expect(lastMessage()?.Message?.slice(0, headline.length)).toBe(headline);
     expect(lastMessage()?.Message).not.toMatch(/after downgrading/);
     expect(lastMessage()?.Message).toContain(`Schema: still at bbb222, ahead of the last known good (Alembic aaa111); atmr-dr did not downgrade it. If the previous release cannot run on the new schema: ${command} (drops what the migration added: see docs/backout.md, "When not to downgrade")`);
     const detail = JSON.parse(mocks.events.commandCalls(PutEventsCommand)[0].args[0].input.Entries![0].Detail!) as { summary: string; page: boolean };
-    expect(detail).toMatchObject({ page: true, summary: expect.stringContaining(`the schema stays at bbb222: downgrade by hand: ${command}`) });
+    expect(detail).toMatchObject({ page: true, summary: expect.stringContaining(`the schema stays at bbb222, ahead of the release rolled back to (Alembic aaa111): downgrade by hand only if that release cannot run on the new schema (it drops what the migration added): ${command}`) });
   });
 
   it('ends quietly when another alarm\'s run holds the lock (the dedupe of concurrent triggers)', async () => {
@@ -319,7 +323,7 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(output).toMatchObject({ outcome: 'refused', page: true });
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
     expect(lastMessage()?.Subject).toBe('[atmr-dr] ACTION NEEDED: backout test atmr-api: refused');
-    expect(lastMessage()?.Message).toMatch(/^atmr-api: backout did not act, a human must decide: held: the rollback lock of atmr-api is held by cli:bob:1 \(manual migration downgrade by bob\) since .*"atmr-dr rollback unlock --service atmr-api --owner cli:bob:1 --env test --force"/);
+    expect(lastMessage()?.Message).toMatch(/^atmr-api: backout did not act, a human must decide: held: the rollback lock of atmr-api is held by cli:bob:1 \(manual migration downgrade by bob\) since .*"npx --no atmr-dr rollback unlock --service atmr-api --owner cli:bob:1 --env test --force"/);
   });
 
   it('ignores a foreign event', async () => {
@@ -749,7 +753,7 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(message).toMatch(/downgrade failed: exit code none \(RunTask got no answer, a migration task may have been started: ECS\.ServerException: Service Unavailable/);
     expect(message).not.toMatch(/the schema is unchanged/);
     expect(message).toContain('look for it with "aws ecs list-tasks --cluster atmr-prod --started-by atmr-dr-backout"');
-    expect(message).toMatch(/The lock of atmr-api stays held until it expires so that no second downgrade starts; once no migration task runs, release it with "atmr-dr rollback unlock --service atmr-api --owner \S+ --env test --force"/);
+    expect(message).toMatch(/The lock of atmr-api stays held until it expires so that no second downgrade starts; once no migration task runs, release it with "npx --no atmr-dr rollback unlock --service atmr-api --owner \S+ --env test --force"/);
     expect(await readLock(dynamo.doc, tableName, 'atmr-api', new Date())).toMatchObject({ holder: { kind: 'migration-downgrade' } });
     expect(JSON.parse(parameters.get('/atmr/test/killswitch')!.value)).toMatchObject({ mode: 'maintenance' });
   });
