@@ -2059,7 +2059,7 @@ describe('rollback migration --dry-run: the plan, and nothing changed', () => {
     await migrationCommand({ ...ctx, confirm }, { to: 'aaa111', dryRun: true });
 
     // Assert: the plan lines of the real command, then what it would do and that it did nothing
-    expect(printed[0]).toBe(`migration downgrade: "flask db downgrade aaa111" in ${BAD} (schema now at bbb222)`);
+    expect(printed[0]).toBe(`migration downgrade: "flask db downgrade aaa111" in ${BAD} (the release declares Alembic bbb222; the schema's own revision: npx --no atmr-dr db revision --env test)`);
     expect(printed).toContainEqual(expect.stringMatching(/^ {2}before it: a snapshot of atmr-prod; the killswitch is in maintenance while it runs/));
     expect(printed.slice(-2)).toEqual([
       `  without --dry-run: take the lock of atmr-api, snapshot atmr-prod, set the killswitch ${ctx.settings.killswitchParameterName} to maintenance, then run the task`,
@@ -2103,7 +2103,7 @@ describe('rollback migration --task-definition and rollback service --to as fami
 
     await migrationCommand(ctx, { to: 'aaa111', taskDefinition: 'atmr-api:42', yes: true });
 
-    expect(printed[0]).toBe(`migration downgrade: "flask db downgrade aaa111" in ${BAD}, the service runs ${GOOD} (schema now at bbb222)`);
+    expect(printed[0]).toBe(`migration downgrade: "flask db downgrade aaa111" in ${BAD}, the service runs ${GOOD} (the release declares Alembic bbb222; the schema's own revision: npx --no atmr-dr db revision --env test)`);
     expect(mocks.ecs.commandCalls(RunTaskCommand)[0].args[0].input.taskDefinition).toBe(BAD);
   });
 
