@@ -155,6 +155,25 @@ function levelColumn(incident: Incident): string {
   return incident.status === 'OPEN' ? 'not paged yet (level 1 next)' : 'never paged';
 }
 
+/**
+ * `incident ack --level`: the level whose page the acknowledging person answers, which gets the
+ * reminders (model.ts `acknowledgingLevel`), checked against the environment's levels (cdk.json
+ * `escalation.levels`) before anything is written: a level the config lacks would be reminded as its
+ * highest (tasks.ts `existingLevel`), someone who did not acknowledge. A table whose environment is
+ * unknown (--table, ATMR_OPS_TABLE without --env) leaves nothing to check it against.
+ */
+function ackLevel(typed: string, envName: string | undefined, config: EnvironmentConfig['escalation'] | undefined): number {
+  const without = 'or leave --level out (level 1, the on-call, is then reminded); nothing acknowledged';
+  if (envName === undefined) {
+    throw new OperatorError(`incident ack: --level ${typed} cannot be checked: the table's environment is unknown (--table or ${DEPLOYED_NAMES.opsTable.envVar}): add --env <name>, ${without}`, 2);
+  }
+  if (config === undefined) throw new OperatorError(`incident ack: --level ${typed} cannot be checked: the escalation config of environment ${envName} could not be read from cdk.json: fix it, ${without}`, 2);
+  const level = /^\d+$/.test(typed.trim()) ? Number(typed) : Number.NaN;
+  if (level >= 1 && level <= config.levels.length) return level;
+  const known = config.levels.map((l, index) => `${index + 1} (${l.name})`).join(', ');
+  throw new OperatorError(`incident ack: --level ${typed} is not an escalation level of environment ${envName}: give one of ${known}; nothing acknowledged`, 2);
+}
+
 /** A resolution note is one line of a list row and of the timeline: the cause, not the post-mortem. */
 const MAX_NOTE_LENGTH = 300;
 
@@ -219,19 +238,33 @@ export function registerIncidentCommands(program: Command): void {
     .argument('<id>', INCIDENT_ID)
     // The word docs/escalation.md and this command's help use for it: typed in full, it acknowledges too.
     .alias('acknowledge')
-    .description('acknowledge: stops the climb; the acknowledging level is reminded until the incident is resolved: while the alarm stays in ALARM, or for an event alarm at each new ALARM')
+    .description(
+      'acknowledge: stops the climb; the acknowledging level (--level, else level 1) is reminded until the incident is resolved: while the alarm stays in ALARM, or for an event alarm at each new ALARM',
+    )
     .option('--by <name>', byOptionHelp('who acknowledges'))
-    .action(async (typed: string, opts: { by?: string }) => {
+    .option('--level <n>', 'the escalation level whose page you answer (cdk.json escalation.levels: 1 on-call, 2 lead DevOps, 3 CTO by default): it gets the reminders (default: level 1)')
+    .action(async (typed: string, opts: { by?: string; level?: string }) => {
       const id = canonicalIncidentId(typed);
-      const { store, globals } = await storeOf();
+      const globals = incident.opts<Globals>();
+      // --level is checked first: refused, it writes nothing and asks AWS nothing. Without it, the
+      // config is read only once the acknowledgement is written, which it must never hold up.
+      let config: EnvironmentConfig['escalation'] | undefined;
+      let level: number | undefined;
+      if (opts.level !== undefined) {
+        const envName = tableEnvironment(globals);
+        config = await escalationConfig(envName);
+        level = ackLevel(opts.level, envName, config);
+      }
+      const { store } = await storeOf();
       const by = await resolveCliActor(opts.by);
       // The alarm named: in a storm ids share their time prefix, and a pasted wrong id shows here.
       let wakeError: unknown;
-      const acked = await acknowledgeIncident(store, id, { by, via: 'cli' }, { wakeFailed: (error) => (wakeError = error) }).catch(async (error: unknown) => {
+      const acked = await acknowledgeIncident(store, id, { by, via: 'cli', ...(level !== undefined && { level }) }, { wakeFailed: (error) => (wakeError = error) }).catch(async (error: unknown) => {
         throw error instanceof OperatorError && error.exitCode === 4 ? await incidentNotFound(store, id, 'check the id with `atmr-dr incident list --open`') : error;
       });
-      print(`incident ${id} (${acked.alarmName}) acknowledged by ${by}: escalation stopped; ${remindersLine(acked, await escalationConfig(tableEnvironment(globals)))}`);
-      if (wakeError !== undefined) process.stderr.write(`atmr-dr: warning: ${notWokenLine('acknowledgement', { status: 'OPEN', level: acked.level }, wakeError, await escalationConfig(tableEnvironment(globals)))}\n`);
+      config ??= await escalationConfig(tableEnvironment(globals));
+      print(`incident ${id} (${acked.alarmName}) acknowledged by ${by}: escalation stopped; ${remindersLine(acked, config)}`);
+      if (wakeError !== undefined) process.stderr.write(`atmr-dr: warning: ${notWokenLine('acknowledgement', { status: 'OPEN', level: acked.level }, wakeError, config)}\n`);
     });
 
   incident

@@ -7,7 +7,7 @@ import { IncidentStore, listIncidents } from './store';
 
 /** The intervals of an environment's escalation (cdk.json `escalation`) that the lines below name. */
 export interface EscalationIntervals {
-  readonly levels: readonly { readonly ackTimeoutSeconds?: number }[];
+  readonly levels: readonly { readonly ackTimeoutSeconds?: number; readonly name?: string }[];
   readonly reminderIntervalSeconds: number;
 }
 
@@ -18,15 +18,18 @@ export function awsReason(error: unknown): string {
 
 /**
  * What follows an acknowledgement, for its line: the acknowledging level (model.ts
- * `acknowledgingLevel`: level 1 for the CLI and Slack, which name no level) is still reminded (an event
- * alarm's at each new failure, its OK resolving nothing), until the incident is resolved. The
- * interval is the environment's `escalation.reminderIntervalSeconds` in cdk.json, which the deployed
- * workflow waits (said when `config` is known: the CLI reads it; the Slack command leaves it out).
+ * `acknowledgingLevel`: the CLI's --level, else level 1, as for Slack, which names no level) is
+ * still reminded (an event alarm's at each new failure, its OK resolving nothing), until the
+ * incident is resolved. The level's name and the interval (`escalation.reminderIntervalSeconds`,
+ * which the deployed workflow waits) are the environment's in cdk.json, said when `config` is known:
+ * the CLI reads it; the Slack command leaves them out.
  */
 export function remindersLine(incident: Incident, config?: EscalationIntervals): string {
   // Said in Slack too, where a bare atmr-dr is "command not found" outside an npm link.
   const resolve = `\`${OPERATOR_CLI} incident resolve ${incident.id}\``;
-  const to = `reminders to level ${acknowledgingLevel(incident)}`;
+  const level = acknowledgingLevel(incident);
+  const name = config?.levels[level - 1]?.name;
+  const to = `reminders to level ${level}${name ? ` (${name})` : ''}`;
   if (signalsEvent(incident.alarmDescription)) return `${to} at each new ALARM of this event alarm until ${resolve} (its OK resolves nothing)`;
   const every = config ? ` every ${formatSeconds(config.reminderIntervalSeconds)}` : '';
   return `${to}${every} while the alarm stays in ALARM, until it goes OK or ${resolve}`;
