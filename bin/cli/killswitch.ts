@@ -3,16 +3,18 @@ import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { Command } from 'commander';
 import { KillswitchCommand, KillswitchCommandResult, runKillswitchCommand } from '../../lambdas/killswitch/commands';
 import { describeValue, KillswitchReading, MISSING_PARAMETER_FIX, sentUnconfirmed } from '../../lambdas/killswitch/core';
-import { effectiveMode, isExpired, MAINTENANCE_EFFECT, NO_EXPIRY, parseEnableMode, parseExpires, parseReason } from '../../lambdas/killswitch/value';
+import { durationInReason, effectiveMode, isExpired, MAINTENANCE_EFFECT, NO_EXPIRY, parseEnableMode, parseExpires, parseReason } from '../../lambdas/killswitch/value';
 import { awsCall, unansweredService } from '../../lambdas/shared/aws-errors';
 import { serviceNow } from '../../lambdas/shared/clock-offset';
 import { namedClient } from '../../lambdas/shared/named-clients';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { namedLine, OperatorError } from '../../lambdas/shared/errors';
+import { OPERATOR_CLI } from '../../lambdas/shared/constants';
+import { shellWord } from '../../lambdas/shared/format';
 import { OPERATOR_NAME_ORDER, OPERATOR_NAME_VARIABLES, OPERATOR_VARIABLE, UNKNOWN_OPERATOR } from './actor';
 import { confirmer } from './confirm';
 import { checkBeforeRetry } from './interrupt';
-import { DEPLOYED_NAMES, deployedNameValue, ENV_DEFAULT, envNameValue, notFoundHint, resolveDeployedName } from './resolve';
+import { defaultEnvironmentName, DEPLOYED_NAMES, deployedNameValue, ENV_DEFAULT, envNameValue, notFoundHint, resolveDeployedName } from './resolve';
 
 /**
  * Every argument checked before anything is resolved or read: a bad `--mode`, a missing `--reason`
@@ -106,8 +108,11 @@ export function killswitchStatusLines(parameterName: string, reading: Killswitch
   return lines;
 }
 
-/** `now`: SSM's clock (ms), as killswitchStatusLines takes it. */
-function report(parameterName: string, result: KillswitchCommandResult, json: boolean, now: number): void {
+/**
+ * `now`: SSM's clock (ms), as killswitchStatusLines takes it. `disable`: the command that lifts a
+ * mode written with no expiry, which nothing else ends.
+ */
+function report(parameterName: string, result: KillswitchCommandResult, json: boolean, now: number, disable: string): void {
   if (result.action === 'status') {
     const { reading } = result;
     if (json) print(JSON.stringify(killswitchStatusJson(parameterName, reading, now)));
@@ -126,6 +131,7 @@ function report(parameterName: string, result: KillswitchCommandResult, json: bo
     print(`killswitch ${parameterName} v${write.version}: ${describeValue(write.written, now)}`);
     const before = write.previous.value ? describeValue(write.previous.value, now) : `malformed (${write.previous.invalidReason})`;
     print(`  was v${write.previous.version}: ${before}`);
+    if (write.written.mode !== 'normal' && !write.written.expiresAt) print(`  no expiry: stays on until \`${disable}\``);
   }
   if (write.conflict) throw new OperatorError(`killswitch: ${write.conflict.message}`, 3);
 }
@@ -152,6 +158,13 @@ export function registerKillswitchCommands(program: Command): void {
 
   const run = async (command: KillswitchCommand, json: boolean, yes?: boolean, by?: string): Promise<void> => {
     validateKillswitchCommand(command);
+    // `--reason "pendant 2h"` without --expires sets no expiry: the operator meant one, most likely.
+    // Said before the question, which is the moment to add it; not refused: the reason may mean
+    // something else, and the maintenance must go on.
+    if (command.action === 'enable' && command.expires === undefined) {
+      const meant = durationInReason(command.reason ?? '');
+      if (meant) process.stderr.write(`atmr-dr: warning: --reason "${command.reason}" names a duration but --expires is not given, so it sets no expiry: to end it by itself, add --expires ${meant}\n`);
+    }
     const globals = killswitch.opts<{ parameter?: string; env?: string }>();
     const parameterName = await resolveDeployedName(DEPLOYED_NAMES.killswitchParameter, { flagValue: globals.parameter, envName: globals.env });
     // enable and disable change what every user of the API gets: asked for, as every production
@@ -179,7 +192,9 @@ export function registerKillswitchCommands(program: Command): void {
       if (!unconfirmed || !(line instanceof OperatorError)) throw line;
       throw new OperatorError(`${line.message.replace(RUN_AGAIN, '')}; it may have been written: ${checkBeforeRetry('killswitch')}`, line.exitCode);
     });
-    report(parameterName, result, json, serviceNow(ssm).getTime());
+    // The disable of the same parameter: the one --parameter named, else the environment's.
+    const target = globals.parameter !== undefined ? `--parameter ${shellWord(parameterName)}` : `--env ${globals.env ?? defaultEnvironmentName()}`;
+    report(parameterName, result, json, serviceNow(ssm).getTime(), `${OPERATOR_CLI} killswitch disable ${target}`);
   };
 
   killswitch

@@ -7,7 +7,7 @@ import { deniedAction, failedCall, isAccessDenied, refusedWithoutEffect } from '
 import { durationSeconds, wordedDuration } from '../shared/duration';
 import { KillswitchCommand, runKillswitchCommand } from './commands';
 import { describeValue, sentUnconfirmed } from './core';
-import { ENABLE_MODES, MAINTENANCE_EFFECT, parseEnableMode, parseReason } from './value';
+import { durationInReason, ENABLE_MODES, MAINTENANCE_EFFECT, parseEnableMode, parseReason } from './value';
 import { OPERATOR_CLI } from '../shared/constants';
 
 /** Slack's replay window: requests older (or further in the future) than this are refused. */
@@ -118,6 +118,13 @@ export function parseSlackText(text: string): SlackCommand {
     // `--expires "2 heures"`: Slack passes the quotes as typed, and the split above cut the value
     // in two ("2 and heures"); the words up to the closing quote are the value, without its quotes.
     const closing = /^["\u201c\u201d]/.test(expires) ? words.findIndex((_, j) => j >= i && QUOTED.test([expires, ...words.slice(i + 1, j + 1)].join(' '))) : -1;
+    // A quote never closed (`--expires "2`, the rest lost to a keyboard or a paste) leaves nothing
+    // to tell the value from the reason: named, rather than refused as a missing mode or reason, or
+    // as a duration `"2` the on-call never typed.
+    if (/^["\u201c\u201d]/.test(expires) && closing < 0) {
+      const opened = equals < 0 ? `${EXPIRES_OPTION} ${expires}` : word;
+      throw new OperatorError(`killswitch: the quote opened by ${opened} is never closed: close it, or write the duration without quotes, as ${EXPIRES_FORMS}; nothing changed`, 2);
+    }
     const typed = closing < 0 ? undefined : unquoted([expires, ...words.slice(i + 1, closing + 1)].join(' '));
     if (typed !== undefined) {
       expires = typed;
@@ -286,8 +293,12 @@ export async function handleSlackCommand(deps: SlackDeps, request: SlackHttpRequ
     // Nothing reverts a mode set with no end: the channel learns how it is lifted, and what it does.
     const effect = write.written.mode === 'maintenance' ? `; ${MAINTENANCE_EFFECT}` : '';
     const noEnd = write.written.mode !== 'normal' && !write.written.expiresAt ? `\nno end set: \`/killswitch disable\` lifts it${effect}` : '';
+    // A reason that names a duration past its start (`migration pendant 2h`; at its start it is
+    // refused by parseSlackText) was most likely meant as the expiry: the command that sets it.
+    const meant = noEnd && parsed.action === 'enable' && parsed.expires === undefined ? durationInReason(write.written.reason) : undefined;
+    const suggest = meant ? `\n:warning: the reason names a duration but --expires was not given: to end it by itself, \`/killswitch enable ${write.written.mode} ${EXPIRES_OPTION} ${meant} ${write.written.reason}\`` : '';
     const warning = write.conflict ? `\n:warning: ${write.conflict.message}` : '';
-    return { statusCode: 200, body: { response_type: 'in_channel', text: `<@${userId}> ${verb}${expiry}: ${write.written.reason}${noEnd}${warning}` } };
+    return { statusCode: 200, body: { response_type: 'in_channel', text: `<@${userId}> ${verb}${expiry}: ${write.written.reason}${noEnd}${suggest}${warning}` } };
   } catch (error) {
     if (error instanceof OperatorError) return ephemeral(200, error.message);
     // What was asked, for the CLI command a failure's reply gives (help never fails).

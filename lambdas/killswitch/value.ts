@@ -114,6 +114,23 @@ export function parseExpires(text: string): number | null {
   return text === NO_EXPIRY ? null : parseDuration(text);
 }
 
+/**
+ * A duration a reason names (`pendant 2h`, `migration 30 min`, `for 2 hours`, `1 heure`), in
+ * `--expires`' spelling (`2h`, `30m`): an enable without --expires whose reason says how long it
+ * lasts was most likely meant to end by itself. Minutes, hours and days only: `500 s` or `3 pods`
+ * says nothing of how long the mode lasts. Undefined when the reason names none.
+ */
+export function durationInReason(reason: string): string | undefined {
+  // A word starting with a number (`2h`, `1h30`, `2H`, `v2` excluded, `1.5h` too), and the word after it (`2 heures`).
+  for (const [, word, next] of reason.matchAll(/(?<![\p{L}\p{N}.,])(\d[\p{L}\p{N}]*)(?![.,]\d)(?:\s+(\p{L}+))?/gu)) {
+    const compact = word.toLowerCase();
+    const spelled = (durationSeconds(compact) !== undefined ? compact : undefined) ?? meantDuration(word) ?? (next === undefined ? undefined : meantDuration(`${word} ${next}`));
+    const seconds = spelled === undefined || /^\d+s$/.test(spelled) ? undefined : durationSeconds(spelled);
+    if (seconds !== undefined && seconds >= MIN_EXPIRY_SECONDS && seconds <= MAX_EXPIRY_SECONDS) return spelled;
+  }
+  return undefined;
+}
+
 /** Parses a duration such as `90s`, `30m`, `2h`, `1d` or `1h30m` into seconds. */
 export function parseDuration(text: string): number {
   const seconds = durationSeconds(text);

@@ -137,6 +137,32 @@ describe('atmr-dr killswitch enable / disable / status', () => {
     expect(run.stdout).toMatch(/\n {2}was v2: normal \(by atmr-dr deploy at 2026-01-01 00:00 UTC\): initial\n$/);
   });
 
+  it('enable without --expires says there is no expiry and the disable command of the same environment; a reason naming a duration gets one warning suggesting --expires', () => {
+    // Act: the operator meant two hours; and a reason that names no duration.
+    const meant = atmrDr(['enable', '--mode', 'maintenance', '--reason', 'pendant 2h', '--yes'], { version: 2 });
+    const plain = atmrDr(['--env', 'example', 'enable', '--mode', 'degraded', '--reason', 'OSRM down', '--yes'], { version: 2 });
+    const named = atmrDr(['--parameter', PARAMETER, 'enable', '--mode', 'degraded', '--reason', 'migration 30 min', '--yes'], { version: 2 }, {});
+
+    // Assert: written as asked (not refused), with no expiry, and said so.
+    expect([meant.status, plain.status, named.status]).toEqual([0, 0, 0]);
+    expect([meant.puts, plain.puts, named.puts].map((puts) => JSON.parse(puts[0].input.Value as string).expiresAt)).toEqual([null, null, null]);
+    expect(meant.stderr).toBe('atmr-dr: warning: --reason "pendant 2h" names a duration but --expires is not given, so it sets no expiry: to end it by itself, add --expires 2h\n');
+    expect(named.stderr).toBe('atmr-dr: warning: --reason "migration 30 min" names a duration but --expires is not given, so it sets no expiry: to end it by itself, add --expires 30m\n');
+    expect(plain.stderr).toBe('');
+    // The parameter came from KILLSWITCH_PARAMETER or --env: the environment's disable (cdk.json's env is example); from --parameter: that parameter's.
+    expect(meant.stdout).toMatch(/\n {2}no expiry: stays on until `npx --no atmr-dr killswitch disable --env example`\n$/);
+    expect(plain.stdout).toMatch(/\n {2}no expiry: stays on until `npx --no atmr-dr killswitch disable --env example`\n$/);
+    expect(named.stdout).toMatch(new RegExp(`\\n {2}no expiry: stays on until \`npx --no atmr-dr killswitch disable --parameter '${PARAMETER}'\`\\n$`));
+  });
+
+  it('enable with --expires, or disable, says nothing of an expiry nor warns, whatever the reason says', () => {
+    const expiring = atmrDr(['enable', '--mode', 'maintenance', '--reason', 'pendant 2h', '--expires', '2h', '--yes'], { version: 2 });
+    const disabled = atmrDr(['disable', '--reason', 'back after 2h', '--yes'], { raw: JSON.stringify(value({ mode: 'maintenance', reason: 'x' })), version: 2 });
+
+    expect([expiring.status, expiring.stderr, disabled.status, disabled.stderr]).toEqual([0, '', 0, '']);
+    expect(expiring.stdout + disabled.stdout).not.toContain('no expiry');
+  });
+
   it('disable when already normal writes nothing, says since when and by whom, exit 0; --json says unchanged', () => {
     const run = atmrDr(['disable', '--reason', 'OSRM back', '--yes'], { version: 4 });
     const json = atmrDr(['disable', '--yes', '--json'], { version: 4 });

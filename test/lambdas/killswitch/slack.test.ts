@@ -70,6 +70,23 @@ describe('Slack /killswitch', () => {
     expect(secretsMock).toHaveReceivedCommandWith(GetSecretValueCommand, { SecretId: SECRET_ARN });
   });
 
+  it('enables a reason naming a duration past its start as typed (no expiry), and gives the command that sets it as the expiry', async () => {
+    const store = fakeParameter(ssmMock, value());
+
+    const reply = await call(slackEvent(form({ user_id: 'U0123ONCALL', text: 'enable maintenance migration pendant 2h' })));
+
+    expect(reply).toEqual({
+      statusCode: 200,
+      response_type: 'in_channel',
+      text:
+        '<@U0123ONCALL> enabled *maintenance*: migration pendant 2h\nno end set: `/killswitch disable` lifts it; every request but /health and /ready answered 503' +
+        '\n:warning: the reason names a duration but --expires was not given: to end it by itself, `/killswitch enable maintenance --expires 2h migration pendant 2h`',
+    });
+    expect(JSON.parse(store.raw)).toMatchObject({ mode: 'maintenance', reason: 'migration pendant 2h', expiresAt: null });
+    // The command given parses as that expiry and the same reason.
+    expect(parseSlackText('enable maintenance --expires 2h migration pendant 2h')).toEqual({ action: 'enable', mode: 'maintenance', reason: 'migration pendant 2h', expires: '2h' });
+  });
+
   it('supports --expires, disable and status with the same core as the CLI', async () => {
     const store = fakeParameter(ssmMock, value());
 
@@ -166,6 +183,11 @@ describe('Slack /killswitch', () => {
     ['enable maintenance --expires "2 heures" migration', '--expires "2 heures" is not a duration --expires takes: write --expires 2h; nothing changed'],
     ['enable maintenance --expires \u201c2 heures\u201d migration', '--expires "2 heures" is not a duration --expires takes: write --expires 2h; nothing changed'],
     ['enable maintenance --expires="30 min" migration', '--expires "30 min" is not a duration --expires takes: write --expires 30m; nothing changed'],
+    // A quote never closed after --expires: named, whatever follows it (nothing, a reason, a unit).
+    ['enable --expires "2', 'the quote opened by --expires "2 is never closed: close it, or write the duration without quotes, as --expires 2h or --expires=2h; nothing changed'],
+    ['enable maintenance --expires "2h migration', 'the quote opened by --expires "2h is never closed: close it, or write the duration without quotes, as --expires 2h or --expires=2h; nothing changed'],
+    ['enable maintenance --expires \u201c2 heures migration', 'the quote opened by --expires \u201c2 is never closed: close it, or write the duration without quotes, as --expires 2h or --expires=2h; nothing changed'],
+    ['enable maintenance migration --expires="2', 'the quote opened by --expires="2 is never closed: close it, or write the duration without quotes, as --expires 2h or --expires=2h; nothing changed'],
     ['enable maintenance', 'a reason is required: /killswitch enable maintenance OSRM down'],
     ['enable degraded --expires 2h', 'a reason is required: /killswitch enable degraded --expires 2h OSRM down'],
     ['enable', 'a mode is required: /killswitch enable maintenance|degraded <reason>'],

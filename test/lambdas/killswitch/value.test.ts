@@ -1,4 +1,4 @@
-import { INITIAL_VALUE, KillswitchValueSchema, parseDuration, parseEnableMode, parseKillswitchValue, parseReason } from '../../../lambdas/killswitch/value';
+import { durationInReason, INITIAL_VALUE, KillswitchValueSchema, parseDuration, parseEnableMode, parseKillswitchValue, parseReason } from '../../../lambdas/killswitch/value';
 import { OperatorError } from '../../../lambdas/shared/errors';
 import { value } from './fixtures';
 
@@ -71,5 +71,24 @@ describe('operator inputs', () => {
     expect(parseReason(undefined, false)).toBeUndefined();
     expect(parseReason(' OSRM\n down ', true)).toBe('OSRM down');
     expect(() => parseReason('x'.repeat(501), true)).toThrow(/shorten it to 500 or fewer/);
+  });
+});
+
+describe('durationInReason: the expiry a reason names', () => {
+  it.each([
+    ['pendant 2h', '2h'],
+    ['pendant 2 heures', '2h'],
+    ['migration 30 min', '30m'],
+    ['for 2 hours', '2h'],
+    ['2H migration', '2h'],
+    ['tests (1h30)', '1h30m'],
+    ['3 pods down for 90 minutes', '90m'],
+  ])('%s: %s, as --expires takes it', (reason, expires) => {
+    expect(durationInReason(reason)).toBe(expires);
+    expect(parseDuration(expires)).toBeGreaterThan(0);
+  });
+
+  it.each(['OSRM down', '500 errors', '3 pods down', 'v2 deploy', 'release 1.2h', 'retry in 30 s', 'reboot 0h'])('%s: none', (reason) => {
+    expect(durationInReason(reason)).toBeUndefined();
   });
 });
