@@ -517,6 +517,8 @@ export function migrationTaskFromSync(state: RollbackState, containerName: strin
     taskArn: (get('TaskArn') as string | undefined) ?? null,
     exitCode: typeof exit === 'number' ? exit : null,
     stoppedReason: (get('StoppedReason') as string | undefined) ?? caught,
+    // An out-of-memory kill is named on the container, not the task ("Essential container in task exited").
+    containerReason: ((container?.Reason ?? container?.reason) as string | undefined) ?? null,
     startedAt: time(get('StartedAt')),
     stoppedAt: time(get('StoppedAt')),
     ...(unanswered && { unanswered: { why: why as string } }),

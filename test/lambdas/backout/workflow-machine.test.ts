@@ -621,7 +621,11 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
   it('stops and pages when the migration task exits 1, leaving maintenance on and the service alone', async () => {
     await loadHandler({ autoDowngradeMigrations: true });
     await seedLkg(dynamo.doc, undefined, tableName);
-    const migration = async () => ({ TaskArn: 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/def456', Containers: [{ Name: 'api', ExitCode: 1 }], StoppedReason: 'Essential container in task exited' });
+    const migration = async () => ({
+      TaskArn: 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/def456',
+      Containers: [{ Name: 'api', ExitCode: 1, Reason: 'OutOfMemoryError: Container killed due to memory usage' }],
+      StoppedReason: 'Essential container in task exited',
+    });
 
     const result = await execute(alarm(), { migration });
 
@@ -629,7 +633,7 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
     expect(JSON.parse(parameters.get('/atmr/test/killswitch')!.value)).toMatchObject({ mode: 'maintenance' });
     expect(lastMessage()?.Subject).toMatch(/migration-failed$/);
-    expect(lastMessage()?.Message).toMatch(/downgrade failed: exit code 1 \(Essential container in task exited\)/);
+    expect(lastMessage()?.Message).toMatch(/downgrade failed: exit code 1 \(OutOfMemoryError: Container killed due to memory usage; Essential container in task exited\)/);
     // The API answers 503 until someone acts: the page gives the way out, with this environment's commands.
     const snapshot = /Snapshot before downgrade: (\S+)/.exec(lastMessage()?.Message ?? '')?.[1];
     expect(snapshot).toMatch(/^atmr-dr-backout-test-/);
