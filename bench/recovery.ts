@@ -82,6 +82,7 @@ async function main(): Promise<void> {
         store: { ddb: dynamo.ddb, tableName: dynamo.tableName },
         connect: async (side) => ({ host: cluster.host, port: cluster.port, user: cluster.user, database: side === 'recovered' ? copy : production }),
         settings: {
+          environmentName: 'bench',
           sourceInstance: 'atmr-prod',
           newInstancePrefix: 'atmr-prod-pitr-',
           tags: {},

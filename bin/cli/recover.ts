@@ -18,7 +18,7 @@ import { serviceNow } from '../../lambdas/shared/clock-offset';
 import { StoreDeps, activeRecoveryId, getRecovery, listRecoveryIds } from '../../lambdas/recovery/store';
 import { checkPitrReach, parseToTime, relativeToTimeSeconds } from '../../lambdas/recovery/time';
 import { formatVerification, unreadCause, unverifiedFlagRefusal, unverifiedNextStep, unverifiedRefusal } from '../../lambdas/recovery/verify';
-import { formatAge, utcMinute, utcSecond } from '../../lambdas/shared/format';
+import { formatAge, shellWord, utcMinute, utcSecond } from '../../lambdas/shared/format';
 import { type KillswitchValue, NO_EXPIRY, effectiveMode } from '../../lambdas/killswitch/value';
 import { readKillswitch } from '../../lambdas/killswitch/core';
 import { opsStateDynamoDB } from '../../lambdas/shared/ops-state-client';
@@ -47,11 +47,6 @@ function print(line: string): void {
   process.stdout.write(`${line}\n`);
 }
 
-/** A value as one shell word: as it is when it needs no quoting, else single-quoted. */
-function shellWord(value: string): string {
-  return /^[\w./:@+=,-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
-}
-
 /**
  * `text` with the options that chose where `recover` acted (--env, --table, --state-machine,
  * --parameter), as the operator gave them, put into every `atmr-dr recover` and `atmr-dr killswitch`
@@ -64,9 +59,12 @@ function shellWord(value: string): string {
  */
 export function withRecoverOptions(text: string, g: Pick<RecoverGlobals, 'env' | 'table' | 'stateMachine' | 'parameter'>): string {
   const flags = (pairs: [string, string | undefined][]) => pairs.flatMap(([flag, value]) => (value === undefined ? [] : [` ${flag} ${shellWord(value)}`])).join('');
-  const recover = flags([['--env', g.env], ['--table', g.table], ['--state-machine', g.stateMachine], ['--parameter', g.parameter]]);
-  const killswitch = flags([['--env', g.env], ['--parameter', g.parameter]]);
-  return text.replace(/\batmr-dr (recover|killswitch)\b/g, (command, name: string) => `${command}${name === 'recover' ? recover : killswitch}`);
+  // A line the workflow wrote names its environment already (a record's error, a page's text): --env once.
+  const options = (name: string, named: boolean) => {
+    const env: [string, string | undefined] = ['--env', named ? undefined : g.env];
+    return name === 'recover' ? flags([env, ['--table', g.table], ['--state-machine', g.stateMachine], ['--parameter', g.parameter]]) : flags([env, ['--parameter', g.parameter]]);
+  };
+  return text.replace(/\batmr-dr (recover|killswitch)\b(?=([^"\n;)]*))/g, (command, name: string, rest: string) => `${command}${options(name, /(^| )--env /.test(rest))}`);
 }
 
 /**
@@ -824,6 +822,7 @@ export function registerRecoverCommands(program: Command): void {
         ecs: recovery.ecs,
         readinessUrl: recovery.readinessUrl,
         rtoObjectiveSeconds: recovery.rtoObjectiveSeconds,
+        environmentName: ctx.envName,
         metricsNamespace: metricsNamespace(ctx.envName),
       };
       let result: CutoverResult;

@@ -1,3 +1,4 @@
+import { OPERATOR_CLI } from '../shared/constants';
 import type { KillswitchValue } from '../killswitch/value';
 
 /**
@@ -9,6 +10,8 @@ export const RECOVERY_SERVICE = 'recovery';
 
 /** Environment of the workflow's function (non-secret settings only). */
 export const RECOVERY_ENV = {
+  /** The cdk.json environment, named with --env in every command a page prints. */
+  environmentName: 'RECOVERY_ENVIRONMENT_NAME',
   sourceInstance: 'RECOVERY_SOURCE_INSTANCE',
   newInstancePrefix: 'RECOVERY_NEW_INSTANCE_PREFIX',
   subnetGroupName: 'RECOVERY_SUBNET_GROUP',
@@ -246,4 +249,4 @@ export const RECOVERY_ID_PATTERN = /^r\d{14}-[0-9a-f]{4}$/;
 export const RECOVERY_ID_FORM = 'r<yyyymmddhhmmss>-<4 hex digits>';
 
 /** What `recover status` without an id shows, for the lines that send the operator there for an id. */
-export const STATUS_WITHOUT_ID = '"atmr-dr recover status" without an id shows the one in progress, else the latest';
+export const STATUS_WITHOUT_ID = `"${OPERATOR_CLI} recover status" without an id shows the one in progress, else the latest`;

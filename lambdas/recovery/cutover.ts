@@ -1,3 +1,4 @@
+import { OPERATOR_CLI } from '../shared/constants';
 import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { DescribeServicesCommand, ECSClient } from '@aws-sdk/client-ecs';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
@@ -42,6 +43,8 @@ export interface CutoverSettings {
   readonly ecs?: { readonly clusterArn: string; readonly serviceNames: readonly string[] };
   readonly readinessUrl?: string;
   readonly rtoObjectiveSeconds: number;
+  /** The cdk.json environment: the commands of the events, which reach a page as written, name it with --env. */
+  readonly environmentName: string;
   /** CloudWatch namespace of RecoverySeconds{stage=cutover}: the environment's (`metricsNamespace(<env>)`). */
   readonly metricsNamespace: string;
   /** How long the services may take to be stable again. @default 900 s */
@@ -162,7 +165,7 @@ export function reopeningStarted(journal: readonly JournalEntry[] | undefined): 
  */
 export function undoPastReopening(record: Pick<RecoveryRecord, 'recoveryId' | 'sourceInstance' | 'newInstance'>): string {
   const { recoveryId: id, sourceInstance: old, newInstance: copy } = record;
-  return `or, once production is back on ${old} by hand (the API's endpoint set back to it, ${old} and ${copy} under their names), close it with "atmr-dr recover cutover ${id} --undo --yes"`;
+  return `or, once production is back on ${old} by hand (the API's endpoint set back to it, ${old} and ${copy} under their names), close it with "${OPERATOR_CLI} recover cutover ${id} --undo --yes"`;
 }
 
 class Interrupted extends Error {}
@@ -240,7 +243,7 @@ export function killswitchUnknown(steps: readonly CutoverStepReport[]): string |
   const step = steps.find((s) => s.step === CUTOVER_STEPS.maintenance && s.outcome === 'undo-failed');
   if (!step || step.detail.startsWith(KEPT_IN_MAINTENANCE) || step.detail.startsWith(KILLSWITCH_READ)) return undefined;
   const why = step.detail.startsWith(GIVE_BACK_UNCONFIRMED) ? 'its give-back was sent but not confirmed' : 'could not be read';
-  return `the killswitch's state is unknown (${why}): check it with "atmr-dr killswitch status"`;
+  return `the killswitch's state is unknown (${why}): check it with "${OPERATOR_CLI} killswitch status"`;
 }
 
 /** How the reopen step's detail begins when it left someone else's killswitch value as it is. */
@@ -380,7 +383,7 @@ class Session {
     const current = await getRecovery(store, id);
     if (mode === 'start' && current.status === 'cutover-failed' && (current.journal ?? []).some(outstanding)) {
       const left = (current.journal ?? []).filter(outstanding).map((e) => e.step);
-      throw new OperatorError(`${command}: recovery ${id} has changes of a failed cutover not undone (${left.join(', ')}): run "atmr-dr recover cutover ${id} --undo --yes" first`, 3);
+      throw new OperatorError(`${command}: recovery ${id} has changes of a failed cutover not undone (${left.join(', ')}): run "${OPERATOR_CLI} recover cutover ${id} --undo --yes" first`, 3);
     }
     // Nothing about the copy's data was read: only the operator decides to go on without it (its
     // /ready and write checks still run), also on a retry after a failed cutover of that copy.
@@ -417,7 +420,7 @@ class Session {
     if ('refused' in taken) {
       const { record } = taken.refused;
       if (taken.refused.kind === 'changed') {
-        throw new OperatorError(`${command}: recovery ${id} changed while this command started (another operator's cutover or undo): see "atmr-dr recover status ${id}", then decide again`, 3);
+        throw new OperatorError(`${command}: recovery ${id} changed while this command started (another operator's cutover or undo): see "${OPERATOR_CLI} recover status ${id}", then decide again`, 3);
       }
       if (taken.refused.kind === 'held') {
         const until = new Date(record.leaseExpiresAt ?? 0).toISOString();
@@ -429,12 +432,12 @@ class Session {
       const hint =
         mode === 'start'
           ? record.status === 'cutting-over'
-            ? `a cutover was interrupted: "atmr-dr recover status ${id}", then --resume or --undo`
+            ? `a cutover was interrupted: "${OPERATOR_CLI} recover status ${id}", then --resume or --undo`
             : 'only a verified recovery can be cut over'
           : mode === 'resume'
             ? 'only an interrupted cutover can be resumed'
             : 'only an interrupted or failed cutover can be undone';
-      throw new OperatorError(`${command}: recovery ${id} is "${record.status}", expected ${from.join(' or ')}: ${hint} (see "atmr-dr recover status ${id}")`, 3);
+      throw new OperatorError(`${command}: recovery ${id} is "${record.status}", expected ${from.join(' or ')}: ${hint} (see "${OPERATOR_CLI} recover status ${id}")`, 3);
     }
     return new Session(deps, id, actor, token, taken.record, mode);
   }
@@ -684,7 +687,7 @@ class Session {
           // rename would take from under them. A resume runs this step again and goes on once it is lifted.
           if (!isCutoverMaintenance(current, setReason)) {
             throw new ByHand(
-              `${NOT_REOPENED}the killswitch is ${current?.mode ?? 'malformed'} (set by ${current?.actor ?? '?'}: ${current?.reason ?? '?'}) since the cutover's maintenance: left as is; see "atmr-dr killswitch status", and lift it with "atmr-dr killswitch disable" once whoever set it agrees${earlier}`,
+              `${NOT_REOPENED}the killswitch is ${current?.mode ?? 'malformed'} (set by ${current?.actor ?? '?'}: ${current?.reason ?? '?'}) since the cutover's maintenance: left as is; see "${OPERATOR_CLI} killswitch status", and lift it with "${OPERATOR_CLI} killswitch disable" once whoever set it agrees${earlier}`,
             );
           }
           const conflict = await restoreKillswitch(deps, settings.killswitchParameter, previous, this.actor, reason, reading);
@@ -701,7 +704,7 @@ class Session {
         // The record keeps the line the operator reads (what failed, what may be left, the way on),
         // not the bare SDK error: `recover status` shows it later to whoever is on call then. The
         // SDK's text is bounded, as stored causes are elsewhere (500 characters), so the way on stays.
-        const line = `${oneLine(error).slice(0, 500)}: production may still be in maintenance (the reopening may not have happened: --resume reopens it, then renames the old instance), or the killswitch may be open on the new instance already (production taking writes there: --resume finishes the rename); "atmr-dr killswitch status" tells which`;
+        const line = `${oneLine(error).slice(0, 500)}: production may still be in maintenance (the reopening may not have happened: --resume reopens it, then renames the old instance), or the killswitch may be open on the new instance already (production taking writes there: --resume finishes the rename); "${OPERATOR_CLI} killswitch status" tells which`;
         const kept = await this.release({ cutoverError: line });
         return this.result(false, 'cutting-over', { interrupted: true, error: `${line}${kept}` }, settings);
       }
@@ -802,7 +805,7 @@ class Session {
       // recorded in the steps, with the command to run by hand; production runs on the copy either way
     }
     // The old instance keeps the production name until renamed: the team hears who must do it.
-    const notRenamed = replacedInstance ? '' : `; ${old} NOT renamed yet (it keeps the production name): to be renamed by someone allowed to change ${old}: see "atmr-dr recover status ${id}"`;
+    const notRenamed = replacedInstance ? '' : `; ${old} NOT renamed yet (it keeps the production name): to be renamed by someone allowed to change ${old}: see "${OPERATOR_CLI} recover status ${id}"`;
     const finished = this.now();
     const recoverySeconds = secondsBetween(record.requestedAt, finished);
     await this.put(undefined, { status: 'cut-over', cutover: this.steps, recoverySeconds, ...(replacedInstance && { replacedInstance }) }, true);
@@ -845,7 +848,7 @@ class Session {
       current = await readEndpoint(this.deps, settings.endpoint);
     } catch (error) {
       throw await this.stop(
-        `${command}: cannot read where the API's database endpoint points (${describeEndpoint(settings.endpoint)}: ${namedLine(error)}), so cannot tell whether production was taken back to ${old} by hand: nothing renamed, the cutover stops here; fix the cause, then run "atmr-dr recover cutover ${id} --resume --yes"`,
+        `${command}: cannot read where the API's database endpoint points (${describeEndpoint(settings.endpoint)}: ${namedLine(error)}), so cannot tell whether production was taken back to ${old} by hand: nothing renamed, the cutover stops here; fix the cause, then run "${OPERATOR_CLI} recover cutover ${id} --resume --yes"`,
         1,
         error,
       );
@@ -861,15 +864,15 @@ class Session {
     // production is back on the old instance, both instances under their names (undoAll).
     const reopen = reopeningStarted(this.journal);
     const reopened = reopen && !(reopen.state === 'by-hand' && reopen.detail?.startsWith(NOT_REOPENED));
-    const resume = `to finish on ${copy}, point it back at ${copy}: ${endpointCommand(settings.endpoint, set)}, then "atmr-dr recover cutover ${id} --resume --yes"`;
+    const resume = `to finish on ${copy}, point it back at ${copy}: ${endpointCommand(settings.endpoint, set)}, then "${OPERATOR_CLI} recover cutover ${id} --resume --yes"`;
     // Only a value naming the old instance is production taken back (backOnOld): any other (a proxy
     // in front of the copy) may still reach the copy, which an undo closing the cutover would let
     // abandon delete. Both ways out are named instead, each to a value its command accepts.
     const next = reopened
-      ? `the killswitch was reopened on ${copy} at ${reopen.startedAt} (users may have written there, and those writes are not on ${old}): ${back ? `close it with "atmr-dr recover cutover ${id} --undo --yes" (it checks that ${old} and ${copy} still have their names, and renames nothing)` : `--undo is refused while it does not name ${old}; ${resume}`}`
+      ? `the killswitch was reopened on ${copy} at ${reopen.startedAt} (users may have written there, and those writes are not on ${old}): ${back ? `close it with "${OPERATOR_CLI} recover cutover ${id} --undo --yes" (it checks that ${old} and ${copy} still have their names, and renames nothing)` : `--undo is refused while it does not name ${old}; ${resume}`}`
       : back
-        ? `close it with "atmr-dr recover cutover ${id} --undo --yes"`
-        : `${resume}; or, to go back to ${old}, point it at ${old}: ${endpointCommand(settings.endpoint, before)}, then "atmr-dr recover cutover ${id} --undo --yes"`;
+        ? `close it with "${OPERATOR_CLI} recover cutover ${id} --undo --yes"`
+        : `${resume}; or, to go back to ${old}, point it at ${old}: ${endpointCommand(settings.endpoint, before)}, then "${OPERATOR_CLI} recover cutover ${id} --undo --yes"`;
     throw await this.stop(`${command}: ${describeEndpoint(settings.endpoint)} ${found}; nothing renamed, the cutover stops here: ${next}`, 3);
   }
 
@@ -893,7 +896,7 @@ class Session {
     const error = `production runs on ${this.record.newInstance} but was ${notReopened}; the cutover stops there: ${old} is NOT renamed and ${this.record.newInstance} keeps its recovery tag (whoever holds users out may go back to ${old}); once the hold is lifted, --resume renames ${old} and finishes; if they take production back to ${old} instead, --undo gives the steps by hand and, once they are done, closes the cutover`;
     await this.put(undefined, { cutover: this.steps }, true);
     await announce(this.deps.events, RECOVERY_EVENTS.cutoverInterrupted, {
-      summary: `Recovery ${this.id}: ${error} (atmr-dr recover cutover ${this.id} --resume | --undo)`,
+      summary: `Recovery ${this.id}: ${error} (${OPERATOR_CLI} recover cutover ${this.id} --env ${settings.environmentName} --resume | --undo)`,
       at: this.now().toISOString(),
       recoveryId: this.id,
     }).catch(() => undefined);
@@ -915,16 +918,16 @@ class Session {
     const hold = cut < 0 ? detail : detail.slice(0, cut);
     // The reopen step's detail names the value it found: "the killswitch is <mode> (set by ...".
     const degraded = hold.startsWith('the killswitch is degraded ');
-    const resume = `finish with "atmr-dr recover cutover ${id} --resume --yes" once the hold is lifted`;
+    const resume = `finish with "${OPERATOR_CLI} recover cutover ${id} --resume --yes" once the hold is lifted`;
     const previous = this.entry(CUTOVER_STEPS.endpoint)?.undo?.endpoint?.previous ?? `<${old}'s address>:<port>`;
     const ecs = settings.ecs;
     const redeploy = ecs
       ? `redeploy ${ecs.serviceNames.join(', ')} and wait until they are stable: ${ecs.serviceNames.map((service) => `"aws ecs update-service --cluster ${ecs.clusterArn} --service ${service} --force-new-deployment"`).join(', ')}, then "aws ecs wait services-stable --cluster ${ecs.clusterArn} --services ${ecs.serviceNames.join(' ')}"`
       : "redeploy the API's services and wait until they are stable";
     const byHand =
-      `(1) keep users out all along: "atmr-dr killswitch status" shows the hold and its expiry; unless it is a maintenance with no expiry, set one: "atmr-dr killswitch enable --mode maintenance --reason ... --expires never"; ` +
-      `(2) point the API back at ${old}: ${endpointCommand(settings.endpoint, previous)}; (3) ${redeploy}; (4) only then let users in ("atmr-dr killswitch disable --reason ..."); ` +
-      `${copy} is left as it is; then close the cutover with "atmr-dr recover cutover ${id} --undo --yes" (it finds production back on ${old}: nothing to set back, the killswitch left as it is)`;
+      `(1) keep users out all along: "${OPERATOR_CLI} killswitch status" shows the hold and its expiry; unless it is a maintenance with no expiry, set one: "${OPERATOR_CLI} killswitch enable --mode maintenance --reason ... --expires never"; ` +
+      `(2) point the API back at ${old}: ${endpointCommand(settings.endpoint, previous)}; (3) ${redeploy}; (4) only then let users in ("${OPERATOR_CLI} killswitch disable --reason ..."); ` +
+      `${copy} is left as it is; then close the cutover with "${OPERATOR_CLI} recover cutover ${id} --undo --yes" (it finds production back on ${old}: nothing to set back, the killswitch left as it is)`;
     const head = `recover cutover --undo: recovery ${id}: its cutover stopped at ${reopen.startedAt} at someone's hold on the killswitch (${hold})`;
     const wrote = cut >= 0 ? detail.slice(cut + 1) : degraded ? ` a degraded killswitch serves users: they may have written on ${copy} since it was set` : undefined;
     if (wrote) {
@@ -938,7 +941,7 @@ class Session {
     const where = interruptedWhere(this.journal, settings);
     await this.put(undefined, { cutover: this.steps }, true);
     await announce(this.deps.events, RECOVERY_EVENTS.cutoverInterrupted, {
-      summary: `Recovery ${this.id}: cutover interrupted by ${this.actor} ${where}; resume or undo it (atmr-dr recover cutover ${this.id} --resume | --undo)`,
+      summary: `Recovery ${this.id}: cutover interrupted by ${this.actor} ${where}; resume or undo it (${OPERATOR_CLI} recover cutover ${this.id} --env ${settings.environmentName} --resume | --undo)`,
       at: this.now().toISOString(),
       recoveryId: this.id,
     }).catch(() => undefined);
@@ -970,7 +973,7 @@ class Session {
       ? await readEndpoint(deps, settings.endpoint).catch(async (error: unknown) => {
           await this.put(undefined, {}, true);
           throw new OperatorError(
-            `recover cutover --undo: recovery ${id}: cannot read where the API's database endpoint points (${describeEndpoint(settings.endpoint)}: ${namedLine(error)}), so cannot tell whether production was taken back to ${this.record.sourceInstance}: nothing changed; fix the cause (your right to read it, recovery.endpoint), then run "atmr-dr recover cutover ${id} --undo --yes" again`,
+            `recover cutover --undo: recovery ${id}: cannot read where the API's database endpoint points (${describeEndpoint(settings.endpoint)}: ${namedLine(error)}), so cannot tell whether production was taken back to ${this.record.sourceInstance}: nothing changed; fix the cause (your right to read it, recovery.endpoint), then run "${OPERATOR_CLI} recover cutover ${id} --undo --yes" again`,
           );
         })
       : '';
@@ -993,7 +996,7 @@ class Session {
         // writes there would then be lost: refused too, in words that say what happened.
         held
           ? this.heldUndoRefusal(reopen, settings)
-          : `recover cutover --undo: recovery ${id}: the killswitch was reopened on ${this.record.newInstance} at ${reopen.startedAt}: production may have taken writes there and going back would lose them; finish with "atmr-dr recover cutover ${id} --resume --yes"`,
+          : `recover cutover --undo: recovery ${id}: the killswitch was reopened on ${this.record.newInstance} at ${reopen.startedAt}: production may have taken writes there and going back would lose them; finish with "${OPERATOR_CLI} recover cutover ${id} --resume --yes"`,
         3,
       );
     }
@@ -1011,7 +1014,7 @@ class Session {
         2,
       );
     }
-    const undoCommand = `"atmr-dr recover cutover ${id} --undo --yes"`;
+    const undoCommand = `"${OPERATOR_CLI} recover cutover ${id} --undo --yes"`;
     /** An undo done whose journal mark alone was refused: nothing is left by hand, `next` is what the next --undo does. */
     const markNotSaved = (done: string, error: unknown, next = 'writes it') => `${done}; its journal mark was not saved (${oneLine(error)}): ${undoCommand} ${next}`;
     /** What an undo that threw leaves: its mark alone when it was done, else the change, to be put back by hand. */
@@ -1079,7 +1082,7 @@ class Session {
             // Says what this undo did (it wrote nothing), not what the journal implies: the
             // killswitch may have been lifted or set degraded by hand during the cutover (users in,
             // on the copy), the endpoint set back by hand; neither was read here.
-            const stopped = `cannot journal the redeploy of ${services} before setting ${describeEndpoint(settings.endpoint)} back (${same ? 'the same error' : refused}): nothing undone: the endpoint not set back, the killswitch left as it is (users are kept out only while it holds the cutover's maintenance: check with "atmr-dr killswitch status"); fix the cause, then run ${undoCommand}`;
+            const stopped = `cannot journal the redeploy of ${services} before setting ${describeEndpoint(settings.endpoint)} back (${same ? 'the same error' : refused}): nothing undone: the endpoint not set back, the killswitch left as it is (users are kept out only while it holds the cutover's maintenance: check with "${OPERATOR_CLI} killswitch status"); fix the cause, then run ${undoCommand}`;
             if (!cause) {
               // A stop of the undo's own, the cutover left as it was: the team is told with its line,
               // as at the cutover's stops (best-effort: EventBridge may refuse too).
@@ -1177,7 +1180,7 @@ class Session {
             : error instanceof KeptClosed
               ? error.message
               : found && sentUnconfirmed(error)
-                ? `${GIVE_BACK_UNCONFIRMED} (${oneLine(error)}): the killswitch may be back to ${previous?.mode ?? 'normal'} or still in maintenance; check it with "atmr-dr killswitch status"; ${undoCommand} reads it again`
+                ? `${GIVE_BACK_UNCONFIRMED} (${oneLine(error)}): the killswitch may be back to ${previous?.mode ?? 'normal'} or still in maintenance; check it with "${OPERATOR_CLI} killswitch status"; ${undoCommand} reads it again`
                 : `${found ? KEPT_IN_MAINTENANCE : ''}${oneLine(error)}: do it by hand`);
       }
       // Checks changed nothing: nothing to undo.
@@ -1221,7 +1224,7 @@ class Session {
     const { sourceInstance: old, newInstance: copy } = this.record;
     const where = copyGone
       ? `, and no instance is named ${copy} any more (deleted by hand)`
-      : `; ${copy} is left as it is, and "atmr-dr recover abandon ${this.id}" deletes it (after a final snapshot): look for them there first`;
+      : `; ${copy} is left as it is, and "${OPERATOR_CLI} recover abandon ${this.id}" deletes it (after a final snapshot): look for them there first`;
     return `users may have written on ${copy} before production was taken back to ${old}: those writes are not on ${old}${where}`;
   }
 
@@ -1267,7 +1270,7 @@ class Session {
     const rename = this.entry(CUTOVER_STEPS.rename);
     const renamedTo = rename?.undo?.renamedTo;
     const target = this.entry(CUTOVER_STEPS.endpoint)?.undo?.endpoint?.target ?? `<${copy}'s address>:<port>`;
-    const again = `"atmr-dr recover cutover ${id} --undo --yes"`;
+    const again = `"${OPERATOR_CLI} recover cutover ${id} --undo --yes"`;
     const back = [
       moved.names &&
         `put ${old} back under its name (it may be ${renamedTo ?? '<old>-replaced-<time>'} now: "aws rds modify-db-instance --db-instance-identifier ${renamedTo ?? '<its name now>'} --new-db-instance-identifier ${old} --apply-immediately", then remove its atmr-dr:replaced-* tags)${copyGone ? '' : `, with ${copy} still under its name`}`,
@@ -1277,7 +1280,7 @@ class Session {
       ? `fix the cause (your right to rds:DescribeDBInstances), then run ${again} again`
       : copyGone
         ? `by hand, ${back.join(' and ')}, then run ${again} again`
-        : `by hand, either ${back.join(' and ')}, then run ${again} again; or finish on ${copy}: point the API at it (${endpointCommand(settings.endpoint, target)}), then "atmr-dr recover cutover ${id} --resume --yes"`;
+        : `by hand, either ${back.join(' and ')}, then run ${again} again; or finish on ${copy}: point the API at it (${endpointCommand(settings.endpoint, target)}), then "${OPERATOR_CLI} recover cutover ${id} --resume --yes"`;
     const found = copyGone ? `${moved.found}, and no instance is named ${copy} (deleted by hand)` : moved.found;
     return `recover cutover --undo: recovery ${id}: the killswitch was reopened on ${copy} at ${reopen.startedAt}${rename ? ` and the rename of ${old} was left ${rename.state} at ${rename.startedAt}` : ''}; ${describeEndpoint(settings.endpoint)} reads ${current} again (${old}), but ${found}: nothing changed, nothing renamed; ${byHand}`;
   }

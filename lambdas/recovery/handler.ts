@@ -18,6 +18,7 @@ import { WorkflowDeps } from './workflow';
 const { logger, tracer } = observability(RECOVERY_SERVICE);
 
 const EnvSchema = z.object({
+  [RECOVERY_ENV.environmentName]: z.string().min(1),
   [RECOVERY_ENV.sourceInstance]: z.string().min(1),
   [RECOVERY_ENV.newInstancePrefix]: z.string().min(1),
   [RECOVERY_ENV.subnetGroupName]: z.string().optional(),
@@ -47,6 +48,7 @@ export function depsFromEnv(env: NodeJS.ProcessEnv = process.env, clients?: Part
     cloudwatch: clients?.cloudwatch ?? tracer.captureAWSv3Client(new CloudWatchClient(SDK_RETRY)),
     store: { ddb: clients?.ddb ?? DynamoDBDocumentClient.from(tracer.captureAWSv3Client(new DynamoDBClient(SDK_RETRY)), { marshallOptions: { removeUndefinedValues: true } }), tableName: e[RECOVERY_ENV.opsTable] },
     settings: {
+      environmentName: e[RECOVERY_ENV.environmentName],
       sourceInstance: e[RECOVERY_ENV.sourceInstance],
       newInstancePrefix: e[RECOVERY_ENV.newInstancePrefix],
       subnetGroupName: e[RECOVERY_ENV.subnetGroupName] || undefined,

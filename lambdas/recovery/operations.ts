@@ -1,3 +1,4 @@
+import { OPERATOR_CLI } from '../shared/constants';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { RDSClient } from '@aws-sdk/client-rds';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
@@ -100,7 +101,7 @@ export async function startRecovery(deps: StartDeps, request: StartRequest): Pro
       // ARN, which `recover status` and `recover abandon` look up by the recovery's name.
       const id = recoveryRequest.recoveryId;
       throw new OperatorError(
-        `recover: cannot tell whether the workflow of recovery ${id} started: StartExecution failed (${namedLine(started.unanswered)}) and sending it again failed too (${namedLine(again.unanswered)}); the recovery is left "restoring", holding the one-recovery lock, not marked failed: run "atmr-dr recover status ${id}": if it shows the workflow RUNNING, the recovery goes on (follow it there, start no other); if it shows the workflow never started, nothing was created: "atmr-dr recover abandon ${id}" frees the lock, then start the recovery again`,
+        `recover: cannot tell whether the workflow of recovery ${id} started: StartExecution failed (${namedLine(started.unanswered)}) and sending it again failed too (${namedLine(again.unanswered)}); the recovery is left "restoring", holding the one-recovery lock, not marked failed: run "${OPERATOR_CLI} recover status ${id}": if it shows the workflow RUNNING, the recovery goes on (follow it there, start no other); if it shows the workflow never started, nothing was created: "${OPERATOR_CLI} recover abandon ${id}" frees the lock, then start the recovery again`,
       );
     }
     started = again;
@@ -115,7 +116,7 @@ export async function startRecovery(deps: StartDeps, request: StartRequest): Pro
     await updateRecovery(deps.store, recoveryRequest.recoveryId, { executionArn });
   } catch (error) {
     throw new OperatorError(
-      `recover: recovery ${recoveryRequest.recoveryId} started (workflow ${executionArn}) but its record did not take the workflow's ARN (${oneLine(error)}): it goes on; "atmr-dr recover status ${recoveryRequest.recoveryId}" shows its record (not the workflow's state: see that execution in the Step Functions console)`,
+      `recover: recovery ${recoveryRequest.recoveryId} started (workflow ${executionArn}) but its record did not take the workflow's ARN (${oneLine(error)}): it goes on; "${OPERATOR_CLI} recover status ${recoveryRequest.recoveryId}" shows its record (not the workflow's state: see that execution in the Step Functions console)`,
     );
   }
   return { dryRun: false, request: recoveryRequest, ...summary, executionArn };
@@ -182,7 +183,7 @@ function cutoverLeft(record: RecoveryRecord): string | undefined {
   const listed = entries.map((entry) => (entry.detail === UNDO_REDEPLOY_NOT_RUN ? `${entry.step} (${entry.detail})` : entry.step));
   const id = record.recoveryId;
   if (reopeningStarted(record.journal)) {
-    return `its cutover reached "${CUTOVER_STEPS.reopen}": production may run on ${record.newInstance} and have taken writes there, so it is never deleted by this tool; finish it with "atmr-dr recover cutover ${id} --resume --yes", ${undoPastReopening(record)} first`;
+    return `its cutover reached "${CUTOVER_STEPS.reopen}": production may run on ${record.newInstance} and have taken writes there, so it is never deleted by this tool; finish it with "${OPERATOR_CLI} recover cutover ${id} --resume --yes", ${undoPastReopening(record)} first`;
   }
   if (!left.length) return undefined;
   const switched = record.journal?.find((entry) => entry.step === CUTOVER_STEPS.endpoint);
@@ -192,10 +193,10 @@ function cutoverLeft(record: RecoveryRecord): string | undefined {
     left.includes(CUTOVER_STEPS.endpoint) || (switched && left.includes(CUTOVER_STEPS.redeploy))
       ? `production may still use ${record.newInstance}`
       : switched?.detail?.includes(ENDPOINT_LEFT_AS_IS)
-        ? `its database endpoint was switched to ${record.newInstance}, then set to another value by someone else, which the undo left as is (not put back: see "atmr-dr recover status ${id}")`
+        ? `its database endpoint was switched to ${record.newInstance}, then set to another value by someone else, which the undo left as is (not put back: see "${OPERATOR_CLI} recover status ${id}")`
         : `production still runs on ${record.sourceInstance} (its database endpoint was ${switched ? 'switched and put back' : 'not switched'})`;
   const closed = left.includes(CUTOVER_STEPS.maintenance) ? ', maybe in maintenance (the killswitch)' : '';
-  return `its cutover left changes not undone (${listed.join(', ')}): ${where}${closed}; run "atmr-dr recover cutover ${id} --undo --yes" first`;
+  return `its cutover left changes not undone (${listed.join(', ')}): ${where}${closed}; run "${OPERATOR_CLI} recover cutover ${id} --undo --yes" first`;
 }
 
 /** Whether `value` (host:port, a bare host, a URL) names `host`: RDS addresses are case-insensitive. */
@@ -248,8 +249,8 @@ export async function abandonRecovery(
     // A live lease: the cutover runs in another terminal, and refuses --resume and --undo until it ends or its lease expires.
     const leaseLive = record.leaseOwner !== undefined && (record.leaseExpiresAt ?? 0) > now.getTime();
     const next = leaseLive
-      ? `its cutover is running, by ${record.leaseOwner} (--resume and --undo are refused while its lease is live): wait for it to end, or, if its holder is gone, for its lease to expire at ${new Date(record.leaseExpiresAt ?? 0).toISOString()}, then see "atmr-dr recover status ${recoveryId}"`
-      : (left ?? `its cutover has journaled no step yet (production unchanged); run "atmr-dr recover cutover ${recoveryId} --undo --yes" first`);
+      ? `its cutover is running, by ${record.leaseOwner} (--resume and --undo are refused while its lease is live): wait for it to end, or, if its holder is gone, for its lease to expire at ${new Date(record.leaseExpiresAt ?? 0).toISOString()}, then see "${OPERATOR_CLI} recover status ${recoveryId}"`
+      : (left ?? `its cutover has journaled no step yet (production unchanged); run "${OPERATOR_CLI} recover cutover ${recoveryId} --undo --yes" first`);
     throw new OperatorError(`recover abandon: recovery ${recoveryId} is "cutting-over": ${next}`, 3);
   }
   if (left) throw new OperatorError(`recover abandon: recovery ${recoveryId}: ${left}`, 3);
@@ -260,12 +261,12 @@ export async function abandonRecovery(
   const refusal = finalSnapshotRefusal(record.newInstance, copy.status, Boolean(options.skipFinalSnapshot));
   if (refusal?.skip === false) {
     throw new OperatorError(
-      `recover abandon: recovery ${recoveryId}: ${refusal.reason}; ${dataAlsoIn(protectedInstance, { toTime: record.toTime, kmsKeyId: copy.kmsKeyId })}: delete the copy without a snapshot with "atmr-dr recover abandon ${recoveryId} --skip-final-snapshot", ${refusal.keep}; nothing changed`,
+      `recover abandon: recovery ${recoveryId}: ${refusal.reason}; ${dataAlsoIn(protectedInstance, { toTime: record.toTime, kmsKeyId: copy.kmsKeyId })}: delete the copy without a snapshot with "${OPERATOR_CLI} recover abandon ${recoveryId} --skip-final-snapshot", ${refusal.keep}; nothing changed`,
       3,
     );
   }
   if (refusal?.skip) {
-    throw new OperatorError(`recover abandon: --skip-final-snapshot: ${refusal.reason}: run "atmr-dr recover abandon ${recoveryId}" without it; nothing changed`, 2);
+    throw new OperatorError(`recover abandon: --skip-final-snapshot: ${refusal.reason}: run "${OPERATOR_CLI} recover abandon ${recoveryId}" without it; nothing changed`, 2);
   }
   // The journal says only what the cutover did and undid: the endpoint may name the copy all the
   // same (someone pointed the API at it by hand, or an undo left a value set since). Deleting the
@@ -275,14 +276,14 @@ export async function abandonRecovery(
   const copyHosts = [record.newInstanceHost, copy.host].filter((host): host is string => Boolean(host));
   const endpoint = copyHosts.length === 0 ? '' : await readEndpoint(deps, deps.endpoint).catch((error: unknown) => {
     throw new OperatorError(
-      `recover abandon: recovery ${recoveryId}: cannot read where the API's database endpoint points (${describeEndpoint(deps.endpoint)}: ${namedLine(error)}), so cannot tell whether the API uses ${record.newInstance}: nothing was stopped or deleted; fix the cause (your right to read it, recovery.endpoint), then run "atmr-dr recover abandon ${recoveryId}" again`,
+      `recover abandon: recovery ${recoveryId}: cannot read where the API's database endpoint points (${describeEndpoint(deps.endpoint)}: ${namedLine(error)}), so cannot tell whether the API uses ${record.newInstance}: nothing was stopped or deleted; fix the cause (your right to read it, recovery.endpoint), then run "${OPERATOR_CLI} recover abandon ${recoveryId}" again`,
     );
   });
   if (copyHosts.some((host) => namesHost(endpoint, host))) {
     const back = `<${protectedInstance}'s address>:<port>`;
     const how = endpointCommand(deps.endpoint, back);
     throw new OperatorError(
-      `recover abandon: recovery ${recoveryId}: ${describeEndpoint(deps.endpoint)} holds "${endpoint}", the address of ${record.newInstance}: the API may be using it, and abandoning would delete its database; point the API back at production with ${how} and redeploy its services, then run "atmr-dr recover abandon ${recoveryId}" again; nothing changed`,
+      `recover abandon: recovery ${recoveryId}: ${describeEndpoint(deps.endpoint)} holds "${endpoint}", the address of ${record.newInstance}: the API may be using it, and abandoning would delete its database; point the API back at production with ${how} and redeploy its services, then run "${OPERATOR_CLI} recover abandon ${recoveryId}" again; nothing changed`,
       3,
     );
   }
@@ -305,7 +306,7 @@ export async function abandonRecovery(
     if (!(error instanceof OperatorError)) throw error;
     const current = await getRecovery(deps.store, recoveryId);
     throw new OperatorError(
-      `recover abandon: recovery ${recoveryId} changed while this command ran (it read "${record.status}", it is now "${current.status}"${current.leaseOwner ? `, a cutover lease held by ${current.leaseOwner}` : ''}): nothing was stopped or deleted; see "atmr-dr recover status ${recoveryId}", then decide again`,
+      `recover abandon: recovery ${recoveryId} changed while this command ran (it read "${record.status}", it is now "${current.status}"${current.leaseOwner ? `, a cutover lease held by ${current.leaseOwner}` : ''}): nothing was stopped or deleted; see "${OPERATOR_CLI} recover status ${recoveryId}", then decide again`,
       3,
     );
   }
@@ -317,7 +318,7 @@ export async function abandonRecovery(
     // Found by name only: no execution under it means the start never launched one.
     if (!record.executionArn && (error as { name?: string }).name === 'ExecutionDoesNotExist') return undefined;
     throw new OperatorError(
-      `recover abandon: cannot tell whether the workflow of recovery ${recoveryId} still runs (${namedLine(error)}): nothing was stopped or deleted; run "atmr-dr recover abandon ${recoveryId}" again`,
+      `recover abandon: cannot tell whether the workflow of recovery ${recoveryId} still runs (${namedLine(error)}): nothing was stopped or deleted; run "${OPERATOR_CLI} recover abandon ${recoveryId}" again`,
     );
   });
   if (execution?.status === 'RUNNING') {

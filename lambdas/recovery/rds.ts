@@ -1,3 +1,4 @@
+import { OPERATOR_CLI } from '../shared/constants';
 import {
   DBInstance,
   DeleteDBInstanceCommand,
@@ -74,7 +75,7 @@ export async function validateRecovery(rds: RDSClient, target: RecoveryTarget): 
   if (!source) throw new OperatorError(`recover: source instance ${target.sourceInstance} does not exist: fix database.instanceIdentifier in the config`, 2);
   if (!source.BackupRetentionPeriod) {
     throw new OperatorError(
-      `recover: point-in-time recovery is off on ${target.sourceInstance} (automated backup retention 0): no restore is possible; enable automated backups (retention >= 7 days) and restore from the dumps meanwhile (atmr-dr restore)`,
+      `recover: point-in-time recovery is off on ${target.sourceInstance} (automated backup retention 0): no restore is possible; enable automated backups (retention >= 7 days) and restore from the dumps meanwhile (${OPERATOR_CLI} restore)`,
       2,
     );
   }
@@ -88,7 +89,7 @@ export async function validateRecovery(rds: RDSClient, target: RecoveryTarget): 
   }
   if (time.getTime() < window.earliest.getTime()) {
     throw new OperatorError(
-      `recover: --to-time ${time.toISOString()} is before the earliest restorable time ${window.earliest.toISOString()} (latest ${window.latest.toISOString()}): pick a time between them, or restore an older dump (atmr-dr backups list)`,
+      `recover: --to-time ${time.toISOString()} is before the earliest restorable time ${window.earliest.toISOString()} (latest ${window.latest.toISOString()}): pick a time between them, or restore an older dump (${OPERATOR_CLI} backups list)`,
       2,
     );
   }
@@ -408,7 +409,7 @@ export async function deleteRecoveredInstance(
       // one. Only a look that failed leaves the earlier state to name.
       const refusedIn = now ?? status;
       const fix = REFUSED_DELETION_FIXES[refusedIn];
-      if (fix) throw new OperatorError(`recover: ${identifier} cannot be deleted in state "${refusedIn}" (RDS: ${oneLine(error)}): ${fix(identifier)}, then run "atmr-dr recover abandon ${options.recoveryId}" again`);
+      if (fix) throw new OperatorError(`recover: ${identifier} cannot be deleted in state "${refusedIn}" (RDS: ${oneLine(error)}): ${fix(identifier)}, then run "${OPERATOR_CLI} recover abandon ${options.recoveryId}" again`);
       throw new OperatorError(`recover: ${identifier} cannot be deleted in state "${refusedIn}": wait until it is available or failed, then retry`);
     }
     throw error;
@@ -603,7 +604,7 @@ export async function resetRecoveredPassword(
   }
   if (instance.MasterUserSecret?.SecretArn) {
     throw new OperatorError(
-      `recover: ${identifier} has an RDS-managed master password (secret ${instance.MasterUserSecret.SecretArn}): RDS refuses to set it, and the verification reads the configured database secret; log in with that secret by hand to check the copy, or "atmr-dr recover abandon ${options.recoveryId}"`,
+      `recover: ${identifier} has an RDS-managed master password (secret ${instance.MasterUserSecret.SecretArn}): RDS refuses to set it, and the verification reads the configured database secret; log in with that secret by hand to check the copy, or "${OPERATOR_CLI} recover abandon ${options.recoveryId}"`,
       2,
     );
   }

@@ -1,3 +1,4 @@
+import { OPERATOR_CLI } from '../shared/constants';
 import { DeleteCommand, DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { conditionalWriteOnce, isConditionFailure, WRITE_ID } from '../shared/conditional-write';
 import { OperatorError } from '../shared/errors';
@@ -40,7 +41,7 @@ export async function beginRecovery(deps: StoreDeps, request: RecoveryRequest & 
   if (locked.outcome === 'refused') {
     const running = locked.item?.recoveryId as string | undefined;
     throw new OperatorError(
-      `recover: recovery ${running ?? '(unknown)'} is in progress: follow it (atmr-dr recover status ${running ?? ''}), cut it over or abandon it before starting another`.replace('  ', ' '),
+      `recover: recovery ${running ?? '(unknown)'} is in progress: follow it (${OPERATOR_CLI} recover status ${running ?? ''}), cut it over or abandon it before starting another`.replace('  ', ' '),
       3,
     );
   }
@@ -153,7 +154,7 @@ export async function updateRecovery(
   const current = toRecord(result.item);
   if (lease && 'leaseToken' in lease && current.leaseToken !== lease.leaseToken) {
     throw new LeaseLostError(
-      `recover cutover: recovery ${id} was taken over by ${current.leaseOwner ?? `another operator (now "${current.status}")`}: this process stops here and changes nothing more (see "atmr-dr recover status ${id}")`,
+      `recover cutover: recovery ${id} was taken over by ${current.leaseOwner ?? `another operator (now "${current.status}")`}: this process stops here and changes nothing more (see "${OPERATOR_CLI} recover status ${id}")`,
       3,
     );
   }

@@ -1,3 +1,4 @@
+import { OPERATOR_CLI } from '../shared/constants';
 import { durationSeconds, wordedDuration } from '../shared/duration';
 import { OperatorError } from '../shared/errors';
 
@@ -91,7 +92,7 @@ export function checkPitrReach(toTime: Date, now: Date = new Date()): void {
   }
   if (now.getTime() - toTime.getTime() > RDS_MAX_RETENTION_DAYS * 86_400_000) {
     throw new OperatorError(
-      `recover: --to-time ${toTime.toISOString()} is more than ${RDS_MAX_RETENTION_DAYS} days ago, beyond any point-in-time recovery RDS keeps: give a time within the source's backup retention, or restore a dump (atmr-dr backups list)`,
+      `recover: --to-time ${toTime.toISOString()} is more than ${RDS_MAX_RETENTION_DAYS} days ago, beyond any point-in-time recovery RDS keeps: give a time within the source's backup retention, or restore a dump (${OPERATOR_CLI} backups list)`,
       2,
     );
   }

@@ -1,3 +1,4 @@
+import { OPERATOR_CLI } from '../shared/constants';
 import { oneLine } from '../shared/errors';
 import { openClient, type SessionConfig } from '../shared/pg-connection';
 import { QUERY_CANCELED, sqlState } from '../shared/pg-errors';
@@ -245,9 +246,15 @@ export function unreadCause(report: VerificationReport | undefined): string {
   return `no count or critical query of the copy was read: those started outlasted ${timeout}, and ${budget} left no time to start the others`;
 }
 
-/** What to do with an `unverified` copy: for the event, the page and `recover status`. */
-export function unverifiedNextStep(recoveryId: string): string {
-  return `check its data by hand (psql on the copy with a longer statement_timeout: counts of the critical tables), then "atmr-dr recover cutover ${recoveryId} --unverified --yes" (the cutover still checks /ready and a write on the copy, and undoes itself if they fail), or "atmr-dr recover abandon ${recoveryId}"`;
+/**
+ * What to do with an `unverified` copy: for the event, the page and `recover status`. The workflow
+ * names its environment (a page is read anywhere); the CLI's lines get the operator's own options.
+ */
+export function unverifiedNextStep(recoveryId: string, environmentName?: string): string {
+  const env = environmentName === undefined ? '' : ` --env ${environmentName}`;
+  const cutover = `${OPERATOR_CLI} recover cutover ${recoveryId} --unverified --yes`;
+  const abandon = `${OPERATOR_CLI} recover abandon ${recoveryId}`;
+  return `check its data by hand (psql on the copy with a longer statement_timeout: counts of the critical tables), then "${cutover}${env}" (the cutover still checks /ready and a write on the copy, and undoes itself if they fail), or "${abandon}${env}"`;
 }
 
 /**
@@ -257,7 +264,7 @@ export function unverifiedNextStep(recoveryId: string): string {
  * Bad input, as "abandon --skip-final-snapshot" for a copy RDS can snapshot: exit 2, nothing changed.
  */
 export function unverifiedFlagRefusal(command: string, recoveryId: string, status: string): string {
-  return `${command}: --unverified: recovery ${recoveryId} is "${status}": its verification read the copy's data, so there is nothing to cut over unverified: run "atmr-dr recover cutover ${recoveryId} --yes" without it; nothing changed`;
+  return `${command}: --unverified: recovery ${recoveryId} is "${status}": its verification read the copy's data, so there is nothing to cut over unverified: run "${OPERATOR_CLI} recover cutover ${recoveryId} --yes" without it; nothing changed`;
 }
 
 /** The refusal of a cutover of an `unverified` copy without the operator's --unverified. */

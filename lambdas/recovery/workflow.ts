@@ -1,3 +1,4 @@
+import { OPERATOR_CLI } from '../shared/constants';
 import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { RDSClient } from '@aws-sdk/client-rds';
@@ -27,6 +28,8 @@ import { VerificationChecks, formatVerification, unreadCause, unverifiedNextStep
  * dispatches. The CLI validated the request and took the lock before starting the execution.
  */
 export interface WorkflowSettings {
+  /** The cdk.json environment: the commands the workflow's events and pages print name it with --env. */
+  readonly environmentName: string;
   readonly sourceInstance: string;
   readonly newInstancePrefix: string;
   readonly subnetGroupName?: string;
@@ -211,9 +214,9 @@ export async function reportStep(
     if (status === 'verified') await publishRecoverySeconds(deps.cloudwatch, deps.settings.metricsNamespace, 'verified', recoverySeconds, now);
     await announce(deps.events, eventType, {
       summary: report.ok
-        ? `Recovery ${request.recoveryId}: ${request.newInstance} (as of ${request.toTime}) verified in ${recoverySeconds} s; cut over with "atmr-dr recover cutover ${request.recoveryId} --yes"`
+        ? `Recovery ${request.recoveryId}: ${request.newInstance} (as of ${request.toTime}) verified in ${recoverySeconds} s; cut over with "${OPERATOR_CLI} recover cutover ${request.recoveryId} --yes --env ${deps.settings.environmentName}"`
         : status === 'unverified'
-          ? `Recovery ${request.recoveryId}: ${request.newInstance} NOT verified: ${unreadCause(report)} (a fresh copy loads from S3); ${unverifiedNextStep(request.recoveryId)}`
+          ? `Recovery ${request.recoveryId}: ${request.newInstance} NOT verified: ${unreadCause(report)} (a fresh copy loads from S3); ${unverifiedNextStep(request.recoveryId, deps.settings.environmentName)}`
           : `Recovery ${request.recoveryId}: ${request.newInstance} FAILED verification: ${report.problems.join('; ')}`,
       at: now.toISOString(),
       recoveryId: request.recoveryId,
@@ -253,12 +256,12 @@ export async function cleanupStep(
   const state = record?.newInstanceHost ? undefined : await instanceState(deps.rds, request.newInstance).catch(() => undefined);
   let deletion: string;
   if (record?.newInstanceHost || state?.ready) {
-    deletion = `${request.newInstance} is kept (it ${record?.availableAt ? `became available at ${record.availableAt}` : 'is available'}): inspect it, then "atmr-dr recover abandon ${request.recoveryId}" deletes it after a final snapshot`;
+    deletion = `${request.newInstance} is kept (it ${record?.availableAt ? `became available at ${record.availableAt}` : 'is available'}): inspect it, then "${OPERATOR_CLI} recover abandon ${request.recoveryId} --env ${deps.settings.environmentName}" deletes it after a final snapshot`;
   } else if (!COPY_LOST_ERRORS.includes(request.error?.Error ?? '') && !state?.failed) {
     // The failure is not the copy's (a refused describe, a step Lambda could not run): a copy still
     // being restored may hold hours of restore and become available; a human decides. One that RDS
     // reports failed (or gone) holds nothing to keep, whatever failed the step.
-    deletion = `${request.newInstance} is kept (${state ? `"${state.status}"` : 'its state could not be read'}; the failure is not the copy's own): "atmr-dr recover status ${request.recoveryId}" shows it, "atmr-dr recover abandon ${request.recoveryId}" deletes it`;
+    deletion = `${request.newInstance} is kept (${state ? `"${state.status}"` : 'its state could not be read'}; the failure is not the copy's own): "${OPERATOR_CLI} recover status ${request.recoveryId} --env ${deps.settings.environmentName}" shows it, "${OPERATOR_CLI} recover abandon ${request.recoveryId} --env ${deps.settings.environmentName}" deletes it`;
   } else {
     try {
       deletion = (await deleteRecoveredInstance(deps.rds, request.newInstance, { protectedInstance: deps.settings.sourceInstance, recoveryId: request.recoveryId })).detail;
@@ -277,7 +280,7 @@ export async function cleanupStep(
     log('recovery cleanup: status "failed" not written', { recoveryId: request.recoveryId, status: claimed?.status ?? 'unknown', error: oneLine(error) });
   });
   const left = claimed?.status;
-  const status = `"atmr-dr recover status ${request.recoveryId}"`;
+  const status = `"${OPERATOR_CLI} recover status ${request.recoveryId} --env ${deps.settings.environmentName}"`;
   let message = `Recovery ${request.recoveryId} of ${deps.settings.sourceInstance} to ${request.toTime} FAILED: ${why}.`;
   if (left === 'cutting-over') {
     // A cutover took the recovery (a step failing after the copy was verified, its retries spent,
@@ -285,11 +288,11 @@ export async function cleanupStep(
     // maintenance meanwhile, and is in that operator's hands, not unchanged. The ways on are the
     // ones "recover status" prints for a cutover that stopped or runs.
     const by = claimed?.leaseOwner ? ` by ${claimed.leaseOwner}` : '';
-    message += ` The recovery is now "cutting-over": a cutover${by} is putting production on ${request.newInstance} (it may be in maintenance meanwhile); left as it is, not marked failed, and ${request.newInstance} is kept. Production is in that cutover's hands: ${status} shows its journal; the cutover stopped or is running: continue it with "atmr-dr recover cutover ${request.recoveryId} --resume --yes", or put back what it changed with "atmr-dr recover cutover ${request.recoveryId} --undo --yes".`;
+    message += ` The recovery is now "cutting-over": a cutover${by} is putting production on ${request.newInstance} (it may be in maintenance meanwhile); left as it is, not marked failed, and ${request.newInstance} is kept. Production is in that cutover's hands: ${status} shows its journal; the cutover stopped or is running: continue it with "${OPERATOR_CLI} recover cutover ${request.recoveryId} --resume --yes --env ${deps.settings.environmentName}", or put back what it changed with "${OPERATOR_CLI} recover cutover ${request.recoveryId} --undo --yes --env ${deps.settings.environmentName}".`;
   } else if (left === 'cut-over') {
     message += ` The recovery is now "cut-over": production runs on ${request.newInstance} (an operator's cutover finished); left as it is, not marked failed. See ${status} for what is left to do.`;
   } else if (left === 'cutover-failed') {
-    message += ` The recovery is now "cutover-failed": an operator's cutover to ${request.newInstance} failed; left as it is, not marked failed, and ${request.newInstance} is kept. Production is as before only if that cutover undid every change: ${status} shows its journal (a step "undo-failed": "atmr-dr recover cutover ${request.recoveryId} --undo --yes").`;
+    message += ` The recovery is now "cutover-failed": an operator's cutover to ${request.newInstance} failed; left as it is, not marked failed, and ${request.newInstance} is kept. Production is as before only if that cutover undid every change: ${status} shows its journal (a step "undo-failed": "${OPERATOR_CLI} recover cutover ${request.recoveryId} --undo --yes --env ${deps.settings.environmentName}").`;
   } else {
     // "failed" already: this cleanup runs again after Lambda lost the answer of a first run that
     // wrote it (the state's Retry); nobody else claimed the recovery, and the page must not say so.

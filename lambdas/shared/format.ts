@@ -98,11 +98,13 @@ export function textStart(text: string, max = 40): string {
 }
 
 /**
- * `text` as one POSIX shell word, single-quoted: a command line printed for an operator to paste
- * (a killswitch reason holding `$(...)`, a backquote or a quote) runs nothing and stays one argument.
+ * `text` as one POSIX shell word, for a command line printed for an operator to paste: as it is when
+ * it holds only characters no shell reads specially (a name, a duration, an ARN), which reads best
+ * in a pasted command; else single-quoted, so that a killswitch reason holding `$(...)`, a
+ * backquote, a quote or a space runs nothing and stays one argument. Empty: `''`, still an argument.
  */
 export function shellWord(text: string): string {
-  return `'${text.replaceAll("'", `'\\''`)}'`;
+  return /^[\w./:@+=,-]+$/.test(text) ? text : `'${text.replaceAll("'", `'\\''`)}'`;
 }
 
 /** `a`, `a and b`, `a, b and c`: the items of a line that names several. */

@@ -148,6 +148,7 @@ export class Recovery extends Construct {
       logRemovalPolicy: RemovalPolicy.RETAIN,
       vpcPlacement: { vpc: props.vpc, subnets: props.subnets, securityGroups: [this.securityGroup] },
       environment: {
+        [RECOVERY_ENV.environmentName]: props.environmentName,
         [RECOVERY_ENV.sourceInstance]: props.sourceInstanceIdentifier,
         [RECOVERY_ENV.newInstancePrefix]: props.newInstancePrefix,
         ...(props.subnetGroupName && { [RECOVERY_ENV.subnetGroupName]: props.subnetGroupName }),

@@ -602,7 +602,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     ]);
     // The team channel hears the rename still to do, and who does it.
     expect((JSON.parse(events[1].Detail) as { summary: string }).summary).toContain(
-      `; atmr-prod NOT renamed yet (it keeps the production name): to be renamed by someone allowed to change atmr-prod: see "atmr-dr recover status ${ID}"`,
+      `; atmr-prod NOT renamed yet (it keeps the production name): to be renamed by someone allowed to change atmr-prod: see "npx --no atmr-dr recover status ${ID}"`,
     );
 
     const record = await getRecovery(store, ID);
@@ -745,7 +745,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
 
     expect(result.status).toBe(1);
     expect(JSON.parse(aws.parameters.get(KILLSWITCH)!.value)).toEqual(hold);
-    const notReopened = `NOT reopened: the killswitch is maintenance (set by bob: HOLD: copy is missing bookings) since the cutover's maintenance: left as is; see "atmr-dr killswitch --parameter ${KILLSWITCH} status", and lift it with "atmr-dr killswitch --parameter ${KILLSWITCH} disable" once whoever set it agrees`;
+    const notReopened = `NOT reopened: the killswitch is maintenance (set by bob: HOLD: copy is missing bookings) since the cutover's maintenance: left as is; see "npx --no atmr-dr killswitch --parameter ${KILLSWITCH} status", and lift it with "npx --no atmr-dr killswitch --parameter ${KILLSWITCH} disable" once whoever set it agrees`;
     expect(result.stdout).toMatch(/^ {2}\S+Z\s+\d+ s {2}by-hand\s+killswitch back: NOT reopened: /m);
     expect(result.stderr.trimEnd().split('\n').at(-1)).toBe(
       `atmr-dr: recover cutover: production runs on atmr-prod-pitr-202611301402 but was ${notReopened}; the cutover stops there: atmr-prod is NOT renamed and atmr-prod-pitr-202611301402 keeps its recovery tag (whoever holds users out may go back to atmr-prod); once the hold is lifted, --resume renames atmr-prod and finishes; if they take production back to atmr-prod instead, --undo gives the steps by hand and, once they are done, closes the cutover; the journal is in the record ("npx --no atmr-dr recover --parameter ${KILLSWITCH} status ${id}"): continue with "npx --no atmr-dr recover --parameter ${KILLSWITCH} cutover ${id} --resume --yes"`,
@@ -774,10 +774,10 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(undo.status).toBe(3);
     const refusal = undo.stderr.trimEnd().split('\n').at(-1)!;
     expect(refusal).toMatch(/^atmr-dr: recover cutover --undo: recovery \S+: its cutover stopped at \S+ at someone's hold on the killswitch \(.*\); only that hold keeps users off atmr-prod-pitr-202611301402, .*; or go back to atmr-prod by hand while the hold keeps users out: \(1\) /);
-    const enable = `atmr-dr killswitch --parameter ${KILLSWITCH} enable --mode maintenance --reason ... --expires never`;
-    expect(refusal).toContain(`(1) keep users out all along: "atmr-dr killswitch --parameter ${KILLSWITCH} status" shows the hold and its expiry; unless it is a maintenance with no expiry, set one: "${enable}"`);
-    expect(refusal).toContain(`(4) only then let users in ("atmr-dr killswitch --parameter ${KILLSWITCH} disable --reason ..."); atmr-prod-pitr-202611301402 is left as it is`);
-    expect(refusals([words(enable).slice(1)])).toEqual([null]);
+    const enable = `npx --no atmr-dr killswitch --parameter ${KILLSWITCH} enable --mode maintenance --reason ... --expires never`;
+    expect(refusal).toContain(`(1) keep users out all along: "npx --no atmr-dr killswitch --parameter ${KILLSWITCH} status" shows the hold and its expiry; unless it is a maintenance with no expiry, set one: "${enable}"`);
+    expect(refusal).toContain(`(4) only then let users in ("npx --no atmr-dr killswitch --parameter ${KILLSWITCH} disable --reason ..."); atmr-prod-pitr-202611301402 is left as it is`);
+    expect(refusals([words(enable).slice(3)])).toEqual([null]);
     expect(JSON.parse(aws.parameters.get(KILLSWITCH)!.value)).toEqual(hold);
     expect((await getRecovery({ ddb: dynamo.ddb, tableName: dynamo.tableName }, id)).status).toBe('cutting-over');
 
@@ -943,7 +943,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(undo.status).toBe(1);
     expect(undo.stdout).not.toContain('undone: production is back');
     expect(undo.stderr).toBe(
-      `atmr-dr: recover cutover --undo: production is back as before the cutover, but the undo is not recorded, the record still says "cutting-over"; the lease was not released (ProvisionedThroughputExceededException: Throughput exceeds the current capacity of your table): it stays ${record.leaseOwner}'s until ${until}, and a --resume or --undo run before then, yours too, is refused as held: "atmr-dr recover cutover ${id} --undo --yes" run after that records it\n`,
+      `atmr-dr: recover cutover --undo: production is back as before the cutover, but the undo is not recorded, the record still says "cutting-over"; the lease was not released (ProvisionedThroughputExceededException: Throughput exceeds the current capacity of your table): it stays ${record.leaseOwner}'s until ${until}, and a --resume or --undo run before then, yours too, is refused as held: "npx --no atmr-dr recover cutover ${id} --undo --yes" run after that records it\n`,
     );
   });
 
@@ -960,7 +960,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
 
     expect(failed.status).toBe(1);
     expect(failed.stderr).toBe(
-      `atmr-dr: recover cutover --undo: NOT undone: redeploy ECS services, killswitch maintenance; production stays in maintenance (the killswitch) until the undo is finished; redeploy ECS services: ECS service atmr-api: deployment failed (tasks failed to start): the services may still run tasks on the copy; once the cause is fixed, "atmr-dr recover cutover ${id} --undo --yes" redeploys them and waits again\n`,
+      `atmr-dr: recover cutover --undo: NOT undone: redeploy ECS services, killswitch maintenance; production stays in maintenance (the killswitch) until the undo is finished; redeploy ECS services: ECS service atmr-api: deployment failed (tasks failed to start): the services may still run tasks on the copy; once the cause is fixed, "npx --no atmr-dr recover cutover ${id} --undo --yes" redeploys them and waits again\n`,
     );
     expect(JSON.parse(aws.parameters.get(KILLSWITCH)!.value)).toMatchObject({ mode: 'maintenance' });
     expect(aws.secret()).toMatchObject({ host: OLD_HOST, port: 5432 });
@@ -990,7 +990,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
 
     expect(failed.status).toBe(1);
     expect(failed.stderr).toBe(
-      `atmr-dr: recover cutover --undo: NOT undone: redeploy ECS services, killswitch maintenance; the killswitch's state is unknown (could not be read): check it with "atmr-dr killswitch status"; redeploy ECS services: ECS service atmr-api: deployment failed (tasks failed to start): the services may still run tasks on the copy; once the cause is fixed, "atmr-dr recover cutover ${id} --undo --yes" redeploys them and waits again\n`,
+      `atmr-dr: recover cutover --undo: NOT undone: redeploy ECS services, killswitch maintenance; the killswitch's state is unknown (could not be read): check it with "npx --no atmr-dr killswitch status"; redeploy ECS services: ECS service atmr-api: deployment failed (tasks failed to start): the services may still run tasks on the copy; once the cause is fixed, "npx --no atmr-dr recover cutover ${id} --undo --yes" redeploys them and waits again\n`,
     );
   });
 
@@ -1008,12 +1008,12 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
 
     expect(failed.status).toBe(1);
     expect(JSON.parse(aws.parameters.get(KILLSWITCH)!.value)).toMatchObject({ mode: 'normal' });
-    expect(failed.stdout).toMatch(/undo-failed\s+killswitch maintenance: the give-back was sent but not confirmed \(.*Rate exceeded\): the killswitch may be back to normal or still in maintenance; check it with "atmr-dr killswitch status"/);
+    expect(failed.stdout).toMatch(/undo-failed\s+killswitch maintenance: the give-back was sent but not confirmed \(.*Rate exceeded\): the killswitch may be back to normal or still in maintenance; check it with "npx --no atmr-dr killswitch status"/);
     expect(failed.stderr).toMatch(
-      new RegExp(`^atmr-dr: recover cutover --undo: NOT undone: killswitch maintenance; the killswitch's state is unknown \\(its give-back was sent but not confirmed\\): check it with "atmr-dr killswitch status"; killswitch maintenance: the give-back was sent but not confirmed \\(.*Rate exceeded\\): .*"atmr-dr recover cutover ${id} --undo --yes" reads it again\n$`),
+      new RegExp(`^atmr-dr: recover cutover --undo: NOT undone: killswitch maintenance; the killswitch's state is unknown \\(its give-back was sent but not confirmed\\): check it with "npx --no atmr-dr killswitch status"; killswitch maintenance: the give-back was sent but not confirmed \\(.*Rate exceeded\\): .*"npx --no atmr-dr recover cutover ${id} --undo --yes" reads it again\n$`),
     );
     const summary = (JSON.parse((aws.calls.filter((c) => c.action === 'PutEvents').at(-1)!.input.Entries as { Detail: string }[])[0].Detail) as { summary: string }).summary;
-    expect(summary).toContain(`the killswitch's state is unknown (its give-back was sent but not confirmed): check it with "atmr-dr killswitch status"`);
+    expect(summary).toContain(`the killswitch's state is unknown (its give-back was sent but not confirmed): check it with "npx --no atmr-dr killswitch status"`);
     for (const said of [failed.stdout, failed.stderr, summary]) expect(said).not.toMatch(/stays in maintenance|kept in maintenance|could not be read/);
 
     aws.killswitchRereadThrottled = false;
@@ -1041,7 +1041,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
       /^atmr-dr: recover cutover --undo: NOT undone: killswitch maintenance; production stays in maintenance \(the killswitch\) until the undo is finished; killswitch maintenance: kept in maintenance: .*not authorized to perform: ssm:PutParameter.*: do it by hand; then run /,
     );
     const summary = (JSON.parse((aws.calls.filter((c) => c.action === 'PutEvents').at(-1)!.input.Entries as { Detail: string }[])[0].Detail) as { summary: string }).summary;
-    expect(summary).toContain(`production stays in maintenance until "atmr-dr recover cutover ${id} --undo --yes" finishes`);
+    expect(summary).toContain(`production stays in maintenance until "npx --no atmr-dr recover cutover ${id} --undo --yes" finishes`);
   });
 
   it('a step whose preparation fails after an earlier step was done (the secret refused between the start\'s read and the endpoint switch\'s): FAILED after the step done, not "before its first step"; exit 1, the killswitch put back', async () => {

@@ -473,7 +473,7 @@ describe('atmr-dr recover', () => {
   it('names an unknown recovery', async () => {
     const run = await atmrDr(['recover', 'abandon', 'r20990101000000-ffff', '--yes']);
     expect(run.status).toBe(2);
-    expect(run.stderr).toBe('atmr-dr: recover: no recovery r20990101000000-ffff: "atmr-dr recover status" without an id shows the one in progress, else the latest\n');
+    expect(run.stderr).toBe('atmr-dr: recover: no recovery r20990101000000-ffff: "npx --no atmr-dr recover status" without an id shows the one in progress, else the latest\n');
   });
 
   it.each([
@@ -559,7 +559,7 @@ describe('atmr-dr recover', () => {
     expect(run.status).toBe(0);
     expect(run.stdout).toContain(
       'next: the cutover stopped or is running: continue it with "npx --no atmr-dr recover cutover r20261130143000-aaaa --resume --yes" (the killswitch was reopened: users may have written on atmr-prod-pitr-202611301402), ' +
-        'or, once production is back on atmr-prod by hand (the API\'s endpoint set back to it, atmr-prod and atmr-prod-pitr-202611301402 under their names), close it with "atmr-dr recover cutover r20261130143000-aaaa --undo --yes"',
+        'or, once production is back on atmr-prod by hand (the API\'s endpoint set back to it, atmr-prod and atmr-prod-pitr-202611301402 under their names), close it with "npx --no atmr-dr recover cutover r20261130143000-aaaa --undo --yes"',
     );
   });
 
@@ -799,6 +799,23 @@ describe('atmr-dr recover', () => {
         'next: atmr-prod-pitr-202611301402 is kept (it became available) but is not verified, so it cannot be cut over: read the error above, then "npx --no atmr-dr recover abandon r20261130143000-cccc" (deleted after a final snapshot) and start a new recovery',
       );
     });
+
+    it('status --env of a failed recovery whose error holds the workflow\'s command (with its --env) prints it with --env once, and its own lines with --env', async () => {
+      // Arrange: the cleanup's text as the workflow records it, its commands naming their environment
+      await givenRecord('r20261130143000-dddd', {
+        status: 'failed',
+        error: 'RecoveryInstanceTimeout: x (cleanup: atmr-prod-pitr-202611301402 is kept (it is available): inspect it, then "npx --no atmr-dr recover abandon r20261130143000-dddd --env example" deletes it after a final snapshot)',
+      });
+
+      // Act
+      const run = await atmrDr(['recover', '--env', 'example', 'status', 'r20261130143000-dddd']);
+
+      // Assert
+      expect(run.status).toBe(0);
+      expect(run.stdout).toContain('then "npx --no atmr-dr recover abandon r20261130143000-dddd --env example" deletes it');
+      expect(run.stdout).toContain('"npx --no atmr-dr recover --env example abandon r20261130143000-dddd" (deleted after a final snapshot)');
+      expect(run.stdout.match(/--env example/g)).toHaveLength(2);
+    });
   });
 
   describe('a copy none of whose data could be read in time ("unverified")', () => {
@@ -840,7 +857,7 @@ describe('atmr-dr recover', () => {
       const why = "no count or critical query of the copy was read: those started outlasted the 60 s statement timeout, and the verification's 12 min budget left no time to start the others";
       expect(run.stdout).toContain(`verification: NOT VERIFIED: ${why} (a fresh copy reads each block from S3 the first time)`);
       expect(run.stdout).toContain(
-        `next: atmr-prod-pitr-202611301402 is NOT verified: ${why} (a fresh copy loads its blocks from S3 on first read); check its data by hand (psql on the copy with a longer statement_timeout: counts of the critical tables), then "atmr-dr recover cutover ${id} --unverified --yes"`,
+        `next: atmr-prod-pitr-202611301402 is NOT verified: ${why} (a fresh copy loads its blocks from S3 on first read); check its data by hand (psql on the copy with a longer statement_timeout: counts of the critical tables), then "npx --no atmr-dr recover cutover ${id} --unverified --yes"`,
       );
     });
 
@@ -878,7 +895,7 @@ describe('atmr-dr recover', () => {
       // Assert: the same way as "abandon --skip-final-snapshot" for a copy RDS can snapshot.
       expect(run.status).toBe(2);
       expect(run.stderr).toBe(
-        `atmr-dr: recover cutover: --unverified: recovery ${id} is "verified": its verification read the copy's data, so there is nothing to cut over unverified: run "atmr-dr recover cutover ${id} --yes" without it; nothing changed\n`,
+        `atmr-dr: recover cutover: --unverified: recovery ${id} is "verified": its verification read the copy's data, so there is nothing to cut over unverified: run "npx --no atmr-dr recover cutover ${id} --yes" without it; nothing changed\n`,
       );
       expect((await dynamo.ddb.send(new GetCommand({ TableName: dynamo.tableName, Key: recordKey(id) }))).Item).toEqual(item());
     });

@@ -292,7 +292,7 @@ describe('a maintenance write before the downgrade that SSM leaves without a cle
     expect(JSON.parse(parameters.get(KS)!.value)).toMatchObject({ mode: 'maintenance', actor: 'atmr-dr backout' });
     expect(thrown.name).toBe('KillswitchWriteUnanswered');
     expect(thrown.message).toContain(
-      'and it could not be read back or put back (InternalServerError: We encountered an internal error): /atmr/test/killswitch may be in maintenance set by atmr-dr backout, the API answering 503 to every user and the next alarm of this release held by it (a notice, no page); check "npx --no atmr-dr killswitch status --env test" and, if it shows maintenance by atmr-dr backout, put it back: npx --no atmr-dr killswitch enable --mode degraded --reason \'r\' --expires 50m --env test',
+      'and it could not be read back or put back (InternalServerError: We encountered an internal error): /atmr/test/killswitch may be in maintenance set by atmr-dr backout, the API answering 503 to every user and the next alarm of this release held by it (a notice, no page); check "npx --no atmr-dr killswitch status --env test" and, if it shows maintenance by atmr-dr backout, put it back: npx --no atmr-dr killswitch enable --mode degraded --reason r --expires 50m --env test',
     );
   });
 

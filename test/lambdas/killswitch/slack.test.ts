@@ -432,7 +432,7 @@ describe('handleSlackCommand: cheap checks first, generic answers, details in th
         response_type: 'ephemeral',
         text:
           `killswitch: SSM refused (AccessDeniedException: ${denied.message}); nothing changed: this function's role lacks ssm:PutParameter on ${PARAMETER} ` +
-          "(the Ops stack grants it: redeploy it); meanwhile, from a terminal: `npx --no atmr-dr killswitch enable --mode maintenance --reason 'OSRM down' --expires '2h'`",
+          "(the Ops stack grants it: redeploy it); meanwhile, from a terminal: `npx --no atmr-dr killswitch enable --mode maintenance --reason 'OSRM down' --expires 2h`",
       },
     });
     expect(logger.error).toHaveBeenCalledWith('slack killswitch command refused by AWS', expect.objectContaining({ name: 'AccessDeniedException' }));

@@ -149,6 +149,7 @@ const settings = (overrides: Partial<CutoverSettings> = {}): CutoverSettings => 
   ecs: { clusterArn: 'arn:aws:ecs:eu-west-3:111111111111:cluster/atmr', serviceNames: ['atmr-api', 'atmr-celery-worker'] },
   readinessUrl: undefined,
   rtoObjectiveSeconds: 1800,
+  environmentName: 'drill',
   metricsNamespace: 'AtmrDr/drill',
   readinessTimeoutSeconds: 0,
   serviceStableTimeoutSeconds: 0,
@@ -595,7 +596,7 @@ describe('cutover', () => {
     await updateRecovery(deps().store, id, { status: 'verification-failed' });
 
     await expect(cutover(deps(), id, settings(), 'alice')).rejects.toThrow(
-      `recover cutover: recovery ${id} is "verification-failed", expected verified or unverified or cutover-failed: only a verified recovery can be cut over (see "atmr-dr recover status ${id}")`,
+      `recover cutover: recovery ${id} is "verification-failed", expected verified or unverified or cutover-failed: only a verified recovery can be cut over (see "npx --no atmr-dr recover status ${id}")`,
     );
     expect(ssm.commandCalls(PutParameterCommand)).toHaveLength(0);
     expect(secrets.commandCalls(PutSecretValueCommand)).toHaveLength(0);
@@ -613,7 +614,7 @@ describe('cutover', () => {
       const error = (await cutover(deps(), id, settings(), 'alice').catch((e: unknown) => e)) as OperatorError;
 
       expect(error.message).toBe(
-        `recover cutover: recovery ${id} is not verified: no count or critical query of the copy finished within the statement timeout; check its data by hand (psql on the copy with a longer statement_timeout: counts of the critical tables), then "atmr-dr recover cutover ${id} --unverified --yes" (the cutover still checks /ready and a write on the copy, and undoes itself if they fail), or "atmr-dr recover abandon ${id}"; nothing was changed`,
+        `recover cutover: recovery ${id} is not verified: no count or critical query of the copy finished within the statement timeout; check its data by hand (psql on the copy with a longer statement_timeout: counts of the critical tables), then "npx --no atmr-dr recover cutover ${id} --unverified --yes" (the cutover still checks /ready and a write on the copy, and undoes itself if they fail), or "npx --no atmr-dr recover abandon ${id}"; nothing was changed`,
       );
       expect(error.exitCode).toBe(3);
       expect(ssm.commandCalls(PutParameterCommand)).toHaveLength(0);
@@ -642,7 +643,7 @@ describe('cutover', () => {
         const error = await operatorErrorOf(cutover(deps(), id, settings(), 'alice', 'start', { unverified: true }));
 
         expect(error.message).toBe(
-          `recover cutover: --unverified: recovery ${id} is "${status}": its verification read the copy's data, so there is nothing to cut over unverified: run "atmr-dr recover cutover ${id} --yes" without it; nothing changed`,
+          `recover cutover: --unverified: recovery ${id} is "${status}": its verification read the copy's data, so there is nothing to cut over unverified: run "npx --no atmr-dr recover cutover ${id} --yes" without it; nothing changed`,
         );
         expect(error.exitCode).toBe(2);
         expect(ssm.commandCalls(PutParameterCommand)).toHaveLength(0);
@@ -706,7 +707,7 @@ describe('cutover', () => {
     /** bob's write, landing as a version of its own. */
     const bobWrites = () => parameters.set(KILLSWITCH, { value: JSON.stringify(HOLD), version: parameters.get(KILLSWITCH)!.version + 1 });
 
-    const said = `NOT reopened: the killswitch is maintenance (set by bob: ${HOLD.reason}) since the cutover's maintenance: left as is; see "atmr-dr killswitch status", and lift it with "atmr-dr killswitch disable" once whoever set it agrees`;
+    const said = `NOT reopened: the killswitch is maintenance (set by bob: ${HOLD.reason}) since the cutover's maintenance: left as is; see "npx --no atmr-dr killswitch status", and lift it with "npx --no atmr-dr killswitch disable" once whoever set it agrees`;
 
     it('a hold set during the redeploy is left as it is, and the cutover stops there: the old instance is not renamed (bob may go back to it), the copy keeps its recovery tag, the record stays cutting-over with the lease released', async () => {
       const id = await verifiedRecovery();
@@ -733,6 +734,8 @@ describe('cutover', () => {
       const last = events.commandCalls(PutEventsCommand).at(-1)!.args[0].input.Entries![0];
       expect(last.DetailType).toBe('Recovery Cutover Interrupted');
       expect((JSON.parse(last.Detail!) as { summary: string }).summary).toContain(said);
+      // The event reaches a page as written: its command names the environment.
+      expect((JSON.parse(last.Detail!) as { summary: string }).summary).toMatch(new RegExp(`\\(npx --no atmr-dr recover cutover ${id} --env drill --resume \\| --undo\\)$`));
     });
 
     it('--undo after the stop at a hold is refused, saying it stopped at a hold (not that the killswitch was reopened) and how to go back to the old instance by hand: nothing is changed', async () => {
@@ -754,11 +757,11 @@ describe('cutover', () => {
         exitCode: 3,
         message:
           `recover cutover --undo: recovery ${id}: its cutover stopped at ${stoppedAt} at someone's hold on the killswitch (${said.slice('NOT reopened: '.length)}); only that hold keeps users off atmr-prod-pitr-202611301402, and writes they make there once it is lifted would be lost by going back: the undo is refused until the API's endpoint names atmr-prod again; ` +
-          `finish with "atmr-dr recover cutover ${id} --resume --yes" once the hold is lifted; or go back to atmr-prod by hand while the hold keeps users out: ` +
-          `(1) keep users out all along: "atmr-dr killswitch status" shows the hold and its expiry; unless it is a maintenance with no expiry, set one: "atmr-dr killswitch enable --mode maintenance --reason ... --expires never"; ` +
+          `finish with "npx --no atmr-dr recover cutover ${id} --resume --yes" once the hold is lifted; or go back to atmr-prod by hand while the hold keeps users out: ` +
+          `(1) keep users out all along: "npx --no atmr-dr killswitch status" shows the hold and its expiry; unless it is a maintenance with no expiry, set one: "npx --no atmr-dr killswitch enable --mode maintenance --reason ... --expires never"; ` +
           `(2) point the API back at atmr-prod: "host" and "port" of secret ${SECRET} set to ${OLD_HOST}:5432; ` +
           `(3) redeploy atmr-api, atmr-celery-worker and wait until they are stable: "aws ecs update-service --cluster ${cluster} --service atmr-api --force-new-deployment", "aws ecs update-service --cluster ${cluster} --service atmr-celery-worker --force-new-deployment", then "aws ecs wait services-stable --cluster ${cluster} --services atmr-api atmr-celery-worker"; ` +
-          `(4) only then let users in ("atmr-dr killswitch disable --reason ..."); atmr-prod-pitr-202611301402 is left as it is; then close the cutover with "atmr-dr recover cutover ${id} --undo --yes" (it finds production back on atmr-prod: nothing to set back, the killswitch left as it is)`,
+          `(4) only then let users in ("npx --no atmr-dr killswitch disable --reason ..."); atmr-prod-pitr-202611301402 is left as it is; then close the cutover with "npx --no atmr-dr recover cutover ${id} --undo --yes" (it finds production back on atmr-prod: nothing to set back, the killswitch left as it is)`,
       });
       expect(secretValue.host).toBe(NEW_HOST);
       expect(ecs.commandCalls(UpdateServiceCommand)).toHaveLength(updates);
@@ -783,8 +786,8 @@ describe('cutover', () => {
         new RegExp(
           `^recover cutover --undo: recovery ${id}: its cutover stopped at ${stoppedAt} at someone's hold on the killswitch \\(the killswitch is degraded \\(set by bob: pic de charge\\) since the cutover's maintenance: [^;]*; [^)]*\\), ` +
             `but a degraded killswitch serves users: they may have written on atmr-prod-pitr-202611301402 since it was set: going back to atmr-prod would lose those writes, so the undo is refused until the API's endpoint names atmr-prod again; ` +
-            `finish with "atmr-dr recover cutover ${id} --resume --yes" once the hold is lifted; to go back all the same, losing them, by hand: ` +
-            `\\(1\\) keep users out all along: "atmr-dr killswitch status" shows the hold and its expiry; unless it is a maintenance with no expiry, set one: "atmr-dr killswitch enable --mode maintenance --reason \\.\\.\\. --expires never"; \\(2\\) `,
+            `finish with "npx --no atmr-dr recover cutover ${id} --resume --yes" once the hold is lifted; to go back all the same, losing them, by hand: ` +
+            `\\(1\\) keep users out all along: "npx --no atmr-dr killswitch status" shows the hold and its expiry; unless it is a maintenance with no expiry, set one: "npx --no atmr-dr killswitch enable --mode maintenance --reason \\.\\.\\. --expires never"; \\(2\\) `,
         ),
       );
       expect(error.message).not.toContain('only that hold keeps users off');
@@ -835,7 +838,7 @@ describe('cutover', () => {
 
         expect([error.exitCode, error.message]).toEqual([
           3,
-          `recover cutover --resume: recovery ${id}: secret ${SECRET} host reads ${OLD_HOST}:5432 again, as before the cutover, not ${NEW_HOST}:5432 (atmr-prod-pitr-202611301402): production was taken back to atmr-prod by hand; nothing renamed, the cutover stops here: close it with "atmr-dr recover cutover ${id} --undo --yes"`,
+          `recover cutover --resume: recovery ${id}: secret ${SECRET} host reads ${OLD_HOST}:5432 again, as before the cutover, not ${NEW_HOST}:5432 (atmr-prod-pitr-202611301402): production was taken back to atmr-prod by hand; nothing renamed, the cutover stops here: close it with "npx --no atmr-dr recover cutover ${id} --undo --yes"`,
         ]);
         expect(renames()).toHaveLength(0);
         expect(rds.commandCalls(AddTagsToResourceCommand)).toHaveLength(0);
@@ -869,7 +872,7 @@ describe('cutover', () => {
         expect(record.journal!.every((e) => e.state === 'undone')).toBe(true);
         expect(reopeningStarted(record.journal)).toBeUndefined();
         // bob's hold alone kept users off the copy: had it expired first, they wrote there.
-        const warning = `users may have written on atmr-prod-pitr-202611301402 before production was taken back to atmr-prod: those writes are not on atmr-prod; atmr-prod-pitr-202611301402 is left as it is, and "atmr-dr recover abandon ${id}" deletes it (after a final snapshot): look for them there first`;
+        const warning = `users may have written on atmr-prod-pitr-202611301402 before production was taken back to atmr-prod: those writes are not on atmr-prod; atmr-prod-pitr-202611301402 is left as it is, and "npx --no atmr-dr recover abandon ${id}" deletes it (after a final snapshot): look for them there first`;
         expect(undone.warning).toBe(warning);
         const last = events.commandCalls(PutEventsCommand).at(-1)!.args[0].input.Entries![0];
         expect([last.DetailType, (JSON.parse(last.Detail!) as { summary: string }).summary]).toEqual(['Recovery Cutover Undone', `Recovery ${id}: cutover undone by alice; 2 change(s) undone, 0 undo(s) failed; WARNING: ${warning}`]);
@@ -907,7 +910,7 @@ describe('cutover', () => {
         expect(JSON.parse(parameters.get(KILLSWITCH)!.value)).toEqual(backOnOld);
         const summary = (JSON.parse(events.commandCalls(PutEventsCommand).at(-1)!.args[0].input.Entries![0].Detail!) as { summary: string }).summary;
         expect(summary).not.toContain('maintenance until');
-        expect(summary).toMatch(/; 1 change\(s\) undone, 2 undo\(s\) failed; the killswitch's state is unknown \(could not be read\): check it with "atmr-dr killswitch status"/);
+        expect(summary).toMatch(/; 1 change\(s\) undone, 2 undo\(s\) failed; the killswitch's state is unknown \(could not be read\): check it with "npx --no atmr-dr killswitch status"/);
       });
 
       it('set to another value (an RDS Proxy in front of the copy, maybe): --resume stops naming both ways out, not --undo alone, which stays refused; following either way then works', async () => {
@@ -920,8 +923,8 @@ describe('cutover', () => {
         expect([error.exitCode, error.message]).toEqual([
           3,
           `recover cutover --resume: recovery ${id}: secret ${SECRET} host reads "${PROXY}:5432", neither ${NEW_HOST}:5432 (atmr-prod-pitr-202611301402) that the cutover set nor ${OLD_HOST}:5432 (atmr-prod) from before it: someone changed it by hand; nothing renamed, the cutover stops here: ` +
-            `to finish on atmr-prod-pitr-202611301402, point it back at atmr-prod-pitr-202611301402: "host" and "port" of secret ${SECRET} set to ${NEW_HOST}:5432, then "atmr-dr recover cutover ${id} --resume --yes"; ` +
-            `or, to go back to atmr-prod, point it at atmr-prod: "host" and "port" of secret ${SECRET} set to ${OLD_HOST}:5432, then "atmr-dr recover cutover ${id} --undo --yes"`,
+            `to finish on atmr-prod-pitr-202611301402, point it back at atmr-prod-pitr-202611301402: "host" and "port" of secret ${SECRET} set to ${NEW_HOST}:5432, then "npx --no atmr-dr recover cutover ${id} --resume --yes"; ` +
+            `or, to go back to atmr-prod, point it at atmr-prod: "host" and "port" of secret ${SECRET} set to ${OLD_HOST}:5432, then "npx --no atmr-dr recover cutover ${id} --undo --yes"`,
         ]);
         expect(renames()).toHaveLength(0);
         const last = events.commandCalls(PutEventsCommand).at(-1)!.args[0].input.Entries![0];
@@ -952,7 +955,7 @@ describe('cutover', () => {
         expect(undone.steps.find((s) => s.step === CUTOVER_STEPS.redeploy)).toBeUndefined();
         expect(undone.steps.find((s) => s.step === CUTOVER_STEPS.endpoint)).toMatchObject({
           outcome: 'undo-failed',
-          detail: `secret ${SECRET} host is now "${PROXY}:5432", neither ${NEW_HOST}:5432 (atmr-prod-pitr-202611301402) that the cutover set nor ${OLD_HOST}:5432 (atmr-prod) from before it: left as is, and users kept out; point it back at atmr-prod: "host" and "port" of secret ${SECRET} set to ${OLD_HOST}:5432, then "atmr-dr recover cutover ${id} --undo --yes"`,
+          detail: `secret ${SECRET} host is now "${PROXY}:5432", neither ${NEW_HOST}:5432 (atmr-prod-pitr-202611301402) that the cutover set nor ${OLD_HOST}:5432 (atmr-prod) from before it: left as is, and users kept out; point it back at atmr-prod: "host" and "port" of secret ${SECRET} set to ${OLD_HOST}:5432, then "npx --no atmr-dr recover cutover ${id} --undo --yes"`,
         });
         expect(killswitchMode()).toBe('maintenance');
         expect(secretValue.host).toBe(PROXY);
@@ -983,7 +986,7 @@ describe('cutover', () => {
         const stop = await operatorErrorOf(cutover(deps(), id, settings(), 'carol', 'resume'));
         expect([stop.exitCode, stop.message]).toEqual([
           3,
-          `recover cutover --resume: recovery ${id}: secret ${SECRET} host reads ${OLD_HOST.toUpperCase()}:5432 again, as before the cutover, not ${NEW_HOST}:5432 (atmr-prod-pitr-202611301402): production was taken back to atmr-prod by hand; nothing renamed, the cutover stops here: close it with "atmr-dr recover cutover ${id} --undo --yes"`,
+          `recover cutover --resume: recovery ${id}: secret ${SECRET} host reads ${OLD_HOST.toUpperCase()}:5432 again, as before the cutover, not ${NEW_HOST}:5432 (atmr-prod-pitr-202611301402): production was taken back to atmr-prod by hand; nothing renamed, the cutover stops here: close it with "npx --no atmr-dr recover cutover ${id} --undo --yes"`,
         ]);
 
         const undone = await undoCutover(deps(), id, settings(), 'alice');
@@ -1065,7 +1068,7 @@ describe('cutover', () => {
 
       expect(result).toMatchObject({ ok: false, interrupted: true, status: 'cutting-over' });
       expect(result.error).toBe(
-        'User: alice is not authorized to perform: ssm:PutParameter: production may still be in maintenance (the reopening may not have happened: --resume reopens it, then renames the old instance), or the killswitch may be open on the new instance already (production taking writes there: --resume finishes the rename); "atmr-dr killswitch status" tells which',
+        'User: alice is not authorized to perform: ssm:PutParameter: production may still be in maintenance (the reopening may not have happened: --resume reopens it, then renames the old instance), or the killswitch may be open on the new instance already (production taking writes there: --resume finishes the rename); "npx --no atmr-dr killswitch status" tells which',
       );
       // What `recover status` shows later, to whoever is on call then: the same line.
       expect((await getRecovery(deps().store, id)).cutoverError).toBe(result.error);
@@ -1088,7 +1091,7 @@ describe('cutover', () => {
       const stored = (await getRecovery(deps().store, id)).cutoverError!;
       expect(stored).toBe(result.error);
       expect(stored.indexOf(': production may still be in maintenance')).toBe(500);
-      expect(stored).toMatch(/; "atmr-dr killswitch status" tells which$/);
+      expect(stored).toMatch(/; "npx --no atmr-dr killswitch status" tells which$/);
     });
   });
 
@@ -1107,7 +1110,7 @@ describe('cutover', () => {
     // Assert
     expect([error.exitCode, error.message]).toEqual([
       1,
-      `recover cutover: recovery ${id}: cannot read where the API's database endpoint points (secret ${SECRET} host: AccessDeniedException: User: alice is not authorized to perform: secretsmanager:GetSecretValue), so cannot tell whether production was taken back to atmr-prod by hand: nothing renamed, the cutover stops here; fix the cause, then run "atmr-dr recover cutover ${id} --resume --yes"`,
+      `recover cutover: recovery ${id}: cannot read where the API's database endpoint points (secret ${SECRET} host: AccessDeniedException: User: alice is not authorized to perform: secretsmanager:GetSecretValue), so cannot tell whether production was taken back to atmr-prod by hand: nothing renamed, the cutover stops here; fix the cause, then run "npx --no atmr-dr recover cutover ${id} --resume --yes"`,
     ]);
     expect(renames()).toHaveLength(0);
     expect(rds.commandCalls(RemoveTagsFromResourceCommand)).toHaveLength(0);
@@ -1180,7 +1183,7 @@ describe('cutover', () => {
     // A new attempt would journal the copy's host as "previous": refused until the undo is finished.
     // The redeploy too is left to undo: tasks restarted while the endpoint still names the copy would read it again.
     await expect(cutover(deps(), id, settings({ readinessUrl: readyUrl }), 'alice')).rejects.toThrow(
-      `recover cutover: recovery ${id} has changes of a failed cutover not undone (killswitch maintenance, switch database endpoint, redeploy ECS services): run "atmr-dr recover cutover ${id} --undo --yes" first`,
+      `recover cutover: recovery ${id} has changes of a failed cutover not undone (killswitch maintenance, switch database endpoint, redeploy ECS services): run "npx --no atmr-dr recover cutover ${id} --undo --yes" first`,
     );
     secrets.on(PutSecretValueCommand).callsFake((input: { SecretString: string }) => {
       secretValue = JSON.parse(input.SecretString) as Record<string, unknown>;
@@ -1389,10 +1392,10 @@ describe('undoing a cutover whose tasks ran on the copy', () => {
     ]);
     expect(undoSteps[1].detail).toMatch(detail);
     expect(undoSteps[1].detail).toMatch(
-      new RegExp(`: the services may still run tasks on the copy; once the cause is fixed, "atmr-dr recover cutover ${id} --undo --yes" redeploys them and waits again$`),
+      new RegExp(`: the services may still run tasks on the copy; once the cause is fixed, "npx --no atmr-dr recover cutover ${id} --undo --yes" redeploys them and waits again$`),
     );
     expect(undoSteps[2].detail).toBe(
-      `kept in maintenance: traffic reopens only once the services run on the previous endpoint (redeploy ECS services not undone); "atmr-dr recover cutover ${id} --undo --yes" reopens it after the redeploy`,
+      `kept in maintenance: traffic reopens only once the services run on the previous endpoint (redeploy ECS services not undone); "npx --no atmr-dr recover cutover ${id} --undo --yes" reopens it after the redeploy`,
     );
     const record = await getRecovery(deps().store, id);
     expect(record.status).toBe('cutover-failed');
@@ -1630,9 +1633,9 @@ describe('an interrupted cutover', () => {
     await expect(undo).rejects.toMatchObject({
       exitCode: 3,
       message: expect.stringContaining(
-        `recover cutover --undo: recovery ${id}: its cutover stopped at ${stoppedAt} at someone's hold on the killswitch (the killswitch is maintenance (set by bob: HOLD: copy is missing bookings) since the cutover's maintenance: left as is; see "atmr-dr killswitch status", and lift it with "atmr-dr killswitch disable" once whoever set it agrees), ` +
+        `recover cutover --undo: recovery ${id}: its cutover stopped at ${stoppedAt} at someone's hold on the killswitch (the killswitch is maintenance (set by bob: HOLD: copy is missing bookings) since the cutover's maintenance: left as is; see "npx --no atmr-dr killswitch status", and lift it with "npx --no atmr-dr killswitch disable" once whoever set it agrees), ` +
           `but an earlier attempt of "killswitch back" may have reopened the killswitch (left started at ${reopenedAt}): users may have written on atmr-prod-pitr-202611301402 since: going back to atmr-prod would lose those writes, so the undo is refused until the API's endpoint names atmr-prod again; ` +
-          `finish with "atmr-dr recover cutover ${id} --resume --yes" once the hold is lifted; to go back all the same, losing them, by hand: (1) keep users out all along`,
+          `finish with "npx --no atmr-dr recover cutover ${id} --resume --yes" once the hold is lifted; to go back all the same, losing them, by hand: (1) keep users out all along`,
       ),
     });
     expect(secretValue.host).toBe(NEW_HOST);
@@ -1644,7 +1647,7 @@ describe('an interrupted cutover', () => {
     const { id } = await killedCutover(killAt);
 
     await expect(undoCutover(deps(stale), id, settings(), 'bob')).rejects.toThrow(
-      new RegExp(`^recover cutover --undo: recovery ${id}: the killswitch was reopened on atmr-prod-pitr-202611301402 at .*: production may have taken writes there and going back would lose them; finish with "atmr-dr recover cutover ${id} --resume --yes"$`),
+      new RegExp(`^recover cutover --undo: recovery ${id}: the killswitch was reopened on atmr-prod-pitr-202611301402 at .*: production may have taken writes there and going back would lose them; finish with "npx --no atmr-dr recover cutover ${id} --resume --yes"$`),
     );
     expect(secretValue.host).toBe(NEW_HOST);
     expect((await cutover(deps(stale), id, settings({ readinessUrl: readyUrl }), 'bob', 'resume')).ok).toBe(true);
@@ -1683,7 +1686,7 @@ describe('an interrupted cutover', () => {
 
     /** What the closing undo warns of: users let in on the copy by the reopening, before the way back. */
     const wroteOnCopy = (id: string) =>
-      `users may have written on atmr-prod-pitr-202611301402 before production was taken back to atmr-prod: those writes are not on atmr-prod; atmr-prod-pitr-202611301402 is left as it is, and "atmr-dr recover abandon ${id}" deletes it (after a final snapshot): look for them there first`;
+      `users may have written on atmr-prod-pitr-202611301402 before production was taken back to atmr-prod: those writes are not on atmr-prod; atmr-prod-pitr-202611301402 is left as it is, and "npx --no atmr-dr recover abandon ${id}" deletes it (after a final snapshot): look for them there first`;
 
     /** Killed once atmr-prod was renamed; the rename then put back by hand, and the endpoint: the recovery's id. */
     async function renamedAndPutBack(): Promise<string> {
@@ -1703,7 +1706,7 @@ describe('an interrupted cutover', () => {
       const error = await operatorErrorOf(cutover(deps(stale), id, settings({ readinessUrl: readyUrl }), 'bob', 'resume'));
       expect([error.exitCode, error.message]).toEqual([
         3,
-        `recover cutover --resume: recovery ${id}: secret ${SECRET} host reads ${OLD_HOST}:5432 again, as before the cutover, not ${NEW_HOST}:5432 (atmr-prod-pitr-202611301402): production was taken back to atmr-prod by hand; nothing renamed, the cutover stops here: the killswitch was reopened on atmr-prod-pitr-202611301402 at ${reopenedAt} (users may have written there, and those writes are not on atmr-prod): close it with "atmr-dr recover cutover ${id} --undo --yes" (it checks that atmr-prod and atmr-prod-pitr-202611301402 still have their names, and renames nothing)`,
+        `recover cutover --resume: recovery ${id}: secret ${SECRET} host reads ${OLD_HOST}:5432 again, as before the cutover, not ${NEW_HOST}:5432 (atmr-prod-pitr-202611301402): production was taken back to atmr-prod by hand; nothing renamed, the cutover stops here: the killswitch was reopened on atmr-prod-pitr-202611301402 at ${reopenedAt} (users may have written there, and those writes are not on atmr-prod): close it with "npx --no atmr-dr recover cutover ${id} --undo --yes" (it checks that atmr-prod and atmr-prod-pitr-202611301402 still have their names, and renames nothing)`,
       ]);
       const killswitchBefore = parameters.get(KILLSWITCH)!.value;
 
@@ -1748,8 +1751,8 @@ describe('an interrupted cutover', () => {
       expect([error.exitCode, error.message]).toEqual([
         3,
         `recover cutover --undo: recovery ${id}: the killswitch was reopened on atmr-prod-pitr-202611301402 at ${reopenedAt} and the rename of atmr-prod was left started at ${rename.startedAt}; secret ${SECRET} host reads ${OLD_HOST}:5432 again (atmr-prod), but no instance is named atmr-prod: nothing changed, nothing renamed; ` +
-          `by hand, either put atmr-prod back under its name (it may be ${renamedTo} now: "aws rds modify-db-instance --db-instance-identifier ${renamedTo} --new-db-instance-identifier atmr-prod --apply-immediately", then remove its atmr-dr:replaced-* tags), with atmr-prod-pitr-202611301402 still under its name, then run "atmr-dr recover cutover ${id} --undo --yes" again; ` +
-          `or finish on atmr-prod-pitr-202611301402: point the API at it ("host" and "port" of secret ${SECRET} set to ${NEW_HOST}:5432), then "atmr-dr recover cutover ${id} --resume --yes"`,
+          `by hand, either put atmr-prod back under its name (it may be ${renamedTo} now: "aws rds modify-db-instance --db-instance-identifier ${renamedTo} --new-db-instance-identifier atmr-prod --apply-immediately", then remove its atmr-dr:replaced-* tags), with atmr-prod-pitr-202611301402 still under its name, then run "npx --no atmr-dr recover cutover ${id} --undo --yes" again; ` +
+          `or finish on atmr-prod-pitr-202611301402: point the API at it ("host" and "port" of secret ${SECRET} set to ${NEW_HOST}:5432), then "npx --no atmr-dr recover cutover ${id} --resume --yes"`,
       ]);
       expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(modifies);
       expect(ecs.commandCalls(UpdateServiceCommand).length).toBe(2);
@@ -1791,7 +1794,7 @@ describe('an interrupted cutover', () => {
       expect([error.exitCode, error.message]).toEqual([
         3,
         `recover cutover --undo: recovery ${id}: the killswitch was reopened on atmr-prod-pitr-202611301402 at ${reopenedAt} and the rename of atmr-prod was left started at ${rename.startedAt}; secret ${SECRET} host reads ${OLD_HOST}:5432 again (atmr-prod), but no instance is named atmr-prod, and no instance is named atmr-prod-pitr-202611301402 (deleted by hand): nothing changed, nothing renamed; ` +
-          `by hand, put atmr-prod back under its name (it may be ${renamedTo} now: "aws rds modify-db-instance --db-instance-identifier ${renamedTo} --new-db-instance-identifier atmr-prod --apply-immediately", then remove its atmr-dr:replaced-* tags), then run "atmr-dr recover cutover ${id} --undo --yes" again`,
+          `by hand, put atmr-prod back under its name (it may be ${renamedTo} now: "aws rds modify-db-instance --db-instance-identifier ${renamedTo} --new-db-instance-identifier atmr-prod --apply-immediately", then remove its atmr-dr:replaced-* tags), then run "npx --no atmr-dr recover cutover ${id} --undo --yes" again`,
       ]);
       expect(error.message).not.toContain('finish on');
       expect(rds.commandCalls(ModifyDBInstanceCommand).filter((c) => c.args[0].input.NewDBInstanceIdentifier === 'atmr-prod')).toHaveLength(0);
@@ -1816,7 +1819,7 @@ describe('an interrupted cutover', () => {
 
       expect([error.exitCode, error.message]).toEqual([
         1,
-        `recover cutover --undo: recovery ${id}: cannot read where the API's database endpoint points (secret ${SECRET} host: AccessDeniedException: User: bob is not authorized to perform: secretsmanager:GetSecretValue on resource: ${SECRET}), so cannot tell whether production was taken back to atmr-prod: nothing changed; fix the cause (your right to read it, recovery.endpoint), then run "atmr-dr recover cutover ${id} --undo --yes" again`,
+        `recover cutover --undo: recovery ${id}: cannot read where the API's database endpoint points (secret ${SECRET} host: AccessDeniedException: User: bob is not authorized to perform: secretsmanager:GetSecretValue on resource: ${SECRET}), so cannot tell whether production was taken back to atmr-prod: nothing changed; fix the cause (your right to read it, recovery.endpoint), then run "npx --no atmr-dr recover cutover ${id} --undo --yes" again`,
       ]);
       const record = await getRecovery(deps().store, id);
       expect([record.status, record.leaseOwner, record.journal]).toEqual(['cutting-over', undefined, journal]);
@@ -1841,8 +1844,8 @@ describe('an interrupted cutover', () => {
       expect([error.exitCode, error.message]).toEqual([
         3,
         `recover cutover --undo: recovery ${id}: the killswitch was reopened on atmr-prod-pitr-202611301402 at ${reopenedAt} and the rename of atmr-prod was left ${rename.state} at ${rename.startedAt}; secret ${SECRET} host reads ${OLD_HOST}:5432 again (atmr-prod), but atmr-prod-pitr-202611301402 is not tagged atmr-dr:purpose=recovery and atmr-prod-pitr-202611301402 is deletion-protected: nothing changed, nothing renamed; ` +
-          `by hand, either give atmr-prod-pitr-202611301402 back to abandon (someone allowed to change it runs: "aws rds add-tags-to-resource --resource-name ${copy().DBInstanceArn} --tags Key=atmr-dr:purpose,Value=recovery", then "aws rds modify-db-instance --db-instance-identifier atmr-prod-pitr-202611301402 --no-deletion-protection --apply-immediately"), then run "atmr-dr recover cutover ${id} --undo --yes" again; ` +
-          `or finish on atmr-prod-pitr-202611301402: point the API at it ("host" and "port" of secret ${SECRET} set to ${NEW_HOST}:5432), then "atmr-dr recover cutover ${id} --resume --yes"`,
+          `by hand, either give atmr-prod-pitr-202611301402 back to abandon (someone allowed to change it runs: "aws rds add-tags-to-resource --resource-name ${copy().DBInstanceArn} --tags Key=atmr-dr:purpose,Value=recovery", then "aws rds modify-db-instance --db-instance-identifier atmr-prod-pitr-202611301402 --no-deletion-protection --apply-immediately"), then run "npx --no atmr-dr recover cutover ${id} --undo --yes" again; ` +
+          `or finish on atmr-prod-pitr-202611301402: point the API at it ("host" and "port" of secret ${SECRET} set to ${NEW_HOST}:5432), then "npx --no atmr-dr recover cutover ${id} --resume --yes"`,
       ]);
       expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(modifies);
       expect(await getRecovery(deps().store, id)).toMatchObject({ status: 'cutting-over', journal });
@@ -1897,7 +1900,7 @@ describe('an interrupted cutover', () => {
       // Assert
       expect([first.status, first.error]).toEqual(['cutover-failed', 'cutover undo by bob not finished (1 undo(s) failed)']);
       expect(first.steps.filter((s) => s.outcome === 'undo-failed' || s.step === CUTOVER_STEPS.rename)).toEqual([
-        expect.objectContaining({ step: CUTOVER_STEPS.rename, outcome: 'undo-failed', detail: `Throughput exceeds the current capacity of your table: "atmr-dr recover cutover ${id} --undo --yes" marks it again` }),
+        expect.objectContaining({ step: CUTOVER_STEPS.rename, outcome: 'undo-failed', detail: `Throughput exceeds the current capacity of your table: "npx --no atmr-dr recover cutover ${id} --undo --yes" marks it again` }),
       ]);
       const left = await getRecovery(deps().store, id);
       expect(left.journal!.filter((e) => e.state !== 'undone').map((e) => e.step).sort()).toEqual([CUTOVER_STEPS.reopen, CUTOVER_STEPS.rename].sort());
@@ -1931,7 +1934,7 @@ describe('an interrupted cutover', () => {
         expect.objectContaining({
           step: CUTOVER_STEPS.maintenance,
           detail: expect.stringMatching(
-            new RegExp(`^the killswitch was read: now normal \\(set by alice: .*\\) since the cutover: left as is; its journal mark was not saved \\(Throughput exceeds the current capacity of your table\\): "atmr-dr recover cutover ${id} --undo --yes" writes it$`),
+            new RegExp(`^the killswitch was read: now normal \\(set by alice: .*\\) since the cutover: left as is; its journal mark was not saved \\(Throughput exceeds the current capacity of your table\\): "npx --no atmr-dr recover cutover ${id} --undo --yes" writes it$`),
           ),
         }),
       ]);
@@ -1963,7 +1966,7 @@ describe('an interrupted cutover', () => {
         status: 'cutover-failed',
         error: 'cutover interrupted and undone by bob',
         warning: wroteOnCopy(id).replace(
-          '; atmr-prod-pitr-202611301402 is left as it is, and "atmr-dr recover abandon ' + id + '" deletes it (after a final snapshot): look for them there first',
+          '; atmr-prod-pitr-202611301402 is left as it is, and "npx --no atmr-dr recover abandon ' + id + '" deletes it (after a final snapshot): look for them there first',
           ', and no instance is named atmr-prod-pitr-202611301402 any more (deleted by hand)',
         ),
       });
@@ -2016,13 +2019,13 @@ describe('an interrupted cutover', () => {
     expect(first.steps.filter((s) => s.outcome === 'undo-failed')).toEqual([
       expect.objectContaining({
         step: CUTOVER_STEPS.maintenance,
-        detail: `the give-back was sent but not confirmed (Rate exceeded): the killswitch may be back to normal or still in maintenance; check it with "atmr-dr killswitch status"; "atmr-dr recover cutover ${id} --undo --yes" reads it again`,
+        detail: `the give-back was sent but not confirmed (Rate exceeded): the killswitch may be back to normal or still in maintenance; check it with "npx --no atmr-dr killswitch status"; "npx --no atmr-dr recover cutover ${id} --undo --yes" reads it again`,
       }),
     ]);
     expect(keptInMaintenance(first.steps)).toBe(false);
-    expect(killswitchUnknown(first.steps)).toBe(`the killswitch's state is unknown (its give-back was sent but not confirmed): check it with "atmr-dr killswitch status"`);
+    expect(killswitchUnknown(first.steps)).toBe(`the killswitch's state is unknown (its give-back was sent but not confirmed): check it with "npx --no atmr-dr killswitch status"`);
     const summary = (JSON.parse(events.commandCalls(PutEventsCommand).at(-1)!.args[0].input.Entries![0].Detail!) as { summary: string }).summary;
-    expect(summary).toContain(`; the killswitch's state is unknown (its give-back was sent but not confirmed): check it with "atmr-dr killswitch status"`);
+    expect(summary).toContain(`; the killswitch's state is unknown (its give-back was sent but not confirmed): check it with "npx --no atmr-dr killswitch status"`);
     expect(summary).not.toMatch(/stays in maintenance|could not be read/);
 
     ssm.on(GetParameterCommand).callsFake((input: { Name: string }) => {
@@ -2054,7 +2057,7 @@ describe('an interrupted cutover', () => {
     expect(endpoint).toMatchObject({
       outcome: 'undo-failed',
       detail: expect.stringMatching(
-        new RegExp(`^.* set back to .*; its journal mark was not saved \\(Throughput exceeds the current capacity of your table\\): "atmr-dr recover cutover ${id} --undo --yes" writes it$`),
+        new RegExp(`^.* set back to .*; its journal mark was not saved \\(Throughput exceeds the current capacity of your table\\): "npx --no atmr-dr recover cutover ${id} --undo --yes" writes it$`),
       ),
     });
     expect(first.steps.map((s) => s.detail).join('\n')).not.toContain('do it by hand');
@@ -2078,7 +2081,7 @@ describe('an interrupted cutover', () => {
 
     expect(first.steps.find((s) => s.step === CUTOVER_STEPS.redeploy)).toMatchObject({
       outcome: 'undo-failed',
-      detail: `atmr-api, atmr-celery-worker redeployed and stable on the previous endpoint; its journal mark was not saved (Throughput exceeds the current capacity of your table): "atmr-dr recover cutover ${id} --undo --yes" redeploys them again and writes it`,
+      detail: `atmr-api, atmr-celery-worker redeployed and stable on the previous endpoint; its journal mark was not saved (Throughput exceeds the current capacity of your table): "npx --no atmr-dr recover cutover ${id} --undo --yes" redeploys them again and writes it`,
     });
 
     const second = await undoCutover(deps({ now: later((LEASE_SECONDS * 3 + 60) * 1000) }), id, settings(), 'carol');
@@ -2180,7 +2183,7 @@ describe('an interrupted cutover', () => {
     const result = await cutover(deps({ store: releases }), id, settings(), 'alice');
 
     expect(result).toMatchObject({ ok: false, interrupted: true, status: 'cutting-over' });
-    expect(result.error!.endsWith(`"atmr-dr killswitch status" tells which${await leaseKept(id, 'alice')}`)).toBe(true);
+    expect(result.error!.endsWith(`"npx --no atmr-dr killswitch status" tells which${await leaseKept(id, 'alice')}`)).toBe(true);
   });
 
   it("--undo whose last write (the lease released with it) is refused says the undo is not recorded, until when the lease stays, and that a run before then is refused; the next --undo before then is refused naming that time, one after it closes the cutover", async () => {
@@ -2198,7 +2201,7 @@ describe('an interrupted cutover', () => {
     expect([first.status, record.status, record.leaseOwner]).toEqual(['cutting-over', 'cutting-over', 'bob']);
     const until = new Date(record.leaseExpiresAt!).toISOString();
     expect(first.warning).toBe(
-      `the undo is not recorded, the record still says "cutting-over"; the lease was not released (ProvisionedThroughputExceededException: Throughput exceeds the current capacity of your table): it stays bob's until ${until}, and a --resume or --undo run before then, yours too, is refused as held: "atmr-dr recover cutover ${id} --undo --yes" run after that records it`,
+      `the undo is not recorded, the record still says "cutting-over"; the lease was not released (ProvisionedThroughputExceededException: Throughput exceeds the current capacity of your table): it stays bob's until ${until}, and a --resume or --undo run before then, yours too, is refused as held: "npx --no atmr-dr recover cutover ${id} --undo --yes" run after that records it`,
     );
     expect(first.unrecorded).toEqual({ takenOver: false, line: first.warning });
     await expect(undoCutover(deps(stale), id, settings(), 'bob')).rejects.toThrow(`recover cutover --undo: recovery ${id} is being cut over by bob (lease live until ${until})`);
@@ -2247,7 +2250,7 @@ describe('an interrupted cutover', () => {
     expect([record.status, record.leaseOwner]).toEqual(['cutting-over', 'carol (pid 7 on desk)']);
     expect(result.status).toBe(record.status);
     expect(result.warning).toBe(
-      `this run put back what it found, but its undo is not recorded; recovery ${id} was taken over by carol (pid 7 on desk): this process stops here and changes nothing more (see "atmr-dr recover status ${id}")`,
+      `this run put back what it found, but its undo is not recorded; recovery ${id} was taken over by carol (pid 7 on desk): this process stops here and changes nothing more (see "npx --no atmr-dr recover status ${id}")`,
     );
     expect(result.unrecorded).toEqual({ takenOver: true, line: result.warning });
     const told = events.commandCalls(PutEventsCommand).slice(sent).map((c) => JSON.parse(c.args[0].input.Entries![0].Detail!) as { summary: string });
@@ -2269,7 +2272,7 @@ describe('an interrupted cutover', () => {
     // Assert: nothing changed, the endpoint still on the copy
     expect([refusal.exitCode, refusal.message]).toEqual([
       1,
-      `recover cutover --undo: recovery ${id}: cannot journal the redeploy of atmr-api, atmr-celery-worker before setting secret ${SECRET} host back (ProvisionedThroughputExceededException: Throughput exceeds the current capacity of your table): nothing undone: the endpoint not set back, the killswitch left as it is (users are kept out only while it holds the cutover's maintenance: check with "atmr-dr killswitch status"); fix the cause, then run "atmr-dr recover cutover ${id} --undo --yes"${await leaseKept(id, 'bob')}`,
+      `recover cutover --undo: recovery ${id}: cannot journal the redeploy of atmr-api, atmr-celery-worker before setting secret ${SECRET} host back (ProvisionedThroughputExceededException: Throughput exceeds the current capacity of your table): nothing undone: the endpoint not set back, the killswitch left as it is (users are kept out only while it holds the cutover's maintenance: check with "npx --no atmr-dr killswitch status"); fix the cause, then run "npx --no atmr-dr recover cutover ${id} --undo --yes"${await leaseKept(id, 'bob')}`,
     ]);
     // The cutover's stops announce themselves: this one too, in its line
     const told = events.commandCalls(PutEventsCommand).slice(sent).map((c) => c.args[0].input.Entries![0]);
@@ -2308,7 +2311,7 @@ describe('an interrupted cutover', () => {
       // Assert: the line holds in both cases, and nothing was changed
       expect([refusal.exitCode, refusal.message]).toEqual([
         1,
-        `recover cutover --undo: recovery ${id}: cannot journal the redeploy of atmr-api, atmr-celery-worker before setting secret ${SECRET} host back (ProvisionedThroughputExceededException: Throughput exceeds the current capacity of your table): nothing undone: the endpoint not set back, the killswitch left as it is (users are kept out only while it holds the cutover's maintenance: check with "atmr-dr killswitch status"); fix the cause, then run "atmr-dr recover cutover ${id} --undo --yes"${await leaseKept(id, 'bob')}`,
+        `recover cutover --undo: recovery ${id}: cannot journal the redeploy of atmr-api, atmr-celery-worker before setting secret ${SECRET} host back (ProvisionedThroughputExceededException: Throughput exceeds the current capacity of your table): nothing undone: the endpoint not set back, the killswitch left as it is (users are kept out only while it holds the cutover's maintenance: check with "npx --no atmr-dr killswitch status"); fix the cause, then run "npx --no atmr-dr recover cutover ${id} --undo --yes"${await leaseKept(id, 'bob')}`,
       ]);
       expect(parameters.get(KILLSWITCH)).toEqual(killswitch);
       expect(secretValue.host).toBe(host);
@@ -2326,7 +2329,7 @@ describe('an interrupted cutover', () => {
     // Assert: production left on the copy in maintenance, for --undo
     expect([refusal.exitCode, refusal.message]).toEqual([
       1,
-      `recover cutover: recovery ${id}: the cutover failed (ProvisionedThroughputExceededException: Throughput exceeds the current capacity of your table), and its undo cannot journal the redeploy of atmr-api, atmr-celery-worker before setting secret ${SECRET} host back (the same error): nothing undone: the endpoint not set back, the killswitch left as it is (users are kept out only while it holds the cutover's maintenance: check with "atmr-dr killswitch status"); fix the cause, then run "atmr-dr recover cutover ${id} --undo --yes"${await leaseKept(id, 'alice')}`,
+      `recover cutover: recovery ${id}: the cutover failed (ProvisionedThroughputExceededException: Throughput exceeds the current capacity of your table), and its undo cannot journal the redeploy of atmr-api, atmr-celery-worker before setting secret ${SECRET} host back (the same error): nothing undone: the endpoint not set back, the killswitch left as it is (users are kept out only while it holds the cutover's maintenance: check with "npx --no atmr-dr killswitch status"); fix the cause, then run "npx --no atmr-dr recover cutover ${id} --undo --yes"${await leaseKept(id, 'alice')}`,
     ]);
     expect(secretValue.host).toBe(NEW_HOST);
     expect(killswitchNow().mode).toBe('maintenance');
@@ -2431,7 +2434,7 @@ describe('an interrupted cutover', () => {
 
   it.each([
     ['a completed cutover (cut-over)', 'cut-over', /^recover cutover --undo: recovery \S+ is "cut-over", expected cutting-over or cutover-failed: only an interrupted or failed cutover can be undone/],
-    ['a cutover killed once the killswitch was reopened', 'reopened', /^recover cutover --undo: recovery \S+: the killswitch was reopened on atmr-prod-pitr-202611301402 at .*; finish with "atmr-dr recover cutover \S+ --resume --yes"$/],
+    ['a cutover killed once the killswitch was reopened', 'reopened', /^recover cutover --undo: recovery \S+: the killswitch was reopened on atmr-prod-pitr-202611301402 at .*; finish with "npx --no atmr-dr recover cutover \S+ --resume --yes"$/],
     ["a cutover another process holds the live lease of", 'leased', /^recover cutover --undo: recovery \S+ is being cut over by alice \(pid 4242 on laptop\) \(lease live until /],
   ] as const)(
     '--undo of %s, recovery.ecs unset: the same refusal as with it set, not one saying to set recovery.ecs for an undo that cannot run',
@@ -2501,7 +2504,7 @@ describe('an interrupted cutover', () => {
     const woken = (await dead) as Awaited<ReturnType<typeof cutover>>;
 
     expect(woken).toMatchObject({ ok: false, interrupted: true });
-    expect(woken.error).toBe(`recover cutover: recovery ${id} was taken over by another operator (now "cut-over"): this process stops here and changes nothing more (see "atmr-dr recover status ${id}")`);
+    expect(woken.error).toBe(`recover cutover: recovery ${id} was taken over by another operator (now "cut-over"): this process stops here and changes nothing more (see "npx --no atmr-dr recover status ${id}")`);
     expect(ssm.calls().length + secrets.calls().length + ecs.calls().length + rds.calls().length).toBe(callsBefore);
     expect((await getRecovery(deps().store, id)).status).toBe('cut-over');
   });
@@ -2526,7 +2529,9 @@ describe('an interrupted cutover', () => {
       ['redeploy ECS services', 'started'],
     ]);
     expect(record.leaseToken).toBeUndefined();
-    expect(events.commandCalls(PutEventsCommand).map((c) => c.args[0].input.Entries![0].DetailType)).toContain('Recovery Cutover Interrupted');
+    const told = events.commandCalls(PutEventsCommand).map((c) => c.args[0].input.Entries![0]).filter((e) => e.DetailType === 'Recovery Cutover Interrupted');
+    // The event reaches a page as written: its command names the environment.
+    expect(told.map((e) => (JSON.parse(e.Detail!) as { summary: string }).summary)).toEqual([expect.stringMatching(new RegExp(`; resume or undo it \\(npx --no atmr-dr recover cutover ${id} --env drill --resume \\| --undo\\)$`))]);
 
     stop = false;
     const resumed = await cutover(deps(), id, settings({ readinessUrl: readyUrl }), 'alice', 'resume');
@@ -2613,7 +2618,7 @@ describe('an interrupted cutover', () => {
     expect(record.replacedInstance).toBeUndefined();
     expect(record.journal!.find((e) => e.step === CUTOVER_STEPS.rename)!.state).toBe('by-hand');
     const cutOver = events.commandCalls(PutEventsCommand).map((c) => c.args[0].input.Entries![0]).find((e) => e.DetailType === 'Recovery Cut Over')!;
-    expect((JSON.parse(cutOver.Detail!) as { summary: string }).summary).toContain(`; atmr-prod NOT renamed yet (it keeps the production name): to be renamed by someone allowed to change atmr-prod: see "atmr-dr recover status ${id}"`);
+    expect((JSON.parse(cutOver.Detail!) as { summary: string }).summary).toContain(`; atmr-prod NOT renamed yet (it keeps the production name): to be renamed by someone allowed to change atmr-prod: see "npx --no atmr-dr recover status ${id}"`);
   });
 
   it('--resume when the old name now holds another instance and the old one is not under the journaled name: refused in one line naming both resource ids, nothing renamed or tagged', async () => {
@@ -2825,7 +2830,7 @@ describe('an instance that RDS is backing up', () => {
     // The team channel hears that the old instance still holds the production name, and who renames it.
     const cutOver = events.commandCalls(PutEventsCommand).map((c) => c.args[0].input.Entries![0]).find((e) => e.DetailType === 'Recovery Cut Over')!;
     expect((JSON.parse(cutOver.Detail!) as { summary: string }).summary).toMatch(
-      new RegExp(`; atmr-prod NOT renamed yet \\(it keeps the production name\\): to be renamed by someone allowed to change atmr-prod: see "atmr-dr recover status ${id}"$`),
+      new RegExp(`; atmr-prod NOT renamed yet \\(it keeps the production name\\): to be renamed by someone allowed to change atmr-prod: see "npx --no atmr-dr recover status ${id}"$`),
     );
   });
 

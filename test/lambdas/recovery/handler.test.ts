@@ -7,6 +7,7 @@ const rds = mockClient(RDSClient);
 const ENV = {
   [RECOVERY_ENV.sourceInstance]: 'atmr-prod',
   [RECOVERY_ENV.newInstancePrefix]: 'atmr-prod-pitr-',
+  [RECOVERY_ENV.environmentName]: 'prod',
   [RECOVERY_ENV.subnetGroupName]: 'atmr-private',
   [RECOVERY_ENV.tags]: '{"team":"atmr-sre"}',
   [RECOVERY_ENV.opsTable]: 'ops-state',
@@ -32,7 +33,7 @@ const request = {
 describe('recovery handler', () => {
   it('reads its settings from the environment', () => {
     const deps = depsFromEnv(ENV, { rds: new RDSClient({}) });
-    expect(deps.settings).toMatchObject({ sourceInstance: 'atmr-prod', productionPort: 5432, tags: { team: 'atmr-sre' }, maxWaitSeconds: 14400, checks: { criticalTables: ['company', 'booking'] } });
+    expect(deps.settings).toMatchObject({ environmentName: 'prod', sourceInstance: 'atmr-prod', productionPort: 5432, tags: { team: 'atmr-sre' }, maxWaitSeconds: 14400, checks: { criticalTables: ['company', 'booking'] } });
     // RecoverySeconds goes to the environment's namespace, which the house function sets for Powertools.
     expect(deps.settings.metricsNamespace).toBe('AtmrDr/prod');
     expect(deps.store.tableName).toBe('ops-state');

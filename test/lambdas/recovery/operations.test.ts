@@ -269,7 +269,7 @@ describe('abandoning a recovery', () => {
       const error = await operatorErrorOf(abandonRecovery(deps(), copy.id, 'alice', SOURCE));
 
       expect(error.message).toBe(
-        `recover: ${copy.newInstance} cannot be deleted in state "storage-full" (RDS: Instance ${copy.newInstance} is already being deleted.): scale its storage up first (aws rds modify-db-instance --db-instance-identifier ${copy.newInstance} --allocated-storage <GiB, at least 10% more> --apply-immediately), then run "atmr-dr recover abandon ${copy.id}" again`,
+        `recover: ${copy.newInstance} cannot be deleted in state "storage-full" (RDS: Instance ${copy.newInstance} is already being deleted.): scale its storage up first (aws rds modify-db-instance --db-instance-identifier ${copy.newInstance} --allocated-storage <GiB, at least 10% more> --apply-immediately), then run "npx --no atmr-dr recover abandon ${copy.id}" again`,
       );
       expect((await getRecovery(deps().store, copy.id)).status).toBe('abandoning');
     });
@@ -325,7 +325,7 @@ describe('abandon racing a cutover (the ops-state record decides, by a condition
 
     expect(error).toBeInstanceOf(OperatorError);
     expect([error?.message, error?.exitCode]).toEqual([
-      `recover abandon: recovery ${id} changed while this command ran (it read "verified", it is now "cutting-over", a cutover lease held by bob): nothing was stopped or deleted; see "atmr-dr recover status ${id}", then decide again`,
+      `recover abandon: recovery ${id} changed while this command ran (it read "verified", it is now "cutting-over", a cutover lease held by bob): nothing was stopped or deleted; see "npx --no atmr-dr recover status ${id}", then decide again`,
       3,
     ]);
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
@@ -383,7 +383,7 @@ describe('abandon racing a cutover (the ops-state record decides, by a condition
     rds.on(DeleteDBInstanceCommand).resolves({});
 
     await expect(abandonRecovery(deps(), id, 'alice', SOURCE)).rejects.toThrow(
-      `recover abandon: cannot tell whether the workflow of recovery ${id} still runs (ThrottlingException: Rate exceeded): nothing was stopped or deleted; run "atmr-dr recover abandon ${id}" again`,
+      `recover abandon: cannot tell whether the workflow of recovery ${id} still runs (ThrottlingException: Rate exceeded): nothing was stopped or deleted; run "npx --no atmr-dr recover abandon ${id}" again`,
     );
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
     expect((await getRecovery(deps().store, id)).status).toBe('abandoning');
@@ -455,7 +455,7 @@ describe('abandoning a copy RDS cannot snapshot (it cannot use its KMS key)', ()
       // Production shares the copy's key: its automated backups are no way back while RDS cannot use it.
       expect(error.message).toMatch(
         new RegExp(
-          `^recover abandon: recovery ${id}: ${newInstance} is "${status}" \\(.*\\): RDS refuses a final snapshot of it; its data is also in the automated backups of ${SOURCE}, but they are encrypted with the same KMS key \\(${KEY}\\): a new recovery to 2026-11-30T14:02:00.000Z reads them only while RDS can use that key \\(enable it again first if it was disabled; a deleted key loses them too\\) and that time is in their restore window: delete the copy without a snapshot with "atmr-dr recover abandon ${id} --skip-final-snapshot", ${keep}; nothing changed$`,
+          `^recover abandon: recovery ${id}: ${newInstance} is "${status}" \\(.*\\): RDS refuses a final snapshot of it; its data is also in the automated backups of ${SOURCE}, but they are encrypted with the same KMS key \\(${KEY}\\): a new recovery to 2026-11-30T14:02:00.000Z reads them only while RDS can use that key \\(enable it again first if it was disabled; a deleted key loses them too\\) and that time is in their restore window: delete the copy without a snapshot with "npx --no atmr-dr recover abandon ${id} --skip-final-snapshot", ${keep}; nothing changed$`,
         ),
       );
       expect(error.message).not.toContain('\n');
@@ -490,7 +490,7 @@ describe('abandoning a copy RDS cannot snapshot (it cannot use its KMS key)', ()
 
       expect(error.exitCode).toBe(2);
       expect(error.message).toBe(
-        `recover abandon: --skip-final-snapshot: atmr-prod-pitr-202611301402 is "${status}": RDS can take a final snapshot of it, so abandon keeps one: run "atmr-dr recover abandon ${id}" without it; nothing changed`,
+        `recover abandon: --skip-final-snapshot: atmr-prod-pitr-202611301402 is "${status}": RDS can take a final snapshot of it, so abandon keeps one: run "npx --no atmr-dr recover abandon ${id}" without it; nothing changed`,
       );
       expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
       expect(await getRecovery(deps().store, id)).toEqual(before);
@@ -542,7 +542,7 @@ describe('abandoning a copy whose storage is full or whose parameters are incomp
 
     const error = await operatorErrorOf(abandonRecovery(deps(), id, 'alice', SOURCE));
 
-    expect(error.message).toBe(`recover: ${newInstance} cannot be deleted in state "${status}" (RDS: Instance ${newInstance} is not currently in the available state.): ${fix}, then run "atmr-dr recover abandon ${id}" again`);
+    expect(error.message).toBe(`recover: ${newInstance} cannot be deleted in state "${status}" (RDS: Instance ${newInstance} is not currently in the available state.): ${fix}, then run "npx --no atmr-dr recover abandon ${id}" again`);
     expect((await getRecovery(deps().store, id)).status).toBe('abandoning');
   });
 });
@@ -561,7 +561,7 @@ describe('abandoning a recovery whose cutover is under way or stopped (cutting-o
 
     expect([error.exitCode, error.message]).toEqual([
       3,
-      `recover abandon: recovery ${id} is "cutting-over": its cutover left changes not undone (killswitch maintenance): production still runs on ${SOURCE} (its database endpoint was not switched), maybe in maintenance (the killswitch); run "atmr-dr recover cutover ${id} --undo --yes" first`,
+      `recover abandon: recovery ${id} is "cutting-over": its cutover left changes not undone (killswitch maintenance): production still runs on ${SOURCE} (its database endpoint was not switched), maybe in maintenance (the killswitch); run "npx --no atmr-dr recover cutover ${id} --undo --yes" first`,
     ]);
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
     expect(sfn.commandCalls(StopExecutionCommand)).toHaveLength(0);
@@ -578,8 +578,8 @@ describe('abandoning a recovery whose cutover is under way or stopped (cutting-o
     await updateRecovery(deps().store, id, { status: 'cutting-over', journal });
 
     await expect(abandonRecovery(deps(), id, 'alice', SOURCE)).rejects.toThrow(
-      `recover abandon: recovery ${id} is "cutting-over": its cutover reached "killswitch back": production may run on atmr-prod-pitr-202611301402 and have taken writes there, so it is never deleted by this tool; finish it with "atmr-dr recover cutover ${id} --resume --yes", ` +
-        `or, once production is back on ${SOURCE} by hand (the API's endpoint set back to it, ${SOURCE} and atmr-prod-pitr-202611301402 under their names), close it with "atmr-dr recover cutover ${id} --undo --yes" first`,
+      `recover abandon: recovery ${id} is "cutting-over": its cutover reached "killswitch back": production may run on atmr-prod-pitr-202611301402 and have taken writes there, so it is never deleted by this tool; finish it with "npx --no atmr-dr recover cutover ${id} --resume --yes", ` +
+        `or, once production is back on ${SOURCE} by hand (the API's endpoint set back to it, ${SOURCE} and atmr-prod-pitr-202611301402 under their names), close it with "npx --no atmr-dr recover cutover ${id} --undo --yes" first`,
     );
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
   });
@@ -614,7 +614,7 @@ describe('abandoning a recovery whose cutover is under way or stopped (cutting-o
     await updateRecovery(deps().store, id, { status: 'cutting-over', journal });
 
     await expect(abandonRecovery(deps(), id, 'alice', SOURCE)).rejects.toThrow(
-      `recover abandon: recovery ${id} is "cutting-over": its cutover left changes not undone (killswitch maintenance, switch database endpoint): production may still use atmr-prod-pitr-202611301402, maybe in maintenance (the killswitch); run "atmr-dr recover cutover ${id} --undo --yes" first`,
+      `recover abandon: recovery ${id} is "cutting-over": its cutover left changes not undone (killswitch maintenance, switch database endpoint): production may still use atmr-prod-pitr-202611301402, maybe in maintenance (the killswitch); run "npx --no atmr-dr recover cutover ${id} --undo --yes" first`,
     );
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
   });
@@ -624,7 +624,7 @@ describe('abandoning a recovery whose cutover is under way or stopped (cutting-o
     await updateRecovery(deps().store, id, { status: 'cutting-over', journal: [] });
 
     await expect(abandonRecovery(deps(), id, 'alice', SOURCE)).rejects.toThrow(
-      `recover abandon: recovery ${id} is "cutting-over": its cutover has journaled no step yet (production unchanged); run "atmr-dr recover cutover ${id} --undo --yes" first`,
+      `recover abandon: recovery ${id} is "cutting-over": its cutover has journaled no step yet (production unchanged); run "npx --no atmr-dr recover cutover ${id} --undo --yes" first`,
     );
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
   });
@@ -639,11 +639,11 @@ describe('abandoning a recovery whose cutover is under way or stopped (cutting-o
 
     expect([live.exitCode, live.message]).toEqual([
       3,
-      `recover abandon: recovery ${id} is "cutting-over": its cutover is running, by bob (pid 42 on bob-laptop) (--resume and --undo are refused while its lease is live): wait for it to end, or, if its holder is gone, for its lease to expire at ${new Date(expires).toISOString()}, then see "atmr-dr recover status ${id}"`,
+      `recover abandon: recovery ${id} is "cutting-over": its cutover is running, by bob (pid 42 on bob-laptop) (--resume and --undo are refused while its lease is live): wait for it to end, or, if its holder is gone, for its lease to expire at ${new Date(expires).toISOString()}, then see "npx --no atmr-dr recover status ${id}"`,
     ]);
     expect(live.message).not.toContain('--undo --yes');
     const stale = await operatorErrorOf(abandonRecovery({ ...deps(), now: () => new Date(expires + 1000) }, id, 'alice', SOURCE));
-    expect(stale.message).toContain(`run "atmr-dr recover cutover ${id} --undo --yes" first`);
+    expect(stale.message).toContain(`run "npx --no atmr-dr recover cutover ${id} --undo --yes" first`);
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
   });
 });
@@ -658,7 +658,7 @@ describe('abandoning after a cutover that was not fully undone', () => {
     await updateRecovery(deps().store, id, { status: 'cutover-failed', journal });
 
     await expect(abandonRecovery(deps(), id, 'alice', SOURCE)).rejects.toThrow(
-      `recover abandon: recovery ${id}: its cutover left changes not undone (switch database endpoint): production may still use atmr-prod-pitr-202611301402; run "atmr-dr recover cutover ${id} --undo --yes" first`,
+      `recover abandon: recovery ${id}: its cutover left changes not undone (switch database endpoint): production may still use atmr-prod-pitr-202611301402; run "npx --no atmr-dr recover cutover ${id} --undo --yes" first`,
     );
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
     expect(sfn.commandCalls(StopExecutionCommand)).toHaveLength(0);
@@ -677,7 +677,7 @@ describe('abandoning after a cutover that was not fully undone', () => {
 
     try {
       await expect(abandonRecovery(deps(), id, 'alice', SOURCE)).rejects.toThrow(
-        `recover abandon: recovery ${id}: its cutover left changes not undone (killswitch maintenance): production still runs on ${SOURCE} (its database endpoint was switched and put back), maybe in maintenance (the killswitch); run "atmr-dr recover cutover ${id} --undo --yes" first`,
+        `recover abandon: recovery ${id}: its cutover left changes not undone (killswitch maintenance): production still runs on ${SOURCE} (its database endpoint was switched and put back), maybe in maintenance (the killswitch); run "npx --no atmr-dr recover cutover ${id} --undo --yes" first`,
       );
       expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
     } finally {
@@ -728,7 +728,7 @@ describe("abandoning while the API's endpoint may name the copy (read before any
       const error = await operatorErrorOf(abandonRecovery(deps(), id, 'alice', SOURCE));
 
       expect(error.message).toBe(
-        `recover abandon: recovery ${id}: parameter ${ENDPOINT_PARAMETER} holds "${value}", the address of ${record.newInstance}: the API may be using it, and abandoning would delete its database; point the API back at production with "aws ssm put-parameter --name ${ENDPOINT_PARAMETER} --type String --overwrite --value <${SOURCE}'s address>:<port>" and redeploy its services, then run "atmr-dr recover abandon ${id}" again; nothing changed`,
+        `recover abandon: recovery ${id}: parameter ${ENDPOINT_PARAMETER} holds "${value}", the address of ${record.newInstance}: the API may be using it, and abandoning would delete its database; point the API back at production with "aws ssm put-parameter --name ${ENDPOINT_PARAMETER} --type String --overwrite --value <${SOURCE}'s address>:<port>" and redeploy its services, then run "npx --no atmr-dr recover abandon ${id}" again; nothing changed`,
       );
       expect(error.exitCode).toBe(3);
       expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
@@ -762,7 +762,7 @@ describe("abandoning while the API's endpoint may name the copy (read before any
       const error = await operatorErrorOf(abandonRecovery(deps(), id, 'alice', SOURCE));
 
       expect(error.message).toBe(
-        `recover abandon: recovery ${id}: cannot read where the API's database endpoint points (parameter ${ENDPOINT_PARAMETER}: AccessDeniedException: User is not authorized to perform: ssm:GetParameter), so cannot tell whether the API uses ${record.newInstance}: nothing was stopped or deleted; fix the cause (your right to read it, recovery.endpoint), then run "atmr-dr recover abandon ${id}" again`,
+        `recover abandon: recovery ${id}: cannot read where the API's database endpoint points (parameter ${ENDPOINT_PARAMETER}: AccessDeniedException: User is not authorized to perform: ssm:GetParameter), so cannot tell whether the API uses ${record.newInstance}: nothing was stopped or deleted; fix the cause (your right to read it, recovery.endpoint), then run "npx --no atmr-dr recover abandon ${id}" again`,
       );
       expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
       expect(sfn.commandCalls(StopExecutionCommand)).toHaveLength(0);
@@ -795,7 +795,7 @@ describe("abandoning while the API's endpoint may name the copy (read before any
       await updateRecovery(deps().store, id, { status: 'cutover-failed', journal });
 
       await expect(abandonRecovery(deps(), id, 'alice', SOURCE)).rejects.toThrow(
-        `recover abandon: recovery ${id}: its cutover left changes not undone (killswitch maintenance): its database endpoint was switched to atmr-prod-pitr-202611301402, then set to another value by someone else, which the undo left as is (not put back: see "atmr-dr recover status ${id}"), maybe in maintenance (the killswitch); run "atmr-dr recover cutover ${id} --undo --yes" first`,
+        `recover abandon: recovery ${id}: its cutover left changes not undone (killswitch maintenance): its database endpoint was switched to atmr-prod-pitr-202611301402, then set to another value by someone else, which the undo left as is (not put back: see "npx --no atmr-dr recover status ${id}"), maybe in maintenance (the killswitch); run "npx --no atmr-dr recover cutover ${id} --undo --yes" first`,
       );
       expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
     } finally {
@@ -884,7 +884,7 @@ describe('a start whose StartExecution answer was lost', () => {
     // Assert
     const id = sfn.commandCalls(StartExecutionCommand)[0].args[0].input.name!;
     expect([error.message, error.exitCode]).toEqual([
-      `recover: cannot tell whether the workflow of recovery ${id} started: StartExecution failed (TimeoutError: socket hang up) and sending it again failed too (ThrottlingException: Rate exceeded); the recovery is left "restoring", holding the one-recovery lock, not marked failed: run "atmr-dr recover status ${id}": if it shows the workflow RUNNING, the recovery goes on (follow it there, start no other); if it shows the workflow never started, nothing was created: "atmr-dr recover abandon ${id}" frees the lock, then start the recovery again`,
+      `recover: cannot tell whether the workflow of recovery ${id} started: StartExecution failed (TimeoutError: socket hang up) and sending it again failed too (ThrottlingException: Rate exceeded); the recovery is left "restoring", holding the one-recovery lock, not marked failed: run "npx --no atmr-dr recover status ${id}": if it shows the workflow RUNNING, the recovery goes on (follow it there, start no other); if it shows the workflow never started, nothing was created: "npx --no atmr-dr recover abandon ${id}" frees the lock, then start the recovery again`,
       1,
     ]);
     const record = await getRecovery(deps().store, id);

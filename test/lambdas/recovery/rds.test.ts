@@ -62,7 +62,7 @@ describe('validating a recovery request', () => {
   it('refuses a time before the earliest restorable time, showing both limits and the fallback', async () => {
     givenSource();
     await expect(validateRecovery(client, target({ toTime: new Date('2026-11-01T00:00:00Z') }))).rejects.toThrow(
-      /before the earliest restorable time 2026-11-23T03:00:00.000Z \(latest 2026-11-30T14:25:00.000Z\).*atmr-dr backups list/,
+      /before the earliest restorable time 2026-11-23T03:00:00.000Z \(latest 2026-11-30T14:25:00.000Z\).*npx --no atmr-dr backups list/,
     );
   });
 
@@ -313,7 +313,7 @@ describe("resetting a recovered copy's master password (the secret was rotated a
       'a copy whose password RDS manages in a secret of its own',
       COPY,
       copy({ MasterUserSecret: { SecretArn: 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-1234', SecretStatus: 'active' } }),
-      /has an RDS-managed master password \(secret arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-1234\): RDS refuses to set it.*, or "atmr-dr recover abandon r1"$/,
+      /has an RDS-managed master password \(secret arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-1234\): RDS refuses to set it.*, or "npx --no atmr-dr recover abandon r1"$/,
     ],
   ])('refuses %s in one line, changing nothing', async (_case, identifier, described, reason) => {
     // Arrange: every instance describes as given, as if tags could be faked on any name

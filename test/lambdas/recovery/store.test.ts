@@ -26,7 +26,7 @@ describe('recovery records and the one-at-a-time lock', () => {
     await beginRecovery(deps(), request('r20261130143000-aaaa'));
 
     await expect(beginRecovery(deps(), request('r20261130143100-bbbb'))).rejects.toThrow(
-      'recover: recovery r20261130143000-aaaa is in progress: follow it (atmr-dr recover status r20261130143000-aaaa), cut it over or abandon it before starting another',
+      'recover: recovery r20261130143000-aaaa is in progress: follow it (npx --no atmr-dr recover status r20261130143000-aaaa), cut it over or abandon it before starting another',
     );
     const record = await getRecovery(deps(), 'r20261130143000-aaaa');
     expect(record).toMatchObject({ status: 'restoring', actor: 'arn:aws:sts::111111111111:assumed-role/atmr-oncall/alice', reason: 'bookings deleted by a migration' });
@@ -82,7 +82,7 @@ describe('the cutover lease (one operator at a time, stale after its last renewa
 
   it("refuses the old holder's writes once taken over, and frees the lease when released", async () => {
     await expect(updateRecovery(deps(), ID, { error: 'late' }, undefined, { leaseToken: 'token-a' })).rejects.toThrow(
-      new LeaseLostError(`recover cutover: recovery ${ID} was taken over by bob: this process stops here and changes nothing more (see "atmr-dr recover status ${ID}")`),
+      new LeaseLostError(`recover cutover: recovery ${ID} was taken over by bob: this process stops here and changes nothing more (see "npx --no atmr-dr recover status ${ID}")`),
     );
 
     const released = await updateRecovery(deps(), ID, { error: 'stopped' }, undefined, { leaseToken: 'token-b', release: true });

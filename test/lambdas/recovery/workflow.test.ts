@@ -45,6 +45,7 @@ function deps(overrides: Partial<WorkflowDeps['settings']> = {}): WorkflowDeps {
     store: { ddb: dynamo.ddb, tableName: dynamo.tableName },
     connect: async (side) => ({ host: cluster.host, port: cluster.port, user: cluster.user, database: side === 'recovered' ? recovered : production }),
     settings: {
+      environmentName: 'drill',
       sourceInstance: 'atmr-prod',
       newInstancePrefix: 'atmr-prod-pitr-',
       subnetGroupName: 'atmr-private',
@@ -167,6 +168,9 @@ describe('recovery workflow (aws-local-stepfunctions)', () => {
     expect(rds.commandCalls(RestoreDBInstanceToPointInTimeCommand)[0].args[0].input).toMatchObject({ TargetDBInstanceIdentifier: NEW, RestoreTime: new Date('2026-11-30T14:02:00Z') });
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
     expect(events.commandCalls(PutEventsCommand).map((c) => c.args[0].input.Entries![0].DetailType)).toEqual(['Recovery Started', 'Recovery Verified']);
+    const verified = events.commandCalls(PutEventsCommand).map((c) => c.args[0].input.Entries![0]).find((e) => e.DetailType === 'Recovery Verified')!;
+    // The event reaches a page as written: its command names the environment.
+    expect((JSON.parse(verified.Detail!) as { summary: string }).summary).toMatch(/; cut over with "npx --no atmr-dr recover cutover \S+ --yes --env drill"$/);
     expect(cloudwatch.commandCalls(PutMetricDataCommand)[0].args[0].input).toMatchObject({
       Namespace: 'AtmrDr/drill',
       MetricData: [{ MetricName: 'RecoverySeconds', Dimensions: [{ Name: 'service', Value: 'recovery' }, { Name: 'stage', Value: 'verified' }] }],
@@ -279,6 +283,10 @@ describe('recovery workflow: a copy none of whose data can be read within the st
         const announced = events.commandCalls(PutEventsCommand).map((c) => c.args[0].input.Entries![0]).filter((e) => e.DetailType === 'Recovery Verification Failed');
         expect(announced.length).toBeGreaterThanOrEqual(1);
         expect((JSON.parse(announced[0].Detail!) as { summary: string }).summary).toMatch(/NOT verified: no count or critical query of the copy finished within the 0.3 s statement timeout \(/);
+        // The event reaches a page as written: its commands name the environment.
+        expect((JSON.parse(announced[0].Detail!) as { summary: string }).summary).toMatch(
+          new RegExp(`then "npx --no atmr-dr recover cutover ${request.recoveryId} --unverified --yes --env drill" .*, or "npx --no atmr-dr recover abandon ${request.recoveryId} --env drill"$`),
+        );
         // Not verified: no RecoverySeconds{stage=verified}, also when the report step runs again.
         expect(publishedStages()).toEqual([]);
         expect(await activeRecoveryId(base.store)).toBe(request.recoveryId);
@@ -307,7 +315,7 @@ describe('recovery workflow: a failure after the copy became available', () => {
     expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(0);
     expect(pages).toHaveLength(1);
     expect(pages[0]).toMatch(/atmr_rotated_away/);
-    expect(pages[0]).toMatch(new RegExp(`${NEW} is kept.*atmr-dr recover abandon ${request.recoveryId}`));
+    expect(pages[0]).toMatch(new RegExp(`${NEW} is kept.*npx --no atmr-dr recover abandon ${request.recoveryId}`));
     const record = await getRecovery(deps().store, request.recoveryId);
     expect(record.status).toBe('failed');
     expect(record.error).toMatch(new RegExp(`${NEW} is kept`));
@@ -331,7 +339,7 @@ describe('recovery workflow: a failure after the copy became available', () => {
     expect(error?.name).toBe('RecoveryFailed');
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
     expect(pages).toHaveLength(1);
-    expect(pages[0]).toMatch(new RegExp(`${NEW} is kept \\(it is available\\).*atmr-dr recover abandon ${request.recoveryId}`));
+    expect(pages[0]).toMatch(new RegExp(`${NEW} is kept \\(it is available\\).*npx --no atmr-dr recover abandon ${request.recoveryId}`));
     expect((await getRecovery(deps().store, request.recoveryId)).status).toBe('failed');
   });
 
@@ -457,7 +465,7 @@ describe('recovery workflow: RDS throttles the wait or fails it transiently (5xx
     const { error } = await execute(request, deps());
 
     expect(error?.name).toBe('RecoveryFailed');
-    expect(pages[0]).toMatch(new RegExp(`AccessDenied: not authorized.*Cleanup: ${NEW} is kept \\("creating"; the failure is not the copy's own\\): "atmr-dr recover status ${request.recoveryId}" shows it, "atmr-dr recover abandon ${request.recoveryId}" deletes it`));
+    expect(pages[0]).toMatch(new RegExp(`AccessDenied: not authorized.*Cleanup: ${NEW} is kept \\("creating"; the failure is not the copy's own\\): "npx --no atmr-dr recover status ${request.recoveryId} --env drill" shows it, "npx --no atmr-dr recover abandon ${request.recoveryId} --env drill" deletes it`));
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
     expect((await getRecovery(deps().store, request.recoveryId)).status).toBe('failed');
   });
@@ -543,7 +551,7 @@ describe('recovery workflow: an operator claims the recovery while the workflow 
     // Assert
     expect(message).not.toMatch(/Production is unchanged|restore a dump|recover abandon/);
     expect(message).toContain(
-      `The recovery is now "cutting-over": a cutover by bob (pid 4242 on bob-laptop) is putting production on ${NEW} (it may be in maintenance meanwhile); left as it is, not marked failed, and ${NEW} is kept. Production is in that cutover's hands: "atmr-dr recover status ${request.recoveryId}" shows its journal; the cutover stopped or is running: continue it with "atmr-dr recover cutover ${request.recoveryId} --resume --yes", or put back what it changed with "atmr-dr recover cutover ${request.recoveryId} --undo --yes".`,
+      `The recovery is now "cutting-over": a cutover by bob (pid 4242 on bob-laptop) is putting production on ${NEW} (it may be in maintenance meanwhile); left as it is, not marked failed, and ${NEW} is kept. Production is in that cutover's hands: "npx --no atmr-dr recover status ${request.recoveryId} --env drill" shows its journal; the cutover stopped or is running: continue it with "npx --no atmr-dr recover cutover ${request.recoveryId} --resume --yes --env drill", or put back what it changed with "npx --no atmr-dr recover cutover ${request.recoveryId} --undo --yes --env drill".`,
     );
     const announced = events.commandCalls(PutEventsCommand).map((c) => c.args[0].input.Entries![0]).filter((e) => e.DetailType === 'Recovery Failed');
     expect((JSON.parse(announced[0].Detail!) as { summary: string }).summary).toBe(message);
@@ -552,11 +560,11 @@ describe('recovery workflow: an operator claims the recovery while the workflow 
   });
 
   it.each([
-    ['cut-over', (id: string) => `The recovery is now "cut-over": production runs on ${NEW} (an operator's cutover finished); left as it is, not marked failed. See "atmr-dr recover status ${id}" for what is left to do.`],
+    ['cut-over', (id: string) => `The recovery is now "cut-over": production runs on ${NEW} (an operator's cutover finished); left as it is, not marked failed. See "npx --no atmr-dr recover status ${id} --env drill" for what is left to do.`],
     [
       'cutover-failed',
       (id: string) =>
-        `The recovery is now "cutover-failed": an operator's cutover to ${NEW} failed; left as it is, not marked failed, and ${NEW} is kept. Production is as before only if that cutover undid every change: "atmr-dr recover status ${id}" shows its journal (a step "undo-failed": "atmr-dr recover cutover ${id} --undo --yes").`,
+        `The recovery is now "cutover-failed": an operator's cutover to ${NEW} failed; left as it is, not marked failed, and ${NEW} is kept. Production is as before only if that cutover undid every change: "npx --no atmr-dr recover status ${id} --env drill" shows its journal (a step "undo-failed": "npx --no atmr-dr recover cutover ${id} --undo --yes --env drill").`,
     ],
   ] as const)('a cleanup that finds the recovery already "%s" does not page "Production is unchanged": it says what the cutover left', async (status, expected) => {
     const request = await newRequest();

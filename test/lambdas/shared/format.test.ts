@@ -1,4 +1,5 @@
-import { formatSeconds, isoSecond, takenAgo, utcMinute, utcSecond } from '../../../lambdas/shared/format';
+import { spawnSync } from 'node:child_process';
+import { formatSeconds, isoSecond, shellWord, takenAgo, utcMinute, utcSecond } from '../../../lambdas/shared/format';
 
 describe('takenAgo: when a restored backup was taken, and how old it is', () => {
   const now = Date.parse('2026-12-05T10:00:00.000Z');
@@ -52,5 +53,32 @@ describe('isoSecond: an instant to the second', () => {
   it('drops the milliseconds of an ISO string or a Date', () => {
     // Arrange / Act / Assert
     expect([isoSecond('2026-11-30T10:15:00.123Z'), isoSecond(new Date('2026-12-01T02:00:05.999Z'))]).toEqual(['2026-11-30T10:15:00Z', '2026-12-01T02:00:05Z']);
+  });
+});
+
+describe('shellWord: a value as one word of a command line an operator pastes', () => {
+  it('leaves a word the shell reads as it is bare: a pasted command reads as typed', () => {
+    expect(['2h', 'atmr-prod-pitr-202611301402', 'arn:aws:ecs:eu-west-3:111111111111:task-definition/atmr-api:41', 'a=b,c@d+e'].map(shellWord)).toEqual([
+      '2h',
+      'atmr-prod-pitr-202611301402',
+      'arn:aws:ecs:eu-west-3:111111111111:task-definition/atmr-api:41',
+      'a=b,c@d+e',
+    ]);
+  });
+
+  it('single-quotes anything else, so that it runs nothing and stays one argument', () => {
+    expect(shellWord('OSRM down')).toBe("'OSRM down'");
+    expect(shellWord('$(rm -rf ~) `id` it\'s')).toBe("'$(rm -rf ~) `id` it'\\''s'");
+    expect(shellWord('pic de charge été')).toBe("'pic de charge été'");
+    expect(shellWord('~')).toBe("'~'");
+    expect(shellWord('')).toBe("''");
+  });
+
+  it('gives the shell back the value as one argument, whatever it holds', () => {
+    const values = ['2h', 'OSRM down', "it's $(id) `id` $HOME ~ * ; | & > x", 'été', ''];
+    // Act: each value through a real shell, as a pasted command would be
+    const argv = values.map((value) => spawnSync('sh', ['-c', `printf '%s\\0' ${shellWord(value)}`], { encoding: 'utf8' }).stdout);
+
+    expect(argv).toEqual(values.map((value) => `${value}\0`));
   });
 });
