@@ -1,3 +1,4 @@
+import { nowOf } from '../shared/clock';
 import type { Logger } from '@aws-lambda-powertools/logger';
 import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { ECSClient } from '@aws-sdk/client-ecs';
@@ -39,7 +40,7 @@ export type LkgOutcome =
  * are logged and ignored.
  */
 export async function recordAfterBake(deps: LkgDeps, settings: BackoutSettings, event: unknown): Promise<LkgOutcome> {
-  const now = (deps.now ?? (() => new Date()))();
+  const now = nowOf(deps);
   const parsed = DeploymentCompletedSchema.safeParse(event);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];

@@ -1,3 +1,4 @@
+import { nowOf } from '../shared/clock';
 import { randomBytes } from 'node:crypto';
 import { CreateDBSnapshotCommand, DescribeDBInstancesCommand, DescribeDBSnapshotsCommand, RDSClient } from '@aws-sdk/client-rds';
 import { DescribeTasksCommand, ECSClient, RunTaskCommand, RunTaskCommandOutput, StopTaskCommand, Task } from '@aws-sdk/client-ecs';
@@ -122,7 +123,7 @@ function snapshotName(settings: BackoutSettings, run: string, now: Date): string
 export async function prepareDowngrade(deps: MigrationDeps, settings: BackoutSettings, revision: string, reason: string, run: string): Promise<DowngradePreparation> {
   parseRevision(revision);
   const maintenanceReason = `${reason} (execution ${run}): migration downgrade to ${revision}`.slice(0, 500);
-  const now = (deps.now ?? (() => new Date()))();
+  const now = nowOf(deps);
   let snapshotId: string | null = null;
   let pitr: DowngradePreparation['pitr'] = null;
   if (settings.beforeDowngrade === 'snapshot') {
@@ -318,7 +319,7 @@ export async function finishDowngrade(
   log: { group: string | null; prefix: string | null },
   keepMaintenance?: string,
 ): Promise<DowngradeResult> {
-  const now = (deps.now ?? (() => new Date()))();
+  const now = nowOf(deps);
   const ok = task.exitCode === 0;
   const start = Date.parse(task.startedAt ?? preparation.startedAt);
   const end = task.stoppedAt ? Date.parse(task.stoppedAt) : now.getTime();
@@ -357,7 +358,7 @@ export function taskLogs(region: string, group: string, stream: string): string 
  * gave back: it is reported as given back, not as someone's change, and not written again.
  */
 export async function restoreKillswitch(deps: Pick<MigrationDeps, 'ssm' | 'now'>, settings: BackoutSettings, set: NonNullable<DowngradePreparation['killswitchSet']>): Promise<string> {
-  const now = (deps.now ?? (() => new Date()))();
+  const now = nowOf(deps);
   const current = await readKillswitch(deps.ssm, settings.killswitchParameterName);
   if (current.value && isRestoreOf(current.value, set)) return `restored to ${current.value.mode}`;
   if (current.value?.updatedAt !== set.updatedAt && !isOwnMaintenance(current.value, set.reason)) return `left as is: changed since by ${current.value?.actor ?? 'someone'} (${current.value?.mode ?? 'malformed'})`;
@@ -475,7 +476,7 @@ export function migrationRunTaskInput(settings: BackoutSettings, failingTaskDefi
 const pauseFor = (ms: number): Promise<void> => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** The time in ms by the injected clock (tests), else the real one. */
-const msNow = (deps: Pick<MigrationDeps, 'now'>): number => (deps.now ?? (() => new Date()))().getTime();
+const msNow = (deps: Pick<MigrationDeps, 'now'>): number => nowOf(deps).getTime();
 
 /** Fargate lets a container take up to 120 s (stopTimeout) to exit after SIGTERM; 30 s more for ECS to report it. */
 export const STOP_WAIT_SECONDS = 150;

@@ -1,3 +1,4 @@
+import { nowOf } from '../shared/clock';
 import { BatchGetCommand, BatchGetCommandOutput, DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, QueryCommandInput, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { conditionalWrite, conditionalWriteOnce, isConditionFailure } from '../shared/conditional-write';
@@ -27,7 +28,6 @@ export interface IncidentStore {
   readonly now?: () => Date;
 }
 
-const nowOf = (store: IncidentStore): Date => (store.now ?? (() => new Date()))();
 const expiresAt = (from: Date): number => Math.floor(from.getTime() / 1000) + INCIDENT_RETENTION_SECONDS;
 
 function toIncident(item: Record<string, unknown>): Incident {

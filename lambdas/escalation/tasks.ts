@@ -1,3 +1,4 @@
+import { nowOf } from '../shared/clock';
 import type { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
@@ -93,7 +94,7 @@ export class ResolutionNoticeFailed extends Error {
   override readonly name = 'ResolutionNoticeFailed';
 }
 
-const nowIso = (deps: TaskDeps): string => (deps.store.now ?? (() => new Date()))().toISOString();
+const nowIso = (deps: TaskDeps): string => nowOf(deps.store).toISOString();
 
 async function requireIncident(deps: TaskDeps, id: string): Promise<Incident> {
   const incident = await getIncident(deps.store, id);

@@ -1,3 +1,4 @@
+import { nowOf } from '../shared/clock';
 import { GetParameterCommand, ParameterNotFound, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { refusedWithoutEffect } from '../shared/aws-errors';
 import { NotFoundError } from '../shared/errors';
@@ -88,7 +89,7 @@ export interface WriteDeps {
  * else it is taken here.
  */
 export async function writeKillswitch(deps: WriteDeps, change: KillswitchChange, read?: KillswitchReading): Promise<KillswitchWriteResult> {
-  const now = (deps.now ?? (() => new Date()))();
+  const now = nowOf(deps);
   const written: KillswitchValue = {
     mode: change.mode,
     reason: change.reason,

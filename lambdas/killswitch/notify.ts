@@ -1,3 +1,4 @@
+import { nowOf } from '../shared/clock';
 import type { Logger } from '@aws-lambda-powertools/logger';
 import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
@@ -52,7 +53,7 @@ export interface NotifyResult {
  * expiry schedule.
  */
 export async function notifyKillswitchChange(deps: NotifyDeps, settings: NotifySettings): Promise<NotifyResult> {
-  const now = (deps.now ?? (() => new Date()))();
+  const now = nowOf(deps);
   const reading = await readKillswitch(deps.ssm, settings.parameterName);
 
   if (!reading.value) {

@@ -1,3 +1,4 @@
+import { nowOf } from '../shared/clock';
 import { OPERATOR_CLI } from '../shared/constants';
 import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { DescribeServicesCommand, ECSClient } from '@aws-sdk/client-ecs';
@@ -443,7 +444,7 @@ class Session {
   }
 
   private now(): Date {
-    return (this.deps.now ?? (() => new Date()))();
+    return nowOf(this.deps);
   }
 
   private get leaseOwner(): string {

@@ -1,3 +1,4 @@
+import { nowOf } from '../shared/clock';
 import { OPERATOR_CLI } from '../shared/constants';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { RDSClient } from '@aws-sdk/client-rds';
@@ -68,7 +69,7 @@ export type StartResult =
  * the workflow. The execution is named after the recovery, so `recover status ID` finds it again.
  */
 export async function startRecovery(deps: StartDeps, request: StartRequest): Promise<StartResult> {
-  const now = (deps.now ?? (() => new Date()))();
+  const now = nowOf(deps);
   const newInstance = request.newInstance ?? defaultInstanceName(request.newInstancePrefix, request.toTime);
   const validated = await validateRecovery(deps.rds, { sourceInstance: request.sourceInstance, newInstance, newInstancePrefix: request.newInstancePrefix, toTime: request.toTime });
   const planned: PlannedRequest = {
@@ -236,7 +237,7 @@ export async function abandonRecovery(
     stateMachineArn?: string;
   } = {},
 ): Promise<{ record: RecoveryRecord; detail: string }> {
-  const now = (deps.now ?? (() => new Date()))();
+  const now = nowOf(deps);
   const record = await getRecovery(deps.store, recoveryId);
   if (record.status === 'cut-over') {
     throw new OperatorError(`recover abandon: recovery ${recoveryId} is "cut-over": production runs on ${record.newInstance}; it is never deleted by this tool`, 3);

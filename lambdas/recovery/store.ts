@@ -1,3 +1,4 @@
+import { nowOf } from '../shared/clock';
 import { OPERATOR_CLI } from '../shared/constants';
 import { DeleteCommand, DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { conditionalWriteOnce, isConditionFailure, WRITE_ID } from '../shared/conditional-write';
@@ -30,7 +31,7 @@ export async function activeRecoveryId(deps: StoreDeps): Promise<string | undefi
 
 /** Creates the record and takes the lock, or refuses naming the recovery in progress. */
 export async function beginRecovery(deps: StoreDeps, request: RecoveryRequest & { sourceInstance: string; sourceResourceId?: string }): Promise<RecoveryRecord> {
-  const now = (deps.now ?? (() => new Date()))();
+  const now = nowOf(deps);
   const record: RecoveryRecord = { ...request, status: 'restoring', updatedAt: now.toISOString() };
   const expiresAt = Math.floor(now.getTime() / 1000) + RECORD_TTL_SECONDS;
   const lock = { ...ACTIVE_LOCK_KEY, recoveryId: request.recoveryId, since: now.toISOString(), actor: request.actor };
@@ -101,7 +102,7 @@ export async function updateRecovery(
   from?: readonly RecoveryStatus[],
   lease?: LeaseGuard,
 ): Promise<RecoveryRecord> {
-  const now = (deps.now ?? (() => new Date()))();
+  const now = nowOf(deps);
   const fields = { ...changes, updatedAt: now.toISOString() } as Record<string, unknown>;
   const entries = Object.entries(fields).filter(([, v]) => v !== undefined);
   const names: Record<string, string> = {};
@@ -187,7 +188,7 @@ export type LeaseRefusal = { readonly kind: 'status' | 'held' | 'changed'; reado
  * presumed dead: laptop closed, process killed). Returns the record, or why it was refused.
  */
 export async function takeCutoverLease(deps: StoreDeps, id: string, request: LeaseRequest): Promise<{ record: RecoveryRecord } | { refused: LeaseRefusal }> {
-  const now = (deps.now ?? (() => new Date()))();
+  const now = nowOf(deps);
   try {
     const record = await updateRecovery(
       { ...deps, now: () => now },

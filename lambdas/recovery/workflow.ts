@@ -1,3 +1,4 @@
+import { nowOf } from '../shared/clock';
 import { OPERATOR_CLI } from '../shared/constants';
 import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
@@ -60,7 +61,6 @@ export interface WorkflowDeps {
 /** The statuses the workflow writes while it runs (restore, wait, verify): the only ones its cleanup may mark failed. */
 export const WORKFLOW_STATUSES: readonly RecoveryStatus[] = ['restoring', 'verifying'];
 
-const clock = (deps: WorkflowDeps) => (deps.now ?? (() => new Date()))();
 
 export async function restoreStep(deps: WorkflowDeps, request: RecoveryRequest): Promise<{ newInstance: string; status: string }> {
   const { settings } = deps;
@@ -72,7 +72,7 @@ export async function restoreStep(deps: WorkflowDeps, request: RecoveryRequest):
   // The restore is under way: a refused event must not fail it (the cleanup would delete it); it is kept in the record.
   await announce(deps.events, RECOVERY_EVENTS.started, {
     summary: `Recovery ${request.recoveryId}: restoring ${settings.sourceInstance} to ${target.toTime.toISOString()} as ${request.newInstance} (asked by ${request.actor}: ${request.reason})`,
-    at: clock(deps).toISOString(),
+    at: nowOf(deps).toISOString(),
     recoveryId: request.recoveryId,
     sourceInstance: settings.sourceInstance,
     newInstance: request.newInstance,
@@ -97,7 +97,7 @@ export async function statusStep(deps: WorkflowDeps, request: RecoveryRequest): 
   if (state.failed) {
     throw Object.assign(new Error(`${request.newInstance} is "${state.status}": the point-in-time restore failed (see the instance's RDS events)`), { name: 'RecoveryInstanceFailed' });
   }
-  const expired = !state.ready && secondsBetween(request.requestedAt, clock(deps)) > deps.settings.maxWaitSeconds;
+  const expired = !state.ready && secondsBetween(request.requestedAt, nowOf(deps)) > deps.settings.maxWaitSeconds;
   return { ready: state.ready, expired, status: state.status, ...(state.host && { host: state.host, port: state.port }) };
 }
 
@@ -122,13 +122,13 @@ export async function verifyStep(deps: WorkflowDeps, request: RecoveryRequest & 
   // 'verifying' too: a retried verification (its first answer lost), or the one after a password
   // reset, finds the status it wrote; the copy became available at the first one.
   const before = await getRecovery(deps.store, request.recoveryId);
-  const availableAt = before.availableAt ?? clock(deps).toISOString();
+  const availableAt = before.availableAt ?? nowOf(deps).toISOString();
   const record = await updateRecovery(deps.store, request.recoveryId, { status: 'verifying', newInstanceHost: host, newInstancePort: port, availableAt }, ['restoring', 'verifying']);
   try {
     const report = await verifyRecovery(
       { recovered: await connection(deps, 'recovered', host, port), production: await connection(deps, 'production', settings.productionHost, settings.productionPort) },
       settings.checks,
-      () => clock(deps),
+      () => nowOf(deps),
     );
     return { ok: report.ok, report };
   } catch (error) {
@@ -166,7 +166,7 @@ export async function resetPasswordStep(deps: WorkflowDeps, request: RecoveryReq
     newInstancePrefix: settings.newInstancePrefix,
     recoveryId: request.recoveryId,
   });
-  const requestedAt = clock(deps).toISOString();
+  const requestedAt = nowOf(deps).toISOString();
   const reason = request.loginError ? causeMessage(request.loginError.Cause) : 'the copy refused the database secret\'s credentials';
   await updateRecovery(deps.store, request.recoveryId, { passwordReset: { requestedAt, reason } }, ['verifying']);
   return { requestedAt };
@@ -181,10 +181,10 @@ export async function passwordStatusStep(deps: WorkflowDeps, request: RecoveryRe
   const state = await passwordResetApplied(deps.rds, request.newInstance).catch(noNews((status) => ({ applied: false, status })));
   if (state.applied) {
     const record = await getRecovery(deps.store, request.recoveryId);
-    await updateRecovery(deps.store, request.recoveryId, { passwordReset: { ...record.passwordReset!, appliedAt: clock(deps).toISOString() } }, ['verifying']);
+    await updateRecovery(deps.store, request.recoveryId, { passwordReset: { ...record.passwordReset!, appliedAt: nowOf(deps).toISOString() } }, ['verifying']);
     return state;
   }
-  if (secondsBetween(request.reset.requestedAt, clock(deps)) > PASSWORD_RESET_MAX_SECONDS) {
+  if (secondsBetween(request.reset.requestedAt, nowOf(deps)) > PASSWORD_RESET_MAX_SECONDS) {
     throw Object.assign(new Error(`RDS did not apply the new master password of ${request.newInstance} within ${PASSWORD_RESET_MAX_SECONDS / 60} minutes (it is "${state.status}")`), {
       name: PASSWORD_RESET_TIMEOUT_ERROR,
     });
@@ -197,7 +197,7 @@ export async function reportStep(
   deps: WorkflowDeps,
   request: RecoveryRequest & { verification: { ok: boolean; report: VerificationReport } },
 ): Promise<{ ok: boolean; recoverySeconds: number; status: RecoveryStatus; unreadCause?: string }> {
-  const now = clock(deps);
+  const now = nowOf(deps);
   const recoverySeconds = secondsBetween(request.requestedAt, now);
   const { report } = request.verification;
   const status = verificationStatus(report);
@@ -301,7 +301,7 @@ export async function cleanupStep(
       : '';
     message += ` Cleanup: ${deletion}.${outcome} Production is unchanged; run ${status} and retry or restore a dump.`;
   }
-  await announce(deps.events, RECOVERY_EVENTS.failed, { summary: message, at: clock(deps).toISOString(), recoveryId: request.recoveryId, newInstance: request.newInstance });
+  await announce(deps.events, RECOVERY_EVENTS.failed, { summary: message, at: nowOf(deps).toISOString(), recoveryId: request.recoveryId, newInstance: request.newInstance });
   return { message };
 }
 
