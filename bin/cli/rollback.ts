@@ -40,7 +40,6 @@ import {
   finishedRollbackMetrics,
   guards,
   listRevisionsCommand,
-  nowOf,
   pinLine,
   planRollback,
   postChecks,
@@ -55,6 +54,7 @@ import { EVENT_SOURCE, metricsNamespace, OPERATOR_CLI } from '../../lambdas/shar
 import { namedLine, NotFoundError, OperatorError, oneLine } from '../../lambdas/shared/errors';
 import { MISSING_PARAMETER_FIX, readKillswitch } from '../../lambdas/killswitch/core';
 import { formatAge, formatSeconds } from '../../lambdas/shared/format';
+import { nowOf } from '../../lambdas/shared/clock';
 import { serviceNow } from '../../lambdas/shared/clock-offset';
 import { confirmer } from './confirm';
 import { interruptibly } from './interrupt';

@@ -1,3 +1,4 @@
+import { nowOf } from '../shared/clock';
 import type { Logger } from '@aws-lambda-powertools/logger';
 import type { Metrics } from '@aws-lambda-powertools/metrics';
 import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
@@ -175,8 +176,6 @@ export interface RollbackState {
   readonly error?: { readonly Error?: string; readonly Cause?: string };
 }
 
-/** The time now, from the deps' clock when they carry one (tests, a drill's fixed instant). */
-export const nowOf = (deps: { readonly now?: () => Date }): Date => (deps.now ?? (() => new Date()))();
 
 function base(service: string, trigger: RollbackState['trigger'], dryRun: boolean, owner: string = randomUUID()): RollbackState {
   return {
