@@ -45,10 +45,23 @@ export interface RedisProbeClient {
 }
 
 /**
- * The key of the probe's write check, written every run with a 2-minute expiry (never more than one
- * small key). A Redis ACL user of the probe needs `+set` on it (docs/detection.md).
+ * The key of the probe's write check, written every run with a REDIS_WRITE_CHECK_TTL_SECONDS expiry
+ * (never more than that one key). A Redis ACL user of the probe needs `+set` on it (docs/detection.md).
  */
 export const REDIS_WRITE_CHECK_KEY = 'atmr-dr:probe:write-check';
+/**
+ * The size of the write check's value, as big as a Celery task message (its kombu envelope, headers
+ * and base64 body: 1 to a few KB). A Redis at maxmemory that cannot evict refuses a write only when
+ * the write's own bytes would take it over the limit: a write of a few bytes still fitted in a Redis
+ * that refused every task Celery pushed, and the check passed while nothing could be queued.
+ */
+export const REDIS_WRITE_CHECK_BYTES = 4096;
+/**
+ * The write check's expiry: long enough to outlive the SET, short enough that its 4 KB are gone
+ * seconds after each run (and after the last run if the probe stops), whatever the probe's ACL user
+ * may do (it has `+set`, not `+del`).
+ */
+export const REDIS_WRITE_CHECK_TTL_SECONDS = 10;
 
 /**
  * The error code a Redis server's error reply starts with (`READONLY` a replica, `OOM` full at
@@ -319,7 +332,7 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
         // still published (RedisMemoryUsedPercent is what says "full"). Before INFO, whose answer may
         // be given up below: a later command's reply would then be read as INFO's. A Redis that
         // stopped writes after a failed background save refuses PING itself (MISCONF), named the same way.
-        const writeRefusal = await client.set(REDIS_WRITE_CHECK_KEY, String(Date.now()), 'EX', 120).then(
+        const writeRefusal = await client.set(REDIS_WRITE_CHECK_KEY, String(Date.now()).padEnd(REDIS_WRITE_CHECK_BYTES, '.'), 'EX', REDIS_WRITE_CHECK_TTL_SECONDS).then(
           () => undefined,
           (error: unknown) => {
             if (!redisErrorCode(error)) throw error;

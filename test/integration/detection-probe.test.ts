@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import Redis from 'ioredis';
 import { openDatabaseSession, openRedisSession } from '../../lambdas/detection/clients';
-import { PROBE_METRICS, ProbeSettings, REDIS_WRITE_CHECK_KEY, RETRY_PAUSE_MS, runProbe } from '../../lambdas/detection/probe';
+import { PROBE_METRICS, ProbeSettings, REDIS_WRITE_CHECK_BYTES, REDIS_WRITE_CHECK_KEY, REDIS_WRITE_CHECK_TTL_SECONDS, RETRY_PAUSE_MS, runProbe } from '../../lambdas/detection/probe';
 import { captureProbeOutput, metricValue, startHttpServer } from '../lambdas/detection/fixtures';
 import { testClient, testCluster, uniqueDatabaseName } from '../support/cluster';
 import { startDroppingProxy, type DroppingProxy } from '../support/dropping-proxy';
@@ -514,13 +514,72 @@ describe('health probe: a Redis that answers reads but refuses writes', () => {
     }
   });
 
-  it('writes its check key with an expiry, so a healthy Redis keeps at most one small key', async () => {
+  it('reports a Redis with room for a few bytes but not for a Celery task down as oom, though a 13-byte write still passes', async () => {
+    // Arrange: the probe's key already there (it is written every minute; a first key with an expiry
+    // costs Redis a few KB of its own), 1500-byte tasks pushed until Redis refuses one (maxmemory
+    // 1200000, noeviction), then the limit raised in 256-byte steps only until a fresh connection
+    // overwrites the key with a 13-byte timestamp: a Redis where a probe writing that alone saw
+    // "up" while a task pushed by a fresh connection is refused.
+    const full = await start(['--maxmemory', '1200000', '--maxmemory-policy', 'noeviction']);
+    full.cli('SET', REDIS_WRITE_CHECK_KEY, String(Date.now()), 'EX', '120');
+    const task = 'x'.repeat(1500);
+    const writer = new Redis({ host: '127.0.0.1', port: full.port, maxRetriesPerRequest: 0 });
+    const fresh = async <T>(use: (client: Redis) => Promise<T>) => {
+      const client = new Redis({ host: '127.0.0.1', port: full.port, maxRetriesPerRequest: 0 });
+      try {
+        return await use(client);
+      } finally {
+        // QUIT, answered once the server has freed the connection: the next one meets the same memory.
+        await client.quit();
+      }
+    };
+    const refusalOf = (write: Promise<unknown>) => write.then(() => undefined, (error: Error) => error.message);
+    const taskRefusal = () => fresh((c) => refusalOf(c.lpush('celery', task)));
+    try {
+      let refusal: string | undefined;
+      for (let i = 0; i < 2000 && !refusal; i++) refusal = await refusalOf(writer.lpush('celery', task));
+      expect(refusal).toMatch(/^OOM command not allowed when used memory > 'maxmemory'/);
+      // Gone before the search: Redis frees an idle connection's buffers after 2 s, which would
+      // change the memory in the middle of it.
+      await writer.quit();
+      // The smallest limit (to 256 bytes) at which the timestamp is written: 8 KB steps, then 256-byte
+      // ones from the last refused. Overwriting the key with as many bytes leaves the memory as it is.
+      const timestampWritten = async (limit: number) => {
+        full.cli('CONFIG', 'SET', 'maxmemory', String(limit));
+        return !(await fresh(async (c) => {
+          await c.ping();
+          await c.llen('celery');
+          return refusalOf(c.set(REDIS_WRITE_CHECK_KEY, String(Date.now()), 'EX', 120));
+        }));
+      };
+      let limit = 1_200_000;
+      while (limit < 1_500_000 && !(await timestampWritten(limit + 8192))) limit += 8192;
+      while (limit < 1_500_000 && !(await timestampWritten(limit + 256))) limit += 256;
+      expect(limit).toBeLessThan(1_500_000);
+      expect(await taskRefusal()).toMatch(/^OOM/);
+
+      // Act
+      const { result, metrics } = await probeRedis(full.port);
+
+      // Assert
+      expect(result.targets.find((t) => t.target === 'redis')).toMatchObject({ up: false, reason: 'oom', detail: expect.stringContaining('OOM command not allowed') });
+      expect(metricValue(metrics, M.redisUp)).toBe(0);
+      expect(await taskRefusal()).toMatch(/^OOM/);
+    } finally {
+      writer.disconnect();
+    }
+  });
+
+  it('writes its check key with a short expiry, so its few KB are gone seconds after a run', async () => {
     // Act
     const { result } = await probeRedis(redis.port);
 
     // Assert
     expect(result.targets.find((t) => t.target === 'redis')).toMatchObject({ up: true });
-    expect(Number(redis.cli('TTL', REDIS_WRITE_CHECK_KEY))).toBeGreaterThan(100);
+    expect(Number(redis.cli('STRLEN', REDIS_WRITE_CHECK_KEY))).toBe(REDIS_WRITE_CHECK_BYTES);
+    const ttl = Number(redis.cli('TTL', REDIS_WRITE_CHECK_KEY));
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(REDIS_WRITE_CHECK_TTL_SECONDS);
   });
 });
 
