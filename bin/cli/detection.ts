@@ -117,9 +117,11 @@ export function registerDetectionCommands(program: Command): void {
         nonEmpty(opts.instance, '--instance', 'give the RDS instance identifier, or leave --instance out') ??
         nonEmpty(process.env.ATMR_RDS_INSTANCE, 'ATMR_RDS_INSTANCE', 'set it to the RDS instance identifier, or unset it to use the config') ??
         envConfig(opts.env).config?.database.instanceIdentifier;
+      const backout = envConfig(opts.env).config?.backout;
       const connection = await resolveConnection({ secretArn: opts.databaseSecret });
       const outcome = await dbReadWrite({
         connection,
+        ...(backout && { pools: { clusterName: backout.clusterName, serviceNames: [backout.api.serviceName, ...backout.workers.map((w) => w.serviceName)] } }),
         confirm: confirmer(opts.yes),
         print: opts.json ? undefined : print,
         ...(instance && { storage: () => rdsStorage({ rds: namedClient(new RDSClient(SDK_RETRY), 'RDS'), cloudwatch: namedClient(new CloudWatchClient(SDK_RETRY), 'CloudWatch') }, instance) }),

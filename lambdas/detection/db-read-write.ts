@@ -43,6 +43,17 @@ export interface DbReadWriteDeps {
   readonly confirm: (question: string) => Promise<boolean>;
   /** Progress lines for the operator. */
   readonly print?: (line: string) => void;
+  /**
+   * The ECS cluster and the services whose connection pools keep the old setting (the API and the
+   * Celery workers), named in the commands that recycle them. @default - placeholders
+   */
+  readonly pools?: { readonly clusterName: string; readonly serviceNames: readonly string[] };
+}
+
+/** The commands that reopen the pools' sessions: one per service when they are known, else the form to fill in. */
+function recyclePoolsCommands(pools: DbReadWriteDeps['pools']): string {
+  if (!pools || pools.serviceNames.length === 0) return 'aws ecs update-service --cluster <cluster> --service <service> --force-new-deployment for each';
+  return pools.serviceNames.map((service) => `aws ecs update-service --cluster ${pools.clusterName} --service ${service} --force-new-deployment`).join('; ');
 }
 
 async function withSession<T>(connection: PgConnection, use: (client: Client) => Promise<T>): Promise<T> {
@@ -264,7 +275,7 @@ export async function dbReadWrite(deps: DbReadWriteDeps): Promise<ReadWriteOutco
     result: 'fixed',
     finding: fixed
       ? // ALTER DATABASE ... SET applies to new sessions only: the pools' sessions stay read-only until reopened.
-        'the database-level setting was the cause; it is off and a write went through (rolled back); sessions opened before keep the old setting: recycle the API and Celery connection pools (aws ecs update-service --cluster <cluster> --service <service> --force-new-deployment for each), then test a POST/PUT on the API'
+        `the database-level setting was the cause; it is off and a write went through (rolled back); sessions opened before keep the old setting: recycle the API and Celery connection pools (${recyclePoolsCommands(deps.pools)}), then test a POST/PUT on the API`
       : `the setting is off but new sessions are still read-only or a write fails (${writeProof}): check the parameter group and the RDS events`,
   };
 }

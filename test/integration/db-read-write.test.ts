@@ -296,6 +296,11 @@ describe('atmr-dr db read-write (CLI)', () => {
     expect(run.stdout).toContain(`database-level setting (ALTER DATABASE ${database} SET): on`);
     expect(run.stdout).toContain('RDS free storage: 8.0 GiB (8.0 % of 100.0 GiB)');
     expect(run.stdout).toMatch(/^fixed: the database-level setting was the cause/m);
+    // The config's cluster, API and Celery services (cdk.json's backout block), one command each.
+    expect(run.stdout).toContain(
+      'recycle the API and Celery connection pools (aws ecs update-service --cluster atmr-prod --service atmr-api --force-new-deployment; aws ecs update-service --cluster atmr-prod --service atmr-celery-worker --force-new-deployment), then test a POST/PUT on the API',
+    );
+    expect(run.stdout).not.toContain('<cluster>');
     expect(run.calls).toContainEqual({ command: 'DescribeDBInstancesCommand', input: { DBInstanceIdentifier: 'atmr-test' } });
     expect(databaseSetting()).toBe('default_transaction_read_only=off');
   });
