@@ -190,13 +190,17 @@ function commandPath(command: Command): string {
 }
 
 /**
- * `help nope` (or `backups help nope`): the command it asks about, when there is no such command.
- * Commander would print the whole usage on stderr; `atmr-dr nope` gets one line, and so does this.
+ * `help nope`, `nope --help` (or `backups help nope`, `backups nope --help`): the command it asks
+ * about, when there is no such command. Commander would print the whole usage on stderr for the
+ * first, and the parent's help with exit 0 for the second, as if `nope` existed; `atmr-dr nope` gets
+ * one line, and so do these.
  */
 export function unknownHelpTopic(program: Command, argv: readonly string[]): { topic: string; names: string[] } | undefined {
   const { names, command, next } = walkCommands(program, argv);
-  const topic = argv[next + 1];
-  if (argv[next] !== 'help' || !command.commands.length || topic === undefined || topic.startsWith('-')) return undefined;
+  const word = argv[next];
+  const helpAsked = argv.slice(next + 1).some((arg) => arg === '--help' || arg === '-h');
+  const topic = word === 'help' ? argv[next + 1] : helpAsked && word !== '--' ? word : undefined;
+  if (!command.commands.length || topic === undefined || topic.startsWith('-')) return undefined;
   return command.commands.some((c) => c.name() === topic || c.aliases().includes(topic)) ? undefined : { topic, names };
 }
 

@@ -251,6 +251,8 @@ describe("the parser's errors take the same path as every other error", () => {
     // help of a command that does not exist: the same line as the command itself, not the whole usage.
     [['help', 'nope'], "atmr-dr: unknown command 'nope' (see atmr-dr --help)"],
     [['backups', 'help', 'nope'], "atmr-dr: unknown command 'nope' (see atmr-dr backups --help)"],
+    [['detection', '--help'], "atmr-dr: unknown command 'detection' (see atmr-dr --help)"],
+    [['backups', 'nope', '-h'], "atmr-dr: unknown command 'nope' (see atmr-dr backups --help)"],
     [['backups', 'verify'], 'atmr-dr: backups verify needs the backup to check: a manifest key (atmr-dr backups list) or latest (with --database NAME or PGDATABASE)'],
   ])('%j: one atmr-dr line on stderr, nothing on stdout, exit 2', async (args, expected) => {
     const run = await entry(args, operatorEnv());
