@@ -104,7 +104,8 @@ export function textStart(text: string, max = 40): string {
  * backquote, a quote or a space runs nothing and stays one argument. Empty: `''`, still an argument.
  */
 export function shellWord(text: string): string {
-  return /^[\w./:@+=,-]+$/.test(text) ? text : `'${text.replaceAll("'", `'\\''`)}'`;
+  // Not a leading '=': zsh expands `=name` to the path of the command name.
+  return /^[\w./:@+,-][\w./:@+=,-]*$/.test(text) ? text : `'${text.replaceAll("'", `'\\''`)}'`;
 }
 
 /** `a`, `a and b`, `a, b and c`: the items of a line that names several. */

@@ -238,7 +238,7 @@ describe('recovery workflow (aws-local-stepfunctions)', () => {
       const { error } = await execute(request, deps());
 
       expect(error?.name).toBe('RecoveryVerificationFailed');
-      expect(pages[0]).toMatch(/FAILED verification; it is kept for inspection/);
+      expect(pages[0]).toMatch(/FAILED verification; it is kept for inspection: npx --no atmr-dr recover status \S+ --env example ; npx --no atmr-dr recover abandon \S+ --env example$/);
       expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
       const record = await getRecovery(deps().store, request.recoveryId);
       expect(record.status).toBe('verification-failed');
@@ -279,7 +279,7 @@ describe('recovery workflow: a copy none of whose data can be read within the st
         expect(record.verification!.rows.filter((r) => r.outcome !== 'slow').map((r) => r.check)).toEqual(['Alembic revision']);
         expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
         expect(pages).toHaveLength(1);
-        expect(pages[0]).toMatch(new RegExp(`but no count or critical query of the copy finished within the 0.3 s statement timeout \\(a fresh copy .*NOT verified and kept\\. npx --no atmr-dr recover status ${request.recoveryId} says what to do.*npx --no atmr-dr recover cutover ${request.recoveryId} --unverified --yes, or npx --no atmr-dr recover abandon ${request.recoveryId}`));
+        expect(pages[0]).toMatch(new RegExp(`but no count or critical query of the copy finished within the 0.3 s statement timeout \\(a fresh copy .*NOT verified and kept\\. npx --no atmr-dr recover status ${request.recoveryId} --env example says what to do.*npx --no atmr-dr recover cutover ${request.recoveryId} --unverified --yes --env example, or npx --no atmr-dr recover abandon ${request.recoveryId} --env example`));
         const announced = events.commandCalls(PutEventsCommand).map((c) => c.args[0].input.Entries![0]).filter((e) => e.DetailType === 'Recovery Verification Failed');
         expect(announced.length).toBeGreaterThanOrEqual(1);
         expect((JSON.parse(announced[0].Detail!) as { summary: string }).summary).toMatch(/NOT verified: no count or critical query of the copy finished within the 0.3 s statement timeout \(/);

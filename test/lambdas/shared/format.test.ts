@@ -71,6 +71,8 @@ describe('shellWord: a value as one word of a command line an operator pastes', 
     expect(shellWord('$(rm -rf ~) `id` it\'s')).toBe("'$(rm -rf ~) `id` it'\\''s'");
     expect(shellWord('pic de charge été')).toBe("'pic de charge été'");
     expect(shellWord('~')).toBe("'~'");
+    // zsh reads a leading '=' as a command's path (`=ls` is /bin/ls).
+    expect(shellWord('=ls')).toBe("'=ls'");
     expect(shellWord('')).toBe("''");
   });
 
