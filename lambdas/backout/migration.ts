@@ -345,9 +345,8 @@ export async function finishDowngrade(
  */
 export function taskLogs(region: string, group: string, stream: string): string {
   const consoleName = (name: string) => encodeURIComponent(encodeURIComponent(name)).replaceAll('%', '$');
-  const word = (name: string) => (/^[\w./-]+$/.test(name) ? name : shellWord(name));
   const link = `https://${region}.console.aws.amazon.com/cloudwatch/home?region=${region}#logsV2:log-groups/log-group/${consoleName(group)}/log-events/${consoleName(stream)}`;
-  return `${link} or "aws logs tail ${word(group)} --log-stream-names ${word(stream)} --region ${region}"`;
+  return `${link} or "aws logs tail ${shellWord(group)} --log-stream-names ${shellWord(stream)} --region ${region}"`;
 }
 
 /**

@@ -205,11 +205,11 @@ describe('arguments are checked before any name is resolved or any AWS call', ()
       'atmr-dr: "backups/daily/db1_backup_20261124_010000.dump" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); list them with: atmr-dr backups list',
     ],
     [['recover', '--to-time', '2099-01-01T00:00:00Z', '--reason', 'x', '--dry-run'], /^atmr-dr: recover: --to-time 2099-01-01T00:00:00.000Z is in the future \(now is .*\): give a past time, e\.g\. "5 minutes ago"$/],
-    [['recover', '--to-time', '99999 days ago', '--reason', 'x', '--dry-run'], /^atmr-dr: recover: --to-time .* is more than 35 days ago, beyond any point-in-time recovery RDS keeps: give a time within the source's backup retention, or restore a dump \(atmr-dr backups list\)$/],
+    [['recover', '--to-time', '99999 days ago', '--reason', 'x', '--dry-run'], /^atmr-dr: recover: --to-time .* is more than 35 days ago, beyond any point-in-time recovery RDS keeps: give a time within the source's backup retention, or restore a dump \(npx --no atmr-dr backups list\)$/],
     [['restore-test', '--rpo-objective', 'x'], 'atmr-dr: --rpo-objective "x" is not a whole number of seconds; pass e.g. --rpo-objective 900 (the default)'],
     [['restore-test', '--rto-objective', '0'], 'atmr-dr: --rto-objective "0" must be at least 1 (seconds); pass e.g. --rto-objective 1800 (the default)'],
     [['restore-test', '--rpo-objective', '-5'], 'atmr-dr: --rpo-objective "-5" must be at least 1 (seconds); pass e.g. --rpo-objective 900 (the default)'],
-    [['recover', 'status', 'badid'], 'atmr-dr: recover status: "badid" is not a recovery id (r<yyyymmddhhmmss>-<4 hex digits>, as "atmr-dr recover" printed it); "atmr-dr recover status" without an id shows the one in progress, else the latest'],
+    [['recover', 'status', 'badid'], 'atmr-dr: recover status: "badid" is not a recovery id (r<yyyymmddhhmmss>-<4 hex digits>, as "atmr-dr recover" printed it); "npx --no atmr-dr recover status" without an id shows the one in progress, else the latest'],
   ])('%j says what is wrong with the arguments, even with no name, connection or AWS setting anywhere', async (args, message) => {
     // No deployed name nor PG* variable, no --env of a deployed app, and a package root that cannot be read.
     const run = await entry(args, operatorEnv(), os.tmpdir());

@@ -152,7 +152,7 @@ describe('atmr-dr killswitch enable / disable / status', () => {
     // The parameter came from KILLSWITCH_PARAMETER or --env: the environment's disable (cdk.json's env is example); from --parameter: that parameter's.
     expect(meant.stdout).toMatch(/\n {2}no expiry: stays on until `npx --no atmr-dr killswitch disable --env example`\n$/);
     expect(plain.stdout).toMatch(/\n {2}no expiry: stays on until `npx --no atmr-dr killswitch disable --env example`\n$/);
-    expect(named.stdout).toMatch(new RegExp(`\\n {2}no expiry: stays on until \`npx --no atmr-dr killswitch disable --parameter '${PARAMETER}'\`\\n$`));
+    expect(named.stdout).toMatch(new RegExp(`\\n {2}no expiry: stays on until \`npx --no atmr-dr killswitch disable --parameter ${PARAMETER}\`\\n$`));
   });
 
   it('enable with --expires, or disable, says nothing of an expiry nor warns, whatever the reason says', () => {
