@@ -4,7 +4,7 @@ import type { Client } from 'pg';
 import { asOperatorError } from '../shared/aws-errors';
 import { OperatorError, oneLine } from '../shared/errors';
 import { OPERATOR_CLI } from '../shared/constants';
-import { formatBytes } from '../shared/format';
+import { formatBytes, shellWord } from '../shared/format';
 import { connectionFailure, describeConnection, openClient, pgClientConfig, type PgConnection } from '../shared/pg-connection';
 import { INSUFFICIENT_PRIVILEGE, LOCK_NOT_AVAILABLE, sqlState } from '../shared/pg-errors';
 import { proveWriteRolledBack, quoteIdent } from '../shared/postgres';
@@ -59,7 +59,7 @@ function recyclePoolsCommands(pools: DbReadWriteDeps['pools']): string {
 async function withSession<T>(connection: PgConnection, use: (client: Client) => Promise<T>): Promise<T> {
   let client: Client;
   try {
-    client = await openClient({ ...pgClientConfig(connection), application_name: 'atmr-dr db read-write' });
+    client = await openClient({ ...pgClientConfig(connection), application_name: 'atmr-dr-db-read-write' });
   } catch (error) {
     // As every command's connection (connectTo): a refused password, role or database is a setting
     // to fix (exit 2) and the line says which; a server down is a failure to retry (exit 1).
@@ -259,7 +259,7 @@ export async function dbReadWrite(deps: DbReadWriteDeps): Promise<ReadWriteOutco
       // Only the database's owner (or a superuser, RDS's master user) may: name who is, and how to rerun as them.
       if (sqlState(error) !== INSUFFICIENT_PRIVILEGE) throw error;
       const owner = String((await client.query<{ owner: string }>('SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = current_database()')).rows[0].owner);
-      return `user "${before.role}" may not ALTER DATABASE "${before.database}" (${oneLine(error)}): its owner is "${owner}"; nothing changed; rerun as the database's owner or the RDS master user: PGUSER=${owner} atmr-dr db read-write (or --database-secret with that login)`;
+      return `user "${before.role}" may not ALTER DATABASE "${before.database}" (${oneLine(error)}): its owner is "${owner}"; nothing changed; rerun as the database's owner or the RDS master user: PGUSER=${shellWord(owner)} ${OPERATOR_CLI} db read-write (or --database-secret with that login)`;
     }
   });
   if (refusal) return { before, storage, result: 'refused', finding: refusal };
@@ -304,11 +304,11 @@ async function lockHeld(client: Client, database: string): Promise<OperatorError
   const waited = `ALTER DATABASE "${database}" waited ${ALTER_LOCK_TIMEOUT_MS / 1000} s for a lock another session holds and gave up: nothing changed`;
   const [holder, ...others] = (await client.query<{ pid: number; usename: string | null; application_name: string | null; query_start: Date | null }>(SETTING_LOCK_HOLDERS_SQL)).rows;
   if (!holder) {
-    return new OperatorError(`${waited}; find it with SELECT pid, usename, application_name, query_start, query FROM pg_stat_activity WHERE xact_start IS NOT NULL, end it with SELECT pg_terminate_backend(<pid>), then rerun atmr-dr db read-write`);
+    return new OperatorError(`${waited}; find it with SELECT pid, usename, application_name, query_start, query FROM pg_stat_activity WHERE xact_start IS NOT NULL, end it with SELECT pg_terminate_backend(<pid>), then rerun ${OPERATOR_CLI} db read-write`);
   }
   const who = `pid ${holder.pid} (user "${holder.usename ?? '?'}", application "${holder.application_name ?? ''}", query started ${holder.query_start?.toISOString() ?? 'unknown'})`;
   return new OperatorError(
-    `${waited}; it is held by ${who}${others.length > 0 ? ` and ${others.length} more` : ''}: end it with SELECT pg_terminate_backend(${holder.pid}) (or let it finish), then rerun atmr-dr db read-write`,
+    `${waited}; it is held by ${who}${others.length > 0 ? ` and ${others.length} more` : ''}: end it with SELECT pg_terminate_backend(${holder.pid}) (or let it finish), then rerun ${OPERATOR_CLI} db read-write`,
   );
 }
 

@@ -2,6 +2,7 @@ import { nowOf } from '../shared/clock';
 import { BatchGetCommand, BatchGetCommandOutput, DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, QueryCommandInput, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { conditionalWrite, conditionalWriteOnce, isConditionFailure } from '../shared/conditional-write';
+import { OPERATOR_CLI } from '../shared/constants';
 import { OperatorError } from '../shared/errors';
 import { utcMinute } from '../shared/format';
 import {
@@ -470,7 +471,7 @@ async function changeStatus(
 
 async function explainRefusal(store: IncidentStore, id: string, verb: 'acknowledge' | 'resolve'): Promise<never> {
   const incident = await getIncident(store, id);
-  if (!incident) throw new OperatorError(`no incident ${id}: check the id with \`atmr-dr incident list --open\``, 4);
+  if (!incident) throw new OperatorError(`no incident ${id}: check the id with \`${OPERATOR_CLI} incident list --open\``, 4);
   if (incident.status === 'RESOLVED') {
     const r = incident.resolution;
     throw new OperatorError(`incident ${id} is already resolved${r ? ` (${r.how}, ${utcMinute(Date.parse(r.at))}, by ${r.by})` : ''}: nothing to ${verb}`, 5);

@@ -1,4 +1,5 @@
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { OPERATOR_CLI } from '../shared/constants';
 import { OperatorError, oneLine } from '../shared/errors';
 import { BackupManifest, BackupObject, LatestPointerSchema, parseManifest } from '../shared/manifest';
 import {
@@ -130,7 +131,7 @@ function manifestOfObject(key: string): string {
 }
 
 function notAManifestKey(ref: string, meant: readonly string[]): OperatorError {
-  return new OperatorError(`"${ref}" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); ${didYouMean(meant)}list them with: atmr-dr backups list`, 2);
+  return new OperatorError(`"${ref}" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); ${didYouMean(meant)}list them with: ${OPERATOR_CLI} backups list`, 2);
 }
 
 /**
@@ -144,7 +145,7 @@ async function notAManifestKeyIn(deps: CatalogDeps, ref: string, key: string): P
   if ((await objectSize(deps.s3, deps.bucket, manifest, deps.signal)) !== undefined) return notAManifestKey(ref, [manifestOfObject(ref)]);
   const bytes = manifest === `${key}.manifest.json` ? undefined : await objectSize(deps.s3, deps.bucket, key, deps.signal);
   if (bytes === undefined) return notAManifestKey(ref, []);
-  return new OperatorError(`${key} (${formatBytes(bytes)}) has no manifest: an unfinished backup (not listed, never restored); ${unfinishedObjectRemoval(key)}; list the backups with: atmr-dr backups list`, 2);
+  return new OperatorError(`${key} (${formatBytes(bytes)}) has no manifest: an unfinished backup (not listed, never restored); ${unfinishedObjectRemoval(key)}; list the backups with: ${OPERATOR_CLI} backups list`, 2);
 }
 
 /** `s3://<bucket>/<key>` split, or undefined for anything else (a bare key, latest). */
@@ -163,7 +164,7 @@ export function manifestKeyIn(ref: string, bucket: string): string {
   const url = splitS3Url(ref);
   if (url === undefined) return ref;
   if (url.bucket !== bucket) {
-    throw new OperatorError(`${ref} is in bucket "${url.bucket}", not in the backup bucket "${bucket}": name the manifest by its key (atmr-dr backups list), or pass --bucket ${url.bucket} to read that bucket`, 2);
+    throw new OperatorError(`${ref} is in bucket "${url.bucket}", not in the backup bucket "${bucket}": name the manifest by its key (${OPERATOR_CLI} backups list), or pass --bucket ${url.bucket} to read that bucket`, 2);
   }
   return url.key;
 }
@@ -200,24 +201,24 @@ export async function resolveBackup(deps: CatalogDeps, ref: string, filter: Cata
     if (text === undefined) continue;
     const pointer = LatestPointerSchema.safeParse(safeJson(text));
     if (!pointer.success) {
-      throw new OperatorError(`pointer s3://${deps.bucket}/${pointerKey} is not {"manifest": "<key>"} (${textStart(text)}); name a manifest key instead (atmr-dr backups list --database ${database})`);
+      throw new OperatorError(`pointer s3://${deps.bucket}/${pointerKey} is not {"manifest": "<key>"} (${textStart(text)}); name a manifest key instead (${OPERATOR_CLI} backups list --database ${database})`);
     }
     // A pointer outlives its backup when the backup is deleted or expires: the line names both keys.
     const manifest = await readManifest(
       deps,
       pointer.data.manifest,
       () =>
-        `pointer s3://${deps.bucket}/${pointerKey} names manifest ${pointer.data.manifest}, which does not exist (its backup was deleted or has expired): name a manifest key instead (atmr-dr backups list --database ${database}), and delete the pointer (the next backup writes it again)`,
+        `pointer s3://${deps.bucket}/${pointerKey} names manifest ${pointer.data.manifest}, which does not exist (its backup was deleted or has expired): name a manifest key instead (${OPERATOR_CLI} backups list --database ${database}), and delete the pointer (the next backup writes it again)`,
     );
     if (manifest.database === database) return { manifestKey: pointer.data.manifest, manifest };
     if (pointerKey === own) {
-      throw new OperatorError(`pointer s3://${deps.bucket}/${pointerKey} names a backup of "${manifest.database}", not "${database}"; name a manifest key instead (atmr-dr backups list --database ${database})`);
+      throw new OperatorError(`pointer s3://${deps.bucket}/${pointerKey} names a backup of "${manifest.database}", not "${database}"; name a manifest key instead (${OPERATOR_CLI} backups list --database ${database})`);
     }
   }
   // Exit 2, as a manifest key that does not exist: the database named is the input to fix, and
   // running the same command again (exit 1) cannot find a backup that is not there.
   throw new NoBackupError(
-    `no backup of ${what} in s3://${deps.bucket} (no ${own}): check PGDATABASE/--database, run "atmr-dr backup --tier ${tier ?? 'daily'}" for it, or name a manifest key (atmr-dr backups list)`,
+    `no backup of ${what} in s3://${deps.bucket} (no ${own}): check PGDATABASE/--database, run "${OPERATOR_CLI} backup --tier ${tier ?? 'daily'}" for it, or name a manifest key (${OPERATOR_CLI} backups list)`,
     2,
   );
 }
@@ -231,7 +232,7 @@ async function readManifest(deps: CatalogDeps, manifestKey: string, missing?: ()
   const text = await getTextIfExists(deps.s3, deps.bucket, manifestKey, deps.signal);
   if (text === undefined && missing) throw new OperatorError(missing());
   if (text === undefined) {
-    throw new OperatorError(`manifest s3://${deps.bucket}/${manifestKey} does not exist; ${didYouMean(await tierKeysMeant(deps, manifestKey))}list backups with: atmr-dr backups list`, 2);
+    throw new OperatorError(`manifest s3://${deps.bucket}/${manifestKey} does not exist; ${didYouMean(await tierKeysMeant(deps, manifestKey))}list backups with: ${OPERATOR_CLI} backups list`, 2);
   }
   return parseManifest(manifestKey, text);
 }

@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { unansweredCall } from '../shared/aws-errors';
+import { OPERATOR_CLI } from '../shared/constants';
 import { OperatorError, oneLine } from '../shared/errors';
 import { formatBytes } from '../shared/format';
 import type { BackupObject } from '../shared/manifest';
@@ -60,8 +61,8 @@ export class BadObjectError extends OperatorError {
  */
 export function badBackupFix(otherCopy: Pick<BackupObject, 'format'> | undefined): string {
   return otherCopy
-    ? `restore this backup only with --format ${otherCopy.format}, or choose another backup (atmr-dr backups list)`
-    : 'do not restore it, choose another backup (atmr-dr backups list)';
+    ? `restore this backup only with --format ${otherCopy.format}, or choose another backup (${OPERATOR_CLI} backups list)`
+    : `do not restore it, choose another backup (${OPERATOR_CLI} backups list)`;
 }
 
 /**

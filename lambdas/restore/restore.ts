@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import { OPERATOR_CLI } from '../shared/constants';
 import { OperatorError, oneLine } from '../shared/errors';
 import type { BackupManifest } from '../shared/manifest';
 import { formatBytes, takenAgo } from '../shared/format';
@@ -308,7 +309,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       // configuration or the role): the runbook's command that tells which, and what lifts it.
       const readOnly = sqlState(error) === READ_ONLY_SQL_TRANSACTION;
       throw new OperatorError(
-        `cannot create the staging database ${staging} (${oneLine(error)}); ${untouched}${readOnly ? '; the server refuses writes: "atmr-dr db read-write" (same PG* settings) shows why and what lifts it' : ''}`,
+        `cannot create the staging database ${staging} (${oneLine(error)}); ${untouched}${readOnly ? `; the server refuses writes: "${OPERATOR_CLI} db read-write" (same PG* settings) shows why and what lifts it` : ''}`,
       );
     });
     stagingCreated = true;

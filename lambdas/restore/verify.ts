@@ -3,6 +3,7 @@ import * as os from 'node:os';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { firstError, pgToolPath } from '../shared/postgres';
+import { OPERATOR_CLI } from '../shared/constants';
 import { OperatorError, oneLine } from '../shared/errors';
 import { roundSeconds } from '../shared/format';
 import { makeDownloadDir } from '../shared/temp-dir';
@@ -99,7 +100,7 @@ function summarize(manifestKey: string, objects: readonly VerifiedObject[]): str
   // still be the good one, and "do not restore it" would give up on it untried.
   const unchecked = bad.filter((o) => o.reason === 'download');
   if (!good && unchecked.length > 0) {
-    return `backup ${manifestKey}: ${which}; ${unchecked.map((o) => o.key).join(', ')} could not be checked: retry, and check the S3 endpoint and the network, before you choose another backup (atmr-dr backups list)`;
+    return `backup ${manifestKey}: ${which}; ${unchecked.map((o) => o.key).join(', ')} could not be checked: retry, and check the S3 endpoint and the network, before you choose another backup (${OPERATOR_CLI} backups list)`;
   }
   // The same advice as restore's, given only when the other copy was found good here.
   return `backup ${manifestKey}: ${which}; ${badBackupFix(good)}`;

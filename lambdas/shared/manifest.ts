@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { BackupRolesSchema } from './backup-roles';
 import { DatabasePropertiesSchema } from './database-properties';
+import { OPERATOR_CLI } from './constants';
 import { OperatorError } from './errors';
 import { textStart } from './format';
 import { safeJson } from './json';
@@ -59,7 +60,7 @@ export type BackupObject = BackupManifest['objects'][number];
  * manifest, and which field) and the way out, instead of the parser's own words.
  */
 export function parseManifest(manifestKey: string, text: string): BackupManifest {
-  const fix = 'do not restore it, choose another backup (atmr-dr backups list)';
+  const fix = `do not restore it, choose another backup (${OPERATOR_CLI} backups list)`;
   const json = safeJson(text);
   if (json === undefined) throw new OperatorError(`manifest ${manifestKey} is not valid JSON (${textStart(text)}); ${fix}`);
   const parsed = BackupManifestSchema.safeParse(json);

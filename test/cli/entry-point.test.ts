@@ -172,7 +172,7 @@ describe('arguments are checked before any name is resolved or any AWS call', ()
     [['killswitch', 'enable', '--mode', 'maintenance'], 'atmr-dr: killswitch enable: required option not given: --reason <text> (why, e.g. "OSRM down": shown to operators and in notifications) (see atmr-dr killswitch enable --help)'],
     [['killswitch', 'enable', '--mode', 'degraded', '--reason', 'x', '--expires', '2x'], 'atmr-dr: killswitch: malformed duration "2x": use a number with a unit s, m, h or d (e.g. 30m, 2h, 1h30m), or never'],
     [['backups', 'list', '--tier', 'yearly'], 'atmr-dr: invalid backup tier "yearly": use one of hourly, daily, weekly, monthly'],
-    [['restore', 'foo', '--target-db', 'x'], 'atmr-dr: "foo" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); list them with: atmr-dr backups list'],
+    [['restore', 'foo', '--target-db', 'x'], 'atmr-dr: "foo" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); list them with: npx --no atmr-dr backups list'],
     [['restore', 'latest', '--database', 'atmr', '--target-db', 'bad name;'], 'atmr-dr: invalid --target-db "bad name;": use ASCII letters, digits and underscores (at most 63, not starting with a digit)'],
     [['restore', 'latest', '--database', 'atmr', '--target-db', 'Näme'], 'atmr-dr: invalid --target-db "Näme": use ASCII letters, digits and underscores (at most 63, not starting with a digit)'],
     [
@@ -194,15 +194,15 @@ describe('arguments are checked before any name is resolved or any AWS call', ()
       'atmr-dr: invalid --target-db "Atmr Prod": use ASCII letters, digits and underscores (at most 63, not starting with a digit)',
     ],
     [['restore', 'latest', '--database', 'atmr', '--target-db', 'x', '--tier', 'yearly'], 'atmr-dr: invalid backup tier "yearly": use one of hourly, daily, weekly, monthly'],
-    [['backups', 'verify', 'foo'], 'atmr-dr: "foo" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); list them with: atmr-dr backups list'],
+    [['backups', 'verify', 'foo'], 'atmr-dr: "foo" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); list them with: npx --no atmr-dr backups list'],
     // A manifest's key without its suffix, or its dump's key, is answered once the bucket is read: its
     // manifest is suggested only when it exists (test/integration/backups-cli.test.ts).
-    [['backups', 'verify', 'daily/db1'], 'atmr-dr: "daily/db1" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); list them with: atmr-dr backups list'],
+    [['backups', 'verify', 'daily/db1'], 'atmr-dr: "daily/db1" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); list them with: npx --no atmr-dr backups list'],
     // With the suffix still no manifest key of the layout (no tier prefix, or a folder above it): no key suggested.
-    [['backups', 'verify', 'yearly/db1_backup_20261124_010000'], 'atmr-dr: "yearly/db1_backup_20261124_010000" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); list them with: atmr-dr backups list'],
+    [['backups', 'verify', 'yearly/db1_backup_20261124_010000'], 'atmr-dr: "yearly/db1_backup_20261124_010000" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); list them with: npx --no atmr-dr backups list'],
     [
       ['restore', 'backups/daily/db1_backup_20261124_010000.dump', '--target-db', 'x'],
-      'atmr-dr: "backups/daily/db1_backup_20261124_010000.dump" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); list them with: atmr-dr backups list',
+      'atmr-dr: "backups/daily/db1_backup_20261124_010000.dump" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); list them with: npx --no atmr-dr backups list',
     ],
     [['recover', '--to-time', '2099-01-01T00:00:00Z', '--reason', 'x', '--dry-run'], /^atmr-dr: recover: --to-time 2099-01-01T00:00:00.000Z is in the future \(now is .*\): give a past time, e\.g\. "5 minutes ago"$/],
     [['recover', '--to-time', '99999 days ago', '--reason', 'x', '--dry-run'], /^atmr-dr: recover: --to-time .* is more than 35 days ago, beyond any point-in-time recovery RDS keeps: give a time within the source's backup retention, or restore a dump \(npx --no atmr-dr backups list\)$/],

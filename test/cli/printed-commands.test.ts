@@ -33,20 +33,6 @@ interface Printed {
  */
 const NOT_COMMANDS = [/^atmr-dr backup runner to PostgreSQL$/, /^atmr-dr restore test to PostgreSQL$/, /^atmr-dr killswitch \(JSON: /, /^atmr-dr backup task: /];
 
-/**
- * Bare commands still written in lambdas/, by file: mostly the CLI's own messages (a restore, a
- * cutover, db read-write) and the recovery's lines. Each file converted to OPERATOR_CLI leaves this
- * list; none may join it.
- */
-const BARE_IN_LAMBDAS: Record<string, number> = {
-  'lambdas/detection/db-read-write.ts': 4,
-  'lambdas/escalation/store.ts': 1,
-  'lambdas/restore/catalog.ts': 9,
-  'lambdas/restore/download.ts': 2,
-  'lambdas/restore/verify.ts': 1,
-  'lambdas/shared/manifest.ts': 1,
-};
-
 function filesUnder(dir: string, ext: string): string[] {
   return fs.readdirSync(path.join(ROOT, dir), { withFileTypes: true }).flatMap((entry) => {
     const relative = path.join(dir, entry.name);
@@ -75,30 +61,37 @@ function commandLine(written: string): string[] | undefined {
   return words(filled);
 }
 
+/** A command line as read from `file`, or nothing when `text` is none (commandLine). */
+function printedAs(file: string, text: string): Printed[] {
+  const args = commandLine(text);
+  return args ? [{ file, text, args, bare: !text.startsWith('npx ') }] : [];
+}
+
+/** Commands in the string literals of one source file of the deployed code (its text `source`). */
+function commandsInCode(file: string, source: string): Printed[] {
+  const printed: Printed[] = [];
+  // A bare `atmr-dr <command>` is read only when <command> is one of the CLI's: `atmr-dr rolls the API back` is prose.
+  const bareCommand = new RegExp(`(?<![\\w:/-])(atmr-dr (?:${commandNames().join('|')})(?![\\w:-])(?:[^;,'\`)\\n"]|"[^"\\n]*")*)`, 'g');
+  // Comments name commands in passing (`atmr-dr scale`); only what the code prints is read.
+  const code = source.split('\n').filter((line) => !/^\s*(\*|\/\/|\/\*)/.test(line)).join('\n');
+  // The command prefix as a page prints it, then a placeholder: its expression may hold quotes or parentheses.
+  // An escaped backtick (a code span in a template literal) is the span's end, as printed.
+  const filled = code.replaceAll('${OPERATOR_CLI}', OPERATOR_CLI).replace(/\$\{[^}]*\}/g, '<x>').replaceAll('\\`', '`');
+  // A quoted command, or one introduced by npx up to the end of its clause.
+  const quotedOrNpx = /"((?:npx (?:--no )?)?atmr-dr [^"\n]*)"|(npx (?:--no )?atmr-dr (?:[^;,'`)\n"]|"[^"\n]*")*)/g;
+  for (const m of filled.matchAll(quotedOrNpx)) printed.push(...printedAs(file, m[1] ?? m[2]));
+  // Then an unquoted one without npx, in the text left once those are taken out.
+  const rest = filled.replace(quotedOrNpx, ' ');
+  for (const m of rest.matchAll(bareCommand)) if (!NOT_COMMANDS.some((re) => re.test(m[1].trimEnd()))) printed.push(...printedAs(file, m[1].trimEnd()));
+  return printed;
+}
+
 /** Commands in string literals of the deployed code (pages, alarms, messages) and in the docs' code spans. */
 function printedCommands(): Printed[] {
   const printed: Printed[] = [];
-  const add = (file: string, text: string) => {
-    const args = commandLine(text);
-    if (args) printed.push({ file, text, args, bare: !text.startsWith('npx ') });
-  };
-  // A bare `atmr-dr <command>` is read only when <command> is one of the CLI's: `atmr-dr rolls the API back` is prose.
-  const bareCommand = new RegExp(`(?<![\\w:/-])(atmr-dr (?:${commandNames().join('|')})(?![\\w:-])(?:[^;,'\`)\\n"]|"[^"\\n]*")*)`, 'g');
-  for (const file of [...filesUnder('lambdas', '.ts'), ...filesUnder('lib', '.ts')]) {
-    // Comments name commands in passing (`atmr-dr scale`); only what the code prints is read.
-    const code = fs.readFileSync(path.join(ROOT, file), 'utf8').split('\n').filter((line) => !/^\s*(\*|\/\/|\/\*)/.test(line)).join('\n');
-    // The command prefix as a page prints it, then a placeholder: its expression may hold quotes or parentheses.
-    // An escaped backtick (a code span in a template literal) is the span's end, as printed.
-    const filled = code.replaceAll('${OPERATOR_CLI}', OPERATOR_CLI).replace(/\$\{[^}]*\}/g, '<x>').replaceAll('\\`', '`');
-    // A quoted command, or one introduced by npx up to the end of its clause.
-    const quotedOrNpx = /"((?:npx (?:--no )?)?atmr-dr [^"\n]*)"|(npx (?:--no )?atmr-dr (?:[^;,'`)\n"]|"[^"\n]*")*)/g;
-    for (const m of filled.matchAll(quotedOrNpx)) add(file, m[1] ?? m[2]);
-    // Then an unquoted one without npx, in the text left once those are taken out.
-    const rest = filled.replace(quotedOrNpx, ' ');
-    for (const m of rest.matchAll(bareCommand)) if (!NOT_COMMANDS.some((re) => re.test(m[1].trimEnd()))) add(file, m[1].trimEnd());
-  }
+  for (const file of [...filesUnder('lambdas', '.ts'), ...filesUnder('lib', '.ts')]) printed.push(...commandsInCode(file, fs.readFileSync(path.join(ROOT, file), 'utf8')));
   for (const file of [...filesUnder('docs', '.md'), 'README.md']) {
-    for (const m of fs.readFileSync(path.join(ROOT, file), 'utf8').matchAll(/`((?:npx )?atmr-dr [^`]*)`/g)) add(file, m[1]);
+    for (const m of fs.readFileSync(path.join(ROOT, file), 'utf8').matchAll(/`((?:npx )?atmr-dr [^`]*)`/g)) printed.push(...printedAs(file, m[1]));
   }
   return printed;
 }
@@ -141,21 +134,27 @@ describe('the atmr-dr commands the project prints parse with the CLI', () => {
     expect(printed.filter((p) => p.file.endsWith('.ts') && p.text.startsWith('npx ') && !p.text.startsWith(`${OPERATOR_CLI} `))).toEqual([]);
   });
 
-  it('prints no bare `atmr-dr <command>` in an alarm or a workflow\'s page (lib/), and no new one in a message of lambdas/', () => {
-    // `atmr-dr` alone is "command not found" on an on-call laptop without npm link: pages say OPERATOR_CLI.
-    const bare = printed.filter((p) => p.bare && p.file.endsWith('.ts'));
-    const byFile: Record<string, number> = {};
-    for (const p of bare.filter((p) => p.file.startsWith('lambdas'))) byFile[p.file] = (byFile[p.file] ?? 0) + 1;
-
-    expect(bare.filter((p) => p.file.startsWith('lib')).map((p) => `${p.file}: ${p.text}`)).toEqual([]);
-    // The CLI's own messages and the recovery's lines still written bare, by file: this list only shrinks.
-    expect(byFile).toEqual(BARE_IN_LAMBDAS);
+  it('prints no bare `atmr-dr <command>` in an alarm, a page or a message of lib/ and lambdas/', () => {
+    // `atmr-dr` alone is "command not found" on an on-call laptop without npm link, and the CLI's
+    // messages reach pages too (the monthly restore test runs the restore's code): all say OPERATOR_CLI.
+    expect(printed.filter((p) => p.bare && p.file.endsWith('.ts')).map((p) => `${p.file}: ${p.text}`)).toEqual([]);
   });
 
   it('finds a bare command wherever it is written, and refuses it (and `killswitch enable|disable`, two commands as one)', () => {
-    const found = (file: string, text: RegExp) => printed.some((p) => p.file === file && p.bare && text.test(p.text));
+    // Source lines as lambdas/ once wrote them: in a template literal with a placeholder, after an
+    // environment variable, in a code span, in a plain string; a comment and OPERATOR_CLI are no bare command.
+    const source = [
+      'throw new OperatorError(`pointer ${key} is bad; name a manifest key instead (atmr-dr backups list --database ${database})`);',
+      'return `rerun as the database\'s owner: PGUSER=${owner} atmr-dr db read-write (or --database-secret with that login)`;',
+      'throw new OperatorError(`no incident ${id}: check the id with \\`atmr-dr incident list --open\\``, 4);',
+      "const fix = 'do not restore it, choose another backup (atmr-dr backups list)';",
+      '  // then atmr-dr backups list names it',
+      'const hint = `list them with: ${OPERATOR_CLI} backups list`;',
+    ].join('\n');
+    const found = commandsInCode('fixture.ts', source);
 
-    expect(found(path.join('lambdas', 'restore', 'catalog.ts'), /^atmr-dr backups list --database <x>$/)).toBe(true);
+    expect(found.filter((p) => p.bare).map((p) => p.args.join(' '))).toEqual(['backups list --database x', 'db read-write', 'incident list --open', 'backups list']);
+    expect(found.filter((p) => !p.bare).map((p) => p.text)).toEqual([`${OPERATOR_CLI} backups list`]);
     expect(printed.some((p) => NOT_COMMANDS.some((re) => re.test(p.text)))).toBe(false);
     expect(refusals([commandLine('atmr-dr killswitch enable|disable')!])).toEqual([expect.stringMatching(/^unknown command 'enable\|disable'/)]);
   });

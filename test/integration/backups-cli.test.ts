@@ -146,7 +146,7 @@ describe('atmr-dr backups', () => {
     const verify = await atmrDr(['backups', 'verify', 'latest', '--database', db], localS3.env);
 
     // Assert
-    const noHourly = `no backup of database "${db}" in tier hourly in s3://${localS3.bucket} (no latest/${db}/hourly.json): check PGDATABASE/--database, run "atmr-dr backup --tier hourly" for it, or name a manifest key (atmr-dr backups list)`;
+    const noHourly = `no backup of database "${db}" in tier hourly in s3://${localS3.bucket} (no latest/${db}/hourly.json): check PGDATABASE/--database, run "npx --no atmr-dr backup --tier hourly" for it, or name a manifest key (npx --no atmr-dr backups list)`;
     // No hourly pointer of that database: the hourly line has no mark, and one line says why restore latest --tier hourly would fail.
     expect(text).toEqual({ status: 0, stderr: `atmr-dr: no backup marked latest hourly for database "${db}": ${noHourly}\n`, stdout: expect.any(String) });
     expect(text.stdout.trim().split('\n')).toEqual([
@@ -268,12 +268,12 @@ describe('atmr-dr backups', () => {
     expect(corrupt.stdout).toMatch(/^ok {2}weekly\/.*\.sql\.gz .* of SQL$/m);
     expect(corrupt.stdout).not.toMatch(/^verified /m);
     expect(corrupt.stderr).toBe(
-      `atmr-dr: backup ${backup.manifestKey}: 1 of 2 objects bad (${key}: sha256); restore this backup only with --format plain, or choose another backup (atmr-dr backups list)\n`,
+      `atmr-dr: backup ${backup.manifestKey}: 1 of 2 objects bad (${key}: sha256); restore this backup only with --format plain, or choose another backup (npx --no atmr-dr backups list)\n`,
     );
     expect(notAKey.status).toBe(2);
     expect(notAKey.stderr).toMatch(/^atmr-dr: "daily\/whatever.dump" is neither "latest" nor a manifest key .*\n$/);
     // A key that is well formed but names no backup is bad input too (2), not a failure to retry (1).
-    expect(noSuchKey.stderr).toBe(`atmr-dr: manifest s3://${localS3.bucket}/daily/nope_backup_20200101_000000.manifest.json does not exist; list backups with: atmr-dr backups list\n`);
+    expect(noSuchKey.stderr).toBe(`atmr-dr: manifest s3://${localS3.bucket}/daily/nope_backup_20200101_000000.manifest.json does not exist; list backups with: npx --no atmr-dr backups list\n`);
     expect(noSuchKey.status).toBe(2);
   });
 
@@ -303,7 +303,7 @@ describe('atmr-dr backups', () => {
       expect.stringMatching(new RegExp(`^BAD ${plain.key} {2}unreadable: ${plain.key} is not a readable gzip stream`)),
     ]);
     expect(text.stderr).toBe(
-      `atmr-dr: backup ${backup.manifestKey}: 2 of 2 objects bad (${custom.key}: size, ${plain.key}: unreadable); do not restore it, choose another backup (atmr-dr backups list)\n`,
+      `atmr-dr: backup ${backup.manifestKey}: 2 of 2 objects bad (${custom.key}: size, ${plain.key}: unreadable); do not restore it, choose another backup (npx --no atmr-dr backups list)\n`,
     );
     expect(json.status).toBe(1);
     expect(JSON.parse(json.stdout)).toEqual({
@@ -341,7 +341,7 @@ describe('atmr-dr backups', () => {
     expect(run.stdout).toMatch(new RegExp(`^BAD ${custom.key} {2}unreadable: pg_restore cannot read the data of ${custom.key}: .*; the archive is truncated or corrupt$`, 'm'));
     expect(run.stdout).toMatch(/^ok {2}weekly\/.*\.sql\.gz .* of SQL$/m);
     expect(run.stderr).toBe(
-      `atmr-dr: backup ${backup.manifestKey}: 1 of 2 objects bad (${custom.key}: unreadable); restore this backup only with --format plain, or choose another backup (atmr-dr backups list)\n`,
+      `atmr-dr: backup ${backup.manifestKey}: 1 of 2 objects bad (${custom.key}: unreadable); restore this backup only with --format plain, or choose another backup (npx --no atmr-dr backups list)\n`,
     );
   });
 
@@ -361,7 +361,7 @@ describe('atmr-dr backups', () => {
       expect(run.stdout).toMatch(new RegExp(`^BAD ${custom.key} {2}download: `, 'm'));
       expect(run.stdout).toMatch(new RegExp(`^BAD ${plain.key} {2}size: `, 'm'));
       expect(run.stderr).toBe(
-        `atmr-dr: backup ${backup.manifestKey}: 2 of 2 objects bad (${custom.key}: download, ${plain.key}: size); ${custom.key} could not be checked: retry, and check the S3 endpoint and the network, before you choose another backup (atmr-dr backups list)\n`,
+        `atmr-dr: backup ${backup.manifestKey}: 2 of 2 objects bad (${custom.key}: download, ${plain.key}: size); ${custom.key} could not be checked: retry, and check the S3 endpoint and the network, before you choose another backup (npx --no atmr-dr backups list)\n`,
       );
     } finally {
       await proxy.stop();
@@ -484,14 +484,14 @@ describe('atmr-dr backups', () => {
     const pg = { PGHOST: cluster.host, PGPORT: String(cluster.port), PGUSER: cluster.user };
     const restoreMissing = await atmrDr(['restore', `s3://${localS3.bucket}/daily/nope_backup_20200101_000000.manifest.json`, '--target-db', 'atmr_never_made'], { ...localS3.env, ...pg });
     const elsewhere = `s3://another-bucket/${olderKey}`;
-    const refusal = `atmr-dr: ${elsewhere} is in bucket "another-bucket", not in the backup bucket "${localS3.bucket}": name the manifest by its key (atmr-dr backups list), or pass --bucket another-bucket to read that bucket\n`;
+    const refusal = `atmr-dr: ${elsewhere} is in bucket "another-bucket", not in the backup bucket "${localS3.bucket}": name the manifest by its key (npx --no atmr-dr backups list), or pass --bucket another-bucket to read that bucket\n`;
     const otherVerify = await atmrDr(['backups', 'verify', elsewhere], localS3.env);
     const otherRestore = await atmrDr(['restore', elsewhere, '--target-db', 'atmr_never_made'], localS3.env);
 
     expect(verified.stderr).toBe('');
     expect(verified.status).toBe(0);
     expect(JSON.parse(verified.stdout)).toMatchObject({ ok: true, manifestKey: olderKey });
-    const noSuch = `atmr-dr: manifest s3://${localS3.bucket}/daily/nope_backup_20200101_000000.manifest.json does not exist; list backups with: atmr-dr backups list\n`;
+    const noSuch = `atmr-dr: manifest s3://${localS3.bucket}/daily/nope_backup_20200101_000000.manifest.json does not exist; list backups with: npx --no atmr-dr backups list\n`;
     expect([missing.status, missing.stderr]).toEqual([2, noSuch]);
     // The restore's line also says its target is untouched, as every failure before its staging database does.
     expect([restoreMissing.status, restoreMissing.stderr]).toEqual([2, noSuch.replace(/\n$/, '; target "atmr_never_made" untouched\n')]);
@@ -524,16 +524,16 @@ describe('atmr-dr backups', () => {
       // Assert
       expect([published.status, published.stderr]).toEqual([
         2,
-        `atmr-dr: "${dumpOf(olderKey)}" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); did you mean "${olderKey}"? list them with: atmr-dr backups list\n`,
+        `atmr-dr: "${dumpOf(olderKey)}" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); did you mean "${olderKey}"? list them with: npx --no atmr-dr backups list\n`,
       ]);
       expect([stem.status, stem.stderr]).toEqual([2, published.stderr.replace(dumpOf(olderKey), olderKey.replace(/\.manifest\.json$/, ''))]);
       expect([stopped.status, stopped.stderr]).toEqual([
         2,
-        `atmr-dr: ${unfinished} (3.0 MiB) has no manifest: an unfinished backup (not listed, never restored); the bucket's weekly/ lifecycle rule expires it 28 days after it was written; list the backups with: atmr-dr backups list\n`,
+        `atmr-dr: ${unfinished} (3.0 MiB) has no manifest: an unfinished backup (not listed, never restored); the bucket's weekly/ lifecycle rule expires it 28 days after it was written; list the backups with: npx --no atmr-dr backups list\n`,
       ]);
       expect([nothing.status, nothing.stderr]).toEqual([
         2,
-        `atmr-dr: "weekly/${database}_backup_20200101_000000.dump" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); list them with: atmr-dr backups list\n`,
+        `atmr-dr: "weekly/${database}_backup_20200101_000000.dump" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); list them with: npx --no atmr-dr backups list\n`,
       ]);
     } finally {
       await s3.send(new DeleteObjectCommand({ Bucket: localS3.bucket, Key: unfinished }));
@@ -559,7 +559,7 @@ describe('atmr-dr backups', () => {
       expect(verify.stdout).toBe('');
       expect(verify.stderr.split('\n')).toEqual([expect.stringMatching(/^atmr-dr: /), '']);
       expect(verify.stderr).toContain(`atmr-dr: manifest ${key} ${what}`);
-      expect(verify.stderr).toMatch(/; do not restore it, choose another backup \(atmr-dr backups list\)\n$/);
+      expect(verify.stderr).toMatch(/; do not restore it, choose another backup \(npx --no atmr-dr backups list\)\n$/);
       const entry = (JSON.parse(list.stdout) as { manifestKey: string; invalid?: string }[]).find((e) => e.manifestKey === key);
       expect(entry?.invalid).toContain(`manifest ${key} ${what}`);
       // The text list names the key once on its line.
@@ -619,8 +619,8 @@ describe('atmr-dr backups', () => {
     expect(run.stdout).toBe('');
     expect(run.stderr).toBe(
       onto === 'pointer'
-        ? `atmr-dr: pointer s3://${localS3.bucket}/${pointer} is not {"manifest": "<key>"} (${binaryStart}); name a manifest key instead (atmr-dr backups list --database ${db})\n`
-        : `atmr-dr: manifest ${manifestKey} is not valid JSON (${binaryStart}); do not restore it, choose another backup (atmr-dr backups list)\n`,
+        ? `atmr-dr: pointer s3://${localS3.bucket}/${pointer} is not {"manifest": "<key>"} (${binaryStart}); name a manifest key instead (npx --no atmr-dr backups list --database ${db})\n`
+        : `atmr-dr: manifest ${manifestKey} is not valid JSON (${binaryStart}); do not restore it, choose another backup (npx --no atmr-dr backups list)\n`,
     );
     expect(run.stderr.trimEnd()).not.toMatch(/[\p{C}\uFFFD]/u);
   });

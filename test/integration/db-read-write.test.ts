@@ -39,7 +39,7 @@ afterAll(() => {
 
 /** The line of an ALTER DATABASE refused to `role`, which does not own the database. */
 function refusedLine() {
-  return `user "${role}" may not ALTER DATABASE "${database}" (must be owner of database ${database}): its owner is "${cluster.user}"; nothing changed; rerun as the database's owner or the RDS master user: PGUSER=${cluster.user} atmr-dr db read-write (or --database-secret with that login)`;
+  return `user "${role}" may not ALTER DATABASE "${database}" (must be owner of database ${database}): its owner is "${cluster.user}"; nothing changed; rerun as the database's owner or the RDS master user: PGUSER=${cluster.user} npx --no atmr-dr db read-write (or --database-secret with that login)`;
 }
 
 /** The application's role, able to write booking, read-only by its own setting (for every database, or this one with ` IN DATABASE ...`). */
@@ -194,7 +194,7 @@ describe('dbReadWrite', () => {
 
     expect(outcome).toMatchObject({
       exitCode: 1,
-      message: `ALTER DATABASE "${database}" waited 5 s for a lock another session holds and gave up: nothing changed; it is held by pid ${pid} (user "${cluster.user}", application "migration", query started ${since.toISOString()}): end it with SELECT pg_terminate_backend(${pid}) (or let it finish), then rerun atmr-dr db read-write`,
+      message: `ALTER DATABASE "${database}" waited 5 s for a lock another session holds and gave up: nothing changed; it is held by pid ${pid} (user "${cluster.user}", application "migration", query started ${since.toISOString()}): end it with SELECT pg_terminate_backend(${pid}) (or let it finish), then rerun npx --no atmr-dr db read-write`,
     });
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect(databaseSetting()).toBe('default_transaction_read_only=on');

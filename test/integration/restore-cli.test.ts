@@ -546,7 +546,7 @@ describe('atmr-dr restore', () => {
     }
   });
 
-  it('a server that refuses writes (the role read-only by default): the line points at "atmr-dr db read-write", which says why, exit 1, creating nothing', async () => {
+  it('a server that refuses writes (the role read-only by default): the line points at "npx --no atmr-dr db read-write", which says why, exit 1, creating nothing', async () => {
     const target = uniqueDatabaseName('rcli_ro');
     const role = uniqueDatabaseName('rcli_ro_role');
     psql(cluster, 'postgres', `CREATE ROLE ${role} LOGIN CREATEDB; ALTER ROLE ${role} SET default_transaction_read_only = on`);
@@ -556,7 +556,7 @@ describe('atmr-dr restore', () => {
       expect(run.status).toBe(1);
       expect(run.stderr).toMatch(
         new RegExp(
-          `^atmr-dr: cannot create the staging database ${target}_\\w+ \\(cannot execute CREATE DATABASE in a read-only transaction\\); target "${target}" untouched; the server refuses writes: "atmr-dr db read-write" \\(same PG\\* settings\\) shows why and what lifts it\n$`,
+          `^atmr-dr: cannot create the staging database ${target}_\\w+ \\(cannot execute CREATE DATABASE in a read-only transaction\\); target "${target}" untouched; the server refuses writes: "npx --no atmr-dr db read-write" \\(same PG\\* settings\\) shows why and what lifts it\n$`,
         ),
       );
       expect(databaseExists(cluster, target)).toBe(false);
@@ -602,7 +602,7 @@ describe('atmr-dr restore', () => {
 
     const run = await atmrDr(['restore', 'daily/nope_backup_20200101_000000.manifest.json', '--target-db', target], env());
 
-    expect(run.stderr).toBe(`atmr-dr: manifest s3://${localS3.bucket}/daily/nope_backup_20200101_000000.manifest.json does not exist; list backups with: atmr-dr backups list; target "${target}" untouched\n`);
+    expect(run.stderr).toBe(`atmr-dr: manifest s3://${localS3.bucket}/daily/nope_backup_20200101_000000.manifest.json does not exist; list backups with: npx --no atmr-dr backups list; target "${target}" untouched\n`);
     expect(run.status).toBe(2);
     expect(databaseExists(cluster, target)).toBe(false);
   });
@@ -614,7 +614,7 @@ describe('atmr-dr restore', () => {
     const run = await atmrDr(['restore', bare, '--target-db', target], env());
 
     expect(manifestKey).toBe(`daily/${bare}`);
-    expect(run.stderr).toBe(`atmr-dr: manifest s3://${localS3.bucket}/${bare} does not exist; did you mean "${manifestKey}"? list backups with: atmr-dr backups list; target "${target}" untouched\n`);
+    expect(run.stderr).toBe(`atmr-dr: manifest s3://${localS3.bucket}/${bare} does not exist; did you mean "${manifestKey}"? list backups with: npx --no atmr-dr backups list; target "${target}" untouched\n`);
     expect(run.status).toBe(2);
     expect(databaseExists(cluster, target)).toBe(false);
   });
@@ -625,7 +625,7 @@ describe('atmr-dr restore', () => {
       const key = manifest.objects.find((o) => o.format === format)?.key ?? '';
       return key.slice(key.indexOf('/') + 1);
     };
-    const line = (ref: string, after = '') => `atmr-dr: "${ref}" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); did you mean "${manifestKey}"? list them with: atmr-dr backups list${after}\n`;
+    const line = (ref: string, after = '') => `atmr-dr: "${ref}" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); did you mean "${manifestKey}"? list them with: npx --no atmr-dr backups list${after}\n`;
 
     const restore = await atmrDr(['restore', bare('custom'), '--target-db', target], env());
     const verify = await atmrDr(['backups', 'verify', bare('plain')], env());
@@ -647,7 +647,7 @@ describe('atmr-dr restore', () => {
       const run = await atmrDr(['restore', bare, '--target-db', target], env({ AWS_ENDPOINT_URL_S3: proxy.endpoint }));
 
       // Assert
-      expect(run.stderr).toBe(`atmr-dr: manifest s3://${localS3.bucket}/${bare} does not exist; list backups with: atmr-dr backups list; target "${target}" untouched\n`);
+      expect(run.stderr).toBe(`atmr-dr: manifest s3://${localS3.bucket}/${bare} does not exist; list backups with: npx --no atmr-dr backups list; target "${target}" untouched\n`);
       expect(run.status).toBe(2);
       expect(databaseExists(cluster, target)).toBe(false);
     } finally {
@@ -699,7 +699,7 @@ describe('atmr-dr restore', () => {
     // Assert
     expect(run.status).toBe(1);
     expect(run.stderr).toBe(
-      `atmr-dr: pointer s3://${localS3.bucket}/${pointer} names manifest ${gone}, which does not exist (its backup was deleted or has expired): name a manifest key instead (atmr-dr backups list --database ${database}), and delete the pointer (the next backup writes it again); target "${target}" untouched\n`,
+      `atmr-dr: pointer s3://${localS3.bucket}/${pointer} names manifest ${gone}, which does not exist (its backup was deleted or has expired): name a manifest key instead (npx --no atmr-dr backups list --database ${database}), and delete the pointer (the next backup writes it again); target "${target}" untouched\n`,
     );
     expect(databaseExists(cluster, target)).toBe(false);
   });
@@ -956,7 +956,7 @@ describe('atmr-dr restore', () => {
     if (!withPlain) {
       await s3.send(new PutObjectCommand({ Bucket: localS3.bucket, Key: backup.manifestKey, Body: JSON.stringify({ ...backup.manifest, objects: [custom] }) }));
     }
-    const advice = withPlain ? 'restore this backup only with --format plain, or choose another backup (atmr-dr backups list)' : 'do not restore it, choose another backup (atmr-dr backups list)';
+    const advice = withPlain ? 'restore this backup only with --format plain, or choose another backup (npx --no atmr-dr backups list)' : 'do not restore it, choose another backup (npx --no atmr-dr backups list)';
     const target = uniqueDatabaseName('rcli_corrupt');
 
     // Act

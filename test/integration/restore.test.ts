@@ -347,7 +347,7 @@ describe('restore refusals leave the target untouched', () => {
       // Assert
       expect(bytes).toBeGreaterThan(0);
       expect(error?.message).toBe(
-        `object ${backup.custom} is 0 bytes, the manifest says ${bytes}: the stored object is truncated or altered; restore this backup only with --format plain, or choose another backup (atmr-dr backups list); target "${target}" untouched`,
+        `object ${backup.custom} is 0 bytes, the manifest says ${bytes}: the stored object is truncated or altered; restore this backup only with --format plain, or choose another backup (npx --no atmr-dr backups list); target "${target}" untouched`,
       );
       expect(error?.exitCode).toBe(1);
       expect(fs.readdirSync(tempDir)).toEqual([]);
@@ -983,7 +983,7 @@ describe('restore refusals leave the target untouched', () => {
       target,
       () => restoreBackup(deps(), { ref: backup.manifestKey, targetDb: target, force: true }),
       new RegExp(
-        `^pg_restore cannot read \\S+\\.dump \\(exit 1\\): pg_restore: error: .+; nothing was created, target "${target}" untouched; restore this backup only with --format plain, or choose another backup \\(atmr-dr backups list\\)$`,
+        `^pg_restore cannot read \\S+\\.dump \\(exit 1\\): pg_restore: error: .+; nothing was created, target "${target}" untouched; restore this backup only with --format plain, or choose another backup \\(npx --no atmr-dr backups list\\)$`,
       ),
     );
   });
@@ -1033,7 +1033,7 @@ describe('restore refusals leave the target untouched', () => {
     const existing = makeTarget();
     const fresh = uniqueDatabaseName('restore_gz_cut');
     const message = new RegExp(
-      `^${literal(path.basename(backup.plain))} is not a readable gzip stream \\(unexpected end of file\\): psql was stopped before it committed; the target was not touched; restore this backup only with --format custom, or choose another backup \\(atmr-dr backups list\\)$`,
+      `^${literal(path.basename(backup.plain))} is not a readable gzip stream \\(unexpected end of file\\): psql was stopped before it committed; the target was not touched; restore this backup only with --format custom, or choose another backup \\(npx --no atmr-dr backups list\\)$`,
     );
 
     // Act / Assert
@@ -1720,7 +1720,7 @@ describe('catalog', () => {
       expect.objectContaining({ key: backup.plain, ok: false, reason: 'sha256', problem: expect.stringMatching(/sha256 .*corrupt/) }),
     ]);
     expect(result.summary).toBe(
-      `backup ${backup.manifestKey}: 1 of 2 objects bad (${backup.plain}: sha256); restore this backup only with --format custom, or choose another backup (atmr-dr backups list)`,
+      `backup ${backup.manifestKey}: 1 of 2 objects bad (${backup.plain}: sha256); restore this backup only with --format custom, or choose another backup (npx --no atmr-dr backups list)`,
     );
   });
 
@@ -1747,7 +1747,7 @@ describe('catalog', () => {
     const target = makeTarget();
 
     await expect(restoreBackup(deps(), { ref: key, targetDb: target, force: true })).rejects.toThrow(
-      new RegExp(`^manifest daily/html_backup_20260101_000000\\.manifest\\.json is not valid JSON \\(it starts with "<!DOCTYPE html> <html><body>Service Unav"\\); do not restore it, choose another backup \\(atmr-dr backups list\\); target "${target}" untouched$`),
+      new RegExp(`^manifest daily/html_backup_20260101_000000\\.manifest\\.json is not valid JSON \\(it starts with "<!DOCTYPE html> <html><body>Service Unav"\\); do not restore it, choose another backup \\(npx --no atmr-dr backups list\\); target "${target}" untouched$`),
     );
     expect(psql(cluster, target, 'SELECT count(*) FROM keep_me')).toBe('50');
   });
