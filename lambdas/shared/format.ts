@@ -35,6 +35,8 @@ export function isoSecond(time: Date | string): string {
 
 /** "12 min", "5.0 h", "9 d": how long ago something was recorded or taken, for operators. */
 export function formatAge(seconds: number): string {
+  // Under a minute in seconds: a backup taken 6 s ago read as "0 min old" looks like a wrong clock.
+  if (seconds < 59.5) return `${Math.round(seconds)} s`;
   return seconds < 3600 ? `${Math.round(seconds / 60)} min` : seconds < 172800 ? `${(seconds / 3600).toFixed(1)} h` : `${Math.round(seconds / 86400)} d`;
 }
 

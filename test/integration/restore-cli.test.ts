@@ -388,7 +388,7 @@ describe('atmr-dr restore', () => {
     expect(run.status).toBe(2);
     expect(run.stderr).toMatch(
       new RegExp(
-        `^atmr-dr: restore ${manifestKey} \\(backup taken ${manifest.startedAt.replaceAll('.', '\\.')}, \\d+ min ago\\) over database "${target}" on ${cluster.host}:${cluster.port}, replacing what it holds: writes to ${target} after ${utcSecond(Date.parse(manifest.startedAt))} are not in the restored copy: they are in ${siblingPrefix(target, 'old')}\\.\\.\\. \\(kept until you drop it\\)\\? refused: standard input is not a terminal, so nobody can answer; pass --yes to confirm \\(nothing changed\\)\n$`,
+        `^atmr-dr: restore ${manifestKey} \\(backup taken ${manifest.startedAt.replaceAll('.', '\\.')}, \\d+ (?:s|min) ago\\) over database "${target}" on ${cluster.host}:${cluster.port}, replacing what it holds: writes to ${target} after ${utcSecond(Date.parse(manifest.startedAt))} are not in the restored copy: they are in ${siblingPrefix(target, 'old')}\\.\\.\\. \\(kept until you drop it\\)\\? refused: standard input is not a terminal, so nobody can answer; pass --yes to confirm \\(nothing changed\\)\n$`,
       ),
     );
     expect(run.stdout).toBe('');

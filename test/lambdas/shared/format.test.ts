@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { formatSeconds, isoSecond, shellWord, takenAgo, utcMinute, utcSecond } from '../../../lambdas/shared/format';
+import { formatAge, formatSeconds, isoSecond, shellWord, takenAgo, utcMinute, utcSecond } from '../../../lambdas/shared/format';
 
 describe('takenAgo: when a restored backup was taken, and how old it is', () => {
   const now = Date.parse('2026-12-05T10:00:00.000Z');
@@ -17,7 +17,7 @@ describe('takenAgo: when a restored backup was taken, and how old it is', () => 
 
   it('takes a few seconds ahead (clocks within a minute) as just taken', () => {
     // Arrange / Act / Assert
-    expect(takenAgo('2026-12-05T10:00:20.000Z', now)).toBe('taken 2026-12-05T10:00:20.000Z, 0 min ago');
+    expect(takenAgo('2026-12-05T10:00:20.000Z', now)).toBe('taken 2026-12-05T10:00:20.000Z, 0 s ago');
   });
 });
 
@@ -39,6 +39,13 @@ describe('utcSecond: the moment after which writes are not in a copy', () => {
   it('says the date too for a moment of another day, which a time of day alone would put this morning', () => {
     // Arrange / Act / Assert
     expect(utcSecond(Date.parse('2026-11-28T08:00:03.000Z'), now)).toBe('2026-11-28T08:00:03Z');
+  });
+});
+
+describe('formatAge: how long ago, for operators', () => {
+  it('says an age under a minute in seconds, not "0 min", and rounds to the unit above it', () => {
+    // Arrange / Act / Assert
+    expect([0, 6, 59.4, 59.5, 90, 3599, 7200, 259200].map(formatAge)).toEqual(['0 s', '6 s', '59 s', '1 min', '2 min', '60 min', '2.0 h', '3 d']);
   });
 });
 
