@@ -194,6 +194,13 @@ function heldFor(lock: LockRecord): string {
 }
 
 /**
+ * Why another rollback's lock refuses `rollback service|migration`, and what to do: the core of the
+ * exit-3 line, and the line a dry run prints as the refusal it would meet now.
+ */
+const lockHeldLine = (settings: BackoutSettings, service: string, lock: LockRecord) =>
+  `another rollback of ${service} holds the lock (${lock.reason}, held by ${lock.owner} since ${lock.acquiredAt}): ${waitOrUnlock(settings, service, lock)}`;
+
+/**
  * The exit-3 line of `rollback service|migration` refused by another rollback's lock: `held`, the
  * lock as already read, else read again for its owner.
  */
@@ -205,7 +212,7 @@ async function lockHeldError(ctx: RollbackCliContext, service: string, held?: Lo
     return new OperatorError(`rollback: another rollback of ${service} holds the lock (its owner could not be read: ${namedLine(error)}); see "${rollbackStatusCommand(service, ctx.settings.environmentName)}", nothing changed`, 3);
   }
   if (!lock) return new OperatorError(`rollback: another rollback of ${service} held the lock, and it is gone since (released or expired): run the command again; nothing changed`, 3);
-  return new OperatorError(`rollback: another rollback of ${service} holds the lock (${lock.reason}, held by ${lock.owner} since ${lock.acquiredAt}): ${waitOrUnlock(ctx.settings, service, lock)}; nothing changed`, 3);
+  return new OperatorError(`rollback: ${lockHeldLine(ctx.settings, service, lock)}; nothing changed`, 3);
 }
 
 /** A primary deployment not COMPLETED: what ECS is doing with it, and what still serves meanwhile. */
@@ -310,7 +317,7 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
     ctx.print(`  the schema stays at ${plan.schema} (the target expects Alembic ${plan.target.alembicHead}): this command does not touch it; if the previous release cannot run on the new schema, downgrade it with: ${plan.downgradeCommand} (${DOWNGRADE_DROPS})`);
   }
   if (options.dryRun) {
-    if (held) ctx.print(`  without --dry-run, refused now: ${(await lockHeldError(ctx, plan.service, held)).message.replace(/^rollback: /, '').replace(/; nothing changed$/, '')}`);
+    if (held) ctx.print(`  without --dry-run, refused now: ${lockHeldLine(ctx.settings, plan.service, held)}`);
     ctx.print('dry run: nothing changed');
     return;
   }
@@ -581,7 +588,7 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
   if (options.dryRun) {
     const maintenance = killswitch.value?.mode === 'maintenance' ? `leave the killswitch ${ctx.settings.killswitchParameterName} in maintenance (it is already)` : `set the killswitch ${ctx.settings.killswitchParameterName} to maintenance`;
     ctx.print(`  without --dry-run: take the lock of ${service.serviceName}, ${ctx.settings.beforeDowngrade === 'snapshot' ? `snapshot ${ctx.settings.databaseInstanceIdentifier}` : 'record the PITR restore point'}, ${maintenance}, then run the task`);
-    if (held) ctx.print(`  without --dry-run, refused now: ${(await lockHeldError(ctx, service.serviceName, held)).message.replace(/^rollback: /, '').replace(/; nothing changed$/, '')}`);
+    if (held) ctx.print(`  without --dry-run, refused now: ${lockHeldLine(ctx.settings, service.serviceName, held)}`);
     ctx.print('dry run: nothing changed');
     return;
   }
