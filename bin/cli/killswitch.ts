@@ -75,10 +75,14 @@ function print(line: string): void {
   process.stdout.write(`${line}\n`);
 }
 
-/** How long a mode set without --expires lasts. */
-const UNTIL_DISABLED = 'until atmr-dr killswitch disable (no --expires)';
-/** How long a mode set with --expires never lasts. */
-const UNTIL_DISABLED_NEVER = `until atmr-dr killswitch disable (--expires ${NO_EXPIRY})`;
+/**
+ * The disable of the parameter a command acted on: the one --parameter named, else the
+ * environment's. Without either, the copied command would act on cdk.json's default environment,
+ * whatever environment the line was printed for.
+ */
+export function killswitchDisableCommand(parameter: string | undefined, environmentName: string): string {
+  return `${OPERATOR_CLI} killswitch disable ${parameter !== undefined ? `--parameter ${shellWord(parameter)}` : `--env ${environmentName}`}`;
+}
 
 /**
  * `killswitch status --json` of a reading (`rollback status --json` gives the same): `mode` is the
@@ -100,11 +104,11 @@ export function killswitchStatusJson(parameterName: string, reading: KillswitchR
  * `killswitch status`'s lines of a reading (`rollback status` ends with the same). `now`: SSM's
  * clock (ms), so an expiry is called past or not as the readers will, whatever this machine's clock says.
  */
-export function killswitchStatusLines(parameterName: string, reading: KillswitchReading, now: number): string[] {
+export function killswitchStatusLines(parameterName: string, reading: KillswitchReading, now: number, disable: string): string[] {
   if (!reading.value) return [`killswitch ${parameterName} v${reading.version}: MALFORMED value (${reading.invalidReason}), readers treat it as normal: ${reading.raw}`];
   const lines = [`killswitch ${parameterName} v${reading.version}: ${describeValue(reading.value, now)}`];
   // Nothing reverts a mode set without --expires: the operator reading it learns it has no end.
-  if (reading.value.mode !== 'normal' && !reading.value.expiresAt) lines.push(`  stays ${reading.value.mode} ${UNTIL_DISABLED}`);
+  if (reading.value.mode !== 'normal' && !reading.value.expiresAt) lines.push(`  stays ${reading.value.mode} until \`${disable}\` (no --expires)`);
   return lines;
 }
 
@@ -116,7 +120,7 @@ function report(parameterName: string, result: KillswitchCommandResult, json: bo
   if (result.action === 'status') {
     const { reading } = result;
     if (json) print(JSON.stringify(killswitchStatusJson(parameterName, reading, now)));
-    else for (const line of killswitchStatusLines(parameterName, reading, now)) print(line);
+    else for (const line of killswitchStatusLines(parameterName, reading, now, disable)) print(line);
     return;
   }
   if ('unchanged' in result) {
@@ -136,13 +140,13 @@ function report(parameterName: string, result: KillswitchCommandResult, json: bo
   if (write.conflict) throw new OperatorError(`killswitch: ${write.conflict.message}`, 3);
 }
 
-/** What a write asks the operator to confirm, in the terms of what users will get. */
-function changeOf(command: Exclude<KillswitchCommand, { action: 'status' }>): string {
+/** What a write asks the operator to confirm, in the terms of what users will get. `disable`: the command that ends it. */
+function changeOf(command: Exclude<KillswitchCommand, { action: 'status' }>, disable: string): string {
   if (command.action === 'disable') return 'return the API to normal';
   const what = command.mode === 'maintenance' ? `put the API in maintenance (${MAINTENANCE_EFFECT})` : 'put the API in degraded mode';
   // Said from the command alone: without --expires, whether an expiry is kept depends on the value.
-  if (command.expires === undefined) return `${what} until atmr-dr killswitch disable, or until its current expiry if it is already on with one (no --expires)`;
-  return `${what}${command.expires === NO_EXPIRY ? ` ${UNTIL_DISABLED_NEVER}` : ` for ${command.expires}`}`;
+  if (command.expires === undefined) return `${what} until \`${disable}\`, or until its current expiry if it is already on with one (no --expires)`;
+  return `${what}${command.expires === NO_EXPIRY ? ` until \`${disable}\` (--expires ${NO_EXPIRY})` : ` for ${command.expires}`}`;
 }
 
 /** The end of a failure's line that says to retry at once: a write that may have landed is checked first. */
@@ -167,11 +171,12 @@ export function registerKillswitchCommands(program: Command): void {
     }
     const globals = killswitch.opts<{ parameter?: string; env?: string }>();
     const parameterName = await resolveDeployedName(DEPLOYED_NAMES.killswitchParameter, { flagValue: globals.parameter, envName: globals.env });
+    const disable = killswitchDisableCommand(globals.parameter === undefined ? undefined : parameterName, globals.env ?? defaultEnvironmentName());
     // enable and disable change what every user of the API gets: asked for, as every production
     // change of the CLI is (a script passes --yes; Slack's /killswitch is the other quick path),
     // once the value is read: a request that changes nothing says so without asking.
     const confirm = async (): Promise<void> => {
-      if (command.action === 'status' || (await confirmer(yes)(`killswitch ${command.action}: ${changeOf(command)} (parameter ${parameterName})`))) return;
+      if (command.action === 'status' || (await confirmer(yes)(`killswitch ${command.action}: ${changeOf(command, disable)} (parameter ${parameterName})`))) return;
       throw new OperatorError(`killswitch ${command.action}: not confirmed, nothing changed`, 1);
     };
     const action = command.action === 'status' ? `read parameter ${parameterName}` : `${command.action} the killswitch (parameter ${parameterName})`;
@@ -192,9 +197,7 @@ export function registerKillswitchCommands(program: Command): void {
       if (!unconfirmed || !(line instanceof OperatorError)) throw line;
       throw new OperatorError(`${line.message.replace(RUN_AGAIN, '')}; it may have been written: ${checkBeforeRetry('killswitch')}`, line.exitCode);
     });
-    // The disable of the same parameter: the one --parameter named, else the environment's.
-    const target = globals.parameter !== undefined ? `--parameter ${shellWord(parameterName)}` : `--env ${globals.env ?? defaultEnvironmentName()}`;
-    report(parameterName, result, json, serviceNow(ssm).getTime(), `${OPERATOR_CLI} killswitch disable ${target}`);
+    report(parameterName, result, json, serviceNow(ssm).getTime(), disable);
   };
 
   killswitch

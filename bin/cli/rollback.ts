@@ -58,7 +58,7 @@ import { nowOf } from '../../lambdas/shared/clock';
 import { serviceNow } from '../../lambdas/shared/clock-offset';
 import { confirmer } from './confirm';
 import { interruptibly } from './interrupt';
-import { killswitchStatusJson, killswitchStatusLines, resolveCliActor } from './killswitch';
+import { killswitchDisableCommand, killswitchStatusJson, killswitchStatusLines, resolveCliActor } from './killswitch';
 import { DEPLOYED_NAMES, defaultEnvironmentName, deployedNameValue, ENV_DEFAULT, envNameValue, isServiceNotFound, namedValue, nonEmpty, notFoundHint, packageRoot, resolveDeployedName, resolveDeployedNameFrom } from './resolve';
 import { loadCliConfig } from './cli-config';
 
@@ -221,8 +221,11 @@ function rolloutLine(taskDefinition: string, rollout: PrimaryRollout): string {
   return rollout.state === 'IN_PROGRESS' ? `rolling out ${taskDefinition} (${counts})` : `rollout of ${taskDefinition} ${rollout.state} (${counts})`;
 }
 
-/** The killswitch parameter `rollback status` reads: its name, or why none could be resolved. */
-export type StatusKillswitch = { readonly parameterName: string } | { readonly unresolved: string };
+/**
+ * The killswitch parameter `rollback status` reads: its name (`flag`: named by --parameter, which
+ * the disable command it prints then names too), or why none could be resolved.
+ */
+export type StatusKillswitch = { readonly parameterName: string; readonly flag?: boolean } | { readonly unresolved: string };
 
 /**
  * The killswitch as `killswitch status` says it, for `rollback status`: whether the API is in
@@ -236,10 +239,11 @@ async function killswitchStatus(ctx: RollbackCliContext, source: StatusKillswitc
   });
   if ('unresolved' in source) return unread('', source.unresolved);
   const { parameterName } = source;
+  const disable = killswitchDisableCommand(source.flag ? parameterName : undefined, ctx.settings.environmentName);
   try {
     const reading = await readKillswitch(ctx.deps.ssm, parameterName, MISSING_PARAMETER_FIX.cli);
     const now = serviceNow(ctx.deps.ssm).getTime();
-    return { lines: killswitchStatusLines(parameterName, reading, now), json: killswitchStatusJson(parameterName, reading, now) };
+    return { lines: killswitchStatusLines(parameterName, reading, now, disable), json: killswitchStatusJson(parameterName, reading, now) };
   } catch (error) {
     return unread(parameterName, error instanceof OperatorError ? oneLine(error) : namedLine(error));
   }
@@ -875,7 +879,7 @@ export function registerRollbackCommands(program: Command, makeContext: typeof d
       const services = opts.service ? [findService(ctx.settings, opts.service).serviceName] : [ctx.settings.api.serviceName, ...ctx.settings.workers.map((w) => w.serviceName)];
       // Not a context's name: a killswitch parameter that cannot be named costs the status one line.
       const killswitch = await resolveDeployedName(DEPLOYED_NAMES.killswitchParameter, { flagValue: globals().parameter, envName: globals().env }).then(
-        (parameterName): StatusKillswitch => ({ parameterName }),
+        (parameterName): StatusKillswitch => ({ parameterName, flag: globals().parameter !== undefined }),
         (error: unknown): StatusKillswitch => ({ unresolved: oneLine(error) }),
       );
       await statusCommand(ctx, services, Boolean(opts.json), killswitch).catch((error: unknown) => {

@@ -1043,9 +1043,13 @@ describe('rollback status and migration', () => {
     expect(text[0]).toBe(`atmr-api: running ${BAD}`);
     expect(text.slice(-2)).toEqual([
       'killswitch /atmr/test/killswitch v7: maintenance (by atmr-dr backout at 2026-06-01 14:05 UTC): backout (execution run-1): migration downgrade to aaa111',
-      '  stays maintenance until atmr-dr killswitch disable (no --expires)',
+      '  stays maintenance until `npx --no atmr-dr killswitch disable --env test` (no --expires)',
     ]);
     expect(JSON.parse(printed[0])).toEqual([expect.objectContaining({ service: 'atmr-api', killswitch: { parameterName: '/atmr/test/killswitch', version: 7, mode: 'maintenance', expired: false, value } })]);
+    // A parameter named by --parameter: the disable names it too, not the environment.
+    printed.length = 0;
+    await statusCommand(ctx, ['atmr-api'], false, { parameterName: '/atmr/test/killswitch', flag: true });
+    expect(printed.at(-1)).toBe('  stays maintenance until `npx --no atmr-dr killswitch disable --parameter /atmr/test/killswitch` (no --expires)');
   });
 
   it('a killswitch SSM refuses to read costs one line saying so: the rest of the status printed, no failure', async () => {

@@ -81,7 +81,11 @@ describe('atmr-dr killswitch enable / disable / status', () => {
   it.each([
     [
       ['enable', '--mode', 'maintenance', '--reason', 'OSRM down'],
-      'killswitch enable: put the API in maintenance (every request but /health and /ready answered 503) until atmr-dr killswitch disable, or until its current expiry if it is already on with one (no --expires)',
+      'killswitch enable: put the API in maintenance (every request but /health and /ready answered 503) until `npx --no atmr-dr killswitch disable --env example`, or until its current expiry if it is already on with one (no --expires)',
+    ],
+    [
+      ['--parameter', PARAMETER, 'enable', '--mode', 'maintenance', '--reason', 'OSRM down', '--expires', 'never'],
+      `killswitch enable: put the API in maintenance (every request but /health and /ready answered 503) until \`npx --no atmr-dr killswitch disable --parameter ${PARAMETER}\` (--expires never)`,
     ],
     [['disable', '--reason', 'OSRM back'], 'killswitch disable: return the API to normal'],
   ])('%j without --yes and without a terminal is refused in one line naming --yes, exit 2, nothing written', (args, change) => {
@@ -296,18 +300,20 @@ describe('atmr-dr killswitch enable / disable / status', () => {
     expect([malformed.status, JSON.parse(malformed.stdout)]).toEqual([0, { parameterName: PARAMETER, version: 6, mode: 'normal', expired: false, value: null, invalid: expect.any(String), raw: 'maintenance' }]);
   });
 
-  it('status of a mode set without --expires says it stays on until disabled; with an expiry, or normal, it says nothing more', () => {
+  it('status of a mode set without --expires says it stays on until the disable of the same environment or parameter; with an expiry, or normal, it says nothing more', () => {
     const stays = atmrDr(['status'], { raw: JSON.stringify(value({ mode: 'degraded', reason: 'peak', actor: 'alice' })), version: 9 });
+    const named = atmrDr(['--parameter', PARAMETER, 'status'], { raw: JSON.stringify(value({ mode: 'degraded', reason: 'peak', actor: 'alice' })), version: 9 }, {});
     const expiring = atmrDr(['status'], { raw: JSON.stringify(value({ mode: 'maintenance', reason: 'OSRM down', expiresAt: '2999-01-01T00:00:00.000Z' })), version: 4 });
     const normal = atmrDr(['status'], { version: 2 });
 
     expect([stays.status, stays.stdout]).toEqual([
       0,
-      `killswitch ${PARAMETER} v9: degraded (by alice at 2026-01-01 00:00 UTC): peak\n  stays degraded until atmr-dr killswitch disable (no --expires)\n`,
+      `killswitch ${PARAMETER} v9: degraded (by alice at 2026-01-01 00:00 UTC): peak\n  stays degraded until \`npx --no atmr-dr killswitch disable --env example\` (no --expires)\n`,
     ]);
+    expect([named.status, named.stdout.split('\n')[1]]).toEqual([0, `  stays degraded until \`npx --no atmr-dr killswitch disable --parameter ${PARAMETER}\` (no --expires)`]);
     expect([expiring.status, expiring.stdout]).toEqual([0, `killswitch ${PARAMETER} v4: maintenance (by atmr-dr deploy at 2026-01-01 00:00 UTC, until 2999-01-01 00:00 UTC): OSRM down\n`]);
     expect([normal.status, normal.stdout]).toEqual([0, `killswitch ${PARAMETER} v2: normal (by atmr-dr deploy at 2026-01-01 00:00 UTC): initial\n`]);
-    expect([stays, expiring, normal].flatMap((run) => run.puts)).toEqual([]);
+    expect([stays, named, expiring, normal].flatMap((run) => run.puts)).toEqual([]);
   });
 
   it('says a stored value is malformed instead of failing', () => {
