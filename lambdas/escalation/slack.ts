@@ -14,8 +14,16 @@ export interface IncidentSlackReply {
   readonly body: { readonly response_type: 'in_channel' | 'ephemeral'; readonly text: string };
 }
 
-/** What `/incident help` and a command it does not know are answered with. */
-const INCIDENT_USAGE = '/incident ack <incident id> (the id is in the page); to resolve by hand: `' + OPERATOR_CLI + ' incident resolve <incident id>`';
+/**
+ * What `/incident help` and a command it does not know are answered with. The Slack command names no
+ * level (it has not the environment's levels to check one against): it acknowledges for level 1,
+ * which gets the reminders; whoever answers another level's page is told, before acknowledging, the
+ * two ways that record their level (a second acknowledgement is refused, so none changes it after).
+ */
+const INCIDENT_USAGE =
+  `/incident ack <incident id> (the id is in the page): acknowledges for level 1, the on-call, who then gets the reminders; ` +
+  `to answer another level's page, use its acknowledgement link or \`${OPERATOR_CLI} incident ack <incident id> --level <n>\`; ` +
+  `to resolve by hand: \`${OPERATOR_CLI} incident resolve <incident id>\``;
 
 /**
  * `/incident ack <id>`, after the Slack endpoint has checked the request's signature, replay window

@@ -235,6 +235,10 @@ describe('signed acknowledgement link', () => {
 });
 
 describe('Slack /incident ack', () => {
+  const USAGE =
+    'usage: /incident ack <incident id> (the id is in the page): acknowledges for level 1, the on-call, who then gets the reminders; ' +
+    "to answer another level's page, use its acknowledgement link or `npx --no atmr-dr incident ack <incident id> --level <n>`; " +
+    'to resolve by hand: `npx --no atmr-dr incident resolve <incident id>`';
   const call = async (fields: Record<string, string>, secret = SIGNING) => {
     const body = new URLSearchParams({ team_id: 'T1', api_app_id: 'A1', channel_id: 'C1', command: '/incident', user_name: 'alice', ...fields }).toString();
     const timestamp = String(Math.floor(Date.now() / 1000));
@@ -295,9 +299,14 @@ describe('Slack /incident ack', () => {
       // The Slack command acknowledges at the real time: the minute only is read.
       new RegExp(`^incident ${incidentId} is already acknowledged by slack:U0123ONCALL \\(alice\\) at \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d UTC \\(slack\\)$`),
     );
-    expect((await call({ user_id: 'U0456LEADOPS', text: 'help' })).text).toBe(
-      'usage: /incident ack <incident id> (the id is in the page); to resolve by hand: `npx --no atmr-dr incident resolve <incident id>`',
-    );
+    expect((await call({ user_id: 'U0456LEADOPS', text: 'help' })).text).toBe(USAGE);
+  });
+
+  it('answers /incident ack with a level by its usage, which says the level it acknowledges and how to name another, acknowledging nothing', async () => {
+    const reply = await call({ user_id: 'U0456LEADOPS', text: `ack ${incidentId} --level 2` });
+
+    expect(reply).toEqual(expect.objectContaining({ response_type: 'ephemeral', text: USAGE }));
+    expect((await getIncident(store, incidentId))?.status).toBe('OPEN');
   });
 
   it('answers /incident resolve with the CLI command to run, resolving nothing', async () => {
