@@ -700,7 +700,7 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
       );
     }
     if (ctx.signal?.aborted && !result.ok && task.taskArn === null) {
-      throw new OperatorError(`rollback: interrupted before the migration task started: the schema is unchanged; the killswitch stays in maintenance (atmr-dr killswitch disable once the API may serve again); the lock is released${notTold}`, 1);
+      throw new OperatorError(`rollback: interrupted before the migration task started: the schema is unchanged; the killswitch stays in maintenance (\`${killswitchDisableCommand(undefined, ctx.settings.environmentName)}\` once the API may serve again); the lock is released${notTold}`, 1);
     }
     const stopped = `(StopTask; exit code ${result.exitCode ?? 'none'})`;
     // A downgrade that did not end well: what the on-call does next, in order, ready to paste.

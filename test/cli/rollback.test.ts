@@ -1538,7 +1538,7 @@ describe('rollback service and migration stopped by Ctrl-C before they change an
     const run = migrationCommand(ctx, { to: 'aaa111', yes: true });
 
     // Assert
-    await expect(run).rejects.toThrow(/^rollback: interrupted before the migration task started: the schema is unchanged; the killswitch stays in maintenance .*; the lock is released$/);
+    await expect(run).rejects.toThrow(/^rollback: interrupted before the migration task started: the schema is unchanged; the killswitch stays in maintenance \(`npx --no atmr-dr killswitch disable --env test` once the API may serve again\); the lock is released$/);
     expect(mocks.ecs.commandCalls(RunTaskCommand)).toHaveLength(0);
     expect(JSON.parse(killswitch.value).mode).toBe('maintenance');
     expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
