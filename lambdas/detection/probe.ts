@@ -3,7 +3,7 @@ import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import type { MetricUnit as MetricUnitValue } from '@aws-lambda-powertools/metrics/types';
 import { emitSingleMetric } from '../shared/single-metric';
 import { MODE_METRIC_VALUE, type KillswitchMode } from '../killswitch/value';
-import { CheckResult, checkHttp, checkHttpNamingHung, classifyError, withTimeout } from './targets';
+import { CheckResult, checkHttp, checkHttpNamingHung, classifyError, tellingConnection, type TcpAddress, withTimeout } from './targets';
 import { READ_ONLY_STATE_SQL, readOnlyStateInReadOnlyTransaction, refusesApplicationWrites, roleReadOnlyDefaultReset } from '../shared/read-only';
 import { redisMemoryFromInfo, type RedisMemory } from './redis-memory';
 import { oneLine } from '../shared/errors';
@@ -110,8 +110,12 @@ export interface ProbeSettings {
     /** Attempts start this far apart (concurrently), so a run stays short when OSRM hangs. @default 1000 */
     readonly attemptSpacingMs?: number;
   };
-  readonly redis?: { readonly timeoutMs: number; readonly queues: readonly string[] };
-  readonly database?: { readonly timeoutMs: number };
+  /**
+   * `host` and `port` (PROBE_SETTINGS has them): a check that times out tries a TCP connection there
+   * within the same deadline, to say whether the server accepted the connection (noAnswerDetail).
+   */
+  readonly redis?: { readonly timeoutMs: number; readonly queues: readonly string[]; readonly host?: string; readonly port?: number };
+  readonly database?: { readonly timeoutMs: number; readonly host?: string; readonly port?: number };
 }
 
 export interface ProbeDeps {
@@ -315,7 +319,7 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
   if (redis && deps.openRedis) {
     const openRedis = deps.openRedis;
     const attempt = () =>
-      checkSession(redis.timeoutMs, async () => openRedis(), async (client) => {
+      checkSession(redis, async () => openRedis(), async (client) => {
         await client.ping();
         const depths: Record<string, number> = {};
         for (const queue of redis.queues) {
@@ -378,7 +382,7 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
     const openDatabase = deps.openDatabase;
     // A read-only database is an answer (its state): up, DbReadOnly 1, not tried again.
     const attempt = () =>
-      checkSession(db.timeoutMs, openDatabase, async (client) => {
+      checkSession(db, openDatabase, async (client) => {
         // A transaction of its own declared READ ONLY: the probe writes nothing whatever its role's
         // grants. Per transaction, it leaves the session's default (what it reads) as it is.
         await client.query('BEGIN READ ONLY');
@@ -452,12 +456,27 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
   return { targets, metrics, checksMade, checksFailed, down, retried, durationMs, celeryQueueDepth, redisMemory, database, killswitchMode };
 }
 
-/** Opens a session, runs `use` and closes it, all within `timeoutMs`; never throws. */
-async function checkSession<C, T>(
-  timeoutMs: number,
+/**
+ * Opens a session, runs `use` and closes it, all within the target's `timeoutMs`; never throws. A
+ * timeout's detail says whether a TCP connection to the target's host and port was made.
+ */
+function checkSession<C, T>(
+  target: { readonly timeoutMs: number; readonly host?: string; readonly port?: number },
   open: () => Promise<Session<C>>,
   use: (client: C) => Promise<T>,
   classify: (error: unknown) => { reason: string; detail: string } = classifyError,
+): Promise<{ result: CheckResult; value?: T }> {
+  const { timeoutMs, host, port } = target;
+  const address: TcpAddress | undefined = host !== undefined && port !== undefined ? { host, port } : undefined;
+  // A timeout says whether the server accepted a TCP connection (hung) or not (the network).
+  return tellingConnection(address, timeoutMs, () => sessionOutcome(timeoutMs, open, use, classify));
+}
+
+async function sessionOutcome<C, T>(
+  timeoutMs: number,
+  open: () => Promise<Session<C>>,
+  use: (client: C) => Promise<T>,
+  classify: (error: unknown) => { reason: string; detail: string },
 ): Promise<{ result: CheckResult; value?: T }> {
   const started = performance.now();
   let session: Session<C> | undefined;

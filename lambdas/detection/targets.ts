@@ -134,9 +134,24 @@ export function answeredHttp(result: CheckResult): boolean {
 /**
  * GET `url` with a deadline; up when the status is 2xx and `bodyDown`, when given, finds nothing
  * wrong in the body (it returns the reason word of a body that says down). The body is drained
- * (the socket is reused), up to MAX_BODY_BYTES.
+ * (the socket is reused), up to MAX_BODY_BYTES. A request that times out says whether a TCP
+ * connection to the URL's host and port was made (noAnswerDetail): fetch's own timeout does not.
  */
 export async function checkHttp(url: string, timeoutMs: number, fetchImpl: typeof fetch = fetch, bodyDown?: (body: string) => string | undefined): Promise<CheckResult> {
+  return (await checkHttpTellingConnection(url, timeoutMs, fetchImpl, bodyDown)).result;
+}
+
+/** checkHttp, and for a timed-out request whether a TCP connection was made within the same deadline. */
+async function checkHttpTellingConnection(
+  url: string,
+  timeoutMs: number,
+  fetchImpl: typeof fetch = fetch,
+  bodyDown?: (body: string) => string | undefined,
+): Promise<{ result: CheckResult; connected?: boolean }> {
+  return tellingConnection(urlAddress(url), timeoutMs, async () => ({ result: await requestHttp(url, timeoutMs, fetchImpl, bodyDown) }), 'HTTP answer');
+}
+
+async function requestHttp(url: string, timeoutMs: number, fetchImpl: typeof fetch, bodyDown?: (body: string) => string | undefined): Promise<CheckResult> {
   const started = performance.now();
   const controller = new AbortController();
   try {
@@ -160,15 +175,30 @@ export async function checkHttp(url: string, timeoutMs: number, fetchImpl: typeo
   }
 }
 
+/** Where a TCP connection to a target goes. */
+export interface TcpAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** The host and port an HTTP(S) URL connects to; undefined for a URL that does not parse (its request fails on its own). */
+function urlAddress(url: string): TcpAddress | undefined {
+  try {
+    const { hostname, port, protocol } = new URL(url);
+    return { host: hostname.replace(/^\[|\]$/g, ''), port: Number(port) || (protocol === 'https:' ? 443 : 80) };
+  } catch {
+    return undefined;
+  }
+}
+
 /**
- * Whether a new TCP connection to the URL's host and port is accepted within `timeoutMs`; `cancel`
- * gives up (false) at once.
+ * Whether a new TCP connection to `address` is accepted within `timeoutMs`; `cancel` gives up
+ * (false) at once. The connection is closed as soon as it is made: nothing is sent on it.
  */
-function tcpConnects(url: string, timeoutMs: number): { connected: Promise<boolean>; cancel(): void } {
-  const { hostname, port, protocol } = new URL(url);
+function tcpConnects(address: TcpAddress, timeoutMs: number): { connected: Promise<boolean>; cancel(): void } {
   let done: (connected: boolean) => void = () => undefined;
   const connected = new Promise<boolean>((resolve) => {
-    const socket = net.connect({ host: hostname.replace(/^\[|\]$/g, ''), port: Number(port) || (protocol === 'https:' ? 443 : 80) });
+    const socket = net.connect({ host: address.host, port: address.port });
     const timer = setTimeout(() => done(false), timeoutMs);
     done = (value) => {
       clearTimeout(timer);
@@ -182,19 +212,46 @@ function tcpConnects(url: string, timeoutMs: number): { connected: Promise<boole
 }
 
 /**
- * checkHttp (no body check), with a timed-out request told apart: reason `hung` (detail "connected,
- * no HTTP answer within N s") when a TCP connection to the URL's host and port is accepted within the
- * same deadline, a server that accepts and never answers; `timeout` when not even that (a network
- * rule dropping the packets, a host gone). fetch's own timeout says nothing of how far the request
- * went. The connection is tried alongside the request, so the check takes no longer than checkHttp;
- * it is given up as soon as the request gets anything but a timeout.
+ * The detail of a check that timed out: "connected, no <answer> within N s" when a TCP connection
+ * to the target was accepted within the deadline (a process that accepts and never answers: hung,
+ * overloaded), "no TCP connection within N s" when not even that (a security group or network rule
+ * dropping the packets, a host gone). The two call for different first looks: the target's process
+ * and logs, or the network path to it.
+ */
+export function noAnswerDetail(connected: boolean, timeoutMs: number, answer = 'answer'): string {
+  return connected ? `connected, no ${answer} within ${timeoutMs / 1000} s` : `no TCP connection within ${timeoutMs / 1000} s`;
+}
+
+/**
+ * Runs `check` while a TCP connection to `address` is tried alongside, within the same deadline, so
+ * the check takes no longer for it. A check that timed out gets noAnswerDetail as its detail (and
+ * `connected`); the connection attempt is given up as soon as the check ends any other way. Without
+ * an address the check's result is left as it is.
+ */
+export async function tellingConnection<T extends { result: CheckResult }>(
+  address: TcpAddress | undefined,
+  timeoutMs: number,
+  check: () => Promise<T>,
+  answer?: string,
+): Promise<T & { connected?: boolean }> {
+  const tcp = address && tcpConnects(address, timeoutMs);
+  const outcome = await check();
+  if (!tcp) return outcome;
+  if (outcome.result.reason !== 'timeout') {
+    tcp.cancel();
+    return outcome;
+  }
+  const connected = await tcp.connected;
+  return { ...outcome, result: { ...outcome.result, detail: noAnswerDetail(connected, timeoutMs, answer) }, connected };
+}
+
+/**
+ * checkHttp (no body check), with a timed-out request that got a TCP connection named `hung`: a
+ * server that accepts and never answers ("connected, no HTTP answer within N s"); a `timeout` is
+ * then one where not even that was made ("no TCP connection within N s": a network rule dropping
+ * the packets, a host gone).
  */
 export async function checkHttpNamingHung(url: string, timeoutMs: number, fetchImpl?: typeof fetch): Promise<CheckResult> {
-  const tcp = tcpConnects(url, timeoutMs);
-  const result = await checkHttp(url, timeoutMs, fetchImpl);
-  if (result.reason !== 'timeout') {
-    tcp.cancel();
-    return result;
-  }
-  return (await tcp.connected) ? { ...result, reason: 'hung', detail: `connected, no HTTP answer within ${timeoutMs / 1000} s` } : result;
+  const { result, connected } = await checkHttpTellingConnection(url, timeoutMs, fetchImpl);
+  return connected ? { ...result, reason: 'hung' } : result;
 }

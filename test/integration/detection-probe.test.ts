@@ -57,8 +57,9 @@ async function probeWith(settings: Partial<ProbeSettings> & { redisPort?: number
   const full: ProbeSettings = {
     api: settings.api,
     osrm: settings.osrm,
-    redis: { timeoutMs: TIMEOUT_MS, queues: ['celery', 'dispatch'] },
-    database: { timeoutMs: 2000 },
+    // Where the probe's PROBE_SETTINGS say they are: a timeout tries a TCP connection there.
+    redis: { timeoutMs: TIMEOUT_MS, queues: ['celery', 'dispatch'], host: '127.0.0.1', port: settings.redisPort ?? redis.port },
+    database: { timeoutMs: 2000, host: testCluster().host, port: settings.databasePort ?? testCluster().port },
   };
   return captureProbeOutput(({ metrics, logger }) =>
     runProbe(full, {
@@ -322,6 +323,8 @@ describe('health probe: hung Redis and PostgreSQL', () => {
       expect(result.targets.filter((t) => ['redis', 'database'].includes(t.target)).map((t) => [t.target, t.reason])).toEqual(
         expect.arrayContaining([['redis', 'timeout'], ['database', 'timeout']]),
       );
+      // The server took the connection: hung, not a network dropping the packets.
+      for (const target of ['redis', 'database']) expect(result.targets.find((t) => t.target === target)?.detail).toBe('connected, no answer within 2 s');
       expect([metricValue(metrics, M.redisUp), metricValue(metrics, M.databaseUp)]).toEqual([0, 0]);
     } finally {
       sockets.forEach((s) => s.destroy());
