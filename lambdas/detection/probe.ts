@@ -7,6 +7,7 @@ import { CheckResult, checkHttp, checkHttpNamingHung, classifyError, tellingConn
 import { READ_ONLY_STATE_SQL, readOnlyStateInReadOnlyTransaction, refusesApplicationWrites, roleReadOnlyDefaultReset } from '../shared/read-only';
 import { redisMemoryFromInfo, type RedisMemory } from './redis-memory';
 import { oneLine } from '../shared/errors';
+import { OPERATOR_CLI } from '../shared/constants';
 
 /** Powertools `service` of the probe: the dimension every probe metric carries. */
 export const PROBE_SERVICE = 'detection-probe';
@@ -102,6 +103,8 @@ interface Session<C> {
 }
 
 export interface ProbeSettings {
+  /** The environment probed (PROBE_SETTINGS has it): the --env of the commands the probe's lines print. */
+  readonly environmentName?: string;
   readonly api?: { readonly baseUrl: string; readonly timeoutMs: number };
   readonly osrm?: {
     readonly healthUrl: string;
@@ -406,7 +409,7 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
           const { roleDefaultReset, ...state } = value;
           database = state;
           record(PROBE_METRICS.dbReadOnly, state.readOnly ? 1 : 0);
-          if (state.readOnly) deps.logger.warn('database is read-only', state);
+          if (state.readOnly) deps.logger.warn(databaseReadOnlyLine(settings.environmentName), state);
           if (roleDefaultReset) {
             // Not counted (the application's role does not have it), but it hides a server-wide
             // read-only (ALTER SYSTEM, a parameter group) from DbReadOnly: a setting to remove.
@@ -454,6 +457,16 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
     ...(redisMemory && { redisMemory }),
   });
   return { targets, metrics, checksMade, checksFailed, down, retried, durationMs, celeryQueueDepth, redisMemory, database, killswitchMode };
+}
+
+/**
+ * The line of a read-only database, with the runbook's first check ("DB Read-Only": the database's
+ * state) as the command that makes it: db read-write shows why (the database-level default, a
+ * standby in recovery, full storage) and asks before it changes anything.
+ */
+export function databaseReadOnlyLine(environmentName: string | undefined): string {
+  const command = environmentName ? `${OPERATOR_CLI} db read-write --env ${environmentName}` : `${OPERATOR_CLI} db read-write`;
+  return `database is read-only (the application's writes are refused): check why first with "${command}" (it shows the cause and asks before changing anything; log in as the database's owner: PG* variables or --database-secret <arn>)`;
 }
 
 /**

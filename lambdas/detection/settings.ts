@@ -6,6 +6,8 @@ import { OperatorError } from '../shared/errors';
  * JSON, no secrets: the database password is read from Secrets Manager at run time).
  */
 export const ProbeEnvironmentSchema = z.strictObject({
+  /** The environment probed (the construct's), for the --env of the commands the probe prints. */
+  environmentName: z.string().min(1).optional(),
   api: z.strictObject({ baseUrl: z.string().url(), timeoutMs: z.number().int().positive() }).optional(),
   osrm: z
     .strictObject({ healthUrl: z.string().url(), timeoutMs: z.number().int().positive(), attempts: z.number().int().min(1).max(10) })

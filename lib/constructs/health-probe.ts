@@ -118,7 +118,8 @@ export class HealthProbe extends Construct {
       serviceName: PROBE_SERVICE,
       timeout,
       reservedConcurrentExecutions: props.reservedConcurrency ?? 2,
-      environment: { PROBE_SETTINGS: JSON.stringify(settings) },
+      // The environment's name too: the commands the probe's lines print name it with --env.
+      environment: { PROBE_SETTINGS: JSON.stringify({ ...settings, environmentName: props.environmentName }) },
       vpcPlacement: { vpc: props.vpc, subnets: props.subnets, securityGroups: [this.securityGroup] },
     });
     // Scheduler invokes the probe asynchronously, and Lambda would run a failed run again 1 and 2

@@ -766,6 +766,8 @@ describe('health probe function and schedule', () => {
       timeoutMs: 3000,
     });
     expect(settings.redis.queues).toEqual(['celery', 'dispatch']);
+    // The --env of the commands the probe's lines print (a read-only database's first check).
+    expect(settings.environmentName).toBe('example');
     expect(fn.Properties.Environment.Variables.PROBE_SETTINGS).not.toMatch(/password/i);
   });
 

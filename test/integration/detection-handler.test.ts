@@ -155,6 +155,11 @@ describe('health probe Lambda handler', () => {
     await expect(deps.readKillswitchMode!()).resolves.toBe('maintenance');
   });
 
+  it("reads the environment's name the construct puts in PROBE_SETTINGS (the --env of the commands the probe prints)", () => {
+    expect(parseProbeEnvironment('{"environmentName":"staging","api":{"baseUrl":"http://127.0.0.1:1","timeoutMs":3000}}').environmentName).toBe('staging');
+    expect(() => parseProbeEnvironment('{"environmentName":""}')).toThrow(/^health probe: PROBE_SETTINGS\.environmentName: /);
+  });
+
   it('names the bad field of PROBE_SETTINGS in one line', () => {
     expect(() => parseProbeEnvironment('{"api":{"baseUrl":"not a url","timeoutMs":3000}}')).toThrow(/^health probe: PROBE_SETTINGS\.api\.baseUrl: /);
     expect(() => parseProbeEnvironment(undefined)).toThrow('health probe: PROBE_SETTINGS is not set (the detection construct sets it)');

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import Redis from 'ioredis';
 import { openDatabaseSession, openRedisSession } from '../../lambdas/detection/clients';
 import { PROBE_METRICS, ProbeSettings, REDIS_WRITE_CHECK_BYTES, REDIS_WRITE_CHECK_KEY, REDIS_WRITE_CHECK_TTL_SECONDS, RETRY_PAUSE_MS, runProbe } from '../../lambdas/detection/probe';
+import { OPERATOR_CLI } from '../../lambdas/shared/constants';
 import { captureProbeOutput, metricValue, startHttpServer } from '../lambdas/detection/fixtures';
 import { testClient, testCluster, uniqueDatabaseName } from '../support/cluster';
 import { startDroppingProxy, type DroppingProxy } from '../support/dropping-proxy';
@@ -55,6 +56,7 @@ function connection(port = testCluster().port, user = testCluster().user) {
 
 async function probeWith(settings: Partial<ProbeSettings> & { redisPort?: number; databasePort?: number; databaseUser?: string; killswitch?: () => Promise<'normal' | 'degraded' | 'maintenance'> }) {
   const full: ProbeSettings = {
+    environmentName: settings.environmentName,
     api: settings.api,
     osrm: settings.osrm,
     // Where the probe's PROBE_SETTINGS say they are: a timeout tries a TCP connection there.
@@ -177,10 +179,17 @@ describe('health probe against real servers', () => {
     const cluster = testCluster();
     psql(cluster, 'postgres', `ALTER DATABASE ${database} SET default_transaction_read_only = on`);
     try {
-      const readOnly = await probeWith({});
+      const readOnly = await probeWith({ environmentName: 'staging' });
       expect(metricValue(readOnly.metrics, M.dbReadOnly)).toBe(1);
       expect(readOnly.result.database).toEqual({ readOnly: true, transactionReadOnly: true, inRecovery: false, defaultSource: 'database', databaseSetting: 'on' });
-      expect(readOnly.logs).toContainEqual(expect.objectContaining({ message: 'database is read-only', transactionReadOnly: true }));
+      // The runbook's first check ("DB Read-Only": the database's state), as the command that makes it, in the environment probed.
+      expect(readOnly.logs).toContainEqual(
+        expect.objectContaining({
+          level: 'WARN',
+          message: `database is read-only (the application's writes are refused): check why first with "${OPERATOR_CLI} db read-write --env staging" (it shows the cause and asks before changing anything; log in as the database's owner: PG* variables or --database-secret <arn>)`,
+          transactionReadOnly: true,
+        }),
+      );
     } finally {
       psql(cluster, 'postgres', `ALTER DATABASE ${database} SET default_transaction_read_only = off`);
     }
@@ -203,7 +212,7 @@ describe('health probe against real servers', () => {
       expect(metricValue(roleOnly.metrics, M.databaseUp)).toBe(1);
       expect(metricValue(roleOnly.metrics, M.dbReadOnly)).toBe(0);
       expect(roleOnly.result.database).toMatchObject({ readOnly: false, transactionReadOnly: true, inRecovery: false, defaultSource: 'user' });
-      expect(roleOnly.logs).not.toContainEqual(expect.objectContaining({ message: 'database is read-only' }));
+      expect(roleOnly.logs).not.toContainEqual(expect.objectContaining({ message: expect.stringMatching(/^database is read-only/) }));
       expect(metricValue(databaseToo.metrics, M.dbReadOnly)).toBe(1);
       expect(databaseToo.result.database).toMatchObject({ readOnly: true, defaultSource: 'user', databaseSetting: 'on' });
     } finally {
