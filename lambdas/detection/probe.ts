@@ -8,6 +8,7 @@ import { READ_ONLY_STATE_SQL, readOnlyStateInReadOnlyTransaction, refusesApplica
 import { redisMemoryFromInfo, type RedisMemory } from './redis-memory';
 import { oneLine } from '../shared/errors';
 import { OPERATOR_CLI } from '../shared/constants';
+import { INVALID_PASSWORD, sqlState } from '../shared/pg-errors';
 
 /** Powertools `service` of the probe: the dimension every probe metric carries. */
 export const PROBE_SERVICE = 'detection-probe';
@@ -92,6 +93,25 @@ function classifyRedisError(error: unknown): { reason: string; detail: string } 
   const code = classified.reason === 'error' ? redisErrorCode(error) : undefined;
   return code ? { reason: code.toLowerCase(), detail: classified.detail } : classified;
 }
+/**
+ * classifyError, with PostgreSQL refusing the probe's login (SQLSTATE class 28, reason `auth`) naming
+ * the fix: the secret the probe logs in with. The handler reads the secret again after a first
+ * refusal (a rotation), so a refusal that stays is the secret's own credentials. As for Redis, a
+ * refused application login reads the same from here; the API's /ready tells them apart.
+ */
+function classifyDatabaseError(secretArn: string | undefined): (error: unknown) => { reason: string; detail: string } {
+  const secret = `the probe's secret (detection.probe.database.secretArn, else database.secretArn${secretArn ? `: ${secretArn}` : ''})`;
+  return (error) => {
+    const classified = classifyError(error);
+    if (classified.reason !== 'auth') return classified;
+    const fix =
+      sqlState(error) === INVALID_PASSWORD
+        ? `${secret} does not hold its role's password (or names a role that does not exist: PostgreSQL answers both alike): put the role's password in that secret`
+        : `the role in ${secret} may not connect (no pg_hba.conf line for it, a role that does not exist or has no LOGIN): create it as docs/detection.md says ("The probe's database role") or fix the secret's username`;
+    return { reason: 'auth', detail: `the database refused the probe's login (${classified.detail}): ${fix}; if the API's /ready says database ok, only the probe's login is wrong` };
+  };
+}
+
 /** A PostgreSQL connection for one run; node-postgres' Client fits. */
 export interface SqlProbeClient {
   query(sql: string): Promise<{ rows: Record<string, unknown>[] }>;
@@ -118,7 +138,13 @@ export interface ProbeSettings {
    * within the same deadline, to say whether the server accepted the connection (noAnswerDetail).
    */
   readonly redis?: { readonly timeoutMs: number; readonly queues: readonly string[]; readonly host?: string; readonly port?: number };
-  readonly database?: { readonly timeoutMs: number; readonly host?: string; readonly port?: number };
+  readonly database?: {
+    readonly timeoutMs: number;
+    readonly host?: string;
+    readonly port?: number;
+    /** The secret the probe logs in with (PROBE_SETTINGS has it): named in the detail of a refused login. */
+    readonly secretArn?: string;
+  };
 }
 
 export interface ProbeDeps {
@@ -400,7 +426,7 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
           defaultSource: state.defaultSource,
           ...(state.databaseSetting !== undefined && { databaseSetting: state.databaseSetting }),
         };
-      });
+      }, classifyDatabaseError(db.secretArn));
     checks.push(
       secondAttemptOnNoAnswer(started, db.timeoutMs, attempt).then((attempts) => {
         const { result, value } = reportAttempts('database', attempts);

@@ -7,7 +7,7 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { noNews } from '../shared/aws-errors';
 import { OperatorError, oneLine } from '../shared/errors';
 import { pgClientConfig, resolveConnection, type SessionConfig } from '../shared/pg-connection';
-import { sqlState } from '../shared/pg-errors';
+import { INVALID_PASSWORD, sqlState } from '../shared/pg-errors';
 import { announce, publishRecoverySeconds, secondsBetween } from './announce';
 import { LOGIN_REFUSED_ERROR, PASSWORD_RESET_MAX_SECONDS, PASSWORD_RESET_TIMEOUT_ERROR, RECOVERY_EVENTS, RecoveryRecord, RecoveryRequest, RecoveryStatus, VerificationReport } from './contract';
 import {
@@ -111,9 +111,6 @@ async function connection(deps: WorkflowDeps, side: 'recovered' | 'production', 
   });
   return pgClientConfig(conn);
 }
-
-/** SQLSTATE invalid_password: the server knows the role, the password is not the one it holds. */
-const INVALID_PASSWORD = '28P01';
 
 export async function verifyStep(deps: WorkflowDeps, request: RecoveryRequest & { instance: WaitResult }): Promise<{ ok: boolean; report: VerificationReport }> {
   const { settings } = deps;

@@ -10,6 +10,9 @@ export const READ_ONLY_SQL_TRANSACTION = '25006';
 /** SQLSTATE insufficient_privilege: a statement the role may not run ("must be owner of database ...", "permission denied for table ..."). */
 export const INSUFFICIENT_PRIVILEGE = '42501';
 
+/** SQLSTATE invalid_password: the login refused on its password (PostgreSQL answers an unknown role alike, not to tell who exists). */
+export const INVALID_PASSWORD = '28P01';
+
 /** SQLSTATE undefined_table: a statement names a table (or view) the database does not have. */
 export const UNDEFINED_TABLE = '42P01';
 

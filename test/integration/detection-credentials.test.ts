@@ -94,6 +94,14 @@ describe('health probe: the database password rotated', () => {
       expect(result.down).toEqual(['database:auth']);
       expect(metricValue(metrics, M.databaseUp)).toBe(0);
     }
+    // The fix named: the secret the probe reads, by its setting and its ARN.
+    expect(target(first.result, 'database')[0].detail).toMatch(
+      new RegExp(
+        `^the database refused the probe's login \\(.*password authentication failed for user "${role}".*\\): ` +
+          `the probe's secret \\(detection\\.probe\\.database\\.secretArn, else database\\.secretArn: ${arn.replace(/[.!$]/g, '\\$&')}\\) does not hold its role's password ` +
+          "\\(or names a role that does not exist: PostgreSQL answers both alike\\): put the role's password in that secret; if the API's /ready says database ok, only the probe's login is wrong$",
+      ),
+    );
     // 1 (first run) + 1 a run after (the password kept, or read again in the run before, refused: read again)
     expect(reads(arn)).toBe(3);
   });

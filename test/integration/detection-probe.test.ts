@@ -234,6 +234,10 @@ describe('health probe against real servers', () => {
     expect(metricValue(metrics, M.databaseUp)).toBe(0);
     expect(metrics.filter((m) => m.name === M.dbReadOnly)).toEqual([]);
     expect(result.targets.find((t) => t.target === 'database')).toMatchObject({ up: false, reason: 'auth', detail: expect.stringMatching(/role "atmr_probe_no_such_role" does not exist/) });
+    // SQLSTATE 28000 (no such role, no pg_hba.conf line): the fix named, the probe's secret and its role.
+    expect(result.targets.find((t) => t.target === 'database')?.detail).toMatch(
+      /^the database refused the probe's login \(.*\): the role in the probe's secret \(detection\.probe\.database\.secretArn, else database\.secretArn\) may not connect \(no pg_hba\.conf line for it, a role that does not exist or has no LOGIN\): create it as docs\/detection\.md says \("The probe's database role"\) or fix the secret's username; if the API's \/ready says database ok, only the probe's login is wrong$/,
+    );
   });
 
   it('publishes the killswitch mode, and an unreadable killswitch hides no target metric', async () => {
