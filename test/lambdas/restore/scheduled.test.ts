@@ -329,6 +329,43 @@ describe('restore-test Lambda handler', () => {
     expect(databasesLike(cluster, targetDb)).toEqual([]);
   });
 
+  // The default daily tier restored at 04:00 is a 2-hour-old dump: with an objective under that,
+  // RestoreTest-Rpo pages, and the function's log must not say only "passed" beside the page.
+  it('logs a passed test that missed the RPO objective at WARN, naming the objective and the age measured; one within it at INFO', async () => {
+    const logRecords = async (event: unknown) => {
+      const written: string[] = [];
+      const capture = (chunk: string | Uint8Array) => {
+        written.push(String(chunk));
+        return true;
+      };
+      const stdout = jest.spyOn(process.stdout, 'write').mockImplementation(capture);
+      const stderr = jest.spyOn(process.stderr, 'write').mockImplementation(capture);
+      let result: { ok: boolean; rpoSeconds?: number };
+      try {
+        result = (await handler(event, context)) as { ok: boolean; rpoSeconds?: number };
+      } finally {
+        stdout.mockRestore();
+        stderr.mockRestore();
+      }
+      const records = written.flatMap((chunk) => chunk.split('\n')).filter((line) => line.startsWith('{') && !line.includes('"_aws"'));
+      return { result, records: records.map((line) => JSON.parse(line) as { level: string; message: string }).filter((r) => r.message.startsWith('restore test ')) };
+    };
+
+    await writeFixtureBackup(s3, localS3.bucket, cluster, database, { tier: 'daily', startedAt: new Date(Date.now() - 2 * 3600_000) });
+    const late = await logRecords({ tier: 'daily' });
+
+    expect(late.result.ok).toBe(true);
+    expect(late.result.rpoSeconds).toBeGreaterThanOrEqual(7200);
+    expect(late.records).toEqual([
+      expect.objectContaining({ level: 'WARN', message: `restore test passed, objective missed: the restored backup was ${late.result.rpoSeconds} s old, over the RPO objective of 900 s` }),
+    ]);
+
+    await writeFixtureBackup(s3, localS3.bucket, cluster, database, { tier: 'daily' });
+    const onTime = await logRecords({ tier: 'daily' });
+
+    expect(onTime.records).toEqual([expect.objectContaining({ level: 'INFO', message: 'restore test passed' })]);
+  });
+
   it('logs the leftovers of a killed restore at WARN level, not as info lines', async () => {
     await writeFixtureBackup(s3, localS3.bucket, cluster, database, { tier: 'daily' });
     const targetDb = uniqueDatabaseName('lambda_left');
