@@ -249,8 +249,13 @@ export const RestoreTestConfigSchema = z.strictObject({
   targetSecretArn: secretArn.optional(),
   /** Restore into a temporary RDS instance created from the latest snapshot instead. */
   useTemporaryInstance: z.boolean().default(false),
-  /** Recovery point objective in seconds (runbook: 15 minutes). */
-  rpoObjectiveSeconds: z.number().int().positive().default(RESTORE_TEST_DEFAULTS.rpoObjectiveSeconds),
+  /**
+   * Oldest the restored backup may be, in seconds (RestoreTest-Rpo). A dump tier's freshness is
+   * bounded by its schedule (a daily dump restored at 04:00 is 2 h old); the runbook's 15-minute RPO
+   * is point-in-time recovery's (`recover`, watched by Backups-PitrLag). @default - the age past
+   * which the tier's newest backup is overdue (restoreTestRpoObjectiveSeconds, lib/constructs/restore-test.ts)
+   */
+  rpoObjectiveSeconds: z.number().int().positive().optional(),
   /** Recovery time objective in seconds (runbook: 30 minutes). */
   rtoObjectiveSeconds: z.number().int().positive().default(RESTORE_TEST_DEFAULTS.rtoObjectiveSeconds),
   /** Queries that must succeed on the restored database, one read-only statement each (only the defaults are skipped when their table is absent). */

@@ -220,7 +220,7 @@ export class OpsStack extends Stack {
         metrics: [restoreTest.alarms.rto.metric, restoreTest.alarms.rpo.metric],
         annotations: [
           { value: config.restoreTest.rtoObjectiveSeconds, label: 'RTO objective' },
-          { value: config.restoreTest.rpoObjectiveSeconds, label: 'RPO objective' },
+          { value: restoreTest.rpoObjectiveSeconds, label: 'RPO objective' },
         ],
       });
     }

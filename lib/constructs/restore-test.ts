@@ -20,9 +20,11 @@ import { RESTORE_TEST_ENV, RESTORE_TEST_METRICS, RESTORE_TEST_SERVICE, EXECUTION
 import { MEASURABLE_RTO_SECONDS, RESTORE_DEADLINE_MARGIN_MS, RESTORE_FUNCTION_TIMEOUT_SECONDS } from '../../lambdas/restore/deadline';
 import { metricsNamespace, OPERATOR_CLI } from '../../lambdas/shared/constants';
 import { BACKUP_TIERS, LATEST_POINTER_KEY, RESTORE_TEST_REPORT_PREFIX } from '../../lambdas/shared/s3-layout';
+import type { BackupTier } from '../../lambdas/shared/tiers';
 import { ConfigError, type EnvironmentConfig, type RestoreTestConfig } from '../config';
 import { nagRender } from '../nag';
 import type { BackupDatabase, BackupWorkloadProps } from './backup-workload';
+import { MAX_NEWEST_BACKUP_AGE_HOURS } from './backups';
 import { runnerImageCode } from './runner-image';
 
 /** Stack outputs: what RestoreTest-NotRun's first action starts, for a script or a person without the console. */
@@ -67,6 +69,28 @@ const MAX_REPORT_AGE_DAYS = 36;
 
 /** Runbook section 7: "le premier mercredi de chaque mois", after the 02:00 daily backup. */
 export const RESTORE_TEST_SCHEDULE_EXPRESSION = 'cron(0 4 ? * WED#1 *)';
+
+/**
+ * How far apart a tier's backups are (monthly: the longest month): the age its newest dump reaches
+ * on a healthy deployment before the next one replaces it. An RPO objective shorter than this is
+ * not the tier's to meet: RestoreTest-Rpo would page whenever the test runs late in the cycle.
+ */
+const TIER_INTERVAL_SECONDS: Readonly<Record<BackupTier, number>> = { hourly: 3600, daily: 86_400, weekly: 7 * 86_400, monthly: 31 * 86_400 };
+
+/**
+ * The scheduled test's RPO objective: restoreTest.rpoObjectiveSeconds, else the age past which the
+ * tier's newest backup is overdue, as the Backups-NoRecent<Tier> alarms bound it (the longest gap
+ * between two runs of its schedule plus 3 h for a run in progress; hourly: 1 h + 3 h). A dump tier's
+ * freshness is bounded by its schedule, not by the runbook's 15 minutes (point-in-time recovery's):
+ * on a healthy deployment the restored dump is within this bound whenever the test runs (the daily
+ * dump at 04:00 is 2 h old; a temporary instance's creation adds at most the state machine's
+ * 4 hours), and a tier whose backups stopped pages.
+ */
+export function restoreTestRpoObjectiveSeconds(settings: Pick<RestoreTestConfig, 'tier' | 'rpoObjectiveSeconds'>): number {
+  if (settings.rpoObjectiveSeconds !== undefined) return settings.rpoObjectiveSeconds;
+  const hours = settings.tier === 'hourly' ? 1 + 3 : MAX_NEWEST_BACKUP_AGE_HOURS[settings.tier];
+  return hours * 3600;
+}
 
 export interface RestoreTestProps extends BackupWorkloadProps {
   /** Environment name (descriptions, the temporary instance's name, alarm names). */
@@ -124,6 +148,8 @@ export class RestoreTest extends Construct {
   };
   /** useTemporaryInstance: create the instance, wait, run the test on it, delete it whatever happens. */
   readonly stateMachine?: { readonly machine: sfn.StateMachine };
+  /** The RPO objective the function judges and RestoreTest-Rpo pages on (restoreTestRpoObjectiveSeconds). */
+  readonly rpoObjectiveSeconds: number;
 
   constructor(scope: Construct, id: string, props: RestoreTestProps) {
     super(scope, id);
@@ -149,6 +175,16 @@ export class RestoreTest extends Construct {
       Annotations.of(this).addWarningV2(
         'atmr-dr:restore-test-rto-not-measurable',
         `restoreTest.rtoObjectiveSeconds ${restoreTest.rtoObjectiveSeconds} s is longer than the restore test can measure (${MEASURABLE_RTO_SECONDS} s: its ${RESTORE_FUNCTION_TIMEOUT_SECONDS} s Lambda limit less ${RESTORE_DEADLINE_MARGIN_MS / 1000} s to stop cleanly): a restore that takes longer is stopped and pages as RestoreTest-Failed ("RTO > N s"), never as RestoreTest-Rto, even one within ${restoreTest.rtoObjectiveSeconds} s. To keep this objective, on such a page time the restore without a limit from the checkout: ${OPERATOR_CLI} restore-test --rto-objective ${restoreTest.rtoObjectiveSeconds} (docs/restore.md, "The restore test"); for the scheduled test to judge the RTO itself, set environments.${environmentName}.restoreTest.rtoObjectiveSeconds to ${MEASURABLE_RTO_SECONDS} or less in cdk.json (stricter than ${restoreTest.rtoObjectiveSeconds} s)`,
+      );
+    }
+    this.rpoObjectiveSeconds = restoreTestRpoObjectiveSeconds(restoreTest);
+    const tierInterval = TIER_INTERVAL_SECONDS[restoreTest.tier];
+    if (this.rpoObjectiveSeconds < tierInterval) {
+      // Set by hand below the tier's cadence: RestoreTest-Rpo pages with the backups on time, and a
+      // page every month teaches the on-call to ignore it.
+      Annotations.of(this).addWarningV2(
+        'atmr-dr:restore-test-rpo-below-tier-interval',
+        `restoreTest.rpoObjectiveSeconds ${this.rpoObjectiveSeconds} s is shorter than the ${restoreTest.tier} tier's backup interval (${tierInterval} s): the ${restoreTest.tier} dump the test restores can be that old with every backup on time, so RestoreTest-Rpo would page on a healthy deployment. The runbook's 15-minute RPO is point-in-time recovery's (the recover command, watched by Backups-PitrLag), not a dump tier's: remove environments.${environmentName}.restoreTest.rpoObjectiveSeconds from cdk.json (the objective is then ${restoreTestRpoObjectiveSeconds({ tier: restoreTest.tier })} s, past which the ${restoreTest.tier} backups are overdue), set it to ${tierInterval} or more, or set restoreTest.tier to a more frequent tier`,
       );
     }
     const targetPort = restoreTest.targetPort ?? database.port;
@@ -211,7 +247,7 @@ export class RestoreTest extends Construct {
         [RESTORE_TEST_ENV.tier]: restoreTest.tier,
         [RESTORE_TEST_ENV.criticalQueries]: JSON.stringify(restoreTest.criticalQueries),
         [RESTORE_TEST_ENV.rtoObjectiveSeconds]: String(restoreTest.rtoObjectiveSeconds),
-        [RESTORE_TEST_ENV.rpoObjectiveSeconds]: String(restoreTest.rpoObjectiveSeconds),
+        [RESTORE_TEST_ENV.rpoObjectiveSeconds]: String(this.rpoObjectiveSeconds),
         // A restore asked of this function never targets the backed-up (production) database.
         [RESTORE_TEST_ENV.protectedDatabases]: JSON.stringify([database.name]),
         ...(temporaryInstance
@@ -505,7 +541,8 @@ export class RestoreTest extends Construct {
   }
 
   private createAlarms(props: RestoreTestProps): RestoreTest['alarms'] {
-    const { rtoObjectiveSeconds, rpoObjectiveSeconds } = props.settings;
+    const { rtoObjectiveSeconds } = props.settings;
+    const rpoObjectiveSeconds = this.rpoObjectiveSeconds;
     const topic = props.alarmTopic;
     const metric = (metricName: string, statistic: string) =>
       new cloudwatch.Metric({ namespace: metricsNamespace(props.environmentName), metricName, dimensionsMap: { service: RESTORE_TEST_SERVICE }, statistic, period: Duration.hours(1) });
@@ -518,22 +555,39 @@ export class RestoreTest extends Construct {
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     };
     // The first commands of a page, with what this construct knows filled in: the reports' place, the
-    // function's log group, the environment (the CLI's default is the checkout's cdk.json env). The
-    // CLI's test backs up and restores PGDATABASE on its own server, with no time limit.
+    // function's log group, the environment (the CLI's default is the checkout's cdk.json env).
     const reports = `aws s3 ls s3://${props.bucket.bucketName}/${RESTORE_TEST_REPORT_PREFIX}`;
     const readLogs = `aws logs tail ${this.function.logGroup.logGroupName} --since 6h`;
-    const rerun = `${OPERATOR_CLI} restore-test --json --env ${props.environmentName} (PG* de la base de staging)`;
+    // Running the failed test again is running the scheduled one: the same run the schedule starts,
+    // on the newest backup of the same tier. The function, or with useTemporaryInstance the state
+    // machine, is read from this stack's output, so the text holds no deploy-time name (the NotRun
+    // description below must stay a plain string, test/infra/alarm-naming.test.ts).
+    const testInput = JSON.stringify({ tier: props.settings.tier });
+    const output = (key: string) =>
+      `"$(aws cloudformation describe-stacks --stack-name ${Stack.of(this).stackName} --query 'Stacks[0].Outputs[?OutputKey==\`${key}\`].OutputValue' --output text)"`;
+    const startNow = this.stateMachine
+      ? `aws stepfunctions start-execution --state-machine-arn ${output(RESTORE_TEST_OUTPUTS.stateMachineArn)} --input '${testInput}'`
+      : `aws lambda invoke --function-name ${output(RESTORE_TEST_OUTPUTS.functionName)} --invocation-type Event --cli-binary-format raw-in-base64-out --payload '${testInput}' /dev/null`;
+    // The backup the scheduled test restored, checked on its own (sizes, sha256, archives readable
+    // to the end): a corrupt newest dump fails here as it failed the test.
+    const verifyLatest = `${OPERATOR_CLI} backups verify latest --tier ${props.settings.tier} --database ${props.database.name} --env ${props.environmentName}`;
+    // The CLI's own test takes a fresh backup and restores that, on PGDATABASE's server with no time
+    // limit: it measures a restore, it never repeats a check of the scheduled test's backup (a corrupt
+    // newest dump passes it).
+    const freshTest = `${OPERATOR_CLI} restore-test --json --env ${props.environmentName} (PG* de la base de staging ; teste une sauvegarde neuve, pas celle du test planifié)`;
 
     const failed = new RunbookAlarm(this, 'FailedAlarm', {
       what: 'Failed',
       // A restore the function stopped is a failed test, not RestoreTest-Rto: with an objective it
       // cannot measure, the page says that "RTO > N s" need not be over the objective.
       summary:
-        `the monthly restore test failed (see its report under ${RESTORE_TEST_REPORT_PREFIX} and the function logs)` +
+        `the monthly restore test failed` +
         (rtoObjectiveSeconds > MEASURABLE_RTO_SECONDS
           ? `; "RTO > N s": over the ${MEASURABLE_RTO_SECONDS} s one run measures, not necessarily the ${rtoObjectiveSeconds} s objective: rerun with --rto-objective ${rtoObjectiveSeconds}`
           : ''),
-      firstActions: `lire le plus récent de ${reports} ; ${readLogs} ; rejouer : ${rerun}`,
+      // Why it failed is in the function's log (as in the report): the page has no room for both
+      // within CloudWatch's 1024 characters, with a bucket's and a log group's names at their longest.
+      firstActions: `${readLogs} (pourquoi) ; vérifier la sauvegarde testée : ${verifyLatest} ; corrigé, rejouer le test planifié : ${startNow}`,
       // Each run reports once a month: the alarm is OK again an hour later, the failure unexamined.
       signalsEvent: true,
       metric: metric(RESTORE_TEST_METRICS.success, 'Minimum'),
@@ -544,7 +598,7 @@ export class RestoreTest extends Construct {
     const errors = new RunbookAlarm(this, 'ErrorsAlarm', {
       what: 'Errors',
       summary: `the restore test function crashed or timed out before reporting`,
-      firstActions: `${readLogs} (erreur, « Task timed out », mémoire) ; corrigé, rejouer : ${rerun}`,
+      firstActions: `${readLogs} (erreur, « Task timed out », mémoire) ; corrigé, rejouer le test planifié : ${startNow}`,
       signalsEvent: true,
       metric: this.function.metricErrors({ statistic: 'Sum', period: Duration.hours(1) }),
       threshold: 1,
@@ -554,7 +608,7 @@ export class RestoreTest extends Construct {
     const rto = new RunbookAlarm(this, 'RtoAlarm', {
       what: 'Rto',
       summary: `restore took longer than the RTO objective (${rtoObjectiveSeconds} s)`,
-      firstActions: `lire la durée de chaque étape dans le dernier rapport (${reports}) ; mesurer sans limite de temps : ${rerun}`,
+      firstActions: `lire la durée de chaque étape dans le dernier rapport (${reports}) ; mesurer sans limite de temps : ${freshTest}`,
       // Measured once per monthly run, like the RPO below: OK an hour later, nothing faster.
       signalsEvent: true,
       metric: metric(RESTORE_TEST_METRICS.rtoSeconds, 'Maximum'),
@@ -564,8 +618,8 @@ export class RestoreTest extends Construct {
     });
     const rpo = new RunbookAlarm(this, 'RpoAlarm', {
       what: 'Rpo',
-      summary: `the restored backup was older than the RPO objective (${rpoObjectiveSeconds} s)`,
-      firstActions: `${OPERATOR_CLI} backups list --tier ${props.settings.tier} --env ${props.environmentName} (âge de la plus récente ; alarmes Backups-*) ; puis ${rerun}`,
+      summary: `the restored ${props.settings.tier} backup was older than the RPO objective (${rpoObjectiveSeconds} s): the ${props.settings.tier} backups are late or stopped`,
+      firstActions: `${OPERATOR_CLI} backups list --tier ${props.settings.tier} --env ${props.environmentName} (âge de la plus récente ; alarmes Backups-*) ; les sauvegardes reparties, rejouer le test planifié : ${startNow}`,
       signalsEvent: true,
       metric: metric(RESTORE_TEST_METRICS.rpoSeconds, 'Maximum'),
       threshold: rpoObjectiveSeconds,
@@ -606,15 +660,7 @@ export class RestoreTest extends Construct {
     // The first action starts the same run the schedule starts (the CLI restore-test writes no
     // report, so it would not clear this alarm); the next hourly backup run then reports the new
     // report's age, and the alarm turns OK.
-    // The description stays a plain string, with no deploy-time name in it (every alarm description
-    // is one that starts with its runbook section, test/infra/alarm-naming.test.ts): the command
-    // itself reads the function or state machine from this stack's output.
-    const testInput = JSON.stringify({ tier: props.settings.tier });
-    const output = (key: string) =>
-      `"$(aws cloudformation describe-stacks --stack-name ${Stack.of(this).stackName} --query 'Stacks[0].Outputs[?OutputKey==\`${key}\`].OutputValue' --output text)"`;
-    const startNow = this.stateMachine
-      ? `aws stepfunctions start-execution --state-machine-arn ${output(RESTORE_TEST_OUTPUTS.stateMachineArn)} --input '${testInput}'`
-      : `aws lambda invoke --function-name ${output(RESTORE_TEST_OUTPUTS.functionName)} --invocation-type Event --cli-binary-format raw-in-base64-out --payload '${testInput}' /dev/null`;
+    // Its first action is startNow (above), with no deploy-time name in the description.
     const notRun = new RunbookAlarm(this, 'NotRunAlarm', {
       ...common,
       what: 'NotRun',
