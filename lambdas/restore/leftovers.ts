@@ -33,8 +33,15 @@ type SiblingKind = 'restore' | 'old';
  * set aside during the swap), the target cut to fit; the mark names the whole target.
  */
 export function stagingName(target: string, kind: SiblingKind = 'restore'): string {
-  const id = `${Date.now().toString(36).slice(-8)}${Math.floor(Math.random() * 1296).toString(36).padStart(2, '0')}`;
-  return `${siblingPrefix(target, kind)}${id}`;
+  return `${siblingPrefix(target, kind)}${runId()}`;
+}
+
+/**
+ * An id unique per run, SIBLING_ID_LENGTH base-36 digits: the last 8 of the time `at` (ms), which
+ * idTime reads back, and 2 random ones. The restore test's scratch database is named with one too.
+ */
+export function runId(at = Date.now()): string {
+  return `${at.toString(36).slice(-8)}${Math.floor(Math.random() * 1296).toString(36).padStart(2, '0')}`;
 }
 
 /** The part of a sibling name known before it is made (`<target>_old_<mark>_`): the restore's prompt names the database to come. */
@@ -82,10 +89,11 @@ interface Sibling {
   readonly time: number;
 }
 
-const idTime = (id: string): number => parseInt(id.slice(0, 8), 36);
+/** When a run id (runId) was made, ms. */
+export const idTime = (id: string): number => parseInt(id.slice(0, 8), 36);
 
 /** Whether `name` is a sibling of `target`, of which kind. */
-function siblingOf(name: string, target: string): Sibling | undefined {
+export function siblingOf(name: string, target: string): Sibling | undefined {
   for (const kind of ['restore', 'old'] as const) {
     const prefix = siblingPrefix(target, kind);
     const id = name.slice(prefix.length);

@@ -6,7 +6,7 @@ import { baseChildEnv, toolVersion } from '../backup/pg-tools';
 import { asOperatorError } from '../shared/aws-errors';
 import { OperatorError, oneLine } from '../shared/errors';
 import { OPERATOR_CLI } from '../shared/constants';
-import { backupAgeSeconds, countOf, formatAge, roundSeconds } from '../shared/format';
+import { backupAgeSeconds, countOf, formatAge, formatBytes, roundSeconds, utcMinute } from '../shared/format';
 import { connectTo, type PgConnection } from '../shared/pg-connection';
 import { sqlState, UNDEFINED_TABLE } from '../shared/pg-errors';
 import { RESTORE_TEST_BACKUP_PREFIX, type BackupTier } from '../shared/s3-layout';
@@ -17,8 +17,9 @@ import { RESTORE_TEST_DEFAULTS } from './contract';
 import { BadObjectError, checkFreeSpace, type SpaceCheck } from './download';
 import { FunctionDeadlineStop } from './deadline';
 import { restoreBackup, type RestoreDeps } from './restore';
-import { cannotCreateDatabases } from './guards';
-import { dropDatabase } from './session';
+import { cannotCreateDatabases, CLIENT_SESSION } from './guards';
+import { idTime, runId, siblingOf } from './leftovers';
+import { boundedQuery, DROP_BOUND_MS, dropDatabase, GUARD_READ_BOUND_MS } from './session';
 
 /**
  * The runbook's test_backup_restore.sh, automated: (back up,) restore into a scratch database,
@@ -141,7 +142,7 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
   const log = deps.log ?? (() => undefined);
   const startedAt = now();
   const steps: Record<string, number> = {};
-  const scratch = `atmr_dr_restore_test_${startedAt.getTime().toString(36)}${Math.floor(Math.random() * 1296).toString(36)}`;
+  const scratch = `${SCRATCH_PREFIX}${runId(startedAt.getTime())}`;
   deps.onScratch?.(scratch);
   const criticalQueries: CriticalQueryResult[] = [];
   let partial: Partial<RestoreTestReport> = {};
@@ -199,6 +200,9 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
     }
 
     const { manifestKey, manifest } = await resolveBackup(deps, ref, options.takeBackup ? {} : { tier: options.tier, database: options.database });
+    // Before the restore, and outside its RTO: the room a killed test's copy holds on the target
+    // server (the production one, without restoreTest.targetHost) comes back before this one's.
+    await dropKilledTestsDatabases(deps, startedAt.getTime());
     restoreBegan = now();
     restoreT0 = performance.now();
     // The backup's age is measured now (the scheduled run publishes it even when the restore fails);
@@ -348,6 +352,76 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
     criticalQueries,
     steps,
   };
+}
+
+/** Every database the restore test makes is named so: its scratch database `<prefix><runId>`, and the restore's staging database beside it (leftovers.ts siblingPrefix). */
+const SCRATCH_PREFIX = 'atmr_dr_restore_test_';
+
+/**
+ * How long after its start a restore test may still own its databases. The function's run ends at
+ * Lambda's 15-minute limit; the CLI's has none, and one day is 48 times the runbook's 30-minute RTO
+ * objective (a test that long has failed it many times over), and shorter than the schedule's
+ * interval (monthly). A test that old is dead, unless it is so slow that the database is dropped in
+ * the instant between two of its sessions: then that test fails, and nothing else is lost.
+ */
+const TEST_DATABASE_MAX_AGE_MS = 24 * 3600_000;
+
+/**
+ * When the restore test that made `name` began (ms), if `name` is one only a restore test makes:
+ * its scratch database, or the staging database of one (the mark of the scratch name and the id
+ * checked, leftovers.ts siblingOf); else undefined. The scratch id's random part was 1 or 2 digits
+ * before runId named it.
+ */
+export function restoreTestDatabaseStart(name: string): number | undefined {
+  const match = new RegExp(`^(${SCRATCH_PREFIX}([0-9a-z]{8})[0-9a-z]{1,2})(_restore_.*)?$`).exec(name);
+  if (!match) return undefined;
+  const [, scratch, time, staging] = match;
+  if (staging !== undefined && siblingOf(name, scratch)?.kind !== 'restore') return undefined;
+  return idTime(time);
+}
+
+/**
+ * What a killed restore test left on its target server (kill -9 of the CLI, of the function's
+ * process during pg_restore): its scratch or staging database, a whole copy of the data, under a
+ * name no later run makes again, which the restore's own leftovers check (named after its target)
+ * does not look for. One that began more than TEST_DATABASE_MAX_AGE_MS ago (`now`) and that no
+ * session is in is dropped, with a plain DROP, refused if a session has connected since: it never
+ * ends a session. A recent one with no session is named, left alone (a running test's, between two
+ * of its sessions; or a test killed less than a day ago). One with a session is a running test's,
+ * or a killed CLI's pg_restore still loading: left alone, and dropped by a later run once it is done.
+ * Each is one line on `warn`. A failure here is one line too: the test goes on.
+ */
+async function dropKilledTestsDatabases(deps: RestoreTestDeps, now: number): Promise<void> {
+  const warn = deps.warn ?? deps.log ?? (() => undefined);
+  try {
+    await withClient(deps.target, deps.maintenanceDatabase ?? 'postgres', async (client) => {
+      const { rows } = await boundedQuery<{ datname: string; sessions: number; bytes: string | null }>(
+        client,
+        `SELECT datname, (SELECT count(*)::int FROM pg_stat_activity a WHERE a.datname = d.datname AND ${CLIENT_SESSION}) AS sessions,
+                CASE WHEN has_database_privilege(d.oid, 'CONNECT') THEN pg_database_size(d.oid)::text END AS bytes
+           FROM pg_database d WHERE datname LIKE $1 ORDER BY datname`,
+        GUARD_READ_BOUND_MS,
+        [`${SCRATCH_PREFIX.replace(/_/g, '\\_')}%`],
+      );
+      for (const { datname, sessions, bytes } of rows) {
+        const began = restoreTestDatabaseStart(datname);
+        if (began === undefined || sessions > 0) continue;
+        const what = `database "${datname}"${bytes === null ? '' : ` (${formatBytes(Number(bytes))})`}, of a restore test started ${utcMinute(began)}`;
+        if (now - began <= TEST_DATABASE_MAX_AGE_MS) {
+          warn(`${what} and no session is connected to it: left in place, it may be a running test's; if no restore test is running, DROP DATABASE ${quoteIdent(datname)}`);
+          continue;
+        }
+        try {
+          await boundedQuery(client, `DROP DATABASE IF EXISTS ${quoteIdent(datname)}`, DROP_BOUND_MS);
+          warn(`dropped ${what}, left by a test that was killed (no session was connected to it)`);
+        } catch (error) {
+          warn(`${what}, left by a test that was killed, could not be dropped (${oneLine(error)}): DROP DATABASE ${quoteIdent(datname)}`);
+        }
+      }
+    });
+  } catch (error) {
+    warn(`could not look for databases left by killed restore tests on ${deps.target.host}:${deps.target.port}: ${oneLine(error)}`);
+  }
 }
 
 /**

@@ -80,7 +80,7 @@ export const SWAP_STATEMENT_BOUND_MS = SWAP_LOCK_TIMEOUT_MS + DATABASE_SESSIONS_
  * 32 GB on a 128 GB RDS instance (a quarter of its memory by default) take 4.4 minutes at gp3's
  * baseline 125 MB/s; twice that, for the files and a server busy with its clients, is 10 minutes.
  */
-const DROP_BOUND_MS = 10 * 60_000;
+export const DROP_BOUND_MS = 10 * 60_000;
 
 /**
  * The longest wait for the answer to a CREATE DATABASE (of the staging database, from template0).

@@ -10,7 +10,8 @@ import { NoBackupError } from '../../lambdas/restore/catalog';
 import { RestoreTestDeps, RestoreTestOptions, restoreTestText, runRestoreTest } from '../../lambdas/restore/restore-test';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { PgConnection } from '../../lambdas/shared/pg-connection';
-import { testCluster, uniqueDatabaseName } from '../support/cluster';
+import { runId, siblingPrefix } from '../../lambdas/restore/leftovers';
+import { testClient, testCluster, uniqueDatabaseName } from '../support/cluster';
 import { psql } from '../support/postgres';
 import { LocalS3, startLocalS3 } from '../support/s3';
 import { itWithSmallDisk, mountSmallDisk } from '../support/small-disk';
@@ -449,6 +450,86 @@ describe('restore test (test_backup_restore, automated)', () => {
     expect(report.error).toMatch(/sha256 .*corrupt/);
     expect(report.rtoSeconds).toBeUndefined();
     expectNoScratchLeft(report.scratchDatabase);
+  });
+});
+
+describe('databases left by a restore test that was killed (kill -9 mid-restore: no cleanup ran)', () => {
+  const DAY_MS = 24 * 3600_000;
+  /** A scratch database name as a test started at `at` (ms) makes it, and the staging database the restore gives it. */
+  const scratchAt = (at: number) => `atmr_dr_restore_test_${runId(at)}`;
+  const stagingOf = (scratch: string) => `${siblingPrefix(scratch, 'restore')}${runId()}`;
+  const create = (names: string[]) => names.forEach((name) => psql(cluster, 'postgres', `CREATE DATABASE "${name}"`));
+  const dropAll = (names: string[]) => names.forEach((name) => psql(cluster, 'postgres', `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`));
+
+  it('drops the scratch and staging databases of a test started over a day ago that no session is in, one warning line each naming it and its size, before its own restore', async () => {
+    // Arrange: what a test killed two days ago (during its checks) and one killed three days ago (during pg_restore) left
+    const twoDaysAgo = Date.now() - 2 * DAY_MS;
+    const threeDaysAgo = twoDaysAgo - DAY_MS;
+    const killedInChecks = scratchAt(twoDaysAgo);
+    const killedInLoad = stagingOf(scratchAt(threeDaysAgo));
+    create([killedInChecks, killedInLoad]);
+    const warnings: string[] = [];
+    const lines: string[] = [];
+
+    try {
+      // Act
+      const report = await runRestoreTest(deps({ warn: (line) => {
+            lines.push(line);
+            warnings.push(line);
+          }, log: (line) => lines.push(line) }), OPTIONS);
+
+      // Assert: both dropped, said before the restore began; the test itself passed
+      expect(report.ok).toBe(true);
+      expect(databaseExists(cluster, killedInChecks)).toBe(false);
+      expect(databaseExists(cluster, killedInLoad)).toBe(false);
+      // The time a staging database's line gives is its test's start (its scratch name's), not the staging id's (now).
+      const started = (name: string) => new Date(name === killedInChecks ? twoDaysAgo : threeDaysAgo).toISOString().slice(0, 16).replace('T', ' ');
+      for (const name of [killedInChecks, killedInLoad]) {
+        expect(warnings).toContainEqual(
+          expect.stringMatching(new RegExp(`^dropped database "${name}" \\(\\d+(\\.\\d+)? [KM]iB\\), of a restore test started ${started(name)} UTC, left by a test that was killed \\(no session was connected to it\\)$`)),
+        );
+      }
+      expect(warnings).toHaveLength(2);
+      // Before the restore: the room they held is back for this test's copy.
+      expect(lines.findIndex((line) => line.startsWith('restoring '))).toBe(lines.indexOf(warnings[1]) + 1);
+    } finally {
+      dropAll([killedInChecks, killedInLoad]);
+    }
+  });
+
+  it('leaves alone a database a session is in, a recent one (named, with its DROP), and any name a restore test does not make', async () => {
+    // Arrange: an old scratch database someone is connected to; one of a test started an hour ago;
+    // names that only look like a test's (a staging name whose mark is not its scratch's, an id that is not one)
+    const old = Date.now() - 2 * DAY_MS;
+    const inUse = scratchAt(old);
+    const recent = scratchAt(Date.now() - 3600_000);
+    const oldScratch = scratchAt(old - 1000);
+    const wrongMark = `${oldScratch}_restore_0badc0de_${runId(old)}`;
+    const notAnId = `atmr_dr_restore_test_${runId(old).slice(0, 8)}_copy`;
+    const prefixOnly = `atmr_dr_restore_test_${runId(old)}x`;
+    const all = [inUse, recent, wrongMark, notAnId, prefixOnly];
+    create(all);
+    const session = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: inUse });
+    await session.connect();
+    const warnings: string[] = [];
+
+    try {
+      // Act: the function's scheduled test
+      await writeFixtureBackup(s3, localS3.bucket, cluster, source.database, { tier: 'daily' });
+      const report = await runRestoreTest(deps({ source: undefined, warn: (line) => warnings.push(line) }), { ...OPTIONS, takeBackup: false, tier: 'daily', database: source.database });
+
+      // Assert: every one still there; only the recent one named
+      expect(report.ok).toBe(true);
+      for (const name of all) expect(databaseExists(cluster, name)).toBe(true);
+      expect(warnings).toEqual([
+        expect.stringMatching(
+          new RegExp(`^database "${recent}" \\(\\d+(\\.\\d+)? [KM]iB\\), of a restore test started \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d UTC and no session is connected to it: left in place, it may be a running test's; if no restore test is running, DROP DATABASE "${recent}"$`),
+        ),
+      ]);
+    } finally {
+      await session.end();
+      dropAll(all);
+    }
   });
 });
 
