@@ -1,9 +1,7 @@
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { OperatorError, oneLine } from '../../lambdas/shared/errors';
 import { exitOnceWritten } from '../../lambdas/shared/exit';
-import { makeDownloadDir } from '../../lambdas/shared/temp-dir';
+/** The command's download directory (its `swept`, the killed runs' it removed, named with removedTempDirLine). */
+export { runTempDir as commandTempDir } from '../../lambdas/shared/temp-dir';
 
 /** The shell's exit code for a process ended by `signal` (128 + its number). */
 export function exitCodeOf(signal: NodeJS.Signals): number {
@@ -267,66 +265,5 @@ export async function interruptibly<T>(command: (signal: AbortSignal) => Promise
     throw interrupt.interrupted(error);
   } finally {
     interrupt.done();
-  }
-}
-
-/**
- * A directory of the command's own under TMPDIR for what it downloads: the command's cleanup
- * removes what it wrote there, and `remove` (for a second Ctrl-C, or the end) the directory itself.
- *
- * A run killed outright (kill -9, the OOM killer) cannot remove it, and what it holds is a whole
- * backup, so the name carries the host and the process id (`atmr-dr-<host>-<pid>-XXXXXX`): the
- * next command removes the directories of this host whose process is gone (`swept`, for the
- * caller to say so) before making its own, instead of the operator finding TMPDIR full.
- */
-export function commandTempDir(parent = os.tmpdir()): { readonly path: string; readonly swept: readonly string[]; remove(): string } {
-  const prefix = `atmr-dr-${os.hostname().replace(/[^A-Za-z0-9.]/g, '_')}-`;
-  const swept = sweepDeadRuns(parent, prefix);
-  const dir = makeDownloadDir(parent, `${prefix}${process.pid}-`);
-  return {
-    path: dir,
-    swept,
-    remove: () => {
-      try {
-        fs.rmSync(dir, { recursive: true, force: true });
-        return `temp directory ${dir} removed`;
-      } catch (error) {
-        return `could not remove temp directory ${dir} (${oneLine(error)}): remove it by hand`;
-      }
-    },
-  };
-}
-
-/** Removes `<prefix><pid>-XXXXXX` directories whose process no longer runs; returns their paths. */
-function sweepDeadRuns(parent: string, prefix: string): string[] {
-  let names: string[];
-  try {
-    names = fs.readdirSync(parent);
-  } catch {
-    return [];
-  }
-  const swept: string[] = [];
-  for (const name of names) {
-    if (!name.startsWith(prefix)) continue;
-    const match = /^(\d+)-[A-Za-z0-9]{6}$/.exec(name.slice(prefix.length));
-    if (!match || isRunning(Number(match[1]))) continue;
-    const dir = path.join(parent, name);
-    try {
-      fs.rmSync(dir, { recursive: true, force: true });
-      swept.push(dir);
-    } catch {
-      // Someone else's or unreadable: left as it is.
-    }
-  }
-  return swept;
-}
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: it runs, as another user.
-    return (error as NodeJS.ErrnoException).code !== 'ESRCH';
   }
 }

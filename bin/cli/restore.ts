@@ -6,6 +6,7 @@ import { OperatorError } from '../../lambdas/shared/errors';
 import { durationSeconds } from '../../lambdas/shared/duration';
 import { backupAgeSeconds, countOf, takenAgo, utcSecond } from '../../lambdas/shared/format';
 import { quoteIdent, reopenDatabaseStatement } from '../../lambdas/shared/postgres';
+import { removedTempDirLine } from '../../lambdas/shared/temp-dir';
 import { loadStatus, stderrProgress } from './progress';
 import { asksAtSwap, ConfirmationInterrupted, confirmer } from './confirm';
 import { commandTempDir, exitCodeOf, interruptible, ownsStopSignals, sayWhileStarting } from './interrupt';
@@ -346,7 +347,7 @@ function stderrWarning(line: string): void {
 
 /** The temp directories of killed runs that commandTempDir removed: where the disk space came back from. */
 function reportSwept(swept: readonly string[]): void {
-  for (const dir of swept) process.stderr.write(`atmr-dr: removed temp directory ${dir}, left by an earlier run that was killed\n`);
+  for (const dir of swept) process.stderr.write(`atmr-dr: ${removedTempDirLine(dir)}\n`);
 }
 
 /** A whole number of seconds; the example in the refusal is the flag's own default. */

@@ -5,12 +5,14 @@ import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
 import middy from '@middy/core';
+import * as os from 'node:os';
 import type { Context } from 'aws-lambda';
 import { z } from 'zod';
 import { BackupTierSchema } from '../shared/tiers';
 import { createS3Client, DEFAULT_MAX_ATTEMPTS } from '../shared/aws';
 import { msUntilDeadline } from '../shared/deadline';
 import { OperatorError } from '../shared/errors';
+import { removedTempDirLine, runTempDir } from '../shared/temp-dir';
 import { observability } from '../shared/observability';
 import { RESTORE_TEST_ENV, RESTORE_TEST_SERVICE } from './contract';
 import { LambdaRestoreRequestSchema, loadRestoreTestSettings, loadTemporaryInstanceSettings, runLambdaRestore, runScheduledRestoreTest } from './scheduled';
@@ -118,6 +120,10 @@ export async function restoreTestHandler(event: unknown, context?: Context) {
     s3: createS3Client(),
     secretsManager: tracer.captureAWSv3Client(new SecretsManagerClient({ maxAttempts: DEFAULT_MAX_ATTEMPTS })),
   };
+  // A run whose process was ended (the time limit, a crash, kill -9) left its download, a whole
+  // backup, in /tmp, which the next invocations of this environment share: removed first.
+  const tempDir = runTempDir(os.tmpdir(), { pidReused: true });
+  for (const dir of tempDir.swept) logger.warn(removedTempDirLine(dir));
   // Both stop before Lambda's time limit: a restore that does not fit is then a failure that drops its
   // staging database and leaves the target as it was (the test: report written, metric 0), not a
   // killed invocation that leaves a copy of the data on the server, or the target half swapped, and
@@ -137,6 +143,7 @@ export async function restoreTestHandler(event: unknown, context?: Context) {
     region: process.env.AWS_REGION,
     log: (line: string) => logger.info(line),
     warn: (line: string) => logger.warn(line),
+    tempDir: tempDir.path,
     signal: deadline.signal,
     deadlineAt: stopInMs === undefined ? undefined : Date.now() + stopInMs,
   };
@@ -166,6 +173,7 @@ export async function restoreTestHandler(event: unknown, context?: Context) {
     return { ok: report.ok, reportKey, rtoSeconds: report.rtoSeconds, rpoSeconds: report.rpoSeconds, error: report.error };
   } finally {
     clearTimeout(timer);
+    tempDir.remove();
   }
 }
 

@@ -2,6 +2,7 @@ import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, PutObjectC
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { mockClient } from 'aws-sdk-client-mock';
 import type { Context } from 'aws-lambda';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -256,6 +257,52 @@ describe('restore-test Lambda handler', () => {
 
     const [after] = await reportedAge();
     expect(after).toBeLessThan((Date.now() - startedAt.getTime()) / 1000 + 5);
+  });
+
+  it("removes the download directories of runs whose process was ended (kill -9, the time limit) from /tmp first, one WARN line each, keeps a live process's, and leaves none of its own", async () => {
+    // Arrange: a private TMPDIR with what an ended process left (another pid, gone; this very pid,
+    // which Lambda gives the next process as often as not), a live process's, and a stranger
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'handler-tmp-'));
+    // The handler's os.tmpdir() reads the real process's TMPDIR, which jest's process.env is a copy of.
+    const tmpdir = jest.spyOn(jest.requireActual<typeof os>('node:os'), 'tmpdir').mockReturnValue(tmp);
+    const host = os.hostname().replace(/[^A-Za-z0-9.]/g, '_');
+    const deadPid = Number(execFileSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }));
+    const ended = [path.join(tmp, `atmr-dr-${host}-${deadPid}-aB3dE9`), path.join(tmp, `atmr-dr-${host}-${process.pid}-Zz9yX8`)];
+    const kept = [path.join(tmp, `atmr-dr-${host}-${process.ppid}-Qq1wE2`), path.join(tmp, 'atmr-dr-resolve-Q8XV0l')];
+    for (const dir of [...ended, ...kept]) {
+      fs.mkdirSync(path.join(dir, 'atmr-dr-restore-x1Y2z3'), { recursive: true });
+      fs.writeFileSync(path.join(dir, 'atmr-dr-restore-x1Y2z3', 'atmr_backup.dump'), 'x'.repeat(1000));
+    }
+    await writeFixtureBackup(s3, localS3.bucket, cluster, database, { tier: 'daily' });
+    // The logger writes WARN to stderr, and INFO and the metrics to stdout.
+    const written: string[] = [];
+    const capture = (stream: NodeJS.WriteStream) =>
+      jest.spyOn(stream, 'write').mockImplementation((chunk: string | Uint8Array) => {
+        written.push(String(chunk));
+        return true;
+      });
+    const outputs = [capture(process.stdout), capture(process.stderr)];
+
+    try {
+      // Act
+      let result: { ok: boolean };
+      try {
+        result = (await handler({ restore: { ref: 'latest', tier: 'daily', targetDb: uniqueDatabaseName('lambda_tmp') } }, context)) as { ok: boolean };
+      } finally {
+        outputs.forEach((output) => output.mockRestore());
+      }
+
+      // Assert
+      expect(result.ok).toBe(true);
+      for (const dir of ended) expect(fs.existsSync(dir)).toBe(false);
+      for (const dir of kept) expect(fs.existsSync(dir)).toBe(true);
+      expect(fs.readdirSync(tmp).sort()).toEqual(kept.map((dir) => path.basename(dir)).sort());
+      const warnings = written.flatMap((line) => line.split('\n')).filter((line) => line.includes('"level":"WARN"')).map((line) => JSON.parse(line).message);
+      expect(warnings.sort()).toEqual(ended.map((dir) => `removed temp directory ${dir}, left by an earlier run that was killed`).sort());
+    } finally {
+      tmpdir.mockRestore();
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
   });
 
   it('rejects a malformed event', async () => {
