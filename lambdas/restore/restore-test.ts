@@ -372,7 +372,7 @@ const TEST_DATABASE_MAX_AGE_MS = 24 * 3600_000;
  * checked, leftovers.ts siblingOf); else undefined. The scratch id's random part was 1 or 2 digits
  * before runId named it.
  */
-export function restoreTestDatabaseStart(name: string): number | undefined {
+function restoreTestDatabaseStart(name: string): number | undefined {
   const match = new RegExp(`^(${SCRATCH_PREFIX}([0-9a-z]{8})[0-9a-z]{1,2})(_restore_.*)?$`).exec(name);
   if (!match) return undefined;
   const [, scratch, time, staging] = match;
