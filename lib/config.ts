@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { DEFAULT_TASK_TIMEOUT_MINUTES, MAX_TASK_TIMEOUT_MINUTES } from '../lambdas/backup/runner-contract';
+import { maskEndpoint } from '../lambdas/escalation/subscriptions';
 import { RESTORE_TEST_DEFAULTS } from '../lambdas/restore/contract';
 import { BackupTierSchema } from '../lambdas/shared/tiers';
 import { alarmNamePrefix } from './alarm-names';
@@ -47,12 +48,21 @@ const ssmParameterName = z
   .refine((name) => name.split('/').length - 1 <= 15, 'must be at most 15 levels deep (SSM\'s limit)')
   .refine((name) => name.length <= 400, 'must be at most 400 characters (the killswitch rule and alarm descriptions quote it, and AWS caps them)');
 
+/** The position of each item that repeats an earlier one (the same `key`). */
+function repeatedIndexes<T>(items: readonly T[], key: (item: T) => string): number[] {
+  const keys = items.map(key);
+  return keys.flatMap((k, index) => (keys.indexOf(k) < index ? [index] : []));
+}
+
+/** What refuses a list naming `item` twice, said at the second one. */
+function duplicateMessage(what: string, item: string): string {
+  return `lists ${what} "${item}" twice: remove the duplicate`;
+}
+
 /** Refuses a list that names the same thing twice, pointing at the second one. */
 function noDuplicates(what: string) {
   return (items: readonly string[], ctx: z.RefinementCtx): void => {
-    items.forEach((item, index) => {
-      if (items.indexOf(item) < index) ctx.addIssue({ code: 'custom', path: [index], message: `lists ${what} "${item}" twice: remove the duplicate` });
-    });
+    for (const index of repeatedIndexes(items, String)) ctx.addIssue({ code: 'custom', path: [index], message: duplicateMessage(what, items[index]) });
   };
 }
 
@@ -381,7 +391,12 @@ export const RecoveryConfigSchema = z.strictObject({
 /** One way to reach a human: an e-mail address, a phone number (SMS), or an HTTPS endpoint (PagerDuty, Opsgenie). */
 export const EscalationSubscriptionSchema = z.discriminatedUnion('protocol', [
   z.strictObject({ protocol: z.literal('email'), endpoint: z.email() }),
-  z.strictObject({ protocol: z.literal('sms'), endpoint: z.string().regex(/^\+[1-9]\d{6,14}$/, 'must be an E.164 phone number such as +33612345678') }),
+  z.strictObject({
+    protocol: z.literal('sms'),
+    endpoint: z.string().regex(/^\+[1-9]\d{6,14}$/, {
+      error: (issue) => `must be an E.164 phone number such as +33612345678, not ${JSON.stringify(issue.input)}: + and the country code, then the number without its leading 0, digits only with no spaces`,
+    }),
+  }),
   z.strictObject({
     protocol: z.literal('https'),
     endpoint: z.url({ protocol: /^https$/, error: 'must be an https:// URL (PagerDuty or Opsgenie SNS integration URL)' }),
@@ -453,12 +468,20 @@ export const EscalationConfigSchema = z
   });
 export type EscalationConfig = z.infer<typeof EscalationConfigSchema>;
 
+/**
+ * What makes two subscriptions one person's: the protocol and the endpoint, an e-mail address
+ * without case (mail servers take OnCall@ and oncall@ as one mailbox; SNS would subscribe it twice).
+ */
+export function subscriptionKey(subscription: { readonly protocol: string; readonly endpoint: string }): string {
+  return `${subscription.protocol}:${subscription.protocol === 'email' ? subscription.endpoint.toLowerCase() : subscription.endpoint}`;
+}
+
 /** The levels with the e-mail shorthands folded into levels 1-3's subscriptions. */
 export function escalationLevels(config: EscalationConfig): EscalationLevelConfig[] {
   const shorthands = [config.onCallEmail, config.leadDevOpsEmail, config.ctoEmail];
   return config.levels.map((level, index) => {
     const email = shorthands[index];
-    const already = level.subscriptions.some((s) => s.protocol === 'email' && s.endpoint === email);
+    const already = email !== undefined && level.subscriptions.some((s) => subscriptionKey(s) === subscriptionKey({ protocol: 'email', endpoint: email }));
     return email === undefined || already ? level : { ...level, subscriptions: [{ protocol: 'email' as const, endpoint: email }, ...level.subscriptions] };
   });
 }
@@ -995,6 +1018,83 @@ function deployLimitIssue(config: z.infer<typeof EnvironmentConfigSchema>): Depl
 }
 
 /**
+ * The environment of the documentation's sample (README, docs/escalation.md), which CI synthesizes:
+ * the one whose escalation may keep the sample addresses and Slack ids, since it pages nobody real.
+ */
+export const EXAMPLE_ENVIRONMENT = 'example';
+
+/** The Slack ids of environment example's escalation.slack: no workspace's, no channel's. */
+export const EXAMPLE_SLACK_IDS = { workspaceId: 'T0123ATMR', channelId: 'C0123INCIDENTS' } as const;
+
+/**
+ * The domain of an e-mail address when it is reserved for documentation and tests (RFC 2606, RFC
+ * 6761: example.com/.org/.net and the .example, .invalid, .test and .localhost names), where no
+ * mail is ever delivered; undefined otherwise.
+ */
+function reservedMailDomain(address: string): string | undefined {
+  const domain = address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+  return /(^|\.)(example\.(com|org|net)|example|invalid|test|localhost)$/.test(domain) ? domain : undefined;
+}
+
+/** What a subscription listed twice is called in the refusal (an HTTPS one is shown cut after its host: its path carries the integration key). */
+const SUBSCRIPTION_NOUNS: Record<string, string> = { email: 'the address', sms: 'the phone number', https: 'the endpoint' };
+
+/**
+ * Escalation a deploy must not build, though the schema takes it:
+ * - a subscription listed twice in one level (an e-mail address in another case too): the same
+ *   endpoint twice stops synth with a CDK stack trace (SubscriptionAlreadyExistsUnder), and one
+ *   address in two cases deploys two subscriptions of one mailbox, two confirmations and every page
+ *   twice;
+ * - outside environment example, an address at a reserved domain or example's Slack ids, as a copy
+ *   of example keeps them: every page of that level would go where nobody reads it.
+ * Deploy-only: the CLI reads the escalation of a cdk.json an older version deployed (levels and
+ * addresses of `incident ack` and `incident subscriptions`), and the killswitch, rollbacks and
+ * recoveries read the same file; none of them pages anyone with it.
+ */
+function escalationIssue(envName: string, config: z.infer<typeof EnvironmentConfigSchema>): DeployIssue | undefined {
+  const { escalation } = config;
+  for (const [index, level] of escalation.levels.entries()) {
+    const [repeated] = repeatedIndexes(level.subscriptions, subscriptionKey);
+    if (repeated === undefined) continue;
+    const { protocol, endpoint } = level.subscriptions[repeated];
+    return {
+      path: ['escalation', 'levels', index, 'subscriptions', repeated],
+      message: duplicateMessage(SUBSCRIPTION_NOUNS[protocol], protocol === 'https' ? maskEndpoint(protocol, endpoint) : endpoint),
+    };
+  }
+  if (envName === EXAMPLE_ENVIRONMENT) return undefined;
+  const emails = [
+    ...(['onCallEmail', 'leadDevOpsEmail', 'ctoEmail'] as const).map((field, index) => ({ path: ['escalation', field], level: index, address: escalation[field] })),
+    ...escalation.levels.flatMap((level, index) =>
+      level.subscriptions.map((s, position) => ({ path: ['escalation', 'levels', index, 'subscriptions', position, 'endpoint'], level: index, address: s.protocol === 'email' ? s.endpoint : undefined })),
+    ),
+  ];
+  for (const { path, level, address } of emails) {
+    const domain = address === undefined ? undefined : reservedMailDomain(address);
+    if (domain === undefined) continue;
+    const name = escalation.levels[level]?.name ?? `level ${level + 1}`;
+    return {
+      path,
+      message: `"${address}" is at ${domain}, reserved for documentation and tests (RFC 2606, RFC 6761), where no mail is delivered: the pages of level ${level + 1} (${name}) sent there reach nobody; put the address of a person of that level (only environment "${EXAMPLE_ENVIRONMENT}" may keep the sample addresses)`,
+    };
+  }
+  const { slack } = escalation;
+  if (slack?.workspaceId === EXAMPLE_SLACK_IDS.workspaceId) {
+    return {
+      path: ['escalation', 'slack', 'workspaceId'],
+      message: `"${slack.workspaceId}" is the sample workspace id of environment "${EXAMPLE_ENVIRONMENT}", not your Slack workspace; set the Workspace ID the AWS Chatbot console shows once your workspace is authorized (docs/escalation.md, "Slack: the two manual steps"), or remove escalation.slack`,
+    };
+  }
+  if (slack?.channelId === EXAMPLE_SLACK_IDS.channelId) {
+    return {
+      path: ['escalation', 'slack', 'channelId'],
+      message: `"${slack.channelId}" is the sample channel id of environment "${EXAMPLE_ENVIRONMENT}", not your #incidents channel: no incident would be posted where people look; set the Channel ID shown at the bottom of the channel's details in Slack (docs/escalation.md, "Slack: the two manual steps"), or remove escalation.slack`,
+    };
+  }
+  return undefined;
+}
+
+/**
  * The tool never changes the production database it protects: its probe and its backup runner must
  * not hold the password of RDS's master user (`...:secret:rds!db-<id>`), which can. Production only:
  * a staging database may keep one login. Deploy-only: the CLI's commands take their credentials from
@@ -1023,9 +1123,9 @@ function masterSecretIssue(config: z.infer<typeof EnvironmentConfigSchema>): Dep
 
 export interface ParseOptions {
   /**
-   * false: skip the checks that only matter to what a deploy builds (sharedResourceIssues, then
-   * deployLimitIssue). For the CLI, which reads cdk.json for names and settings of its own; synth
-   * and tests keep the default.
+   * false: skip the checks that only matter to what a deploy builds (sharedResourceIssues,
+   * deployLimitIssue, then escalationIssue). For the CLI, which reads cdk.json for names and
+   * settings of its own; synth and tests keep the default.
    */
   readonly deployLimits?: boolean;
   /** The environments cdk.json has, named when `envName` is not one of them. */
@@ -1064,7 +1164,7 @@ export function parseEnvironmentConfig(envName: string, raw: unknown, options: P
       `config: environments.${envName}.name is "${result.data.name}" but the environment's key is "${envName}": stacks are named after the key; remove "name" or set it to "${envName}" in cdk.json`,
     );
   }
-  const limit = options.deployLimits === false ? undefined : (sharedResourceIssues(result.data)[0] ?? deployLimitIssue(result.data));
+  const limit = options.deployLimits === false ? undefined : (sharedResourceIssues(result.data)[0] ?? deployLimitIssue(result.data) ?? escalationIssue(envName, result.data));
   if (limit) {
     const path = ['environments', envName, ...limit.path.map(String)].join('.');
     throw new ConfigError(`config: ${path}: ${limit.message}; fix it in cdk.json (context.${path})`);
@@ -1202,7 +1302,7 @@ export interface ContextReader {
  * The only place in `lib/` that reads context.
  */
 export function loadConfigFromContext(node: ContextReader): EnvironmentConfig {
-  const envName = (node.tryGetContext('env') as string | undefined) ?? 'example';
+  const envName = (node.tryGetContext('env') as string | undefined) ?? EXAMPLE_ENVIRONMENT;
   const environments = (node.tryGetContext('environments') ?? {}) as Record<string, unknown>;
   const config = parseEnvironmentConfig(envName, environments[envName], { environmentNames: Object.keys(environments) });
   // The killswitch parameter is created with its explicit name: a copied block that keeps another

@@ -4,7 +4,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { nagRender } from './nag';
-import { EnvironmentConfig, resolveRecoveryConfig, escalationLevels } from './config';
+import { EnvironmentConfig, resolveRecoveryConfig, escalationLevels, subscriptionKey } from './config';
 import { DataStack } from './data-stack';
 import { Backups, backupsPropsFromConfig } from './constructs/backups';
 import { Escalation } from './constructs/escalation';
@@ -263,11 +263,11 @@ function grantStackOutputs(scope: Stack, operators: iam.IRole[], stacks: Stack[]
   );
 }
 
-/** Each subscription once: a person on two levels gets one message, not two. */
+/** Each subscription once: a person on two levels (an address written in two cases too) gets one message, not two. */
 function uniqueSubscriptions(subscriptions: readonly HumanSubscription[]): HumanSubscription[] {
   const seen = new Set<string>();
   return subscriptions.filter((s) => {
-    const key = `${s.protocol}:${s.endpoint}`;
+    const key = subscriptionKey(s);
     return !seen.has(key) && !!seen.add(key);
   });
 }

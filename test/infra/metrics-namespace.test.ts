@@ -1,5 +1,5 @@
 import { Template } from 'aws-cdk-lib/assertions';
-import { exampleEnvironment, renderCfn, synthesizeApp } from '../support/app';
+import { filledInEnvironment, renderCfn, synthesizeApp } from '../support/app';
 
 /**
  * Two environments may share an account and region (lib/config.ts): each must publish and read its
@@ -30,7 +30,7 @@ function houseEnvironments(template: Template): Record<string, string>[] {
 }
 
 function environmentOf(name: string, changes: (raw: Record<string, unknown>) => void = () => undefined): Record<string, unknown> {
-  const raw = structuredClone(exampleEnvironment());
+  const raw = filledInEnvironment();
   (raw.killswitch as Record<string, unknown>).parameterName = `/atmr/${name}/killswitch`;
   changes(raw);
   return raw;

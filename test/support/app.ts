@@ -25,6 +25,23 @@ export function exampleEnvironment(): Record<string, unknown> {
 }
 
 /**
+ * The `example` environment as a deployer fills in their copy of it: synth refuses the sample
+ * escalation (addresses at example.com, Slack ids of no workspace) in any environment but
+ * `example`, so a test of another environment derives its variants from this one.
+ */
+export function filledInEnvironment(): Record<string, unknown> {
+  const environment = structuredClone(exampleEnvironment());
+  environment.escalation = {
+    ...(environment.escalation as Record<string, unknown>),
+    onCallEmail: 'oncall@atmr.ch',
+    leadDevOpsEmail: 'lead-devops@atmr.ch',
+    ctoEmail: 'cto@atmr.ch',
+    slack: { workspaceId: 'T07ATMR01', channelId: 'C07INCIDENTS' },
+  };
+  return environment;
+}
+
+/**
  * The `example` environment as an older version shipped it in cdk.json (commit a1976b2), before
  * synth compared the copies of a shared resource: its copies disagree (a backout and detection
  * target group other than the killswitch's, a backout worker neither detection nor recovery knows,
