@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { DEFAULT_TASK_TIMEOUT_MINUTES, MAX_TASK_TIMEOUT_MINUTES } from '../lambdas/backup/runner-contract';
-import { maskEndpoint } from '../lambdas/escalation/subscriptions';
+import { maskEndpoint } from '../lambdas/escalation/mask-endpoint';
 import { RESTORE_TEST_DEFAULTS } from '../lambdas/restore/contract';
 import { BackupTierSchema } from '../lambdas/shared/tiers';
 import { alarmNamePrefix } from './alarm-names';

@@ -3,6 +3,7 @@ import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import { paginateListSubscriptionsByTopic, type SNSClient, type Subscription } from '@aws-sdk/client-sns';
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { maskEndpoint } from './mask-endpoint';
 
 /** Powertools `service` of the subscriptions check: the dimension its metric carries. */
 export const SUBSCRIPTIONS_CHECK_SERVICE = 'escalation-subscriptions';
@@ -97,24 +98,6 @@ export function endpointDigest(protocol: SubscriptionProtocol, endpoint: string)
   return createHash('sha256').update(normalized, 'utf8').digest('hex');
 }
 
-/**
- * What an endpoint looks like in a log line: an e-mail address as is (the on-call must know whom to
- * chase), an HTTPS URL cut after its host (the path and query carry the integration key), a phone
- * number reduced to its last two digits.
- */
-export function maskEndpoint(protocol: string, endpoint: string): string {
-  if (protocol === 'email') return endpoint;
-  if (protocol === 'https' || protocol === 'http') {
-    try {
-      const url = new URL(endpoint);
-      const rest = `${url.pathname}${url.search}${url.hash}`;
-      return `${url.protocol}//${url.host}${rest === '/' || rest === '' ? '' : '/…'}`;
-    } catch {
-      return `${protocol}://…`;
-    }
-  }
-  return `…${endpoint.slice(-2)}`;
-}
 
 /**
  * The topics to check as the construct writes them (the function's SUBSCRIPTION_LEVELS, the Ops

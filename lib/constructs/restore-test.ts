@@ -583,7 +583,7 @@ export class RestoreTest extends Construct {
       summary:
         `the monthly restore test failed` +
         (rtoObjectiveSeconds > MEASURABLE_RTO_SECONDS
-          ? `; "RTO > N s": over the ${MEASURABLE_RTO_SECONDS} s one run measures, not necessarily the ${rtoObjectiveSeconds} s objective: rerun with --rto-objective ${rtoObjectiveSeconds}`
+          ? `; "RTO > N s": over the ${MEASURABLE_RTO_SECONDS} s one run measures, not necessarily the ${rtoObjectiveSeconds} s objective: time it with restore-test --rto-objective ${rtoObjectiveSeconds}`
           : ''),
       // Why it failed is in the function's log (as in the report): the page has no room for both
       // within CloudWatch's 1024 characters, with a bucket's and a log group's names at their longest.
