@@ -201,6 +201,16 @@ describe('the atmr-dr commands the project prints parse with the CLI', () => {
     expect(withoutEnv).toEqual([]);
   });
 
+  it('every `db read-write` a detection alarm prints names its environment with --env', () => {
+    // db read-write reads the RDS instance of the environment it runs for: pasted from staging's
+    // Database-ReadOnly page without --env, it would look at cdk.json's default environment's.
+    const detection = printed.filter((p) => p.file === path.join('lib', 'constructs', 'detection.ts') && p.args[0] === 'db');
+    const withoutEnv = detection.filter((p) => !p.args.includes('--env')).map((p) => p.text);
+
+    expect(detection.length).toBeGreaterThanOrEqual(3);
+    expect(withoutEnv).toEqual([]);
+  });
+
   it('every one parses', () => {
     const refused = refusals(printed.map((p) => p.args));
     // A command named with no option at all (a heading's `atmr-dr recover`, "behind `atmr-dr
