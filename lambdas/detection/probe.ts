@@ -36,6 +36,24 @@ export const PROBE_METRICS = {
   killswitchMode: 'KillswitchMode',
 } as const;
 
+/** OSRM's `Target` for its attempt `index` (from 0) of `attempts`: each attempt is a check of its own. */
+function osrmTargetName(index: number, attempts: number): string {
+  return attempts > 1 ? `osrm#${index + 1}` : 'osrm';
+}
+
+/**
+ * Every `Target` a run with these settings reports (its checks' names in the logs, and the dimension
+ * of each ProbeLatency datapoint), so that the dashboard graphs each target's latency by its name.
+ */
+export function probeTargetNames(settings: Pick<ProbeSettings, 'api' | 'osrm' | 'redis' | 'database'>): string[] {
+  return [
+    ...(settings.api ? ['api-health', 'api-ready'] : []),
+    ...(settings.osrm ? Array.from({ length: settings.osrm.attempts }, (_, i) => osrmTargetName(i, settings.osrm!.attempts)) : []),
+    ...(settings.redis ? ['redis'] : []),
+    ...(settings.database ? ['database'] : []),
+  ];
+}
+
 /** A Redis connection for one run; ioredis fits. */
 export interface RedisProbeClient {
   ping(): Promise<string>;
@@ -339,7 +357,7 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
       Promise.all(
         Array.from({ length: osrm.attempts }, (_, i) => sleep(i * spacing).then(() => checkHttpNamingHung(osrm.healthUrl, osrm.timeoutMs, deps.fetch))),
       ).then((attempts) => {
-        attempts.forEach((result, i) => report(osrm.attempts > 1 ? `osrm#${i + 1}` : 'osrm', result));
+        attempts.forEach((result, i) => report(osrmTargetName(i, osrm.attempts), result));
         const ok = attempts.filter((a) => a.up).length;
         record(PROBE_METRICS.osrmAvailability, (100 * ok) / attempts.length, MetricUnit.Percent);
       }),

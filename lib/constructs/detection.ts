@@ -14,6 +14,7 @@ import type { DashboardGraph } from './dashboard';
 import { alarmNamePrefix } from '../alarm-names';
 import { deadLettersAlarm } from './dead-letters';
 import { putEventsOnDefaultBus } from './event-bus-statements';
+import { probeTargetNames } from '../../lambdas/detection/probe';
 import { HealthProbe, HealthProbeProps, PROBE_METRICS, probeMetric } from './health-probe';
 import { RunbookAlarm, RunbookAlarmProps, sumOfCounts } from './runbook-alarm';
 
@@ -428,6 +429,12 @@ export class Detection extends Construct {
         settings.database && 'Database-Down',
         settings.database && 'Database-ReadOnly',
       ].filter((name): name is string => Boolean(name));
+      const failureRate = new cloudwatch.MathExpression({
+        expression: down.length > 0 ? `IF(${down.join(' OR ')}, 0, ${rate})` : rate,
+        usingMetrics,
+        period: window,
+        label: 'Probe failures (%), dependency outages left out',
+      });
       alarm('probeFailures', 'network', 'Réseau flaky', {
         concern: 'Network',
         what: 'ProbeFailures',
@@ -438,17 +445,29 @@ export class Detection extends Construct {
             : ''),
         // The log group by name, as Probe-Errors gives it: the on-call reads it first, from the page.
         firstActions: `lire le groupe de logs ${this.probe ? this.probe.function.logGroup.logGroupName : 'de la sonde'} (cible, raison) ; vérifier la connectivité vers OSRM, PostgreSQL, Redis ; vérifier retries et backoffs.`,
-        metric: new cloudwatch.MathExpression({
-          expression: down.length > 0 ? `IF(${down.join(' OR ')}, 0, ${rate})` : rate,
-          usingMetrics,
-          period: window,
-          label: 'Probe failures (%), dependency outages left out',
-        }),
+        metric: failureRate,
         threshold: t.probeFailurePercent,
         comparisonOperator: GT,
         evaluationPeriods: 1,
         treatMissingData: BREACHING,
       });
+      // The runbook's "Réseau flaky" lists "latence variable" among its symptoms. Latency alone pages
+      // no one (a slow dependency that still answers within its check's timeout is not an outage, and
+      // one that does not is counted as failed above): it is graphed, each target by the name the
+      // probe's log lines give it, the max of each minute's run, against the check's timeout.
+      // One line per distinct timeout, naming the checks it bounds: a latency near its line is a check about to fail.
+      const bounded = new Map<number, string[]>();
+      for (const [name, check] of [['api', settings.api], ['osrm', settings.osrm], ['redis', settings.redis], ['database', settings.database]] as const) {
+        if (check) bounded.set(check.timeoutMs, [...(bounded.get(check.timeoutMs) ?? []), name]);
+      }
+      graphs.push(
+        { title: `Probe failures (%) over ${t.probeFailureWindowMinutes} min`, metrics: [failureRate], annotations: [{ value: t.probeFailurePercent, label: 'Network-ProbeFailures' }] },
+        {
+          title: 'Probe latency per target (ms, slowest of the minute)',
+          metrics: probeTargetNames(settings).map((target) => pm(PROBE_METRICS.latency, 'Maximum', MINUTE, { Target: target }, target)),
+          annotations: [...bounded].map(([ms, names]) => ({ value: ms, label: `timeout ${names.join(', ')}` })),
+        },
+      );
       if (settings.killswitchParameter) {
         const period = FIVE_MINUTES;
         const periods = Math.ceil(t.maintenanceMaxMinutes / 5);

@@ -848,6 +848,43 @@ describe('on-call dashboard, detection graphs', () => {
   });
 });
 
+describe('on-call dashboard, the flaky-network graphs', () => {
+  // The runbook's "Réseau flaky" symptoms: intermittent timeouts (the failure rate) and "latence
+  // variable", which no alarm watches (a slow answer within the timeout is not an outage).
+  function widgets(): { properties: { title: string; metrics?: unknown[][]; annotations?: { horizontal?: { value: number; label: string }[] } } }[] {
+    const [dashboard] = Object.values(template.findResources('AWS::CloudWatch::Dashboard')) as { Properties: { DashboardBody: unknown } }[];
+    const resolved = app.ops.resolve(dashboard.Properties.DashboardBody) as { 'Fn::Join': [string, unknown[]] };
+    // The body is a join of strings and tokens (the region, alarm ARNs): tokens become "0", which keeps it JSON.
+    const text = resolved['Fn::Join'][1].map((part) => (typeof part === 'string' ? part : '0')).join('');
+    return JSON.parse(text).widgets;
+  }
+
+  it('graphs each probe target\'s latency by the name the probe reports it under, with a line at each check timeout', () => {
+    // Arrange: the example environment probes the API, OSRM (3 attempts), Redis and the database.
+    const probe = exampleEnvironment().detection as { probe: { osrm: { attempts: number } } };
+    expect(probe.probe.osrm.attempts).toBe(3);
+
+    // Act
+    const latency = widgets().find((w) => w.properties.title.startsWith('Probe latency per target'));
+
+    // Assert
+    const targets = latency?.properties.metrics?.map((m) => {
+      expect(m).toContain('ProbeLatency');
+      return m[m.indexOf('Target') + 1];
+    });
+    expect(targets).toEqual(['api-health', 'api-ready', 'osrm#1', 'osrm#2', 'osrm#3', 'redis', 'database']);
+    expect(latency?.properties.annotations?.horizontal?.map((a) => a.label).every((label) => label.startsWith('timeout '))).toBe(true);
+    expect(latency?.properties.annotations?.horizontal?.flatMap((a) => a.label.slice('timeout '.length).split(', ')).sort()).toEqual(['api', 'database', 'osrm', 'redis']);
+  });
+
+  it('graphs the probe failure rate Network-ProbeFailures pages on, with its threshold', () => {
+    const failures = widgets().find((w) => w.properties.title.startsWith('Probe failures (%)'));
+
+    expect(JSON.stringify(failures?.properties.metrics)).toContain('ProbeChecksFailed');
+    expect(failures?.properties.annotations?.horizontal).toEqual([expect.objectContaining({ value: 20, label: 'Network-ProbeFailures' })]);
+  });
+});
+
 describe('health probe and a Redis that requires AUTH', () => {
   it('passes the AUTH token through its secret ARN, never the token, and lets only the probe read that secret', () => {
     // Arrange: the example environment, its Redis given an AUTH token secret.

@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import Redis from 'ioredis';
 import { openDatabaseSession, openRedisSession } from '../../lambdas/detection/clients';
-import { PROBE_METRICS, ProbeSettings, REDIS_WRITE_CHECK_BYTES, REDIS_WRITE_CHECK_KEY, REDIS_WRITE_CHECK_TTL_SECONDS, RETRY_PAUSE_MS, runProbe } from '../../lambdas/detection/probe';
+import { PROBE_METRICS, ProbeSettings, probeTargetNames, REDIS_WRITE_CHECK_BYTES, REDIS_WRITE_CHECK_KEY, REDIS_WRITE_CHECK_TTL_SECONDS, RETRY_PAUSE_MS, runProbe } from '../../lambdas/detection/probe';
 import { OPERATOR_CLI } from '../../lambdas/shared/constants';
 import { captureProbeOutput, metricValue, startHttpServer } from '../lambdas/detection/fixtures';
 import { testClient, testCluster, uniqueDatabaseName } from '../support/cluster';
@@ -80,10 +80,11 @@ describe('health probe against real servers', () => {
     const osrm = await server({ '/health': { status: 200 } });
     redis.cli('RPUSH', 'celery', 'a', 'b', 'c');
 
-    const { result, metrics } = await probeWith({
+    const settings = {
       api: { baseUrl: api.url, timeoutMs: TIMEOUT_MS },
       osrm: { healthUrl: `${osrm.url}/health`, timeoutMs: TIMEOUT_MS, attempts: 3, attemptSpacingMs: 10 },
-    });
+    };
+    const { result, metrics } = await probeWith(settings);
 
     expect(result.checksFailed).toBe(0);
     expect(metricValue(metrics, M.apiLive)).toBe(1);
@@ -102,6 +103,10 @@ describe('health probe against real servers', () => {
     }
     expect(metrics.find((m) => m.name === M.apiLive)?.dimensions).toEqual({ service: 'detection-probe' });
     expect(osrm.hits['/health']).toBe(3);
+    // The dashboard graphs each target's latency by the names probeTargetNames gives (detection.ts):
+    // a run reports exactly those, or a line of the graph stays empty.
+    const reported = metrics.filter((m) => m.name === M.latency).map((m) => m.dimensions?.Target);
+    expect(reported.sort()).toEqual(probeTargetNames({ ...settings, redis: { timeoutMs: TIMEOUT_MS, queues: [] }, database: { timeoutMs: 2000 } }).sort());
   });
 
   it('reports ApiReady 0 with reason http-503 when /ready answers 503, ApiLive still 1', async () => {
