@@ -368,6 +368,12 @@ async function runCommand(argv: string[]): Promise<number> {
       process.stderr.write(`atmr-dr: ${await usageLine(error, argv, program)}\n`);
       return USAGE_EXIT_CODE;
     }
+    // An invalid cdk.json names each of its problems on a line of its own (lib/config.ts ConfigError,
+    // matched by name: importing it would load the config's schemas for every command).
+    if (error instanceof Error && error.name === 'ConfigError') {
+      for (const line of error.message.split('\n')) process.stderr.write(`atmr-dr: ${line}\n`);
+      return 1;
+    }
     const failure = asOperatorError(error);
     const line = failure instanceof NotFoundError ? await (await import('./cli/region')).notFoundLine(failure, envName) : failure.message;
     process.stderr.write(`atmr-dr: ${line}\n`);

@@ -238,7 +238,7 @@ export const BackupsConfigSchema = z.strictObject({
   if (backups.runner !== 'fargate' && backups.ecsClusterArn !== undefined) {
     ctx.addIssue({ code: 'custom', path: ['ecsClusterArn'], message: `is only used by runner "fargate" (runner is "${backups.runner}"): remove it, or set runner to "fargate"` });
   }
-  // backups.fargateTimeoutMinutes above MAX_TASK_TIMEOUT_MINUTES: a deploy limit (deployLimitIssue), not a schema rule.
+  // backups.fargateTimeoutMinutes above MAX_TASK_TIMEOUT_MINUTES: a deploy limit (deployLimitIssues), not a schema rule.
   if (backups.runner === 'lambda' && backups.memoryMiB > LAMBDA_MAX_MEMORY_MIB) {
     ctx.addIssue({
       code: 'custom',
@@ -388,13 +388,19 @@ export const RecoveryConfigSchema = z.strictObject({
   alembicVersionTable: z.string().regex(/^([a-z_][a-z0-9_]{0,62}\.)?[a-z_][a-z0-9_]{0,62}$/, 'must be a lower-case table name').default('alembic_version'),
 });
 
+/**
+ * The phone numbers this repository's samples use (docs/escalation.md, the E.164 message below):
+ * somebody's number perhaps, never an on-call's. Outside environment example, synth refuses them.
+ */
+export const EXAMPLE_PHONE_NUMBERS: readonly string[] = ['+33612345678'];
+
 /** One way to reach a human: an e-mail address, a phone number (SMS), or an HTTPS endpoint (PagerDuty, Opsgenie). */
 export const EscalationSubscriptionSchema = z.discriminatedUnion('protocol', [
   z.strictObject({ protocol: z.literal('email'), endpoint: z.email() }),
   z.strictObject({
     protocol: z.literal('sms'),
     endpoint: z.string().regex(/^\+[1-9]\d{6,14}$/, {
-      error: (issue) => `must be an E.164 phone number such as +33612345678, not ${JSON.stringify(issue.input)}: + and the country code, then the number without its leading 0, digits only with no spaces`,
+      error: (issue) => `must be an E.164 phone number such as ${EXAMPLE_PHONE_NUMBERS[0]}, not ${JSON.stringify(issue.input)}: + and the country code, then the number without its leading 0, digits only with no spaces`,
     }),
   }),
   z.strictObject({
@@ -802,6 +808,10 @@ export const EnvironmentConfigSchema = z.strictObject({
 }).superRefine((env, ctx) => {
   // Every ARN names a resource of the environment's own account and region: a role of another
   // account silently gets no grant from the stacks, a secret or listener elsewhere fails at deploy or run.
+  // An account or region that is not one (refused on its own line) is compared with nothing: every
+  // ARN and zone would be said to be elsewhere, burying the one line to fix.
+  const validAccount = accountId.safeParse(env.account).success;
+  const validRegion = region.safeParse(env.region).success;
   const visit = (value: unknown, path: (string | number)[]): void => {
     // Tag values are free text: one may quote any ARN.
     if (path[0] === 'recovery' && path[1] === 'tags') return;
@@ -810,9 +820,9 @@ export const EnvironmentConfigSchema = z.strictObject({
       // The break-glass role may live in a security account: the key policy trusts it by ARN. So may
       // a KMS key (a central key account): RDS and Secrets Manager use another account's key by its
       // ARN, granted by its key policy; it must still be in the environment's region.
-      if (arnAccount !== env.account && path[0] !== 'breakGlassRoleArn' && service !== 'kms') {
+      if (validAccount && arnAccount !== env.account && path[0] !== 'breakGlassRoleArn' && service !== 'kms') {
         ctx.addIssue({ code: 'custom', path, message: `is in account ${arnAccount}, not the environment's account ${env.account}: use the ARN of the resource in ${env.account}` });
-      } else if (arnRegion !== '' && arnRegion !== env.region) {
+      } else if (validRegion && arnRegion !== '' && arnRegion !== env.region) {
         ctx.addIssue({ code: 'custom', path, message: `is in region ${arnRegion}, not the environment's region ${env.region}: use the ARN of the resource in ${env.region}` });
       }
     } else if (Array.isArray(value)) {
@@ -823,7 +833,7 @@ export const EnvironmentConfigSchema = z.strictObject({
   };
   visit(env, []);
   env.network.availabilityZones.forEach((zone, index) => {
-    if (!zone.startsWith(env.region)) {
+    if (validRegion && !zone.startsWith(env.region)) {
       ctx.addIssue({ code: 'custom', path: ['network', 'availabilityZones', index], message: `${zone} is not a zone of the environment's region ${env.region}: use the zones of the private subnets (e.g. ${env.region}a)` });
     }
   });
@@ -986,7 +996,7 @@ export type DatabaseConfig = z.infer<typeof DatabaseConfigSchema>;
 export type BackupsConfig = z.infer<typeof BackupsConfigSchema>;
 export type RestoreTestConfig = z.infer<typeof RestoreTestConfigSchema>;
 
-/** Thrown for a config that cannot be used; the message is one line naming the field and the fix. */
+/** Thrown for a config that cannot be used; the message has one line per problem, each naming the field and the fix. */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
@@ -996,25 +1006,26 @@ export class ConfigError extends Error {
  * deployed may hold it. Synth refuses it; the CLI's commands must not fail on it (a killswitch or a
  * rollback on the worst day): either none of them uses it, or the one that does refuses it itself.
  */
-function deployLimitIssue(config: z.infer<typeof EnvironmentConfigSchema>): DeployIssue | undefined {
+function deployLimitIssues(config: z.infer<typeof EnvironmentConfigSchema>): DeployIssue[] {
+  const issues: DeployIssue[] = [];
   // The cutover refuses to start without it too (lambdas/recovery/cutover.ts): caught here, it is
   // fixed at deploy time rather than found on the day of a recovery.
   if (config.recovery.enabled && !config.recovery.ecs) {
-    return {
+    issues.push({
       path: ['recovery', 'ecs'],
       message: `is required when recovery is enabled: the cutover redeploys these ECS services so that their tasks read the recovered instance's endpoint (they read it at start); without them no task would, and the cutover would reopen traffic and rename the old instance under the API still using it; set {"clusterArn": "arn:aws:ecs:<region>:<account>:cluster/<name>", "serviceNames": [the API and every Celery service]}, or "enabled": false`,
-    };
+    });
   }
   const minutes = config.backups.fargateTimeoutMinutes;
   // Refused with the Lambda runner too: hourly runs are always scheduled, and the value would take
   // effect the day the runner changes.
   if (minutes > MAX_TASK_TIMEOUT_MINUTES) {
-    return {
+    issues.push({
       path: ['backups', 'fargateTimeoutMinutes'],
       message: `${minutes} minutes would let an hourly run last into the next one (hourly runs start 60 minutes apart and the limit counts from a run's scheduled time): set at most ${MAX_TASK_TIMEOUT_MINUTES}, and for a dump that needs longer give the task more CPU (fargateCpu, with a matching memoryMiB) or a lower compressionLevel`,
-    };
+    });
   }
-  return masterSecretIssue(config);
+  return [...issues, ...masterSecretIssues(config)];
 }
 
 /**
@@ -1026,14 +1037,20 @@ export const EXAMPLE_ENVIRONMENT = 'example';
 /** The Slack ids of environment example's escalation.slack: no workspace's, no channel's. */
 export const EXAMPLE_SLACK_IDS = { workspaceId: 'T0123ATMR', channelId: 'C0123INCIDENTS' } as const;
 
+/** The Slack ids of environment example's killswitch.slack: no workspace's, no app's, nobody's. */
+export const EXAMPLE_KILLSWITCH_SLACK_IDS = { teamId: EXAMPLE_SLACK_IDS.workspaceId, apiAppId: 'A0123KILLSW', allowedUserIds: ['U0123ONCALL', 'U0456LEADOPS'] } as const;
+
 /**
- * The domain of an e-mail address when it is reserved for documentation and tests (RFC 2606, RFC
- * 6761: example.com/.org/.net and the .example, .invalid, .test and .localhost names), where no
- * mail is ever delivered; undefined otherwise.
+ * Why nothing sent to `host` reaches anyone, when it is a name reserved for documentation and tests
+ * (RFC 2606, RFC 6761: example.com/.org/.net and the .example, .invalid, .test and .localhost
+ * names) or a loopback address (127.0.0.0/8, ::1: the sender's own machine, here SNS's); undefined
+ * otherwise. `host` as URL.hostname gives it (IPv6 in brackets) or an e-mail address's domain.
  */
-function reservedMailDomain(address: string): string | undefined {
-  const domain = address.slice(address.lastIndexOf('@') + 1).toLowerCase();
-  return /(^|\.)(example\.(com|org|net)|example|invalid|test|localhost)$/.test(domain) ? domain : undefined;
+function reservedHostReason(host: string): string | undefined {
+  const name = host.toLowerCase().replace(/\.$/, '');
+  if (/(^|\.)(example\.(com|org|net)|example|invalid|test|localhost)$/.test(name)) return 'reserved for documentation and tests (RFC 2606, RFC 6761)';
+  if (/^127(\.\d{1,3}){3}$/.test(name) || /^\[?::1\]?$/.test(name)) return "a loopback address, SNS's own machine";
+  return undefined;
 }
 
 /** What a subscription listed twice is called in the refusal (an HTTPS one is shown cut after its host: its path carries the integration key). */
@@ -1045,53 +1062,105 @@ const SUBSCRIPTION_NOUNS: Record<string, string> = { email: 'the address', sms: 
  *   endpoint twice stops synth with a CDK stack trace (SubscriptionAlreadyExistsUnder), and one
  *   address in two cases deploys two subscriptions of one mailbox, two confirmations and every page
  *   twice;
- * - outside environment example, an address at a reserved domain or example's Slack ids, as a copy
- *   of example keeps them: every page of that level would go where nobody reads it.
+ * - outside environment example, what a copy of example keeps: an address or an HTTPS endpoint at a
+ *   reserved host, a sample phone number, example's Slack ids: every page of that level would go
+ *   where nobody reads it (or, for a phone number, to a stranger).
  * Deploy-only: the CLI reads the escalation of a cdk.json an older version deployed (levels and
  * addresses of `incident ack` and `incident subscriptions`), and the killswitch, rollbacks and
  * recoveries read the same file; none of them pages anyone with it.
  */
-function escalationIssue(envName: string, config: z.infer<typeof EnvironmentConfigSchema>): DeployIssue | undefined {
+function escalationIssues(envName: string, config: z.infer<typeof EnvironmentConfigSchema>): DeployIssue[] {
   const { escalation } = config;
+  const issues: DeployIssue[] = [];
   for (const [index, level] of escalation.levels.entries()) {
-    const [repeated] = repeatedIndexes(level.subscriptions, subscriptionKey);
-    if (repeated === undefined) continue;
-    const { protocol, endpoint } = level.subscriptions[repeated];
-    return {
-      path: ['escalation', 'levels', index, 'subscriptions', repeated],
-      message: duplicateMessage(SUBSCRIPTION_NOUNS[protocol], protocol === 'https' ? maskEndpoint(protocol, endpoint) : endpoint),
-    };
+    for (const repeated of repeatedIndexes(level.subscriptions, subscriptionKey)) {
+      const { protocol, endpoint } = level.subscriptions[repeated];
+      issues.push({
+        path: ['escalation', 'levels', index, 'subscriptions', repeated],
+        message: duplicateMessage(SUBSCRIPTION_NOUNS[protocol], protocol === 'https' ? maskEndpoint(protocol, endpoint) : endpoint),
+      });
+    }
   }
-  if (envName === EXAMPLE_ENVIRONMENT) return undefined;
-  const emails = [
-    ...(['onCallEmail', 'leadDevOpsEmail', 'ctoEmail'] as const).map((field, index) => ({ path: ['escalation', field], level: index, address: escalation[field] })),
+  if (envName === EXAMPLE_ENVIRONMENT) return issues;
+  const endpoints = [
+    ...(['onCallEmail', 'leadDevOpsEmail', 'ctoEmail'] as const).map((field, index) => ({ path: ['escalation', field], level: index, protocol: 'email', endpoint: escalation[field] })),
     ...escalation.levels.flatMap((level, index) =>
-      level.subscriptions.map((s, position) => ({ path: ['escalation', 'levels', index, 'subscriptions', position, 'endpoint'], level: index, address: s.protocol === 'email' ? s.endpoint : undefined })),
+      level.subscriptions.map((s, position) => ({ path: ['escalation', 'levels', index, 'subscriptions', position, 'endpoint'], level: index, protocol: s.protocol, endpoint: s.endpoint as string | undefined })),
     ),
   ];
-  for (const { path, level, address } of emails) {
-    const domain = address === undefined ? undefined : reservedMailDomain(address);
-    if (domain === undefined) continue;
-    const name = escalation.levels[level]?.name ?? `level ${level + 1}`;
-    return {
-      path,
-      message: `"${address}" is at ${domain}, reserved for documentation and tests (RFC 2606, RFC 6761), where no mail is delivered: the pages of level ${level + 1} (${name}) sent there reach nobody; put the address of a person of that level (only environment "${EXAMPLE_ENVIRONMENT}" may keep the sample addresses)`,
-    };
+  for (const { path, level, protocol, endpoint } of endpoints) {
+    if (endpoint === undefined) continue;
+    const pages = `the pages of level ${level + 1} (${escalation.levels[level]?.name ?? `level ${level + 1}`})`;
+    if (protocol === 'email') {
+      const domain = endpoint.slice(endpoint.lastIndexOf('@') + 1).toLowerCase();
+      const reason = reservedHostReason(domain);
+      if (reason === undefined) continue;
+      issues.push({
+        path,
+        message: `"${endpoint}" is at ${domain}, ${reason}, where no mail is delivered: ${pages} sent there reach nobody; put the address of a person of that level (only environment "${EXAMPLE_ENVIRONMENT}" may keep the sample addresses)`,
+      });
+    } else if (protocol === 'https') {
+      const host = hostOfUrl(endpoint);
+      const reason = host === undefined ? undefined : reservedHostReason(host);
+      if (reason === undefined) continue;
+      issues.push({
+        path,
+        message: `"${maskEndpoint(protocol, endpoint)}" is at ${host}, ${reason}, where no page is delivered: ${pages} sent there reach nobody; put the integration URL of your PagerDuty or Opsgenie service (only environment "${EXAMPLE_ENVIRONMENT}" may keep sample endpoints)`,
+      });
+    } else if (protocol === 'sms' && EXAMPLE_PHONE_NUMBERS.includes(endpoint)) {
+      issues.push({
+        path,
+        message: `"${endpoint}" is the sample phone number of this repository's documentation, not a person of that level: ${pages} would be texted to whoever holds that number; put the mobile number of a person of that level (only environment "${EXAMPLE_ENVIRONMENT}" may keep the sample numbers)`,
+      });
+    }
   }
   const { slack } = escalation;
   if (slack?.workspaceId === EXAMPLE_SLACK_IDS.workspaceId) {
-    return {
+    issues.push({
       path: ['escalation', 'slack', 'workspaceId'],
       message: `"${slack.workspaceId}" is the sample workspace id of environment "${EXAMPLE_ENVIRONMENT}", not your Slack workspace; set the Workspace ID the AWS Chatbot console shows once your workspace is authorized (docs/escalation.md, "Slack: the two manual steps"), or remove escalation.slack`,
-    };
+    });
   }
   if (slack?.channelId === EXAMPLE_SLACK_IDS.channelId) {
-    return {
+    issues.push({
       path: ['escalation', 'slack', 'channelId'],
       message: `"${slack.channelId}" is the sample channel id of environment "${EXAMPLE_ENVIRONMENT}", not your #incidents channel: no incident would be posted where people look; set the Channel ID shown at the bottom of the channel's details in Slack (docs/escalation.md, "Slack: the two manual steps"), or remove escalation.slack`,
-    };
+    });
   }
-  return undefined;
+  return issues;
+}
+
+/**
+ * Outside environment example, the killswitch's Slack command with example's ids, as a copy of
+ * example keeps them: it would refuse every /killswitch (another workspace, another app, nobody
+ * allowed), found out on the day someone needs it. Deploy-only, as escalationIssues.
+ */
+function killswitchSlackIssues(envName: string, config: z.infer<typeof EnvironmentConfigSchema>): DeployIssue[] {
+  const { slack } = config.killswitch;
+  if (envName === EXAMPLE_ENVIRONMENT || slack === undefined) return [];
+  const sample = EXAMPLE_KILLSWITCH_SLACK_IDS;
+  const keep = `(only environment "${EXAMPLE_ENVIRONMENT}" may keep the sample ids), or remove killswitch.slack`;
+  const issues: DeployIssue[] = [];
+  if (slack.teamId === sample.teamId) {
+    issues.push({
+      path: ['killswitch', 'slack', 'teamId'],
+      message: `"${slack.teamId}" is the sample workspace id of environment "${EXAMPLE_ENVIRONMENT}", not your Slack workspace: every /killswitch would be refused as coming from another workspace; set your workspace's id (T..., the team_id Slack sends with the command) ${keep}`,
+    });
+  }
+  if (slack.apiAppId === sample.apiAppId) {
+    issues.push({
+      path: ['killswitch', 'slack', 'apiAppId'],
+      message: `"${slack.apiAppId}" is the sample app id of environment "${EXAMPLE_ENVIRONMENT}", not your Slack app: every /killswitch would be refused as another app's; set the App ID of the app that has the /killswitch command (its Basic Information page at api.slack.com) ${keep}`,
+    });
+  }
+  slack.allowedUserIds.forEach((userId, index) => {
+    if (!(sample.allowedUserIds as readonly string[]).includes(userId)) return;
+    issues.push({
+      path: ['killswitch', 'slack', 'allowedUserIds', index],
+      message: `"${userId}" is a sample user id of environment "${EXAMPLE_ENVIRONMENT}", nobody in your workspace: nobody could use /killswitch through it; list the member IDs (U...) of the people allowed, as each one's Slack profile shows it ${keep}`,
+    });
+  });
+  return issues;
 }
 
 /**
@@ -1100,31 +1169,32 @@ function escalationIssue(envName: string, config: z.infer<typeof EnvironmentConf
  * a staging database may keep one login. Deploy-only: the CLI's commands take their credentials from
  * flags and libpq variables, never from these fields.
  */
-function masterSecretIssue(config: z.infer<typeof EnvironmentConfigSchema>): DeployIssue | undefined {
-  if (!config.production) return undefined;
+function masterSecretIssues(config: z.infer<typeof EnvironmentConfigSchema>): DeployIssue[] {
+  if (!config.production) return [];
+  const issues: DeployIssue[] = [];
   const isMaster = (arn: string | undefined) => arn?.includes(':secret:rds!') === true;
   const master = config.database.secretArn;
   const probe = config.detection?.probe.database;
   if (probe && isMaster(probe.secretArn ?? master)) {
-    return {
+    issues.push({
       path: ['detection', 'probe', 'database', 'secretArn'],
       message: `${probe.secretArn ? 'is' : 'is absent, so the probe would log in with database.secretArn,'} ${probe.secretArn ?? master}, RDS's master secret (rds!) of this production database: a bug or a compromised probe function holding it could change the database it watches; create the probe's read-only role with the SQL of docs/detection.md ("The probe's database role"), store its password in a secret of its own and set that secret's ARN here`,
-    };
+    });
   }
   const { secretArn: runnerSecret } = config.backups;
   if (isMaster(runnerSecret) || (!runnerSecret && !config.database.iamAuthUser && isMaster(master))) {
-    return {
+    issues.push({
       path: ['backups', 'secretArn'],
       message: `${runnerSecret ? 'is' : 'is absent (and database.iamAuthUser too), so the backup runner would log in with database.secretArn,'} ${runnerSecret ?? master}, RDS's master secret (rds!) of this production database: a bug or a compromised runner holding it could change the database it backs up; create the runner's read-only role with the SQL of docs/backup-runner.md ("The runner's database role"), store its password in a secret of its own and set that secret's ARN here (or log in with IAM authentication: database.iamAuthUser)`,
-    };
+    });
   }
-  return undefined;
+  return issues;
 }
 
 export interface ParseOptions {
   /**
    * false: skip the checks that only matter to what a deploy builds (sharedResourceIssues,
-   * deployLimitIssue, then escalationIssue). For the CLI, which reads cdk.json for names and
+   * deployLimitIssues, escalationIssues, killswitchSlackIssues). For the CLI, which reads cdk.json for names and
    * settings of its own; synth and tests keep the default.
    */
   readonly deployLimits?: boolean;
@@ -1133,8 +1203,8 @@ export interface ParseOptions {
 }
 
 /**
- * Validates one environment's raw context value. The error message names the first invalid
- * field (as a `cdk.json` path) and what it must be.
+ * Validates one environment's raw context value. The error message names each invalid field (as a
+ * `cdk.json` path, one line each, at most MAX_PROBLEM_LINES) and what it must be.
  */
 export function parseEnvironmentConfig(envName: string, raw: unknown, options: ParseOptions = {}): EnvironmentConfig {
   if (raw === undefined) {
@@ -1153,35 +1223,54 @@ export function parseEnvironmentConfig(envName: string, raw: unknown, options: P
   }
   const result = EnvironmentConfigSchema.safeParse(raw, { reportInput: true });
   if (!result.success) {
-    // A misspelt key (secretArm) is also a missing one (secretArn): name the misspelling, which is
-    // what to fix, rather than a field the person believes is there.
-    const issue = result.error.issues.find((i) => i.code === 'unrecognized_keys') ?? result.error.issues[0];
-    const path = ['environments', envName, ...issue.path.map(String)].join('.');
-    throw new ConfigError(`config: ${path}: ${describeIssue(issue)}; fix it in cdk.json (context.${path})`);
+    // A misspelt key (secretArm) is also a missing one (secretArn): name the misspelling first, which
+    // is what to fix, and not the field it stands for, which the person believes is there.
+    const unknown = result.error.issues.filter((i) => i.code === 'unrecognized_keys');
+    const meant = new Set(unknown.flatMap((i) => misspellings(i).flatMap(({ meant: field }) => (field === undefined ? [] : [[...i.path, field].map(String).join('.')]))));
+    const missingMeant = (i: z.core.$ZodIssue) => i.code === 'invalid_type' && i.input === undefined && meant.has(i.path.map(String).join('.'));
+    const others = result.error.issues.filter((i) => i.code !== 'unrecognized_keys' && !missingMeant(i));
+    throw configError(envName, [...unknown, ...others].map((i) => ({ path: i.path.map(String), message: describeIssue(i) })));
   }
   if (result.data.name !== undefined && result.data.name !== envName) {
     throw new ConfigError(
       `config: environments.${envName}.name is "${result.data.name}" but the environment's key is "${envName}": stacks are named after the key; remove "name" or set it to "${envName}" in cdk.json`,
     );
   }
-  const limit = options.deployLimits === false ? undefined : (sharedResourceIssues(result.data)[0] ?? deployLimitIssue(result.data) ?? escalationIssue(envName, result.data));
-  if (limit) {
-    const path = ['environments', envName, ...limit.path.map(String)].join('.');
-    throw new ConfigError(`config: ${path}: ${limit.message}; fix it in cdk.json (context.${path})`);
-  }
+  const limits =
+    options.deployLimits === false
+      ? []
+      : [...sharedResourceIssues(result.data), ...deployLimitIssues(result.data), ...escalationIssues(envName, result.data), ...killswitchSlackIssues(envName, result.data)];
+  if (limits.length > 0) throw configError(envName, limits);
   return { ...result.data, name: envName };
+}
+
+/** The most problems one ConfigError lists: past them, a line counts the rest. */
+const MAX_PROBLEM_LINES = 10;
+
+/**
+ * One line per problem, each naming its field and fix (the first one as a single problem was
+ * always reported): a deployer who copied example fixes them all before the next synth, instead of
+ * meeting them one synth at a time.
+ */
+function configError(envName: string, problems: readonly DeployIssue[]): ConfigError {
+  const lines = [
+    ...new Set(
+      problems.map((problem) => {
+        const path = ['environments', envName, ...problem.path.map(String)].join('.');
+        return `config: ${path}: ${problem.message}; fix it in cdk.json (context.${path})`;
+      }),
+    ),
+  ];
+  const rest = lines.length - MAX_PROBLEM_LINES;
+  const shown = rest > 0 ? [...lines.slice(0, MAX_PROBLEM_LINES), `config: and ${rest} more problem(s) in environments.${envName}: fix these, then synth again to see them`] : lines;
+  return new ConfigError(shown.join('\n'));
 }
 
 const TYPE_NAMES: Record<string, string> = { int: 'a whole number', array: 'a list [...]', object: 'an object {...}', boolean: 'true or false' };
 
 function describeIssue(issue: z.core.$ZodIssue): string {
   if (issue.code === 'unrecognized_keys') {
-    const present = issue.input !== null && typeof issue.input === 'object' ? Object.keys(issue.input) : [];
-    const known = [...new Set(fieldsAt(EnvironmentConfigSchema, issue.path))].filter((field) => !present.includes(field));
-    const named = issue.keys.map((key) => {
-      const meant = closestField(key, known);
-      return meant === undefined ? key : `${key} (did you mean ${meant}?)`;
-    });
+    const named = misspellings(issue).map(({ key, meant }) => (meant === undefined ? key : `${key} (did you mean ${meant}?)`));
     return `unknown field(s) ${named.join(', ')}: remove or rename them`;
   }
   if (issue.code === 'invalid_type') {
@@ -1218,6 +1307,13 @@ function describeIssue(issue: z.core.$ZodIssue): string {
   if (issue.code === 'invalid_format' && issue.format === 'email' && issue.message === 'Invalid email address') return `must be an e-mail address such as oncall@example.com${given}`;
   if (issue.code === 'invalid_format' && issue.format === 'url' && issue.message === 'Invalid URL') return `must be a full URL such as https://example.com/path${given}`;
   return issue.message;
+}
+
+/** Each unknown key of an unrecognized_keys issue, with the absent field it most likely meant, if any. */
+function misspellings(issue: z.core.$ZodIssueUnrecognizedKeys): { key: string; meant?: string }[] {
+  const present = issue.input !== null && typeof issue.input === 'object' ? Object.keys(issue.input) : [];
+  const known = [...new Set(fieldsAt(EnvironmentConfigSchema, issue.path))].filter((field) => !present.includes(field));
+  return issue.keys.map((key) => ({ key, meant: closestField(key, known) }));
 }
 
 /** The field names the object at `path` of `schema` accepts ([] where the path leads to no object). */

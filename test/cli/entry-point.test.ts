@@ -627,6 +627,28 @@ describe('a command that reads the config, when cdk.json is invalid', () => {
   });
 });
 
+describe('a command that reads the config, when cdk.json has several problems', () => {
+  it('`rollback status` names each one on a line of its own, the first one first, before any AWS call', async () => {
+    const { root, bundle } = installedCopy('atmr-dr-badcfgs-', (environments) => {
+      ((environments.example.detection as { probe: { redis: { host: string } } }).probe.redis.host = 'redis://atmr-redis.internal:6379');
+      (environments.example.backout as { bakeMinutes: unknown }).bakeMinutes = '10';
+    });
+
+    const run = await runChild(process.execPath, [bundle, 'rollback', 'status'], root, operatorEnv({ ATMR_ECS_CLUSTER: 'atmr-prod' }));
+    fs.rmSync(root, { recursive: true, force: true });
+
+    // Was both on one line: "... (context.environments.example.backout.bakeMinutes) config: environments.example.detection..."
+    expect(run.stderr).toBe(
+      [
+        'atmr-dr: config: environments.example.backout.bakeMinutes: must be a number, not the string "10" (write it without quotes: 10); fix it in cdk.json (context.environments.example.backout.bakeMinutes)',
+        'atmr-dr: config: environments.example.detection.probe.redis.host: must be a host name only, without scheme, port or path (e.g. atmr-prod.abcdefghijkl.eu-west-3.rds.amazonaws.com; the port has its own field); fix it in cdk.json (context.environments.example.detection.probe.redis.host)',
+        '',
+      ].join('\n'),
+    );
+    expect(run.status).toBe(1);
+  });
+});
+
 describe('a command that reads the config, when cdk.json has what only synth refuses (an older version accepted it, it may be deployed)', () => {
   it.each([
     [

@@ -4,7 +4,17 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DEFAULT_COMPRESSION_LEVEL } from '../../lambdas/backup/backup';
 import { loadRunnerSettings } from '../../lambdas/backup/scheduled-run';
-import { ConfigError, EnvironmentConfigSchema, escalationLevels, EXAMPLE_SLACK_IDS, loadConfigFromContext, parseEnvironmentConfig, SUPPORTED_PG_MAJOR_VERSIONS } from '../../lib/config';
+import {
+  ConfigError,
+  EnvironmentConfigSchema,
+  escalationLevels,
+  EXAMPLE_KILLSWITCH_SLACK_IDS,
+  EXAMPLE_PHONE_NUMBERS,
+  EXAMPLE_SLACK_IDS,
+  loadConfigFromContext,
+  parseEnvironmentConfig,
+  SUPPORTED_PG_MAJOR_VERSIONS,
+} from '../../lib/config';
 import { DEFAULT_PG_MAJOR_VERSION } from '../../lib/constructs/runner-image';
 import { cdkJsonContext, disagreeingExampleEnvironment, exampleEnvironment, filledInEnvironment, synthesizeApp } from '../support/app';
 
@@ -309,7 +319,7 @@ describe('escalation that would page nobody: the sample addresses and Slack ids 
   const escalation = (e: Env) => e.escalation as { levels: Record<string, unknown>[]; slack: Record<string, unknown> } & Record<string, unknown>;
   const reserved = 'reserved for documentation and tests (RFC 2606, RFC 6761), where no mail is delivered';
 
-  it('refuses example copied as the README says, at synth: exit 2 and one line naming the first address and the fix', () => {
+  it('refuses example copied as the README says, at synth: exit 2, the first address as the first line, then one line for each other sample value', () => {
     const prod = structuredClone(exampleEnvironment()) as Env;
     prod.killswitch.parameterName = '/atmr/prod/killswitch';
 
@@ -320,9 +330,23 @@ describe('escalation that would page nobody: the sample addresses and Slack ids 
     });
 
     expect(run.status).toBe(2);
-    expect(run.stderr.trim()).toBe(
+    const lines = run.stderr.trimEnd().split('\n');
+    expect(lines[0]).toBe(
       `config: environments.prod.escalation.onCallEmail: "oncall@example.com" is at example.com, ${reserved}: the pages of level 1 (On-call engineer) sent there reach nobody; put the address of a person of that level (only environment "example" may keep the sample addresses); fix it in cdk.json (context.environments.prod.escalation.onCallEmail)`,
     );
+    // Before, only that first line: a deployer fixed it, synthesized, and met the next one, nine times.
+    expect(lines.map((line) => /^config: environments\.prod\.([^:]+): /.exec(line)?.[1])).toEqual([
+      'escalation.onCallEmail',
+      'escalation.leadDevOpsEmail',
+      'escalation.ctoEmail',
+      'escalation.slack.workspaceId',
+      'escalation.slack.channelId',
+      'killswitch.slack.teamId',
+      'killswitch.slack.apiAppId',
+      'killswitch.slack.allowedUserIds.0',
+      'killswitch.slack.allowedUserIds.1',
+    ]);
+    for (const line of lines) expect(line).toMatch(/; fix it in cdk\.json \(context\.environments\.prod\.[^)]+\)$/);
   });
 
   it.each([
@@ -335,7 +359,7 @@ describe('escalation that would page nobody: the sample addresses and Slack ids 
     ],
     [
       'the second subscription of a level, under .invalid',
-      (e: Env) => (escalation(e).levels[0].subscriptions = [{ protocol: 'sms', endpoint: '+33612345678' }, { protocol: 'email', endpoint: 'backup@oncall.invalid' }]),
+      (e: Env) => (escalation(e).levels[0].subscriptions = [{ protocol: 'sms', endpoint: '+33698765432' }, { protocol: 'email', endpoint: 'backup@oncall.invalid' }]),
       'escalation.levels.0.subscriptions.1.endpoint: "backup@oncall.invalid" is at oncall.invalid',
     ],
     ['a name under .example', (e: Env) => (escalation(e).onCallEmail = 'oncall@atmr.example'), 'escalation.onCallEmail: "oncall@atmr.example" is at atmr.example'],
@@ -374,13 +398,145 @@ describe('escalation that would page nobody: the sample addresses and Slack ids 
   });
 });
 
+describe("other sample values of example, copied to another environment: HTTPS endpoints at reserved hosts, the sample phone numbers, the killswitch's Slack ids", () => {
+  const levels = (e: Env) => (e.escalation as unknown as { levels: Record<string, unknown>[] }).levels;
+  const slack = (e: Env) => at(e, 'killswitch', 'slack');
+  const doc = 'reserved for documentation and tests (RFC 2606, RFC 6761)';
+  const https = (endpoint: string) => (e: Env) => (levels(e)[1].subscriptions = [{ protocol: 'https', endpoint }]);
+  const httpsLine = (shown: string, host: string, reason: string) =>
+    `config: environments.qa.escalation.levels.1.subscriptions.0.endpoint: "${shown}" is at ${host}, ${reason}, where no page is delivered: the pages of level 2 (Lead DevOps) sent there reach nobody; put the integration URL of your PagerDuty or Opsgenie service (only environment "example" may keep sample endpoints); fix it in cdk.json (context.environments.qa.escalation.levels.1.subscriptions.0.endpoint)`;
+  const loopback = "a loopback address, SNS's own machine";
+
+  it.each([
+    ['at example.com, its key hidden', 'https://events.example.com/integration/secretkey123/enqueue', httpsLine('https://events.example.com/…', 'events.example.com', doc)],
+    ['at example.org, in capitals', 'https://HOOKS.EXAMPLE.ORG/x', httpsLine('https://hooks.example.org/…', 'hooks.example.org', doc)],
+    ['at example.net', 'https://example.net', httpsLine('https://example.net', 'example.net', doc)],
+    ['under .example', 'https://pager.atmr.example/hook', httpsLine('https://pager.atmr.example/…', 'pager.atmr.example', doc)],
+    ['under .invalid', 'https://pager.invalid/hook', httpsLine('https://pager.invalid/…', 'pager.invalid', doc)],
+    ['under .test', 'https://pager.atmr.test/hook', httpsLine('https://pager.atmr.test/…', 'pager.atmr.test', doc)],
+    ['at localhost, with a port', 'https://localhost:8443/hook', httpsLine('https://localhost:8443/…', 'localhost', doc)],
+    ['at 127.0.0.1', 'https://127.0.0.1/hook', httpsLine('https://127.0.0.1/…', '127.0.0.1', loopback)],
+    ['elsewhere in 127.0.0.0/8', 'https://127.45.6.7/hook', httpsLine('https://127.45.6.7/…', '127.45.6.7', loopback)],
+    ['at ::1', 'https://[::1]:8443/hook', httpsLine('https://[::1]:8443/…', '[::1]', loopback)],
+  ])('refuses an HTTPS endpoint %s, in one line naming the field, why and the fix', (_what, endpoint, expected) => {
+    const message = refusalOf(https(endpoint));
+
+    expect(message).toBe(expected);
+    expect(message).not.toContain('secretkey123');
+  });
+
+  it('takes HTTPS endpoints whose hosts only look alike, and keeps the reserved ones in environment example', () => {
+    for (const endpoint of ['https://events.pagerduty.com/integration/abc/enqueue', 'https://example.com.atmr.ch/hook', 'https://myexample.com/hook', 'https://test.atmr.ch/hook', 'https://128.0.0.1/hook', 'https://10.127.0.1/hook']) {
+      expect([endpoint, refusalOf(https(endpoint))]).toEqual([endpoint, '']);
+    }
+    const example = structuredClone(exampleEnvironment()) as Env;
+    https('https://hooks.example.com/x')(example);
+    expect(() => parseEnvironmentConfig('example', example)).not.toThrow();
+  });
+
+  it('refuses the sample phone number, in one line naming the field, why and the fix; takes another number, and keeps it in environment example', () => {
+    const sms = (endpoint: string) => (e: Env) => (levels(e)[0].subscriptions = [{ protocol: 'sms', endpoint }]);
+
+    expect(refusalOf(sms('+33612345678'))).toBe(
+      'config: environments.qa.escalation.levels.0.subscriptions.0.endpoint: "+33612345678" is the sample phone number of this repository\'s documentation, not a person of that level: the pages of level 1 (On-call engineer) would be texted to whoever holds that number; put the mobile number of a person of that level (only environment "example" may keep the sample numbers); fix it in cdk.json (context.environments.qa.escalation.levels.0.subscriptions.0.endpoint)',
+    );
+    expect(refusalOf(sms('+33698765432'))).toBe('');
+    const example = structuredClone(exampleEnvironment()) as Env;
+    sms('+33612345678')(example);
+    expect(() => parseEnvironmentConfig('example', example)).not.toThrow();
+  });
+
+  it('refuses every phone number the documentation and the E.164 message show (EXAMPLE_PHONE_NUMBERS lists them all)', () => {
+    const shown = [fs.readFileSync(path.join(ROOT, 'docs', 'escalation.md'), 'utf8'), fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8'), refusalOf((e) => (levels(e)[0].subscriptions = [{ protocol: 'sms', endpoint: '0612' }]))]
+      .flatMap((text) => text.match(/\+[1-9]\d{6,14}\b/g) ?? []);
+
+    expect(shown.length).toBeGreaterThan(0);
+    expect([...new Set(shown)].filter((number) => !EXAMPLE_PHONE_NUMBERS.includes(number))).toEqual([]);
+  });
+
+  it.each([
+    [
+      'teamId',
+      (e: Env) => (slack(e).teamId = 'T0123ATMR'),
+      'killswitch.slack.teamId: "T0123ATMR" is the sample workspace id of environment "example", not your Slack workspace: every /killswitch would be refused as coming from another workspace; set your workspace\'s id (T..., the team_id Slack sends with the command) (only environment "example" may keep the sample ids), or remove killswitch.slack',
+    ],
+    [
+      'apiAppId',
+      (e: Env) => (slack(e).apiAppId = 'A0123KILLSW'),
+      'killswitch.slack.apiAppId: "A0123KILLSW" is the sample app id of environment "example", not your Slack app: every /killswitch would be refused as another app\'s; set the App ID of the app that has the /killswitch command (its Basic Information page at api.slack.com) (only environment "example" may keep the sample ids), or remove killswitch.slack',
+    ],
+    [
+      'allowedUserIds',
+      (e: Env) => (slack(e).allowedUserIds = ['U07ONCALL01', 'U0456LEADOPS']),
+      'killswitch.slack.allowedUserIds.1: "U0456LEADOPS" is a sample user id of environment "example", nobody in your workspace: nobody could use /killswitch through it; list the member IDs (U...) of the people allowed, as each one\'s Slack profile shows it (only environment "example" may keep the sample ids), or remove killswitch.slack',
+    ],
+  ])("refuses example's killswitch.slack.%s, in one line naming the field and the fix, as escalation.slack's", (_field, mutate, expected) => {
+    const field = expected.split(':')[0];
+
+    expect(refusalOf(mutate)).toBe(`config: environments.qa.${expected}; fix it in cdk.json (context.environments.qa.${field})`);
+  });
+
+  it("keeps the killswitch's sample Slack ids in environment example, the ones it holds, and lets the CLI read them elsewhere", () => {
+    const example = exampleEnvironment() as Env;
+
+    expect(slack(example)).toEqual(expect.objectContaining(EXAMPLE_KILLSWITCH_SLACK_IDS));
+    expect(() => parseEnvironmentConfig('example', example)).not.toThrow();
+    expect(parseEnvironmentConfig('prod', example, { deployLimits: false }).killswitch.slack?.teamId).toBe('T0123ATMR');
+  });
+});
+
+describe('a config with several problems: every one of them, one line each, the first one first', () => {
+  it('lists each field the schema refuses, the misspelling first, without the field it stands for', () => {
+    const raw = structuredClone(filledInEnvironment()) as Env;
+    raw.database.secretArm = raw.database.secretArn;
+    delete raw.database.secretArn;
+    (raw as Record<string, unknown>).region = 'paris';
+    raw.backups.compressionLevel = 12;
+
+    const message = refusalOf((e) => Object.assign(e, raw));
+
+    expect(message.split('\n')).toEqual([
+      'config: environments.qa.database: unknown field(s) secretArm (did you mean secretArn?): remove or rename them; fix it in cdk.json (context.environments.qa.database)',
+      'config: environments.qa.region: must be an AWS region such as eu-west-3; fix it in cdk.json (context.environments.qa.region)',
+      'config: environments.qa.backups.compressionLevel: must be at most 9, not 12; fix it in cdk.json (context.environments.qa.backups.compressionLevel)',
+    ]);
+  });
+
+  it('lists every deploy-only problem, after the first one as before (a shared resource, a deploy limit, then the escalation)', () => {
+    const message = refusalOf((e) => {
+      (e.backout as Record<string, unknown>).targetGroupFullName = 'targetgroup/atmr-api/0123456789abcdef';
+      e.backups.fargateTimeoutMinutes = 90;
+      (e.escalation as Record<string, unknown>).ctoEmail = 'cto@example.com';
+    });
+
+    expect(message.split('\n').map((line) => /^config: environments\.qa\.([^:]+): /.exec(line)?.[1])).toEqual(['backout.targetGroupFullName', 'backups.fargateTimeoutMinutes', 'escalation.ctoEmail']);
+  });
+
+  it('stops at 10 lines, and counts the rest', () => {
+    const message = refusalOf((e) => {
+      for (const field of ['vpcId', 'secretArn', 'apiTaskRoleArn', 'listenerArn', 'securityGroupId']) {
+        (field === 'vpcId' ? e.network : field === 'apiTaskRoleArn' || field === 'listenerArn' ? e.killswitch : e.database)[field] = 'wrong';
+      }
+      for (const field of ['compressionLevel', 'partSizeMiB', 'ephemeralStorageMiB', 'minPitrRetentionDays']) e.backups[field] = -1;
+      e.restoreTest.memoryMiB = -1;
+      e.restoreTest.ephemeralStorageMiB = -1;
+      e.restoreTest.rtoObjectiveSeconds = -1;
+    });
+    const lines = message.split('\n');
+
+    expect(lines).toHaveLength(11);
+    expect(lines.slice(0, 10).every((line) => /^config: environments\.qa\.[^:]+: .+; fix it in cdk\.json \(context\.environments\.qa\.[^)]+\)$/.test(line))).toBe(true);
+    expect(lines[10]).toBe('config: and 2 more problem(s) in environments.qa: fix these, then synth again to see them');
+  });
+});
+
 describe('a subscription listed twice in one level (synth threw SubscriptionAlreadyExistsUnder, or subscribed one mailbox twice)', () => {
   const levelOne = (e: Env) => (e.escalation as unknown as { levels: Record<string, unknown>[] }).levels[0];
 
   it.each([
     [
       'an address twice',
-      [{ protocol: 'email', endpoint: 'backup@atmr.ch' }, { protocol: 'sms', endpoint: '+33612345678' }, { protocol: 'email', endpoint: 'backup@atmr.ch' }],
+      [{ protocol: 'email', endpoint: 'backup@atmr.ch' }, { protocol: 'sms', endpoint: '+33698765432' }, { protocol: 'email', endpoint: 'backup@atmr.ch' }],
       'escalation.levels.0.subscriptions.2: lists the address "backup@atmr.ch" twice: remove the duplicate',
     ],
     [
@@ -390,8 +546,8 @@ describe('a subscription listed twice in one level (synth threw SubscriptionAlre
     ],
     [
       'a phone number twice',
-      [{ protocol: 'sms', endpoint: '+33612345678' }, { protocol: 'sms', endpoint: '+33612345678' }],
-      'escalation.levels.0.subscriptions.1: lists the phone number "+33612345678" twice: remove the duplicate',
+      [{ protocol: 'sms', endpoint: '+33698765432' }, { protocol: 'sms', endpoint: '+33698765432' }],
+      'escalation.levels.0.subscriptions.1: lists the phone number "+33698765432" twice: remove the duplicate',
     ],
     [
       'an integration URL twice, named by its host only (its path holds the key)',
@@ -644,10 +800,11 @@ describe('one deployed resource named in several fields: the copies must agree',
   ])('refuses %s, in one line naming both fields, both values and the fix', (_what, mutate, expected) => {
     const message = refusalOf(mutate);
 
-    expect(message).toContain(`config: environments.qa.${expected}`);
-    // The fix comes last, before the pointer to cdk.json.
-    expect(message).toMatch(/; (set|correct|use) [^;]*; fix it in cdk\.json \(context\.environments\.qa\./);
-    expect(message).not.toContain('\n');
+    const lines = message.split('\n');
+    expect(lines[0]).toContain(`config: environments.qa.${expected}`);
+    // The fix comes last, before the pointer to cdk.json; a copy that disagrees with two others
+    // (the killswitch's target group with the backout's and detection's) has a line for each.
+    for (const line of lines) expect(line).toMatch(/^config: environments\.qa\.[^:]+: .*; (set|correct|use) [^;]*; fix it in cdk\.json \(context\.environments\.qa\.[^)]+\)$/);
   });
 
   it('checks only the pairs whose both fields are set (the sections are optional)', () => {

@@ -26,8 +26,9 @@ export function exampleEnvironment(): Record<string, unknown> {
 
 /**
  * The `example` environment as a deployer fills in their copy of it: synth refuses the sample
- * escalation (addresses at example.com, Slack ids of no workspace) in any environment but
- * `example`, so a test of another environment derives its variants from this one.
+ * escalation (addresses at example.com, Slack ids of no workspace) and the killswitch's sample Slack
+ * ids in any environment but `example`, so a test of another environment derives its variants from
+ * this one.
  */
 export function filledInEnvironment(): Record<string, unknown> {
   const environment = structuredClone(exampleEnvironment());
@@ -38,6 +39,8 @@ export function filledInEnvironment(): Record<string, unknown> {
     ctoEmail: 'cto@atmr.ch',
     slack: { workspaceId: 'T07ATMR01', channelId: 'C07INCIDENTS' },
   };
+  const killswitch = environment.killswitch as Record<string, unknown>;
+  killswitch.slack = { ...(killswitch.slack as Record<string, unknown>), teamId: 'T07ATMR01', apiAppId: 'A07KILLSW01', allowedUserIds: ['U07ONCALL01', 'U07LEADOPS1'] };
   return environment;
 }
 
