@@ -67,12 +67,22 @@ export const BACKUP_SCHEDULE_EXPRESSIONS: Readonly<Record<BackupTier, string>> =
 export const PITR_RPO_SECONDS = 15 * 60;
 
 /**
- * How old the newest good backup of a tier may get before it pages, in hours: the longest gap
- * between two runs of its schedule, plus 3 hours for a run in progress. Daily: 2 days, since
- * Scheduler skips the 02:00 run on the day 02:00 does not exist (last Sunday of March, see
- * docs/backup-runner.md); weekly and monthly: 7 and 31 days plus the hour daylight saving adds.
+ * Each tier's cadence, the one place it is written: the Backups-NoRecent<Tier> alarms and the
+ * restore test's RPO objective and its check (lib/constructs/restore-test.ts) read it.
+ * - intervalSeconds: how far apart the tier's backups are (monthly: the longest month), the age its
+ *   newest dump reaches on a healthy deployment before the next one replaces it.
+ * - maxNewestAgeHours: how old the newest good backup may get before it is overdue, in hours: the
+ *   longest gap between two runs of its schedule, plus 3 hours for a run in progress. Daily: 2 days,
+ *   since Scheduler skips the 02:00 run on the day 02:00 does not exist (last Sunday of March, see
+ *   docs/backup-runner.md); weekly and monthly: 7 and 31 days plus the hour daylight saving adds;
+ *   hourly: 1 hour. Hourly has no age alarm of its own (Backups-NoRecentHourly counts its runs).
  */
-export const MAX_NEWEST_BACKUP_AGE_HOURS = { daily: 48 + 3, weekly: 7 * 24 + 1 + 3, monthly: 31 * 24 + 1 + 3 } as const;
+export const TIER_CADENCE: Readonly<Record<BackupTier, { readonly intervalSeconds: number; readonly maxNewestAgeHours: number }>> = {
+  hourly: { intervalSeconds: 3600, maxNewestAgeHours: 1 + 3 },
+  daily: { intervalSeconds: 86_400, maxNewestAgeHours: 48 + 3 },
+  weekly: { intervalSeconds: 7 * 86_400, maxNewestAgeHours: 7 * 24 + 1 + 3 },
+  monthly: { intervalSeconds: 31 * 86_400, maxNewestAgeHours: 31 * 24 + 1 + 3 },
+};
 
 /**
  * Ops stack outputs of the Fargate runner: what a manual `aws ecs run-task` of a tier needs
@@ -525,14 +535,14 @@ export class Backups extends Construct {
     // pages too) or it cannot read that tier's pointer, manifest or baseline (nothing else would
     // page for that). Breaching, 3 hours out of 3: one late or skipped hourly run neither pages nor
     // turns an alarm OK.
-    const noRecentTier = (tier: keyof typeof MAX_NEWEST_BACKUP_AGE_HOURS) =>
+    const noRecentTier = (tier: Exclude<BackupTier, 'hourly'>) =>
       new RunbookAlarm(this, `NoRecent${capitalize(tier)}Alarm`, {
         ...common,
         what: `NoRecent${capitalize(tier)}`,
-        summary: `the newest good ${tier} PostgreSQL backup is more than ${MAX_NEWEST_BACKUP_AGE_HOURS[tier]} hours old (or, with none yet, the first ${tier} run after the deploy is that late), or its age has not been reported for 3 hours (backup-runner logs: "cannot report the age")`,
+        summary: `the newest good ${tier} PostgreSQL backup is more than ${TIER_CADENCE[tier].maxNewestAgeHours} hours old (or, with none yet, the first ${tier} run after the deploy is that late), or its age has not been reported for 3 hours (backup-runner logs: "cannot report the age")`,
         firstActions: `${list(tier)} ; ${readLogs('3h')} --filter-pattern '"${tier}"' ; ${backUp(tier)}`,
         metric: metric(RUNNER_METRICS.latestBackupAgeSeconds, { Tier: tier }, 'Maximum', Duration.hours(1)),
-        threshold: MAX_NEWEST_BACKUP_AGE_HOURS[tier] * 3600,
+        threshold: TIER_CADENCE[tier].maxNewestAgeHours * 3600,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
         evaluationPeriods: 3,
         datapointsToAlarm: 3,

@@ -20,11 +20,10 @@ import { RESTORE_TEST_ENV, RESTORE_TEST_METRICS, RESTORE_TEST_SERVICE, EXECUTION
 import { MEASURABLE_RTO_SECONDS, RESTORE_DEADLINE_MARGIN_MS, RESTORE_FUNCTION_TIMEOUT_SECONDS } from '../../lambdas/restore/deadline';
 import { metricsNamespace, OPERATOR_CLI } from '../../lambdas/shared/constants';
 import { BACKUP_TIERS, LATEST_POINTER_KEY, RESTORE_TEST_REPORT_PREFIX } from '../../lambdas/shared/s3-layout';
-import type { BackupTier } from '../../lambdas/shared/tiers';
 import { ConfigError, type EnvironmentConfig, type RestoreTestConfig } from '../config';
 import { nagRender } from '../nag';
 import type { BackupDatabase, BackupWorkloadProps } from './backup-workload';
-import { MAX_NEWEST_BACKUP_AGE_HOURS } from './backups';
+import { TIER_CADENCE } from './backups';
 import { runnerImageCode } from './runner-image';
 
 /** Stack outputs: what RestoreTest-NotRun's first action starts, for a script or a person without the console. */
@@ -71,16 +70,9 @@ const MAX_REPORT_AGE_DAYS = 36;
 export const RESTORE_TEST_SCHEDULE_EXPRESSION = 'cron(0 4 ? * WED#1 *)';
 
 /**
- * How far apart a tier's backups are (monthly: the longest month): the age its newest dump reaches
- * on a healthy deployment before the next one replaces it. An RPO objective shorter than this is
- * not the tier's to meet: RestoreTest-Rpo would page whenever the test runs late in the cycle.
- */
-const TIER_INTERVAL_SECONDS: Readonly<Record<BackupTier, number>> = { hourly: 3600, daily: 86_400, weekly: 7 * 86_400, monthly: 31 * 86_400 };
-
-/**
  * The scheduled test's RPO objective: restoreTest.rpoObjectiveSeconds, else the age past which the
  * tier's newest backup is overdue, as the Backups-NoRecent<Tier> alarms bound it (the longest gap
- * between two runs of its schedule plus 3 h for a run in progress; hourly: 1 h + 3 h). A dump tier's
+ * between two runs of its schedule plus 3 h for a run in progress: TIER_CADENCE). A dump tier's
  * freshness is bounded by its schedule, not by the runbook's 15 minutes (point-in-time recovery's):
  * on a healthy deployment the restored dump is within this bound whenever the test runs (the daily
  * dump at 04:00 is 2 h old; a temporary instance's creation adds at most the state machine's
@@ -88,8 +80,7 @@ const TIER_INTERVAL_SECONDS: Readonly<Record<BackupTier, number>> = { hourly: 36
  */
 export function restoreTestRpoObjectiveSeconds(settings: Pick<RestoreTestConfig, 'tier' | 'rpoObjectiveSeconds'>): number {
   if (settings.rpoObjectiveSeconds !== undefined) return settings.rpoObjectiveSeconds;
-  const hours = settings.tier === 'hourly' ? 1 + 3 : MAX_NEWEST_BACKUP_AGE_HOURS[settings.tier];
-  return hours * 3600;
+  return TIER_CADENCE[settings.tier].maxNewestAgeHours * 3600;
 }
 
 export interface RestoreTestProps extends BackupWorkloadProps {
@@ -178,7 +169,7 @@ export class RestoreTest extends Construct {
       );
     }
     this.rpoObjectiveSeconds = restoreTestRpoObjectiveSeconds(restoreTest);
-    const tierInterval = TIER_INTERVAL_SECONDS[restoreTest.tier];
+    const tierInterval = TIER_CADENCE[restoreTest.tier].intervalSeconds;
     if (this.rpoObjectiveSeconds < tierInterval) {
       // Set by hand below the tier's cadence: RestoreTest-Rpo pages with the backups on time, and a
       // page every month teaches the on-call to ignore it.
