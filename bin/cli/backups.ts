@@ -22,7 +22,7 @@ export function registerBackupsCommands(program: Command): void {
       // The catalog's code (the S3 SDK, the manifest schemas) is loaded on use, not with the
       // module: a usage error, --help or a missing bucket answers without evaluating it.
       const [{ listBackups }, { createS3Client }] = await Promise.all([import('../../lambdas/restore/catalog'), import('../../lambdas/shared/aws')]);
-      const deps = { s3: createS3Client(), bucket };
+      const deps = { s3: createS3Client(), bucket, environmentName: opts.env };
       const entries = await listBackups(deps, { tier: opts.tier, database: opts.database });
       const marks = await latestMarks(deps, entries, opts.tier);
       if (opts.json) {
@@ -62,15 +62,15 @@ export function registerBackupsCommands(program: Command): void {
       const database = latestDatabase(ref, opts.database);
       // The reference is checked before the bucket is looked for: a typo is what the operator hears first.
       const { checkBackupRef, manifestKeyIn } = await import('../../lambdas/restore/catalog');
-      checkBackupRef(ref, opts.tier);
+      checkBackupRef(ref, opts.tier, opts.env);
       const bucket = await resolveBackupBucket(opts);
-      const key = manifestKeyIn(ref, bucket);
+      const key = manifestKeyIn(ref, bucket, opts.env);
       const [{ verifyBackup }, { createS3Client }] = await Promise.all([import('../../lambdas/restore/verify'), import('../../lambdas/shared/aws')]);
       // Its downloads are whole backup objects: Ctrl-C / SIGTERM / SIGHUP stop the check and remove
       // them (node's default would exit at once and leave a partial download in TMPDIR), as restore does.
       const tempDir = commandTempDir();
       const result = await interruptibly(
-        (signal) => verifyBackup({ s3: createS3Client(), bucket, tempDir: tempDir.path, signal }, key, { tier: opts.tier, database }),
+        (signal) => verifyBackup({ s3: createS3Client(), bucket, environmentName: opts.env, tempDir: tempDir.path, signal }, key, { tier: opts.tier, database }),
         () => tempDir.remove(),
       ).finally(() => tempDir.remove());
       if (opts.json) {

@@ -92,13 +92,13 @@ export function registerRestoreCommands(program: Command): void {
         // The arguments are checked before the bucket and the connection are looked for: a typo in
         // them is what the operator hears first, not a missing PGHOST.
         const [{ backedUpDatabase, checkBackupRef, manifestKeyIn }, { checkTargetName }] = await Promise.all([import('../../lambdas/restore/catalog'), import('../../lambdas/restore/guards')]);
-        checkBackupRef(ref, opts.tier);
+        checkBackupRef(ref, opts.tier, opts.env);
         // The database latest stands for, when it is known before the connection settings are read,
         // or the one a manifest key names.
         checkTargetName(opts.targetDb, backedUpDatabase(ref, opts.database ?? process.env.PGDATABASE));
         phase = 'looking up the backup bucket';
         const bucket = await resolveBackupBucket(opts);
-        ref = manifestKeyIn(ref, bucket);
+        ref = manifestKeyIn(ref, bucket, opts.env);
         // The restore's code is loaded as it is needed, not with the module: a usage error, --help
         // or a missing setting answers without evaluating the S3 SDK and the catalog.
         phase = 'reading the connection settings';
@@ -162,6 +162,7 @@ export function registerRestoreCommands(program: Command): void {
           {
             s3: createS3Client(),
             bucket,
+            environmentName: opts.env,
             connection,
             tempDir: tempDir.path,
             log: (line) => progress.line(line),
@@ -302,6 +303,7 @@ export function registerRestoreCommands(program: Command): void {
         {
           s3: createS3Client(),
           bucket,
+          environmentName: opts.env,
           source,
           target: source,
           tempDir: tempDir.path,
@@ -330,7 +332,7 @@ export function registerRestoreCommands(program: Command): void {
       if (opts.json) {
         process.stdout.write(`${JSON.stringify(restoreTestJson(report))}\n`);
       } else {
-        process.stdout.write(restoreTestText(report, { database: source.database, bucket }));
+        process.stdout.write(restoreTestText(report, { database: source.database, bucket, environmentName: opts.env }));
       }
       if (!report.ok) throw interrupt.interrupted(new OperatorError(`restore test failed: ${report.error}`, report.errorExitCode));
       // Passed, but not as asked: whoever sent the stop hears that it came too late to stop the test.

@@ -1,7 +1,7 @@
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { OPERATOR_CLI } from '../shared/constants';
 import { OperatorError, oneLine } from '../shared/errors';
-import { BackupManifest, BackupObject, LatestPointerSchema, parseManifest } from '../shared/manifest';
+import { BackupManifest, BackupObject, InvalidManifestError, LatestPointerSchema, parseManifest } from '../shared/manifest';
 import {
   BACKUP_OBJECT_SUFFIX,
   BACKUP_TIERS,
@@ -30,6 +30,36 @@ export interface CatalogDeps {
   readonly bucket: string;
   /** Stops a resolution waiting on S3 (Ctrl-C): the reads reject with its reason. */
   readonly signal?: AbortSignal;
+  /**
+   * The environment whose bucket this is (the CLI's --env, the function's own): the commands the
+   * lines print name it, or pasted from one environment's page they act on cdk.json's default
+   * environment. @default none: the commands name no --env
+   */
+  readonly environmentName?: string;
+}
+
+/**
+ * `${OPERATOR_CLI} <args>`, with `--env <environmentName>` when the environment is known: the one
+ * way lambdas/restore prints a command to run.
+ */
+export function operatorCommand(environmentName: string | undefined, args: string): string {
+  return environmentName ? `${OPERATOR_CLI} ${args} --env ${environmentName}` : `${OPERATOR_CLI} ${args}`;
+}
+
+/**
+ * A refusal of the catalog, its problem apart from its fix: the fix is the CLI operator's (name a
+ * manifest key, pass --database), and a caller that cannot act on it (the scheduled restore test)
+ * gives its own after the problem.
+ */
+export class CatalogError extends OperatorError {
+  constructor(
+    readonly problem: string,
+    fix: string,
+    exitCode = 1,
+    separator = '; ',
+  ) {
+    super(`${problem}${separator}${fix}`, exitCode);
+  }
 }
 
 export interface CatalogEntry {
@@ -100,7 +130,7 @@ export async function listBackups(deps: CatalogDeps, filter: CatalogFilter = {})
  * (in `tier` when given); returns the tier. The CLI calls it before it resolves the bucket or the
  * connection, so that a typo is what the operator hears about first (exit 2).
  */
-export function checkBackupRef(ref: string, tierText?: string): BackupTier | undefined {
+export function checkBackupRef(ref: string, tierText?: string, environmentName?: string): BackupTier | undefined {
   const tier = tierText === undefined ? undefined : parseBackupTier(tierText);
   if (ref === 'latest') return tier;
   // Its bucket is checked once the backup bucket is known (manifestKeyIn).
@@ -112,7 +142,7 @@ export function checkBackupRef(ref: string, tierText?: string): BackupTier | und
     // manifest exists takes the bucket, so resolveBackup says which (notAManifestKeyIn) once it is
     // known. Any other shape names no backup of the layout: refused here.
     if (keyDatabase(manifestOfObject(key)) !== undefined) return tier;
-    throw notAManifestKey(ref, []);
+    throw notAManifestKey(ref, [], environmentName);
   }
   if (tier !== undefined && !key.startsWith(`${tier}/`)) {
     throw new OperatorError(`manifest ${ref} is not in tier ${tier}; drop --tier or name a ${tier}/ manifest`, 2);
@@ -130,8 +160,8 @@ function manifestOfObject(key: string): string {
   return `${key.replace(BACKUP_OBJECT_SUFFIX, '')}.manifest.json`;
 }
 
-function notAManifestKey(ref: string, meant: readonly string[]): OperatorError {
-  return new OperatorError(`"${ref}" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); ${didYouMean(meant)}list them with: ${OPERATOR_CLI} backups list`, 2);
+function notAManifestKey(ref: string, meant: readonly string[], environmentName: string | undefined): OperatorError {
+  return new OperatorError(`"${ref}" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); ${didYouMean(meant)}list them with: ${operatorCommand(environmentName, 'backups list')}`, 2);
 }
 
 /**
@@ -142,10 +172,10 @@ function notAManifestKey(ref: string, meant: readonly string[]): OperatorError {
  */
 async function notAManifestKeyIn(deps: CatalogDeps, ref: string, key: string): Promise<OperatorError> {
   const manifest = manifestOfObject(key);
-  if ((await objectSize(deps.s3, deps.bucket, manifest, deps.signal)) !== undefined) return notAManifestKey(ref, [manifestOfObject(ref)]);
+  if ((await objectSize(deps.s3, deps.bucket, manifest, deps.signal)) !== undefined) return notAManifestKey(ref, [manifestOfObject(ref)], deps.environmentName);
   const bytes = manifest === `${key}.manifest.json` ? undefined : await objectSize(deps.s3, deps.bucket, key, deps.signal);
-  if (bytes === undefined) return notAManifestKey(ref, []);
-  return new OperatorError(`${key} (${formatBytes(bytes)}) has no manifest: an unfinished backup (not listed, never restored); ${unfinishedObjectRemoval(key)}; list the backups with: ${OPERATOR_CLI} backups list`, 2);
+  if (bytes === undefined) return notAManifestKey(ref, [], deps.environmentName);
+  return new OperatorError(`${key} (${formatBytes(bytes)}) has no manifest: an unfinished backup (not listed, never restored); ${unfinishedObjectRemoval(key)}; list the backups with: ${operatorCommand(deps.environmentName, 'backups list')}`, 2);
 }
 
 /** `s3://<bucket>/<key>` split, or undefined for anything else (a bare key, latest). */
@@ -160,11 +190,11 @@ function splitS3Url(ref: string): { readonly bucket: string; readonly key: strin
  * is the backup bucket; `latest` and bare keys unchanged. A URL of another bucket is refused (exit
  * 2): reading the key in the backup bucket would restore or check another backup than the one named.
  */
-export function manifestKeyIn(ref: string, bucket: string): string {
+export function manifestKeyIn(ref: string, bucket: string, environmentName?: string): string {
   const url = splitS3Url(ref);
   if (url === undefined) return ref;
   if (url.bucket !== bucket) {
-    throw new OperatorError(`${ref} is in bucket "${url.bucket}", not in the backup bucket "${bucket}": name the manifest by its key (${OPERATOR_CLI} backups list), or pass --bucket ${url.bucket} to read that bucket`, 2);
+    throw new OperatorError(`${ref} is in bucket "${url.bucket}", not in the backup bucket "${bucket}": name the manifest by its key (${operatorCommand(environmentName, 'backups list')}), or pass --bucket ${url.bucket} to read that bucket`, 2);
   }
   return url.key;
 }
@@ -174,7 +204,7 @@ export function manifestKeyIn(ref: string, bucket: string): string {
  * A type of its own, so that a caller for whom that is an answer (the restore test's "no published
  * backup") tells it from a failure to read without reading the words.
  */
-export class NoBackupError extends OperatorError {}
+export class NoBackupError extends CatalogError {}
 
 /**
  * `latest` to the newest backup of `database` (its pointer `latest/<db>.json`, or
@@ -183,10 +213,10 @@ export class NoBackupError extends OperatorError {}
  * `latest.json` / `latest/<tier>.json`, accepted only when they name a backup of that database.
  */
 export async function resolveBackup(deps: CatalogDeps, ref: string, filter: CatalogFilter = {}): Promise<ResolvedBackup> {
-  const tier = checkBackupRef(ref, filter.tier);
+  const tier = checkBackupRef(ref, filter.tier, deps.environmentName);
   // Refused before any GET: the object named may be the dump itself, gigabytes.
   const key = splitS3Url(ref)?.key ?? ref;
-  if (isBareObjectName(key)) throw notAManifestKey(ref, await tierKeysMeant(deps, manifestOfObject(key)));
+  if (isBareObjectName(key)) throw notAManifestKey(ref, await tierKeysMeant(deps, manifestOfObject(key)), deps.environmentName);
   if (ref !== 'latest' && !isManifestKey(key)) throw await notAManifestKeyIn(deps, ref, key);
   if (ref !== 'latest') return { manifestKey: ref, manifest: await readManifest(deps, ref) };
   const database = filter.database;
@@ -196,30 +226,38 @@ export async function resolveBackup(deps: CatalogDeps, ref: string, filter: Cata
   const what = tier === undefined ? `database "${database}"` : `database "${database}" in tier ${tier}`;
   const own = tier === undefined ? latestDatabasePointerKey(database) : latestDatabaseTierPointerKey(database, tier);
   const legacy = tier === undefined ? LATEST_POINTER_KEY : latestTierPointerKey(tier);
+  const listThem = operatorCommand(deps.environmentName, `backups list --database ${database}`);
   for (const pointerKey of [own, legacy]) {
     const text = await getTextIfExists(deps.s3, deps.bucket, pointerKey, deps.signal);
     if (text === undefined) continue;
     const pointer = LatestPointerSchema.safeParse(safeJson(text));
     if (!pointer.success) {
-      throw new OperatorError(`pointer s3://${deps.bucket}/${pointerKey} is not {"manifest": "<key>"} (${textStart(text)}); name a manifest key instead (${OPERATOR_CLI} backups list --database ${database})`);
+      throw new CatalogError(`pointer s3://${deps.bucket}/${pointerKey} is not {"manifest": "<key>"} (${textStart(text)})`, `name a manifest key instead (${listThem})`);
     }
     // A pointer outlives its backup when the backup is deleted or expires: the line names both keys.
     const manifest = await readManifest(
       deps,
       pointer.data.manifest,
       () =>
-        `pointer s3://${deps.bucket}/${pointerKey} names manifest ${pointer.data.manifest}, which does not exist (its backup was deleted or has expired): name a manifest key instead (${OPERATOR_CLI} backups list --database ${database}), and delete the pointer (the next backup writes it again)`,
+        new CatalogError(
+          `pointer s3://${deps.bucket}/${pointerKey} names manifest ${pointer.data.manifest}, which does not exist (its backup was deleted or has expired)`,
+          `name a manifest key instead (${listThem}), and delete the pointer (the next backup writes it again)`,
+          1,
+          ': ',
+        ),
     );
     if (manifest.database === database) return { manifestKey: pointer.data.manifest, manifest };
     if (pointerKey === own) {
-      throw new OperatorError(`pointer s3://${deps.bucket}/${pointerKey} names a backup of "${manifest.database}", not "${database}"; name a manifest key instead (${OPERATOR_CLI} backups list --database ${database})`);
+      throw new CatalogError(`pointer s3://${deps.bucket}/${pointerKey} names a backup of "${manifest.database}", not "${database}"`, `name a manifest key instead (${listThem})`);
     }
   }
   // Exit 2, as a manifest key that does not exist: the database named is the input to fix, and
   // running the same command again (exit 1) cannot find a backup that is not there.
   throw new NoBackupError(
-    `no backup of ${what} in s3://${deps.bucket} (no ${own}): check PGDATABASE/--database, run "${OPERATOR_CLI} backup --tier ${tier ?? 'daily'}" for it, or name a manifest key (${OPERATOR_CLI} backups list)`,
+    `no backup of ${what} in s3://${deps.bucket} (no ${own})`,
+    `check PGDATABASE/--database, run "${operatorCommand(deps.environmentName, `backup --tier ${tier ?? 'daily'}`)}" for it, or name a manifest key (${operatorCommand(deps.environmentName, 'backups list')})`,
     2,
+    ': ',
   );
 }
 
@@ -228,13 +266,18 @@ export async function resolveBackup(deps: CatalogDeps, ref: string, filter: Cata
  * A key the operator gave that does not exist is bad input (exit 2); a pointer that names one is the
  * bucket's state, not the command line's (exit 1).
  */
-async function readManifest(deps: CatalogDeps, manifestKey: string, missing?: () => string): Promise<BackupManifest> {
+async function readManifest(deps: CatalogDeps, manifestKey: string, missing?: () => CatalogError): Promise<BackupManifest> {
   const text = await getTextIfExists(deps.s3, deps.bucket, manifestKey, deps.signal);
-  if (text === undefined && missing) throw new OperatorError(missing());
+  if (text === undefined && missing) throw missing();
   if (text === undefined) {
-    throw new OperatorError(`manifest s3://${deps.bucket}/${manifestKey} does not exist; ${didYouMean(await tierKeysMeant(deps, manifestKey))}list backups with: ${OPERATOR_CLI} backups list`, 2);
+    throw new CatalogError(`manifest s3://${deps.bucket}/${manifestKey} does not exist`, `${didYouMean(await tierKeysMeant(deps, manifestKey))}list backups with: ${operatorCommand(deps.environmentName, 'backups list')}`, 2);
   }
-  return parseManifest(manifestKey, text);
+  try {
+    return parseManifest(manifestKey, text);
+  } catch (error) {
+    if (!(error instanceof InvalidManifestError)) throw error;
+    throw new CatalogError(error.problem, `do not restore it, choose another backup (${operatorCommand(deps.environmentName, 'backups list')})`);
+  }
 }
 
 /**

@@ -4,11 +4,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { unansweredCall } from '../shared/aws-errors';
-import { OPERATOR_CLI } from '../shared/constants';
 import { OperatorError, oneLine } from '../shared/errors';
 import { formatBytes } from '../shared/format';
 import type { BackupObject } from '../shared/manifest';
-import { CatalogDeps } from './catalog';
+import { CatalogDeps, operatorCommand } from './catalog';
 import { isNotFound } from '../shared/s3-objects';
 
 /**
@@ -49,8 +48,9 @@ export class BadObjectError extends OperatorError {
     readonly problem: string,
     readonly reason: 'missing' | 'size' | 'sha256',
     otherCopy?: Pick<BackupObject, 'format'>,
+    environmentName?: string,
   ) {
-    super(`${problem}; ${badBackupFix(otherCopy)}`);
+    super(`${problem}; ${badBackupFix(otherCopy, environmentName)}`);
   }
 }
 
@@ -59,10 +59,9 @@ export class BadObjectError extends OperatorError {
  * verify: restore checks only the object it loads, so the backup's other format, when its manifest
  * has one, is the other copy; else another backup.
  */
-export function badBackupFix(otherCopy: Pick<BackupObject, 'format'> | undefined): string {
-  return otherCopy
-    ? `restore this backup only with --format ${otherCopy.format}, or choose another backup (${OPERATOR_CLI} backups list)`
-    : `do not restore it, choose another backup (${OPERATOR_CLI} backups list)`;
+export function badBackupFix(otherCopy: Pick<BackupObject, 'format'> | undefined, environmentName: string | undefined): string {
+  const list = operatorCommand(environmentName, 'backups list');
+  return otherCopy ? `restore this backup only with --format ${otherCopy.format}, or choose another backup (${list})` : `do not restore it, choose another backup (${list})`;
 }
 
 /**
@@ -212,7 +211,7 @@ export async function downloadObject(deps: CatalogDeps, object: BackupObject, di
     await handle.close().catch(() => undefined);
     fs.rmSync(file, { force: true });
     if (options.signal?.aborted) throw options.signal.reason;
-    if (error instanceof BadObjectError) throw new BadObjectError(error.problem, error.reason, options.otherCopy);
+    if (error instanceof BadObjectError) throw new BadObjectError(error.problem, error.reason, options.otherCopy, deps.environmentName);
     if (error instanceof OperatorError) throw error;
     // The free-space check above is a look before the download: space taken meanwhile (another
     // download, a log) ends in ENOSPC on a write, and a disk quota statfs does not show in EDQUOT.
@@ -230,6 +229,7 @@ export async function downloadObject(deps: CatalogDeps, object: BackupObject, di
       `object ${object.key} has sha256 ${sha256.slice(0, 12)}..., the manifest says ${object.sha256.slice(0, 12)}...: the stored object is corrupt`,
       'sha256',
       options.otherCopy,
+      deps.environmentName,
     );
   }
   return { file, bytes: received, sha256, seconds: (performance.now() - started) / 1000 };

@@ -33,6 +33,8 @@ export interface LoadInput {
   readonly signal?: AbortSignal;
   /** The same backup in its other format, if its manifest has one: what a bad gzip stream's line advises. */
   readonly otherCopy?: Pick<BackupObject, 'format'>;
+  /** The environment the restore runs for (CatalogDeps.environmentName): named in the commands a bad backup's line prints. */
+  readonly environmentName?: string;
   /** The target's name when it is a new database (the staging database is then the restoring role's): what a refusal in public advises. */
   readonly newTarget?: string;
   /** The backed-up database's owner as its manifest records it (a backup taken before manifests did has none): the owner a refusal in public advises. */
@@ -54,13 +56,13 @@ export interface LoadInput {
  * unless this pg_restore is too old for it (pgRestoreTooOld). Returns the table of contents
  * (`pg_restore --list`), which the load reads schema public's grants from.
  */
-export async function checkArchiveReadable(input: Pick<LoadInput, 'file' | 'pgBinDir' | 'signal' | 'otherCopy'> & { readonly madeBy?: string }, untouched: string): Promise<string> {
+export async function checkArchiveReadable(input: Pick<LoadInput, 'file' | 'pgBinDir' | 'signal' | 'otherCopy' | 'environmentName'> & { readonly madeBy?: string }, untouched: string): Promise<string> {
   const pgRestore = pgToolPath('pg_restore', input.pgBinDir);
   const result = await runTool(pgRestore, ['--list', input.file], { env: toolEnv(undefined), signal: input.signal });
   if (result.code === 0) return result.stdout;
   const tooOld = await pgRestoreTooOld(pgRestore, result.stderr, input.file, input.madeBy);
   if (tooOld) throw new OperatorError(`${tooOld.problem}; nothing was created, ${untouched}; ${tooOld.fix}`, 2);
-  throw new OperatorError(`pg_restore cannot read ${path.basename(input.file)} (exit ${result.code}): ${firstError(result.stderr)}; nothing was created, ${untouched}; ${badBackupFix(input.otherCopy)}`);
+  throw new OperatorError(`pg_restore cannot read ${path.basename(input.file)} (exit ${result.code}): ${firstError(result.stderr)}; nothing was created, ${untouched}; ${badBackupFix(input.otherCopy, input.environmentName)}`);
 }
 
 /**
@@ -135,7 +137,7 @@ export async function loadBackup(input: LoadInput): Promise<void> {
     // zlib's errors come from node's own realm: not `instanceof Error` under a test runner's.
     const reason = oneLine((error as Error).message);
     if ((error as NodeJS.ErrnoException).code?.startsWith('Z_')) {
-      throw new OperatorError(`${name} is not a readable gzip stream (${reason}): psql was stopped before it committed; the target was not touched; ${badBackupFix(input.otherCopy)}`);
+      throw new OperatorError(`${name} is not a readable gzip stream (${reason}): psql was stopped before it committed; the target was not touched; ${badBackupFix(input.otherCopy, input.environmentName)}`);
     }
     throw new OperatorError(`cannot read the downloaded ${name} (${reason}): psql was stopped before it committed; the target was not touched; retry, and check the local disk (TMPDIR)`);
   });

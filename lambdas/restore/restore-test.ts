@@ -5,14 +5,13 @@ import { BackupResult, RunBackupDeps, RunBackupOptions, runBackup } from '../bac
 import { baseChildEnv, toolVersion } from '../backup/pg-tools';
 import { asOperatorError } from '../shared/aws-errors';
 import { OperatorError, oneLine } from '../shared/errors';
-import { OPERATOR_CLI } from '../shared/constants';
 import { backupAgeSeconds, countOf, formatAge, formatBytes, roundSeconds, utcMinute } from '../shared/format';
 import { connectTo, type PgConnection } from '../shared/pg-connection';
 import { sqlState, UNDEFINED_TABLE } from '../shared/pg-errors';
 import { RESTORE_TEST_BACKUP_PREFIX, type BackupTier } from '../shared/s3-layout';
 import { pgToolPath, queryOneStatementReadOnly, quoteIdent } from '../shared/postgres';
 import { roleReadOnlyReset } from '../shared/read-only';
-import { CatalogDeps, NoBackupError, resolveBackup, type ResolvedBackup } from './catalog';
+import { CatalogDeps, CatalogError, NoBackupError, operatorCommand, resolveBackup, type ResolvedBackup } from './catalog';
 import { RESTORE_TEST_DEFAULTS } from './contract';
 import { BadObjectError, checkFreeSpace, type SpaceCheck } from './download';
 import { FunctionDeadlineStop } from './deadline';
@@ -288,10 +287,17 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
     // The test's own upload, bad when the restore's download checks it: "choose another backup" does
     // not apply (the test cannot be pointed at one, and backups list does not show restore-tests/).
     // Written and checked minutes apart, it was changed by the storage or the network between.
+    // The scheduled test restores the newest backup of its tier, never one it was told: the catalog's
+    // and the download's fixes are the CLI operator's (name a manifest key, choose another backup),
+    // which neither the function nor whoever reads its page can pass it. Their problem is kept, with
+    // what an on-call can run instead.
+    const scheduledProblem = !options.takeBackup && (e instanceof CatalogError || e instanceof BadObjectError) ? e.problem : undefined;
     const failure =
       options.takeBackup && e instanceof BadObjectError
         ? new OperatorError(`${e.problem}: the backup this test uploaded came back corrupt (the storage or the network between here and S3 changed it): check the bucket (its storage, any proxy in front of it), then run the test again`)
-        : asOperatorError(e);
+        : scheduledProblem !== undefined
+          ? new OperatorError(`${scheduledProblem}: ${scheduledFix(deps, options, e instanceof NoBackupError)}`, (e as OperatorError).exitCode)
+          : asOperatorError(e);
     error = oneLine(failure);
     errorExitCode = failure.exitCode;
     // The restore step failed or was stopped: its own timings never came back. The steps it ran
@@ -352,6 +358,18 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
     criticalQueries,
     steps,
   };
+}
+
+/**
+ * What an on-call runs when the scheduled test found no usable newest backup of its tier: the
+ * catalog's own fix names a manifest key or --database, which the scheduled test cannot be given.
+ */
+function scheduledFix(deps: RestoreTestDeps, options: RestoreTestOptions, nonePublished: boolean): string {
+  const database = options.database === undefined ? '' : ` --database ${options.database}`;
+  const list = operatorCommand(deps.environmentName, `backups list --tier ${options.tier}${database}`);
+  const backUp = operatorCommand(deps.environmentName, `backup --tier ${options.tier}${database}`);
+  const what = nonePublished ? `the scheduled test restores the newest ${options.tier} backup and none is published` : `the scheduled test restores the newest ${options.tier} backup, this one, and no other`;
+  return `${what}: see the ${options.tier} backups with ${list} (alarms Backups-*), take one by hand with ${backUp} (it becomes the newest), then run the scheduled test again`;
 }
 
 /** Every database the restore test makes is named so: its scratch database `<prefix><runId>`, and the restore's staging database beside it (leftovers.ts siblingPrefix). */
@@ -424,13 +442,20 @@ async function dropKilledTestsDatabases(deps: RestoreTestDeps, now: number): Pro
   }
 }
 
+/** What the report's text names: the database tested, its bucket, and the environment of both (the --env of the commands it prints). */
+export interface RestoreTestWhere {
+  readonly database: string;
+  readonly bucket: string;
+  readonly environmentName?: string;
+}
+
 /**
  * The report as `restore-test` prints it. A failed report leads with why: a report pasted into a
  * ticket must not say "no backup" when the cause was a password. A passed one whose objectives were
  * missed says so on its verdict line: the restore is verified (exit 0, `ok`), the objectives are
  * the scheduled run's alarms' to page on, but whoever reads the report must not take them as met.
  */
-export function restoreTestText(report: RestoreTestReport, where?: { readonly database: string; readonly bucket: string }): string {
+export function restoreTestText(report: RestoreTestReport, where?: RestoreTestWhere): string {
   const missed = [report.rtoMet === false ? 'RTO' : undefined, report.rpoMet === false ? 'RPO' : undefined].filter((m) => m !== undefined);
   const verdict = missed.length === 0 ? 'restore test PASSED' : `restore test PASSED (the restore is verified); ${missed.join(' and ')} objective${missed.length > 1 ? 's' : ''} MISSED`;
   const restored = report.tablesRestored !== undefined;
@@ -471,13 +496,13 @@ function rtoSpan(backupSeconds: number | undefined): string {
  * The RPO a restore from the catalog would give now: the test's own backup is fresh by design, and
  * its age says nothing of how old the backup a real restore would restore is.
  */
-function latestLine(published: RestoreTestReport['latestPublished'], where: { readonly database: string; readonly bucket: string } | undefined): string[] {
+function latestLine(published: RestoreTestReport['latestPublished'], where: RestoreTestWhere | undefined): string[] {
   if (published === undefined || where === undefined) return [];
   const { database, bucket } = where;
   if (published === null) return [`  no published backup of ${database} in s3://${bucket}: a restore from the catalog has nothing to restore`];
   if ('error' in published) return [`  latest published backup of ${database}: could not be read (${published.error})`];
   return [
-    `  latest published backup of ${database}: ${published.manifestKey}, ${formatAge(Math.max(0, published.ageSeconds))} old${published.ageSeconds >= 60 ? ` (${published.ageSeconds} s)` : ''}: the RPO of a restore from the catalog now; its checksum is not verified here (check it: ${OPERATOR_CLI} backups verify latest)`,
+    `  latest published backup of ${database}: ${published.manifestKey}, ${formatAge(Math.max(0, published.ageSeconds))} old${published.ageSeconds >= 60 ? ` (${published.ageSeconds} s)` : ''}: the RPO of a restore from the catalog now; its checksum is not verified here (check it: ${operatorCommand(where.environmentName, 'backups verify latest')})`,
   ];
 }
 

@@ -1,6 +1,5 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import { OPERATOR_CLI } from '../shared/constants';
 import { OperatorError, oneLine } from '../shared/errors';
 import type { BackupManifest } from '../shared/manifest';
 import { formatBytes, takenAgo } from '../shared/format';
@@ -8,7 +7,7 @@ import { boundText, type PgConnection, type ReadBounds } from '../shared/pg-conn
 import { isRefusedStatement, READ_ONLY_SQL_TRANSACTION, sqlState } from '../shared/pg-errors';
 import { dropDatabaseStatement, quoteIdent } from '../shared/postgres';
 import { makeDownloadDir } from '../shared/temp-dir';
-import { backedUpDatabase, CatalogDeps, chooseObject, resolveBackup } from './catalog';
+import { backedUpDatabase, CatalogDeps, chooseObject, operatorCommand, resolveBackup } from './catalog';
 import { checkRowCounts, ROW_COUNT_BOUNDS } from './check';
 import { DownloadResult, SpaceCheck, downloadObject } from './download';
 import { checkRoles, checkTarget, checkTargetName, guardProduction, guardSystemDatabase } from './guards';
@@ -281,7 +280,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     log(`download: verified sha256 ${download.sha256.slice(0, 12)}... in ${download.seconds.toFixed(1)} s`);
 
     signal?.throwIfAborted();
-    const toc = object.format === 'custom' ? await checkArchiveReadable({ file: download.file, pgBinDir: deps.pgBinDir, signal, otherCopy, madeBy: manifest.pgDumpVersion }, untouched) : '';
+    const toc = object.format === 'custom' ? await checkArchiveReadable({ file: download.file, pgBinDir: deps.pgBinDir, signal, otherCopy, environmentName: deps.environmentName, madeBy: manifest.pgDumpVersion }, untouched) : '';
 
     // 4. Load into the staging database.
     signal?.throwIfAborted();
@@ -309,7 +308,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       // configuration or the role): the runbook's command that tells which, and what lifts it.
       const readOnly = sqlState(error) === READ_ONLY_SQL_TRANSACTION;
       throw new OperatorError(
-        `cannot create the staging database ${staging} (${oneLine(error)}); ${untouched}${readOnly ? `; the server refuses writes: "${OPERATOR_CLI} db read-write" (same PG* settings) shows why and what lifts it` : ''}`,
+        `cannot create the staging database ${staging} (${oneLine(error)}); ${untouched}${readOnly ? `; the server refuses writes: "${operatorCommand(deps.environmentName, 'db read-write')}" (same PG* settings) shows why and what lifts it` : ''}`,
       );
     });
     stagingCreated = true;
@@ -318,7 +317,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     // pg_restore says nothing until it ends, which on a large database is minutes.
     const loadEnded = deps.onLoad?.(`${object.format === 'custom' ? 'pg_restore' : 'psql'} into ${staging}`);
     try {
-      await loadBackup({ connection: deps.connection, database: staging, file: download.file, format: object.format, jobs: deps.jobs, pgBinDir: deps.pgBinDir, noOwner: options.noOwner, signal, otherCopy, newTarget: owner === undefined ? target : undefined, backupOwner: manifest.databaseProperties?.owner, noOwnerAdvice, toc });
+      await loadBackup({ connection: deps.connection, database: staging, file: download.file, format: object.format, jobs: deps.jobs, pgBinDir: deps.pgBinDir, noOwner: options.noOwner, signal, otherCopy, environmentName: deps.environmentName, newTarget: owner === undefined ? target : undefined, backupOwner: manifest.databaseProperties?.owner, noOwnerAdvice, toc });
     } finally {
       loadEnded?.();
     }

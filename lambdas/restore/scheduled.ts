@@ -98,7 +98,7 @@ export interface MetricsSink {
   addMetric(name: string, unit: 'Count' | 'Seconds', value: number): void;
 }
 
-export interface ScheduledRestoreTestDeps extends Pick<CatalogDeps, 's3'> {
+export interface ScheduledRestoreTestDeps extends Pick<CatalogDeps, 's3' | 'environmentName'> {
   readonly secretsManager?: SecretsManagerClient;
   readonly metrics?: MetricsSink;
   /** libpq defaults (PGSSLMODE, PGSSLROOTCERT set by the runner image). */
@@ -148,7 +148,7 @@ export async function runLambdaRestore(
 ): Promise<Omit<RestoreResult, 'manifest'>> {
   const target = await targetConnection(deps, settings);
   const { manifest: _manifest, ...result } = await restoreBackup(
-    { s3: deps.s3, bucket: settings[RESTORE_TEST_ENV.bucket], connection: target, tempDir: deps.tempDir, statfs: deps.statfs, log: deps.log, warn: deps.warn },
+    { s3: deps.s3, bucket: settings[RESTORE_TEST_ENV.bucket], environmentName: deps.environmentName, connection: target, tempDir: deps.tempDir, statfs: deps.statfs, log: deps.log, warn: deps.warn },
     // The event's field, not the CLI's flag, is what an operator invoking the function can set.
     { ...request, database: testedDatabase(settings), protectedDatabases: settings[RESTORE_TEST_ENV.protectedDatabases], allowProductionOverwrite: false, signal: deps.signal, deadlineAt: deps.deadlineAt, noOwnerOption: '"noOwner": true in the event' },
   );
@@ -181,7 +181,7 @@ export async function runScheduledRestoreTest(deps: ScheduledRestoreTestDeps, se
   const bucket = settings[RESTORE_TEST_ENV.bucket];
   const target = await targetConnection(deps, settings);
   const report = await runRestoreTest(
-    { s3: deps.s3, bucket, target, now, tempDir: deps.tempDir, statfs: deps.statfs, log: deps.log, warn: deps.warn, signal: deps.signal, deadlineAt: deps.deadlineAt },
+    { s3: deps.s3, bucket, environmentName: deps.environmentName, target, now, tempDir: deps.tempDir, statfs: deps.statfs, log: deps.log, warn: deps.warn, signal: deps.signal, deadlineAt: deps.deadlineAt },
     {
       takeBackup: false,
       tier: settings[RESTORE_TEST_ENV.tier],

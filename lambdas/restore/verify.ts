@@ -3,12 +3,11 @@ import * as os from 'node:os';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { firstError, pgToolPath } from '../shared/postgres';
-import { OPERATOR_CLI } from '../shared/constants';
 import { OperatorError, oneLine } from '../shared/errors';
 import { roundSeconds } from '../shared/format';
 import { makeDownloadDir } from '../shared/temp-dir';
 import type { BackupManifest, BackupObject } from '../shared/manifest';
-import { CatalogDeps, CatalogFilter, resolveBackup } from './catalog';
+import { CatalogDeps, CatalogFilter, operatorCommand, resolveBackup } from './catalog';
 import { BadObjectError, DownloadResult, LocalSpaceError, SpaceCheck, badBackupFix, downloadObject } from './download';
 import { pgRestoreTooOld, runTool, toolEnv } from './load';
 
@@ -79,7 +78,7 @@ export async function verifyBackup(deps: VerifyDeps, ref: string, filter: Catalo
   try {
     const objects: VerifiedObject[] = [];
     for (const object of manifest.objects) objects.push(await verifyObject(deps, object, dir, manifest.pgDumpVersion));
-    return { manifestKey, manifest, objects, ok: objects.every((o) => o.ok), summary: summarize(manifestKey, objects), seconds: roundSeconds((performance.now() - started) / 1000) };
+    return { manifestKey, manifest, objects, ok: objects.every((o) => o.ok), summary: summarize(manifestKey, objects, deps.environmentName), seconds: roundSeconds((performance.now() - started) / 1000) };
   } catch (error) {
     if (error instanceof LocalSpaceError) throw new LocalSpaceError(`backup ${manifestKey} not checked: ${error.message}`);
     if (deps.signal?.aborted) throw new OperatorError(`backup ${manifestKey} not checked: interrupted (${oneLine(deps.signal.reason)})`);
@@ -89,7 +88,7 @@ export async function verifyBackup(deps: VerifyDeps, ref: string, filter: Catalo
   }
 }
 
-function summarize(manifestKey: string, objects: readonly VerifiedObject[]): string {
+function summarize(manifestKey: string, objects: readonly VerifiedObject[], environmentName: string | undefined): string {
   const bad = objects.filter((o): o is BadObject => !o.ok);
   if (bad.length === 0) return `backup ${manifestKey}: ${objects.length} of ${objects.length} objects good`;
   const which = `${bad.length} of ${objects.length} objects bad (${bad.map((o) => `${o.key}: ${o.reason}`).join(', ')})`;
@@ -100,10 +99,10 @@ function summarize(manifestKey: string, objects: readonly VerifiedObject[]): str
   // still be the good one, and "do not restore it" would give up on it untried.
   const unchecked = bad.filter((o) => o.reason === 'download');
   if (!good && unchecked.length > 0) {
-    return `backup ${manifestKey}: ${which}; ${unchecked.map((o) => o.key).join(', ')} could not be checked: retry, and check the S3 endpoint and the network, before you choose another backup (${OPERATOR_CLI} backups list)`;
+    return `backup ${manifestKey}: ${which}; ${unchecked.map((o) => o.key).join(', ')} could not be checked: retry, and check the S3 endpoint and the network, before you choose another backup (${operatorCommand(environmentName, 'backups list')})`;
   }
   // The same advice as restore's, given only when the other copy was found good here.
-  return `backup ${manifestKey}: ${which}; ${badBackupFix(good)}`;
+  return `backup ${manifestKey}: ${which}; ${badBackupFix(good, environmentName)}`;
 }
 
 async function verifyObject(deps: VerifyDeps, object: BackupObject, dir: string, madeBy: string | undefined): Promise<VerifiedObject> {

@@ -60,15 +60,21 @@ export type BackupObject = BackupManifest['objects'][number];
  * manifest, and which field) and the way out, instead of the parser's own words.
  */
 export function parseManifest(manifestKey: string, text: string): BackupManifest {
-  const fix = `do not restore it, choose another backup (${OPERATOR_CLI} backups list)`;
   const json = safeJson(text);
-  if (json === undefined) throw new OperatorError(`manifest ${manifestKey} is not valid JSON (${textStart(text)}); ${fix}`);
+  if (json === undefined) throw new InvalidManifestError(`manifest ${manifestKey} is not valid JSON (${textStart(text)})`);
   const parsed = BackupManifestSchema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new OperatorError(`manifest ${manifestKey} is not a valid schema-1 manifest (${issue.path.join('.') || 'root'}: ${issue.message}); ${fix}`);
+    throw new InvalidManifestError(`manifest ${manifestKey} is not a valid schema-1 manifest (${issue.path.join('.') || 'root'}: ${issue.message})`);
   }
   return parsed.data;
+}
+
+/** parseManifest's refusal: `problem` apart, for a reader whose fix is another (the restore's catalog names the environment). */
+export class InvalidManifestError extends OperatorError {
+  constructor(readonly problem: string) {
+    super(`${problem}; do not restore it, choose another backup (${OPERATOR_CLI} backups list)`);
+  }
 }
 
 /** Pointer files `latest/<db>.json`, `latest/<db>/<tier>.json` (and, in transition, `latest.json`, `latest/<tier>.json`). */

@@ -318,7 +318,7 @@ describe('restore test (test_backup_restore, automated)', () => {
 
   it('takes the catalog\'s no-backup refusal for "none published" by its type, whatever its words', async () => {
     // Arrange: the refusal of `latest` for a database without a backup, worded otherwise than today
-    const resolve = jest.spyOn(catalog, 'resolveBackup').mockRejectedValueOnce(new NoBackupError('nothing published for this database'));
+    const resolve = jest.spyOn(catalog, 'resolveBackup').mockRejectedValueOnce(new NoBackupError('nothing published for this database', 'publish one'));
 
     try {
       // Act

@@ -49,6 +49,23 @@ function recordingMetrics(): MetricsSink & { recorded: Record<string, number> } 
   return { recorded, addMetric: (name, _unit, value) => (recorded[name] = value) };
 }
 
+/** Runs `fn` with stdout and stderr captured (the logger writes its JSON records to both, console.warn to stderr): its result and what was written. */
+async function capturingOutput<T>(fn: () => Promise<T>): Promise<{ result: T; written: string[] }> {
+  const written: string[] = [];
+  const capture = (chunk: string | Uint8Array) => {
+    written.push(String(chunk));
+    return true;
+  };
+  const stdout = jest.spyOn(process.stdout, 'write').mockImplementation(capture);
+  const stderr = jest.spyOn(process.stderr, 'write').mockImplementation(capture);
+  try {
+    return { result: await fn(), written };
+  } finally {
+    stdout.mockRestore();
+    stderr.mockRestore();
+  }
+}
+
 async function readJson(key: string): Promise<Record<string, unknown>> {
   const response = await s3.send(new GetObjectCommand({ Bucket: localS3.bucket, Key: key }));
   return JSON.parse(await response.Body!.transformToString());
@@ -181,6 +198,45 @@ describe('scheduled restore test', () => {
     expect(metrics.recorded.RestoreTestSuccess).toBe(0);
     expect((await readJson(reportKey)).ok).toBe(false);
     expect(databaseExists(cluster, report.scratchDatabase)).toBe(false);
+  });
+
+  // The page of a failed scheduled test is its line: the catalog's own fixes (name a manifest key,
+  // check PGDATABASE) are the CLI's, which neither the function nor the on-call can give it.
+  it('with no backup of its tier published, the line says so and names what an on-call runs, with --env: list, back up, run again', async () => {
+    const none = uniqueDatabaseName('sched_none');
+
+    const { report } = await runScheduledRestoreTest(
+      { s3, secretsManager: new SecretsManagerClient({ region: 'eu-west-3' }), metrics: recordingMetrics(), environmentName: 'staging' },
+      loadRestoreTestSettings(settingsEnv({ [RESTORE_TEST_ENV.database]: none })),
+    );
+
+    expect(report.ok).toBe(false);
+    expect(report.error).toBe(
+      `no backup of database "${none}" in tier daily in s3://${localS3.bucket} (no latest/${none}/daily.json): the scheduled test restores the newest daily backup and none is published: ` +
+        `see the daily backups with npx --no atmr-dr backups list --tier daily --database ${none} --env staging (alarms Backups-*), take one by hand with npx --no atmr-dr backup --tier daily --database ${none} --env staging (it becomes the newest), then run the scheduled test again`,
+    );
+    expect(report.errorExitCode).toBe(2);
+  });
+
+  it('with the newest backup\'s manifest corrupt, the line names it and what an on-call runs, with --env, not "choose another backup"', async () => {
+    const corrupt = uniqueDatabaseName('sched_corrupt');
+    psql(cluster, 'postgres', `CREATE DATABASE ${corrupt}`);
+    psql(cluster, corrupt, 'CREATE TABLE company (id int PRIMARY KEY)');
+    const backup = await writeFixtureBackup(s3, localS3.bucket, cluster, corrupt, { tier: 'monthly' });
+    await s3.send(new PutObjectCommand({ Bucket: localS3.bucket, Key: backup.manifestKey, Body: '<html>Service Unavailable</html>' }));
+    const metrics = recordingMetrics();
+
+    const { report } = await runScheduledRestoreTest(
+      { s3, secretsManager: new SecretsManagerClient({ region: 'eu-west-3' }), metrics, environmentName: 'staging' },
+      loadRestoreTestSettings(settingsEnv({ [RESTORE_TEST_ENV.database]: corrupt, [RESTORE_TEST_ENV.tier]: 'monthly' })),
+    );
+
+    expect(report.ok).toBe(false);
+    expect(report.error).toBe(
+      `manifest ${backup.manifestKey} is not valid JSON (it starts with "<html>Service Unavailable</html>"): the scheduled test restores the newest monthly backup, this one, and no other: ` +
+        `see the monthly backups with npx --no atmr-dr backups list --tier monthly --database ${corrupt} --env staging (alarms Backups-*), take one by hand with npx --no atmr-dr backup --tier monthly --database ${corrupt} --env staging (it becomes the newest), then run the scheduled test again`,
+    );
+    expect(metrics.recorded.RestoreTestSuccess).toBe(0);
   });
 
   it('fails clearly when the target secret cannot be read', async () => {
@@ -380,20 +436,8 @@ describe('restore-test Lambda handler', () => {
   // RestoreTest-Rpo pages, and the function's log must not say only "passed" beside the page.
   it('logs a passed test that missed the RPO objective at WARN, naming the objective and the age measured; one within it at INFO', async () => {
     const logRecords = async (event: unknown) => {
-      const written: string[] = [];
-      const capture = (chunk: string | Uint8Array) => {
-        written.push(String(chunk));
-        return true;
-      };
-      const stdout = jest.spyOn(process.stdout, 'write').mockImplementation(capture);
-      const stderr = jest.spyOn(process.stderr, 'write').mockImplementation(capture);
-      let result: { ok: boolean; rpoSeconds?: number };
-      try {
-        result = (await handler(event, context)) as { ok: boolean; rpoSeconds?: number };
-      } finally {
-        stdout.mockRestore();
-        stderr.mockRestore();
-      }
+      const { result: answer, written } = await capturingOutput(() => handler(event, context));
+      const result = answer as { ok: boolean; rpoSeconds?: number };
       const records = written.flatMap((chunk) => chunk.split('\n')).filter((line) => line.startsWith('{') && !line.includes('"_aws"'));
       return { result, records: records.map((line) => JSON.parse(line) as { level: string; message: string }).filter((r) => r.message.startsWith('restore test ')) };
     };
@@ -418,20 +462,7 @@ describe('restore-test Lambda handler', () => {
     const targetDb = uniqueDatabaseName('lambda_left');
     const staging = stagingName(targetDb);
     psql(cluster, 'postgres', `CREATE DATABASE "${staging}"`);
-    // The logger writes its JSON records to stdout and stderr (console.warn).
-    const written: string[] = [];
-    const capture = (chunk: string | Uint8Array) => {
-      written.push(String(chunk));
-      return true;
-    };
-    const stdout = jest.spyOn(process.stdout, 'write').mockImplementation(capture);
-    const stderr = jest.spyOn(process.stderr, 'write').mockImplementation(capture);
-    try {
-      await handler({ restore: { ref: 'latest', tier: 'daily', targetDb } }, context);
-    } finally {
-      stdout.mockRestore();
-      stderr.mockRestore();
-    }
+    const { written } = await capturingOutput(() => handler({ restore: { ref: 'latest', tier: 'daily', targetDb } }, context));
 
     const records = written.flatMap((chunk) => chunk.split('\n')).filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: string; message: string });
     const aboutStaging = records.filter((r) => r.message.includes(staging));
