@@ -69,7 +69,7 @@ async function main(): Promise<void> {
     store,
     sns: snsClient,
     cloudwatch: cwClient,
-    levels: [{ name: 'On-call engineer', topicArn: LEVEL_1 }, { name: 'Lead DevOps', topicArn: `${LEVEL_1}-2` }, { name: 'CTO', topicArn: `${LEVEL_1}-3` }],
+    levels: [{ name: 'On-call engineer', topicArn: LEVEL_1, ackTimeoutSeconds: 900 }, { name: 'Lead DevOps', topicArn: `${LEVEL_1}-2`, ackTimeoutSeconds: 900 }, { name: 'CTO', topicArn: `${LEVEL_1}-3`, ackTimeoutSeconds: 900 }],
     runbookUrl: 'https://runbook.example/',
     ackLink: { baseUrl: 'https://ack.example/', key: async () => 'k'.repeat(64), validitySeconds: 14400 },
   };

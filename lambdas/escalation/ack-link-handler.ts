@@ -17,6 +17,8 @@ const env = parseEnvSettings(z.object({
   OPS_TABLE: z.string().min(3),
   ACK_KEY_SECRET_ARN: z.string().startsWith('arn:'),
   LEVEL_NAMES: z.string().transform((s) => s.split('|')),
+  /** Set when the Slack `/incident` command is deployed (the construct's handleSlackCommands). */
+  SLACK_INCIDENT_COMMAND: z.literal('deployed').optional(),
 }), process.env, { what: 'escalation ack link', fix: 'it is set by the escalation construct: redeploy the ops stack' });
 const store = incidentStore(env.OPS_TABLE, {
   ddb: tracer.captureAWSv3Client(new DynamoDBClient(SDK_RETRY)),
@@ -37,7 +39,7 @@ export async function ackLink(event: unknown): Promise<APIGatewayProxyResultV2> 
   const { method } = parsed.data.requestContext.http;
   const body = parsed.data.body && parsed.data.isBase64Encoded ? Buffer.from(parsed.data.body, 'base64').toString('utf8') : parsed.data.body;
   const params = new URLSearchParams(method === 'POST' ? (body ?? '') : parsed.data.rawQueryString);
-  const reply = await handleAckLink({ store, key: () => readAckLinkKey(env.ACK_KEY_SECRET_ARN), levelNames: env.LEVEL_NAMES }, { method, params });
+  const reply = await handleAckLink({ store, key: () => readAckLinkKey(env.ACK_KEY_SECRET_ARN), levelNames: env.LEVEL_NAMES, slackIncidentCommand: env.SLACK_INCIDENT_COMMAND === 'deployed' }, { method, params });
   if (reply.statusCode >= 400) logger.warn('acknowledgement link refused', { statusCode: reply.statusCode, incidentId: params.get('i') });
   return {
     statusCode: reply.statusCode,

@@ -1,4 +1,5 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { OPERATOR_CLI } from '../shared/constants';
 import { OperatorError, oneLine } from '../shared/errors';
 import { isIncidentId } from './model';
 import { acknowledgeIncident, getIncident, IncidentStore, recordTimeline } from './store';
@@ -35,8 +36,11 @@ export function ackLinkUrl(baseUrl: string, key: string, fields: Omit<AckLinkFie
 
 export type LinkCheck = { readonly ok: true; readonly fields: AckLinkFields } | { readonly ok: false; readonly status: number; readonly why: string };
 
-/** Signature first (nothing else is looked at for a forged link), then the expiry. */
-export function verifyAckLink(params: URLSearchParams, key: string, nowSeconds: number): LinkCheck {
+/**
+ * Signature first (nothing else is looked at for a forged link), then the expiry. An expired link
+ * names the other ways to acknowledge: Slack's `/incident ack` only when that command is deployed.
+ */
+export function verifyAckLink(params: URLSearchParams, key: string, nowSeconds: number, slackIncidentCommand = false): LinkCheck {
   const incidentId = params.get('i') ?? '';
   const level = Number(params.get('l'));
   const expiresAt = Number(params.get('e'));
@@ -49,7 +53,10 @@ export function verifyAckLink(params: URLSearchParams, key: string, nowSeconds: 
   const expected = Buffer.from(signAckLink(key, fields), 'hex');
   if (!timingSafeEqual(expected, Buffer.from(signature, 'hex'))) return { ok: false, status: 403, why: 'invalid signature: this link was not issued by atmr-dr' };
   if (nowSeconds > expiresAt) {
-    return { ok: false, status: 410, why: `link expired at ${new Date(expiresAt * 1000).toISOString()}: use \`/incident ack ${incidentId}\` in Slack or the CLI` };
+    const expired = `link expired at ${new Date(expiresAt * 1000).toISOString()}`;
+    const cli = `${OPERATOR_CLI} incident ack ${incidentId}`;
+    const why = slackIncidentCommand ? `${expired}: use \`/incident ack ${incidentId}\` in Slack or the CLI (\`${cli}\`)` : `${expired}: acknowledge from the atmr-dr checkout with \`${cli}\``;
+    return { ok: false, status: 410, why };
   }
   return { ok: true, fields };
 }
@@ -58,6 +65,8 @@ export interface AckLinkDeps {
   readonly store: IncidentStore;
   readonly key: () => Promise<string>;
   readonly levelNames: readonly string[];
+  /** The Slack `/incident` command is deployed: an expired link may name it. @default false */
+  readonly slackIncidentCommand?: boolean;
   readonly nowSeconds?: () => number;
 }
 
@@ -84,7 +93,7 @@ const page = (statusCode: number, title: string, body: string): AckLinkReply => 
  */
 export async function handleAckLink(deps: AckLinkDeps, request: AckLinkRequest): Promise<AckLinkReply> {
   const nowSeconds = (deps.nowSeconds ?? (() => Math.floor(Date.now() / 1000)))();
-  const check = verifyAckLink(request.params, await deps.key(), nowSeconds);
+  const check = verifyAckLink(request.params, await deps.key(), nowSeconds, deps.slackIncidentCommand);
   if (!check.ok) return page(check.status, 'Lien refusé', `<p>${escape(check.why)}</p>`);
   const { incidentId, level, nonce } = check.fields;
   const levelName = deps.levelNames[level - 1] ?? `level ${level}`;

@@ -18,12 +18,16 @@ const env = parseEnvSettings(z.object({
   OPS_TABLE: z.string().min(3),
   /** JSON: [{name, topicArn}] in level order. */
   LEVELS: z.string().transform((s) => z.array(z.object({ name: z.string(), topicArn: z.string().startsWith('arn:') })).min(1).parse(JSON.parse(s))),
+  /** The levels' acknowledgement timeouts, in level order: the state machine's (comma-separated seconds). */
+  LEVEL_TIMEOUTS_SECONDS: z.string().regex(/^\d+(,\d+)*$/).transform((s) => s.split(',').map(Number)),
   SLACK_TOPIC_ARN: z.string().startsWith('arn:').optional(),
+  /** Set when the Slack `/incident` command is deployed (the construct's handleSlackCommands). */
+  SLACK_INCIDENT_COMMAND: z.literal('deployed').optional(),
   RUNBOOK_URL: z.url(),
   ACK_URL: z.url().optional(),
   ACK_KEY_SECRET_ARN: z.string().startsWith('arn:').optional(),
   ACK_LINK_VALIDITY_SECONDS: z.coerce.number().int().positive().default(14400),
-}), process.env, { what: 'escalation pager', fix: 'it is set by the escalation construct: redeploy the ops stack' });
+}).refine((e) => e.LEVEL_TIMEOUTS_SECONDS.length === e.LEVELS.length, { message: 'LEVEL_TIMEOUTS_SECONDS must give one timeout per level of LEVELS', path: ['LEVEL_TIMEOUTS_SECONDS'] }), process.env, { what: 'escalation pager', fix: 'it is set by the escalation construct: redeploy the ops stack' });
 const store = incidentStore(env.OPS_TABLE, {
   ddb: tracer.captureAWSv3Client(new DynamoDBClient(SDK_RETRY)),
   sfn: tracer.captureAWSv3Client(new SFNClient(SDK_RETRY)),
@@ -32,8 +36,9 @@ const deps = {
   store,
   sns: tracer.captureAWSv3Client(new SNSClient(SDK_RETRY)),
   cloudwatch: tracer.captureAWSv3Client(new CloudWatchClient(SDK_RETRY)),
-  levels: env.LEVELS,
+  levels: env.LEVELS.map((level, index) => ({ ...level, ackTimeoutSeconds: env.LEVEL_TIMEOUTS_SECONDS[index] })),
   slackTopicArn: env.SLACK_TOPIC_ARN,
+  slackIncidentCommand: env.SLACK_INCIDENT_COMMAND === 'deployed',
   runbookUrl: env.RUNBOOK_URL,
   warn: (message: string, details: Record<string, unknown>) => logger.warn(message, details),
   ...(env.ACK_URL &&

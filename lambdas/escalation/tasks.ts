@@ -5,6 +5,7 @@ import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { refusedWithoutEffect } from '../shared/aws-errors';
 import { OPERATOR_CLI } from '../shared/constants';
 import { namedLine, oneLine } from '../shared/errors';
+import { formatSeconds } from '../shared/format';
 import { ackLinkUrl } from './ack-link';
 import { alarmStateNow } from './alarm-state';
 import type { ExecutionInput } from './ingest';
@@ -25,10 +26,15 @@ import {
   wake,
 } from './store';
 
-/** One escalation level as the workflow sees it: who, and the topic that reaches them. */
+/** One escalation level as the workflow sees it: who, the topic that reaches them, and how long they have. */
 export interface PagedLevel {
   readonly name: string;
   readonly topicArn: string;
+  /**
+   * The level's acknowledgement timeout: the state machine's own for the level (its PageLevel<n>
+   * task timeout and HoldLevel<n> wait), after which the alarm is re-read and the next level paged.
+   */
+  readonly ackTimeoutSeconds: number;
 }
 
 export interface TaskDeps {
@@ -38,6 +44,12 @@ export interface TaskDeps {
   readonly levels: readonly PagedLevel[];
   /** Slack #incidents (AWS Chatbot) topic. @default - no Slack */
   readonly slackTopicArn?: string;
+  /**
+   * The Slack slash command `/incident` is deployed (the killswitch's Slack endpoint answers it):
+   * only then do pages quote `/incident ack <id>`, a command that otherwise does not exist.
+   * @default false
+   */
+  readonly slackIncidentCommand?: boolean;
   readonly runbookUrl: string;
   /** Signed acknowledgement links in pages. @default - no link */
   readonly ackLink?: { readonly baseUrl: string; readonly key: () => Promise<string>; readonly validitySeconds: number };
@@ -103,10 +115,11 @@ async function requireIncident(deps: TaskDeps, id: string): Promise<Incident> {
 }
 
 /**
- * How to acknowledge, in every page: the link (no credentials), Slack, the CLI. A link key that
- * cannot be read (Secrets Manager throttled on a cold start, a key rotated by hand to fewer than 32
- * characters, deleted) costs the page its link, never the page: Slack and the CLI still acknowledge.
- * The link is apart from the other lines: only the level paged gets it (see PageMessage.slack).
+ * How to acknowledge, in every page: the link (no credentials), Slack when its `/incident` command
+ * is deployed, the CLI. A link key that cannot be read (Secrets Manager throttled on a cold start,
+ * a key rotated by hand to fewer than 32 characters, deleted) costs the page its link, never the
+ * page: the CLI (and Slack) still acknowledge. The link is apart from the other lines: only the
+ * level paged gets it (see PageMessage.slack).
  */
 async function howToAck(deps: TaskDeps, incident: Incident, level: number, ackKey?: Promise<string>): Promise<{ link?: string; lines: string[]; linkMissing?: string }> {
   const lines: string[] = [];
@@ -124,7 +137,7 @@ async function howToAck(deps: TaskDeps, incident: Incident, level: number, ackKe
       linkMissing = namedLine(cause instanceof Error ? cause : error);
     }
   }
-  lines.push(`Slack : /incident ack ${incident.id}`);
+  if (deps.slackIncidentCommand) lines.push(`Slack : /incident ack ${incident.id}`);
   lines.push(`CLI (depuis le checkout atmr-dr) : ${OPERATOR_CLI} incident ack ${incident.id} --by "<nom>"`);
   return { ...(link !== undefined && { link }), lines, ...(linkMissing !== undefined && { linkMissing }) };
 }
@@ -157,8 +170,24 @@ function howToEndReminders(incident: Incident): { lines: string[] } {
 }
 
 /**
- * The page: alarm, runbook section and link, level, incident id, how to acknowledge; a reminder
- * (of an acknowledged incident) says how to resolve it instead. `ackKey`: the link key when the
+ * When the workflow pages again if this page is not acknowledged: the level's timeout (PagedLevel
+ * ackTimeoutSeconds, the state machine's PageLevel<n> timeout) from now. Then the alarm is re-read:
+ * a state alarm climbs only while in ALARM (OK resolves, INSUFFICIENT_DATA holds the level another
+ * timeout); an event alarm climbs in any state. The last level is paged again every timeout.
+ */
+function nextPageLine(deps: TaskDeps, level: number, event: boolean): string {
+  const timeout = deps.levels[level - 1]?.ackTimeoutSeconds;
+  if (timeout === undefined) return '';
+  const at = `${new Date(nowOf(deps.store).getTime() + timeout * 1000).toISOString().slice(11, 16)} UTC (dans ${formatSeconds(timeout)})`;
+  const condition = event ? '' : ' si l\'alarme est encore en ALARM';
+  const next = deps.levels[level];
+  if (next) return `Sans acquittement, niveau ${level + 1} (${next.name}) appelé à ${at}${condition}.`;
+  return `Dernier niveau : personne d'autre ne sera appelé. Sans acquittement, niveau ${level} (${deps.levels[level - 1].name}) appelé de nouveau à ${at}${condition}, puis toutes les ${formatSeconds(timeout)}.`;
+}
+
+/**
+ * The page: alarm, runbook section and link, level, when the next level is paged, incident id, how
+ * to acknowledge; a reminder (of an acknowledged incident) says how to resolve it instead. `ackKey`: the link key when the
  * caller already started reading it. @default - read now
  */
 export async function pageMessage(deps: TaskDeps, incident: Incident, level: number, kind: 'page' | 'reminder', ackKey?: Promise<string>): Promise<PageMessage> {
@@ -176,6 +205,7 @@ export async function pageMessage(deps: TaskDeps, incident: Incident, level: num
   const body = [
     `[atmr-dr] Incident ${incident.id} : ${incident.alarmName} en ALARM depuis ${incident.openedAt}`,
     head,
+    ...(kind === 'page' ? [nextPageLine(deps, level, event)].filter((line) => line !== '') : []),
     ...(incident.alarmDescription ? [`Alarme : ${incident.alarmDescription}`] : []),
     ...(incident.alarmReason ? [`Raison : ${incident.alarmReason}`] : []),
     // The alarm's own OK will say "all clear" within minutes: the page says it is not.
@@ -191,10 +221,12 @@ export async function pageMessage(deps: TaskDeps, incident: Incident, level: num
   const text = [...body, ...(ack.link !== undefined ? [ack.link] : []), ...ack.lines].join('\n');
   const slack = [...body, ...ack.lines].join('\n');
   const subject = `[atmr-dr] ${kind === 'page' ? `N${level}` : 'Rappel'} ${incident.alarmName}`.slice(0, 99);
-  // A reminder's SMS: the resolve command alone (the timeline is for a screen, not a phone).
+  // A reminder's SMS: the resolve command alone (the timeline is for a screen, not a phone). A
+  // page's: the shortest way to acknowledge that exists, the Slack command when it is deployed.
+  const ackBy = deps.slackIncidentCommand ? `/incident ack ${incident.id}` : `${OPERATOR_CLI} incident ack ${incident.id} --by "<nom>"`;
   const sms =
     kind === 'page'
-      ? `atmr-dr N${level} ${incident.alarmName} ALARM. Ack: /incident ack ${incident.id}`
+      ? `atmr-dr N${level} ${incident.alarmName} ALARM. Ack: ${ackBy}`
       : `atmr-dr Rappel N${level} ${incident.alarmName} ALARM, acquitté. Résoudre : ${OPERATOR_CLI} incident resolve ${incident.id}`;
   return { subject, text, slack, sms, ...(ack.linkMissing !== undefined && { linkMissing: ack.linkMissing }) };
 }
@@ -206,7 +238,7 @@ export async function pageMessage(deps: TaskDeps, incident: Incident, level: num
  */
 async function recordLinkMissing(deps: TaskDeps, incidentId: string, key: string, what: string, linkMissing: string | undefined, at: string, level: number): Promise<void> {
   if (linkMissing === undefined) return;
-  const text = `${what} sent without its acknowledgement link: the link key could not be read (${linkMissing}); Slack and the CLI acknowledge`;
+  const text = `${what} sent without its acknowledgement link: the link key could not be read (${linkMissing}); ${deps.slackIncidentCommand ? 'Slack and the CLI acknowledge' : 'the CLI acknowledges'}`;
   deps.warn?.('acknowledgement link key unreadable: page sent without its link', { incidentId, level, error: linkMissing });
   await recordTimeline(deps.store, incidentId, `${key}#no-link`, { at, kind: 'note', text, level });
 }

@@ -172,6 +172,9 @@ export class Escalation extends Construct {
     const prefix = alarmNamePrefix(props.environmentName);
     const reminderInterval = props.reminderInterval ?? Duration.minutes(30);
     const levelTimeouts = props.levels.map((level) => level.ackTimeout ?? Duration.minutes(15));
+    // The state machine's timeouts, as the functions that need them read them: the pager says in
+    // each page when the next level is paged, ingest carries a flapping alarm's climb over.
+    const levelTimeoutsSeconds = levelTimeouts.map((t) => t.toSeconds()).join(',');
 
     this.deadLetterQueue = deadLetterQueue(this, {
       isTheDeadLetterQueue: 'This queue is itself the dead-letter queue of the escalation rules and functions.',
@@ -264,6 +267,7 @@ export class Escalation extends Construct {
       environment: {
         OPS_TABLE: props.opsTable.tableName,
         LEVELS: stack.toJsonString(props.levels.map((level, index) => ({ name: level.name, topicArn: this.levelTopics[index].topicArn }))),
+        LEVEL_TIMEOUTS_SECONDS: levelTimeoutsSeconds,
         ...(this.slackTopic && { SLACK_TOPIC_ARN: this.slackTopic.topicArn }),
         RUNBOOK_URL: props.runbookUrl,
         ACK_URL: this.ackUrl.url,
@@ -297,7 +301,7 @@ export class Escalation extends Construct {
         OPS_TABLE: props.opsTable.tableName,
         STATE_MACHINE_ARN: this.stateMachineArn,
         ALARM_NAME_PREFIX: prefix,
-        LEVEL_TIMEOUTS_SECONDS: levelTimeouts.map((t) => t.toSeconds()).join(','),
+        LEVEL_TIMEOUTS_SECONDS: levelTimeoutsSeconds,
       },
     });
     const ingestRole = this.ingest.function.role as iam.IRole;
@@ -386,11 +390,14 @@ export class Escalation extends Construct {
 
   /**
    * Lets the Slack slash-command function also answer `/incident ack <id>` (same signature check
-   * and allow-list): it gets the table name and the incident rights.
+   * and allow-list): it gets the table name and the incident rights. The pager and the
+   * acknowledgement link are told the command exists: only then do pages and an expired link's
+   * reply quote it (without it, a paged engineer would type a command Slack does not know).
    */
   handleSlackCommands(slackCommand: lambda.Function): void {
     slackCommand.addEnvironment('OPS_TABLE', this.props.opsTable.tableName);
     this.allowIncidentWrites(slackCommand.role as iam.IRole);
+    for (const fn of [this.tasks, this.ackLink]) fn.function.addEnvironment('SLACK_INCIDENT_COMMAND', 'deployed');
   }
 
   /**

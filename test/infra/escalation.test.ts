@@ -285,10 +285,51 @@ describe('escalation (template)', () => {
     expect(Object.keys(ops.Outputs)).toEqual(expect.arrayContaining([ESCALATION_OUTPUTS.stateMachineArn, ESCALATION_OUTPUTS.ackUrl]));
   });
 
+  it("tells the pager the levels' timeouts of the state machine (each page says when the next level is paged) and that the Slack /incident command is deployed", () => {
+    const pager = Object.entries(ops.Resources).find(([id, r]) => id.startsWith('EscalationTasksFunction') && r.Type === 'AWS::Lambda::Function')![1].Properties;
+    const variables = (pager.Environment as Json).Variables as Json;
+
+    expect(variables.LEVEL_TIMEOUTS_SECONDS).toBe([1, 2, 3].map((n) => states[`HoldLevel${n}`].Seconds).join(','));
+    expect(variables.LEVEL_TIMEOUTS_SECONDS).toBe('900,900,900');
+    expect(variables.SLACK_INCIDENT_COMMAND).toBe('deployed');
+    // The acknowledgement link too: an expired link's reply names the command.
+    const ackLink = Object.entries(ops.Resources).find(([id, r]) => id.startsWith('EscalationAckLinkFunction') && r.Type === 'AWS::Lambda::Function')![1].Properties;
+    expect(((ackLink.Environment as Json).Variables as Json).SLACK_INCIDENT_COMMAND).toBe('deployed');
+  });
+
   it('lets the Slack command function acknowledge incidents when Slack is configured', () => {
     opsTemplate.hasResourceProperties('AWS::Lambda::Function', {
       Environment: { Variables: Match.objectLike({ SLACK_ALLOWED_USER_IDS: 'U0123ONCALL,U0456LEADOPS', OPS_TABLE: Match.anyValue() }) },
     });
+  });
+});
+
+describe('escalation without the Slack /incident command (killswitch.slack absent), a level with its own timeout', () => {
+  const raw = exampleEnvironment();
+  const { slack: _slackCommand, ...killswitch } = raw.killswitch as Json;
+  const escalationConfig = raw.escalation as Json;
+  const environment = {
+    ...raw,
+    killswitch,
+    escalation: { ...escalationConfig, levels: [{ name: 'On-call engineer' }, { name: 'Lead DevOps' }, { name: 'CTO', ackTimeoutSeconds: 600 }] },
+  };
+  const { opsTemplate } = synthesizeApp({ environment });
+  const ops = opsTemplate.toJSON() as { Resources: Record<string, { Type: string; Properties: Json }> };
+  const machine = Object.values(ops.Resources).find((r) => r.Type === 'AWS::StepFunctions::StateMachine' && String(r.Properties.StateMachineName).endsWith('-Escalation'))!;
+  const states = (JSON.parse(renderCfn(machine.Properties.DefinitionString)) as { States: Record<string, Json> }).States;
+  const pager = Object.entries(ops.Resources).find(([id, r]) => id.startsWith('EscalationTasksFunction') && r.Type === 'AWS::Lambda::Function')![1].Properties;
+  const variables = (pager.Environment as Json).Variables as Json;
+
+  it('tells no function of a Slack command (pages and expired links quote none): no Slack command function exists', () => {
+    const functions = Object.values(ops.Resources).filter((r) => r.Type === 'AWS::Lambda::Function');
+    expect(functions.filter((r) => JSON.stringify(r.Properties.Environment ?? {}).includes('SLACK_SIGNING_SECRET_ARN'))).toEqual([]);
+    expect(variables).toHaveProperty('LEVELS');
+    expect(functions.filter((r) => JSON.stringify(r.Properties.Environment ?? {}).includes('SLACK_INCIDENT_COMMAND'))).toEqual([]);
+  });
+
+  it("gives the pager each level's timeout as the state machine waits it (PageLevel<n>, HoldLevel<n>)", () => {
+    expect([1, 2, 3].map((n) => [states[`PageLevel${n}`].TimeoutSeconds, states[`HoldLevel${n}`].Seconds])).toEqual([[900, 900], [900, 900], [600, 600]]);
+    expect(variables.LEVEL_TIMEOUTS_SECONDS).toBe('900,900,600');
   });
 });
 

@@ -86,7 +86,8 @@ const link = (fields: { incidentId?: string; level?: number; expiresAt?: number;
       expiresAt: fields.expiresAt ?? NOW + 3600,
     }),
   ).searchParams;
-const deps = () => ({ store, key: async () => KEY, levelNames: LEVELS, nowSeconds: () => NOW });
+/** The example environment's: the Slack `/incident` command deployed (killswitch.slack). */
+const deps = (slackIncidentCommand = true) => ({ store, key: async () => KEY, levelNames: LEVELS, slackIncidentCommand, nowSeconds: () => NOW });
 const post = (params: URLSearchParams) => handleAckLink(deps(), { method: 'POST', params });
 
 describe('signed acknowledgement link', () => {
@@ -177,6 +178,16 @@ describe('signed acknowledgement link', () => {
 
     expect(reply.statusCode).toBe(410);
     expect(reply.html).toContain(`/incident ack ${incidentId}`);
+    expect(reply.html).toContain(`npx --no atmr-dr incident ack ${incidentId}`);
+    expect((await getIncident(store, incidentId))?.status).toBe('OPEN');
+  });
+
+  it('refuses an expired link naming the CLI alone when the Slack /incident command is not deployed (killswitch.slack absent)', async () => {
+    const reply = await handleAckLink(deps(false), { method: 'POST', params: link({ expiresAt: NOW - 1 }) });
+
+    expect(reply.statusCode).toBe(410);
+    expect(reply.html).not.toContain('/incident');
+    expect(reply.html).toContain(`acknowledge from the atmr-dr checkout with \`npx --no atmr-dr incident ack ${incidentId}\``);
     expect((await getIncident(store, incidentId))?.status).toBe('OPEN');
   });
 

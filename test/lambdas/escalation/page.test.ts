@@ -6,7 +6,7 @@ import { highestLevelPaged, Incident, levelsPaged, pageIntent, shortHash } from 
 import { acknowledgeIncident, createIncident, getIncident, resolveIncident, timeline } from '../../../lambdas/escalation/store';
 import { runTask, TaskDeps } from '../../../lambdas/escalation/tasks';
 import { ingestAlarmChange } from '../../../lambdas/escalation/ingest';
-import { ALARM, alarmEvent, EscalationHarness, LEVEL_TOPICS, openIncident, refusingWrites, startHarness } from './harness';
+import { ALARM, alarmEvent, DESCRIPTION, EscalationHarness, EVENT_ALARM, EVENT_DESCRIPTION, LEVEL_TOPICS, openIncident, refusingWrites, startHarness } from './harness';
 
 const STATE_TIME = '2026-11-30T10:15:00.123+0000';
 
@@ -331,6 +331,88 @@ describe('escalation page step', () => {
       ]);
       expect(warnings).toEqual([{ message: expect.stringContaining('Slack copy of a page failed'), details: expect.objectContaining({ incidentId, error: 'KMSDisabledException: KMS key is disabled' }) }]);
     });
+  });
+});
+
+/** What the engineer paged reads: the ways to acknowledge that exist, and when the next level is paged. */
+describe('escalation page: how to acknowledge, and when the next level is paged', () => {
+  const SLACK_TOPIC = 'arn:aws:sns:eu-west-3:111111111111:incidents-slack';
+  /** The page step's clock: 10:15:40 UTC. */
+  const NOW = new Date('2026-11-30T10:15:40.000Z');
+  let h: EscalationHarness;
+  beforeEach(async () => {
+    h = await startHarness();
+  });
+  afterEach(async () => h.close());
+
+  /** The deps of a deployment whose levels have 10, 15 and 20 minutes, with Slack #incidents, the `/incident` command deployed or not. */
+  const deps = (slackIncidentCommand: boolean): TaskDeps => ({
+    ...h.taskDeps,
+    store: { ...h.store, now: () => NOW },
+    levels: h.taskDeps.levels.map((level, i) => ({ ...level, ackTimeoutSeconds: [600, 900, 1200][i] })),
+    slackTopicArn: SLACK_TOPIC,
+    slackIncidentCommand,
+  });
+  /** Level `level`'s page of a new incident: the level's e-mail text, its SMS and the Slack copy. */
+  async function pageOf(level: number, slackIncidentCommand: boolean, alarm: [string, string] = [ALARM, DESCRIPTION]): Promise<{ incidentId: string; text: string; sms: string; slack: string }> {
+    const incidentId = await openIncident(h, STATE_TIME, ...alarm);
+    await runTask(deps(slackIncidentCommand), { action: 'page', incidentId, level, taskToken: `token-${level}` });
+    const sent = h.published.find((p) => p.topicArn === LEVEL_TOPICS[level - 1]);
+    const slack = h.published.find((p) => p.topicArn === SLACK_TOPIC);
+    if (!sent?.sms || !slack) throw new Error(`level ${level}'s page or its Slack copy was not published: ${JSON.stringify(h.published)}`);
+    return { incidentId, text: sent.text, sms: sent.sms, slack: (JSON.parse(slack.text) as { content: { description: string } }).content.description };
+  }
+
+  it('quotes no Slack command when /incident is not deployed (killswitch.slack absent): page, Slack copy and SMS give the CLI acknowledgement', async () => {
+    const { incidentId, text, sms, slack } = await pageOf(1, false);
+
+    const cli = `CLI (depuis le checkout atmr-dr) : npx --no atmr-dr incident ack ${incidentId} --by "<nom>"`;
+    for (const copy of [text, slack]) {
+      expect(copy).not.toContain('/incident');
+      expect(copy.split('\n')).toContain(cli);
+    }
+    expect(sms).toBe(`atmr-dr N1 ${ALARM} ALARM. Ack: npx --no atmr-dr incident ack ${incidentId} --by "<nom>"`);
+  });
+
+  it('quotes /incident ack in the page, the Slack copy and the SMS when the command is deployed, beside the CLI', async () => {
+    const { incidentId, text, sms, slack } = await pageOf(1, true);
+
+    for (const copy of [text, slack]) {
+      expect(copy.split('\n')).toEqual(expect.arrayContaining([`Slack : /incident ack ${incidentId}`, `CLI (depuis le checkout atmr-dr) : npx --no atmr-dr incident ack ${incidentId} --by "<nom>"`]));
+    }
+    expect(sms).toBe(`atmr-dr N1 ${ALARM} ALARM. Ack: /incident ack ${incidentId}`);
+  });
+
+  it("says below the level when the next level is paged: the level's own timeout from now, if the alarm is still in ALARM", async () => {
+    const { text, slack } = await pageOf(1, true);
+
+    for (const copy of [text, slack]) {
+      expect(copy.split('\n').slice(1, 3)).toEqual(['Niveau 1 (On-call engineer)', "Sans acquittement, niveau 2 (Lead DevOps) appelé à 10:25 UTC (dans 10 min) si l'alarme est encore en ALARM."]);
+    }
+  });
+
+  it('says at the last level that nobody else is paged, and that it is paged again every timeout while the alarm is in ALARM', async () => {
+    const { text } = await pageOf(3, true);
+
+    expect(text.split('\n').slice(1, 3)).toEqual([
+      'Niveau 3 (CTO)',
+      "Dernier niveau : personne d'autre ne sera appelé. Sans acquittement, niveau 3 (CTO) appelé de nouveau à 10:35 UTC (dans 20 min) si l'alarme est encore en ALARM, puis toutes les 20 min.",
+    ]);
+  });
+
+  it("says an event alarm's next level is paged whatever its state (its OK resolves nothing)", async () => {
+    const { text } = await pageOf(2, true, [EVENT_ALARM, EVENT_DESCRIPTION]);
+
+    expect(text.split('\n')[2]).toBe('Sans acquittement, niveau 3 (CTO) appelé à 10:30 UTC (dans 15 min).');
+  });
+
+  it('says nothing of the next level in a reminder of the acknowledged incident', async () => {
+    const incidentId = await openIncident(h, STATE_TIME);
+    await acknowledgeIncident(h.store, incidentId, { by: 'alice', via: 'cli', level: 1 });
+
+    await runTask(deps(true), { action: 'remind', incidentId, taskToken: 'token-r' });
+
+    expect(h.published.find((p) => p.topicArn === LEVEL_TOPICS[0])?.text).not.toMatch(/Sans acquittement|Dernier niveau/);
   });
 });
 
