@@ -8,7 +8,8 @@ import { canonicalIncidentId, highestLevelPaged, Incident, signalsEvent } from '
 import { acknowledgeIncident, getIncident, IncidentStore, listIncidents, resolveIncident, timeline } from '../../lambdas/escalation/store';
 import { timelineMarkdown } from '../../lambdas/escalation/timeline';
 import { awsReason, incidentNotFound, notWokenLine, remindersLine } from '../../lambdas/escalation/replies';
-import { checkSubscriptions, endpointDigest, type LevelReport, type LevelToCheck, parseTopicsToCheck, type SubscriptionProtocol } from '../../lambdas/escalation/subscriptions';
+import { checkSubscriptions, type LevelToCheck, parseTopicsToCheck } from '../../lambdas/escalation/subscriptions';
+import { OPERATOR_CLI } from '../../lambdas/shared/constants';
 import { namedClient } from '../../lambdas/shared/named-clients';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { OperatorError, oneLine } from '../../lambdas/shared/errors';
@@ -16,6 +17,7 @@ import { boundedLine, shellWord } from '../../lambdas/shared/format';
 import type { EnvironmentConfig } from '../../lib/config';
 import { confirmer } from './confirm';
 import { byOptionHelp, resolveCliActor } from './killswitch';
+import { declaredEndpoints, reachesNobodyLine, smsSandboxLine, subscriptionLines } from './subscription-lines';
 import { DEPLOYED_NAMES, defaultEnvironmentName, ENV_DEFAULT, resolveDeployedName, resolveDeployedNameFrom } from './resolve';
 
 interface Globals {
@@ -87,55 +89,18 @@ async function escalationConfig(envName: string | undefined): Promise<Environmen
   }
 }
 
-/** Where one declared subscription stands, as `incident subscriptions` says it. */
-type SubscriptionState = 'confirmed' | 'pending' | 'gone';
-
-interface SubscriptionLine {
-  readonly position: number;
-  readonly protocol: SubscriptionProtocol;
-  readonly state: SubscriptionState;
-  /** What SNS lists (an HTTPS URL cut after its host, a phone number's last two digits), or for a gone e-mail the config's address; null when unknown. */
-  readonly endpoint: string | null;
-  /** What brings it back: who clicks which e-mail, or the subscribe command. Null when confirmed. */
-  readonly fix: string | null;
-}
-
 /**
- * The e-mail addresses the environment's config declares, by digest: a subscription SNS no longer
- * lists is known to the check by its digest only (lambdas/escalation/subscriptions.ts), and the
- * subscribe command that brings it back needs the address. HTTPS and SMS endpoints are left out:
- * an integration URL carries its key, and the config names them anyway. Empty when the config
- * cannot be read: the command then names the subscription by its position in the config.
+ * The endpoints the environment's config declares (subscription-lines.ts declaredEndpoints), for the
+ * lines of the subscriptions SNS no longer lists. Empty when the config cannot be read: the command
+ * then names such a subscription by its position in the config.
  */
-async function declaredAddresses(envName: string): Promise<Map<string, string>> {
+async function configEndpoints(envName: string): Promise<Map<string, string>> {
   try {
     const [{ loadCliConfig }, { escalationLevels }] = await Promise.all([import('./cli-config'), import('../../lib/config')]);
-    const levels = escalationLevels(loadCliConfig(envName).escalation);
-    const emails = levels.flatMap((level) => level.subscriptions).filter((s) => s.protocol === 'email');
-    return new Map(emails.map((s) => [endpointDigest('email', s.endpoint).slice(0, 12), s.endpoint]));
+    return declaredEndpoints(escalationLevels(loadCliConfig(envName).escalation));
   } catch {
     return new Map();
   }
-}
-
-/** The lines of one topic's declared subscriptions, each with its fix. */
-function subscriptionLines(report: LevelReport, addresses: ReadonlyMap<string, string>): SubscriptionLine[] {
-  const where = report.level === undefined ? report.name : `level ${report.level}`;
-  return report.declared.map((d) => {
-    const state: SubscriptionState = d.state === 'missing' ? 'gone' : d.state;
-    const endpoint = d.endpoint ?? (d.protocol === 'email' ? addresses.get(d.sha256) : undefined) ?? null;
-    let fix: string | null = null;
-    if (state === 'pending') {
-      fix =
-        d.protocol === 'email'
-          ? `${endpoint} clicks "Confirm subscription" in the e-mail "AWS Notification - Subscription Confirmation" for topic ${report.topicArn} (SNS deletes the subscription 3 days after it was made)`
-          : `the ${d.protocol} endpoint has not confirmed the subscription SNS sent it: check the integration, or subscribe it again (SNS deletes it 3 days after it was made)`;
-    } else if (state === 'gone') {
-      const target = endpoint ?? `<the ${d.protocol} endpoint of subscription ${d.position} of ${where} in cdk.json, sha256 ${d.sha256}...>`;
-      fix = `aws sns subscribe --topic-arn ${report.topicArn} --protocol ${d.protocol} --notification-endpoint ${target}, then its owner confirms (a redeploy does not recreate it)`;
-    }
-    return { position: d.position, protocol: d.protocol, state, endpoint, fix };
-  });
 }
 
 /**
@@ -178,7 +143,7 @@ function ackLevel(typed: string, envName: string | undefined, config: Environmen
 const MAX_NOTE_LENGTH = 300;
 
 /** What `<id>` is and where it comes from: a command line without it is answered with this. */
-const INCIDENT_ID = 'incident id, from atmr-dr incident list --open';
+const INCIDENT_ID = `incident id, from ${OPERATOR_CLI} incident list --open`;
 
 /** `atmr-dr incident list|ack|resolve|timeline`: the escalation state, from the ops-state table. */
 export function registerIncidentCommands(program: Command): void {
@@ -260,7 +225,7 @@ export function registerIncidentCommands(program: Command): void {
       // The alarm named: in a storm ids share their time prefix, and a pasted wrong id shows here.
       let wakeError: unknown;
       const acked = await acknowledgeIncident(store, id, { by, via: 'cli', ...(level !== undefined && { level }) }, { wakeFailed: (error) => (wakeError = error) }).catch(async (error: unknown) => {
-        throw error instanceof OperatorError && error.exitCode === 4 ? await incidentNotFound(store, id, 'check the id with `atmr-dr incident list --open`') : error;
+        throw error instanceof OperatorError && error.exitCode === 4 ? await incidentNotFound(store, id, `check the id with \`${OPERATOR_CLI} incident list --open\``) : error;
       });
       config ??= await escalationConfig(tableEnvironment(globals));
       print(`incident ${id} (${acked.alarmName}) acknowledged by ${by}: escalation stopped; ${remindersLine(acked, config)}`);
@@ -282,7 +247,7 @@ export function registerIncidentCommands(program: Command): void {
       // First: a --by refused (empty) must refuse before the question is asked.
       const by = await resolveCliActor(opts.by);
       const found = await getIncident(store, id);
-      if (!found) throw await incidentNotFound(store, id, 'check the id with `atmr-dr incident list --open`');
+      if (!found) throw await incidentNotFound(store, id, `check the id with \`${OPERATOR_CLI} incident list --open\``);
       const alarm = await stillInAlarm(found);
       if (alarm.unread) process.stderr.write(`atmr-dr: warning: ${alarm.unread}\n`);
       if (alarm.warning && opts.yes) process.stderr.write(`atmr-dr: warning: ${alarm.warning}\n`);
@@ -295,17 +260,17 @@ export function registerIncidentCommands(program: Command): void {
       }
       let wakeError: unknown;
       await resolveIncident(store, id, { by, via: 'cli', how: 'resolved by hand', ...(note && { note }) }, { wakeFailed: (error) => (wakeError = error) });
-      print(`incident ${id} resolved by ${by}: its escalation stops, no one else is paged; every level paged is told it is resolved; the record: \`atmr-dr incident timeline ${id}\``);
+      print(`incident ${id} resolved by ${by}: its escalation stops, no one else is paged; every level paged is told it is resolved; the record: \`${OPERATOR_CLI} incident timeline ${id}\``);
       if (wakeError !== undefined) process.stderr.write(`atmr-dr: warning: ${notWokenLine('resolution', found, wakeError, await escalationConfig(tableEnvironment(globals)))}\n`);
     });
 
   incident
     .command('subscriptions')
     .description(
-      'whether each page reaches a human: every declared subscription of each level topic and of KeyGuardTopic, confirmed, pending confirmation or gone, with its fix (the check the hourly SubscriptionsCheck function runs). Run it after each deploy until it exits 0, within 3 days. Exit 0: every declared subscription is confirmed; 1: one is not, or the check failed',
+      'whether each page reaches a human: every declared subscription of each level topic and of KeyGuardTopic, confirmed, pending confirmation or gone, with its fix (the check the hourly SubscriptionsCheck function runs). Run it after each deploy until it exits 0, within 3 days. Exit 0: every declared subscription is confirmed; 1: one is not, or the check failed; 2: a bad command line or setting (--topics or $ATMR_SUBSCRIPTION_TOPICS not the JSON the construct writes, an unknown --env, no AWS credentials or region)',
     )
     .option('--topics <json>', 'the topics and their declared subscriptions, as the Ops stack output EscalationSubscriptionTopics gives them (default: $ATMR_SUBSCRIPTION_TOPICS, else that output of --env)')
-    .option('--json', 'print JSON: {ok, unconfirmed, topics: [{level, name, topicArn, undeclaredConfirmed, subscriptions: [{position, protocol, state, endpoint, fix}]}]}')
+    .option('--json', 'print JSON: {ok, unconfirmed, topics: [{level, name, topicArn, undeclaredConfirmed, reachesNobody, subscriptions: [{position, protocol, state, endpoint, fix}]}]}')
     .action(async (opts: { topics?: string; json?: boolean }) => {
       const globals = incident.opts<Globals>();
       const { value, from } = await resolveDeployedNameFrom(DEPLOYED_NAMES.subscriptionTopics, { flagValue: opts.topics, envName: globals.env });
@@ -320,19 +285,33 @@ export function registerIncidentCommands(program: Command): void {
       }
       // The Lambda's own check: it logs and adds a metric there; here the report is the output.
       const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined };
-      const report = await checkSubscriptions({ sns: namedClient(new SNSClient(SDK_RETRY), 'SNS'), metrics: { addMetric: () => undefined }, logger: quiet }, topics);
-      const addresses = report.unconfirmed > 0 ? await declaredAddresses(globals.env ?? defaultEnvironmentName()) : new Map<string, string>();
-      const listed = report.levels.map((level) => ({ level, lines: subscriptionLines(level, addresses) }));
+      const sns = namedClient(new SNSClient(SDK_RETRY), 'SNS');
+      const report = await checkSubscriptions({ sns, metrics: { addMetric: () => undefined }, logger: quiet }, topics);
+      const endpoints = report.unconfirmed > 0 ? await configEndpoints(globals.env ?? defaultEnvironmentName()) : new Map<string, string>();
+      const listed = report.levels.map((level) => {
+        const lines = subscriptionLines(level, endpoints);
+        return { level, lines, nobody: reachesNobodyLine(level, lines) };
+      });
       const declared = listed.reduce((sum, { lines }) => sum + lines.length, 0);
+      const sandbox = await smsSandboxLine(sns, report.levels);
       if (opts.json) {
         print(
           JSON.stringify({
             ok: report.unconfirmed === 0,
             unconfirmed: report.unconfirmed,
-            topics: listed.map(({ level, lines }) => ({ level: level.level ?? null, name: level.name, topicArn: level.topicArn, undeclaredConfirmed: level.undeclaredConfirmed, subscriptions: lines })),
+            topics: listed.map(({ level, lines, nobody }) => ({
+              level: level.level ?? null,
+              name: level.name,
+              topicArn: level.topicArn,
+              undeclaredConfirmed: level.undeclaredConfirmed,
+              reachesNobody: nobody !== undefined,
+              subscriptions: lines,
+            })),
           }),
         );
       } else {
+        // A level that pages nobody comes first: in a long list its lines look like any other gone one.
+        for (const { nobody } of listed) if (nobody) print(nobody);
         for (const { level, lines } of listed) {
           const others = level.undeclaredConfirmed > 0 ? ` (and ${level.undeclaredConfirmed} confirmed subscription(s) cdk.json does not declare)` : '';
           print(`${level.level === undefined ? level.name : `level ${level.level} ${level.name}`}: ${level.topicArn}${others}`);
@@ -341,8 +320,11 @@ export function registerIncidentCommands(program: Command): void {
             print(`  ${line.position}. ${line.protocol} ${line.endpoint ?? '(endpoint unknown)'}: ${state}${line.fix ? `: ${line.fix}` : ''}`);
           }
         }
-        if (report.unconfirmed === 0) print(`every declared subscription is confirmed (${declared}): every page reaches a human`);
+        // A confirmed SMS subscription of a sandboxed account may still reach no one.
+        const reaches = sandbox ? 'whether its SMS reach their numbers, see the warning below' : 'every page reaches a human';
+        if (report.unconfirmed === 0) print(`every declared subscription is confirmed (${declared}): ${reaches}`);
       }
+      if (sandbox) process.stderr.write(`atmr-dr: warning: ${sandbox}\n`);
       if (report.unconfirmed > 0) {
         throw new OperatorError(
           `${report.unconfirmed} of ${declared} declared subscriptions reach nobody (pending confirmation or gone): do what each line says, then run this again until it exits 0, within 3 days of the deploy`,
@@ -353,14 +335,14 @@ export function registerIncidentCommands(program: Command): void {
 
   incident
     .command('timeline')
-    .argument('<id>', 'incident id, from atmr-dr incident list')
+    .argument('<id>', `incident id, from ${OPERATOR_CLI} incident list`)
     .description('the incident as Markdown (pages, acknowledgement, automated actions, state changes), for the post-mortem')
     .option('--json', 'print JSON: the incident (as list --json shows it) and the same events, in the same order')
     .action(async (typed: string, opts: { json?: boolean }) => {
       const id = canonicalIncidentId(typed);
       const { store } = await storeOf();
       const found = await getIncident(store, id);
-      if (!found) throw await incidentNotFound(store, id, 'check the id with `atmr-dr incident list`');
+      if (!found) throw await incidentNotFound(store, id, `check the id with \`${OPERATOR_CLI} incident list\``);
       const events = await timeline(store, id);
       if (opts.json) {
         const { taskToken: _token, ...incident } = found;

@@ -246,7 +246,7 @@ describe("the parser's errors take the same path as every other error", () => {
     [['rollback', '--env', 'example', 'migration'], 'atmr-dr: rollback migration: required option not given: --to <revision> (Alembic revision to go back to, never a relative step like -1) (see atmr-dr rollback migration --help)'],
     [['killswitch', 'disable', '--expires', '1h'], "atmr-dr: unknown option '--expires' (see atmr-dr killswitch disable --help)"],
     [['recover', 'cutover', '--yes'], "atmr-dr: missing required argument 'id': recovery id, from atmr-dr recover status (see atmr-dr recover cutover --help)"],
-    [['incident', 'ack'], "atmr-dr: missing required argument 'id': incident id, from atmr-dr incident list --open (see atmr-dr incident ack --help)"],
+    [['incident', 'ack'], "atmr-dr: missing required argument 'id': incident id, from npx --no atmr-dr incident list --open (see atmr-dr incident ack --help)"],
     [['-c', 'env=nope', 'killswitch', 'status'], "atmr-dr: unknown option '-c': this CLI takes --env NAME (-c env=NAME is cdk's) (see atmr-dr killswitch status --help)"],
     // help of a command that does not exist: the same line as the command itself, not the whole usage.
     [['help', 'nope'], "atmr-dr: unknown command 'nope' (see atmr-dr --help)"],
@@ -398,7 +398,7 @@ describe('atmr-dr incident acknowledge (the word of its help and of docs/escalat
     const run = await entry(['incident', 'acknowledge'], operatorEnv());
     const help = await entry(['incident', '--help'], operatorEnv());
 
-    expect([run.status, run.stdout, run.stderr]).toEqual([2, '', "atmr-dr: missing required argument 'id': incident id, from atmr-dr incident list --open (see atmr-dr incident ack --help)\n"]);
+    expect([run.status, run.stdout, run.stderr]).toEqual([2, '', "atmr-dr: missing required argument 'id': incident id, from npx --no atmr-dr incident list --open (see atmr-dr incident ack --help)\n"]);
     expect(help.stdout).toMatch(/^ {2}ack\|acknowledge \[options\] <id> /m);
   });
 });

@@ -8,11 +8,13 @@
  * the SFN calls (`alarmsRead`). SendTaskSuccess is refused as the error named in INCIDENT_WAKE_ERROR
  * when set (e.g. ExpiredToken, AccessDeniedException), else accepted. SNS's ListSubscriptionsByTopic
  * answers, in one page, the subscriptions INCIDENT_SNS_SUBSCRIPTIONS (JSON) gives for the topic, and
- * the topics listed are written beside the SFN calls (`topicsListed`).
+ * the topics listed are written beside the SFN calls (`topicsListed`). GetSMSSandboxAccountStatus
+ * answers IsInSandbox INCIDENT_SMS_SANDBOX ('true', default 'false'; another word is refused as that
+ * error, e.g. AuthorizationErrorException), and its calls are counted (`sandboxChecks`).
  */
 import { CloudWatchClient, DescribeAlarmsCommand, StateValue } from '@aws-sdk/client-cloudwatch';
 import { DescribeExecutionCommand, SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
-import { ListSubscriptionsByTopicCommand, SNSClient, type Subscription } from '@aws-sdk/client-sns';
+import { GetSMSSandboxAccountStatusCommand, ListSubscriptionsByTopicCommand, SNSClient, type Subscription } from '@aws-sdk/client-sns';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { mockClient } from 'aws-sdk-client-mock';
 import * as fs from 'node:fs';
@@ -36,11 +38,15 @@ async function run(): Promise<void> {
   const sns = mockClient(SNSClient);
   const subscriptions = JSON.parse(process.env.INCIDENT_SNS_SUBSCRIPTIONS ?? '{}') as Record<string, Subscription[]>;
   sns.on(ListSubscriptionsByTopicCommand).callsFake((input: { TopicArn: string }) => ({ Subscriptions: subscriptions[input.TopicArn] ?? [] }));
+  const sandbox = process.env.INCIDENT_SMS_SANDBOX ?? 'false';
+  if (sandbox === 'true' || sandbox === 'false') sns.on(GetSMSSandboxAccountStatusCommand).resolves({ IsInSandbox: sandbox === 'true' });
+  else sns.on(GetSMSSandboxAccountStatusCommand).rejects(Object.assign(new Error('User: arn:aws:sts::111111111111:assumed-role/atmr-oncall/alice is not authorized to perform: SNS:GetSMSSandboxAccountStatus'), { name: sandbox }));
   const code = await main(['node', 'atmr-dr', ...process.argv.slice(2)]);
   const calls = sfn.calls().map((call) => ({ command: call.args[0].constructor.name, input: call.args[0].input }));
   const alarmsRead = cloudwatch.calls().flatMap((call) => (call.args[0].input as { AlarmNames?: string[] }).AlarmNames ?? []);
-  const topicsListed = sns.calls().map((call) => (call.args[0].input as { TopicArn?: string }).TopicArn);
-  fs.writeFileSync(process.env.INCIDENT_RESULT as string, JSON.stringify({ code, calls, alarmsRead, topicsListed }));
+  const topicsListed = sns.commandCalls(ListSubscriptionsByTopicCommand).map((call) => call.args[0].input.TopicArn);
+  const sandboxChecks = sns.commandCalls(GetSMSSandboxAccountStatusCommand).length;
+  fs.writeFileSync(process.env.INCIDENT_RESULT as string, JSON.stringify({ code, calls, alarmsRead, topicsListed, sandboxChecks }));
   process.exitCode = code;
 }
 
