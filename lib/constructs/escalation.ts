@@ -374,7 +374,16 @@ export class Escalation extends Construct {
       this.operatorSubscriptionsPolicy = new iam.ManagedPolicy(this, 'OperatorSubscriptionsPolicy', {
         description: `atmr-dr ${props.environmentName}: the on-call's incident subscriptions (list the subscriptions of the paging topics)`,
         roles: operatorRoles,
-        statements: [new iam.PolicyStatement({ sid: 'ListLevelSubscriptions', actions: ['sns:ListSubscriptionsByTopic'], resources: this.levelTopics.map((t) => t.topicArn) })],
+        statements: [
+          new iam.PolicyStatement({ sid: 'ListLevelSubscriptions', actions: ['sns:ListSubscriptionsByTopic'], resources: this.levelTopics.map((t) => t.topicArn) }),
+          // In the SMS sandbox, an SMS subscription listed as confirmed still texts only the numbers
+          // verified there: `incident subscriptions` says so when a level has an SMS subscription.
+          new iam.PolicyStatement({ sid: 'ReadSmsSandboxStatus', actions: ['sns:GetSMSSandboxAccountStatus'], resources: ['*'] }),
+        ],
+      });
+      Validations.of(this.operatorSubscriptionsPolicy).acknowledge({
+        id: 'AwsSolutions-IAM5[Resource::*]',
+        reason: 'sns:GetSMSSandboxAccountStatus has no resource-level permissions (it reads whether the account is in the SMS sandbox, nothing else); the policy\'s other grant names the paging topics.',
       });
     }
     [this.subscriptionsCheck, this.subscriptionsSchedule] = this.buildSubscriptionsCheck();

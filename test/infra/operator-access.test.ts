@@ -73,13 +73,15 @@ describe('incident subscriptions (every page reaches a human)', () => {
   const ops = opsTemplate.toJSON() as { Resources: Record<string, Json> };
   const policies = Object.entries(ops.Resources).filter(([id, r]) => r.Type === 'AWS::IAM::ManagedPolicy' && id.includes('OperatorSubscriptionsPolicy'));
 
-  it('lets the on-call list the subscriptions of the three level topics and KeyGuardTopic, through a managed policy attached to its role, and of no other topic', () => {
+  it('lets the on-call list the subscriptions of the three level topics and KeyGuardTopic, through a managed policy attached to its role, and of no other topic, and read whether the account is in the SMS sandbox', () => {
     expect(policies).toHaveLength(1);
     const [[, policy]] = policies;
     const { Roles, PolicyDocument } = policy.Properties as { Roles: unknown[]; PolicyDocument: { Statement: Statement[] } };
     expect(Roles.map(renderCfn)).toEqual([OPERATOR]);
     expect(resourcesOf('sns:ListSubscriptionsByTopic', PolicyDocument.Statement)).toEqual(['<EscalationLevel2Topic>', '<EscalationLevel3Topic>', '<IncidentsTopic>', '<KeyGuardTopic>']);
-    expect(PolicyDocument.Statement.flatMap((st) => asArray(st.Action))).toEqual(['sns:ListSubscriptionsByTopic', 'sns:ListSubscriptionsByTopic']);
+    expect(PolicyDocument.Statement.flatMap((st) => asArray(st.Action)).sort()).toEqual(['sns:GetSMSSandboxAccountStatus', 'sns:ListSubscriptionsByTopic', 'sns:ListSubscriptionsByTopic']);
+    // The one action with no resource to name: whether the account's SMS reach unverified numbers.
+    expect(resourcesOf('sns:GetSMSSandboxAccountStatus', PolicyDocument.Statement)).toEqual(['*']);
     // Its only grant of it, in either stack.
     expect(resourcesOf('sns:ListSubscriptionsByTopic')).toEqual(resourcesOf('sns:ListSubscriptionsByTopic', PolicyDocument.Statement));
   });
