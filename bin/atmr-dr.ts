@@ -5,6 +5,7 @@ import { asOperatorError } from '../lambdas/shared/aws-errors';
 import { NotFoundError, OperatorError, oneLine } from '../lambdas/shared/errors';
 import { exitOnceWritten, exitWhenFailed, failIfStranded, reportStdoutFailure } from '../lambdas/shared/exit';
 import { ENABLE_MODES } from '../lambdas/killswitch/modes';
+import { OPERATOR_CLI } from '../lambdas/shared/constants';
 import { useOperatorSdkSettings } from '../lambdas/shared/sdk-retry';
 import { commandEnded, stopWhileRunning, stopWhileStarting, takesStopSignals } from './cli/interrupt';
 import { OPERATOR_NAME_ORDER } from './cli/actor';
@@ -245,7 +246,7 @@ export async function usageLine(error: CommanderError, argv: readonly string[], 
   // restore cannot give: it loads a whole backup. Commander would answer "Did you mean --tier?".
   const unknown = error.code === 'commander.unknownOption' ? /^unknown option '(--[^'=]+)/.exec(message)?.[1] : undefined;
   if (names.join(' ') === 'restore' && unknown !== undefined && ['--to-time', '--time', '--at'].includes(unknown)) {
-    return `restore has no ${unknown}: restore loads a whole backup (the newest before a time: atmr-dr backups list); for a point in time use atmr-dr recover --to-time <time>`;
+    return `restore has no ${unknown}: restore loads a whole backup (the newest before a time: ${OPERATOR_CLI} backups list); for a point in time use ${OPERATOR_CLI} recover --to-time <time> --reason <why>`;
   }
   // `rollback service atmr-celery-worker`: the service is a flag, and the operator who deletes the
   // word commander calls too many would act on the default service (the API) instead of that one.
@@ -259,21 +260,21 @@ export async function usageLine(error: CommanderError, argv: readonly string[], 
     // `backup list`: the catalog's commands are under `backups`; `backup` takes a new backup.
     const word = argv[walked.next];
     if (names.join(' ') === 'backup' && (await subcommandsOf('backups', concerns)).includes(word)) {
-      return `backup takes a new backup and has no subcommand "${word}": atmr-dr backups ${word} (see atmr-dr backups --help)`;
+      return `backup takes a new backup and has no subcommand "${word}": ${OPERATOR_CLI} backups ${word} (see ${OPERATOR_CLI} backups --help)`;
     }
     const split = splitValue(walked.command, argv);
     // `killswitch enable maintenance`: the Slack command's form (docs/killswitch.md), typed here.
     if (walked.command.options.some((o) => o.long === '--mode') && words.length === 1 && (ENABLE_MODES as readonly string[]).includes(words[0])) {
-      message = `${names.join(' ')} takes the mode as --mode ${words[0]}, not a word after it (\`/killswitch enable ${words[0]}\` is the Slack command's form): atmr-dr ${names.join(' ')} --mode ${words[0]} --reason "..."`;
+      message = `${names.join(' ')} takes the mode as --mode ${words[0]}, not a word after it (\`/killswitch enable ${words[0]}\` is the Slack command's form): ${OPERATOR_CLI} ${names.join(' ')} --mode ${words[0]} --reason "..."`;
     } else if (walked.command.options.some((o) => o.long === '--service') && words.length === 1) {
       // First: a service named as a word would otherwise be dropped, and the default service (the API) acted on.
-      message = `${names.join(' ')} names its service with --service, not a word after it: atmr-dr ${names.join(' ')} --service ${words[0]}`;
+      message = `${names.join(' ')} names its service with --service, not a word after it: ${OPERATOR_CLI} ${names.join(' ')} --service ${words[0]}`;
     } else if (split) {
       // `--reason OSRM down`: the shell split a value of several words, and the parser took the rest for arguments.
       message = `${message.replace(/\.$/, '')}: a value of several words is quoted: ${split.option} "${split.value}"`;
     }
   }
-  return `${message} (see atmr-dr ${names.map((n) => `${n} `).join('')}--help)`;
+  return `${message} (see ${OPERATOR_CLI} ${names.map((n) => `${n} `).join('')}--help)`;
 }
 
 /** Options whose value is free text, which the shell splits when it is not quoted. */
@@ -353,7 +354,7 @@ async function runCommand(argv: string[]): Promise<number> {
     });
     const unknownHelp = unknownHelpTopic(program, argv);
     if (unknownHelp) {
-      process.stderr.write(`atmr-dr: unknown command '${unknownHelp.topic}' (see atmr-dr ${unknownHelp.names.map((n) => `${n} `).join('')}--help)\n`);
+      process.stderr.write(`atmr-dr: unknown command '${unknownHelp.topic}' (see ${OPERATOR_CLI} ${unknownHelp.names.map((n) => `${n} `).join('')}--help)\n`);
       return USAGE_EXIT_CODE;
     }
     await program.parseAsync(argv);

@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import type { CatalogDeps, CatalogEntry } from '../../lambdas/restore/catalog';
 import { countOf, formatBytes } from '../../lambdas/shared/format';
 import type { BackupManifest } from '../../lambdas/shared/manifest';
+import { OPERATOR_CLI } from '../../lambdas/shared/constants';
 import { OperatorError, oneLine } from '../../lambdas/shared/errors';
 import { commandTempDir, interruptibly, ownsStopSignals } from './interrupt';
 import { latestDatabase, resolveBackupBucket, withBucketOptions } from './resolve';
@@ -52,7 +53,7 @@ export function registerBackupsCommands(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (ref: string | undefined, opts: { tier?: string; database?: string; json?: boolean; bucket?: string; env?: string }) => {
       if (ref === undefined) {
-        throw new OperatorError('backups verify needs the backup to check: a manifest key (atmr-dr backups list) or latest (with --database NAME or PGDATABASE)', 2);
+        throw new OperatorError(`backups verify needs the backup to check: a manifest key (${OPERATOR_CLI} backups list) or latest (with --database NAME or PGDATABASE)`, 2);
       }
       // --database and --tier choose among backups with latest; with a key, --database would be
       // ignored (--tier is checked against the key's tier).

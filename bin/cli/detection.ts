@@ -7,6 +7,7 @@ import { Command } from 'commander';
 import { dbReadWrite, rdsStorage } from '../../lambdas/detection/db-read-write';
 import { alembicRevisions, compareWithRecords, notCompared, type PlacedRevision, recordedHeads, type RecordsSettings } from '../../lambdas/detection/db-revision';
 import { restartService, scaleService } from '../../lambdas/detection/ecs-actions';
+import { OPERATOR_CLI } from '../../lambdas/shared/constants';
 import { namedClient } from '../../lambdas/shared/named-clients';
 import { opsStateDynamoDB } from '../../lambdas/shared/ops-state-client';
 import { isHttpUrl, SDK_RETRY } from '../../lambdas/shared/sdk-retry';
@@ -191,13 +192,13 @@ export function registerDetectionCommands(program: Command): void {
       // `aws ecs list-services` shows the services' names, not the config's keys: point from one to the other.
       const services = config?.detection?.ecs?.services ?? {};
       const keyOfName = services[key] ? undefined : Object.keys(services).find((k) => services[k].serviceName === key.split('/').pop());
-      if (keyOfName !== undefined) throw new OperatorError(`scale: "${key}" is the ECS service of key "${keyOfName}": atmr-dr scale ${keyOfName} ${countText}${envFlag}`, 2);
+      if (keyOfName !== undefined) throw new OperatorError(`scale: "${key}" is the ECS service of key "${keyOfName}": ${OPERATOR_CLI} scale ${keyOfName} ${countText}${envFlag}`, 2);
       const bounds = serviceFromConfig(config, key, error);
       const serviceVar = `ATMR_${key.toUpperCase()}_SERVICE`;
       const fromFlag = nonEmpty(opts.serviceName, '--service-name', 'give the ECS service name, or leave --service-name out');
       const fromVar = fromFlag === undefined ? nonEmpty(process.env[serviceVar], serviceVar, 'set it to the ECS service name, or unset it to use the config') : undefined;
       const service = fromFlag ?? fromVar ?? bounds.serviceName;
-      refuseAnotherKeysService(config, key, `scale: ${fromFlag ? '--service-name' : serviceVar}`, service, (other) => `run atmr-dr scale ${other} <n>${envFlag}`);
+      refuseAnotherKeysService(config, key, `scale: ${fromFlag ? '--service-name' : serviceVar}`, service, (other) => `run ${OPERATOR_CLI} scale ${other} <n>${envFlag}`);
       const cluster = await clusterName(opts.cluster, envName);
       const result = await scaleService(
         { ecs: namedClient(new ECSClient(SDK_RETRY), 'ECS'), events: namedClient(new EventBridgeClient(SDK_RETRY), 'EventBridge'), confirm: confirmer(opts.yes), print },

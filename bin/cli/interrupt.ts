@@ -1,3 +1,4 @@
+import { OPERATOR_CLI } from '../../lambdas/shared/constants';
 import { OperatorError, oneLine } from '../../lambdas/shared/errors';
 import { exitOnceWritten } from '../../lambdas/shared/exit';
 /** The command's download directory (its `swept`, the killed runs' it removed, named with removedTempDirLine). */
@@ -67,13 +68,13 @@ export const READ_ONLY_COMMANDS: readonly string[] = ['backups list', 'db revisi
  * (test/cli/interrupt.test.ts walks the CLI's commands).
  */
 export const CHECK_WITH: Readonly<Record<string, string>> = {
-  killswitch: '`atmr-dr killswitch status`',
-  rollback: '`atmr-dr rollback status` (a lock it took: `atmr-dr rollback unlock`)',
-  recover: '`atmr-dr recover status`',
-  incident: '`atmr-dr incident list`',
+  killswitch: `\`${OPERATOR_CLI} killswitch status\``,
+  rollback: `\`${OPERATOR_CLI} rollback status\` (a lock it took: \`${OPERATOR_CLI} rollback unlock\`)`,
+  recover: `\`${OPERATOR_CLI} recover status\``,
+  incident: `\`${OPERATOR_CLI} incident list\``,
   scale: '`aws ecs describe-services`',
   osrm: '`aws ecs describe-services`',
-  db: '`atmr-dr db read-write` (it shows the setting before it asks)',
+  db: `\`${OPERATOR_CLI} db read-write\` (it shows the setting before it asks)`,
 };
 
 /**

@@ -312,14 +312,14 @@ function refuseStartOptions(command: string, globals: { toTime?: string; newInst
  */
 function refuseNoFollow(command: string, globals: { follow?: boolean }): void {
   if (globals.follow === false) {
-    throw new OperatorError(`${command}: --no-follow is read by "atmr-dr recover" and "atmr-dr recover status" only; ${command} follows no workflow: drop it`, 2);
+    throw new OperatorError(`${command}: --no-follow is read by "${OPERATOR_CLI} recover" and "${OPERATOR_CLI} recover status" only; ${command} follows no workflow: drop it`, 2);
   }
 }
 
 /** A recovery id as `atmr-dr recover` prints it, checked before the ops-state table is looked for. */
 function checkRecoveryId(command: string, id: string): void {
   if (!RECOVERY_ID_PATTERN.test(id)) {
-    throw new OperatorError(`${command}: "${id}" is not a recovery id (${RECOVERY_ID_FORM}, as "atmr-dr recover" printed it); ${STATUS_WITHOUT_ID}`, 2);
+    throw new OperatorError(`${command}: "${id}" is not a recovery id (${RECOVERY_ID_FORM}, as "${OPERATOR_CLI} recover" printed it); ${STATUS_WITHOUT_ID}`, 2);
   }
 }
 
@@ -714,7 +714,7 @@ export function registerRecoverCommands(program: Command): void {
     .description(
       'put production on a verified recovery: maintenance, endpoint switch, ECS redeploy, /ready and a write, maintenance off; the old instance is renamed and kept. Each step is journaled: --resume continues an interrupted cutover, --undo puts back what it changed',
     )
-    .argument('<id>', 'recovery id, from atmr-dr recover status')
+    .argument('<id>', `recovery id, from ${OPERATOR_CLI} recover status`)
     .option('--resume', 'continue an interrupted cutover from its first step not done')
     .option('--undo', 'put back what an interrupted or failed cutover changed (killswitch, endpoint, tasks); refused once the killswitch was reopened')
     .option('--unverified', 'cut over a copy whose verification could not read its data in time (status "unverified"), on your own check; /ready and the write check still run')
@@ -854,7 +854,7 @@ export function registerRecoverCommands(program: Command): void {
         const unknown = killswitchUnknown(result.steps);
         const closed = keptInMaintenance(result.steps) ? 'production stays in maintenance (the killswitch) until the undo is finished; ' : unknown ? `${unknown}; ` : '';
         // The step's detail (lambdas/recovery) may give the command already, with or without OPERATOR_CLI's npx.
-        const given = first.detail.includes(`atmr-dr recover cutover ${id} --undo --yes"`);
+        const given = first.detail.includes(`recover cutover ${id} --undo --yes"`);
         return `NOT undone: ${notUndone.join(', ')}; ${closed}${first.step}: ${first.detail}${given ? '' : `; then run ${undoCommand}`}`;
       };
       if (result.interrupted) {
@@ -896,7 +896,7 @@ export function registerRecoverCommands(program: Command): void {
     .description(
       'delete the recovered instance (after a final snapshot, unless it is still creating or its restore failed: no data yet) and free the lock; refused once production runs on it; a copy RDS cannot snapshot (it cannot use its KMS key) only with --skip-final-snapshot',
     )
-    .argument('<id>', 'recovery id, from atmr-dr recover status')
+    .argument('<id>', `recovery id, from ${OPERATOR_CLI} recover status`)
     .option('--skip-final-snapshot', 'delete a copy RDS cannot snapshot (inaccessible-encryption-credentials: it cannot use its KMS key) without a final snapshot; refused for a copy RDS can snapshot')
     .option('--yes', 'confirm (required when standard input is not a terminal)')
     .action(

@@ -2,6 +2,7 @@ import { Command, Option } from 'commander';
 import { RESTORE_TEST_DEFAULTS } from '../../lambdas/restore/contract';
 import type { RestoreResult } from '../../lambdas/restore/restore';
 import type { RestoreTestReport } from '../../lambdas/restore/restore-test';
+import { OPERATOR_CLI } from '../../lambdas/shared/constants';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { durationSeconds } from '../../lambdas/shared/duration';
 import { backupAgeSeconds, countOf, takenAgo, utcSecond } from '../../lambdas/shared/format';
@@ -39,7 +40,7 @@ export function registerRestoreCommands(program: Command): void {
     // Wrapped by hand within 80 columns, the command on one line to copy: commander does not wrap a command's afterword.
     .addHelpText(
       'after',
-      "\nrestore has no --dry-run: to check a backup without restoring it,\natmr-dr backups verify <manifest-key|latest> checks its objects' sizes and\nchecksums, and that they read to the end, without a database.",
+      `\nrestore has no --dry-run: to check a backup without restoring it,\n${OPERATOR_CLI} backups verify <manifest-key|latest>\nchecks its objects' sizes and checksums, and that they read to the end,\nwithout a database.`,
     )
     .action(
       async (
@@ -64,7 +65,7 @@ export function registerRestoreCommands(program: Command): void {
         },
       ) => {
         if (ref === undefined) {
-          throw new OperatorError('restore needs the backup to restore: latest (with --database NAME or PGDATABASE) or a manifest key from "atmr-dr backups list", and --target-db NAME', 2);
+          throw new OperatorError(`restore needs the backup to restore: latest (with --database NAME or PGDATABASE) or a manifest key from "${OPERATOR_CLI} backups list", and --target-db NAME`, 2);
         }
         // --database and --tier choose among backups with latest; a manifest key names its backup,
         // database included, so --database would be ignored (--tier is checked against the key's tier).

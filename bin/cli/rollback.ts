@@ -943,7 +943,7 @@ export function registerRollbackCommands(program: Command, makeContext: typeof d
       // Checked before anything is resolved: the fix names where the owner is read.
       for (const [flag, value] of [['--service', opts.service], ['--owner', opts.owner]] as const) {
         if (!value?.trim()) {
-          throw new OperatorError(`rollback unlock: ${flag} is missing: pass --service NAME --owner ID, the owner as "atmr-dr rollback status --service NAME" shows it (lock: held by ID)`, 2);
+          throw new OperatorError(`rollback unlock: ${flag} is missing: pass --service NAME --owner ID, the owner as "${OPERATOR_CLI} rollback status --service NAME" shows it (lock: held by ID)`, 2);
         }
       }
       // Reads and deletes in the ops-state table only; like status, it needs no topic nor killswitch.

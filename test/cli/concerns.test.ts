@@ -102,10 +102,10 @@ describe('the CLI loads only the concern of the command it runs', () => {
     const lines = refusals([['backup', 'list'], ['backup', 'verify'], ['backup', 'prune'], ['backup', 'frob']], { HARNESS_NEW_BACKUPS_SUBCOMMAND: 'prune' });
 
     expect(lines).toEqual([
-      'backup takes a new backup and has no subcommand "list": atmr-dr backups list (see atmr-dr backups --help)',
-      'backup takes a new backup and has no subcommand "verify": atmr-dr backups verify (see atmr-dr backups --help)',
-      'backup takes a new backup and has no subcommand "prune": atmr-dr backups prune (see atmr-dr backups --help)',
-      "too many arguments for 'backup'. Expected 0 arguments but got 1: frob. (see atmr-dr backup --help)",
+      'backup takes a new backup and has no subcommand "list": npx --no atmr-dr backups list (see npx --no atmr-dr backups --help)',
+      'backup takes a new backup and has no subcommand "verify": npx --no atmr-dr backups verify (see npx --no atmr-dr backups --help)',
+      'backup takes a new backup and has no subcommand "prune": npx --no atmr-dr backups prune (see npx --no atmr-dr backups --help)',
+      "too many arguments for 'backup'. Expected 0 arguments but got 1: frob. (see npx --no atmr-dr backup --help)",
     ]);
   });
 });

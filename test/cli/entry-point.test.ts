@@ -169,7 +169,7 @@ describe('npx atmr-dr (the installed entry point)', () => {
 describe('arguments are checked before any name is resolved or any AWS call', () => {
   it.each([
     [['killswitch', 'enable', '--mode', 'readonly', '--reason', 'x'], 'atmr-dr: killswitch: invalid mode "readonly": use one of maintenance, degraded (disable returns to normal)'],
-    [['killswitch', 'enable', '--mode', 'maintenance'], 'atmr-dr: killswitch enable: required option not given: --reason <text> (why, e.g. "OSRM down": shown to operators and in notifications) (see atmr-dr killswitch enable --help)'],
+    [['killswitch', 'enable', '--mode', 'maintenance'], 'atmr-dr: killswitch enable: required option not given: --reason <text> (why, e.g. "OSRM down": shown to operators and in notifications) (see npx --no atmr-dr killswitch enable --help)'],
     [['killswitch', 'enable', '--mode', 'degraded', '--reason', 'x', '--expires', '2x'], 'atmr-dr: killswitch: malformed duration "2x": use a number with a unit s, m, h or d (e.g. 30m, 2h, 1h30m), or never'],
     [['backups', 'list', '--tier', 'yearly'], 'atmr-dr: invalid backup tier "yearly": use one of hourly, daily, weekly, monthly'],
     [['restore', 'foo', '--target-db', 'x'], 'atmr-dr: "foo" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); list them with: npx --no atmr-dr backups list'],
@@ -209,7 +209,7 @@ describe('arguments are checked before any name is resolved or any AWS call', ()
     [['restore-test', '--rpo-objective', 'x'], 'atmr-dr: --rpo-objective "x" is not a whole number of seconds; pass e.g. --rpo-objective 900 (the default)'],
     [['restore-test', '--rto-objective', '0'], 'atmr-dr: --rto-objective "0" must be at least 1 (seconds); pass e.g. --rto-objective 1800 (the default)'],
     [['restore-test', '--rpo-objective', '-5'], 'atmr-dr: --rpo-objective "-5" must be at least 1 (seconds); pass e.g. --rpo-objective 900 (the default)'],
-    [['recover', 'status', 'badid'], 'atmr-dr: recover status: "badid" is not a recovery id (r<yyyymmddhhmmss>-<4 hex digits>, as "atmr-dr recover" printed it); "npx --no atmr-dr recover status" without an id shows the one in progress, else the latest'],
+    [['recover', 'status', 'badid'], 'atmr-dr: recover status: "badid" is not a recovery id (r<yyyymmddhhmmss>-<4 hex digits>, as "npx --no atmr-dr recover" printed it); "npx --no atmr-dr recover status" without an id shows the one in progress, else the latest'],
   ])('%j says what is wrong with the arguments, even with no name, connection or AWS setting anywhere', async (args, message) => {
     // No deployed name nor PG* variable, no --env of a deployed app, and a package root that cannot be read.
     const run = await entry(args, operatorEnv(), os.tmpdir());
@@ -221,39 +221,39 @@ describe('arguments are checked before any name is resolved or any AWS call', ()
 });
 
 /** What restore answers a time given to it (--to-time, --time, --at). */
-const WHOLE_BACKUP = 'restore loads a whole backup (the newest before a time: atmr-dr backups list); for a point in time use atmr-dr recover --to-time <time>';
+const WHOLE_BACKUP = 'restore loads a whole backup (the newest before a time: npx --no atmr-dr backups list); for a point in time use npx --no atmr-dr recover --to-time <time> --reason <why>';
 
 describe("the parser's errors take the same path as every other error", () => {
   it.each([
-    [['backup'], 'atmr-dr: backup: required option not given: --tier <tier> (backup tier: hourly, daily, weekly or monthly) (see atmr-dr backup --help)'],
-    [['backup', '--teir', 'daily'], "atmr-dr: unknown option '--teir' (Did you mean --tier?) (see atmr-dr backup --help)"],
+    [['backup'], 'atmr-dr: backup: required option not given: --tier <tier> (backup tier: hourly, daily, weekly or monthly) (see npx --no atmr-dr backup --help)'],
+    [['backup', '--teir', 'daily'], "atmr-dr: unknown option '--teir' (Did you mean --tier?) (see npx --no atmr-dr backup --help)"],
     [['restore', 'latest'], 'atmr-dr: --target-db is required: name the database to restore into, e.g. --target-db atmr_restored'],
-    [['restore', 'latest', '--taget-db', 'x'], "atmr-dr: unknown option '--taget-db' (Did you mean --target-db?) (see atmr-dr restore --help)"],
+    [['restore', 'latest', '--taget-db', 'x'], "atmr-dr: unknown option '--taget-db' (Did you mean --target-db?) (see npx --no atmr-dr restore --help)"],
     // A time asked of restore is a point in time, which is recover's: restore loads a whole backup.
     [['restore', 'latest', '--target-db', 'atmr', '--to-time', '2026-12-06T14:02'], `atmr-dr: restore has no --to-time: ${WHOLE_BACKUP}`],
     [['restore', 'latest', '--target-db', 'atmr', '--to-time=2026-12-06T14:02'], `atmr-dr: restore has no --to-time: ${WHOLE_BACKUP}`],
     [['restore', 'latest', '--time', '14:02', '--target-db', 'atmr'], `atmr-dr: restore has no --time: ${WHOLE_BACKUP}`],
     [['restore', '--at', '14:02', 'latest', '--target-db', 'atmr'], `atmr-dr: restore has no --at: ${WHOLE_BACKUP}`],
-    [['restore', 'latest', '--target-db', 'x', '--format', 'tar'], /^atmr-dr: option '--format <format>' argument 'tar' is invalid\. .*\(see atmr-dr restore --help\)$/],
-    [['killswitch', 'enable', '--mode', 'degraded', '--reason', 'peak', '--expires', '2', 'hours'], /^atmr-dr: too many arguments for 'enable'\. .*\(see atmr-dr killswitch enable --help\)$/],
-    [['make-coffee'], "atmr-dr: unknown command 'make-coffee' (see atmr-dr --help)"],
+    [['restore', 'latest', '--target-db', 'x', '--format', 'tar'], /^atmr-dr: option '--format <format>' argument 'tar' is invalid\. .*\(see npx --no atmr-dr restore --help\)$/],
+    [['killswitch', 'enable', '--mode', 'degraded', '--reason', 'peak', '--expires', '2', 'hours'], /^atmr-dr: too many arguments for 'enable'\. .*\(see npx --no atmr-dr killswitch enable --help\)$/],
+    [['make-coffee'], "atmr-dr: unknown command 'make-coffee' (see npx --no atmr-dr --help)"],
     // The catalog's commands are under `backups`: `backup list` is a natural guess.
-    [['backup', 'list'], 'atmr-dr: backup takes a new backup and has no subcommand "list": atmr-dr backups list (see atmr-dr backups --help)'],
-    [['backup', 'verify', 'latest', '--tier', 'daily'], 'atmr-dr: backup takes a new backup and has no subcommand "verify": atmr-dr backups verify (see atmr-dr backups --help)'],
+    [['backup', 'list'], 'atmr-dr: backup takes a new backup and has no subcommand "list": npx --no atmr-dr backups list (see npx --no atmr-dr backups --help)'],
+    [['backup', 'verify', 'latest', '--tier', 'daily'], 'atmr-dr: backup takes a new backup and has no subcommand "verify": npx --no atmr-dr backups verify (see npx --no atmr-dr backups --help)'],
     // The help page pointed to is the one of the (sub)command the error is about, which lists the flag.
-    [['backups', 'list', '--colour'], "atmr-dr: unknown option '--colour' (see atmr-dr backups list --help)"],
-    [['backups', 'frob'], "atmr-dr: unknown command 'frob' (see atmr-dr backups --help)"],
-    [['rollback', '--env', 'example', 'migration'], 'atmr-dr: rollback migration: required option not given: --to <revision> (Alembic revision to go back to, never a relative step like -1) (see atmr-dr rollback migration --help)'],
-    [['killswitch', 'disable', '--expires', '1h'], "atmr-dr: unknown option '--expires' (see atmr-dr killswitch disable --help)"],
-    [['recover', 'cutover', '--yes'], "atmr-dr: missing required argument 'id': recovery id, from atmr-dr recover status (see atmr-dr recover cutover --help)"],
-    [['incident', 'ack'], "atmr-dr: missing required argument 'id': incident id, from npx --no atmr-dr incident list --open (see atmr-dr incident ack --help)"],
-    [['-c', 'env=nope', 'killswitch', 'status'], "atmr-dr: unknown option '-c': this CLI takes --env NAME (-c env=NAME is cdk's) (see atmr-dr killswitch status --help)"],
+    [['backups', 'list', '--colour'], "atmr-dr: unknown option '--colour' (see npx --no atmr-dr backups list --help)"],
+    [['backups', 'frob'], "atmr-dr: unknown command 'frob' (see npx --no atmr-dr backups --help)"],
+    [['rollback', '--env', 'example', 'migration'], 'atmr-dr: rollback migration: required option not given: --to <revision> (Alembic revision to go back to, never a relative step like -1) (see npx --no atmr-dr rollback migration --help)'],
+    [['killswitch', 'disable', '--expires', '1h'], "atmr-dr: unknown option '--expires' (see npx --no atmr-dr killswitch disable --help)"],
+    [['recover', 'cutover', '--yes'], "atmr-dr: missing required argument 'id': recovery id, from npx --no atmr-dr recover status (see npx --no atmr-dr recover cutover --help)"],
+    [['incident', 'ack'], "atmr-dr: missing required argument 'id': incident id, from npx --no atmr-dr incident list --open (see npx --no atmr-dr incident ack --help)"],
+    [['-c', 'env=nope', 'killswitch', 'status'], "atmr-dr: unknown option '-c': this CLI takes --env NAME (-c env=NAME is cdk's) (see npx --no atmr-dr killswitch status --help)"],
     // help of a command that does not exist: the same line as the command itself, not the whole usage.
-    [['help', 'nope'], "atmr-dr: unknown command 'nope' (see atmr-dr --help)"],
-    [['backups', 'help', 'nope'], "atmr-dr: unknown command 'nope' (see atmr-dr backups --help)"],
-    [['detection', '--help'], "atmr-dr: unknown command 'detection' (see atmr-dr --help)"],
-    [['backups', 'nope', '-h'], "atmr-dr: unknown command 'nope' (see atmr-dr backups --help)"],
-    [['backups', 'verify'], 'atmr-dr: backups verify needs the backup to check: a manifest key (atmr-dr backups list) or latest (with --database NAME or PGDATABASE)'],
+    [['help', 'nope'], "atmr-dr: unknown command 'nope' (see npx --no atmr-dr --help)"],
+    [['backups', 'help', 'nope'], "atmr-dr: unknown command 'nope' (see npx --no atmr-dr backups --help)"],
+    [['detection', '--help'], "atmr-dr: unknown command 'detection' (see npx --no atmr-dr --help)"],
+    [['backups', 'nope', '-h'], "atmr-dr: unknown command 'nope' (see npx --no atmr-dr backups --help)"],
+    [['backups', 'verify'], 'atmr-dr: backups verify needs the backup to check: a manifest key (npx --no atmr-dr backups list) or latest (with --database NAME or PGDATABASE)'],
   ])('%j: one atmr-dr line on stderr, nothing on stdout, exit 2', async (args, expected) => {
     const run = await entry(args, operatorEnv());
 
@@ -303,11 +303,11 @@ describe('every required option a command line left out is named in one line, ex
   beforeEach(() => aws.requests.splice(0));
 
   it.each([
-    [['recover'], `atmr-dr: recover: required options not given: ${TO_TIME}, ${REASON} (see atmr-dr recover --help)`],
-    [['recover', '--dry-run', '--new-instance', 'atmr-prod-pitr-1'], `atmr-dr: recover: required options not given: ${TO_TIME}, ${REASON} (see atmr-dr recover --help)`],
-    [['recover', '--reason', 'bookings deleted'], `atmr-dr: recover: required option not given: ${TO_TIME} (see atmr-dr recover --help)`],
-    [['killswitch', 'enable', '--yes'], `atmr-dr: killswitch enable: required options not given: ${MODE}, ${KILLSWITCH_REASON} (see atmr-dr killswitch enable --help)`],
-    [['killswitch', 'enable', '--expires', '2h', '--yes', '--parameter', CONFIG_PARAMETER], `atmr-dr: killswitch enable: required options not given: ${MODE}, ${KILLSWITCH_REASON} (see atmr-dr killswitch enable --help)`],
+    [['recover'], `atmr-dr: recover: required options not given: ${TO_TIME}, ${REASON} (see npx --no atmr-dr recover --help)`],
+    [['recover', '--dry-run', '--new-instance', 'atmr-prod-pitr-1'], `atmr-dr: recover: required options not given: ${TO_TIME}, ${REASON} (see npx --no atmr-dr recover --help)`],
+    [['recover', '--reason', 'bookings deleted'], `atmr-dr: recover: required option not given: ${TO_TIME} (see npx --no atmr-dr recover --help)`],
+    [['killswitch', 'enable', '--yes'], `atmr-dr: killswitch enable: required options not given: ${MODE}, ${KILLSWITCH_REASON} (see npx --no atmr-dr killswitch enable --help)`],
+    [['killswitch', 'enable', '--expires', '2h', '--yes', '--parameter', CONFIG_PARAMETER], `atmr-dr: killswitch enable: required options not given: ${MODE}, ${KILLSWITCH_REASON} (see npx --no atmr-dr killswitch enable --help)`],
   ])('%j: all of them at once (they came one per run), and no AWS call', async (args, line) => {
     // Every AWS service of the command line at one local server that records each request.
     const run = await entry(args, operatorEnv({ AWS_ENDPOINT_URL: aws.url, ATMR_OPS_TABLE: 'atmr-ops', ATMR_RECOVERY_STATE_MACHINE: 'arn:aws:states:eu-west-3:111111111111:stateMachine:r' }));
@@ -317,8 +317,8 @@ describe('every required option a command line left out is named in one line, ex
   });
 
   it.each([
-    [['recover', '--reason', 'x', '--to-tme', '5 minutes ago'], "atmr-dr: unknown option '--to-tme' (Did you mean --to-time?) (see atmr-dr recover --help)"],
-    [['killswitch', 'enable', '--mdoe', 'maintenance'], "atmr-dr: unknown option '--mdoe' (Did you mean --mode?) (see atmr-dr killswitch enable --help)"],
+    [['recover', '--reason', 'x', '--to-tme', '5 minutes ago'], "atmr-dr: unknown option '--to-tme' (Did you mean --to-time?) (see npx --no atmr-dr recover --help)"],
+    [['killswitch', 'enable', '--mdoe', 'maintenance'], "atmr-dr: unknown option '--mdoe' (Did you mean --mode?) (see npx --no atmr-dr killswitch enable --help)"],
   ])('%j: a mistyped required option is reported as the typo it is, not as a missing option', async (args, line) => {
     const run = await entry(args, operatorEnv({ AWS_ENDPOINT_URL: aws.url }));
 
@@ -341,8 +341,8 @@ describe('a command line that says two things is refused, not half obeyed', () =
     ],
     [['backup', '--tier', 'daily', '--formats', 'custom', '--plain-compressor', 'igzip'], 'atmr-dr: --plain-compressor igzip compresses the plain SQL, which --formats custom does not produce: drop --plain-compressor, or add plain to --formats'],
     [['recover', 'status', '--to-time', '5 minutes ago'], 'atmr-dr: recover status: --to-time is for starting a recovery and not read here: drop it, or give it to "npx --no atmr-dr recover" alone to start one'],
-    [['recover', 'cutover', 'r20261130140200-ab12', '--no-follow', '--yes'], 'atmr-dr: recover cutover: --no-follow is read by "atmr-dr recover" and "atmr-dr recover status" only; recover cutover follows no workflow: drop it'],
-    [['recover', '--no-follow', 'abandon', 'r20261130140200-ab12', '--yes'], 'atmr-dr: recover abandon: --no-follow is read by "atmr-dr recover" and "atmr-dr recover status" only; recover abandon follows no workflow: drop it'],
+    [['recover', 'cutover', 'r20261130140200-ab12', '--no-follow', '--yes'], 'atmr-dr: recover cutover: --no-follow is read by "npx --no atmr-dr recover" and "npx --no atmr-dr recover status" only; recover cutover follows no workflow: drop it'],
+    [['recover', '--no-follow', 'abandon', 'r20261130140200-ab12', '--yes'], 'atmr-dr: recover abandon: --no-follow is read by "npx --no atmr-dr recover" and "npx --no atmr-dr recover status" only; recover abandon follows no workflow: drop it'],
   ])('%j: one line, exit 2, before any name or AWS call', async (args, line) => {
     const run = await entry(args, operatorEnv(), os.tmpdir());
 
@@ -398,7 +398,7 @@ describe('atmr-dr incident acknowledge (the word of its help and of docs/escalat
     const run = await entry(['incident', 'acknowledge'], operatorEnv());
     const help = await entry(['incident', '--help'], operatorEnv());
 
-    expect([run.status, run.stdout, run.stderr]).toEqual([2, '', "atmr-dr: missing required argument 'id': incident id, from npx --no atmr-dr incident list --open (see atmr-dr incident ack --help)\n"]);
+    expect([run.status, run.stdout, run.stderr]).toEqual([2, '', "atmr-dr: missing required argument 'id': incident id, from npx --no atmr-dr incident list --open (see npx --no atmr-dr incident ack --help)\n"]);
     expect(help.stdout).toMatch(/^ {2}ack\|acknowledge \[options\] <id> /m);
   });
 });
@@ -512,7 +512,7 @@ describe('help', () => {
     const restore = await entry(['restore', '--help'], operatorEnv());
 
     expect(restore.stdout.replace(/\s+/g, ' ')).toContain(
-      "restore has no --dry-run: to check a backup without restoring it, atmr-dr backups verify <manifest-key|latest> checks its objects' sizes and checksums, and that they read to the end, without a database.",
+      "restore has no --dry-run: to check a backup without restoring it, npx --no atmr-dr backups verify <manifest-key|latest> checks its objects' sizes and checksums, and that they read to the end, without a database.",
     );
   });
 
@@ -935,11 +935,11 @@ describe('an AWS endpoint that accepts the connection and never answers', () => 
 describe("a service name (flag or variable) that cdk.json gives to another key is refused before any ECS call", () => {
   // cdk.json's example environment: api atmr-api 2-10, celery atmr-celery-worker 1-8, osrm atmr-osrm 1-2.
   it.each([
-    [['scale', 'celery', '1', '--yes', '--service-name', 'atmr-api'], {}, 'scale: --service-name "atmr-api" is detection.ecs.services.api (bounds 2-10), not celery\'s service: run atmr-dr scale api <n>'],
+    [['scale', 'celery', '1', '--yes', '--service-name', 'atmr-api'], {}, 'scale: --service-name "atmr-api" is detection.ecs.services.api (bounds 2-10), not celery\'s service: run npx --no atmr-dr scale api <n>'],
     [
       ['scale', 'api', '10', '--yes', '--env', 'example'],
       { ATMR_API_SERVICE: 'arn:aws:ecs:eu-west-3:111111111111:service/atmr-prod/atmr-osrm' },
-      'scale: ATMR_API_SERVICE "arn:aws:ecs:eu-west-3:111111111111:service/atmr-prod/atmr-osrm" is detection.ecs.services.osrm (bounds 1-2), not api\'s service: run atmr-dr scale osrm <n> --env example',
+      'scale: ATMR_API_SERVICE "arn:aws:ecs:eu-west-3:111111111111:service/atmr-prod/atmr-osrm" is detection.ecs.services.osrm (bounds 1-2), not api\'s service: run npx --no atmr-dr scale osrm <n> --env example',
     ],
     [['osrm', 'restart', '--yes', '--service-name', 'atmr-api'], {}, 'osrm restart: --service-name "atmr-api" is detection.ecs.services.api (bounds 2-10), not osrm\'s service: give the OSRM service\'s name, or leave --service-name out'],
     [
@@ -1034,7 +1034,7 @@ describe('killswitch enable --yes whose PutParameter fails', () => {
       const run = await entry(enable, operatorEnv({ AWS_ENDPOINT_URL_SSM: ssm.url }));
 
       expect(run.stderr).toMatch(
-        /^atmr-dr: cannot enable the killswitch \(parameter \/atmr\/x\/killswitch\): SSM did not answer in time \(.*\): AWS or the network path to it is not answering; check the network, and AWS_ENDPOINT_URL_SSM or AWS_ENDPOINT_URL if set; it may have been written: check with `atmr-dr killswitch status` before running it again\n$/,
+        /^atmr-dr: cannot enable the killswitch \(parameter \/atmr\/x\/killswitch\): SSM did not answer in time \(.*\): AWS or the network path to it is not answering; check the network, and AWS_ENDPOINT_URL_SSM or AWS_ENDPOINT_URL if set; it may have been written: check with `npx --no atmr-dr killswitch status` before running it again\n$/,
       );
       expect(run.status).toBe(1);
     } finally {
@@ -1047,7 +1047,7 @@ describe('killswitch enable --yes whose PutParameter fails', () => {
     try {
       const run = await entry(enable, operatorEnv({ AWS_ENDPOINT_URL_SSM: ssm.url }));
 
-      expect(run.stderr).toMatch(/^atmr-dr: [^\n]*expired[^\n]*; it may have been written: check with `atmr-dr killswitch status` before running it again\n$/);
+      expect(run.stderr).toMatch(/^atmr-dr: [^\n]*expired[^\n]*; it may have been written: check with `npx --no atmr-dr killswitch status` before running it again\n$/);
       expect(run.status).toBe(2);
     } finally {
       await ssm.stop();
@@ -1355,7 +1355,7 @@ Module._load = function (request, ...rest) {
       expect([run.status, run.stdout, run.stderr]).toEqual([
         130,
         '',
-        'atmr-dr: killswitch enable interrupted (received SIGINT) while it ran: what it had sent may have taken effect; check with `atmr-dr killswitch status` before running it again\n',
+        'atmr-dr: killswitch enable interrupted (received SIGINT) while it ran: what it had sent may have taken effect; check with `npx --no atmr-dr killswitch status` before running it again\n',
       ]);
       expect(ssm.requests.map((r) => r.target)).not.toContain('AmazonSSM.PutParameter');
     } finally {
@@ -1365,8 +1365,8 @@ Module._load = function (request, ...rest) {
   });
 
   it.each([
-    [['killswitch', 'enable', '--mode', 'maintenance', '--reason', 'r', '--yes', '--parameter', CONFIG_PARAMETER], 'SIGTERM', 143, 'killswitch enable interrupted (received SIGTERM) while it ran: what it had sent may have taken effect; check with `atmr-dr killswitch status` before running it again'],
-    [['rollback', 'unlock', '--service', 'atmr-api', '--owner', 'alarm:x', '--table', 'atmr-ops'], 'SIGINT', 130, 'rollback unlock interrupted (received SIGINT) while it ran: what it had sent may have taken effect; check with `atmr-dr rollback status` (a lock it took: `atmr-dr rollback unlock`) before running it again'],
+    [['killswitch', 'enable', '--mode', 'maintenance', '--reason', 'r', '--yes', '--parameter', CONFIG_PARAMETER], 'SIGTERM', 143, 'killswitch enable interrupted (received SIGTERM) while it ran: what it had sent may have taken effect; check with `npx --no atmr-dr killswitch status` before running it again'],
+    [['rollback', 'unlock', '--service', 'atmr-api', '--owner', 'alarm:x', '--table', 'atmr-ops'], 'SIGINT', 130, 'rollback unlock interrupted (received SIGINT) while it ran: what it had sent may have taken effect; check with `npx --no atmr-dr rollback status` (a lock it took: `npx --no atmr-dr rollback unlock`) before running it again'],
     [['killswitch', 'status', '--parameter', CONFIG_PARAMETER], 'SIGINT', 130, 'killswitch status interrupted (received SIGINT): it only reads, nothing changed'],
     [['incident', 'list', '--table', 'atmr-ops'], 'SIGHUP', 129, 'incident list interrupted (received SIGHUP): it only reads, nothing changed'],
   ] as const)('%j stopped by %s while it waits on AWS: one line saying what that means, exit %i (it ended with no line at all)', async (args, signal, code, line) => {

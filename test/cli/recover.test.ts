@@ -147,7 +147,7 @@ describe('atmr-dr recover', () => {
   it('requires --reason, before any AWS call', async () => {
     const run = await atmrDr(['recover', '--to-time', '5 minutes ago']);
     expect(run.status).toBe(2);
-    expect(run.stderr).toBe('atmr-dr: recover: required option not given: --reason <text> (why, e.g. "bookings deleted by migration 4f2a at 14:05": recorded with who asked) (see atmr-dr recover --help)\n');
+    expect(run.stderr).toBe('atmr-dr: recover: required option not given: --reason <text> (why, e.g. "bookings deleted by migration 4f2a at 14:05": recorded with who asked) (see npx --no atmr-dr recover --help)\n');
   });
 
   it('a time ago ("5 min ago", as --expires takes "5m") counts back from RDS\'s clock, not a laptop\'s an hour ahead, and says the UTC time it is', async () => {

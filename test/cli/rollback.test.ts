@@ -58,9 +58,9 @@ describe('atmr-dr rollback (child process): one-line refusals, nothing changed',
     [['rollback', 'migration', '--to', 'aaa111', '--task-definition', TD('atmr-celery', 3), '--yes'], /^atmr-dr: backout: task definition .*atmr-celery:3 is of family "atmr-celery", service atmr-api runs "atmr-api": .*\n$/],
     // The service as a word, as pages once printed it: refused with the command that names it, not
     // with "too many arguments", whose fix (drop the word) would roll back the API instead.
-    [['rollback', 'service', 'atmr-celery-worker', '--yes'], /^atmr-dr: rollback service names its service with --service, not a word after it: atmr-dr rollback service --service atmr-celery-worker \(see atmr-dr rollback service --help\)\n$/],
-    [['rollback', 'status', 'atmr-celery-worker'], /^atmr-dr: rollback status names its service with --service, not a word after it: atmr-dr rollback status --service atmr-celery-worker \(see atmr-dr rollback status --help\)\n$/],
-    [['rollback', 'unlock', '--service', 'atmr-api'], /^atmr-dr: rollback unlock: --owner is missing: pass --service NAME --owner ID, the owner as "atmr-dr rollback status --service NAME" shows it \(lock: held by ID\)\n$/],
+    [['rollback', 'service', 'atmr-celery-worker', '--yes'], /^atmr-dr: rollback service names its service with --service, not a word after it: npx --no atmr-dr rollback service --service atmr-celery-worker \(see npx --no atmr-dr rollback service --help\)\n$/],
+    [['rollback', 'status', 'atmr-celery-worker'], /^atmr-dr: rollback status names its service with --service, not a word after it: npx --no atmr-dr rollback status --service atmr-celery-worker \(see npx --no atmr-dr rollback status --help\)\n$/],
+    [['rollback', 'unlock', '--service', 'atmr-api'], /^atmr-dr: rollback unlock: --owner is missing: pass --service NAME --owner ID, the owner as "npx --no atmr-dr rollback status --service NAME" shows it \(lock: held by ID\)\n$/],
     [['rollback', 'unlock', '--owner', 'cli:alice:1'], /^atmr-dr: rollback unlock: --service is missing: pass --service NAME --owner ID, .*\n$/],
     [['rollback', 'unlock', '--service', 'atmr-api', '--owner', ' '], /^atmr-dr: rollback unlock: --owner is missing: .*\n$/],
   ])('%j', (args, message) => {

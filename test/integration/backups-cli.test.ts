@@ -505,7 +505,7 @@ describe('atmr-dr backups', () => {
     expect(run.status).toBe(2);
     expect(run.stdout).toBe('');
     expect(run.stderr).toBe(
-      'atmr-dr: backups verify needs the backup to check: a manifest key (atmr-dr backups list) or latest (with --database NAME or PGDATABASE)\n',
+      'atmr-dr: backups verify needs the backup to check: a manifest key (npx --no atmr-dr backups list) or latest (with --database NAME or PGDATABASE)\n',
     );
   });
 

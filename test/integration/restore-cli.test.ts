@@ -976,7 +976,7 @@ describe('atmr-dr restore', () => {
     const run = await atmrDr(['restore', '--target-db', uniqueDatabaseName('rcli_noref')], env());
 
     expect(run.status).toBe(2);
-    expect(run.stderr).toBe('atmr-dr: restore needs the backup to restore: latest (with --database NAME or PGDATABASE) or a manifest key from "atmr-dr backups list", and --target-db NAME\n');
+    expect(run.stderr).toBe('atmr-dr: restore needs the backup to restore: latest (with --database NAME or PGDATABASE) or a manifest key from "npx --no atmr-dr backups list", and --target-db NAME\n');
   });
 
   it('--count-timeout bounds each table\'s row count as given (the check line names the bound); without it, an hour', async () => {

@@ -322,8 +322,8 @@ describe('atmr-dr scale / osrm restart (CLI)', () => {
     [['scale', 'celery', '20', '--yes'], /outside the configured bounds 1-8/],
     [['scale', 'workers', '2', '--yes'], /no service "workers" in detection\.ecs\.services.*known: api, celery, osrm/],
     // The ECS name, as `aws ecs list-services` shows it, with or without its ARN: the key to give instead.
-    [['scale', 'atmr-celery-worker', '4', '--yes'], /^atmr-dr: scale: "atmr-celery-worker" is the ECS service of key "celery": atmr-dr scale celery 4\n$/],
-    [['scale', 'arn:aws:ecs:eu-west-3:111111111111:service/atmr-prod/atmr-api', '3', '--yes'], /: "arn:aws:ecs:.*\/atmr-api" is the ECS service of key "api": atmr-dr scale api 3\n$/],
+    [['scale', 'atmr-celery-worker', '4', '--yes'], /^atmr-dr: scale: "atmr-celery-worker" is the ECS service of key "celery": npx --no atmr-dr scale celery 4\n$/],
+    [['scale', 'arn:aws:ecs:eu-west-3:111111111111:service/atmr-prod/atmr-api', '3', '--yes'], /: "arn:aws:ecs:.*\/atmr-api" is the ECS service of key "api": npx --no atmr-dr scale api 3\n$/],
     [['scale', 'api', 'two', '--yes'], /count "two" is not a whole number/],
     [['scale', 'api', '3'], /\? refused: standard input is not a terminal, so nobody can answer; pass --yes to confirm \(nothing changed\)\n$/],
     [['osrm', 'restart'], /\? refused: standard input is not a terminal, so nobody can answer; pass --yes to confirm \(nothing changed\)\n$/],
