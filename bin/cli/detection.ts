@@ -37,7 +37,8 @@ function envConfig(envName: string | undefined): { envName: string; config?: Env
 
 function serviceFromConfig(config: EnvironmentConfig | undefined, key: string, configError?: string) {
   // An invalid config is the fault to name, with its own fix: the service may well be there.
-  if (!config && configError) throw new OperatorError(`cannot read service "${key}" (detection.ecs.services) from cdk.json: ${configError}`, 2);
+  // A config with several problems gives one line each (ConfigError): one line here, "; " between them.
+  if (!config && configError) throw new OperatorError(`cannot read service "${key}" (detection.ecs.services) from cdk.json: ${configError.split('\n').join('; ')}`, 2);
   const services = config?.detection?.ecs?.services ?? {};
   const service = services[key];
   if (!service) {

@@ -92,6 +92,11 @@ const NOT_READ: readonly { file: string; text: RegExp; why: string }[] = [
     text: /^npx --no atmr-dr backups <x> \(see /,
     why: '`backup list` refused: <x> is the subcommand of backups typed after backup, one of those the refusal checked exists',
   },
+  {
+    file: path.join('lambdas', 'restore', 'catalog.ts'),
+    text: /^npx --no atmr-dr <x>( --env <x>)?$/,
+    why: 'operatorCommand, the one builder of the commands lambdas/restore prints (its argument is the command, --env added): test/lambdas/restore/printed-env.test.ts parses, with the CLI, each argument its call sites pass',
+  },
 ];
 
 /**
@@ -229,7 +234,6 @@ describe('the atmr-dr commands the project prints parse with the CLI', () => {
     expect(found('README.md', /^PGDATABASE=atmr npx --no atmr-dr db revision$/)).toBe(true);
     expect(found(path.join('docs', 'restore.md'), /^npx --no atmr-dr restore latest --target-db atmr_restored --count-timeout 3h$/)).toBe(true);
     // Commands in a conditional piece of a template literal, printed when its condition holds.
-    expect(found(path.join('lambdas', 'restore', 'restore.ts'), /^npx --no atmr-dr db read-write$/)).toBe(true);
     expect(found(path.join('bin', 'cli', 'recover.ts'), /^npx --no atmr-dr recover cutover <x> --undo --yes$/)).toBe(true);
     // And the CLI's own hints.
     expect(found(path.join('bin', 'cli', 'interrupt.ts'), /^npx --no atmr-dr rollback status$/)).toBe(true);

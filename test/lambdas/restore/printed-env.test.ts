@@ -39,6 +39,16 @@ describe('the commands lambdas/restore prints name the environment', () => {
     expect(refusals(commands.map(words))).toEqual(commands.map(() => null));
   });
 
+  it('each command its callers give operatorCommand (the arguments written at its call sites in lambdas/restore) parses with the CLI, --env added', () => {
+    // The static check of printed commands cannot read through operatorCommand (its argument is
+    // the command): these are the arguments its call sites pass, placeholders filled.
+    const commands = ['backups list', 'backups verify latest', 'db read-write', 'backup --tier daily --database atmr', 'backups list --database atmr', 'backups list --tier daily --database atmr'].map(
+      (args) => operatorCommand('staging', args).slice(`${OPERATOR_CLI} `.length),
+    );
+
+    expect(refusals(commands.map(words))).toEqual(commands.map(() => null));
+  });
+
   it('without it (a caller that names none), the command has no --env, as before', () => {
     expect(operatorCommand(undefined, 'backups list')).toBe(`${OPERATOR_CLI} backups list`);
     expect(operatorCommand('prod', 'backup --tier daily --database atmr')).toBe(`${OPERATOR_CLI} backup --tier daily --database atmr --env prod`);
