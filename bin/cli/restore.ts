@@ -398,16 +398,23 @@ function restoreText(result: RestoreResult, undoneAs: string): string {
   return [
     `restored ${result.manifestKey} (${result.object.format}, ${takenAgo(result.manifest.startedAt)}) into ${result.targetDb}${replaced}: ${countOf(result.tablesRestored, 'table')}, ${countOf(result.rowsRestored, 'row')}, row counts match the manifest${kept === null ? '' : `; ${writesAfter(result.targetDb, result.manifest.startedAt, `they are in ${kept} (kept until you drop it)`)}`}`,
     // What the target held until now (what was written since the backup too) is the operator's way
-    // back: named with its DROP, and the renames that put it back (the restored copy then set aside
-    // under an _old_ name, which the next restore names with its DROP).
+    // back: named, then the renames that put it back (the restored copy then set aside under an _old_
+    // name, which the next restore names with its DROP), then its DROP, last, as it ends that way
+    // back. The renames are one transaction: run alone, the first succeeds and the second fails when
+    // a session is still connected to the copy kept (someone reading the writes since the backup),
+    // which left no database under the target's name at all.
     ...(kept === null
       ? []
       : [
-          `what ${result.targetDb} held before this restore is kept as database ${kept}; once it is no longer needed: DROP DATABASE ${quoteIdent(kept)}`,
-          `to undo this restore (no session may be connected to either database): ALTER DATABASE ${quoteIdent(result.targetDb)} RENAME TO ${quoteIdent(undoneAs)}; ALTER DATABASE ${quoteIdent(kept)} RENAME TO ${quoteIdent(result.targetDb)}`,
+          `what ${result.targetDb} held before this restore is kept as database ${kept}`,
+          `to undo this restore (no session may be connected to either database; both renames or neither): BEGIN; ALTER DATABASE ${quoteIdent(result.targetDb)} RENAME TO ${quoteIdent(undoneAs)}; ALTER DATABASE ${quoteIdent(kept)} RENAME TO ${quoteIdent(result.targetDb)}; COMMIT`,
+          `once ${kept} is no longer needed (dropping it ends the way back): DROP DATABASE ${quoteIdent(kept)}`,
         ]),
     // A replaced database kept its owner; a new one has the backed-up database's when this role could give it, else this role's, which the application's may not be.
     ...(result.replaced ? [] : [`database ${result.targetDb} is new and owned by "${result.owner}": if the application connects as another role, ALTER DATABASE ${quoteIdent(result.targetDb)} OWNER TO <its role>`]),
+    // A copy restored beside production is usually checked, then put in its place: the steps
+    // (close, rename, reopen) are manual, and only the docs say them.
+    ...(result.replaced ? [] : [`to put ${result.targetDb} in place of another database once checked: docs/restore.md, "Putting a checked copy in place"`]),
     `download ${t.downloadSeconds.toFixed(1)} s, restore ${t.restoreSeconds.toFixed(1)} s, verify ${t.verifySeconds.toFixed(1)} s, swap ${t.swapSeconds.toFixed(1)} s; RTO ${result.rtoSeconds.toFixed(1)} s`,
   ].join('\n');
 }

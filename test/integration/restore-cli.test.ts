@@ -260,8 +260,11 @@ describe('atmr-dr restore', () => {
     expect(kept).toMatch(new RegExp(`^${target}_old_[0-9a-f]{8}_[0-9a-z]{10}$`));
     const lost = `writes to ${target} after ${utcSecond(Date.parse(manifest.startedAt))} are not in the restored copy: they are in ${kept} (kept until you drop it)`;
     expect(run.stdout).toMatch(new RegExp(`^restored ${manifestKey} \\(custom, taken \\S+, [^)]+ ago\\) into ${target} \\(replaced\\): 1 table, 500 rows, row counts match the manifest; ${lost.replace(/[()]/g, '\\$&')}$`, 'm'));
-    const line = `what ${target} held before this restore is kept as database ${kept}; once it is no longer needed: DROP DATABASE "${kept}"`;
-    expect(run.stdout.split('\n')).toContain(line);
+    const lines = run.stdout.split('\n');
+    expect(lines).toContain(`what ${target} held before this restore is kept as database ${kept}`);
+    const line = `once ${kept} is no longer needed (dropping it ends the way back): DROP DATABASE "${kept}"`;
+    // Its DROP comes last, after the undo that it would make impossible.
+    expect(lines.indexOf(line)).toBeGreaterThan(lines.findIndex((l) => l.startsWith('to undo this restore')));
     expect(psql(cluster, kept, 'SELECT count(*) FROM keep_me WHERE id = 4')).toBe('1');
     // The statement the line gives drops it.
     psql(cluster, 'postgres', line.slice(line.indexOf('DROP DATABASE')));
@@ -287,7 +290,7 @@ describe('atmr-dr restore', () => {
     );
   });
 
-  it('when it keeps what the target held, the result gives the two renames that undo the restore, and they put that back', async () => {
+  it('when it keeps what the target held, the result gives the two renames that undo the restore, as one transaction, and they put that back', async () => {
     // Arrange: the target holds a row written after its backup, which only it has
     const target = makeTarget();
     psql(cluster, target, 'INSERT INTO keep_me VALUES (4)');
@@ -300,13 +303,39 @@ describe('atmr-dr restore', () => {
     const [kept] = databasesLike(cluster, `${target}_`);
     const undo = run.stdout.split('\n').find((l) => l.startsWith('to undo this restore'));
     expect(undo).toMatch(
-      new RegExp(`^to undo this restore \\(no session may be connected to either database\\): ALTER DATABASE "${target}" RENAME TO "(${target}_old_[0-9a-f]{8}_[0-9a-z]{10})"; ALTER DATABASE "${kept}" RENAME TO "${target}"$`),
+      new RegExp(`^to undo this restore \\(no session may be connected to either database; both renames or neither\\): BEGIN; ALTER DATABASE "${target}" RENAME TO "(${target}_old_[0-9a-f]{8}_[0-9a-z]{10})"; ALTER DATABASE "${kept}" RENAME TO "${target}"; COMMIT$`),
     );
-    // The statements it gives undo the restore: the row only the replaced database had is back, the restored copy beside it.
+    // The statements it gives, pasted as they are, undo the restore: the row only the replaced database had is back, the restored copy beside it.
     const restoredAs = /RENAME TO "([^"]+)";/.exec(undo!)![1];
-    for (const statement of undo!.slice(undo!.indexOf('ALTER')).split('; ')) psql(cluster, 'postgres', statement);
+    psql(cluster, 'postgres', undo!.slice(undo!.indexOf('BEGIN')));
     expect(psql(cluster, target, 'SELECT count(*) FROM keep_me WHERE id = 4')).toBe('1');
     expect(databaseDigest(cluster, restoredAs)).toBe(sourceDigest);
+  });
+
+  it('the undo it gives, run while a session reads the copy kept, changes nothing: the target keeps its name (no half-undone restore)', async () => {
+    // Arrange: a restore over a target that kept what it held, and someone reading that copy (the writes since the backup)
+    const target = makeTarget();
+    const run = await atmrDr(['restore', manifestKey, '--target-db', target, '--force'], env());
+    expect([run.status, run.stderr]).toEqual([0, '']);
+    const [kept] = databasesLike(cluster, `${target}_`);
+    const undo = run.stdout.split('\n').find((l) => l.startsWith('to undo this restore'))!;
+    const reader = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: kept });
+    await reader.connect();
+
+    // Act
+    let refused = '';
+    try {
+      psql(cluster, 'postgres', undo.slice(undo.indexOf('BEGIN')));
+    } catch (error) {
+      refused = String((error as { stderr?: string }).stderr);
+    } finally {
+      await reader.end();
+    }
+
+    // Assert: PostgreSQL refused the second rename, and the first was rolled back with it
+    expect(refused).toMatch(/is being accessed by other users/);
+    expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+    expect(databasesLike(cluster, `${target}_`)).toEqual([kept]);
   });
 
   it('--json names the copy kept (replacedKeptAs); with --drop-replaced the database replaced is dropped and replacedKeptAs is null', async () => {

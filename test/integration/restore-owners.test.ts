@@ -284,6 +284,8 @@ describe('a restore keeps the owners of the backup', () => {
     // Assert
     expect(run.status).toBe(0);
     expect(run.stdout).toMatch(/^database app_new is new and owned by "app": if the application connects as another role, ALTER DATABASE "app_new" OWNER TO <its role>$/m);
+    // The next step for a copy restored beside production, which only the docs describe, is named.
+    expect(run.stdout).toMatch(/^to put app_new in place of another database once checked: docs\/restore.md, "Putting a checked copy in place"$/m);
     expect(databaseOwner('app_new')).toBe('app');
     expect(owners('app_new')).toBe('booking:app,rider:app');
   }, 60_000);
