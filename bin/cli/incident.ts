@@ -9,6 +9,7 @@ import { acknowledgeIncident, getIncident, IncidentStore, listIncidents, resolve
 import { timelineMarkdown } from '../../lambdas/escalation/timeline';
 import { awsReason, incidentNotFound, notWokenLine, remindersLine } from '../../lambdas/escalation/replies';
 import { checkSubscriptions, type LevelToCheck, parseTopicsToCheck } from '../../lambdas/escalation/subscriptions';
+import { MISSING_SETTING_EXIT_CODE, missingAwsSetting } from '../../lambdas/shared/aws-errors';
 import { OPERATOR_CLI } from '../../lambdas/shared/constants';
 import { namedClient } from '../../lambdas/shared/named-clients';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
@@ -286,7 +287,13 @@ export function registerIncidentCommands(program: Command): void {
       // The Lambda's own check: it logs and adds a metric there; here the report is the output.
       const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined };
       const sns = namedClient(new SNSClient(SDK_RETRY), 'SNS');
-      const report = await checkSubscriptions({ sns, metrics: { addMetric: () => undefined }, logger: quiet }, topics);
+      const report = await checkSubscriptions({ sns, metrics: { addMetric: () => undefined }, logger: quiet }, topics).catch((error: unknown) => {
+        const missing = missingAwsSetting(error);
+        // The topics given by --topics (or its variable) spare the stack lookup only: the
+        // subscriptions are SNS's, read with the operator's credentials in every case.
+        if (missing) throw new OperatorError(`${missing} (the subscriptions are read from SNS, --topics or not: it skips only the CloudFormation lookup of the Ops stack's outputs)`, MISSING_SETTING_EXIT_CODE);
+        throw error;
+      });
       const endpoints = report.unconfirmed > 0 ? await configEndpoints(globals.env ?? defaultEnvironmentName()) : new Map<string, string>();
       const listed = report.levels.map((level) => {
         const lines = subscriptionLines(level, endpoints);

@@ -28,6 +28,12 @@ export interface DeployedName {
   readonly fromConfig?: (config: EnvironmentConfig) => string | undefined;
   /** Where in the environment's config fromConfig reads it, for messages (e.g. "backout.clusterName"). */
   readonly configKey?: string;
+  /**
+   * What the flag and the variable spare, where a failed stack lookup names them (default: they name
+   * it without the lookup). Said when the command still needs AWS once it has the name, so that the
+   * flag is not taken for a way to run without credentials.
+   */
+  readonly withoutLookup?: string;
 }
 
 /** The names the CLI resolves; each deploying construct publishes the matching CfnOutput. */
@@ -85,6 +91,7 @@ export const DEPLOYED_NAMES = {
     flag: '--topics JSON',
     envVar: 'ATMR_SUBSCRIPTION_TOPICS',
     output: { stack: 'Ops', key: 'EscalationSubscriptionTopics' },
+    withoutLookup: 'skips this CloudFormation lookup, not SNS: the subscriptions are still read from SNS with your credentials',
   },
 } satisfies Record<string, DeployedName>;
 
@@ -285,10 +292,10 @@ export async function resolveDeployedNameFrom(name: DeployedName, options: Resol
     reasons.push(configured.reason);
   }
   if (missing) {
-    throw new OperatorError(`${missing} (to read the ${name.label} from the outputs of ${stackName}; ${name.flag} or ${name.envVar} names it without this lookup)`, MISSING_SETTING_EXIT_CODE);
+    throw new OperatorError(`${missing} (to read the ${name.label} from the outputs of ${stackName}; ${name.flag} or ${name.envVar} ${name.withoutLookup ?? 'names it without this lookup'})`, MISSING_SETTING_EXIT_CODE);
   }
   // A refusal, as every other AWS refusal of the CLI: a failure (exit 1), a grant or a login fixes it.
-  if (refused) throw new OperatorError(`${refused} (${name.envVar} or ${flag} names the ${name.label} without this lookup)`, 1);
+  if (refused) throw new OperatorError(`${refused} (${name.envVar} or ${flag} ${name.withoutLookup ?? `names the ${name.label} without this lookup`})`, 1);
   const fix = `pass ${name.flag} or set ${name.envVar}`;
   if (notDeployed) {
     const others = reasons.length ? ` (${reasons.join('; ')})` : '';

@@ -10,7 +10,8 @@
  * answers, in one page, the subscriptions INCIDENT_SNS_SUBSCRIPTIONS (JSON) gives for the topic, and
  * the topics listed are written beside the SFN calls (`topicsListed`). GetSMSSandboxAccountStatus
  * answers IsInSandbox INCIDENT_SMS_SANDBOX ('true', default 'false'; another word is refused as that
- * error, e.g. AuthorizationErrorException), and its calls are counted (`sandboxChecks`).
+ * error, e.g. AuthorizationErrorException), and its calls are counted (`sandboxChecks`). With
+ * INCIDENT_SNS_UNMOCKED=1, the CLI's SNS clients are the real SDK's (a mock of another instance).
  */
 import { CloudWatchClient, DescribeAlarmsCommand, StateValue } from '@aws-sdk/client-cloudwatch';
 import { DescribeExecutionCommand, SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
@@ -35,7 +36,8 @@ async function run(): Promise<void> {
   } else {
     cloudwatch.on(DescribeAlarmsCommand).rejects(Object.assign(new Error(`User is not authorized to perform: cloudwatch:DescribeAlarms`), { name: alarmState }));
   }
-  const sns = mockClient(SNSClient);
+  // INCIDENT_SNS_UNMOCKED=1: SNS is the real SDK's, which needs the credentials the test gives it, or none.
+  const sns = mockClient(process.env.INCIDENT_SNS_UNMOCKED === '1' ? new SNSClient({}) : SNSClient);
   const subscriptions = JSON.parse(process.env.INCIDENT_SNS_SUBSCRIPTIONS ?? '{}') as Record<string, Subscription[]>;
   sns.on(ListSubscriptionsByTopicCommand).callsFake((input: { TopicArn: string }) => ({ Subscriptions: subscriptions[input.TopicArn] ?? [] }));
   const sandbox = process.env.INCIDENT_SMS_SANDBOX ?? 'false';
