@@ -246,7 +246,7 @@ export async function usageLine(error: CommanderError, argv: readonly string[], 
   // restore cannot give: it loads a whole backup. Commander would answer "Did you mean --tier?".
   const unknown = error.code === 'commander.unknownOption' ? /^unknown option '(--[^'=]+)/.exec(message)?.[1] : undefined;
   if (names.join(' ') === 'restore' && unknown !== undefined && ['--to-time', '--time', '--at'].includes(unknown)) {
-    return `restore has no ${unknown}: restore loads a whole backup (the newest before a time: ${OPERATOR_CLI} backups list); for a point in time use ${OPERATOR_CLI} recover --to-time <time> --reason <why>`;
+    return `restore has no ${unknown}: restore loads a whole backup (for the last one taken before a time, pick its key in ${OPERATOR_CLI} backups list, newest first); for a point in time use ${OPERATOR_CLI} recover --to-time <time> --reason <why>`;
   }
   // `rollback service atmr-celery-worker`: the service is a flag, and the operator who deletes the
   // word commander calls too many would act on the default service (the API) instead of that one.
@@ -274,7 +274,16 @@ export async function usageLine(error: CommanderError, argv: readonly string[], 
       message = `${message.replace(/\.$/, '')}: a value of several words is quoted: ${split.option} "${split.value}"`;
     }
   }
-  return `${message} (see ${OPERATOR_CLI} ${names.map((n) => `${n} `).join('')}--help)`;
+  return `${message} (see ${helpCommand(names)})`;
+}
+
+/**
+ * The help to read for a (sub)command (`names`, e.g. ['killswitch', 'enable']): its --help; for the
+ * program itself, `help`, since `npx --no atmr-dr --help` is answered by npx (npm's own help), not
+ * by this CLI.
+ */
+function helpCommand(names: readonly string[]): string {
+  return names.length === 0 ? `${OPERATOR_CLI} help` : `${OPERATOR_CLI} ${names.join(' ')} --help`;
 }
 
 /** Options whose value is free text, which the shell splits when it is not quoted. */
@@ -354,7 +363,7 @@ async function runCommand(argv: string[]): Promise<number> {
     });
     const unknownHelp = unknownHelpTopic(program, argv);
     if (unknownHelp) {
-      process.stderr.write(`atmr-dr: unknown command '${unknownHelp.topic}' (see ${OPERATOR_CLI} ${unknownHelp.names.map((n) => `${n} `).join('')}--help)\n`);
+      process.stderr.write(`atmr-dr: unknown command '${unknownHelp.topic}' (see ${helpCommand(unknownHelp.names)})\n`);
       return USAGE_EXIT_CODE;
     }
     await program.parseAsync(argv);

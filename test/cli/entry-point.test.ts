@@ -221,7 +221,7 @@ describe('arguments are checked before any name is resolved or any AWS call', ()
 });
 
 /** What restore answers a time given to it (--to-time, --time, --at). */
-const WHOLE_BACKUP = 'restore loads a whole backup (the newest before a time: npx --no atmr-dr backups list); for a point in time use npx --no atmr-dr recover --to-time <time> --reason <why>';
+const WHOLE_BACKUP = 'restore loads a whole backup (for the last one taken before a time, pick its key in npx --no atmr-dr backups list, newest first); for a point in time use npx --no atmr-dr recover --to-time <time> --reason <why>';
 
 describe("the parser's errors take the same path as every other error", () => {
   it.each([
@@ -236,7 +236,7 @@ describe("the parser's errors take the same path as every other error", () => {
     [['restore', '--at', '14:02', 'latest', '--target-db', 'atmr'], `atmr-dr: restore has no --at: ${WHOLE_BACKUP}`],
     [['restore', 'latest', '--target-db', 'x', '--format', 'tar'], /^atmr-dr: option '--format <format>' argument 'tar' is invalid\. .*\(see npx --no atmr-dr restore --help\)$/],
     [['killswitch', 'enable', '--mode', 'degraded', '--reason', 'peak', '--expires', '2', 'hours'], /^atmr-dr: too many arguments for 'enable'\. .*\(see npx --no atmr-dr killswitch enable --help\)$/],
-    [['make-coffee'], "atmr-dr: unknown command 'make-coffee' (see npx --no atmr-dr --help)"],
+    [['make-coffee'], "atmr-dr: unknown command 'make-coffee' (see npx --no atmr-dr help)"],
     // The catalog's commands are under `backups`: `backup list` is a natural guess.
     [['backup', 'list'], 'atmr-dr: backup takes a new backup and has no subcommand "list": npx --no atmr-dr backups list (see npx --no atmr-dr backups --help)'],
     [['backup', 'verify', 'latest', '--tier', 'daily'], 'atmr-dr: backup takes a new backup and has no subcommand "verify": npx --no atmr-dr backups verify (see npx --no atmr-dr backups --help)'],
@@ -249,9 +249,9 @@ describe("the parser's errors take the same path as every other error", () => {
     [['incident', 'ack'], "atmr-dr: missing required argument 'id': incident id, from npx --no atmr-dr incident list --open (see npx --no atmr-dr incident ack --help)"],
     [['-c', 'env=nope', 'killswitch', 'status'], "atmr-dr: unknown option '-c': this CLI takes --env NAME (-c env=NAME is cdk's) (see npx --no atmr-dr killswitch status --help)"],
     // help of a command that does not exist: the same line as the command itself, not the whole usage.
-    [['help', 'nope'], "atmr-dr: unknown command 'nope' (see npx --no atmr-dr --help)"],
+    [['help', 'nope'], "atmr-dr: unknown command 'nope' (see npx --no atmr-dr help)"],
     [['backups', 'help', 'nope'], "atmr-dr: unknown command 'nope' (see npx --no atmr-dr backups --help)"],
-    [['detection', '--help'], "atmr-dr: unknown command 'detection' (see npx --no atmr-dr --help)"],
+    [['detection', '--help'], "atmr-dr: unknown command 'detection' (see npx --no atmr-dr help)"],
     [['backups', 'nope', '-h'], "atmr-dr: unknown command 'nope' (see npx --no atmr-dr backups --help)"],
     [['backups', 'verify'], 'atmr-dr: backups verify needs the backup to check: a manifest key (npx --no atmr-dr backups list) or latest (with --database NAME or PGDATABASE)'],
   ])('%j: one atmr-dr line on stderr, nothing on stdout, exit 2', async (args, expected) => {

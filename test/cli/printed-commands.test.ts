@@ -84,7 +84,7 @@ const NOT_READ: readonly { file: string; text: RegExp; why: string }[] = [
   },
   {
     file: path.join('bin', 'atmr-dr.ts'),
-    text: /^npx --no atmr-dr <x> --mode <x> --reason "\.\.\."$|^npx --no atmr-dr <x> --service <x>$|^npx --no atmr-dr <x>--help$/,
+    text: /^npx --no atmr-dr <x> --mode <x> --reason "\.\.\."$|^npx --no atmr-dr <x> --service <x>$|^npx --no atmr-dr <x> --help$/,
     why: 'the parser\'s refusals name the command as typed (its words are the command line\'s): the refusals run below print and parse them',
   },
   {
