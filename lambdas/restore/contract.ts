@@ -24,6 +24,8 @@ export const RESTORE_TEST_METRICS = { success: 'RestoreTestSuccess', rtoSeconds:
 
 /** Non-secret settings of the function (never a password). */
 export const RESTORE_TEST_ENV = {
+  /** The cdk.json environment, named with --env in every command the function's lines print. */
+  environmentName: 'RESTORE_ENVIRONMENT_NAME',
   bucket: 'BACKUP_BUCKET',
   targetHost: 'RESTORE_TEST_TARGET_HOST',
   targetPort: 'RESTORE_TEST_TARGET_PORT',

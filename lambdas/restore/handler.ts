@@ -11,7 +11,6 @@ import { z } from 'zod';
 import { BackupTierSchema } from '../shared/tiers';
 import { createS3Client, DEFAULT_MAX_ATTEMPTS } from '../shared/aws';
 import { msUntilDeadline } from '../shared/deadline';
-import { environmentOfNamespace } from '../shared/constants';
 import { OperatorError } from '../shared/errors';
 import { removedTempDirLine, runTempDir } from '../shared/temp-dir';
 import { observability } from '../shared/observability';
@@ -141,7 +140,7 @@ export async function restoreTestHandler(event: unknown, context?: Context) {
   const deps = {
     ...clients,
     env: process.env,
-    environmentName: environmentOfNamespace(process.env.POWERTOOLS_METRICS_NAMESPACE),
+    environmentName: process.env[RESTORE_TEST_ENV.environmentName] || undefined,
     region: process.env.AWS_REGION,
     log: (line: string) => logger.info(line),
     warn: (line: string) => logger.warn(line),

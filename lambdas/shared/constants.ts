@@ -15,16 +15,6 @@ export function metricsNamespace(environmentName: string): string {
   return `${METRICS_NAMESPACE_ROOT}/${environmentName}`;
 }
 
-/**
- * The environment a function runs for, read back from its POWERTOOLS_METRICS_NAMESPACE
- * (metricsNamespace's `AtmrDr/<env>`), for the `--env` of the commands its lines print; undefined
- * for any other value.
- */
-export function environmentOfNamespace(namespace: string | undefined): string | undefined {
-  const prefix = `${METRICS_NAMESPACE_ROOT}/`;
-  return namespace?.startsWith(prefix) && namespace.length > prefix.length ? namespace.slice(prefix.length) : undefined;
-}
-
 /** EventBridge `source` of the events atmr-dr emits (killswitch changes, rollbacks, incidents). */
 export const EVENT_SOURCE = 'atmr-dr';
 

@@ -234,6 +234,7 @@ export class RestoreTest extends Construct {
       environment: {
         POWERTOOLS_SERVICE_NAME: RESTORE_TEST_SERVICE,
         POWERTOOLS_METRICS_NAMESPACE: metricsNamespace(environmentName),
+        [RESTORE_TEST_ENV.environmentName]: environmentName,
         [RESTORE_TEST_ENV.bucket]: bucket.bucketName,
         [RESTORE_TEST_ENV.tier]: restoreTest.tier,
         [RESTORE_TEST_ENV.criticalQueries]: JSON.stringify(restoreTest.criticalQueries),

@@ -123,6 +123,8 @@ describe('RestoreTest construct', () => {
           RESTORE_TEST_RPO_OBJECTIVE_SECONDS: '183600',
           POWERTOOLS_SERVICE_NAME: 'restore-test',
           RESTORE_PROTECTED_DATABASES: '["atmr"]',
+          // Named with --env in the commands its lines print.
+          RESTORE_ENVIRONMENT_NAME: 'example',
         }),
       },
     });

@@ -1,6 +1,6 @@
 import { checkBackupRef, manifestKeyIn, operatorCommand } from '../../../lambdas/restore/catalog';
 import { badBackupFix } from '../../../lambdas/restore/download';
-import { environmentOfNamespace, metricsNamespace, OPERATOR_CLI } from '../../../lambdas/shared/constants';
+import { OPERATOR_CLI } from '../../../lambdas/shared/constants';
 import { refusals, words } from '../../cli/parse-refusals';
 
 // A command the restore's lines print is pasted from a page or a terminal of one environment:
@@ -52,12 +52,5 @@ describe('the commands lambdas/restore prints name the environment', () => {
   it('without it (a caller that names none), the command has no --env, as before', () => {
     expect(operatorCommand(undefined, 'backups list')).toBe(`${OPERATOR_CLI} backups list`);
     expect(operatorCommand('prod', 'backup --tier daily --database atmr')).toBe(`${OPERATOR_CLI} backup --tier daily --database atmr --env prod`);
-  });
-
-  it("the function reads its environment back from its metrics namespace, and nothing from any other value", () => {
-    expect(environmentOfNamespace(metricsNamespace('staging'))).toBe('staging');
-    expect(environmentOfNamespace('AtmrDr/')).toBeUndefined();
-    expect(environmentOfNamespace('Other/staging')).toBeUndefined();
-    expect(environmentOfNamespace(undefined)).toBeUndefined();
   });
 });

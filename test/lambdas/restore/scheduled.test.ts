@@ -376,6 +376,15 @@ describe('restore-test Lambda handler', () => {
     expect(psql(cluster, targetDb, 'SELECT count(*) FROM company')).toBe('42');
   });
 
+  it('names its environment, from the variable its construct sets, with --env in the commands a refusal prints', async () => {
+    process.env[RESTORE_TEST_ENV.environmentName] = 'staging';
+    const missing = `daily/${database}_backup_20200101_000000.manifest.json`;
+
+    await expect(handler({ restore: { ref: missing, targetDb: uniqueDatabaseName('lambda_env') } }, context)).rejects.toThrow(
+      `manifest s3://${localS3.bucket}/${missing} does not exist; list backups with: npx --no atmr-dr backups list --env staging`,
+    );
+  });
+
   it('over an existing database ({"force": true}) keeps what it held and names it (replacedKeptAs); with "dropReplaced": true it drops it', async () => {
     // Arrange: two existing databases holding a row of their own
     await writeFixtureBackup(s3, localS3.bucket, cluster, database, { tier: 'daily' });
