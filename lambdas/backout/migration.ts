@@ -6,7 +6,7 @@ import { SSMClient } from '@aws-sdk/client-ssm';
 import { KillswitchReading, rawAtVersion, readKillswitch, writeKillswitch } from '../killswitch/core';
 import { KillswitchValue, parseKillswitchValue } from '../killswitch/value';
 import { MISSING_SETTING_EXIT_CODE, missingAwsSetting, refusedWithoutEffect } from '../shared/aws-errors';
-import { OPERATOR_CLI } from '../shared/constants';
+import { operatorCommand } from '../shared/constants';
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
 import { shellWord } from '../shared/format';
 import { downgradeCommandLine, parseRevision } from './revision';
@@ -264,7 +264,7 @@ async function settleUnansweredWrite(deps: Pick<MigrationDeps, 'ssm' | 'now'>, s
 
 /** The report's words for maintenance atmr-dr may have left on with no downgrade to follow, and `putBack`: how to give the value before back. */
 export function mayBeInMaintenance(settings: BackoutSettings, putBack: string): string {
-  return `${settings.killswitchParameterName} may be in maintenance set by ${BACKOUT_ACTOR}, the API answering 503 to every user and the next alarm of this release held by it (a notice, no page); check "${OPERATOR_CLI} killswitch status --env ${settings.environmentName}" and, if it shows maintenance by ${BACKOUT_ACTOR}, put it back: ${putBack}`;
+  return `${settings.killswitchParameterName} may be in maintenance set by ${BACKOUT_ACTOR}, the API answering 503 to every user and the next alarm of this release held by it (a notice, no page); check "${operatorCommand(settings.environmentName, 'killswitch status')}" and, if it shows maintenance by ${BACKOUT_ACTOR}, put it back: ${putBack}`;
 }
 
 /** The stopped migration task, as ECS (or the Step Functions .sync integration) describes it. */
@@ -400,9 +400,9 @@ function restoredValue(previous: KillswitchValue | null, now: Date): { mode: Kil
 /** The command a human runs to put the killswitch back as restoreKillswitch would (maintenance kept by atmr-dr), in `environmentName`. */
 export function restoreKillswitchCommand(previous: KillswitchValue | null, now: Date, environmentName: string): string {
   const restored = restoredValue(previous, now);
-  if (restored.mode === 'normal') return `${OPERATOR_CLI} killswitch disable --reason "migration downgrade finished" --env ${environmentName}`;
+  if (restored.mode === 'normal') return operatorCommand(environmentName, 'killswitch disable --reason "migration downgrade finished"');
   const expires = restored.expiresAt ? ` --expires ${Math.max(1, Math.ceil((restored.expiresAt.getTime() - now.getTime()) / 60_000))}m` : '';
-  return `${OPERATOR_CLI} killswitch enable --mode ${restored.mode} --reason ${shellWord(restored.reason)}${expires} --env ${environmentName}`;
+  return operatorCommand(environmentName, `killswitch enable --mode ${restored.mode} --reason ${shellWord(restored.reason)}${expires}`);
 }
 
 /**

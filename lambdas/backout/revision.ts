@@ -1,4 +1,4 @@
-import { OPERATOR_CLI } from '../shared/constants';
+import { operatorCommand } from '../shared/constants';
 import { OperatorError } from '../shared/errors';
 
 // The downgrade's revision and the command that runs it, apart from the downgrade's own code: a
@@ -30,7 +30,7 @@ export function parseRevision(revision: string | null | undefined): string {
 export const DOWNGRADE_DROPS = 'drops what the migration added: see docs/backout.md, "When not to downgrade"';
 
 export function downgradeCommandLine(revision: string, failingTaskDefinition: string, environmentName: string): string {
-  return `${OPERATOR_CLI} rollback migration --to ${parseRevision(revision)} --task-definition ${failingTaskDefinition} --env ${environmentName}`;
+  return operatorCommand(environmentName, `rollback migration --to ${parseRevision(revision)} --task-definition ${failingTaskDefinition}`);
 }
 
 /**
@@ -40,10 +40,10 @@ export function downgradeCommandLine(revision: string, failingTaskDefinition: st
  */
 export function rollbackServiceCommand(service: string, environmentName: string, to?: string): string {
   const target = to === undefined ? '' : ` --to ${to}`;
-  return `${OPERATOR_CLI} rollback service --service ${service}${target} --env ${environmentName}`;
+  return operatorCommand(environmentName, `rollback service --service ${service}${target}`);
 }
 
 /** The status of `service`'s backout (what it runs, its last known good, its lock): unquoted, as rollbackServiceCommand. */
 export function rollbackStatusCommand(service: string, environmentName: string): string {
-  return `${OPERATOR_CLI} rollback status --service ${service} --env ${environmentName}`;
+  return operatorCommand(environmentName, `rollback status --service ${service}`);
 }

@@ -13,7 +13,7 @@ import { z } from 'zod';
 import { runbookAlarmName } from '../../lib/alarm-names';
 import { readKillswitch } from '../killswitch/core';
 import { effectiveMode } from '../killswitch/value';
-import { EVENT_SOURCE, OPERATOR_CLI } from '../shared/constants';
+import { EVENT_SOURCE, OPERATOR_CLI, operatorCommand } from '../shared/constants';
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
 import { assertFamily, currentTaskDefinition, ROLLBACK_NOT_STARTED, RollbackNotStarted, deploymentStatus, deploymentUnderway, describeRelease, describeService, schemaHead, imageRepository, isDigestReference, pinToRecordedDigests, PrimaryRollout, primaryRollout, ReleaseInfo, runningImageDigests, stoppedTasksSince, taskDefinitionFamily, UnderwayDeployment, underwayLine, updateServiceTo } from './ecs';
 import { formatAge } from '../shared/format';
@@ -410,7 +410,7 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     }
     const headless = [!from.alembicHead && `the failing release ${from.taskDefinitionArn}`, !to.alembicHead && `the last known good ${to.taskDefinitionArn}`].filter((x): x is string => Boolean(x));
     if (isApi && downgradesOn && headless.length) {
-      const unknownHead = `schema state unknown: ${headless.join(' and ')} ${headless.length > 1 ? 'declare' : 'declares'} no ${settings.alembicHead.name}, so atmr-dr cannot tell whether the schema is ahead of the code it rolls back to and downgrades nothing; check the schema's revision by hand with "${OPERATOR_CLI} db revision --env ${settings.environmentName}" (from a machine that reaches the database; else ${alembicCurrentCommandLine(settings, from.taskDefinitionArn)}, the revision in the task's logs) and, if it is ahead of the last known good's, downgrade with "${OPERATOR_CLI} rollback migration --to <revision> --task-definition ${from.taskDefinitionArn} --env ${settings.environmentName}"`;
+      const unknownHead = `schema state unknown: ${headless.join(' and ')} ${headless.length > 1 ? 'declare' : 'declares'} no ${settings.alembicHead.name}, so atmr-dr cannot tell whether the schema is ahead of the code it rolls back to and downgrades nothing; check the schema's revision by hand with "${operatorCommand(settings.environmentName, 'db revision')}" (from a machine that reaches the database; else ${alembicCurrentCommandLine(settings, from.taskDefinitionArn)}, the revision in the task's logs) and, if it is ahead of the last known good's, downgrade with "${OPERATOR_CLI} rollback migration --to <revision> --task-definition ${from.taskDefinitionArn} --env ${settings.environmentName}"`;
       downgrade = { ...downgrade, unknownHead };
     }
 
@@ -481,7 +481,7 @@ async function killswitchHold(deps: BackoutDeps, settings: BackoutSettings, serv
     reading = await readKillswitch(deps.ssm, settings.killswitchParameterName);
   } catch (error) {
     return {
-      reason: `held: the killswitch ${settings.killswitchParameterName} could not be read (${namedLine(error)}): whether maintenance mode explains the 5xx is unknown, no rollback; check "${OPERATOR_CLI} killswitch status --env ${settings.environmentName}" and, if the mode is normal and the API still fails, run ${byHand}`,
+      reason: `held: the killswitch ${settings.killswitchParameterName} could not be read (${namedLine(error)}): whether maintenance mode explains the 5xx is unknown, no rollback; check "${operatorCommand(settings.environmentName, 'killswitch status')}" and, if the mode is normal and the API still fails, run ${byHand}`,
       page: true,
     };
   }
@@ -989,7 +989,7 @@ export function goForwardLine(rollout: NonNullable<RollbackState['rollout']>): s
   return `${deploy}; a pipeline that checks the pin refuses the images rolled back from until it is cleared: aws ssm delete-parameter --name ${rollout.pin} (once the fix is deployed, or to bring those images back on purpose; README, "The pin").`;
 }
 
-const handChecks = (environmentName: string) => `Check by hand: the schema's revision (${OPERATOR_CLI} db revision --env ${environmentName}, or flask db current), the API's error logs, one critical request (GET /api/bookings).`;
+const handChecks = (environmentName: string) => `Check by hand: the schema's revision (${operatorCommand(environmentName, 'db revision')}, or flask db current), the API's error logs, one critical request (GET /api/bookings).`;
 
 /**
  * The end of every path: one message to the incidents topic (what, from which release to which,

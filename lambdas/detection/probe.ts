@@ -7,7 +7,7 @@ import { CheckResult, checkHttp, checkHttpNamingHung, classifyError, tellingConn
 import { READ_ONLY_STATE_SQL, readOnlyStateInReadOnlyTransaction, refusesApplicationWrites, roleReadOnlyDefaultReset } from '../shared/read-only';
 import { redisMemoryFromInfo, type RedisMemory } from './redis-memory';
 import { oneLine } from '../shared/errors';
-import { OPERATOR_CLI } from '../shared/constants';
+import { operatorCommand } from '../shared/constants';
 import { INVALID_PASSWORD, sqlState } from '../shared/pg-errors';
 
 /** Powertools `service` of the probe: the dimension every probe metric carries. */
@@ -509,7 +509,7 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
  * standby in recovery, full storage) and asks before it changes anything.
  */
 export function databaseReadOnlyLine(environmentName: string | undefined): string {
-  const command = environmentName ? `${OPERATOR_CLI} db read-write --env ${environmentName}` : `${OPERATOR_CLI} db read-write`;
+  const command = operatorCommand(environmentName, 'db read-write');
   return `database is read-only (the application's writes are refused): check why first with "${command}" (it shows the cause and asks before changing anything; log in as the database's owner: PG* variables or --database-secret <arn>)`;
 }
 

@@ -1,5 +1,5 @@
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { OPERATOR_CLI } from '../shared/constants';
+import { operatorCommand } from '../shared/constants';
 import { OperatorError, oneLine } from '../shared/errors';
 import { BackupManifest, BackupObject, InvalidManifestError, LatestPointerSchema, parseManifest } from '../shared/manifest';
 import {
@@ -36,14 +36,6 @@ export interface CatalogDeps {
    * environment. @default none: the commands name no --env
    */
   readonly environmentName?: string;
-}
-
-/**
- * `${OPERATOR_CLI} <args>`, with `--env <environmentName>` when the environment is known: the one
- * way lambdas/restore prints a command to run.
- */
-export function operatorCommand(environmentName: string | undefined, args: string): string {
-  return environmentName ? `${OPERATOR_CLI} ${args} --env ${environmentName}` : `${OPERATOR_CLI} ${args}`;
 }
 
 /**

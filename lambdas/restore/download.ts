@@ -5,9 +5,10 @@ import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { unansweredCall } from '../shared/aws-errors';
 import { OperatorError, oneLine } from '../shared/errors';
+import { operatorCommand } from '../shared/constants';
 import { formatBytes } from '../shared/format';
 import type { BackupObject } from '../shared/manifest';
-import { CatalogDeps, operatorCommand } from './catalog';
+import { CatalogDeps } from './catalog';
 import { isNotFound } from '../shared/s3-objects';
 
 /**

@@ -5,13 +5,14 @@ import { BackupResult, RunBackupDeps, RunBackupOptions, runBackup } from '../bac
 import { baseChildEnv, toolVersion } from '../backup/pg-tools';
 import { asOperatorError } from '../shared/aws-errors';
 import { OperatorError, oneLine } from '../shared/errors';
+import { operatorCommand } from '../shared/constants';
 import { backupAgeSeconds, countOf, formatAge, formatBytes, roundSeconds, utcMinute } from '../shared/format';
 import { connectTo, type PgConnection } from '../shared/pg-connection';
 import { sqlState, UNDEFINED_TABLE } from '../shared/pg-errors';
 import { RESTORE_TEST_BACKUP_PREFIX, type BackupTier } from '../shared/s3-layout';
 import { pgToolPath, queryOneStatementReadOnly, quoteIdent } from '../shared/postgres';
 import { roleReadOnlyReset } from '../shared/read-only';
-import { CatalogDeps, CatalogError, NoBackupError, operatorCommand, resolveBackup, type ResolvedBackup } from './catalog';
+import { CatalogDeps, CatalogError, NoBackupError, resolveBackup, type ResolvedBackup } from './catalog';
 import { RESTORE_TEST_DEFAULTS } from './contract';
 import { BadObjectError, checkFreeSpace, type SpaceCheck } from './download';
 import { FunctionDeadlineStop } from './deadline';

@@ -1,13 +1,14 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { OperatorError, oneLine } from '../shared/errors';
+import { operatorCommand } from '../shared/constants';
 import type { BackupManifest } from '../shared/manifest';
 import { formatBytes, takenAgo } from '../shared/format';
 import { boundText, type PgConnection, type ReadBounds } from '../shared/pg-connection';
 import { isRefusedStatement, READ_ONLY_SQL_TRANSACTION, sqlState } from '../shared/pg-errors';
 import { dropDatabaseStatement, quoteIdent } from '../shared/postgres';
 import { makeDownloadDir } from '../shared/temp-dir';
-import { backedUpDatabase, CatalogDeps, chooseObject, operatorCommand, resolveBackup } from './catalog';
+import { backedUpDatabase, CatalogDeps, chooseObject, resolveBackup } from './catalog';
 import { checkRowCounts, ROW_COUNT_BOUNDS } from './check';
 import { DownloadResult, SpaceCheck, downloadObject } from './download';
 import { checkRoles, checkTarget, checkTargetName, guardProduction, guardSystemDatabase } from './guards';

@@ -4,10 +4,11 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { firstError, pgToolPath } from '../shared/postgres';
 import { OperatorError, oneLine } from '../shared/errors';
+import { operatorCommand } from '../shared/constants';
 import { roundSeconds } from '../shared/format';
 import { makeDownloadDir } from '../shared/temp-dir';
 import type { BackupManifest, BackupObject } from '../shared/manifest';
-import { CatalogDeps, CatalogFilter, operatorCommand, resolveBackup } from './catalog';
+import { CatalogDeps, CatalogFilter, resolveBackup } from './catalog';
 import { BadObjectError, DownloadResult, LocalSpaceError, SpaceCheck, badBackupFix, downloadObject } from './download';
 import { pgRestoreTooOld, runTool, toolEnv } from './load';
 

@@ -27,3 +27,13 @@ export const EVENT_SOURCE = 'atmr-dr';
  * own bin. Every such text uses this constant (a test checks it), so no new one can forget it.
  */
 export const OPERATOR_CLI = 'npx --no atmr-dr';
+
+/**
+ * `${OPERATOR_CLI} <args>`, then `--env <environmentName>` when the environment is known: a command
+ * pasted from a page or a line of one environment acts on that environment, not on cdk.json's
+ * default one. Its call sites are what the check of printed commands reads (each call's `args`,
+ * `--env` appended), so the command is assembled here without a template of its own.
+ */
+export function operatorCommand(environmentName: string | undefined, args: string): string {
+  return [OPERATOR_CLI, args, ...(environmentName ? ['--env', environmentName] : [])].join(' ');
+}

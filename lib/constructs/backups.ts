@@ -31,7 +31,7 @@ import {
   SNAPSHOT_PREFIX,
   TIER_TAG_KEY,
 } from '../../lambdas/backup/runner-contract';
-import { metricsNamespace, OPERATOR_CLI } from '../../lambdas/shared/constants';
+import { metricsNamespace, OPERATOR_CLI, operatorCommand } from '../../lambdas/shared/constants';
 import {
   BACKUP_TIERS,
   LATEST_POINTER_KEY,
@@ -488,7 +488,7 @@ export class Backups extends Construct {
     const env = props.environmentName;
     const instance = props.database.instanceIdentifier;
     const readLogs = (since: string) => `aws logs tail ${runnerLogs.logGroupName} --since ${since}`;
-    const list = (tier: BackupTier) => `${OPERATOR_CLI} backups list --tier ${tier} --env ${env}`;
+    const list = (tier: BackupTier) => operatorCommand(env, `backups list --tier ${tier}`);
     const backUp = (tier: string) => `${OPERATOR_CLI} backup --tier ${tier} --env ${env} (PG* de la base)`;
     const common = { environmentName: props.environmentName, concern: 'Backups', runbookSection: 'Sauvegarde - 4. Backup automatisé', topic };
     const metric = (metricName: string, dimensionsMap: Record<string, string>, statistic: string, period: Duration) =>

@@ -7,7 +7,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
-import { metricsNamespace, OPERATOR_CLI } from '../../lambdas/shared/constants';
+import { metricsNamespace, OPERATOR_CLI, operatorCommand } from '../../lambdas/shared/constants';
 import type { ProbeEnvironment } from '../../lambdas/detection/settings';
 import type { DetectionConfig, EnvironmentConfig } from '../config';
 import type { DashboardGraph } from './dashboard';
@@ -366,7 +366,7 @@ export class Detection extends Construct {
         what: 'ReadOnly',
         summary: `PostgreSQL répond mais refuse les écritures (transaction_read_only = on ou pg_is_in_recovery()), ${during}. Base injoignable ou login refusé : Database-Down.`,
         firstActions:
-          `\`${OPERATOR_CLI} db read-write --env ${props.environmentName}\` (montre l'état, remet la base en lecture-écriture si c'est le réglage de la base, prouve une écriture) ; killswitch maintenance si nécessaire.`,
+          `\`${operatorCommand(props.environmentName, 'db read-write')}\` (montre l'état, remet la base en lecture-écriture si c'est le réglage de la base, prouve une écriture) ; killswitch maintenance si nécessaire.`,
         metric: readOnly,
         threshold: 1,
         comparisonOperator: GTE,
@@ -528,7 +528,7 @@ export class Detection extends Construct {
         concern: 'Database',
         what: 'ReadOnlyErrors',
         summary: `l'API journalise des erreurs PostgreSQL "read-only transaction" (>= ${t.readOnlyErrorsPer5Min} en 5 min) : les écritures échouent.`,
-        firstActions: `\`${OPERATOR_CLI} db read-write --env ${props.environmentName}\` pour l'état et la remise en lecture-écriture ; killswitch maintenance si nécessaire.`,
+        firstActions: `\`${operatorCommand(props.environmentName, 'db read-write')}\` pour l'état et la remise en lecture-écriture ; killswitch maintenance si nécessaire.`,
         // Counted per minute over the last 5: with the default threshold (1) the first error pages within
         // about 2 minutes instead of at the end of a 5-minute period.
         metric: t.readOnlyErrorsPer5Min === 1 ? readOnlyErrors.with({ period: MINUTE }) : readOnlyErrors,
@@ -636,7 +636,7 @@ export class Detection extends Construct {
           concern: 'Database',
           what: 'FreeStorageLow',
           summary: `l'espace libre de ${props.rds.instanceIdentifier} est sous ${t.freeStoragePercent} % (${bytes} octets) : un disque plein met PostgreSQL en lecture seule.`,
-          firstActions: `augmenter le stockage RDS (modify-db-instance --allocated-storage) ; purger logs/tables temporaires ; \`${OPERATOR_CLI} db read-write --env ${props.environmentName}\` ensuite.`,
+          firstActions: `augmenter le stockage RDS (modify-db-instance --allocated-storage) ; purger logs/tables temporaires ; \`${operatorCommand(props.environmentName, 'db read-write')}\` ensuite.`,
           metric: rdsMetric('FreeStorageSpace', 'Minimum', FIVE_MINUTES),
           threshold: bytes,
           comparisonOperator: LT,

@@ -10,7 +10,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { COPY_BUSY_ERROR, LOGIN_REFUSED_ERROR, PASSWORD_RESET_MAX_SECONDS, RECOVERY_ENV, RECOVERY_PURPOSE_TAG, RECOVERY_SERVICE } from '../../lambdas/recovery/contract';
-import { metricsNamespace, OPERATOR_CLI } from '../../lambdas/shared/constants';
+import { metricsNamespace, operatorCommand } from '../../lambdas/shared/constants';
 import { nagRender } from '../nag';
 import { decryptSecretStatement, readAndWriteSecretStatement, restoreEncryptedStorageStatement } from './database-statements';
 import { putEventsOnDefaultBus } from './event-bus-statements';
@@ -181,7 +181,7 @@ export class Recovery extends Construct {
         // abandon` of a wrong --to-time, a console stop), who knows, and whose page would climb to
         // the CTO as an event alarm until someone resolved it by hand.
         signalsEvent: true,
-        firstActions: `${OPERATOR_CLI} recover status --env ${props.environmentName} ; une copie gardée tient le verrou, la supprimer avant de relancer avec une autre heure (--to-time) : ${OPERATOR_CLI} recover abandon <id> --env ${props.environmentName} ; ou restaurer un dump (${OPERATOR_CLI} restore latest --env ${props.environmentName}).`,
+        firstActions: `${operatorCommand(props.environmentName, 'recover status')} ; une copie gardée tient le verrou, la supprimer avant de relancer avec une autre heure (--to-time) : ${operatorCommand(props.environmentName, 'recover abandon <id>')} ; ou restaurer un dump (${operatorCommand(props.environmentName, 'restore latest')}).`,
         metric: sumOfCounts(
           {
             failed: this.stateMachine.metricFailed({ statistic: 'Sum', period: Duration.minutes(5) }),
@@ -363,7 +363,7 @@ export class Recovery extends Construct {
       topic: props.incidentsTopic,
       subject: `[atmr-dr] ${props.environmentName}: recovered copy failed verification`,
       message: sfn.TaskInput.fromText(
-        sfn.JsonPath.format(`Recovery {} restored {} but it FAILED verification; it is kept for inspection: ${OPERATOR_CLI} recover status {} --env ${props.environmentName} ; ${OPERATOR_CLI} recover abandon {} --env ${props.environmentName}`, sfn.JsonPath.stringAt('$$.Execution.Input.recoveryId'), sfn.JsonPath.stringAt('$$.Execution.Input.newInstance'), sfn.JsonPath.stringAt('$$.Execution.Input.recoveryId'), sfn.JsonPath.stringAt('$$.Execution.Input.recoveryId')),
+        sfn.JsonPath.format(`Recovery {} restored {} but it FAILED verification; it is kept for inspection: ${operatorCommand(props.environmentName, 'recover status {}')} ; ${operatorCommand(props.environmentName, 'recover abandon {}')}`, sfn.JsonPath.stringAt('$$.Execution.Input.recoveryId'), sfn.JsonPath.stringAt('$$.Execution.Input.newInstance'), sfn.JsonPath.stringAt('$$.Execution.Input.recoveryId'), sfn.JsonPath.stringAt('$$.Execution.Input.recoveryId')),
       ),
       resultPath: sfn.JsonPath.DISCARD,
     }).next(new sfn.Fail(this, 'VerificationFailed', { error: 'RecoveryVerificationFailed', cause: 'the recovered copy is missing tables, queries or its Alembic revision (see recover status)' }));
@@ -376,7 +376,7 @@ export class Recovery extends Construct {
       subject: `[atmr-dr] ${props.environmentName}: recovered copy NOT verified (data not read in time)`,
       message: sfn.TaskInput.fromText(
         sfn.JsonPath.format(
-          `Recovery {} restored {} but {} (a fresh copy loads its blocks from S3): it is NOT verified and kept. ${OPERATOR_CLI} recover status {} --env ${props.environmentName} says what to do: check it by hand, then ${OPERATOR_CLI} recover cutover {} --unverified --yes --env ${props.environmentName}, or ${OPERATOR_CLI} recover abandon {} --env ${props.environmentName}`,
+          `Recovery {} restored {} but {} (a fresh copy loads its blocks from S3): it is NOT verified and kept. ${operatorCommand(props.environmentName, 'recover status {}')} says what to do: check it by hand, then ${operatorCommand(props.environmentName, 'recover cutover {} --unverified --yes')}, or ${operatorCommand(props.environmentName, 'recover abandon {}')}`,
           sfn.JsonPath.stringAt('$$.Execution.Input.recoveryId'),
           sfn.JsonPath.stringAt('$$.Execution.Input.newInstance'),
           sfn.JsonPath.stringAt('$.report.unreadCause'),

@@ -18,7 +18,7 @@ import { RunbookAlarm, sumOfCounts } from './runbook-alarm';
 import { BACKUP_RUNNER_SERVICE, RUNNER_METRICS } from '../../lambdas/backup/runner-contract';
 import { RESTORE_TEST_ENV, RESTORE_TEST_METRICS, RESTORE_TEST_SERVICE, EXECUTION_TAG, TEMPORARY_INSTANCE_TRANSIENT_ERROR, temporaryInstanceIdentifier } from '../../lambdas/restore/contract';
 import { MEASURABLE_RTO_SECONDS, RESTORE_DEADLINE_MARGIN_MS, RESTORE_FUNCTION_TIMEOUT_SECONDS } from '../../lambdas/restore/deadline';
-import { metricsNamespace, OPERATOR_CLI } from '../../lambdas/shared/constants';
+import { metricsNamespace, OPERATOR_CLI, operatorCommand } from '../../lambdas/shared/constants';
 import { BACKUP_TIERS, LATEST_POINTER_KEY, RESTORE_TEST_REPORT_PREFIX } from '../../lambdas/shared/s3-layout';
 import { ConfigError, type EnvironmentConfig, type RestoreTestConfig } from '../config';
 import { nagRender } from '../nag';
@@ -562,11 +562,11 @@ export class RestoreTest extends Construct {
       : `aws lambda invoke --function-name ${output(RESTORE_TEST_OUTPUTS.functionName)} --invocation-type Event --cli-binary-format raw-in-base64-out --payload '${testInput}' /dev/null`;
     // The backup the scheduled test restored, checked on its own (sizes, sha256, archives readable
     // to the end): a corrupt newest dump fails here as it failed the test.
-    const verifyLatest = `${OPERATOR_CLI} backups verify latest --tier ${props.settings.tier} --database ${props.database.name} --env ${props.environmentName}`;
+    const verifyLatest = operatorCommand(props.environmentName, `backups verify latest --tier ${props.settings.tier} --database ${props.database.name}`);
     // The CLI's own test takes a fresh backup and restores that, on PGDATABASE's server with no time
     // limit: it measures a restore, it never repeats a check of the scheduled test's backup (a corrupt
     // newest dump passes it).
-    const freshTest = `${OPERATOR_CLI} restore-test --json --env ${props.environmentName} (PG* de la base de staging ; teste une sauvegarde neuve, pas celle du test planifié)`;
+    const freshTest = `${operatorCommand(props.environmentName, 'restore-test --json')} (PG* de la base de staging ; teste une sauvegarde neuve, pas celle du test planifié)`;
 
     const failed = new RunbookAlarm(this, 'FailedAlarm', {
       what: 'Failed',

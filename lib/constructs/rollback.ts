@@ -12,7 +12,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { BACKOUT_METRICS_SERVICE } from '../../lambdas/backout/metrics';
-import { metricsNamespace, OPERATOR_CLI } from '../../lambdas/shared/constants';
+import { metricsNamespace, operatorCommand } from '../../lambdas/shared/constants';
 import { RUN_TASK_NOT_STARTED_ERRORS } from '../../lambdas/backout/migration';
 import { BACKOUT_SETTINGS_ENV, BackoutSettings, METRICS_SETTLE_SECONDS, pinParameterPrefix } from '../../lambdas/backout/settings';
 import { lkgKey, rollbackKey } from '../../lambdas/backout/state';
@@ -153,7 +153,7 @@ export class Rollback extends Construct {
       ...common,
       what: 'ApiErrorRate',
       summary: `5xx above ${errorRatePercent}% of the API requests (at least ${minRequestsPerMinute} requests/min) for ${evaluationMinutes} min: atmr-dr rolls the API back to its last known good, ${unlessDeploying}.`,
-      firstActions: `suivre le message "backout" sur le topic incidents, puis ${OPERATOR_CLI} rollback status --env ${env}.`,
+      firstActions: `suivre le message "backout" sur le topic incidents, puis ${operatorCommand(env, 'rollback status')}.`,
       // Below the minimum request count the expression is 0: a handful of requests never triggers.
       metric: new cloudwatch.MathExpression({
         expression: `IF(requests >= ${minRequestsPerMinute}, 100 * errors / requests, 0)`,
@@ -172,7 +172,7 @@ export class Rollback extends Construct {
       ...common,
       what: 'ApiNoHealthyHosts',
       summary: `no healthy API target for ${evaluationMinutes} min (service inaccessible): atmr-dr rolls the API back to its last known good, ${unlessDeploying}.`,
-      firstActions: `suivre le message "backout" sur le topic incidents, puis ${OPERATOR_CLI} rollback status --env ${env}.`,
+      firstActions: `suivre le message "backout" sur le topic incidents, puis ${operatorCommand(env, 'rollback status')}.`,
       metric: albMetric('HealthyHostCount', 'Minimum'),
       threshold: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
@@ -368,7 +368,7 @@ export class Rollback extends Construct {
     this.deadLettersAlarm = deadLettersAlarm(this, this.deadLetterQueue, {
       ...common,
       summary: 'a backout alarm or ECS deployment event could not start its workflow (dead-letter queue not empty): the automatic rollback or the last-known-good record did not happen.',
-      firstActions: `lire le message de la file DeadLetters du backout, puis ${OPERATOR_CLI} rollback status --env ${props.environmentName} ; au besoin ${OPERATOR_CLI} rollback service --env ${props.environmentName}.`,
+      firstActions: `lire le message de la file DeadLetters du backout, puis ${operatorCommand(props.environmentName, 'rollback status')} ; au besoin ${operatorCommand(props.environmentName, 'rollback service')}.`,
     });
 
     this.rollbackMachine = this.rollbackWorkflow(props, steadyTimeout, clusterArn, tasksOfCluster, opsTableKey);
@@ -410,7 +410,7 @@ export class Rollback extends Construct {
       what: 'WorkflowFailed',
       summary: 'a backout or last-known-good workflow execution failed or timed out: the automatic rollback may not have run or reported.',
       signalsEvent: true,
-      firstActions: `ouvrir la console Step Functions (exécutions en échec), puis ${OPERATOR_CLI} rollback status --env ${props.environmentName}.`,
+      firstActions: `ouvrir la console Step Functions (exécutions en échec), puis ${operatorCommand(props.environmentName, 'rollback status')}.`,
       metric: sumOfCounts(
         {
           rollback: failed(this.rollbackMachine),

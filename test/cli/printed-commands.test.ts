@@ -92,11 +92,6 @@ const NOT_READ: readonly { file: string; text: RegExp; why: string }[] = [
     text: /^npx --no atmr-dr backups <x> \(see /,
     why: '`backup list` refused: <x> is the subcommand of backups typed after backup, one of those the refusal checked exists',
   },
-  {
-    file: path.join('lambdas', 'restore', 'catalog.ts'),
-    text: /^npx --no atmr-dr <x>( --env <x>)?$/,
-    why: 'operatorCommand, the one builder of the commands lambdas/restore prints (its argument is the command, --env added): test/lambdas/restore/printed-env.test.ts parses, with the CLI, each argument its call sites pass',
-  },
 ];
 
 /**
@@ -118,6 +113,9 @@ function printedAs(file: string, text: string, unread?: Unread[]): Printed[] {
   return args ? [{ file, text, args, bare }] : [];
 }
 
+/** A string literal, single- or double-quoted, or a template literal holding no other: its text in group 1, 2 or 3. */
+const STRING_LITERAL = String.raw`'((?:[^'\\\n]|\\.)*)'|"((?:[^"\\\n]|\\.)*)"|\`((?:[^\`\\]|\\.)*)\``;
+
 /**
  * A template literal's placeholders filled in, and the string literals of their expressions that
  * are not put in their place, each to be read on its own: a command written in a conditional piece
@@ -129,8 +127,7 @@ function printedAs(file: string, text: string, unread?: Unread[]): Printed[] {
  */
 function placeholderPieces(code: string): { code: string; pieces: string[] } {
   const pieces: string[] = [];
-  const literal = String.raw`'((?:[^'\\\n]|\\.)*)'|"((?:[^"\\\n]|\\.)*)"|\`((?:[^\`\\]|\\.)*)\``;
-  const choice = new RegExp(String.raw`^[^?'"\`]*\?\s*(?:${literal})\s*:\s*(?:${literal})\s*$`);
+  const choice = new RegExp(String.raw`^[^?'"\`]*\?\s*(?:${STRING_LITERAL})\s*:\s*(?:${STRING_LITERAL})\s*$`);
   let rest = code;
   for (let before = ''; before !== rest; ) {
     before = rest;
@@ -140,11 +137,29 @@ function placeholderPieces(code: string): { code: string; pieces: string[] } {
         pieces.push(branches[4] ?? branches[5] ?? branches[6]);
         return branches[1] ?? branches[2] ?? branches[3];
       }
-      for (const m of expression.matchAll(new RegExp(literal, 'g'))) pieces.push(m[1] ?? m[2] ?? m[3]);
+      for (const m of expression.matchAll(new RegExp(STRING_LITERAL, 'g'))) pieces.push(m[1] ?? m[2] ?? m[3]);
       return '<x>';
     });
   }
   return { code: rest.replace(/\$\{[^}]*\}/g, '<x>'), pieces };
+}
+
+/**
+ * The calls of operatorCommand (lambdas/shared/constants.ts) written as the command they print,
+ * `${OPERATOR_CLI} <args> --env <x>`: a call that is a whole placeholder of a template literal in
+ * its place there, any other as a template literal of its own. Its second argument must be a string
+ * or template literal; a call whose argument is anything else is left in the code and named in
+ * `unread`, its command unread.
+ */
+function operatorCommandCalls(file: string, code: string, unread?: Unread[]): string {
+  const call = String.raw`operatorCommand\(\s*[^,()'"\`]+?\s*,\s*(?:${STRING_LITERAL})\s*\)`;
+  const command = (single?: string, double?: string, template?: string) =>
+    `${OPERATOR_CLI} ${single?.replaceAll("\\'", "'") ?? double?.replaceAll('\\"', '"') ?? template} --env <x>`;
+  const read = code
+    .replace(new RegExp(String.raw`\$\{\s*${call}\s*\}`, 'g'), (_, single?: string, double?: string, template?: string) => command(single, double, template))
+    .replace(new RegExp(call, 'g'), (_, single?: string, double?: string, template?: string) => `\`${command(single, double, template)}\``);
+  for (const m of read.matchAll(/(?<!function )\boperatorCommand\([^\n]*/g)) unread?.push({ file, text: m[0] });
+  return read;
 }
 
 /** Commands in the string literals of one source file of the deployed code (its text `source`). */
@@ -157,7 +172,7 @@ function commandsInCode(file: string, source: string, unread?: Unread[]): Printe
   // The command prefix as a page prints it, then a placeholder: its expression may hold quotes or
   // parentheses, and strings printed when it holds (placeholderPieces), read after the code.
   // An escaped backtick (a code span in a template literal) is the span's end, as printed; an escaped newline, the line's.
-  const { code: withoutPlaceholders, pieces } = placeholderPieces(code.replaceAll('${OPERATOR_CLI}', OPERATOR_CLI));
+  const { code: withoutPlaceholders, pieces } = placeholderPieces(operatorCommandCalls(file, code, unread).replaceAll('${OPERATOR_CLI}', OPERATOR_CLI));
   const filled = [withoutPlaceholders, ...pieces].join('\n').replaceAll('\\`', '`').replaceAll('\\n', '\n');
   // A quoted command, or one introduced by npx up to the end of its clause.
   const quotedOrNpx = /"((?:npx (?:--no )?)?atmr-dr [^"\n]*)"|(npx (?:--no )?atmr-dr (?:[^;,'`)\n"]|"[^"\n]*")*)/g;
@@ -237,6 +252,36 @@ describe('the atmr-dr commands the project prints parse with the CLI', () => {
     expect(found(path.join('bin', 'cli', 'recover.ts'), /^npx --no atmr-dr recover cutover <x> --undo --yes$/)).toBe(true);
     // And the CLI's own hints.
     expect(found(path.join('bin', 'cli', 'interrupt.ts'), /^npx --no atmr-dr rollback status$/)).toBe(true);
+    // Commands built by operatorCommand, read at its call sites with --env appended: a sentence's
+    // placeholder, a builder's value, a page of lib/.
+    expect(found(path.join('lambdas', 'restore', 'catalog.ts'), /^npx --no atmr-dr backups list --database <x> --env <x>$/)).toBe(true);
+    expect(found(path.join('lambdas', 'backout', 'migration.ts'), /^npx --no atmr-dr killswitch disable --reason "migration downgrade finished" --env <x>$/)).toBe(true);
+    expect(found(path.join('lib', 'constructs', 'recovery.ts'), /^npx --no atmr-dr recover cutover \{\} --unverified --yes --env <x>$/)).toBe(true);
+  });
+
+  it('reads each command operatorCommand builds at its call site, --env appended, and refuses a broken one; a call whose command is no literal is named, unread', () => {
+    // As lambdas/ writes them: a whole placeholder of a sentence, a value of its own, a template argument.
+    const unreadHere: Unread[] = [];
+    const code = commandsInCode(
+      'fixture.ts',
+      [
+        "throw new OperatorError(`list them with: ${operatorCommand(environmentName, 'backups list')}`, 2);",
+        'const list = operatorCommand(deps.environmentName, `backups list --tier ${tier}${database}`);',
+        "const check = `check \"${operatorCommand(settings.environmentName, 'killswitch status')}\" first`;",
+        "return operatorCommand(env, 'backups lst');",
+        'return operatorCommand(env, args);',
+      ].join('\n'),
+      unreadHere,
+    );
+
+    expect(code.map((p) => p.text)).toEqual([
+      `${OPERATOR_CLI} backups list --env <x>`,
+      `${OPERATOR_CLI} backups list --tier <x><x> --env <x>`,
+      `${OPERATOR_CLI} killswitch status --env <x>`,
+      `${OPERATOR_CLI} backups lst --env <x>`,
+    ]);
+    expect(refusals(code.map((p) => p.args))).toEqual([null, null, null, expect.stringMatching(/^unknown command 'lst'/)]);
+    expect(unreadHere).toEqual([{ file: 'fixture.ts', text: 'operatorCommand(env, args);' }]);
   });
 
   it('reads a command in either branch of a template\'s conditional piece and in the docs\' `npx --no atmr-dr` spans and blocks, and refuses a broken one', () => {

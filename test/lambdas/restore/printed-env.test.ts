@@ -1,6 +1,6 @@
-import { checkBackupRef, manifestKeyIn, operatorCommand } from '../../../lambdas/restore/catalog';
+import { checkBackupRef, manifestKeyIn } from '../../../lambdas/restore/catalog';
 import { badBackupFix } from '../../../lambdas/restore/download';
-import { OPERATOR_CLI } from '../../../lambdas/shared/constants';
+import { OPERATOR_CLI, operatorCommand } from '../../../lambdas/shared/constants';
 import { refusals, words } from '../../cli/parse-refusals';
 
 // A command the restore's lines print is pasted from a page or a terminal of one environment:
@@ -36,16 +36,6 @@ describe('the commands lambdas/restore prints name the environment', () => {
     const commands = lines.flatMap(commandsIn);
 
     expect(commands).toEqual(['backups list --env staging', 'backups list --env staging', 'backups list --env staging', 'backups list --env staging']);
-    expect(refusals(commands.map(words))).toEqual(commands.map(() => null));
-  });
-
-  it('each command its callers give operatorCommand (the arguments written at its call sites in lambdas/restore) parses with the CLI, --env added', () => {
-    // The static check of printed commands cannot read through operatorCommand (its argument is
-    // the command): these are the arguments its call sites pass, placeholders filled.
-    const commands = ['backups list', 'backups verify latest', 'db read-write', 'backup --tier daily --database atmr', 'backups list --database atmr', 'backups list --tier daily --database atmr'].map(
-      (args) => operatorCommand('staging', args).slice(`${OPERATOR_CLI} `.length),
-    );
-
     expect(refusals(commands.map(words))).toEqual(commands.map(() => null));
   });
 
