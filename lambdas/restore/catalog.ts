@@ -48,9 +48,8 @@ export class CatalogError extends OperatorError {
     readonly problem: string,
     fix: string,
     exitCode = 1,
-    separator = '; ',
   ) {
-    super(`${problem}${separator}${fix}`, exitCode);
+    super(`${problem}; ${fix}`, exitCode);
   }
 }
 
@@ -234,8 +233,6 @@ export async function resolveBackup(deps: CatalogDeps, ref: string, filter: Cata
         new CatalogError(
           `pointer s3://${deps.bucket}/${pointerKey} names manifest ${pointer.data.manifest}, which does not exist (its backup was deleted or has expired)`,
           `name a manifest key instead (${listThem}), and delete the pointer (the next backup writes it again)`,
-          1,
-          ': ',
         ),
     );
     if (manifest.database === database) return { manifestKey: pointer.data.manifest, manifest };
@@ -249,7 +246,6 @@ export async function resolveBackup(deps: CatalogDeps, ref: string, filter: Cata
     `no backup of ${what} in s3://${deps.bucket} (no ${own})`,
     `check PGDATABASE/--database, run "${operatorCommand(deps.environmentName, `backup --tier ${tier ?? 'daily'}`)}" for it, or name a manifest key (${operatorCommand(deps.environmentName, 'backups list')})`,
     2,
-    ': ',
   );
 }
 

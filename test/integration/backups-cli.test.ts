@@ -146,7 +146,7 @@ describe('atmr-dr backups', () => {
     const verify = await atmrDr(['backups', 'verify', 'latest', '--database', db], localS3.env);
 
     // Assert
-    const noHourly = `no backup of database "${db}" in tier hourly in s3://${localS3.bucket} (no latest/${db}/hourly.json): check PGDATABASE/--database, run "npx --no atmr-dr backup --tier hourly" for it, or name a manifest key (npx --no atmr-dr backups list)`;
+    const noHourly = `no backup of database "${db}" in tier hourly in s3://${localS3.bucket} (no latest/${db}/hourly.json); check PGDATABASE/--database, run "npx --no atmr-dr backup --tier hourly" for it, or name a manifest key (npx --no atmr-dr backups list)`;
     // No hourly pointer of that database: the hourly line has no mark, and one line says why restore latest --tier hourly would fail.
     expect(text).toEqual({ status: 0, stderr: `atmr-dr: no backup marked latest hourly for database "${db}": ${noHourly}\n`, stdout: expect.any(String) });
     expect(text.stdout.trim().split('\n')).toEqual([

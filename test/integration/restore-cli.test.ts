@@ -602,7 +602,7 @@ describe('atmr-dr restore', () => {
     const noDatabase = await atmrDr(['restore', 'latest', '--target-db', target], env());
 
     expect(none.status).toBe(2);
-    expect(none.stderr).toMatch(new RegExp(`^atmr-dr: no backup of database "app_without_backups" in s3://\\S+ \\(no latest/app_without_backups\\.json\\): .*; target "${target}" untouched\n$`));
+    expect(none.stderr).toMatch(new RegExp(`^atmr-dr: no backup of database "app_without_backups" in s3://\\S+ \\(no latest/app_without_backups\\.json\\); .*; target "${target}" untouched\n$`));
     expect(noneByFlag.status).toBe(2);
     expect(noneByFlag.stderr).toBe(none.stderr);
     expect(noDatabase.status).toBe(2);
@@ -728,7 +728,7 @@ describe('atmr-dr restore', () => {
     // Assert
     expect(run.status).toBe(1);
     expect(run.stderr).toBe(
-      `atmr-dr: pointer s3://${localS3.bucket}/${pointer} names manifest ${gone}, which does not exist (its backup was deleted or has expired): name a manifest key instead (npx --no atmr-dr backups list --database ${database}), and delete the pointer (the next backup writes it again); target "${target}" untouched\n`,
+      `atmr-dr: pointer s3://${localS3.bucket}/${pointer} names manifest ${gone}, which does not exist (its backup was deleted or has expired); name a manifest key instead (npx --no atmr-dr backups list --database ${database}), and delete the pointer (the next backup writes it again); target "${target}" untouched\n`,
     );
     expect(databaseExists(cluster, target)).toBe(false);
   });

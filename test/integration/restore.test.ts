@@ -1664,7 +1664,7 @@ describe('catalog', () => {
 
   it('refuses latest for a database without a backup, and latest without a database, with one line', async () => {
     await expect(resolveBackup({ s3, bucket: localS3.bucket }, 'latest', { database: 'nobody_here' })).rejects.toThrow(
-      /^no backup of database "nobody_here" in s3:\/\/.* \(no latest\/nobody_here\.json\): check PGDATABASE\/--database/,
+      /^no backup of database "nobody_here" in s3:\/\/.* \(no latest\/nobody_here\.json\); check PGDATABASE\/--database/,
     );
     // A type of its own: the restore test reads "none published" from it, not from these words.
     await expect(resolveBackup({ s3, bucket: localS3.bucket }, 'latest', { database: 'nobody_here' })).rejects.toBeInstanceOf(NoBackupError);
