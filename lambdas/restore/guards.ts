@@ -354,8 +354,28 @@ export async function checkRoles(
 export function missingRolesLine(missing: ReadonlyMap<string, RoleUse>, restorer: string, noOwnerAdvice: string | undefined, fromLoad: boolean): string {
   const names = [...missing.keys()].sort();
   const named = names.map((r) => `"${r}" (${missing.get(r)})`).join(', ');
-  const create = names.map((r) => `CREATE ROLE ${quoteIdent(r)}`).join('; ');
   const others = fromLoad ? ', which also brings the roles of a grant that names several: PostgreSQL names the first missing one only' : '';
   const noOwner = noOwnerAdvice && names.every((r) => missing.get(r) === 'owner') ? `, or ${noOwnerAdvice} to have the objects owned by "${restorer}"` : '';
-  return `the backup names ${names.length === 1 ? 'a role' : `${names.length} roles`} this server does not have: ${named}; roles are not in a pg_dump: create them first as on the source server (${create}; or pg_dumpall --roles-only there, run here${others})${noOwner}, then restore again`;
+  // The application's role is usually the objects' owner: the LOGIN example names an owner.
+  const login = names.find((r) => missing.get(r) === 'owner') ?? names[0];
+  return `the backup names ${names.length === 1 ? 'a role' : `${names.length} roles`} this server does not have: ${named}; roles are not in a pg_dump: ${createRolesAdvice(names, login, others)}${noOwner}, then restore again`;
+}
+
+/**
+ * How to give this server the roles `names` a backup needs (it and load.ts's line for the plain
+ * format). A bare CREATE ROLE makes a NOLOGIN role without a password: enough to own objects and be
+ * granted privileges, but the application's role made so cannot log in, and the application is
+ * down from the swap on. pg_dumpall --roles-only copies them as the source has them (LOGIN,
+ * memberships, passwords); RDS does not let it read the passwords (pg_authid) without
+ * --no-role-passwords, which leaves them to set. `login`: the role the LOGIN example names;
+ * `others`, what the pg_dumpall part adds.
+ */
+export function createRolesAdvice(names: readonly string[], login: string, others = ''): string {
+  const create = names.map((r) => `CREATE ROLE ${quoteIdent(r)}`).join('; ');
+  const them = names.length === 1 ? 'it' : 'them';
+  return (
+    `copy the source server's roles (pg_dumpall --roles-only there, run here${others}; from RDS add --no-role-passwords, then set the passwords), ` +
+    `or create ${them}: ${create} makes ${names.length === 1 ? 'a NOLOGIN role' : 'NOLOGIN roles'} without a password, which can own objects and be granted privileges, ` +
+    `while a role the application logs in as needs LOGIN and its password (CREATE ROLE ${quoteIdent(login)} LOGIN PASSWORD '...')`
+  );
 }

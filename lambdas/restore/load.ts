@@ -11,7 +11,7 @@ import type { BackupObject } from '../shared/manifest';
 import { libpqEnv, PgConnection } from '../shared/pg-connection';
 import { parseToolVersion, type PgVersion, toolVersion } from '../backup/pg-tools';
 import { badBackupFix } from './download';
-import { missingRolesLine } from './guards';
+import { createRolesAdvice, missingRolesLine } from './guards';
 
 /**
  * Loads a verified local file into a database: `pg_restore` pre-data, then data and post-data
@@ -294,7 +294,7 @@ function ownerFix(line: string, input: LoadInput, knownOwner: string | undefined
   const missing = MISSING_ROLE.exec(line);
   if (missing) {
     const owner = missing[1];
-    return ` (the backup names role "${owner}", which this server does not have: roles are not in a pg_dump; create it first as on the source server (CREATE ROLE ${quoteIdent(owner)}, or pg_dumpall --roles-only there)${orNoOwner})`;
+    return ` (the backup names role "${owner}", which this server does not have: roles are not in a pg_dump: ${createRolesAdvice([owner], owner)}${orNoOwner})`;
   }
   return '';
 }

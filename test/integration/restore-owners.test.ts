@@ -50,10 +50,25 @@ let missingListed: string;
 let defaultsListed: string;
 let ghostListed: string;
 
-/** psql as another role. */
-/** What the roles line says brings every role at once. */
-const ROLES_DUMP = 'or pg_dumpall --roles-only there, run here, which also brings the roles of a grant that names several: PostgreSQL names the first missing one only';
+/** What the load's roles line adds to pg_dumpall: it brings every role at once. */
+const ROLES_DUMP = ', which also brings the roles of a grant that names several: PostgreSQL names the first missing one only';
 
+/**
+ * What the roles line says gives the server `names`: a copy of the source's roles first, then each
+ * CREATE ROLE, said to make NOLOGIN roles without a password, and the LOGIN and password a role the
+ * application logs in as needs (`login`'s, as an example): run as it was printed, a bare CREATE ROLE
+ * of the application's role left the application unable to connect after the swap.
+ */
+function createRoles(names: string[], login: string, dumpAdds = ''): string {
+  const one = names.length === 1;
+  return (
+    `copy the source server's roles (pg_dumpall --roles-only there, run here${dumpAdds}; from RDS add --no-role-passwords, then set the passwords), ` +
+    `or create ${one ? 'it' : 'them'}: ${names.map((n) => `CREATE ROLE "${n}"`).join('; ')} makes ${one ? 'a NOLOGIN role' : 'NOLOGIN roles'} without a password, which can own objects and be granted privileges, ` +
+    `while a role the application logs in as needs LOGIN and its password (CREATE ROLE "${login}" LOGIN PASSWORD '...')`
+  );
+}
+
+/** psql as another role. */
 const as = (user: string) => ({ env: { ...cluster.env, PGUSER: user } });
 const connection = (user: string) => ({ host: cluster.host, port: cluster.port, user, database: 'postgres' });
 
@@ -517,7 +532,7 @@ describe('a server without the owner role (a new server: roles are not in a pg_d
     // Assert
     expect(error?.exitCode).toBe(2);
     expect(error?.message).toBe(
-      `pg_restore stopped before the data: the backup names a role this server does not have: "ghost" (owner); roles are not in a pg_dump: create them first as on the source server (CREATE ROLE "ghost"; ${ROLES_DUMP}), or pass --no-owner to have the objects owned by "postgres", then restore again; the target was not touched`,
+      `pg_restore stopped before the data: the backup names a role this server does not have: "ghost" (owner); roles are not in a pg_dump: ${createRoles(['ghost'], 'ghost', ROLES_DUMP)}, or pass --no-owner to have the objects owned by "postgres", then restore again; the target was not touched`,
     );
     expect(staged).toEqual([expect.stringMatching(/^ghost_custom_restore_/)]);
     expect(lines).toContainEqual(expect.stringMatching(/^staging database ghost_custom_restore_\w+ dropped$/));
@@ -537,9 +552,7 @@ describe('a server without the owner role (a new server: roles are not in a pg_d
     // Assert
     expect(error?.exitCode).toBe(1);
     expect(error?.message).toMatch(/ERROR: role "ghost" does not exist \(/);
-    expect(error?.message).toMatch(
-      /\(the backup names role "ghost", which this server does not have: roles are not in a pg_dump; create it first as on the source server \(CREATE ROLE "ghost", or pg_dumpall --roles-only there\)\); the target was not touched$/,
-    );
+    expect(error?.message.endsWith(` (the backup names role "ghost", which this server does not have: roles are not in a pg_dump: ${createRoles(['ghost'], 'ghost')}); the target was not touched`)).toBe(true);
     expect(databasesLike(cluster, `ghost_${format}`)).toEqual([]);
   }, 60_000);
 
@@ -578,7 +591,7 @@ describe('a server without a role the backup GRANTs to (a new server: roles are 
     expect(ran).toEqual([expect.stringMatching(/^--section=pre-data -d /)]);
     expect(error?.exitCode).toBe(2);
     expect(error?.message).toBe(
-      `pg_restore stopped before the data: the backup names 3 roles this server does not have: "auditor2" (grants), "keeper" (owner), "reporter" (grants); roles are not in a pg_dump: create them first as on the source server (CREATE ROLE "auditor2"; CREATE ROLE "keeper"; CREATE ROLE "reporter"; ${ROLES_DUMP}), then restore again; the target was not touched`,
+      `pg_restore stopped before the data: the backup names 3 roles this server does not have: "auditor2" (grants), "keeper" (owner), "reporter" (grants); roles are not in a pg_dump: ${createRoles(['auditor2', 'keeper', 'reporter'], 'keeper', ROLES_DUMP)}, then restore again; the target was not touched`,
     );
     expect(lines).toContainEqual(expect.stringMatching(/^load: pg_restore pre-data, then data and post-data -j 2, into staging database missing_target_restore_\w+$/));
     expect(lines).toContainEqual(expect.stringMatching(/^staging database missing_target_restore_\w+ dropped$/));
@@ -601,7 +614,7 @@ describe('a server without a role the backup GRANTs to (a new server: roles are 
     // Assert: booking's grants are one command, which stops at its first missing role
     expect(first.status).toBe(2);
     expect(first.stderr.split('\n').filter((l) => l.startsWith('atmr-dr:'))).toEqual([
-      `atmr-dr: pg_restore stopped before the data: the backup names a role this server does not have: "readonly" (grants); roles are not in a pg_dump: create them first as on the source server (CREATE ROLE "readonly"; ${ROLES_DUMP}), then restore again; the target was not touched`,
+      `atmr-dr: pg_restore stopped before the data: the backup names a role this server does not have: "readonly" (grants); roles are not in a pg_dump: ${createRoles(['readonly'], 'readonly', ROLES_DUMP)}, then restore again; the target was not touched`,
     ]);
     expect(second.status).toBe(2);
     expect(second.stderr).toMatch(/^atmr-dr: pg_restore stopped before the data: the backup names a role this server does not have: "Weird "Role"" \(grants\); /m);
@@ -657,7 +670,7 @@ describe('a server without a role only default privileges name (pg_restore resto
     // Assert
     expect(error?.exitCode).toBe(2);
     expect(error?.message).toBe(
-      `pg_restore stopped after the data: the backup names a role this server does not have: "defreader" (grants); roles are not in a pg_dump: create them first as on the source server (CREATE ROLE "defreader"; ${ROLES_DUMP}), then restore again; the target was not touched`,
+      `pg_restore stopped after the data: the backup names a role this server does not have: "defreader" (grants); roles are not in a pg_dump: ${createRoles(['defreader'], 'defreader', ROLES_DUMP)}, then restore again; the target was not touched`,
     );
     expect(databasesLike(cluster, 'defaults_refused')).toEqual([]);
   }, 60_000);
@@ -699,7 +712,7 @@ describe('a manifest that lists the roles the backup names (a new server without
     // Assert
     expect(run.error?.exitCode).toBe(2);
     expect(run.error?.message).toBe(
-      `cannot restore ${missingListed} here: the backup names 3 roles this server does not have: "auditor2" (grants), "keeper" (owner), "reporter" (grants); roles are not in a pg_dump: create them first as on the source server (CREATE ROLE "auditor2"; CREATE ROLE "keeper"; CREATE ROLE "reporter"; or pg_dumpall --roles-only there, run here), then restore again; nothing was downloaded or created; target "${target}" untouched`,
+      `cannot restore ${missingListed} here: the backup names 3 roles this server does not have: "auditor2" (grants), "keeper" (owner), "reporter" (grants); roles are not in a pg_dump: ${createRoles(['auditor2', 'keeper', 'reporter'], 'keeper')}, then restore again; nothing was downloaded or created; target "${target}" untouched`,
     );
     expect(run.gets).toEqual([missingListed]);
     expect(run.staged).toEqual([]);
@@ -715,7 +728,7 @@ describe('a manifest that lists the roles the backup names (a new server without
     // Assert
     expect(run.error?.exitCode).toBe(2);
     expect(run.error?.message).toBe(
-      `cannot restore ${defaultsListed} here: the backup names a role this server does not have: "defreader" (grants); roles are not in a pg_dump: create them first as on the source server (CREATE ROLE "defreader"; or pg_dumpall --roles-only there, run here), then restore again; nothing was downloaded or created; target "listed_defaults" untouched`,
+      `cannot restore ${defaultsListed} here: the backup names a role this server does not have: "defreader" (grants); roles are not in a pg_dump: ${createRoles(['defreader'], 'defreader')}, then restore again; nothing was downloaded or created; target "listed_defaults" untouched`,
     );
     expect(run.gets).toEqual([defaultsListed]);
     expect(run.staged).toEqual([]);
@@ -730,7 +743,7 @@ describe('a manifest that lists the roles the backup names (a new server without
     // Assert
     expect(refused.error?.exitCode).toBe(2);
     expect(refused.error?.message).toBe(
-      `cannot restore ${ghostListed} here: the backup names a role this server does not have: "ghost" (owner); roles are not in a pg_dump: create them first as on the source server (CREATE ROLE "ghost"; or pg_dumpall --roles-only there, run here), or pass --no-owner to have the objects owned by "postgres", then restore again; nothing was downloaded or created; target "listed_ghost" untouched`,
+      `cannot restore ${ghostListed} here: the backup names a role this server does not have: "ghost" (owner); roles are not in a pg_dump: ${createRoles(['ghost'], 'ghost')}, or pass --no-owner to have the objects owned by "postgres", then restore again; nothing was downloaded or created; target "listed_ghost" untouched`,
     );
     expect(refused.gets).toEqual([ghostListed]);
     expect(noOwner.error).toBeUndefined();
@@ -810,8 +823,8 @@ describe('a backup with large objects whose owner and grantee the server lacks (
     // Assert: a single pg_restore run failed the owner in its schema, and the grant (with
     // --no-owner) at its very end, after all the data; the pre-data run fails both
     expect(refused?.exitCode).toBe(2);
-    expect(refused?.message).toMatch(
-      /^pg_restore stopped before the data: the backup names 2 roles this server does not have: "lobowner" \(owner\), "lobreader" \(grants\); roles are not in a pg_dump: create them first as on the source server \(CREATE ROLE "lobowner"; CREATE ROLE "lobreader"; /,
+    expect(refused?.message).toBe(
+      `pg_restore stopped before the data: the backup names 2 roles this server does not have: "lobowner" (owner), "lobreader" (grants); roles are not in a pg_dump: ${createRoles(['lobowner', 'lobreader'], 'lobowner', ROLES_DUMP)}, then restore again; the target was not touched`,
     );
     expect(refusedNoOwner?.exitCode).toBe(2);
     expect(refusedNoOwner?.message).toMatch(/^pg_restore stopped before the data: the backup names a role this server does not have: "lobreader" \(grants\); /);
