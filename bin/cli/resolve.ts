@@ -484,8 +484,15 @@ export function withBucketOptions(command: Command): Command {
  * here, so the name is checked once for all of them.
  */
 export async function resolveBackupBucket(options: { readonly bucket?: string; readonly env?: string }): Promise<string> {
-  const bucket = await resolveDeployedName(DEPLOYED_NAMES.backupBucket, { flagValue: options.bucket, envName: options.env });
+  const { value: bucket, from } = await resolveDeployedNameFrom(DEPLOYED_NAMES.backupBucket, { flagValue: options.bucket, envName: options.env });
   assertBucketName(bucket);
+  // BACKUP_BUCKET comes before the stack lookup, so an explicit --env does not choose the bucket:
+  // one left exported from another environment (staging's, in the shell of the last drill) would be
+  // restored from, or backed up into, in silence. Said before the bucket is read or written.
+  const envVar = DEPLOYED_NAMES.backupBucket.envVar;
+  if (options.env !== undefined && from === envVar) {
+    process.stderr.write(`atmr-dr: backup bucket ${bucket} from ${envVar}, not looked up for --env ${options.env} (unset ${envVar} to use that environment's)\n`);
+  }
   return bucket;
 }
 

@@ -1,4 +1,6 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { refusals } from './parse-refusals';
 
@@ -104,4 +106,73 @@ describe('atmr-dr CLI', () => {
       expect(run.stdout).toBe('');
     });
   });
+});
+
+describe('a backup bucket from BACKUP_BUCKET with an explicit --env', () => {
+  /**
+   * Runs the CLI against an S3 that answers every request 503 and records, as each request arrives,
+   * what the CLI had written on stderr by then: whether a line came before any request to S3.
+   */
+  async function againstS3(args: string[], env: Record<string, string>): Promise<{ stderr: string; stderrAtFirstRequest: string | undefined }> {
+    let stderr = '';
+    let stderrAtFirstRequest: string | undefined;
+    const server = http.createServer((req, res) => {
+      stderrAtFirstRequest ??= stderr;
+      req.resume().on('end', () => res.writeHead(503).end());
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const child = spawn(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['bin/atmr-dr.ts', ...args], {
+        cwd: ROOT,
+        env: {
+          PATH: process.env.PATH ?? '',
+          HOME: process.env.HOME ?? '/tmp',
+          AWS_REGION: 'eu-west-3',
+          AWS_ACCESS_KEY_ID: 'x',
+          AWS_SECRET_ACCESS_KEY: 'x',
+          AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+          AWS_MAX_ATTEMPTS: '1',
+          // A PostgreSQL that refuses at once: the commands that connect first fail there, after the bucket.
+          PGHOST: '127.0.0.1',
+          PGPORT: '1',
+          PGUSER: 'u',
+          PGDATABASE: 'd',
+          ...env,
+        },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+      await new Promise((resolve) => child.on('close', resolve));
+      return { stderr, stderrAtFirstRequest };
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  }
+
+  const warning = 'atmr-dr: backup bucket atmr-staging-backups from BACKUP_BUCKET, not looked up for --env example (unset BACKUP_BUCKET to use that environment\'s)\n';
+
+  it.each([
+    [['restore', 'latest', '--target-db', 'atmr_restored', '--env', 'example']],
+    [['restore-test', '--env', 'example']],
+    [['backups', 'list', '--env', 'example']],
+    [['backups', 'verify', 'daily/d/2026/12/01/d-20261201T000000Z.manifest.json', '--env', 'example']],
+    [['backup', '--tier', 'daily', '--env', 'example']],
+  ])('%j says first, before any request to S3, which bucket it uses and that --env did not choose it', async (args) => {
+    const run = await againstS3(args, { BACKUP_BUCKET: 'atmr-staging-backups' });
+
+    expect(run.stderr.startsWith(warning)).toBe(true);
+    expect(run.stderr.split(warning)).toHaveLength(2);
+    expect(run.stderrAtFirstRequest?.startsWith(warning)).toBe(true);
+  }, 60_000);
+
+  it.each([
+    ['--bucket given (explicit)', ['backups', 'list', '--env', 'example', '--bucket', 'atmr-staging-backups'], { BACKUP_BUCKET: 'atmr-staging-backups' }],
+    ['no --env', ['backups', 'list'], { BACKUP_BUCKET: 'atmr-staging-backups' }],
+  ])('says nothing of it with %s', async (_case, args, env) => {
+    const run = await againstS3(args, env);
+
+    expect(run.stderrAtFirstRequest).toBe('');
+    expect(run.stderr).not.toContain('from BACKUP_BUCKET');
+  }, 60_000);
 });
