@@ -127,7 +127,7 @@ export interface Interrupt {
   /**
    * While set, the command is in a step it finishes before it stops (the restore's swap: cut
    * half-way, it leaves the target missing): the first signal then says so at once, with this line
-   * on stderr, instead of nothing until the command stopped. Undefined: back to saying nothing.
+   * on stderr, instead of stoppingLine. Undefined: back to stoppingLine.
    */
   finishing(line: ((signal: NodeJS.Signals) => string) | undefined): void;
   /** Removes the handlers, leaving the stop signals to the handler of a command whose work is over (releaseStopSignals). */
@@ -155,9 +155,30 @@ export function isSecondSignal(firstAt: number, name: NodeJS.Signals): boolean {
 }
 
 /**
+ * What the first stop signal says at once when the command is in no step it finishes first
+ * (Interrupt.finishing): the stop is heard, and the cleanup may take a while. Without it a restore
+ * whose database server had stopped answering said nothing for as long as the server did (pg_restore
+ * ending, then the DROP of the staging database, both wait for it) while its progress line went on
+ * counting, and the operator could not tell whether Ctrl-C was heard, nor that a second one quits.
+ */
+export function stoppingLine(signal: NodeJS.Signals): string {
+  return `stopping (received ${signal}): cleaning up before it exits, which waits for what it was using to answer (the database server, S3, AWS); press Ctrl-C again to quit at once`;
+}
+
+/**
+ * A line of the stop handlers, written on stderr at once. At a terminal it first clears the line the
+ * cursor is on: a progress status (a download meter, the load's time) is left open there, without
+ * its line end, and the stop's line would be glued to it.
+ */
+function sayNow(line: string): void {
+  process.stderr.write(`${process.stderr.isTTY ? '\r\u001b[K' : ''}atmr-dr: ${line}\n`);
+}
+
+/**
  * Ctrl-C / SIGTERM / SIGHUP for the long commands (backup, restore, restore-test, backups verify, recover cutover). The first aborts
- * `signal`; a second, SECOND_SIGNAL_AFTER_MS or more later, quits at once, with one line on stderr: `onSecond` (synchronous, must not
- * throw: nothing else runs any more) removes what it can and returns what it removed or what is left.
+ * `signal`, and says so at once (the `finishing` line, else stoppingLine); a second, SECOND_SIGNAL_AFTER_MS or more later, quits at once,
+ * with one line on stderr: `onSecond` (synchronous, must not throw: nothing else runs any more) removes what it can and returns what it
+ * removed or what is left.
  */
 export function interruptible(onSecond?: () => string): Interrupt {
   const aborter = new AbortController();
@@ -169,13 +190,13 @@ export function interruptible(onSecond?: () => string): Interrupt {
       first = name;
       firstAt = performance.now();
       ignoreGoneTerminal(name);
-      if (finishingLine) process.stderr.write(`atmr-dr: ${finishingLine(name)}\n`);
+      sayNow((finishingLine ?? stoppingLine)(name));
       aborter.abort(new Error(`received ${name}`));
       return;
     }
     // The same stop delivered twice: the first one's cleanup goes on.
     if (!isSecondSignal(firstAt, name)) return;
-    process.stderr.write(`atmr-dr: second ${name}, quitting at once${onSecond ? `; ${onSecond()}` : ''}\n`);
+    sayNow(`second ${name}, quitting at once${onSecond ? `; ${onSecond()}` : ''}`);
     process.exit(exitCodeOf(name));
   };
   for (const name of STOP_SIGNALS) process.on(name, onSignal);

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -315,11 +315,21 @@ export interface ToolResult {
 }
 
 /**
+ * How long a client program has to end after an abort's SIGTERM before it gets SIGKILL. pg_restore's
+ * and psql's SIGTERM handlers first ask the server to cancel their queries, and wait for it: a
+ * server that does not answer (stopped, overloaded, cut off) held the stopped restore, and its
+ * cleanup after it, for as long as it did not answer. Killed, the child leaves nothing the cleanup
+ * needs: its connections close, its uncommitted transaction is rolled back by the server, and the
+ * staging database it loaded is dropped (DROP DATABASE ... WITH (FORCE) ends what still runs there).
+ */
+export const KILL_AFTER_MS = 3_000;
+
+/**
  * Runs a client program to its end. `stdin` is piped in; an error of `stdin` (a gzip stream cut
  * short) kills the child and rejects with that error once the child has exited: ending the child's
  * input instead would read as the end of the SQL to psql, which commits what it has. An abort
- * kills the child and rejects with the signal's reason once the child has exited, so nothing
- * outlives the caller's cleanup.
+ * kills the child (SIGTERM, then SIGKILL after KILL_AFTER_MS) and rejects with the signal's reason
+ * once the child has exited, so nothing outlives the caller's cleanup.
  */
 export function runTool(
   file: string,
@@ -349,7 +359,11 @@ export function runTool(
       stderrLines?.write(d);
       if (stderr.length < 100_000) stderr += d;
     });
-    const onAbort = (): boolean => child.kill('SIGTERM');
+    let killer: NodeJS.Timeout | undefined;
+    const onAbort = (): void => {
+      child.kill('SIGTERM');
+      killer = setTimeout(() => killWithWorkers(child), KILL_AFTER_MS);
+    };
     options.signal?.addEventListener('abort', onAbort, { once: true });
     child.on('error', (error) => {
       options.signal?.removeEventListener('abort', onAbort);
@@ -379,6 +393,7 @@ export function runTool(
       stdin.pipe(child.stdin);
     }
     child.on('close', (code) => {
+      clearTimeout(killer);
       options.signal?.removeEventListener('abort', onAbort);
       stderrLines?.end();
       options.stdin?.destroy();
@@ -387,6 +402,29 @@ export function runTool(
       else resolve({ code, stdout, stderr });
     });
   });
+}
+
+/**
+ * SIGKILL to `child` and to its own children: pg_restore -j forks its workers, which hold its stdout
+ * and stderr, so the child's end is seen only once they are gone too, and they wait on the same
+ * server. Read before the kill, while they are still the child's (Linux's /proc; elsewhere, the
+ * child alone).
+ */
+function killWithWorkers(child: ChildProcess): void {
+  let workers: number[] = [];
+  try {
+    workers = fs.readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
+  } catch {
+    // No /proc, or the child already gone.
+  }
+  child.kill('SIGKILL');
+  for (const pid of workers) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
 }
 
 /** Text as it comes, to `onLines` a whole line at a time; end() gives the last line without its line end. */

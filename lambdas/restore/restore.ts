@@ -316,11 +316,20 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     const tool = object.format === 'custom' ? `pg_restore pre-data, then data and post-data -j ${deps.jobs ?? os.availableParallelism()},` : 'psql';
     log(`load: ${tool} into staging database ${staging}`);
     // pg_restore says nothing until it ends, which on a large database is minutes.
-    const loadEnded = deps.onLoad?.(`${object.format === 'custom' ? 'pg_restore' : 'psql'} into ${staging}`);
+    const loadShown = deps.onLoad?.(`${object.format === 'custom' ? 'pg_restore' : 'psql'} into ${staging}`);
+    // A stop ends the load's status at once: the load is being stopped, and a time that went on
+    // counting past the stop's line read as a load that had not heard it.
+    let loadShowing = loadShown !== undefined;
+    const loadEnded = (): void => {
+      if (loadShowing) loadShown?.();
+      loadShowing = false;
+    };
+    signal?.addEventListener('abort', loadEnded, { once: true });
     try {
       await loadBackup({ connection: deps.connection, database: staging, file: download.file, format: object.format, jobs: deps.jobs, pgBinDir: deps.pgBinDir, noOwner: options.noOwner, signal, otherCopy, environmentName: deps.environmentName, newTarget: owner === undefined ? target : undefined, backupOwner: manifest.databaseProperties?.owner, noOwnerAdvice, toc });
     } finally {
-      loadEnded?.();
+      signal?.removeEventListener('abort', loadEnded);
+      loadEnded();
     }
     fs.rmSync(download.file, { force: true });
     const restoreSeconds = (performance.now() - loadStarted) / 1000;

@@ -6,6 +6,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { stoppingLine } from '../../bin/cli/interrupt';
 import { type BackupProgress, runBackup } from '../../lambdas/backup/backup';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { formatBytes } from '../../lambdas/shared/format';
@@ -230,6 +231,7 @@ describe('atmr-dr backup faults (integration)', () => {
       expect(result.status).toBe(143);
       expect(Date.now() - signalled).toBeLessThan(10_000);
       expect(result.stderr.trim().split('\n')).toEqual([
+        `atmr-dr: ${stoppingLine('SIGTERM')}`,
         expect.stringMatching(/^atmr-dr: backup aborted \(received SIGTERM\), nothing published$/),
       ]);
       await expectNothingPublished();
@@ -279,6 +281,7 @@ describe('atmr-dr backup faults (integration)', () => {
       expect(result.status).toBe(143);
       expect(Date.now() - signalled).toBeLessThan(15_000);
       expect(result.stderr.trim().split('\n')).toEqual([
+        `atmr-dr: ${stoppingLine('SIGTERM')}`,
         expect.stringMatching(/^atmr-dr: backup failed, nothing published \(no manifest, latest pointers unchanged\): backup aborted \(received SIGTERM\)$/),
       ]);
       await expectNothingPublished();
@@ -508,6 +511,7 @@ describe('atmr-dr backup faults (integration)', () => {
       expect(result.status).toBe(130);
       expect(result.stdout).toBe('');
       expect(result.stderr.trim().split('\n')).toEqual([
+        `atmr-dr: ${stoppingLine('SIGINT')}`,
         expect.stringMatching(/^atmr-dr: backup failed, nothing published \(no manifest, latest pointers unchanged\): backup aborted \(received SIGINT\)$/),
       ]);
       await expectNothingPublished();
@@ -551,6 +555,7 @@ describe('atmr-dr backup faults (integration)', () => {
       const bytes = (await getBytes(client, s3.bucket, left[0])).length;
       expect(result.stdout).toBe('');
       expect(operatorLines(result.stderr)).toEqual([
+        `atmr-dr: ${stoppingLine('SIGINT')}`,
         `atmr-dr: backup failed, nothing published (no manifest, latest pointers unchanged): backup aborted (received SIGINT); left ${left[0]} (${formatBytes(bytes)}) without a manifest: not a backup (never listed nor restored); the bucket's daily/ lifecycle rule expires it 7 days after it was written`,
       ]);
       expect(result.status).toBe(130);
@@ -823,6 +828,7 @@ describe('atmr-dr backup faults (integration)', () => {
       const manifestKey = result.stdout.trim();
       expect(manifestKey).toMatch(new RegExp(`^hourly/${small}_backup_\\d{8}_\\d{6}\\.manifest\\.json$`));
       expect(operatorLines(result.stderr)).toEqual([
+        `atmr-dr: ${stoppingLine('SIGINT')}`,
         `atmr-dr: received SIGINT while publishing: finished publishing first (cut half-way, the latest pointers would name different backups); the backup is ${manifestKey}, published and complete (exit 0)`,
       ]);
       expect(result.status).toBe(0);

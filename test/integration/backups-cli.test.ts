@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { TEST_HOLD_AFTER_RESULT } from '../../bin/cli/interrupt';
+import { stoppingLine, TEST_HOLD_AFTER_RESULT } from '../../bin/cli/interrupt';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { formatBytes } from '../../lambdas/shared/format';
 import type { BackupManifest } from '../../lambdas/shared/manifest';
@@ -382,7 +382,7 @@ describe('atmr-dr backups', () => {
 
       // Assert
       expect(status).toBe(130);
-      expect(stderr()).toBe(`atmr-dr: backup ${olderKey} not checked: interrupted (received SIGINT)\n`);
+      expect(stderr()).toBe(`atmr-dr: ${stoppingLine('SIGINT')}\natmr-dr: backup ${olderKey} not checked: interrupted (received SIGINT)\n`);
       expect(fs.readdirSync(tmp)).toEqual([]);
     } finally {
       child.kill('SIGKILL');
@@ -393,8 +393,8 @@ describe('atmr-dr backups', () => {
 
   const heldTarget = () => `${database}_held`;
   it.each([
-    ['verify', () => ['backups', 'verify', olderKey], () => `atmr-dr: backup ${olderKey} not checked: interrupted (received SIGINT)\n`],
-    ['restore', () => ['restore', olderKey, '--target-db', heldTarget()], () => `atmr-dr: restore interrupted (received SIGINT) while reading the manifest: nothing created; target "${heldTarget()}" untouched\n`],
+    ['verify', () => ['backups', 'verify', olderKey], () => `atmr-dr: ${stoppingLine('SIGINT')}\natmr-dr: backup ${olderKey} not checked: interrupted (received SIGINT)\n`],
+    ['restore', () => ['restore', olderKey, '--target-db', heldTarget()], () => `atmr-dr: ${stoppingLine('SIGINT')}\natmr-dr: restore interrupted (received SIGINT) while reading the manifest: nothing created; target "${heldTarget()}" untouched\n`],
   ])('%s stopped by Ctrl-C while S3 holds back the manifest: exit 130 at once, one line, nothing created', async (_command, args, line) => {
     // Arrange: the manifest's answer never comes (an S3 that stopped answering)
     const proxy = await startHoldingProxy(localS3.endpoint, /^GET \S+\.manifest\.json/);

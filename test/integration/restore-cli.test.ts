@@ -7,7 +7,8 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Client } from 'pg';
-import { SECOND_SIGNAL_AFTER_MS, TEST_HOLD_AFTER_RESULT } from '../../bin/cli/interrupt';
+import { SECOND_SIGNAL_AFTER_MS, stoppingLine, TEST_HOLD_AFTER_RESULT } from '../../bin/cli/interrupt';
+import { KILL_AFTER_MS } from '../../lambdas/restore/load';
 import { siblingPrefix, stagingName } from '../../lambdas/restore/restore';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { utcSecond } from '../../lambdas/shared/format';
@@ -1473,6 +1474,7 @@ describe('atmr-dr restore on the worst day', () => {
       // Assert: the first one's cleanup, not "second SIGINT, quitting at once", and the second said to be the same stop
       expect(status).toBe(130);
       expect(run.stderr().trimEnd().split('\n')).toEqual([
+        `atmr-dr: ${stoppingLine('SIGINT')}`,
         `atmr-dr: second SIGINT within ${SECOND_SIGNAL_AFTER_MS} ms: taken as the same stop; press Ctrl-C again to quit at once`,
         expect.stringMatching(new RegExp(`^atmr-dr: restore interrupted \\(received SIGINT\\): staging database ${target}_restore_\\w+ dropped; target "${target}" untouched$`)),
       ]);
@@ -1481,6 +1483,55 @@ describe('atmr-dr restore on the worst day', () => {
     } finally {
       run.child.kill('SIGKILL');
       for (const name of databasesLike(cluster, target)) psql(cluster, 'postgres', `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    }
+  }, 180_000);
+
+  it('Ctrl-C while pg_restore does not end (its server stalled: its SIGTERM handler waits to cancel its queries) is said at once and stops the load\'s status; pg_restore and its workers are killed after KILL_AFTER_MS, staging database dropped, exit 130', async () => {
+    // Arrange: a pg_restore that ignores SIGTERM, with a child of its own that ignores it too and
+    // holds its stderr (pg_restore -j's workers, waiting on the same server)
+    const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-test-stalled-'));
+    const workerPid = path.join(bin, 'worker.pid');
+    writeFakePgRestore(bin, `case " $* " in *" -d "*) ;; *) exec "$real" "$@";; esac\ntrap '' TERM\nsleep 120 &\necho $! > '${workerPid}'\nwait\n`);
+    const target = uniqueDatabaseName('rcli_stalled');
+    const run = startCli(['restore', manifestKey, '--target-db', target, '--progress'], { PATH: `${bin}:${process.env.PATH ?? ''}` });
+    try {
+      await pgRestoreOf(run);
+      for (const deadline = Date.now() + 10_000; !fs.existsSync(workerPid) && Date.now() < deadline; ) await new Promise((resolve) => setTimeout(resolve, 20));
+      const worker = Number(fs.readFileSync(workerPid, 'utf8'));
+      const statusLines = (stderr: string): number => stderr.split('\n').filter((l) => l.startsWith('load: ')).length;
+
+      // Act
+      const stoppedAt = performance.now();
+      run.child.kill('SIGINT');
+      let exited = false;
+      void run.exited.then(() => (exited = true));
+      const ack = `atmr-dr: ${stoppingLine('SIGINT')}`;
+      for (const deadline = Date.now() + 10_000; !run.stderr().includes(ack) && !exited && Date.now() < deadline; ) await new Promise((resolve) => setTimeout(resolve, 10));
+      const saidAtOnce = { running: !exited, seconds: (performance.now() - stoppedAt) / 1000 };
+      const statusAtStop = statusLines(run.stderr().slice(0, run.stderr().indexOf(ack)));
+      const status = await run.exited;
+      const seconds = (performance.now() - stoppedAt) / 1000;
+
+      // Assert: the stop said while the cleanup still waited on pg_restore; the status shown once
+      // more as it stopped, not every second of that wait; pg_restore and its worker gone
+      expect(saidAtOnce.running).toBe(true);
+      expect(saidAtOnce.seconds).toBeLessThan(KILL_AFTER_MS / 1000);
+      const lines = run.stderr().trimEnd().split('\n');
+      const acked = lines.indexOf(ack);
+      expect(acked).toBeGreaterThanOrEqual(0);
+      expect(statusLines(lines.slice(acked).join('\n'))).toBeLessThanOrEqual(1);
+      expect(statusAtStop).toBeGreaterThanOrEqual(1);
+      expect(status).toBe(130);
+      expect(seconds).toBeGreaterThanOrEqual(KILL_AFTER_MS / 1000);
+      expect(seconds).toBeLessThan(60);
+      expect(lines.at(-1)).toMatch(new RegExp(`^atmr-dr: restore interrupted \\(received SIGINT\\): staging database ${target}_restore_\\w+ dropped; target "${target}" untouched$`));
+      expect(databasesLike(cluster, target)).toEqual([]);
+      const workerState = fs.existsSync(`/proc/${worker}/stat`) ? fs.readFileSync(`/proc/${worker}/stat`, 'utf8').split(') ')[1]?.[0] : 'gone';
+      expect(['gone', 'Z']).toContain(workerState);
+    } finally {
+      run.child.kill('SIGKILL');
+      for (const name of databasesLike(cluster, target)) psql(cluster, 'postgres', `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+      fs.rmSync(bin, { recursive: true, force: true });
     }
   }, 180_000);
 
@@ -1823,7 +1874,7 @@ describe('atmr-dr restore on the worst day', () => {
 
       // Assert
       expect(run.stderr()).not.toMatch(/finishing it|during the swap/);
-      expect(run.stderr().trimEnd().split('\n')).toEqual([`atmr-dr: restore interrupted (received ${signal}): staging database ${staging} dropped; target "${target}" untouched`]);
+      expect(run.stderr().trimEnd().split('\n')).toEqual([`atmr-dr: ${stoppingLine(signal)}`, `atmr-dr: restore interrupted (received ${signal}): staging database ${staging} dropped; target "${target}" untouched`]);
       expect(status).toBe(code);
       expect(databaseDigest(cluster, target)).toBe(before);
       expect(databasesLike(cluster, `${target}_`)).toEqual([]);
@@ -2187,6 +2238,11 @@ describe('a server that asks for a password when none is set', () => {
   }, 120_000);
 });
 
+/** `text` as a regular expression that matches it alone. */
+function regExpText(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
 /**
  * Resolves once the CLI process reads the bundle (dist/atmr-dr.cjs, `npm run build`): the kernel's
  * count of bytes it has read (/proc/<pid>/io rchar) reaches the bundle's size. bin/atmr-dr.cjs is
@@ -2238,9 +2294,11 @@ describe('an interrupt in the first moments of a command', () => {
       }
 
       // Assert: at each moment, the line of the phase it came in, the target untouched and nothing left
+      // Once the restore has taken the signals over, the stop's line at once comes first.
       const line = new RegExp(
         `^atmr-dr: (interrupted \\(received ${signal}\\) while starting, before the command did anything: nothing done` +
-          `|restore interrupted \\(received ${signal}\\)( while [a-z ]+(, before the restore began)?)?: (nothing created|no staging database was created|staging database <target>_restore_\\w+ dropped); target "<target>" untouched)\\n$`,
+          `|restore interrupted \\(received ${signal}\\) while [a-z ]+, before the restore began: nothing created; target "<target>" untouched` +
+          `|${regExpText(stoppingLine(signal))}\\natmr-dr: restore interrupted \\(received ${signal}\\)( while [a-z ]+)?: (nothing created|no staging database was created|staging database <target>_restore_\\w+ dropped); target "<target>" untouched)\\n$`,
       );
       for (const run of runs) {
         expect(run).toEqual({ moment: run.moment, status: code, stderr: expect.stringMatching(line), left: [], databases: [] });
@@ -2272,7 +2330,7 @@ describe('an interrupt in the first moments of a command', () => {
         stderr: expect.stringMatching(
           new RegExp(
             `^atmr-dr: (interrupted \\(received SIGTERM\\) while starting, before the command did anything: nothing done|(restore-test|backups verify) interrupted \\(received SIGTERM\\) while starting, before it did anything: nothing done` +
-              `|restore test failed: backup aborted \\(received SIGTERM\\), nothing published|backup ${manifestKey} not checked: interrupted \\(received SIGTERM\\))\n$`,
+              `|${regExpText(stoppingLine('SIGTERM'))}\natmr-dr: (restore test failed: backup aborted \\(received SIGTERM\\), nothing published|backup ${manifestKey} not checked: interrupted \\(received SIGTERM\\)))\n$`,
           ),
         ),
         left: [],
