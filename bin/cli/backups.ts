@@ -25,13 +25,13 @@ export function registerBackupsCommands(program: Command): void {
       const [{ listBackups }, { createS3Client }] = await Promise.all([import('../../lambdas/restore/catalog'), import('../../lambdas/shared/aws')]);
       const deps = { s3: createS3Client(), bucket, environmentName: opts.env };
       const entries = await listBackups(deps, { tier: opts.tier, database: opts.database });
-      const marks = await latestMarks(deps, entries, opts.tier);
+      const marks = await latestMarks(deps, entries, opts.tier, opts.database);
       if (opts.json) {
         // `latest` stays what `restore latest` with the same --tier restores.
         const latest = opts.tier === undefined ? LATEST : `${LATEST} ${opts.tier}`;
         process.stdout.write(`${JSON.stringify(entries.map((e) => summary(e, marks.get(e.manifestKey)?.includes(latest) ?? false)), null, 2)}\n`);
       } else if (entries.length === 0) {
-        process.stdout.write(`no backups in s3://${bucket}${opts.tier ? `/${opts.tier}/` : ''}${opts.database ? ` of database ${opts.database}` : ''}\n`);
+        process.stdout.write(`no backups in s3://${bucket}${opts.tier ? `/${opts.tier}/` : ''}${opts.database ? ` of database ${opts.database}${await otherDatabases(deps, opts.database, opts.tier)}` : ''}\n`);
       } else {
         process.stdout.write(table(entries, marks));
       }
@@ -96,20 +96,37 @@ export function registerBackupsCommands(program: Command): void {
 const LATEST = 'latest';
 
 /**
+ * For a --database with no backups (a typo, often): the databases that have some, from the latest
+ * pointers (the same the refusal of `restore latest` names), as ` (the databases with backups ...)`;
+ * '' when there are none or the bucket cannot be listed.
+ */
+async function otherDatabases(deps: CatalogDeps, database: string, tier: string | undefined): Promise<string> {
+  const [{ databasesNamed, pointedDatabases }, { parseBackupTier }] = await Promise.all([import('../../lambdas/restore/catalog'), import('../../lambdas/shared/tiers')]);
+  const pointed = await pointedDatabases(deps);
+  if (pointed === undefined) return '';
+  const others = databasesNamed(pointed, database, tier === undefined ? undefined : parseBackupTier(tier));
+  return others === '' ? '' : ` (the databases with ${tier === undefined ? '' : `${tier} `}backups there: ${others})`;
+}
+
+/**
  * Each listed backup that a `latest` pointer names, with the marks that say which: `latest` (the
  * backup `restore latest` restores, pointer latest/<db>.json) and `latest <tier>` (what `restore
  * latest --tier <tier>` restores, latest/<db>/<tier>.json), per database listed; with --tier, that
  * tier's mark only. Each is the restore's own resolution (resolveBackup: the pointers, not the
  * newest line), so a mark and the restore cannot disagree. A pointer that does not resolve marks
- * nothing, and one line on stderr says why: that `restore latest` would fail.
+ * nothing, and one line on stderr says why: that `restore latest` would fail. The database of
+ * --database is looked up even with none of its backups listed: its pointer may outlive them
+ * (deleted, expired), and the line says so; that it has no pointer either, the list says already.
  */
-async function latestMarks(deps: CatalogDeps, entries: readonly CatalogEntry[], tier: string | undefined): Promise<ReadonlyMap<string, readonly string[]>> {
-  const { resolveBackup } = await import('../../lambdas/restore/catalog');
+async function latestMarks(deps: CatalogDeps, entries: readonly CatalogEntry[], tier: string | undefined, named: string | undefined): Promise<ReadonlyMap<string, readonly string[]>> {
+  const { NoBackupError, resolveBackup } = await import('../../lambdas/restore/catalog');
   const listed = entries.flatMap((e) => (e.manifest ? [e.manifest] : []));
+  const unlisted = named !== undefined && !listed.some((m) => m.database === named) ? [{ database: named, tier, mark: tier === undefined ? LATEST : `${LATEST} ${tier}` }] : [];
   const lookups = [...new Set(listed.map((m) => m.database))].flatMap((database) => {
     const tiers = tier !== undefined ? [tier] : [undefined, ...new Set(listed.filter((m) => m.database === database).map((m) => m.tier))];
     return tiers.map((t) => ({ database, tier: t, mark: t === undefined ? LATEST : `${LATEST} ${t}` }));
   });
+  lookups.push(...unlisted);
   const resolved = await Promise.all(
     lookups.map(({ database, tier }) =>
       resolveBackup(deps, 'latest', { database, tier }).then(
@@ -121,6 +138,7 @@ async function latestMarks(deps: CatalogDeps, entries: readonly CatalogEntry[], 
   const marks = new Map<string, string[]>();
   resolved.forEach((result, i) => {
     const { database, mark } = lookups[i];
+    if ('error' in result && result.error instanceof NoBackupError && unlisted.some((u) => u.database === database)) return;
     if ('error' in result) process.stderr.write(`atmr-dr: no backup marked ${mark} for database "${database}": ${oneLine(result.error)}\n`);
     else marks.set(result.key, [...(marks.get(result.key) ?? []), mark]);
   });

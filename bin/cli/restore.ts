@@ -259,7 +259,7 @@ export function registerRestoreCommands(program: Command): void {
             interrupt.done();
             tempDir.remove();
           });
-        process.stdout.write(opts.json ? `${JSON.stringify(restoreJson(result), null, 2)}\n` : `${restoreText(result, stagingName(result.targetDb, 'old'))}\n`);
+        process.stdout.write(opts.json ? `${JSON.stringify(restoreJson(result), null, 2)}\n` : `${restoreText(result, stagingName(result.targetDb, 'undone'))}\n`);
         // Done, but not as asked: whoever sent the stop (an operator, ECS, systemd) hears that it came
         // too late to stop the restore, with its exit code.
         if (stoppedDuringSwap) {
@@ -387,7 +387,7 @@ function writesAfter(target: string, startedAt: string, where: string): string {
   return `writes to ${target} after ${utcSecond(Date.parse(startedAt))} are not in the restored copy: ${where}`;
 }
 
-/** `undoneAs`: a free `_old_` name for the restored copy, set aside by the undo line's first rename. */
+/** `undoneAs`: a free `_undone_` name for the restored copy, set aside by the undo line's first rename. */
 function restoreText(result: RestoreResult, undoneAs: string): string {
   const t = result.timings;
   const kept = result.replacedKeptAs;
@@ -398,11 +398,12 @@ function restoreText(result: RestoreResult, undoneAs: string): string {
   return [
     `restored ${result.manifestKey} (${result.object.format}, ${takenAgo(result.manifest.startedAt)}) into ${result.targetDb}${replaced}: ${countOf(result.tablesRestored, 'table')}, ${countOf(result.rowsRestored, 'row')}, row counts match the manifest${kept === null ? '' : `; ${writesAfter(result.targetDb, result.manifest.startedAt, `they are in ${kept} (kept until you drop it)`)}`}`,
     // What the target held until now (what was written since the backup too) is the operator's way
-    // back: named, then the renames that put it back (the restored copy then set aside under an _old_
-    // name, which the next restore names with its DROP), then its DROP, last, as it ends that way
-    // back. The renames are one transaction: run alone, the first succeeds and the second fails when
-    // a session is still connected to the copy kept (someone reading the writes since the backup),
-    // which left no database under the target's name at all.
+    // back: named, then the renames that put it back (the restored copy then set aside under an
+    // `_undone_` name, which the next restore names as such with its DROP, not as what the target
+    // was), then its DROP, last, as it ends that way back. The renames are one transaction: run
+    // alone, the first succeeds and the second fails when a session is still connected to the copy
+    // kept (someone reading the writes since the backup), which left no database under the
+    // target's name at all.
     ...(kept === null
       ? []
       : [

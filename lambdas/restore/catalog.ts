@@ -119,9 +119,11 @@ export async function listBackups(deps: CatalogDeps, filter: CatalogFilter = {})
 /**
  * What can be said of a backup reference from the command line alone: `latest`, or a manifest key
  * (in `tier` when given); returns the tier. The CLI calls it before it resolves the bucket or the
- * connection, so that a typo is what the operator hears about first (exit 2).
+ * connection, so that a typo is what the operator hears about first (exit 2). Spaces around it are
+ * not part of it (backupRef).
  */
-export function checkBackupRef(ref: string, tierText?: string, environmentName?: string): BackupTier | undefined {
+export function checkBackupRef(refText: string, tierText?: string, environmentName?: string): BackupTier | undefined {
+  const ref = backupRef(refText);
   const tier = tierText === undefined ? undefined : parseBackupTier(tierText);
   if (ref === 'latest') return tier;
   // Its bucket is checked once the backup bucket is known (manifestKeyIn).
@@ -139,6 +141,14 @@ export function checkBackupRef(ref: string, tierText?: string, environmentName?:
     throw new OperatorError(`manifest ${ref} is not in tier ${tier}; drop --tier or name a ${tier}/ manifest`, 2);
   }
   return tier;
+}
+
+/**
+ * A backup reference without the spaces around it: a key copied from the columns of `backups list`
+ * comes with the spaces before it, and no key begins or ends with one (backupObjectKeys).
+ */
+function backupRef(text: string): string {
+  return text.trim();
 }
 
 /** A backup object's key without its tier prefix (`<db>_backup_<stamp>.dump`, or `.sql.gz`). */
@@ -181,7 +191,8 @@ function splitS3Url(ref: string): { readonly bucket: string; readonly key: strin
  * is the backup bucket; `latest` and bare keys unchanged. A URL of another bucket is refused (exit
  * 2): reading the key in the backup bucket would restore or check another backup than the one named.
  */
-export function manifestKeyIn(ref: string, bucket: string, environmentName?: string): string {
+export function manifestKeyIn(refText: string, bucket: string, environmentName?: string): string {
+  const ref = backupRef(refText);
   const url = splitS3Url(ref);
   if (url === undefined) return ref;
   if (url.bucket !== bucket) {
@@ -203,7 +214,8 @@ export class NoBackupError extends CatalogError {}
  * transition from bucket-wide pointers, a database without a pointer of its own falls back to
  * `latest.json` / `latest/<tier>.json`, accepted only when they name a backup of that database.
  */
-export async function resolveBackup(deps: CatalogDeps, ref: string, filter: CatalogFilter = {}): Promise<ResolvedBackup> {
+export async function resolveBackup(deps: CatalogDeps, refText: string, filter: CatalogFilter = {}): Promise<ResolvedBackup> {
+  const ref = backupRef(refText);
   const tier = checkBackupRef(ref, filter.tier, deps.environmentName);
   // Refused before any GET: the object named may be the dump itself, gigabytes.
   const key = splitS3Url(ref)?.key ?? ref;
@@ -232,7 +244,7 @@ export async function resolveBackup(deps: CatalogDeps, ref: string, filter: Cata
       () =>
         new CatalogError(
           `pointer s3://${deps.bucket}/${pointerKey} names manifest ${pointer.data.manifest}, which does not exist (its backup was deleted or has expired)`,
-          `name a manifest key instead (${listThem}), and delete the pointer (the next backup writes it again)`,
+          `name a manifest key instead (${listThem}), and delete the pointer (the next backup writes it again): aws s3 rm s3://${deps.bucket}/${pointerKey}`,
         ),
     );
     if (manifest.database === database) return { manifestKey: pointer.data.manifest, manifest };
@@ -241,12 +253,61 @@ export async function resolveBackup(deps: CatalogDeps, ref: string, filter: Cata
     }
   }
   // Exit 2, as a manifest key that does not exist: the database named is the input to fix, and
-  // running the same command again (exit 1) cannot find a backup that is not there.
+  // running the same command again (exit 1) cannot find a backup that is not there. The fix names
+  // the databases that do have backups, not a backup to take: on the day production is corrupt, a
+  // backup of a mistyped name's database (or of the corrupt one) is not what the restore needs.
+  const pointed = await pointedDatabases(deps);
+  const ownTiers = [...(pointed?.get(database) ?? [])];
+  const others = pointed && databasesNamed(pointed, database, tier);
+  const nameAKey = `name a manifest key (${operatorCommand(deps.environmentName, 'backups list')})`;
   throw new NoBackupError(
     `no backup of ${what} in s3://${deps.bucket} (no ${own})`,
-    `check PGDATABASE/--database, run "${operatorCommand(deps.environmentName, `backup --tier ${tier ?? 'daily'}`)}" for it, or name a manifest key (${operatorCommand(deps.environmentName, 'backups list')})`,
+    tier !== undefined && ownTiers.length > 0
+      ? `"${database}" has backups in ${ownTiers.length === 1 ? 'tier' : 'tiers'} ${ownTiers.join(', ')} only: pass one of them as --tier, or leave --tier out; or ${nameAKey}`
+      : others === undefined
+        ? `check PGDATABASE/--database, or ${nameAKey}`
+        : others === ''
+          ? `s3://${deps.bucket} has no ${tier === undefined ? 'latest/<db>.json' : `latest/<db>/${tier}.json`} of any database: check BACKUP_BUCKET/--bucket/--env, or ${nameAKey}`
+          : `check PGDATABASE/--database (the databases with ${tier === undefined ? '' : `${tier} `}backups in s3://${deps.bucket}: ${others}), or ${nameAKey}`,
     2,
   );
+}
+
+/** How many `latest/` pointers a refusal reads to name the databases with backups: one listing page. */
+const POINTER_LISTING_KEYS = 1000;
+
+/**
+ * The databases the `latest/` pointers of the bucket name (`latest/<db>.json`, and
+ * `latest/<db>/<tier>.json`, whose tiers they give): which databases have backups, in one listing.
+ * Undefined when that listing fails (a role without s3:ListBucket): it only adds to a refusal.
+ */
+export async function pointedDatabases(deps: CatalogDeps): Promise<ReadonlyMap<string, ReadonlySet<BackupTier>> | undefined> {
+  const page = await deps.s3.send(new ListObjectsV2Command({ Bucket: deps.bucket, Prefix: 'latest/', MaxKeys: POINTER_LISTING_KEYS }), { abortSignal: deps.signal }).catch(() => {
+    deps.signal?.throwIfAborted();
+    return undefined;
+  });
+  if (page === undefined) return undefined;
+  const databases = new Map<string, Set<BackupTier>>();
+  for (const { Key: key } of page.Contents ?? []) {
+    const match = /^latest\/([^/]+?)(?:\/([^/]+))?\.json$/.exec(key ?? '');
+    if (!match) continue;
+    const [, database, tier] = match;
+    // `latest/<tier>.json` is the bucket-wide pointer of the transition, not a database's.
+    if (tier === undefined && isBackupTier(database)) continue;
+    const tiers = databases.get(database) ?? new Set<BackupTier>();
+    if (tier !== undefined && isBackupTier(tier)) tiers.add(tier);
+    databases.set(database, tiers);
+  }
+  return databases;
+}
+
+/**
+ * The databases of `pointed` other than `except` (with a pointer of `tier`, when given), quoted,
+ * for one line: the first 10, then how many more; '' when there are none.
+ */
+export function databasesNamed(pointed: ReadonlyMap<string, ReadonlySet<BackupTier>>, except: string, tier?: BackupTier): string {
+  const names = [...pointed].filter(([database, tiers]) => database !== except && (tier === undefined || tiers.has(tier))).map(([database]) => `"${database}"`).sort();
+  return names.length > 10 ? `${names.slice(0, 10).join(', ')} and ${names.length - 10} more` : names.join(', ');
 }
 
 /**
@@ -269,15 +330,40 @@ async function readManifest(deps: CatalogDeps, manifestKey: string, missing?: ()
 }
 
 /**
- * For a key copied without its tier prefix (the file name alone): the tier keys that hold it. Only
- * a suggestion: a listing refused (a role without s3:ListBucket) or failed gives none; a stop stays a stop.
+ * For a key copied without its tier prefix (the file name alone): the tier keys that hold it; for
+ * a manifest key of a tier and database with a stamp that none has (mistyped): the keys of that
+ * tier and database nearest to it. Only a suggestion: a listing refused (a role without
+ * s3:ListBucket) or failed gives none; a stop stays a stop.
  */
 async function tierKeysMeant(deps: CatalogDeps, key: string): Promise<string[]> {
-  if (key.includes('/')) return [];
-  return tierKeysOf(deps, key).catch(() => {
+  return (key.includes('/') ? nearestKeys(deps, key) : tierKeysOf(deps, key)).catch(() => {
     deps.signal?.throwIfAborted();
     return [];
   });
+}
+
+/** How many listing pages of one tier and database nearestKeys reads: a year of monthly, a day of hourly backups fit in one. */
+const NEAREST_KEYS_PAGES = 5;
+
+/**
+ * The manifest keys of the tier and database `key` names (`<tier>/<db>_backup_`), the one just
+ * before it and the one just after it by stamp (stamps sort as text): what a mistyped stamp meant.
+ */
+async function nearestKeys(deps: CatalogDeps, key: string): Promise<string[]> {
+  if (keyDatabase(key) === undefined) return [];
+  const prefix = key.slice(0, key.lastIndexOf('_backup_') + '_backup_'.length);
+  const keys: string[] = [];
+  let continuationToken: string | undefined;
+  for (let page = 0; page < NEAREST_KEYS_PAGES; page++) {
+    const listed = await s3Call(deps.bucket, `listing of ${prefix}`, () =>
+      deps.s3.send(new ListObjectsV2Command({ Bucket: deps.bucket, Prefix: prefix, ContinuationToken: continuationToken }), { abortSignal: deps.signal }),
+    );
+    for (const object of listed.Contents ?? []) if (object.Key && isManifestKey(object.Key)) keys.push(object.Key);
+    continuationToken = listed.IsTruncated ? listed.NextContinuationToken : undefined;
+    if (!continuationToken) break;
+  }
+  const after = keys.findIndex((k) => k > key);
+  return after === -1 ? keys.slice(-1) : keys.slice(Math.max(0, after - 1), after + 1);
 }
 
 /** `<tier>/<name>` for each tier that holds an object of that exact key. */
@@ -312,7 +398,8 @@ export function chooseObject(manifestKey: string, manifest: BackupManifest, form
  * the key after its manifest's database (backupObjectKeys). What a refused --target-db of that name
  * is told: restore under an accepted name, then rename (checkTargetName).
  */
-export function backedUpDatabase(ref: string, latestDatabase?: string): string | undefined {
+export function backedUpDatabase(refText: string, latestDatabase?: string): string | undefined {
+  const ref = backupRef(refText);
   return ref === 'latest' ? latestDatabase : keyDatabase(splitS3Url(ref)?.key ?? ref);
 }
 

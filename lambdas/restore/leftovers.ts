@@ -25,12 +25,20 @@ const SIBLING_ID_LENGTH = 10;
  */
 const SIBLING_MARK_LENGTH = 8;
 
-type SiblingKind = 'restore' | 'old';
+/**
+ * `restore`: the staging database; `old`: the target set aside by the swap (what it was before the
+ * restore); `undone`: the restored copy set aside by the undo a restore prints, a name of its own so
+ * that the next restore does not take it for what the target was.
+ */
+type SiblingKind = 'restore' | 'old' | 'undone';
+
+const SIBLING_KINDS: readonly SiblingKind[] = ['restore', 'old', 'undone'];
 
 /**
  * A sibling name, unique per run, short enough for PostgreSQL's 63-byte limit:
- * `<target>_restore_<mark>_<id>` (the staging database) or `<target>_old_<mark>_<id>` (the target
- * set aside during the swap), the target cut to fit; the mark names the whole target.
+ * `<target>_<kind>_<mark>_<id>` (`<target>_restore_...` the staging database, `<target>_old_...`
+ * the target set aside during the swap, `<target>_undone_...` the restored copy set aside by an
+ * undo), the target cut to fit; the mark names the whole target.
  */
 export function stagingName(target: string, kind: SiblingKind = 'restore'): string {
   return `${siblingPrefix(target, kind)}${runId()}`;
@@ -94,7 +102,7 @@ export const idTime = (id: string): number => parseInt(id.slice(0, 8), 36);
 
 /** Whether `name` is a sibling of `target`, of which kind. */
 export function siblingOf(name: string, target: string): Sibling | undefined {
-  for (const kind of ['restore', 'old'] as const) {
+  for (const kind of SIBLING_KINDS) {
     const prefix = siblingPrefix(target, kind);
     const id = name.slice(prefix.length);
     if (name.startsWith(prefix) && new RegExp(`^[0-9a-z]{${SIBLING_ID_LENGTH}}$`).test(id)) return { kind, time: idTime(id) };
@@ -116,8 +124,9 @@ export function siblingOf(name: string, target: string): Sibling | undefined {
  *   restore, which goes on loading after a kill -9 of its CLI. The caller holds the target's lock,
  *   so no live restore into this target owns it: it is dropped WITH (FORCE), which ends those
  *   sessions (and only sessions of that database), as the killed restore's own cleanup would have.
- * - any other staging database, or `<target>_old_<mark>_<id>` beside the target (a replaced
- *   database kept on purpose, or one whose drop failed): a warning with the DROP to run, never
+ * - any other staging database, `<target>_old_<mark>_<id>` beside the target (a replaced
+ *   database kept on purpose, or one whose drop failed), or `<target>_undone_<mark>_<id>` (the
+ *   restored copy the printed undo of a restore set aside): a warning with the DROP to run, never
  *   dropped here (a finished load may be wanted, a kept copy is the way back; someone else is
  *   connected to it). The warning counts the sessions connected to it.
  * Its reads have `boundMs` each for their answer (GUARD_READ_BOUND_MS; the tests' is shorter): a
@@ -136,7 +145,7 @@ async function checkLeftoversReads(admin: Client, target: string, warn: (line: s
   // Only under the lock of openAdminSession: without it, the staging database may be a live restore's.
   // Candidates by prefix (LIKE, with `_` and `%` escaped: target names contain `_`), then exact
   // names in code: the id must be base-36 digits, so `atmr_old_2024_11_30` is not taken for one.
-  const prefixes = (['restore', 'old'] as const).map((kind) => siblingPrefix(target, kind));
+  const prefixes = SIBLING_KINDS.map((kind) => siblingPrefix(target, kind));
   const { rows } = await boundedQuery<{ datname: string; datallowconn: boolean; sessions: number; comment: string | null }>(
     admin,
     `SELECT datname, datallowconn, (SELECT count(*)::int FROM pg_stat_activity a WHERE a.datname = d.datname AND ${CLIENT_SESSION}) AS sessions,
@@ -153,7 +162,8 @@ async function checkLeftoversReads(admin: Client, target: string, warn: (line: s
     .filter((r) => r.datname !== target)
     .flatMap((r) => {
       const sibling = siblingOf(r.datname, target);
-      return sibling ? [{ ...r, ...sibling, old: sibling.kind === 'old' }] : [];
+      // `old` and `undone` are set aside, kept on purpose: only a staging database is ever dropped here.
+      return sibling ? [{ ...r, ...sibling, old: sibling.kind === 'old', aside: sibling.kind !== 'restore' }] : [];
     });
   // A restore with --terminate-connections killed during its swap leaves the target closed: the
   // application cannot connect to it, and the guards below could not look inside it either.
@@ -170,23 +180,24 @@ async function checkLeftoversReads(admin: Client, target: string, warn: (line: s
     const reopen = holder.datallowconn ? '' : ` and ${reopenDatabaseStatement(target)}`;
     const when = `set aside ${utcMinute(holder.time)}${kept.length > 1 ? `; ${kept.length} kept copies` : ''}`;
     // A kept copy may be older than the backup being restored: the backup can go in under the
-    // target's name without renaming or dropping any kept copy, cut to fit 63 characters. A name an
-    // earlier restore already holds is refused by the restore's own guard (not empty: --force).
-    const restored = `${target.slice(0, 63 - '_restored'.length)}_restored`;
+    // target's name without renaming or dropping any kept copy, into a name no database has.
+    const restored = await freeRestoredName(admin, target, boundMs);
     throw new OperatorError(
       `target database "${target}" is missing; the newest copy an earlier restore kept is "${holder.datname}" (${when}), left by a restore stopped in the middle of its swap (or kept by a restore that replaced it, if "${target}" was dropped since): put it back with ALTER DATABASE ${quoteIdent(holder.datname)} RENAME TO ${quoteIdent(target)}${reopen}, or if it is not wanted DROP DATABASE ${quoteIdent(holder.datname)}; then rerun the restore; or, to have the backup as "${target}" and leave "${holder.datname}" as it is, restore into a new name (e.g. --target-db ${restored}), then ALTER DATABASE ${quoteIdent(restored)} RENAME TO ${quoteIdent(target)}`,
       2,
     );
   }
-  for (const { datname, old, sessions, time, comment } of leftovers) {
+  for (const { datname, old, aside, sessions, time, comment } of leftovers) {
     const named = `"${datname}"`;
     // A staging database kept on purpose is complete (keepCheckedCopy marked it); any other one is
     // a load that did not finish (a crash, a kill, a cleanup that failed): maybe incomplete.
-    const checked = !old && comment?.startsWith(CHECKED_COPY) ? comment.slice(CHECKED_COPY.length) : undefined;
+    const checked = !aside && comment?.startsWith(CHECKED_COPY) ? comment.slice(CHECKED_COPY.length) : undefined;
     // The time tells the kept copies apart: which one is what the target was before the damage.
     const what = old
       ? `holds what "${target}" was before an earlier restore replaced it (set aside ${utcMinute(time)})`
-      : checked !== undefined
+      : aside
+        ? `holds the copy an earlier restore put in place, set aside by its undo (set aside ${utcMinute(time)})`
+        : checked !== undefined
         ? `is a checked copy of backup ${checked} (kept by an earlier restore into "${target}" refused at its swap)`
         : `is the staging database of an earlier restore into "${target}"`;
     const clients =
@@ -204,12 +215,12 @@ async function checkLeftoversReads(admin: Client, target: string, warn: (line: s
     // Read only when a line below gives a DROP for a database sessions are in (dropDatabaseStatement).
     const drop = async (): Promise<string> => dropDatabaseStatement(datname, await isSuperuser(admin, boundMs));
     if (clients.length === 0) {
-      const state = old ? '' : checked !== undefined ? ' (no session is connected to it)' : ' (no session is connected to it): it may be incomplete, never verified (a load stopped by a crash or a kill, or whose cleanup failed)';
-      const use = old || checked !== undefined ? 'when it is not needed' : 'do not use it';
+      const state = aside ? '' : checked !== undefined ? ' (no session is connected to it)' : ' (no session is connected to it): it may be incomplete, never verified (a load stopped by a crash or a kill, or whose cleanup failed)';
+      const use = aside || checked !== undefined ? 'when it is not needed' : 'do not use it';
       warn(`${named} ${what}${state}; left in place: ${use}, DROP DATABASE ${quoteIdent(datname)}`);
       continue;
     }
-    if (!old && checked === undefined && clients.every((c) => c.application === APPLICATION_NAME)) {
+    if (!aside && checked === undefined && clients.every((c) => c.application === APPLICATION_NAME)) {
       const pids = clients.map((c) => c.pid).join(', ');
       const dropped = await dropDatabase(admin, datname).then(
         (way) => ({ way }),
@@ -232,7 +243,25 @@ async function checkLeftoversReads(admin: Client, target: string, warn: (line: s
       );
       continue;
     }
-    const who = old ? 'something still uses it' : `${[...new Set(clients.map((c) => c.application || '?'))].slice(0, 3).join(', ')}: not only a killed restore's`;
+    const who = aside ? 'something still uses it' : `${[...new Set(clients.map((c) => c.application || '?'))].slice(0, 3).join(', ')}: not only a killed restore's`;
     warn(`${named} ${what} and ${clients.length} session(s) are connected to it (${who}); left in place: to stop them and drop it, ${await drop()}`);
   }
+}
+
+/**
+ * The name a missing target's refusal suggests for the backup: `<target>_restored`, or with a
+ * number when that one exists (an earlier restore into it, often), cut to fit 63 characters. A
+ * name taken would be refused by the restore's own guard (not empty: --force) or overwrite a copy.
+ */
+async function freeRestoredName(admin: Client, target: string, boundMs: number): Promise<string> {
+  const candidates = ['', ...Array.from({ length: 9 }, (_, i) => `_${i + 2}`), `_${runId()}`].map((n) => `${target.slice(0, 63 - `_restored${n}`.length)}_restored${n}`);
+  const { rows } = await boundedQuery<{ datname: string }>(
+    admin,
+    'SELECT datname FROM pg_database WHERE datname = ANY ($1::text[])',
+    boundMs,
+    [candidates],
+    `the read of the names free for the backup beside "${target}" (pg_database)`,
+  );
+  const taken = new Set(rows.map((r) => r.datname));
+  return candidates.find((name) => !taken.has(name)) ?? candidates[candidates.length - 1];
 }

@@ -127,7 +127,8 @@ describe('atmr-dr backups', () => {
     const ours = await atmrDr(['backups', 'list', '--database', database, '--json'], localS3.env);
 
     expect(other.status).toBe(0);
-    expect(other.stdout).toMatch(/^no backups in s3:\/\/\S+ of database someone_else\n$/);
+    // A mistyped name, often: the line names the databases that do have backups.
+    expect(other.stdout).toMatch(new RegExp(`^no backups in s3://${localS3.bucket} of database someone_else \\(the databases with backups there: [^)]*"${database}"[^)]*\\)\n$`));
     expect((JSON.parse(ours.stdout) as { manifestKey: string }[]).map((e) => e.manifestKey)).toEqual([newerKey, olderKey]);
   });
 
@@ -146,7 +147,7 @@ describe('atmr-dr backups', () => {
     const verify = await atmrDr(['backups', 'verify', 'latest', '--database', db], localS3.env);
 
     // Assert
-    const noHourly = `no backup of database "${db}" in tier hourly in s3://${localS3.bucket} (no latest/${db}/hourly.json); check PGDATABASE/--database, run "npx --no atmr-dr backup --tier hourly" for it, or name a manifest key (npx --no atmr-dr backups list)`;
+    const noHourly = `no backup of database "${db}" in tier hourly in s3://${localS3.bucket} (no latest/${db}/hourly.json); "${db}" has backups in tier daily only: pass one of them as --tier, or leave --tier out; or name a manifest key (npx --no atmr-dr backups list)`;
     // No hourly pointer of that database: the hourly line has no mark, and one line says why restore latest --tier hourly would fail.
     expect(text).toEqual({ status: 0, stderr: `atmr-dr: no backup marked latest hourly for database "${db}": ${noHourly}\n`, stdout: expect.any(String) });
     expect(text.stdout.trim().split('\n')).toEqual([
@@ -163,6 +164,35 @@ describe('atmr-dr backups', () => {
     expect(hourly.status).toBe(0);
     expect(hourly.stdout).toMatch(new RegExp(`^MANIFEST .*\n${unpointed} +${db} +hourly .* rows\n$`));
     expect(hourly.stderr).toBe(`atmr-dr: no backup marked latest hourly for database "${db}": ${noHourly}\n`);
+  });
+
+  it('list --database of a database whose pointer outlived its backups: the empty list, and one stderr line naming the pointer, its missing manifest and the command that deletes it', async () => {
+    // Arrange: the pointer of a database whose only backup was deleted
+    const db = uniqueDatabaseName('bcli_dangling');
+    const pointer = `latest/${db}.json`;
+    const gone = `daily/${db}_backup_20261101_010000.manifest.json`;
+    await s3.send(new PutObjectCommand({ Bucket: localS3.bucket, Key: pointer, Body: JSON.stringify({ manifest: gone }) }));
+
+    // Act
+    const run = await atmrDr(['backups', 'list', '--database', db], localS3.env);
+
+    // Assert
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(new RegExp(`^no backups in s3://${localS3.bucket} of database ${db} \\(the databases with backups there: [^)]*"${database}"[^)]*\\)\n$`));
+    expect(run.stderr).toBe(
+      `atmr-dr: no backup marked latest for database "${db}": pointer s3://${localS3.bucket}/${pointer} names manifest ${gone}, which does not exist (its backup was deleted or has expired); name a manifest key instead (npx --no atmr-dr backups list --database ${db}), and delete the pointer (the next backup writes it again): aws s3 rm s3://${localS3.bucket}/${pointer}\n`,
+    );
+    await s3.send(new DeleteObjectCommand({ Bucket: localS3.bucket, Key: pointer }));
+  });
+
+  it('verify latest of a mistyped database: the line names the databases that have backups, and no backup to take, exit 2', async () => {
+    const run = await atmrDr(['backups', 'verify', 'latest', '--database', `${database}x`], localS3.env);
+
+    expect(run.status).toBe(2);
+    expect(run.stderr).toMatch(
+      new RegExp(`^atmr-dr: no backup of database "${database}x" in s3://${localS3.bucket} \\(no latest/${database}x\\.json\\); check PGDATABASE/--database \\(the databases with backups in s3://${localS3.bucket}: [^)]*"${database}"[^)]*\\), or name a manifest key \\(npx --no atmr-dr backups list\\)\n$`),
+    );
+    expect(run.stderr).not.toMatch(/atmr-dr backup /);
   });
 
   it('list of several databases: each line names its database, and each database has its own latest marks', async () => {

@@ -304,13 +304,34 @@ describe('atmr-dr restore', () => {
     const [kept] = databasesLike(cluster, `${target}_`);
     const undo = run.stdout.split('\n').find((l) => l.startsWith('to undo this restore'));
     expect(undo).toMatch(
-      new RegExp(`^to undo this restore \\(no session may be connected to either database; both renames or neither\\): BEGIN; ALTER DATABASE "${target}" RENAME TO "(${target}_old_[0-9a-f]{8}_[0-9a-z]{10})"; ALTER DATABASE "${kept}" RENAME TO "${target}"; COMMIT$`),
+      new RegExp(`^to undo this restore \\(no session may be connected to either database; both renames or neither\\): BEGIN; ALTER DATABASE "${target}" RENAME TO "(${target}_undone_[0-9a-f]{8}_[0-9a-z]{10})"; ALTER DATABASE "${kept}" RENAME TO "${target}"; COMMIT$`),
     );
     // The statements it gives, pasted as they are, undo the restore: the row only the replaced database had is back, the restored copy beside it.
     const restoredAs = /RENAME TO "([^"]+)";/.exec(undo!)![1];
     psql(cluster, 'postgres', undo!.slice(undo!.indexOf('BEGIN')));
     expect(psql(cluster, target, 'SELECT count(*) FROM keep_me WHERE id = 4')).toBe('1');
     expect(databaseDigest(cluster, restoredAs)).toBe(sourceDigest);
+  });
+
+  it('after the undo it gives, the next restore names the restored copy it set aside as such (not as what the target was), with its DROP', async () => {
+    // Arrange: a restore over the target, then its undo as printed
+    const target = makeTarget();
+    const first = await atmrDr(['restore', manifestKey, '--target-db', target, '--force'], env());
+    expect([first.status, first.stderr]).toEqual([0, '']);
+    const undo = first.stdout.split('\n').find((l) => l.startsWith('to undo this restore'))!;
+    psql(cluster, 'postgres', undo.slice(undo.indexOf('BEGIN')));
+    const undone = /RENAME TO "([^"]+)";/.exec(undo)![1];
+
+    // Act
+    const next = await atmrDr(['restore', manifestKey, '--target-db', target, '--force'], env());
+
+    // Assert: the set-aside copy is the restored one (the backup's data), and the warning says so
+    expect(databaseDigest(cluster, undone)).toBe(sourceDigest);
+    expect(next.status).toBe(0);
+    expect(next.stderr).toBe(
+      `atmr-dr: warning: "${undone}" holds the copy an earlier restore put in place, set aside by its undo (set aside ${setAside(undone)}); left in place: when it is not needed, DROP DATABASE "${undone}"\n`,
+    );
+    expect(databaseExists(cluster, undone)).toBe(true);
   });
 
   it('the undo it gives, run while a session reads the copy kept, changes nothing: the target keeps its name (no half-undone restore)', async () => {
@@ -610,6 +631,19 @@ describe('atmr-dr restore', () => {
     expect(noDatabase.stderr).toBe(`atmr-dr: "latest" is per database and none was named: set PGDATABASE or pass --database NAME; target "${target}" untouched\n`);
   });
 
+  it('latest of a mistyped database: the line names the databases that have backups, and no backup to take (of the wrong database), exit 2', async () => {
+    const target = uniqueDatabaseName('rcli_typo');
+
+    const run = await atmrDr(['restore', 'latest', '--target-db', target], env({ PGDATABASE: `${source}r` }));
+
+    expect(run.status).toBe(2);
+    expect(run.stderr).toMatch(
+      new RegExp(`^atmr-dr: no backup of database "${source}r" in s3://${localS3.bucket} \\(no latest/${source}r\\.json\\); check PGDATABASE/--database \\(the databases with backups in s3://${localS3.bucket}: [^)]*"${source}"[^)]*\\), or name a manifest key \\(npx --no atmr-dr backups list\\); target "${target}" untouched\n$`),
+    );
+    expect(run.stderr).not.toMatch(/atmr-dr backup /);
+    expect(databaseExists(cluster, target)).toBe(false);
+  });
+
   it('says that PGDATABASE is the empty one when latest names no database, and refuses an empty --database, for restore and backups verify alike', async () => {
     // Arrange: an exported but empty PGDATABASE (libpq reads it as unset), and a script's --database "$DB" with DB unset
     const target = uniqueDatabaseName('rcli_none');
@@ -729,7 +763,7 @@ describe('atmr-dr restore', () => {
     // Assert
     expect(run.status).toBe(1);
     expect(run.stderr).toBe(
-      `atmr-dr: pointer s3://${localS3.bucket}/${pointer} names manifest ${gone}, which does not exist (its backup was deleted or has expired); name a manifest key instead (npx --no atmr-dr backups list --database ${database}), and delete the pointer (the next backup writes it again); target "${target}" untouched\n`,
+      `atmr-dr: pointer s3://${localS3.bucket}/${pointer} names manifest ${gone}, which does not exist (its backup was deleted or has expired); name a manifest key instead (npx --no atmr-dr backups list --database ${database}), and delete the pointer (the next backup writes it again): aws s3 rm s3://${localS3.bucket}/${pointer}; target "${target}" untouched\n`,
     );
     expect(databaseExists(cluster, target)).toBe(false);
   });
@@ -796,6 +830,56 @@ describe('atmr-dr restore', () => {
     psql(cluster, 'postgres', `ALTER DATABASE "${target}_restored" RENAME TO "${target}"`);
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
     expect(databaseDigest(cluster, old)).toBe(before);
+  });
+
+  it('refuses a missing target whose data is under its _old_ name and suggests a new name no database has: not "<target>_restored" when that exists', async () => {
+    // Arrange: the kept copy, and an earlier restore's "<target>_restored"
+    const target = uniqueDatabaseName('rcli_oldtaken');
+    const old = stagingName(target, 'old');
+    psql(cluster, 'postgres', `CREATE DATABASE "${old}"`);
+    psql(cluster, 'postgres', `CREATE DATABASE "${target}_restored"`);
+
+    // Act
+    const run = await atmrDr(['restore', manifestKey, '--target-db', target], env());
+
+    // Assert
+    expect(run.status).toBe(2);
+    expect(run.stderr).toMatch(new RegExp(`; or, to have the backup as "${target}" and leave "${old}" as it is, restore into a new name \\(e\\.g\\. --target-db ${target}_restored_2\\), then ALTER DATABASE "${target}_restored_2" RENAME TO "${target}"\n$`));
+    expect(databasesLike(cluster, target)).toEqual([old, `${target}_restored`]);
+  });
+
+  it('a manifest key pasted with the spaces of the list\'s columns around it: restored as the key itself', async () => {
+    const target = uniqueDatabaseName('rcli_spaced');
+
+    const run = await atmrDr(['restore', ` ${manifestKey}  `, '--target-db', target], env());
+
+    expect([run.status, run.stderr]).toEqual([0, '']);
+    expect(run.stdout).toMatch(new RegExp(`^restored ${manifestKey} \\(custom, `));
+    expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+  });
+
+  it('a manifest key with a stamp no backup has: the line names the keys of that tier and database nearest to it, exit 2', async () => {
+    // Arrange: two daily backups of a database of its own
+    const db = uniqueDatabaseName('rcli_stamp');
+    psql(cluster, 'postgres', `CREATE DATABASE ${db}`);
+    const [earlier, later] = [
+      (await writeFixtureBackup(s3, localS3.bucket, cluster, db, { tier: 'daily', startedAt: new Date('2026-12-06T09:28:00Z') })).manifestKey,
+      (await writeFixtureBackup(s3, localS3.bucket, cluster, db, { tier: 'daily', startedAt: new Date('2026-12-07T09:28:00Z') })).manifestKey,
+    ];
+    const target = uniqueDatabaseName('rcli_stamp_target');
+    // The trial's typo (seconds 93, after the newest), and a stamp between the two
+    const typo = `daily/${db}_backup_20261207_092893.manifest.json`;
+    const between = `daily/${db}_backup_20261206_192800.manifest.json`;
+
+    // Act
+    const typoRun = await atmrDr(['restore', typo, '--target-db', target], env());
+    const betweenRun = await atmrDr(['restore', between, '--target-db', target], env());
+
+    // Assert
+    const line = (key: string, meant: string) => `atmr-dr: manifest s3://${localS3.bucket}/${key} does not exist; did you mean ${meant}? list backups with: npx --no atmr-dr backups list; target "${target}" untouched\n`;
+    expect([typoRun.status, typoRun.stderr]).toEqual([2, line(typo, `"${later}"`)]);
+    expect([betweenRun.status, betweenRun.stderr]).toEqual([2, line(between, `"${earlier}" or "${later}"`)]);
+    expect(databaseExists(cluster, target)).toBe(false);
   });
 
   describe('databases of other targets whose names begin alike, and names chosen by hand', () => {
