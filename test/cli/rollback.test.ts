@@ -13,6 +13,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { confirmer } from '../../bin/cli/confirm';
+import { stoppingLine } from '../../bin/cli/interrupt';
 import { migrationCommand, migrationLeft, MigrationProgress, RollbackCliContext, serviceCommand, statusCommand, unlockCommand } from '../../bin/cli/rollback';
 import { guards } from '../../lambdas/backout/workflow';
 import { acquireLock, readLock, recordLockTask, rollbackHistory } from '../../lambdas/backout/state';
@@ -168,10 +169,11 @@ describe('atmr-dr rollback service --wait (child process) stopped by a signal wh
   it.each([
     ['SIGINT', 130],
     ['SIGTERM', 143],
-  ] as const)('%s: exits %d with one line, reports the rollout as not awaited and releases the lock', async (signal, code) => {
+  ] as const)('%s: exits %d, the stop acknowledged at once, then one line: reports the rollout as not awaited and releases the lock', async (signal, code) => {
     const run = await interruptedRollback(signal);
 
     expect(run.stderr).toBe(
+      `atmr-dr: ${stoppingLine(signal)}\n` +
       'atmr-dr: rollback: interrupted while following the rollout: UpdateService was sent and ECS goes on with it; the lock is released; follow it with "npx --no atmr-dr rollback status --service atmr-api --env example"\n',
     );
     expect(run.status).toBe(code);
@@ -203,7 +205,7 @@ describe('atmr-dr rollback unlock (child process), the names resolved as for the
 });
 
 describe('atmr-dr rollback migration (child process): a second Ctrl-C while the first one stops the task', () => {
-  it('quits at once with one line: the task that may still run and how to follow it, the killswitch it set to maintenance, the lock it keeps (until when, what it blocks, where to see it)', async () => {
+  it('quits at once with one line (after the first one\'s acknowledgement): the task that may still run and how to follow it, the killswitch it set to maintenance, the lock it keeps (until when, what it blocks, where to see it)', async () => {
     // Arrange: a downgrade task that keeps running after StopTask, so that the first Ctrl-C leaves
     // the command waiting (up to 150 s) to see it stopped
     const tableName = await suite.dynamo.freshTable('cli-migration-twice');
@@ -224,6 +226,7 @@ describe('atmr-dr rollback migration (child process): a second Ctrl-C while the 
     // The lock the command took, an hour long: what the line must name.
     const until = new Date(Date.parse(lock?.acquiredAt ?? '') + 3600_000).toISOString();
     expect(stderr).toBe(
+      `atmr-dr: ${stoppingLine('SIGINT')}\n` +
       `atmr-dr: second SIGINT, quitting at once; the migration task ${MIGRATION_TASK_ARN} may still be running (atmr-dr was stopping it, StopTask, and had not seen it stopped): follow it with "aws ecs describe-tasks --cluster atmr-prod --tasks ${MIGRATION_TASK_ARN}"; the killswitch stays in maintenance, set by this command; the lock of atmr-api stays held until ${until}, blocking rollback service, rollback migration and the automatic backout of atmr-api until then: "npx --no atmr-dr rollback status --service atmr-api --env example" shows it; once no migration task runs, "npx --no atmr-dr rollback unlock --service atmr-api --owner ${lock?.owner} --env example --force" releases it\n`,
     );
     expect(status).toBe(130);

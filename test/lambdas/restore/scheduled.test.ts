@@ -380,8 +380,9 @@ describe('restore-test Lambda handler', () => {
     process.env[RESTORE_TEST_ENV.environmentName] = 'staging';
     const missing = `daily/${database}_backup_20200101_000000.manifest.json`;
 
+    // (Other tests' backups of the database are the nearest keys the line may suggest in between.)
     await expect(handler({ restore: { ref: missing, targetDb: uniqueDatabaseName('lambda_env') } }, context)).rejects.toThrow(
-      `manifest s3://${localS3.bucket}/${missing} does not exist; list backups with: npx --no atmr-dr backups list --env staging`,
+      new RegExp(`^manifest s3://${localS3.bucket}/${missing.replace(/\./g, '\\.')} does not exist; .*list backups with: npx --no atmr-dr backups list --env staging; `),
     );
   });
 
