@@ -35,7 +35,7 @@ describe('atmr-dr CLI', () => {
 
     expect(run.status).not.toBe(0);
     expect(run.stderr).toMatch(/make-coffee/);
-    expect(run.stderr).toMatch(/--help/);
+    expect(run.stderr).toMatch(/\(see npx --no atmr-dr help\)/);
     expect(run.stdout).toBe('');
   });
 
