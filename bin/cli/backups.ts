@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import type { CatalogDeps, CatalogEntry } from '../../lambdas/restore/catalog';
+import type { CatalogDeps, CatalogEntry, PointedDatabases } from '../../lambdas/restore/catalog';
 import { countOf, formatBytes } from '../../lambdas/shared/format';
 import type { BackupManifest } from '../../lambdas/shared/manifest';
 import { OPERATOR_CLI } from '../../lambdas/shared/constants';
@@ -25,13 +25,13 @@ export function registerBackupsCommands(program: Command): void {
       const [{ listBackups }, { createS3Client }] = await Promise.all([import('../../lambdas/restore/catalog'), import('../../lambdas/shared/aws')]);
       const deps = { s3: createS3Client(), bucket, environmentName: opts.env };
       const entries = await listBackups(deps, { tier: opts.tier, database: opts.database });
-      const marks = await latestMarks(deps, entries, opts.tier, opts.database);
+      const { marks, pointed } = await latestMarks(deps, entries, opts.tier, opts.database);
       if (opts.json) {
         // `latest` stays what `restore latest` with the same --tier restores.
         const latest = opts.tier === undefined ? LATEST : `${LATEST} ${opts.tier}`;
         process.stdout.write(`${JSON.stringify(entries.map((e) => summary(e, marks.get(e.manifestKey)?.includes(latest) ?? false)), null, 2)}\n`);
       } else if (entries.length === 0) {
-        process.stdout.write(`no backups in s3://${bucket}${opts.tier ? `/${opts.tier}/` : ''}${opts.database ? ` of database ${opts.database}${await otherDatabases(deps, opts.database, opts.tier)}` : ''}\n`);
+        process.stdout.write(`no backups in s3://${bucket}${opts.tier ? `/${opts.tier}/` : ''}${opts.database ? ` of database ${opts.database}${await otherDatabases(deps, opts.database, opts.tier, pointed)}` : ''}\n`);
       } else {
         process.stdout.write(table(entries, marks));
       }
@@ -100,9 +100,9 @@ const LATEST = 'latest';
  * pointers (the same the refusal of `restore latest` names), as ` (the databases with backups ...)`;
  * '' when there are none or the bucket cannot be listed.
  */
-async function otherDatabases(deps: CatalogDeps, database: string, tier: string | undefined): Promise<string> {
+async function otherDatabases(deps: CatalogDeps, database: string, tier: string | undefined, listed: PointedDatabases | undefined): Promise<string> {
   const [{ databasesNamed, pointedDatabases }, { parseBackupTier }] = await Promise.all([import('../../lambdas/restore/catalog'), import('../../lambdas/shared/tiers')]);
-  const pointed = await pointedDatabases(deps);
+  const pointed = listed ?? (await pointedDatabases(deps));
   if (pointed === undefined) return '';
   const others = databasesNamed(pointed, database, tier === undefined ? undefined : parseBackupTier(tier));
   return others === '' ? '' : ` (the databases with ${tier === undefined ? '' : `${tier} `}backups there: ${others})`;
@@ -117,8 +117,15 @@ async function otherDatabases(deps: CatalogDeps, database: string, tier: string 
  * nothing, and one line on stderr says why: that `restore latest` would fail. The database of
  * --database is looked up even with none of its backups listed: its pointer may outlive them
  * (deleted, expired), and the line says so; that it has no pointer either, the list says already.
+ * With it comes the `latest/` listing that database's refusal read (NoBackupError.pointed): the line
+ * that names the databases with backups uses it instead of listing the pointers a second time.
  */
-async function latestMarks(deps: CatalogDeps, entries: readonly CatalogEntry[], tier: string | undefined, named: string | undefined): Promise<ReadonlyMap<string, readonly string[]>> {
+async function latestMarks(
+  deps: CatalogDeps,
+  entries: readonly CatalogEntry[],
+  tier: string | undefined,
+  named: string | undefined,
+): Promise<{ marks: ReadonlyMap<string, readonly string[]>; pointed?: PointedDatabases }> {
   const { NoBackupError, resolveBackup } = await import('../../lambdas/restore/catalog');
   const listed = entries.flatMap((e) => (e.manifest ? [e.manifest] : []));
   const unlisted = named !== undefined && !listed.some((m) => m.database === named) ? [{ database: named, tier, mark: tier === undefined ? LATEST : `${LATEST} ${tier}` }] : [];
@@ -136,13 +143,17 @@ async function latestMarks(deps: CatalogDeps, entries: readonly CatalogEntry[], 
     ),
   );
   const marks = new Map<string, string[]>();
+  let pointed: PointedDatabases | undefined;
   resolved.forEach((result, i) => {
     const { database, mark } = lookups[i];
-    if ('error' in result && result.error instanceof NoBackupError && unlisted.some((u) => u.database === database)) return;
+    if ('error' in result && result.error instanceof NoBackupError && unlisted.some((u) => u.database === database)) {
+      pointed = result.error.pointed;
+      return;
+    }
     if ('error' in result) process.stderr.write(`atmr-dr: no backup marked ${mark} for database "${database}": ${oneLine(result.error)}\n`);
     else marks.set(result.key, [...(marks.get(result.key) ?? []), mark]);
   });
-  return marks;
+  return { marks, pointed };
 }
 
 function summary(entry: CatalogEntry, latest: boolean) {

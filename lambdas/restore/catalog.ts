@@ -206,7 +206,16 @@ export function manifestKeyIn(refText: string, bucket: string, environmentName?:
  * A type of its own, so that a caller for whom that is an answer (the restore test's "no published
  * backup") tells it from a failure to read without reading the words.
  */
-export class NoBackupError extends CatalogError {}
+export class NoBackupError extends CatalogError {
+  constructor(
+    problem: string,
+    fix: string,
+    /** The `latest/` listing the refusal read (pointedDatabases), so that a caller naming the databases with backups need not list again. */
+    readonly pointed?: PointedDatabases,
+  ) {
+    super(problem, fix, 2);
+  }
+}
 
 /**
  * `latest` to the newest backup of `database` (its pointer `latest/<db>.json`, or
@@ -269,9 +278,12 @@ export async function resolveBackup(deps: CatalogDeps, refText: string, filter: 
         : others === ''
           ? `s3://${deps.bucket} has no ${tier === undefined ? 'latest/<db>.json' : `latest/<db>/${tier}.json`} of any database: check BACKUP_BUCKET/--bucket/--env, or ${nameAKey}`
           : `check PGDATABASE/--database (the databases with ${tier === undefined ? '' : `${tier} `}backups in s3://${deps.bucket}: ${others}), or ${nameAKey}`,
-    2,
+    pointed,
   );
 }
+
+/** Each database a `latest/` pointer names, with the tiers it has pointers of. */
+export type PointedDatabases = ReadonlyMap<string, ReadonlySet<BackupTier>>;
 
 /** How many `latest/` pointers a refusal reads to name the databases with backups: one listing page. */
 const POINTER_LISTING_KEYS = 1000;
@@ -281,7 +293,7 @@ const POINTER_LISTING_KEYS = 1000;
  * `latest/<db>/<tier>.json`, whose tiers they give): which databases have backups, in one listing.
  * Undefined when that listing fails (a role without s3:ListBucket): it only adds to a refusal.
  */
-export async function pointedDatabases(deps: CatalogDeps): Promise<ReadonlyMap<string, ReadonlySet<BackupTier>> | undefined> {
+export async function pointedDatabases(deps: CatalogDeps): Promise<PointedDatabases | undefined> {
   const page = await deps.s3.send(new ListObjectsV2Command({ Bucket: deps.bucket, Prefix: 'latest/', MaxKeys: POINTER_LISTING_KEYS }), { abortSignal: deps.signal }).catch(() => {
     deps.signal?.throwIfAborted();
     return undefined;
@@ -305,7 +317,7 @@ export async function pointedDatabases(deps: CatalogDeps): Promise<ReadonlyMap<s
  * The databases of `pointed` other than `except` (with a pointer of `tier`, when given), quoted,
  * for one line: the first 10, then how many more; '' when there are none.
  */
-export function databasesNamed(pointed: ReadonlyMap<string, ReadonlySet<BackupTier>>, except: string, tier?: BackupTier): string {
+export function databasesNamed(pointed: PointedDatabases, except: string, tier?: BackupTier): string {
   const names = [...pointed].filter(([database, tiers]) => database !== except && (tier === undefined || tiers.has(tier))).map(([database]) => `"${database}"`).sort();
   return names.length > 10 ? `${names.slice(0, 10).join(', ')} and ${names.length - 10} more` : names.join(', ');
 }

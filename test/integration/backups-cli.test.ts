@@ -132,6 +132,22 @@ describe('atmr-dr backups', () => {
     expect((JSON.parse(ours.stdout) as { manifestKey: string }[]).map((e) => e.manifestKey)).toEqual([newerKey, olderKey]);
   });
 
+  it('list --database with a mistyped name lists the latest/ pointers once, for the refusal and the line alike', async () => {
+    // Arrange: every request to the bucket passes through a proxy that records its request line.
+    const proxy = await startHoldingProxy(localS3.env.AWS_ENDPOINT_URL_S3!, /^$/);
+    try {
+      // Act
+      const run = await atmrDr(['backups', 'list', '--database', 'atmrr'], { ...localS3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint });
+
+      // Assert
+      expect(run.status).toBe(0);
+      expect(run.stdout).toContain(`(the databases with backups there: `);
+      expect(proxy.requests.filter((line) => /[?&]prefix=latest%2F/.test(line))).toHaveLength(1);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
   it('list marks the backup "latest" resolves to (its pointer, as restore and verify read it), not the newest line; --json says latest: true|false', async () => {
     // Arrange: a daily backup with its pointers, then a newer hourly one whose pointers were never
     // written (a run stopped between its manifest and its pointers): newest line, not latest.

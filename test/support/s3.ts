@@ -117,6 +117,8 @@ export interface HoldingProxy {
   readonly holding: Promise<void>;
   /** Sends the answers held so far, and every later one at once. */
   release(): void;
+  /** The request line of every request sent through so far (`GET /bucket?list-type=2&prefix=... HTTP/1.1`), in order. */
+  readonly requests: readonly string[];
   stop(): Promise<void>;
 }
 
@@ -132,6 +134,7 @@ export async function startHoldingProxy(endpoint: string, held: RegExp): Promise
   const holding = new Promise<void>((resolve) => (onHolding = resolve));
   const flushes: (() => void)[] = [];
   const sockets = new Set<net.Socket>();
+  const requests: string[] = [];
   const proxy = net.createServer((client) => {
     const server = net.connect(Number(upstream.port), upstream.hostname);
     sockets.add(client).add(server);
@@ -142,7 +145,9 @@ export async function startHoldingProxy(endpoint: string, held: RegExp): Promise
     const pending: Buffer[] = [];
     client.on('data', (chunk: Buffer) => {
       server.write(chunk);
-      if (held.test(chunk.toString('latin1').split('\r\n')[0])) {
+      const line = chunk.toString('latin1').split('\r\n')[0];
+      if (/^[A-Z]+ \S+ HTTP\/1\.[01]$/.test(line)) requests.push(line);
+      if (held.test(line)) {
         holding = true;
         onHolding();
       }
@@ -159,6 +164,7 @@ export async function startHoldingProxy(endpoint: string, held: RegExp): Promise
   return {
     endpoint: `http://127.0.0.1:${(proxy.address() as net.AddressInfo).port}`,
     holding,
+    requests,
     release() {
       released = true;
       for (const flush of flushes) flush();
