@@ -75,6 +75,8 @@ export function registerBackupCommands(program: Command): void {
             bucket,
             connection,
             signal: interrupt.signal,
+            onPublishing: () =>
+              interrupt.finishing((signal) => `received ${signal} while publishing: finishing it before stopping (cut half-way, the latest pointers would name different backups)`),
             plainCompressor,
             onProgress: showProgress ? (p) => progress.status(formatProgress(p, estimate)) : undefined,
             log: (line) => progress.line(line),
@@ -86,12 +88,12 @@ export function registerBackupCommands(program: Command): void {
         // reason this run's backup is that one (the key printed below).
         if (result.skipped) process.stderr.write(`${result.skipped}\n`);
         // A stop that came once the run was publishing (the manifest, then the latest pointers: its
-        // last check for a stop is just before): the run finished publishing, as cut half-way the
-        // pointers would name different backups. Said, or whoever pressed Ctrl-C believes they
+        // last check for a stop is just before, and onPublishing said at once that it finishes
+        // first): the run finished publishing. Said, or whoever pressed Ctrl-C believes they
         // stopped a backup that is published and latest; exit 0 all the same, as for a stop once
         // the work is over: the backup is complete, and a wrapper must not run it again.
         if (interrupt.received) {
-          process.stderr.write(`atmr-dr: received ${interrupt.received} while publishing: finished publishing first (cut half-way, the latest pointers would name different backups); the backup is ${result.manifestKey}, published and complete (exit 0)\n`);
+          process.stderr.write(`atmr-dr: finished publishing after ${interrupt.received}: the backup is ${result.manifestKey}, published and complete (exit 0)\n`);
         }
         process.stdout.write(options.json ? `${JSON.stringify(result, null, 2)}\n` : `${result.manifestKey}\n`);
       } catch (error) {

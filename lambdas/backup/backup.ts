@@ -77,6 +77,12 @@ export interface RunBackupDeps {
    */
   readonly log?: (line: string, level?: 'warn') => void;
   readonly signal?: AbortSignal;
+  /**
+   * Called once, when the run has passed its last check for a stop and writes the manifest, then
+   * the latest pointers: a stop from then on is finished first (cut half-way, the pointers would
+   * name different backups), and whoever sent it should hear that at once, not a cleanup.
+   */
+  readonly onPublishing?: () => void;
   /** Who gzips the plain SQL (compressor.ts); default auto: igzip when present, else zlib. */
   readonly plainCompressor?: PlainCompressorPreference;
   /** Path of igzip; default: found on PATH. */
@@ -359,6 +365,7 @@ async function dumpAndWriteManifest(attempt: AttemptInput, tier: BackupTier, sta
   } satisfies BackupManifest);
   // Stopped between the uploads and the manifest: its objects are stored, and named as left.
   if (deps.signal?.aborted) throw new OperatorError(`${NOTHING_PUBLISHED}: backup aborted (${abortReason(deps.signal)})${leftWithoutManifest(manifest.objects)}`);
+  deps.onPublishing?.();
   deps.log?.(`upload: publishing the manifest${unpublishedPrefix ? '' : ' and the latest pointers'}`);
   await putJson(s3, bucket, keys.manifest, manifest, 'writing the manifest', writeOnce).catch((error: unknown) => {
     if (error instanceof LostWriteError) throw error;

@@ -811,7 +811,7 @@ describe('atmr-dr backup faults (integration)', () => {
   });
 
   // It publishes a backup too: the tests after it compare against the bucket as it leaves it.
-  it('Ctrl-C while the manifest is being written: the run finishes publishing, says so in one line naming the backup, and exits 0 (the backup is complete)', async () => {
+  it('Ctrl-C while the manifest is being written: said at once to finish publishing first, then the backup is named and the run exits 0 (the backup is complete)', async () => {
     // Arrange: the answer to the manifest's write is held, so that Ctrl-C surely comes while the run publishes
     const proxy = await startHoldingProxy(s3.endpoint, /^PUT \S+\.manifest\.json[ ?]/);
     try {
@@ -820,16 +820,20 @@ describe('atmr-dr backup faults (integration)', () => {
       // Act
       await proxy.holding;
       run.signalCli('SIGINT');
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      const finishing = 'atmr-dr: received SIGINT while publishing: finishing it before stopping (cut half-way, the latest pointers would name different backups)';
+      for (const deadline = Date.now() + 5000; !run.stderr().includes(finishing) && Date.now() < deadline; ) await new Promise((resolve) => setTimeout(resolve, 20));
+      const saidWhileHeld = run.stderr().includes(finishing);
       proxy.release();
       const result = await run.result;
 
-      // Assert: published, latest, and said so
+      // Assert: said while the manifest's write was still held, then published, latest, and said so
+      expect(saidWhileHeld).toBe(true);
       const manifestKey = result.stdout.trim();
       expect(manifestKey).toMatch(new RegExp(`^hourly/${small}_backup_\\d{8}_\\d{6}\\.manifest\\.json$`));
       expect(operatorLines(result.stderr)).toEqual([
-        `atmr-dr: ${stoppingLine('SIGINT')}`,
-        `atmr-dr: received SIGINT while publishing: finished publishing first (cut half-way, the latest pointers would name different backups); the backup is ${manifestKey}, published and complete (exit 0)`,
+        // At once, the stop is said to be finished first (not the cleanup of stoppingLine); then its end.
+        finishing,
+        `atmr-dr: finished publishing after SIGINT: the backup is ${manifestKey}, published and complete (exit 0)`,
       ]);
       expect(result.status).toBe(0);
       expect(await getJson(createS3Client(s3.env), s3.bucket, `latest/${small}/hourly.json`)).toEqual({ manifest: manifestKey });

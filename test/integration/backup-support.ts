@@ -36,6 +36,8 @@ export interface CliRun {
   readonly result: Promise<{ status: number | null; stdout: string; stderr: string }>;
   /** What the CLI has written to stdout so far. */
   stdout(): string;
+  /** What the CLI has written to stderr so far. */
+  stderr(): string;
   /**
    * Sends `signal` to the CLI's own node process (tsx's child), as a terminal's Ctrl-C reaches it.
    * Not through tsx: tsx relays a signal, then SIGKILLs its child unless the child acknowledges it
@@ -61,7 +63,7 @@ export function startCli(args: string[], env: NodeJS.ProcessEnv, install?: Insta
       resolve({ status, stdout, stderr });
     }),
   );
-  return { pid: child.pid ?? -1, result, stdout: () => stdout, signalCli: (signal) => process.kill(install ? (child.pid ?? -1) : cliProcessOf(child.pid ?? -1), signal) };
+  return { pid: child.pid ?? -1, result, stdout: () => stdout, stderr: () => stderr, signalCli: (signal) => process.kill(install ? (child.pid ?? -1) : cliProcessOf(child.pid ?? -1), signal) };
 }
 
 /** The pid of the node process tsx runs the CLI in (Linux /proc: the children of each of tsx's threads). */
