@@ -63,6 +63,24 @@ export async function checkPitr(rds: RDSClient, instanceIdentifier: string, minR
   };
 }
 
+/**
+ * The PITR check and its metrics, one helper for the hourly backup run (runRdsSide) and the 5-minute
+ * PITR watch (pitr-watch.ts): PitrEnabled and PitrRetentionDays on every read, PitrLagSeconds when
+ * RDS reports a latest restorable time (none while automated backups are off: PitrOff's business).
+ * A failed read throws and emits nothing, so that the caller's run fails instead of looking healthy.
+ */
+export async function reportPitr(deps: RdsSideDeps, instanceIdentifier: string, minRetentionDays: number): Promise<PitrStatus> {
+  const pitr = await checkPitr(deps.rds, instanceIdentifier, minRetentionDays, (deps.now ?? (() => new Date()))());
+  // Only {service, DBInstanceIdentifier}: never the Tier dimension the backup core may have set.
+  const instance = { DBInstanceIdentifier: instanceIdentifier };
+  emitSingleMetric(deps.metrics, RUNNER_METRICS.pitrEnabled, MetricUnit.Count, pitr.enabled ? 1 : 0, instance);
+  emitSingleMetric(deps.metrics, RUNNER_METRICS.pitrRetentionDays, MetricUnit.Count, pitr.retentionDays, instance);
+  if (pitr.lagSeconds !== undefined) {
+    emitSingleMetric(deps.metrics, RUNNER_METRICS.pitrLagSeconds, MetricUnit.Seconds, pitr.lagSeconds, instance);
+  }
+  return pitr;
+}
+
 export interface TierSnapshotResult {
   readonly created: string;
   /** True when RDS already had a snapshot of that name: another run of the same second took it. */
@@ -205,14 +223,7 @@ export async function runRdsSide(deps: RdsSideDeps, options: RdsSideOptions): Pr
   const errors: string[] = [];
   let pitr: PitrStatus | undefined;
   try {
-    pitr = await checkPitr(deps.rds, options.instanceIdentifier, options.minPitrRetentionDays, now());
-    // Only {service, DBInstanceIdentifier}: never the Tier dimension the core may have set.
-    const instance = { DBInstanceIdentifier: options.instanceIdentifier };
-    emitSingleMetric(deps.metrics, RUNNER_METRICS.pitrEnabled, MetricUnit.Count, pitr.enabled ? 1 : 0, instance);
-    emitSingleMetric(deps.metrics, RUNNER_METRICS.pitrRetentionDays, MetricUnit.Count, pitr.retentionDays, instance);
-    if (pitr.lagSeconds !== undefined) {
-      emitSingleMetric(deps.metrics, RUNNER_METRICS.pitrLagSeconds, MetricUnit.Seconds, pitr.lagSeconds, instance);
-    }
+    pitr = await reportPitr(deps, options.instanceIdentifier, options.minPitrRetentionDays);
   } catch (error) {
     errors.push(oneLine(error));
   }

@@ -10,6 +10,14 @@ import { OperatorError } from '../shared/errors';
 /** Powertools service name of the runner: also the `service` dimension of every metric it emits. */
 export const BACKUP_RUNNER_SERVICE = 'backup-runner';
 
+/**
+ * Powertools service name of the PITR watch (lambdas/backup/pitr-watch.ts), the `service` dimension
+ * of the PITR metrics it publishes every 5 minutes: the PitrOff, PitrLag and PitrUnread alarms read
+ * these, not the hourly run's (service backup-runner), so that a watch gone silent is not hidden by
+ * the hourly run's one datapoint an hour.
+ */
+export const PITR_WATCH_SERVICE = 'pitr-watch';
+
 /** Non-secret settings the runner reads from its environment (never a password or token). */
 export const RUNNER_ENV = {
   bucket: 'BACKUP_BUCKET',

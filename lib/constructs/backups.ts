@@ -15,7 +15,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { connectWithIamAuthStatement, decryptSecretStatement } from './database-statements';
 import { deadLetterQueue, deadLettersAlarm, EMPTY_THE_QUEUE } from './dead-letters';
-import { VPC_MANAGED_POLICY_ACKNOWLEDGEMENTS } from './house-function';
+import { acknowledgeHouseFunctionFindings, HouseFunction, VPC_MANAGED_POLICY_ACKNOWLEDGEMENTS } from './house-function';
 import { ruleInbox } from './key-guard';
 import { RunbookAlarm, sumOfCounts } from './runbook-alarm';
 import {
@@ -23,6 +23,7 @@ import {
   type BackupRunnerEvent,
   CORE_METRICS,
   MANAGED_TAG_KEY,
+  PITR_WATCH_SERVICE,
   REPORTED_FAILURE_EXIT_CODE,
   RUNNER_CONTAINER_NAME,
   RUNNER_ENV,
@@ -65,6 +66,13 @@ export const BACKUP_SCHEDULE_EXPRESSIONS: Readonly<Record<BackupTier, string>> =
  * (latest restorable time) must not fall further behind than this.
  */
 export const PITR_RPO_SECONDS = 15 * 60;
+
+/**
+ * How often the PITR watch reads the latest restorable time, independent of the backup runs: a third
+ * of the RPO, so that a lag crossing PITR_RPO_SECONDS is read within 5 minutes and pages within about
+ * 10 (docs/backup-runner.md, "PITR watch"). The PitrLag, PitrOff and PitrUnread alarms use it as their period.
+ */
+export const PITR_WATCH_INTERVAL = Duration.minutes(5);
 
 /**
  * Each tier's cadence, the one place it is written: the Backups-NoRecent<Tier> alarms and the
@@ -142,6 +150,8 @@ export class Backups extends Construct {
   readonly schedules: Readonly<Record<BackupTier, scheduler.Schedule>>;
   /** The role the runner code runs with (Lambda execution role or ECS task role). */
   readonly runnerRole: iam.IRole;
+  /** Reads the PITR point every PITR_WATCH_INTERVAL (both runners), and its schedule. */
+  readonly pitrWatch: { readonly function: HouseFunction; readonly schedule: scheduler.Schedule };
   /** The Lambda runner (`runner: lambda`). */
   readonly function?: lambda.DockerImageFunction;
   /** The Fargate runner (`runner: fargate`). */
@@ -162,6 +172,8 @@ export class Backups extends Construct {
     readonly noRecentMonthly: cloudwatch.Alarm;
     readonly pitrOff: cloudwatch.Alarm;
     readonly pitrLag: cloudwatch.Alarm;
+    /** The PITR watch has published no reading for 15 minutes: PitrLag and PitrOff could not page. */
+    readonly pitrUnread: cloudwatch.Alarm;
     readonly deadLetters: cloudwatch.Alarm;
     /** Lambda runner only: crashes and timeouts that never reach the runner's own failure metric. */
     readonly runnerErrors?: cloudwatch.Alarm;
@@ -239,6 +251,7 @@ export class Backups extends Construct {
       });
     }
     this.schedules = schedules;
+    this.pitrWatch = this.createPitrWatch(props, runner.schedulerRole);
 
     if (this.taskDefinition && this.cluster) this.stoppedRuns = this.watchStoppedRuns(this.cluster, this.taskDefinition);
     this.alarms = this.createAlarms(props, runner.logGroup);
@@ -302,6 +315,47 @@ export class Backups extends Construct {
           ...runner.scheduleRetry,
         }),
     };
+  }
+
+  /**
+   * The PITR watch: a small house function (outside the VPC: it calls the RDS API only) that
+   * Scheduler invokes every PITR_WATCH_INTERVAL. Not the runner with another event: the Lambda
+   * runner runs one at a time for up to 15 minutes (a read would wait behind each backup), and the
+   * Fargate runner would start a task every 5 minutes.
+   */
+  private createPitrWatch(props: BackupsProps, schedulerRole: iam.Role): Backups['pitrWatch'] {
+    const { environmentName, database } = props;
+    const stack = Stack.of(this);
+    const fn = new HouseFunction(this, 'PitrWatch', {
+      entry: 'lambdas/backup/pitr-watch.ts',
+      serviceName: PITR_WATCH_SERVICE,
+      environmentName,
+      // One read at a time: a read takes a second, the next is 5 minutes later.
+      reservedConcurrentExecutions: 1,
+      environment: {
+        [RUNNER_ENV.instanceIdentifier]: database.instanceIdentifier,
+        [RUNNER_ENV.minPitrRetentionDays]: String(props.settings.minPitrRetentionDays),
+      },
+    });
+    fn.function.addToRolePolicy(pitrCheckStatement(stack, database.instanceIdentifier));
+    // A failed read is retried by Lambda (twice, within minutes), never later than its successor:
+    // nothing is worth replaying, and PitrUnread pages when no read has succeeded for 15 minutes.
+    fn.function.configureAsyncInvoke({ retryAttempts: 2, maxEventAge: PITR_WATCH_INTERVAL });
+    acknowledgeHouseFunctionFindings(fn);
+    const dropped = 'A failed PITR read has nothing to replay (the next read is 5 minutes later): it is dropped on purpose, and reads that stop succeeding page through Backups-PitrUnread, not a queue.';
+    Validations.of(fn).acknowledge({ id: 'Serverless-LambdaDLQ', reason: dropped }, { id: 'Serverless-LambdaAsyncFailureDestination', reason: dropped });
+    const schedule = new scheduler.Schedule(this, 'PitrWatchSchedule', {
+      description: `atmr-dr ${environmentName}: read the PITR point (latest restorable time) of ${database.instanceIdentifier} every ${PITR_WATCH_INTERVAL.toMinutes()} minutes`,
+      schedule: scheduler.ScheduleExpression.rate(PITR_WATCH_INTERVAL),
+      // A read delivered later than the next one measures nothing new: undelivered reads page as PitrUnread.
+      target: new targets.LambdaInvoke(fn.function, { role: schedulerRole, retryAttempts: 2, maxEventAge: Duration.minutes(4) }),
+      timeWindow: scheduler.TimeWindow.off(),
+    });
+    Validations.of(schedulerRole).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::${nagRender(stack, fn.function.functionArn)}:*]`,
+      reason: 'Granted by the LambdaInvoke schedule target: invoke the PITR watch function and its versions, nothing else.',
+    });
+    return { function: fn, schedule };
   }
 
   /** The ECS Fargate runner (no time cap): Scheduler runs the task with the tier as its command. */
@@ -494,6 +548,16 @@ export class Backups extends Construct {
     const metric = (metricName: string, dimensionsMap: Record<string, string>, statistic: string, period: Duration) =>
       new cloudwatch.Metric({ namespace: metricsNamespace(props.environmentName), metricName, dimensionsMap: { service: BACKUP_RUNNER_SERVICE, ...dimensionsMap }, statistic, period });
     const fiveMinutes = Duration.minutes(5);
+    // The PITR watch's own metrics (service pitr-watch): the hourly run publishes the same names
+    // under backup-runner, which would fill one period an hour of a silent watch.
+    const pitrWatchMetric = (metricName: string, statistic: string) =>
+      new cloudwatch.Metric({
+        namespace: metricsNamespace(props.environmentName),
+        metricName,
+        dimensionsMap: { service: PITR_WATCH_SERVICE, DBInstanceIdentifier: instance },
+        statistic,
+        period: PITR_WATCH_INTERVAL,
+      });
 
     // Any failed run: the core's BackupFailure (per tier) or the runner's own failure metric.
     const failures: Record<string, cloudwatch.IMetric> = { runFailure: metric(RUNNER_METRICS.scheduledRunFailure, {}, 'Sum', fiveMinutes) };
@@ -558,11 +622,11 @@ export class Backups extends Construct {
       summary: `automated backups (PITR) of ${props.database.instanceIdentifier} are off or kept less than ${props.settings.minPitrRetentionDays} days: the 15-minute RPO is not reachable`,
       // From 0 days RDS turns backups on with a brief I/O suspension: the on-call says so first.
       firstActions: `aws rds modify-db-instance --db-instance-identifier ${instance} --backup-retention-period ${props.settings.minPitrRetentionDays} --apply-immediately (depuis 0 jour : brève suspension des I/O, prévenir) ; puis un dump : ${backUp('hourly')}`,
-      metric: metric(RUNNER_METRICS.pitrEnabled, { DBInstanceIdentifier: props.database.instanceIdentifier }, 'Minimum', Duration.hours(1)),
+      metric: pitrWatchMetric(RUNNER_METRICS.pitrEnabled, 'Minimum'),
       threshold: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
       evaluationPeriods: 1,
-      // The check runs with every backup; a silent runner is the hourly alarm's business.
+      // Read by the watch every 5 minutes; a silent watch is PitrUnread's business.
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
 
@@ -573,13 +637,35 @@ export class Backups extends Construct {
       what: 'PitrLag',
       summary: `the latest point-in-time RDS can restore ${props.database.instanceIdentifier} to is more than ${PITR_RPO_SECONDS / 60} minutes old: a recovery now would lose more than the runbook's RPO`,
       firstActions: `aws rds describe-db-instances --db-instance-identifier ${instance} --query 'DBInstances[0].[DBInstanceStatus,LatestRestorableTime]' (stockage plein, instance bloquée : FreeStorageSpace, événements RDS) ; tant que le point ne bouge pas, un dump : ${backUp('hourly')}`,
-      metric: metric(RUNNER_METRICS.pitrLagSeconds, { DBInstanceIdentifier: props.database.instanceIdentifier }, 'Maximum', Duration.hours(1)),
+      metric: pitrWatchMetric(RUNNER_METRICS.pitrLagSeconds, 'Maximum'),
       threshold: PITR_RPO_SECONDS,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      // One reading over the RPO pages: the watch reads every 5 minutes, so a lag crossing it pages
+      // within about 10 (one read, one period), not up to an hour later as with the backup runs.
       evaluationPeriods: 1,
-      // Measured by each run: an hour without one keeps the state (no OK, then a new page, when one
-      // run is late); a silent runner is the hourly alarm's business.
-      treatMissingData: cloudwatch.TreatMissingData.IGNORE,
+      // A period without a lag is either a watch that did not read (errors, timeouts, throttles, a
+      // schedule disabled or undelivered: PitrUnread pages after 15 minutes of it), or a read of an
+      // instance with no restorable time (automated backups off: PitrOff pages at that read). Breaching
+      // here would page twice for either, and once for one late read.
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+
+    // The watch's failure, whatever it is: a read that fails publishes nothing (the invocation fails,
+    // lambdas/backup/pitr-watch.ts), and neither does a read that never runs. Every successful read
+    // publishes PitrRetentionDays, PITR off included. 3 periods of 3: a read that fails or comes late
+    // once does not page, 15 minutes without one does.
+    const watchLogs = this.pitrWatch.function.logGroup.logGroupName;
+    const pitrUnread = new RunbookAlarm(this, 'PitrUnreadAlarm', {
+      ...common,
+      what: 'PitrUnread',
+      summary: `the PITR watch has not read the latest restorable time of ${instance} for 15 minutes: PitrLag and PitrOff cannot page`,
+      firstActions: `aws logs tail ${watchLogs} --since 1h (erreur RDS, « Task timed out ») ; aws scheduler get-schedule --name ${this.pitrWatch.schedule.scheduleName} --query State ; en attendant, lire le point à la main : aws rds describe-db-instances --db-instance-identifier ${instance} --query 'DBInstances[0].LatestRestorableTime'`,
+      metric: pitrWatchMetric(RUNNER_METRICS.pitrRetentionDays, 'SampleCount'),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 3,
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
     });
 
     const deadLetters = deadLettersAlarm(this, this.deadLetterQueue, {
@@ -642,6 +728,7 @@ export class Backups extends Construct {
       noRecentMonthly,
       pitrOff,
       pitrLag,
+      pitrUnread,
       deadLetters,
       ...(runnerErrors && { runnerErrors }),
       ...(runnerStopped && { runnerStopped }),
@@ -776,11 +863,7 @@ function runnerPolicyStatements(stack: Stack, props: BackupsProps, bucketArn: st
       actions: ['s3:GetObject', 's3:PutObject'],
       resources: ageBaselines,
     }),
-    new iam.PolicyStatement({
-      sid: 'CheckPitr',
-      actions: ['rds:DescribeDBInstances'],
-      resources: [instanceArn],
-    }),
+    pitrCheckStatement(stack, database.instanceIdentifier),
     new iam.PolicyStatement({
       sid: 'TakeTierSnapshots',
       actions: ['rds:CreateDBSnapshot'],
@@ -828,6 +911,15 @@ function runnerPolicyStatements(stack: Stack, props: BackupsProps, bucketArn: st
     }
   }
   return statements;
+}
+
+/** The PITR check (checkPitr) of the runner and of the PITR watch: DescribeDBInstances on the named instance only. */
+function pitrCheckStatement(stack: Stack, instanceIdentifier: string): iam.PolicyStatement {
+  return new iam.PolicyStatement({
+    sid: 'CheckPitr',
+    actions: ['rds:DescribeDBInstances'],
+    resources: [stack.formatArn({ service: 'rds', resource: 'db', resourceName: instanceIdentifier, arnFormat: ArnFormat.COLON_RESOURCE_NAME })],
+  });
 }
 
 /**
