@@ -248,7 +248,7 @@ function rdsError(error: unknown, what: string, instanceIdentifier: string): Ope
     DBInstanceNotFoundFault: `check database.instanceIdentifier (${instanceIdentifier}) in cdk.json`,
     InvalidDBInstanceStateFault: 'the instance is not available (backing up, modifying, stopped); the next run retries',
     SnapshotQuotaExceededFault: 'the account reached its manual snapshot quota; lower backups.snapshotRetention or raise the quota',
-    AccessDeniedException: 'the runner role lacks this RDS permission: redeploy the stack',
+    AccessDeniedException: 'the role of this function (backup runner or PITR watch) lacks this RDS permission: redeploy the stack',
   };
-  return new OperatorError(`${what}: ${name}: ${oneLine(error)}; ${hint[name] ?? 'see the runner logs'}`);
+  return new OperatorError(`${what}: ${name}: ${oneLine(error)}; ${hint[name] ?? 'see the logs of this function (backup runner or PITR watch)'}`);
 }

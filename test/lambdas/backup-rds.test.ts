@@ -18,6 +18,7 @@ import {
   type RdsSideOptions,
 } from '../../lambdas/backup/rds';
 import { OperatorError } from '../../lambdas/shared/errors';
+import { captureEmf, metricValue } from '../support/emf';
 
 const rdsMock = mockClient(RDSClient);
 const rds = new RDSClient({ region: 'eu-west-3' });
@@ -35,32 +36,6 @@ function ours(tier: 'weekly' | 'monthly', created: string | undefined, status = 
       { Key: 'atmr-dr:tier', Value: tier },
     ],
   };
-}
-
-/** Runs fn and returns the EMF documents Powertools wrote to stdout meanwhile. */
-async function captureEmf<T>(fn: () => Promise<T>): Promise<{ result: T; emf: Record<string, unknown>[] }> {
-  const lines: string[] = [];
-  const spy = jest.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    lines.push(String(chunk));
-    return true;
-  });
-  try {
-    const result = await fn();
-    const emf = lines
-      .flatMap((l) => l.split('\n'))
-      .filter((l) => l.includes('"_aws"'))
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
-    return { result, emf };
-  } finally {
-    spy.mockRestore();
-  }
-}
-
-function metricValue(emf: Record<string, unknown>[], name: string): { value: unknown; dimensions: string[][]; doc: Record<string, unknown> } | undefined {
-  const doc = emf.find((d) => name in d);
-  if (!doc) return undefined;
-  const aws = doc._aws as { CloudWatchMetrics: { Dimensions: string[][] }[] };
-  return { value: doc[name], dimensions: aws.CloudWatchMetrics[0].Dimensions, doc };
 }
 
 const baseOptions: RdsSideOptions = {
