@@ -201,7 +201,8 @@ describe('alarm naming', () => {
     });
 
     // References counted at their longest, not as their placeholder: the probe's log group name (two
-    // descriptions) and its schedule's (one); the backup runner's log group (Backups); the bucket, the
+    // descriptions) and its schedule's (one); the backup runner's log group, the PITR watch's log group
+    // and schedule (Backups); the bucket, the
     // restore-test function's log group or its state machine (RestoreTest).
     expect(measured.filter((m) => m.deployed > m.synth).map((m) => m.alarm).sort()).toEqual([
       'ErrorsAlarm',
@@ -212,6 +213,7 @@ describe('alarm naming', () => {
       'NoRecentHourlyBackupAlarm',
       'NoRecentMonthlyAlarm',
       'NoRecentWeeklyAlarm',
+      'PitrUnreadAlarm',
       'ProbeErrorsAlarm',
       'ProbeFailuresAlarm',
       'ProbeSilentAlarm',
