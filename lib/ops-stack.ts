@@ -116,6 +116,13 @@ export class OpsStack extends Stack {
     // Its e-mail subscriptions need confirming like the levels': the one page that survives a
     // disabled operations key must not reach nobody unseen.
     escalation.checkSubscriptionsOf(keyGuard.topic, 'KeyGuardTopic (alarm Backups-KeyDeletionOrDisable, levels 1 and 2)', keyGuardSubscriptions, 'ListKeyGuardSubscriptions');
+    // `incident subscriptions` also checks that a CloudTrail trail logs the region: without one,
+    // EventBridge gets no KMS call and the key guard never fires. Read-only; trails have no name to
+    // know in advance (an organization's, another region's multi-region one). Added here, to the
+    // escalation's operator policy (absent when no operator role is configured).
+    (escalation.node.tryFindChild('OperatorSubscriptionsPolicy') as iam.ManagedPolicy | undefined)?.addStatements(
+      new iam.PolicyStatement({ sid: 'ReadTrailStatus', actions: ['cloudtrail:DescribeTrails', 'cloudtrail:GetTrailStatus'], resources: ['*'] }),
+    );
 
     const detectionProps = detectionPropsFromConfig(config, {
       topic: this.incidentsTopic,

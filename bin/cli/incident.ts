@@ -1,6 +1,7 @@
 import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { DescribeExecutionCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { SNSClient } from '@aws-sdk/client-sns';
+import { CloudTrailClient } from '@aws-sdk/client-cloudtrail';
 import { Command } from 'commander';
 import { alarmStateNow } from '../../lambdas/escalation/alarm-state';
 import { incidentStore } from '../../lambdas/escalation/clients';
@@ -19,6 +20,7 @@ import type { EnvironmentConfig } from '../../lib/config';
 import { confirmer } from './confirm';
 import { byOptionHelp, resolveCliActor } from './killswitch';
 import { declaredEndpoints, reachesNobodyLine, smsSandboxLine, subscriptionLines } from './subscription-lines';
+import { trailProblem } from './trail';
 import { DEPLOYED_NAMES, defaultEnvironmentName, ENV_DEFAULT, resolveDeployedName, resolveDeployedNameFrom } from './resolve';
 
 interface Globals {
@@ -268,10 +270,10 @@ export function registerIncidentCommands(program: Command): void {
   incident
     .command('subscriptions')
     .description(
-      'whether each page reaches a human: every declared subscription of each level topic and of KeyGuardTopic, confirmed, pending confirmation or gone, with its fix (the check the hourly SubscriptionsCheck function runs). Run it after each deploy until it exits 0, within 3 days. Exit 0: every declared subscription is confirmed; 1: one is not, or the check failed; 2: a bad command line or setting (--topics or $ATMR_SUBSCRIPTION_TOPICS not the JSON the construct writes, an unknown --env, no AWS credentials or region)',
+      'whether each page reaches a human: every declared subscription of each level topic and of KeyGuardTopic, confirmed, pending confirmation or gone, with its fix (the check the hourly SubscriptionsCheck function runs), and whether a CloudTrail trail logs the topics\' region (without one, the key guard never fires). Run it after each deploy until it exits 0, within 3 days. Exit 0: every declared subscription is confirmed and a trail is logging; 1: a subscription is not confirmed, no trail is logging, or the check failed; 2: a bad command line or setting (--topics or $ATMR_SUBSCRIPTION_TOPICS not the JSON the construct writes, an unknown --env, no AWS credentials or region)',
     )
     .option('--topics <json>', 'the topics and their declared subscriptions, as the Ops stack output EscalationSubscriptionTopics gives them (default: $ATMR_SUBSCRIPTION_TOPICS, else that output of --env)')
-    .option('--json', 'print JSON: {ok, unconfirmed, topics: [{level, name, topicArn, undeclaredConfirmed, reachesNobody, subscriptions: [{position, protocol, state, endpoint, fix}]}]}')
+    .option('--json', 'print JSON: {ok, unconfirmed, trail (the CloudTrail problem line, or null), topics: [{level, name, topicArn, undeclaredConfirmed, reachesNobody, subscriptions: [{position, protocol, state, endpoint, fix}]}]}')
     .action(async (opts: { topics?: string; json?: boolean }) => {
       const globals = incident.opts<Globals>();
       const { value, from } = await resolveDeployedNameFrom(DEPLOYED_NAMES.subscriptionTopics, { flagValue: opts.topics, envName: globals.env });
@@ -301,11 +303,15 @@ export function registerIncidentCommands(program: Command): void {
       });
       const declared = listed.reduce((sum, { lines }) => sum + lines.length, 0);
       const sandbox = await smsSandboxLine(sns, report.levels);
+      // The topics' region is the keys' (one Ops stack): the trail must log there.
+      const region = topics[0]?.topicArn.split(':')[3];
+      const trail = await trailProblem(new CloudTrailClient({ ...SDK_RETRY, ...(region && { region }) }), region ?? 'this region');
       if (opts.json) {
         print(
           JSON.stringify({
-            ok: report.unconfirmed === 0,
+            ok: report.unconfirmed === 0 && trail === undefined,
             unconfirmed: report.unconfirmed,
+            trail: trail ?? null,
             topics: listed.map(({ level, lines, nobody }) => ({
               level: level.level ?? null,
               name: level.name,
@@ -329,9 +335,13 @@ export function registerIncidentCommands(program: Command): void {
         }
         // A confirmed SMS subscription of a sandboxed account may still reach no one.
         const reaches = sandbox ? 'whether its SMS reach their numbers, see the warning below' : 'every page reaches a human';
-        if (report.unconfirmed === 0) print(`every declared subscription is confirmed (${declared}): ${reaches}`);
+        // Without a trail the key guard's page never starts, confirmed subscriptions or not.
+        if (report.unconfirmed === 0) print(`every declared subscription is confirmed (${declared})${trail ? '' : `: ${reaches}`}`);
       }
       if (sandbox) process.stderr.write(`atmr-dr: warning: ${sandbox}\n`);
+      if (trail && report.unconfirmed === 0) throw new OperatorError(trail, 1);
+      // Both wrong: the trail's line first, the subscriptions' line ends the run as before.
+      if (trail) process.stderr.write(`atmr-dr: ${trail}\n`);
       if (report.unconfirmed > 0) {
         throw new OperatorError(
           `${report.unconfirmed} of ${declared} declared subscriptions reach nobody (pending confirmation or gone): do what each line says, then run this again until it exits 0, within 3 days of the deploy`,

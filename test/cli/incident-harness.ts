@@ -12,7 +12,12 @@
  * answers IsInSandbox INCIDENT_SMS_SANDBOX ('true', default 'false'; another word is refused as that
  * error, e.g. AuthorizationErrorException), and its calls are counted (`sandboxChecks`). With
  * INCIDENT_SNS_UNMOCKED=1, the CLI's SNS clients are the real SDK's (a mock of another instance).
+ * CloudTrail's DescribeTrails answers the trails of INCIDENT_TRAILS (JSON: each trail's fields and
+ * `logging`, its GetTrailStatus IsLogging; default one logging multi-region trail of eu-west-3; a
+ * JSON string is refused as that error, e.g. "AccessDeniedException"); the calls made, with the
+ * region of the client that made them, are written as `trailCalls`.
  */
+import { CloudTrailClient, DescribeTrailsCommand, GetTrailStatusCommand, type Trail } from '@aws-sdk/client-cloudtrail';
 import { CloudWatchClient, DescribeAlarmsCommand, StateValue } from '@aws-sdk/client-cloudwatch';
 import { DescribeExecutionCommand, SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { GetSMSSandboxAccountStatusCommand, ListSubscriptionsByTopicCommand, SNSClient, type Subscription } from '@aws-sdk/client-sns';
@@ -43,12 +48,27 @@ async function run(): Promise<void> {
   const sandbox = process.env.INCIDENT_SMS_SANDBOX ?? 'false';
   if (sandbox === 'true' || sandbox === 'false') sns.on(GetSMSSandboxAccountStatusCommand).resolves({ IsInSandbox: sandbox === 'true' });
   else sns.on(GetSMSSandboxAccountStatusCommand).rejects(Object.assign(new Error('User: arn:aws:sts::111111111111:assumed-role/atmr-oncall/alice is not authorized to perform: SNS:GetSMSSandboxAccountStatus'), { name: sandbox }));
+  const cloudtrail = mockClient(CloudTrailClient);
+  const trails = JSON.parse(process.env.INCIDENT_TRAILS ?? '[{"Name":"org-trail","TrailARN":"arn:aws:cloudtrail:eu-west-3:111111111111:trail/org-trail","HomeRegion":"eu-west-3","IsMultiRegionTrail":true,"logging":true}]') as
+    | string
+    | (Trail & { logging: boolean })[];
+  if (typeof trails === 'string') {
+    cloudtrail.on(DescribeTrailsCommand).rejects(Object.assign(new Error('User: arn:aws:sts::111111111111:assumed-role/atmr-oncall/alice is not authorized to perform: cloudtrail:DescribeTrails'), { name: trails }));
+  } else {
+    cloudtrail.on(DescribeTrailsCommand).resolves({ trailList: trails.map(({ logging: _logging, ...trail }) => trail) });
+    cloudtrail.on(GetTrailStatusCommand).callsFake((input: { Name: string }) => ({ IsLogging: trails.find((t) => t.TrailARN === input.Name)?.logging ?? false }));
+  }
+  const trailCalls: { command: string; input: unknown; region: string }[] = [];
   const code = await main(['node', 'atmr-dr', ...process.argv.slice(2)]);
+  for (const call of cloudtrail.calls()) {
+    const command = call.args[0];
+    trailCalls.push({ command: command.constructor.name, input: command.input, region: await (call.thisValue as CloudTrailClient).config.region() });
+  }
   const calls = sfn.calls().map((call) => ({ command: call.args[0].constructor.name, input: call.args[0].input }));
   const alarmsRead = cloudwatch.calls().flatMap((call) => (call.args[0].input as { AlarmNames?: string[] }).AlarmNames ?? []);
   const topicsListed = sns.commandCalls(ListSubscriptionsByTopicCommand).map((call) => call.args[0].input.TopicArn);
   const sandboxChecks = sns.commandCalls(GetSMSSandboxAccountStatusCommand).length;
-  fs.writeFileSync(process.env.INCIDENT_RESULT as string, JSON.stringify({ code, calls, alarmsRead, topicsListed, sandboxChecks }));
+  fs.writeFileSync(process.env.INCIDENT_RESULT as string, JSON.stringify({ code, calls, alarmsRead, topicsListed, sandboxChecks, trailCalls }));
   process.exitCode = code;
 }
 

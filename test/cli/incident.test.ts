@@ -31,7 +31,16 @@ let store: IncidentStore;
 function atmrDr(
   args: string[],
   env: Record<string, string | undefined> = {},
-): Promise<{ status: number | null; stdout: string; stderr: string; calls: SdkCall[]; alarmsRead: string[]; topicsListed?: string[]; sandboxChecks?: number }> {
+): Promise<{
+  status: number | null;
+  stdout: string;
+  stderr: string;
+  calls: SdkCall[];
+  alarmsRead: string[];
+  topicsListed?: string[];
+  sandboxChecks?: number;
+  trailCalls?: { command: string; input: { Name?: string; includeShadowTrails?: boolean }; region: string }[];
+}> {
   const resultFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'incident-cli-')), 'result.json');
   return new Promise((resolve) => {
     const child = spawn(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['test/cli/incident-harness.ts', 'incident', ...args], {
@@ -51,7 +60,7 @@ function atmrDr(
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('close', (status) => {
-      const result = fs.existsSync(resultFile) ? (JSON.parse(fs.readFileSync(resultFile, 'utf8')) as { calls: SdkCall[]; alarmsRead: string[]; topicsListed: string[]; sandboxChecks: number }) : { calls: [], alarmsRead: [] };
+      const result = fs.existsSync(resultFile) ? (JSON.parse(fs.readFileSync(resultFile, 'utf8')) as { calls: SdkCall[]; alarmsRead: string[]; topicsListed: string[]; sandboxChecks: number; trailCalls: [] }) : { calls: [], alarmsRead: [] };
       resolve({ status, stdout, stderr, ...result });
     });
   });
@@ -766,7 +775,7 @@ describe('atmr-dr incident (real CLI, dynalite, SFN mocked)', () => {
       const run = await atmrDr(['subscriptions', '--help']);
 
       expect(run.stdout.replace(/\s+/g, ' ')).toContain(
-        'Exit 0: every declared subscription is confirmed; 1: one is not, or the check failed; 2: a bad command line or setting (--topics or $ATMR_SUBSCRIPTION_TOPICS not the JSON the construct writes, an unknown --env, no AWS credentials or region)',
+        'Exit 0: every declared subscription is confirmed and a trail is logging; 1: a subscription is not confirmed, no trail is logging, or the check failed; 2: a bad command line or setting (--topics or $ATMR_SUBSCRIPTION_TOPICS not the JSON the construct writes, an unknown --env, no AWS credentials or region)',
       );
       expect(run.status).toBe(0);
     });
@@ -789,6 +798,79 @@ describe('atmr-dr incident (real CLI, dynalite, SFN mocked)', () => {
       expect(run.stdout.split('\n')[0]).toBe(`level 1 On-call engineer: ${N1}`);
       expect(run.stdout).toContain(`level 3 CTO: ${N3} (and 1 confirmed subscription(s) cdk.json does not declare)\n`);
       expect(run.status).toBe(1);
+    });
+
+    describe('CloudTrail: without a trail logging the region, EventBridge gets no KMS call and the key guard never pages', () => {
+      const ARN = (region: string, name: string) => `arn:aws:cloudtrail:${region}:111111111111:trail/${name}`;
+      const trailRun = (trails: unknown, args: string[] = []) =>
+        atmrDr(['subscriptions', ...args], { ATMR_SUBSCRIPTION_TOPICS: JSON.stringify(TOPICS), INCIDENT_SNS_SUBSCRIPTIONS: JSON.stringify(ALL_CONFIRMED), INCIDENT_TRAILS: JSON.stringify(trails) });
+
+      it('exits 1 in one line naming the missing trail and the commands that create one, when no trail logs the region (a single-region trail of another region does not)', async () => {
+        const run = await trailRun([{ Name: 'us-only', TrailARN: ARN('us-east-1', 'us-only'), HomeRegion: 'us-east-1', IsMultiRegionTrail: false, logging: true }]);
+
+        expect(run.stderr).toBe(
+          "atmr-dr: no CloudTrail trail logs eu-west-3: the key guard (Backups-KeyDeletionOrDisable, the one page left when the operations key is disabled) and RunnerStopped's RunTask records come from CloudTrail through EventBridge, which delivers them only while a trail logs management events: " +
+            'aws cloudtrail create-trail --name atmr-dr-management --s3-bucket-name <a bucket whose policy lets CloudTrail write> --is-multi-region-trail, then aws cloudtrail start-logging --name atmr-dr-management (management events, read and write, are its default), then run this again\n',
+        );
+        // The subscriptions are still listed, confirmed, but no longer said to reach a human.
+        expect(run.stdout).toContain('every declared subscription is confirmed (5)\n');
+        expect(run.stdout).not.toContain('every page reaches a human');
+        expect(run.status).toBe(1);
+        // Asked in the topics' region, shadow trails included; a trail that does not log it is not read.
+        expect(run.trailCalls).toEqual([{ command: 'DescribeTrailsCommand', input: { includeShadowTrails: true }, region: 'eu-west-3' }]);
+      });
+
+      it('exits 1 naming the stopped trail and its start-logging command when the only trail of the region is stopped', async () => {
+        const run = await trailRun([{ Name: 'main', TrailARN: ARN('eu-west-3', 'main'), HomeRegion: 'eu-west-3', IsMultiRegionTrail: false, logging: false }]);
+
+        expect(run.stderr).toMatch(/^atmr-dr: no CloudTrail trail is logging in eu-west-3: main is stopped, and the key guard .*: aws cloudtrail start-logging --name main \(in its home region\), then run this again\n$/);
+        expect(run.status).toBe(1);
+        expect(run.trailCalls?.map((c) => [c.command, c.input.Name])).toEqual([
+          ['DescribeTrailsCommand', undefined],
+          ['GetTrailStatusCommand', ARN('eu-west-3', 'main')],
+        ]);
+      });
+
+      it("exits 0 when another region's multi-region trail logs (its status read by ARN), a stopped trail beside it", async () => {
+        const run = await trailRun([
+          { Name: 'old', TrailARN: ARN('eu-west-3', 'old'), HomeRegion: 'eu-west-3', IsMultiRegionTrail: false, logging: false },
+          { Name: 'org', TrailARN: ARN('us-east-1', 'org'), HomeRegion: 'us-east-1', IsMultiRegionTrail: true, logging: true },
+        ]);
+
+        expect(run.stderr).toBe('');
+        expect(run.stdout).toContain('every declared subscription is confirmed (5): every page reaches a human\n');
+        expect(run.status).toBe(0);
+        expect(run.trailCalls?.map((c) => c.input.Name).slice(1)).toEqual([ARN('eu-west-3', 'old'), ARN('us-east-1', 'org')]);
+      });
+
+      it('says in one line that the trail could not be checked, with the rights to grant, exit 1, when CloudTrail refuses the call', async () => {
+        const run = await trailRun('AccessDeniedException');
+
+        expect(run.stderr).toMatch(
+          /^atmr-dr: whether a CloudTrail trail logs eu-west-3 could not be checked \(AccessDeniedException: .*cloudtrail:DescribeTrails.*\): the key guard .*; grant cloudtrail:DescribeTrails and cloudtrail:GetTrailStatus \(docs\/operator-permissions.md\), or check by hand with aws cloudtrail describe-trails and get-trail-status\n$/,
+        );
+        expect(run.status).toBe(1);
+      });
+
+      it('names both problems when a subscription is unconfirmed too: the trail line first, the subscriptions line last', async () => {
+        const run = await atmrDr(['subscriptions'], { ATMR_SUBSCRIPTION_TOPICS: JSON.stringify(TOPICS), INCIDENT_SNS_SUBSCRIPTIONS: JSON.stringify(NOT_ALL), INCIDENT_TRAILS: '[]' });
+
+        const lines = run.stderr.split('\n');
+        expect(lines[0]).toMatch(/^atmr-dr: no CloudTrail trail logs eu-west-3: /);
+        expect(lines[1]).toBe('atmr-dr: 2 of 5 declared subscriptions reach nobody (pending confirmation or gone): do what each line says, then run this again until it exits 0, within 3 days of the deploy');
+        expect(lines).toHaveLength(3);
+        expect(run.status).toBe(1);
+      });
+
+      it('gives the trail line in --json, and ok false', async () => {
+        const run = await trailRun([], ['--json']);
+
+        const printed = JSON.parse(run.stdout) as { ok: boolean; unconfirmed: number; trail: string | null };
+        expect(printed.ok).toBe(false);
+        expect(printed.unconfirmed).toBe(0);
+        expect(printed.trail).toMatch(/^no CloudTrail trail logs eu-west-3: /);
+        expect(run.status).toBe(1);
+      });
     });
 
     describe('SMS: an account in the SNS SMS sandbox delivers only to the numbers verified there', () => {

@@ -73,13 +73,22 @@ describe('incident subscriptions (every page reaches a human)', () => {
   const ops = opsTemplate.toJSON() as { Resources: Record<string, Json> };
   const policies = Object.entries(ops.Resources).filter(([id, r]) => r.Type === 'AWS::IAM::ManagedPolicy' && id.includes('OperatorSubscriptionsPolicy'));
 
-  it('lets the on-call list the subscriptions of the three level topics and KeyGuardTopic, through a managed policy attached to its role, and of no other topic, and read whether the account is in the SMS sandbox', () => {
+  it('lets the on-call list the subscriptions of the three level topics and KeyGuardTopic, through a managed policy attached to its role, and of no other topic, read whether the account is in the SMS sandbox, and whether a CloudTrail trail is logging', () => {
     expect(policies).toHaveLength(1);
     const [[, policy]] = policies;
     const { Roles, PolicyDocument } = policy.Properties as { Roles: unknown[]; PolicyDocument: { Statement: Statement[] } };
     expect(Roles.map(renderCfn)).toEqual([OPERATOR]);
     expect(resourcesOf('sns:ListSubscriptionsByTopic', PolicyDocument.Statement)).toEqual(['<EscalationLevel2Topic>', '<EscalationLevel3Topic>', '<IncidentsTopic>', '<KeyGuardTopic>']);
-    expect(PolicyDocument.Statement.flatMap((st) => asArray(st.Action)).sort()).toEqual(['sns:GetSMSSandboxAccountStatus', 'sns:ListSubscriptionsByTopic', 'sns:ListSubscriptionsByTopic']);
+    expect(PolicyDocument.Statement.flatMap((st) => asArray(st.Action)).sort()).toEqual([
+      'cloudtrail:DescribeTrails',
+      'cloudtrail:GetTrailStatus',
+      'sns:GetSMSSandboxAccountStatus',
+      'sns:ListSubscriptionsByTopic',
+      'sns:ListSubscriptionsByTopic',
+    ]);
+    // Whether a trail logs the region (the key guard's source): trails have no name known in advance.
+    expect(resourcesOf('cloudtrail:DescribeTrails', PolicyDocument.Statement)).toEqual(['*']);
+    expect(resourcesOf('cloudtrail:GetTrailStatus', PolicyDocument.Statement)).toEqual(['*']);
     // The one action with no resource to name: whether the account's SMS reach unverified numbers.
     expect(resourcesOf('sns:GetSMSSandboxAccountStatus', PolicyDocument.Statement)).toEqual(['*']);
     // Its only grant of it, in either stack.

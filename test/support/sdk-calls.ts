@@ -13,6 +13,7 @@ import * as path from 'node:path';
 /** IAM service prefix of each SDK package. A package missing here fails the scan, named. */
 const SERVICE_OF_PACKAGE: Record<string, string> = {
   '@aws-sdk/client-cloudformation': 'cloudformation',
+  '@aws-sdk/client-cloudtrail': 'cloudtrail',
   '@aws-sdk/client-cloudwatch': 'cloudwatch',
   '@aws-sdk/client-dynamodb': 'dynamodb',
   '@aws-sdk/client-ecs': 'ecs',
