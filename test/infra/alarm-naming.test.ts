@@ -56,17 +56,23 @@ describe('alarm naming', () => {
 
   // The classification of docs/escalation.md, "Event alarms"; every other alarm is a state.
   const events = [
+    'Backout-DeadLetters',
     'Backout-WorkflowFailed',
+    'Backups-DeadLetters',
     'Backups-FailedRun',
     'Backups-RunnerErrors',
+    'Escalation-DeadLetters',
     'Escalation-ExecutionsFailed',
     'Escalation-IngestErrors',
     'Escalation-PagerErrors',
     'Escalation-SubscriptionsCheckErrors',
     'Killswitch-AnsweredOutsideMaintenance',
+    'Killswitch-DeadLetters',
     'Killswitch-EnforcerErrors',
     'Killswitch-InvalidValue',
+    'Probe-DeadLetters',
     'Recovery-WorkflowFailed',
+    'RestoreTest-DeadLetters',
     'RestoreTest-Errors',
     'RestoreTest-Executions',
     'RestoreTest-Failed',

@@ -679,14 +679,14 @@ describe('backups construct (example environment, lambda runner)', () => {
       });
     });
 
-    it('fires when the dead-letter queue holds a message', () => {
+    it('fires on each message that arrives in the dead-letter queue (test/infra/dead-letters.test.ts: sent, or a rise of those waiting)', () => {
       expect(alarm('BackupsDeadLettersAlarm')).toMatchObject({
-        Namespace: 'AWS/SQS',
-        MetricName: 'ApproximateNumberOfMessagesVisible',
-        Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [queueId, 'QueueName'] } }],
-        Statistic: 'Maximum',
-        Period: 300,
-        EvaluationPeriods: 1,
+        Metrics: expect.arrayContaining([
+          expect.objectContaining({ Expression: 'MAX([FILL(sent, 0), DIFF(FILL(waiting, 0))])' }),
+          expect.objectContaining({ MetricStat: expect.objectContaining({ Metric: { Namespace: 'AWS/SQS', MetricName: 'NumberOfMessagesSent', Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [queueId, 'QueueName'] } }] } }) }),
+        ]),
+        EvaluationPeriods: 3,
+        DatapointsToAlarm: 1,
         Threshold: 1,
         ComparisonOperator: 'GreaterThanOrEqualToThreshold',
         TreatMissingData: 'notBreaching',

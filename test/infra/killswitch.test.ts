@@ -389,7 +389,11 @@ describe('killswitch alarms (every failure reaches the incidents topic)', () => 
 
   it('watches the enforcer Errors, the dead-letter queue depth, KillswitchInvalid of both emitters and the responder metric', () => {
     expect(alarm('EnforcerErrors')).toMatchObject({ MetricName: 'Errors', Namespace: 'AWS/Lambda', Dimensions: [{ Name: 'FunctionName', Value: { Ref: expect.stringMatching(/^KillswitchEnforcerFunction/) } }] });
-    expect(alarm('DeadLetters')).toMatchObject({ MetricName: 'ApproximateNumberOfMessagesVisible', Dimensions: [{ Value: { 'Fn::GetAtt': [expect.stringMatching(/^KillswitchDeadLetters/), 'QueueName'] } }] });
+    // Arrivals, sent or a rise of those waiting (test/infra/dead-letters.test.ts).
+    expect((alarm('DeadLetters')?.Metrics as { MetricStat?: { Metric: unknown } }[]).find((m) => m.MetricStat)?.MetricStat?.Metric).toMatchObject({
+      MetricName: 'NumberOfMessagesSent',
+      Dimensions: [{ Value: { 'Fn::GetAtt': [expect.stringMatching(/^KillswitchDeadLetters/), 'QueueName'] } }],
+    });
     const invalid = (alarm('InvalidValue')?.Metrics as { MetricStat?: { Metric: { MetricName: string; Dimensions: { Value: string }[] } } }[])
       .filter((m) => m.MetricStat)
       .map((m) => `${m.MetricStat?.Metric.MetricName}/${m.MetricStat?.Metric.Dimensions[0].Value}`);
