@@ -7,7 +7,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
-import { metricsNamespace, OPERATOR_CLI, operatorCommand } from '../../lambdas/shared/constants';
+import { metricsNamespace, operatorCommand } from '../../lambdas/shared/constants';
 import type { ProbeEnvironment } from '../../lambdas/detection/settings';
 import type { DetectionConfig, EnvironmentConfig } from '../config';
 import type { DashboardGraph } from './dashboard';
@@ -252,7 +252,7 @@ export class Detection extends Construct {
         what: 'Down',
         summary: `OSRM ne répond pas ou à la moitié des essais au plus (OsrmAvailability <= 50 %) à ${settings.osrm.healthUrl} ${during}, ou sonde muette.`,
         firstActions:
-          `vérifier le service OSRM (ECS: tâches, logs des 50 dernières lignes), curl de l'URL de santé ; le cache OSRM prend le relais ; NE PAS redémarrer avant diagnostic, puis \`${OPERATOR_CLI} osrm restart\`.`,
+          `vérifier le service OSRM (ECS: tâches, logs des 50 dernières lignes), curl de l'URL de santé ; le cache OSRM prend le relais ; NE PAS redémarrer avant diagnostic, puis \`${operatorCommand(props.environmentName, 'osrm restart')}\`.`,
         metric,
         threshold: OSRM_DOWN_PERCENT,
         comparisonOperator: LTE,
@@ -269,7 +269,7 @@ export class Detection extends Construct {
         what: 'ApiNotReady',
         summary: `/ready de l'API ne répond pas 200 avec {"status": "ready"} et des checks à "ok" ${during} (base de données ou Redis inaccessible, ou sonde muette).`,
         // In maintenance the killswitch answers 503 to every path but /health and /ready: /health/detailed included.
-        firstActions: `\`${OPERATOR_CLI} killswitch status\` d'abord : /health/detailed répond 503 tant que le killswitch est en maintenance (/ready non) ; puis curl /ready et /health/detailed ; si database: error -> connexion DB ; si redis: error -> Redis (REDIS_URL, accessibilité).`,
+        firstActions: `\`${operatorCommand(props.environmentName, 'killswitch status')}\` d'abord : /health/detailed répond 503 tant que le killswitch est en maintenance (/ready non) ; puis curl /ready et /health/detailed ; si database: error -> connexion DB ; si redis: error -> Redis (REDIS_URL, accessibilité).`,
         metric: ready,
         threshold: 1,
         comparisonOperator: LT,
@@ -319,7 +319,7 @@ export class Detection extends Construct {
         what: 'RedisMemoryHigh',
         summary: `la mémoire de Redis (broker Celery) est à ${t.redisMemoryPercent} % ou plus de maxmemory depuis 3 min : plein, un Redis en noeviction (ou volatile-* sans TTL sur les files Celery) refuse toute nouvelle tâche (OOM) alors que PING répond encore.`,
         firstActions:
-          `vérifier la profondeur des files Celery et les workers (\`${OPERATOR_CLI} scale celery <n>\` s'ils ne consomment plus) ; ElastiCache : mémoire du nœud et politique d'éviction (log "probe run" de la sonde) ; agrandir le nœud (type supérieur) ou purger une file qui s'emballe (tâches perdues : décider avant).`,
+          `vérifier la profondeur des files Celery et les workers (\`${operatorCommand(props.environmentName, 'scale celery <n>')}\` s'ils ne consomment plus) ; ElastiCache : mémoire du nœud et politique d'éviction (log "probe run" de la sonde) ; agrandir le nœud (type supérieur) ou purger une file qui s'emballe (tâches perdues : décider avant).`,
         metric: memory,
         threshold: t.redisMemoryPercent,
         comparisonOperator: GTE,
@@ -475,7 +475,7 @@ export class Detection extends Construct {
           concern: 'Killswitch',
           what: 'MaintenanceTooLong',
           summary: `le killswitch est en mode maintenance depuis plus de ${t.maintenanceMaxMinutes} min : l'API répond 503 à tous les utilisateurs.`,
-          firstActions: `\`${OPERATOR_CLI} killswitch status\` ; si l'incident est clos : \`${OPERATOR_CLI} killswitch disable --reason ...\` ; sinon escalader et poser --expires.`,
+          firstActions: `\`${operatorCommand(props.environmentName, 'killswitch status')}\` ; si l'incident est clos : \`${operatorCommand(props.environmentName, 'killswitch disable --reason ...')}\` ; sinon escalader et poser --expires.`,
           // The probe reads the parameter each minute: the killswitch's own metric is only emitted on change.
           metric: pm(PROBE_METRICS.killswitchMode, 'Minimum', period),
           threshold: 2,
@@ -558,7 +558,7 @@ export class Detection extends Construct {
         concern: 'Load',
         what: 'ApiLatencyP95',
         summary: `la latence P95 des cibles de l'API dépasse ${t.p95LatencySeconds} s depuis 3 min.`,
-        firstActions: `vérifier CPU/mémoire ECS et les files Celery ; \`${OPERATOR_CLI} scale api <n>\` ; si le pic persiste, killswitch degraded.`,
+        firstActions: `vérifier CPU/mémoire ECS et les files Celery ; \`${operatorCommand(props.environmentName, 'scale api <n>')}\` ; si le pic persiste, killswitch degraded.`,
         metric: p95,
         threshold: t.p95LatencySeconds,
         comparisonOperator: GT,
@@ -594,7 +594,7 @@ export class Detection extends Construct {
         concern: 'Load',
         what: 'ApiErrorRate',
         summary: `plus de ${t.errorRatePercent} % des requêtes du groupe cible de l'API finissent en 5xx (de l'API ou du load balancer, hors page de maintenance du killswitch) depuis 3 min (au moins ${minRequests} requêtes/min).`,
-        firstActions: `logs ERROR de l'API ; vérifier OSRM, DB et Redis ; \`${OPERATOR_CLI} scale api <n>\` ; si déploiement récent : \`${OPERATOR_CLI} rollback status\`.`,
+        firstActions: `logs ERROR de l'API ; vérifier OSRM, DB et Redis ; \`${operatorCommand(props.environmentName, 'scale api <n>')}\` ; si déploiement récent : \`${operatorCommand(props.environmentName, 'rollback status')}\`.`,
         metric: errorRate,
         threshold: t.errorRatePercent,
         comparisonOperator: GT,
@@ -677,7 +677,7 @@ export class Detection extends Construct {
             concern: 'Load',
             what: `${pascal(key)}${what}`,
             summary: `${what === 'Cpu' ? 'le CPU' : 'la mémoire'} du service ECS ${service.serviceName} dépasse ${threshold} % depuis 3 min.`,
-            firstActions: `\`${OPERATOR_CLI} scale ${key} <n>\` (entre ${service.minCount} et ${service.maxCount}) ; identifier la source du pic ; augmenter CPU/mémoire de la tâche si cela persiste.`,
+            firstActions: `\`${operatorCommand(props.environmentName, `scale ${key} <n>`)}\` (entre ${service.minCount} et ${service.maxCount}) ; identifier la source du pic ; augmenter CPU/mémoire de la tâche si cela persiste.`,
             metric,
             threshold,
             comparisonOperator: GT,

@@ -19,7 +19,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { pagedNotRecordedKey } from '../../lambdas/escalation/model';
 import { endpointDigest, SUBSCRIPTIONS_CHECK_SERVICE, UNCONFIRMED_SUBSCRIPTIONS_METRIC, type LevelToCheck } from '../../lambdas/escalation/subscriptions';
-import { EVENT_SOURCE, metricsNamespace, OPERATOR_CLI } from '../../lambdas/shared/constants';
+import { EVENT_SOURCE, metricsNamespace, operatorCommand } from '../../lambdas/shared/constants';
 import { nagRender } from '../nag';
 import { deadLetterQueue, deadLettersAlarm } from './dead-letters';
 import { acknowledgeHouseFunctionFindings, deadLetterAsyncFailures, HouseFunction, retryWhenThrottled } from './house-function';
@@ -338,7 +338,7 @@ export class Escalation extends Construct {
       },
     });
     const failureMessage = events.RuleTargetInput.fromText(
-      `[atmr-dr] ESCALATION ${events.EventField.fromPath('$.detail.status')} for incident ${events.EventField.fromPath('$.detail.name')}: nobody is being paged for it any more. Handle the alarm by hand and see \`${OPERATOR_CLI} incident timeline ${events.EventField.fromPath('$.detail.name')}\` from the atmr-dr checkout (without the -h<n> suffix of a handed-over execution).`,
+      `[atmr-dr] ESCALATION ${events.EventField.fromPath('$.detail.status')} for incident ${events.EventField.fromPath('$.detail.name')}: nobody is being paged for it any more. Handle the alarm by hand and see \`${operatorCommand(props.environmentName, `incident timeline ${events.EventField.fromPath('$.detail.name')}`)}\` from the atmr-dr checkout (without the -h<n> suffix of a handed-over execution).`,
     );
     this.incidentsTopic.addRuleTarget(this.failureRule, failureMessage, 'EscalationFailureRule', this.deadLetterQueue);
     this.levelTopics[1]?.addRuleTarget(this.failureRule, failureMessage, 'EscalationFailureRuleLevel2', this.deadLetterQueue);
@@ -772,7 +772,7 @@ export class Escalation extends Construct {
       // Each counts failures: no data means nothing failed.
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     };
-    const byHand = `traiter l’alarme d’origine à la main (${OPERATOR_CLI} incident list --open), puis`;
+    const byHand = `traiter l’alarme d’origine à la main (${operatorCommand(this.props.environmentName, 'incident list --open')}), puis`;
     const deadLetters = deadLettersAlarm(this, this.deadLetterQueue, {
       ...common,
       summary:
@@ -800,7 +800,7 @@ export class Escalation extends Construct {
       what: 'PagerErrors',
       summary: 'the escalation step function failed or was throttled (a page SNS refused, the ops-state table unreadable, its reserved concurrency used up): a level may not have been paged',
       signalsEvent: true,
-      firstActions: `${byHand} ${OPERATOR_CLI} incident timeline <id> (échecs de page) et les logs de la fonction Tasks`,
+      firstActions: `${byHand} ${operatorCommand(this.props.environmentName, 'incident timeline <id>')} (échecs de page) et les logs de la fonction Tasks`,
       // Throttles are not Errors: a throttle that outlasts the workflow's retries skips a page.
       metric: sumOfCounts(
         {

@@ -10,7 +10,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { metricsNamespace, OPERATOR_CLI } from '../../lambdas/shared/constants';
+import { metricsNamespace, operatorCommand } from '../../lambdas/shared/constants';
 import { RULE_TAG_KEY } from '../../lambdas/killswitch/enforcer';
 import { ANSWERED_OUTSIDE_MAINTENANCE_METRIC, MAINTENANCE_RULE_REMOVAL_GRACE_SECONDS } from '../../lambdas/killswitch/maintenance-responder';
 import { KILLSWITCH_INVALID_METRIC, KILLSWITCH_MODE_METRIC } from '../../lambdas/killswitch/notify';
@@ -397,7 +397,7 @@ export class Killswitch extends Construct {
       what: 'EnforcerErrors',
       summary: 'the killswitch enforcer failed: the ALB may not follow the killswitch (maintenance not applied, or not lifted)',
       signalsEvent: true,
-      firstActions: `${OPERATOR_CLI} killswitch status, puis vérifier les règles du listener (tag atmr-dr:killswitch) et les logs de l’enforcer`,
+      firstActions: `${operatorCommand(props.environmentName, 'killswitch status')}, puis vérifier les règles du listener (tag atmr-dr:killswitch) et les logs de l’enforcer`,
       metric: this.enforcer.function.metricErrors({ statistic: 'Sum', period: fiveMinutes }),
     });
     const deadLetters = deadLettersAlarm(this, this.deadLetterQueue, {
@@ -405,7 +405,7 @@ export class Killswitch extends Construct {
       // The expiry's reverter has no retry (a retry cannot tell its own write from a newer one): its
       // failures, a conflict with another write above all, come here at once.
       summary:
-        `a killswitch change, reconcile tick or expiry was never delivered or failed (dead-letter queue not empty); an expiry that failed may have overwritten an on-call's newer change, or left an expired maintenance (which one: ${OPERATOR_CLI} killswitch status)`,
+        `a killswitch change, reconcile tick or expiry was never delivered or failed (dead-letter queue not empty); an expiry that failed may have overwritten an on-call's newer change, or left an expired maintenance (which one: ${operatorCommand(props.environmentName, 'killswitch status')})`,
     });
     const invalidValue = new RunbookAlarm(this, 'InvalidValueAlarm', {
       ...common,
@@ -414,7 +414,7 @@ export class Killswitch extends Construct {
       // Counted once per distinct value read: the alarm is OK 5 minutes later while the value
       // stays malformed.
       signalsEvent: true,
-      firstActions: `réécrire une valeur valide : ${OPERATOR_CLI} killswitch disable --reason <raison> (mode normal) ; ou ${OPERATOR_CLI} killswitch enable --mode <mode> --reason <raison> (maintenance ou degraded)`,
+      firstActions: `réécrire une valeur valide : ${operatorCommand(props.environmentName, 'killswitch disable --reason <raison>')} (mode normal) ; ou ${operatorCommand(props.environmentName, 'killswitch enable --mode <mode> --reason <raison>')} (maintenance ou degraded)`,
       metric: sumOfCounts(
         {
           notifier: serviceMetric(KILLSWITCH_INVALID_METRIC, KILLSWITCH_NOTIFIER_SERVICE),
@@ -431,7 +431,7 @@ export class Killswitch extends Construct {
       // Counts answers: 5 minutes without a request on the stale rule (a quiet night) turn it OK
       // while the rule is still there; a human checks the listener.
       signalsEvent: true,
-      firstActions: `${OPERATOR_CLI} killswitch status, puis supprimer les règles taggées atmr-dr:killswitch du listener si le mode est normal`,
+      firstActions: `${operatorCommand(props.environmentName, 'killswitch status')}, puis supprimer les règles taggées atmr-dr:killswitch du listener si le mode est normal`,
       metric: serviceMetric(ANSWERED_OUTSIDE_MAINTENANCE_METRIC, KILLSWITCH_RESPONDER_SERVICE),
     });
     return { enforcerErrors, deadLetters, invalidValue, answeredOutsideMaintenance };

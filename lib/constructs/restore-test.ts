@@ -18,7 +18,7 @@ import { RunbookAlarm, sumOfCounts } from './runbook-alarm';
 import { BACKUP_RUNNER_SERVICE, RUNNER_METRICS } from '../../lambdas/backup/runner-contract';
 import { RESTORE_TEST_ENV, RESTORE_TEST_METRICS, RESTORE_TEST_SERVICE, EXECUTION_TAG, TEMPORARY_INSTANCE_TRANSIENT_ERROR, temporaryInstanceIdentifier } from '../../lambdas/restore/contract';
 import { MEASURABLE_RTO_SECONDS, RESTORE_DEADLINE_MARGIN_MS, RESTORE_FUNCTION_TIMEOUT_SECONDS } from '../../lambdas/restore/deadline';
-import { metricsNamespace, OPERATOR_CLI, operatorCommand } from '../../lambdas/shared/constants';
+import { metricsNamespace, operatorCommand } from '../../lambdas/shared/constants';
 import { BACKUP_TIERS, LATEST_POINTER_KEY, RESTORE_TEST_REPORT_PREFIX } from '../../lambdas/shared/s3-layout';
 import { ConfigError, type EnvironmentConfig, type RestoreTestConfig } from '../config';
 import { nagRender } from '../nag';
@@ -165,7 +165,7 @@ export class RestoreTest extends Construct {
       // this, published as RtoSeconds, which cannot reach a longer objective.
       Annotations.of(this).addWarningV2(
         'atmr-dr:restore-test-rto-not-measurable',
-        `restoreTest.rtoObjectiveSeconds ${restoreTest.rtoObjectiveSeconds} s is longer than the restore test can measure (${MEASURABLE_RTO_SECONDS} s: its ${RESTORE_FUNCTION_TIMEOUT_SECONDS} s Lambda limit less ${RESTORE_DEADLINE_MARGIN_MS / 1000} s to stop cleanly): a restore that takes longer is stopped and pages as RestoreTest-Failed ("RTO > N s"), never as RestoreTest-Rto, even one within ${restoreTest.rtoObjectiveSeconds} s. To keep this objective, on such a page time the restore without a limit from the checkout: ${OPERATOR_CLI} restore-test --rto-objective ${restoreTest.rtoObjectiveSeconds} (docs/restore.md, "The restore test"); for the scheduled test to judge the RTO itself, set environments.${environmentName}.restoreTest.rtoObjectiveSeconds to ${MEASURABLE_RTO_SECONDS} or less in cdk.json (stricter than ${restoreTest.rtoObjectiveSeconds} s)`,
+        `restoreTest.rtoObjectiveSeconds ${restoreTest.rtoObjectiveSeconds} s is longer than the restore test can measure (${MEASURABLE_RTO_SECONDS} s: its ${RESTORE_FUNCTION_TIMEOUT_SECONDS} s Lambda limit less ${RESTORE_DEADLINE_MARGIN_MS / 1000} s to stop cleanly): a restore that takes longer is stopped and pages as RestoreTest-Failed ("RTO > N s"), never as RestoreTest-Rto, even one within ${restoreTest.rtoObjectiveSeconds} s. To keep this objective, on such a page time the restore without a limit from the checkout: ${operatorCommand(environmentName, `restore-test --rto-objective ${restoreTest.rtoObjectiveSeconds}`)} (docs/restore.md, "The restore test"); for the scheduled test to judge the RTO itself, set environments.${environmentName}.restoreTest.rtoObjectiveSeconds to ${MEASURABLE_RTO_SECONDS} or less in cdk.json (stricter than ${restoreTest.rtoObjectiveSeconds} s)`,
       );
     }
     this.rpoObjectiveSeconds = restoreTestRpoObjectiveSeconds(restoreTest);
@@ -611,7 +611,7 @@ export class RestoreTest extends Construct {
     const rpo = new RunbookAlarm(this, 'RpoAlarm', {
       what: 'Rpo',
       summary: `the restored ${props.settings.tier} backup was older than the RPO objective (${rpoObjectiveSeconds} s): the ${props.settings.tier} backups are late or stopped`,
-      firstActions: `${OPERATOR_CLI} backups list --tier ${props.settings.tier} --env ${props.environmentName} (âge de la plus récente ; alarmes Backups-*) ; les sauvegardes reparties, rejouer le test planifié : ${startNow}`,
+      firstActions: `${operatorCommand(props.environmentName, `backups list --tier ${props.settings.tier}`)} (âge de la plus récente ; alarmes Backups-*) ; les sauvegardes reparties, rejouer le test planifié : ${startNow}`,
       signalsEvent: true,
       metric: metric(RESTORE_TEST_METRICS.rpoSeconds, 'Maximum'),
       threshold: rpoObjectiveSeconds,
