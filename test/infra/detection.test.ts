@@ -613,7 +613,7 @@ describe('detection alarms (example config)', () => {
   it('says in Health-ApiNotReady that the killswitch in maintenance answers 503 to /health/detailed, and to check it first', () => {
     // Under maintenance only /health and /ready reach the API (MAINTENANCE_EXEMPT_PATHS).
     const description = alarm('Health-ApiNotReady').AlarmDescription as string;
-    expect(description).toContain(`\`${OPERATOR_CLI} killswitch status\``);
+    expect(description).toContain(`\`${OPERATOR_CLI} killswitch status --env example\``);
     expect(description).toMatch(/\/health\/detailed répond 503 tant que le killswitch est en maintenance/);
     expect(description.indexOf('killswitch status')).toBeLessThan(description.indexOf('/health/detailed'));
   });

@@ -316,7 +316,7 @@ describe('RestoreTest configuration', () => {
     const warning = [
       'restoreTest.rtoObjectiveSeconds 1800 s is longer than the restore test can measure (696 s: its 900 s Lambda limit less 204 s to stop cleanly):',
       'a restore that takes longer is stopped and pages as RestoreTest-Failed ("RTO > N s"), never as RestoreTest-Rto, even one within 1800 s.',
-      'To keep this objective, on such a page time the restore without a limit from the checkout: npx --no atmr-dr restore-test --rto-objective 1800 (docs/restore.md, "The restore test");',
+      'To keep this objective, on such a page time the restore without a limit from the checkout: npx --no atmr-dr restore-test --rto-objective 1800 --env example (docs/restore.md, "The restore test");',
       'for the scheduled test to judge the RTO itself, set environments.example.restoreTest.rtoObjectiveSeconds to 696 or less in cdk.json (stricter than 1800 s) [ack: atmr-dr:restore-test-rto-not-measurable]',
     ].join(' ');
     Annotations.fromStack(withDefaults.stack).hasWarning('*', warning);
