@@ -293,23 +293,28 @@ export class Detection extends Construct {
         comparisonOperator: LT,
         ...evaluation,
       });
-      const total = pm(PROBE_METRICS.celeryQueueDepthTotal, 'Maximum', Duration.minutes(t.celeryGrowthMinutes));
+      // The window's MINIMUM, not its maximum: a burst queued at 08:01 and drained by 08:04 peaks in
+      // one window only, and on the maximum paged for a queue already empty (windows [0,1,0,0]). The
+      // minimum is above the bound only when the queue stayed above it the whole window: still high.
+      const lowest = pm(PROBE_METRICS.celeryQueueDepthTotal, 'Minimum', Duration.minutes(t.celeryGrowthMinutes));
       alarm('celeryQueueGrowing', 'load', 'Pic de charge', {
         concern: 'Load',
         what: 'CeleryQueueGrowing',
-        summary: `les files Celery dépassent ${t.celeryQueueDepth} tâches et continuent de croître (fenêtres de ${t.celeryGrowthMinutes} min).`,
-        firstActions: `ajouter des workers : \`${OPERATOR_CLI} scale celery <n>\` ; identifier la source du pic (logs) ; si le pic persiste, killswitch degraded.`,
+        summary: `les files Celery restent au-dessus de ${t.celeryQueueDepth} tâches et croissent depuis 2 fenêtres de ${t.celeryGrowthMinutes} min (minimum de chaque fenêtre au-dessus du précédent).`,
+        firstActions: `ajouter des workers : \`${operatorCommand(props.environmentName, 'scale celery <n>')}\` ; identifier la source du pic (logs) ; si le pic persiste, killswitch degraded.`,
         metric: new cloudwatch.MathExpression({
           expression: `IF(depth > ${t.celeryQueueDepth} AND DIFF(depth) > 0, 1, 0)`,
-          usingMetrics: { depth: total },
+          usingMetrics: { depth: lowest },
           period: Duration.minutes(t.celeryGrowthMinutes),
-          label: 'Celery depth above bound and growing',
+          label: 'Celery depth above bound all window and growing',
         }),
         threshold: 1,
         comparisonOperator: GTE,
-        // Two windows: DIFF needs the previous one.
+        // 2 of 2: growing over two consecutive windows, not one step up that workers then absorb. A
+        // window's DIFF reads the window before it: CloudWatch fetches more datapoints than the
+        // evaluation periods (its evaluation range), so the first evaluated window has its previous one.
         evaluationPeriods: 2,
-        datapointsToAlarm: 1,
+        datapointsToAlarm: 2,
         // Without Redis there is no depth: RedisDown pages for that.
         treatMissingData: NOT_BREACHING,
       });

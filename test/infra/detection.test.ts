@@ -538,12 +538,40 @@ describe('detection alarms (example config)', () => {
     expect(tooLong.map((a) => a.AlarmName)).toEqual([]);
   });
 
-  it('alarms when the Celery depth is above its bound and still growing', () => {
+  it('alarms when the Celery depth stays above its bound for whole windows and grows over 2 consecutive ones, not for a burst drained within a window', () => {
     const a = alarm('Load-CeleryQueueGrowing');
 
+    // Each window's minimum: a burst queued at 08:01 and drained by 08:04 has a low minimum there,
+    // where its maximum paged (windows [0,1,0,0], 1 of 2) for a queue already empty.
     expect(a.Metrics?.find((m) => m.Expression)?.Expression).toBe('IF(depth > 200 AND DIFF(depth) > 0, 1, 0)');
-    expect(a.Metrics?.find((m) => m.MetricStat)?.MetricStat).toMatchObject({ Metric: { MetricName: 'CeleryQueueDepthTotal' }, Stat: 'Maximum', Period: 300 });
-    expect(a).toMatchObject({ Threshold: 1, EvaluationPeriods: 2, DatapointsToAlarm: 1, TreatMissingData: 'notBreaching' });
+    expect(a.Metrics?.find((m) => m.MetricStat)?.MetricStat).toMatchObject({ Metric: { MetricName: 'CeleryQueueDepthTotal' }, Stat: 'Minimum', Period: 300 });
+    expect(a).toMatchObject({ Threshold: 1, EvaluationPeriods: 2, DatapointsToAlarm: 2, TreatMissingData: 'notBreaching' });
+  });
+
+  it('does not page for a Celery burst queued and drained within a window, and pages for a queue that stays high and grows', () => {
+    // Arrange: the alarm's math as synthesized, applied to the probe's per-minute depth: each window's
+    // statistic, then IF(depth > bound AND DIFF(depth) > 0, 1, 0), the first window compared with the minute before the series.
+    const a = alarm('Load-CeleryQueueGrowing');
+    const stat = a.Metrics!.find((m) => m.MetricStat)!.MetricStat!;
+    const bound = Number(/depth > (\d+) AND DIFF\(depth\) > 0/.exec(a.Metrics!.find((m) => m.Expression)!.Expression!)![1]);
+    const windowMinutes = stat.Period / 60;
+    const perWindow = (minutes: number[]) =>
+      Array.from({ length: minutes.length / windowMinutes }, (_, w) => minutes.slice(w * windowMinutes, (w + 1) * windowMinutes)).map((m) =>
+        stat.Stat === 'Minimum' ? Math.min(...m) : stat.Stat === 'Maximum' ? Math.max(...m) : m.reduce((x, y) => x + y, 0) / m.length,
+      );
+    const evaluated = (minutes: number[]) => perWindow(minutes).map((depth, w, all) => (depth > bound && depth - (w === 0 ? 0 : all[w - 1]) > 0 ? 1 : 0));
+    const quiet = Array.from({ length: 5 }, () => 0);
+    // 1000 tasks queued at 08:01, drained by 08:04, then nothing: the burst the maximum paged for.
+    const drainedBurst = [0, 1000, 700, 300, 0, ...quiet, ...quiet, ...quiet];
+    // Above the bound from the start and 40 more tasks every minute: workers do not keep up.
+    const growing = Array.from({ length: 20 }, (_, minute) => bound + 10 + 40 * minute);
+    // Above the bound but flat: high, not growing (workers keep up).
+    const highFlat = Array.from({ length: 20 }, () => bound * 3);
+
+    // Act / Assert
+    expect(pages(a, evaluated(drainedBurst))).toBe(false);
+    expect(pages(a, evaluated(growing))).toBe(true);
+    expect(pages(a, evaluated(highFlat))).toBe(false);
   });
 
   it('pages when Redis memory stays at or above 90 % of maxmemory for 3 of 3 minutes, and not when the probe has no memory figure', () => {
