@@ -14,6 +14,7 @@ import { notifyKillswitchChange, NotifyResult } from './notify';
 const { logger, metrics, tracer } = observability('killswitch-notifier');
 const env = parseEnvSettings(z.object({
   KILLSWITCH_PARAMETER: z.string().min(1),
+  ENVIRONMENT_NAME: z.string().min(1),
   TOPIC_ARN: z.string().startsWith('arn:'),
   EXPIRY_SCHEDULE_GROUP: z.string().min(1),
   EXPIRY_SCHEDULE_NAME: z.string().min(1),
@@ -40,6 +41,7 @@ export async function notify(event: unknown): Promise<NotifyResult> {
     { ...clients, metrics, logger },
     {
       parameterName: env.KILLSWITCH_PARAMETER,
+      environmentName: env.ENVIRONMENT_NAME,
       topicArn: env.TOPIC_ARN,
       expiry: {
         groupName: env.EXPIRY_SCHEDULE_GROUP,

@@ -5,7 +5,7 @@ import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge
 import { CreateScheduleCommand, DeleteScheduleCommand, SchedulerClient } from '@aws-sdk/client-scheduler';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { SSMClient } from '@aws-sdk/client-ssm';
-import { EVENT_SOURCE, OPERATOR_CLI } from '../shared/constants';
+import { EVENT_SOURCE, operatorCommand } from '../shared/constants';
 import { describeValue, readKillswitch, RevertRequest } from './core';
 import { MODE_METRIC_VALUE } from './value';
 
@@ -37,6 +37,8 @@ export interface NotifyDeps {
 
 export interface NotifySettings {
   readonly parameterName: string;
+  /** The environment of the parameter: the commands of the malformed-value message name it (--env). */
+  readonly environmentName: string;
   readonly topicArn: string;
   readonly expiry: ExpiryScheduleSettings;
 }
@@ -64,7 +66,7 @@ export async function notifyKillswitchChange(deps: NotifyDeps, settings: NotifyS
       new PublishCommand({
         TopicArn: settings.topicArn,
         Subject: '[atmr-dr] killswitch value MALFORMED',
-        Message: `Killswitch ${settings.parameterName} v${reading.version} holds a malformed value (${reading.invalidReason}); readers treat it as normal. Fix it with "${OPERATOR_CLI} killswitch disable --reason <why>" (normal mode) or "${OPERATOR_CLI} killswitch enable --mode <mode> --reason <why>" (maintenance or degraded), from the atmr-dr checkout. Raw value: ${reading.raw}`,
+        Message: `Killswitch ${settings.parameterName} v${reading.version} holds a malformed value (${reading.invalidReason}); readers treat it as normal. Fix it with "${operatorCommand(settings.environmentName, 'killswitch disable --reason <why>')}" (normal mode) or "${operatorCommand(settings.environmentName, 'killswitch enable --mode <mode> --reason <why>')}" (maintenance or degraded), from the atmr-dr checkout. Raw value: ${reading.raw}`,
       }),
     );
     return { mode: 'invalid', version: reading.version, expiryScheduledAt: null };

@@ -15,6 +15,7 @@ import { incidentSlackCommand } from '../escalation/slack';
 const { logger, tracer } = observability('killswitch-slack');
 const env = parseEnvSettings(z.object({
   KILLSWITCH_PARAMETER: z.string().min(1),
+  ENVIRONMENT_NAME: z.string().min(1),
   SLACK_SIGNING_SECRET_ARN: z.string().startsWith('arn:'),
   SLACK_ALLOWED_USER_IDS: z.string().transform((s) => s.split(',').filter(Boolean)),
   SLACK_TEAM_ID: z.string().min(1),
@@ -43,11 +44,12 @@ export async function slack(event: unknown): Promise<APIGatewayProxyResultV2> {
     {
       ssm,
       parameterName: env.KILLSWITCH_PARAMETER,
+      environmentName: env.ENVIRONMENT_NAME,
       allowedUserIds: env.SLACK_ALLOWED_USER_IDS,
       teamId: env.SLACK_TEAM_ID,
       apiAppId: env.SLACK_API_APP_ID,
       logger,
-      incidentCommand: env.OPS_TABLE ? incidentSlackCommand(env.OPS_TABLE) : undefined,
+      incidentCommand: env.OPS_TABLE ? incidentSlackCommand(env.OPS_TABLE, env.ENVIRONMENT_NAME) : undefined,
       signingSecret: async () => {
         const secret = await getSecret(env.SLACK_SIGNING_SECRET_ARN, { maxAge: SECRET_MAX_AGE_SECONDS });
         if (typeof secret !== 'string' || secret === '') throw new Error('Slack signing secret is empty or binary');

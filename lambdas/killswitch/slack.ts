@@ -8,7 +8,7 @@ import { durationSeconds, wordedDuration } from '../shared/duration';
 import { KillswitchCommand, runKillswitchCommand } from './commands';
 import { describeValue, sentUnconfirmed } from './core';
 import { durationInReason, ENABLE_MODES, MAINTENANCE_EFFECT, parseEnableMode, parseReason } from './value';
-import { OPERATOR_CLI } from '../shared/constants';
+import { operatorCommand } from '../shared/constants';
 
 /** Slack's replay window: requests older (or further in the future) than this are refused. */
 export const SLACK_MAX_SKEW_SECONDS = 5 * 60;
@@ -207,6 +207,8 @@ function unquoted(reason: string): string {
 export interface SlackDeps {
   readonly ssm: SSMClient;
   readonly parameterName: string;
+  /** The environment this endpoint serves: the CLI commands its replies print name it (--env). */
+  readonly environmentName: string;
   readonly signingSecret: () => Promise<string>;
   readonly allowedUserIds: readonly string[];
   /** The Slack workspace (`team_id`) and app (`api_app_id`) the command must come from. */
@@ -223,10 +225,9 @@ const ephemeral = (statusCode: number, text: string): SlackReply => ({ statusCod
 /** The one answer to every refused request: what was wrong is logged, never told to the caller. */
 export const SLACK_REFUSED = 'refused';
 /** The answer to a failure nothing else explains (its detail logged): retry, or the CLI command that does what was asked. */
-export function slackFailed(command?: KillswitchCommand): string {
-  return `killswitch failed: an internal error was logged; retry, or run from a terminal: \`${cliCommand(command)}\``;
+export function slackFailed(environmentName: string, command?: KillswitchCommand): string {
+  return `killswitch failed: an internal error was logged; retry, or run from a terminal: \`${cliCommand(environmentName, command)}\``;
 }
-export const SLACK_FAILED = slackFailed();
 /** The answer when the write was sent but not confirmed (timed out, throttled, or its re-read failed). */
 export const SLACK_OUTCOME_UNKNOWN = 'killswitch: the change may have been written (AWS did not confirm it in time): check `/killswitch status` before retrying';
 
@@ -249,7 +250,7 @@ export async function handleSlackCommand(deps: SlackDeps, request: SlackHttpRequ
     secret = await deps.signingSecret();
   } catch (error) {
     deps.logger?.error('cannot read the Slack signing secret', { error: oneLine(error) });
-    return ephemeral(503, SLACK_FAILED);
+    return ephemeral(503, slackFailed(deps.environmentName));
   }
   const check = verifySlackSignature(request, secret, nowSeconds);
   if (!check.ok) return refuse(401, check.why);
@@ -272,7 +273,7 @@ export async function handleSlackCommand(deps: SlackDeps, request: SlackHttpRequ
   const userName = form.get('user_name');
   const actor = `slack:${userId}${userName ? ` (${userName})` : ''}`;
   if (command === '/incident') {
-    if (!deps.incidentCommand) return ephemeral(200, '/incident is not set up on this endpoint (no OPS_TABLE): acknowledge with the link in the page or `' + OPERATOR_CLI + ' incident ack <id>`');
+    if (!deps.incidentCommand) return ephemeral(200, '/incident is not set up on this endpoint (no OPS_TABLE): acknowledge with the link in the page or `' + operatorCommand(deps.environmentName, 'incident ack <id>') + '`');
     return deps.incidentCommand(form.get('text') ?? '', actor, userId);
   }
   let parsed: SlackCommand | undefined;
@@ -310,22 +311,25 @@ export async function handleSlackCommand(deps: SlackDeps, request: SlackHttpRequ
     // AWS answered, and no: nothing was written (a write refused, or a read before it).
     if (refusedWithoutEffect(error)) {
       deps.logger?.error('slack killswitch command refused by AWS', { error: oneLine(error), name: (error as Error | undefined)?.name });
-      return ephemeral(200, awsRefusalLine(error, deps.parameterName, asked));
+      return ephemeral(200, awsRefusalLine(error, deps, asked));
     }
     deps.logger?.error('slack killswitch command failed', { error: oneLine(error), name: (error as Error | undefined)?.name });
-    return ephemeral(200, slackFailed(asked));
+    return ephemeral(200, slackFailed(deps.environmentName, asked));
   }
 }
 
-/** The CLI command that does what `command` asked, for a reply that sends the on-call to a terminal. */
-function cliCommand(command: KillswitchCommand | undefined): string {
+/**
+ * The CLI command that does what `command` asked, for a reply that sends the on-call to a terminal,
+ * with this endpoint's environment: run without --env it would act on cdk.json's default one.
+ */
+function cliCommand(environmentName: string, command: KillswitchCommand | undefined): string {
   if (command?.action === 'enable') {
     const expires = command.expires === undefined ? '' : ` --expires ${shellWord(command.expires)}`;
-    return `${OPERATOR_CLI} killswitch enable --mode ${command.mode} --reason ${shellWord(command.reason ?? '')}${expires}`;
+    return operatorCommand(environmentName, `killswitch enable --mode ${command.mode} --reason ${shellWord(command.reason ?? '')}${expires}`);
   }
-  if (command?.action === 'disable' && command.reason !== undefined) return `${OPERATOR_CLI} killswitch disable --reason ${shellWord(command.reason)}`;
-  if (command?.action === 'disable') return `${OPERATOR_CLI} killswitch disable`;
-  return `${OPERATOR_CLI} killswitch status`;
+  if (command?.action === 'disable' && command.reason !== undefined) return operatorCommand(environmentName, `killswitch disable --reason ${shellWord(command.reason)}`);
+  if (command?.action === 'disable') return operatorCommand(environmentName, 'killswitch disable');
+  return operatorCommand(environmentName, 'killswitch status');
 }
 
 /**
@@ -333,9 +337,9 @@ function cliCommand(command: KillswitchCommand | undefined): string {
  * changed, and for a denial the permission this function's role lacks (AWS's message names it; else
  * the call the named client saw fail).
  */
-function awsRefusalLine(error: unknown, parameterName: string, command: KillswitchCommand | undefined): string {
+function awsRefusalLine(error: unknown, { parameterName, environmentName }: Pick<SlackDeps, 'parameterName' | 'environmentName'>, command: KillswitchCommand | undefined): string {
   const call = failedCall(error);
   const permission = isAccessDenied(error) ? (deniedAction(error) ?? (call && `ssm:${call.operation}`)) : undefined;
   const lacks = permission ? `: this function's role lacks ${permission} on ${parameterName} (the Ops stack grants it: redeploy it)` : '';
-  return `killswitch: SSM refused (${namedLine(error)}); nothing changed${lacks}; meanwhile, from a terminal: \`${cliCommand(command)}\``;
+  return `killswitch: SSM refused (${namedLine(error)}); nothing changed${lacks}; meanwhile, from a terminal: \`${cliCommand(environmentName, command)}\``;
 }

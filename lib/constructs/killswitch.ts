@@ -265,6 +265,8 @@ export class Killswitch extends Construct {
       reservedConcurrentExecutions: 1,
       environment: {
         ...common,
+        // The commands its messages print name it (--env): pasted without, they act on cdk.json's default environment.
+        ENVIRONMENT_NAME: props.environmentName,
         TOPIC_ARN: props.incidentsTopic.topicArn,
         EXPIRY_SCHEDULE_GROUP: scheduleGroup.scheduleGroupName,
         EXPIRY_SCHEDULE_NAME,
@@ -325,6 +327,8 @@ export class Killswitch extends Construct {
         reservedConcurrentExecutions: props.slackReservedConcurrency ?? 2,
         environment: {
           ...common,
+          // The commands its replies print name it (--env).
+          ENVIRONMENT_NAME: props.environmentName,
           SLACK_SIGNING_SECRET_ARN: props.slack.signingSecretArn,
           SLACK_ALLOWED_USER_IDS: props.slack.allowedUserIds.join(','),
           SLACK_TEAM_ID: props.slack.teamId,

@@ -16,6 +16,7 @@ const schedulerMock = mockClient(SchedulerClient);
 const TOPIC = 'arn:aws:sns:eu-west-3:111111111111:incidents';
 const settings = {
   parameterName: PARAMETER,
+  environmentName: 'staging',
   topicArn: TOPIC,
   expiry: {
     groupName: 'atmr-dr-test-killswitch',
@@ -120,7 +121,7 @@ describe('notifyKillswitchChange (every change, whoever wrote it)', () => {
     // The fix as two commands the CLI accepts, run from the checkout (`enable|disable` is neither).
     expect(snsMock).toHaveReceivedCommandWith(PublishCommand, {
       Message: expect.stringContaining(
-        'Fix it with "npx --no atmr-dr killswitch disable --reason <why>" (normal mode) or "npx --no atmr-dr killswitch enable --mode <mode> --reason <why>" (maintenance or degraded), from the atmr-dr checkout.',
+        'Fix it with "npx --no atmr-dr killswitch disable --reason <why> --env staging" (normal mode) or "npx --no atmr-dr killswitch enable --mode <mode> --reason <why> --env staging" (maintenance or degraded), from the atmr-dr checkout.',
       ),
     });
     expect(eventsMock).not.toHaveReceivedCommand(PutEventsCommand);

@@ -3,7 +3,7 @@ import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-sec
 import { GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
-import { handleSlackCommand, parseSlackText, SLACK_FAILED, SLACK_OUTCOME_UNKNOWN, slackSignature, verifySlackSignature } from '../../../lambdas/killswitch/slack';
+import { handleSlackCommand, parseSlackText, slackFailed, SLACK_OUTCOME_UNKNOWN, slackSignature, verifySlackSignature } from '../../../lambdas/killswitch/slack';
 import { parseExpires } from '../../../lambdas/killswitch/value';
 import { SLACK_COMMAND_SDK } from '../../../lambdas/shared/sdk-retry';
 import { fakeParameter, getParameterOutput, PARAMETER, silentSsm, timed, value } from './fixtures';
@@ -14,6 +14,7 @@ const ssmMock = mockClient(SSMClient);
 const secretsMock = mockClient(SecretsManagerClient);
 
 process.env.KILLSWITCH_PARAMETER = PARAMETER;
+process.env.ENVIRONMENT_NAME = 'staging';
 process.env.SLACK_SIGNING_SECRET_ARN = SECRET_ARN;
 process.env.SLACK_ALLOWED_USER_IDS = 'U0123ONCALL,U0456LEADOPS';
 process.env.SLACK_TEAM_ID = 'T1';
@@ -345,7 +346,7 @@ describe('handleSlackCommand: cheap checks first, generic answers, details in th
     const logger = { warn: jest.fn(), error: jest.fn() };
     const ssm = new SSMClient({ region: 'eu-west-3' });
     if (options.ssmFails) ssmMock.onAnyCommand().rejects(Object.assign(new Error('User: arn:aws:sts::111111111111:assumed-role/x is not authorized to perform ssm:GetParameter'), { name: 'AccessDeniedException' }));
-    const deps = { ssm, parameterName: PARAMETER, signingSecret, allowedUserIds: ['U0123ONCALL'], teamId: 'T1', apiAppId: 'A1', logger, nowSeconds: () => NOW };
+    const deps = { ssm, parameterName: PARAMETER, environmentName: 'staging', signingSecret, allowedUserIds: ['U0123ONCALL'], teamId: 'T1', apiAppId: 'A1', logger, nowSeconds: () => NOW };
     const signed = (body: string, timestamp = NOW) => ({
       headers: { 'x-slack-request-timestamp': String(timestamp), 'x-slack-signature': slackSignature(SECRET, String(timestamp), body) },
       rawBody: body,
@@ -385,7 +386,7 @@ describe('handleSlackCommand: cheap checks first, generic answers, details in th
   it.each([
     ['/incident', 'U0999STRANGER', 'ack 20261130T101500Z-0badc0de', '<@U0999STRANGER> is not allowed to use /incident: ask the lead DevOps to add your Slack user id to killswitch.slack.allowedUserIds'],
     ['/killswitch', 'U0999STRANGER', 'status', '<@U0999STRANGER> is not allowed to use /killswitch: ask the lead DevOps to add your Slack user id to killswitch.slack.allowedUserIds'],
-    ['/incident', 'U0123ONCALL', 'ack 20261130T101500Z-0badc0de', '/incident is not set up on this endpoint (no OPS_TABLE): acknowledge with the link in the page or `npx --no atmr-dr incident ack <id>`'],
+    ['/incident', 'U0123ONCALL', 'ack 20261130T101500Z-0badc0de', '/incident is not set up on this endpoint (no OPS_TABLE): acknowledge with the link in the page or `npx --no atmr-dr incident ack <id> --env staging`'],
     ['/foo', 'U0123ONCALL', 'enable maintenance x', 'unknown command /foo: this endpoint answers /killswitch and /incident'],
   ])('answers %s from %s (text %s) in one line naming the command typed, never as a killswitch command', async (command, userId, text, line) => {
     fakeParameter(ssmMock, value());
@@ -404,8 +405,8 @@ describe('handleSlackCommand: cheap checks first, generic answers, details in th
 
     const reply = await handleSlackCommand(deps, signed(body));
 
-    expect(reply.body.text).toBe(SLACK_FAILED);
-    expect(reply.body.text).toBe('killswitch failed: an internal error was logged; retry, or run from a terminal: `npx --no atmr-dr killswitch status`');
+    expect(reply.body.text).toBe(slackFailed('staging'));
+    expect(reply.body.text).toBe('killswitch failed: an internal error was logged; retry, or run from a terminal: `npx --no atmr-dr killswitch status --env staging`');
     expect(reply.body.text).not.toMatch(/arn:|not authorized|AccessDenied/);
     expect(logger.error).toHaveBeenCalledWith('slack killswitch command failed', expect.objectContaining({ name: 'AccessDeniedException' }));
   });
@@ -432,7 +433,7 @@ describe('handleSlackCommand: cheap checks first, generic answers, details in th
         response_type: 'ephemeral',
         text:
           `killswitch: SSM refused (AccessDeniedException: ${denied.message}); nothing changed: this function's role lacks ssm:PutParameter on ${PARAMETER} ` +
-          "(the Ops stack grants it: redeploy it); meanwhile, from a terminal: `npx --no atmr-dr killswitch enable --mode maintenance --reason 'OSRM down' --expires 2h`",
+          "(the Ops stack grants it: redeploy it); meanwhile, from a terminal: `npx --no atmr-dr killswitch enable --mode maintenance --reason 'OSRM down' --expires 2h --env staging`",
       },
     });
     expect(logger.error).toHaveBeenCalledWith('slack killswitch command refused by AWS', expect.objectContaining({ name: 'AccessDeniedException' }));
@@ -484,7 +485,7 @@ describe('handleSlackCommand: cheap checks first, generic answers, details in th
 
     const reply = await handleSlackCommand(deps, signed('text=status'));
 
-    expect(reply).toEqual({ statusCode: 503, body: { response_type: 'ephemeral', text: SLACK_FAILED } });
+    expect(reply).toEqual({ statusCode: 503, body: { response_type: 'ephemeral', text: slackFailed('staging') } });
     expect(logger.error).toHaveBeenCalledWith('cannot read the Slack signing secret', expect.objectContaining({ error: expect.stringMatching(/not found/) }));
   });
 });
@@ -641,7 +642,7 @@ describe("Slack /killswitch when SSM does not answer (the handler's client setti
     const client = new SSMClient({ ...SLACK_COMMAND_SDK, endpoint: ssm.endpoint, region: 'eu-west-3', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
     const body = new URLSearchParams({ command: '/killswitch', user_id: 'U0123ONCALL', text, team_id: 'T1', api_app_id: 'A1' }).toString();
     const request = { headers: { 'x-slack-request-timestamp': String(NOW), 'x-slack-signature': slackSignature(SECRET, String(NOW), body) }, rawBody: body };
-    const deps = { ssm: client, parameterName: PARAMETER, signingSecret: async () => SECRET, allowedUserIds: ['U0123ONCALL'], teamId: 'T1', apiAppId: 'A1', logger, nowSeconds: () => NOW };
+    const deps = { ssm: client, parameterName: PARAMETER, environmentName: 'staging', signingSecret: async () => SECRET, allowedUserIds: ['U0123ONCALL'], teamId: 'T1', apiAppId: 'A1', logger, nowSeconds: () => NOW };
     return { reply: await timed(handleSlackCommand(deps, request), 10_000), logger };
   }
 
@@ -660,6 +661,6 @@ describe("Slack /killswitch when SSM does not answer (the handler's client setti
     const { reply } = await command('enable maintenance OSRM down');
 
     expect(reply.ms).toBeLessThan(2_500);
-    expect(reply.value?.body.text).toBe("killswitch failed: an internal error was logged; retry, or run from a terminal: `npx --no atmr-dr killswitch enable --mode maintenance --reason 'OSRM down'`");
+    expect(reply.value?.body.text).toBe("killswitch failed: an internal error was logged; retry, or run from a terminal: `npx --no atmr-dr killswitch enable --mode maintenance --reason 'OSRM down' --env staging`");
   }, 15_000);
 });
