@@ -11,7 +11,7 @@ import { timelineMarkdown } from '../../lambdas/escalation/timeline';
 import { awsReason, incidentNotFound, notWokenLine, remindersLine } from '../../lambdas/escalation/replies';
 import { checkSubscriptions, type LevelToCheck, parseTopicsToCheck } from '../../lambdas/escalation/subscriptions';
 import { MISSING_SETTING_EXIT_CODE, missingAwsSetting } from '../../lambdas/shared/aws-errors';
-import { OPERATOR_CLI } from '../../lambdas/shared/constants';
+import { OPERATOR_CLI, operatorCommand } from '../../lambdas/shared/constants';
 import { namedClient } from '../../lambdas/shared/named-clients';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { OperatorError, oneLine } from '../../lambdas/shared/errors';
@@ -160,7 +160,8 @@ export function registerIncidentCommands(program: Command): void {
   const storeOf = async (): Promise<{ store: IncidentStore; globals: Globals }> => {
     const globals = incident.opts<Globals>();
     const tableName = await resolveDeployedName(DEPLOYED_NAMES.opsTable, { flagValue: globals.table, envName: globals.env });
-    return { store: incidentStore(tableName), globals };
+    // --env as typed, not the default: the commands its lines print run as this one was run.
+    return { store: incidentStore(tableName, {}, globals.env), globals };
   };
   /** The environment the table belongs to, when known: `--env`, or the one whose stacks named it. */
   const tableEnvironment = (globals: Globals): string | undefined =>
@@ -228,10 +229,10 @@ export function registerIncidentCommands(program: Command): void {
       // The alarm named: in a storm ids share their time prefix, and a pasted wrong id shows here.
       let wakeError: unknown;
       const acked = await acknowledgeIncident(store, id, { by, via: 'cli', ...(level !== undefined && { level }) }, { wakeFailed: (error) => (wakeError = error) }).catch(async (error: unknown) => {
-        throw error instanceof OperatorError && error.exitCode === 4 ? await incidentNotFound(store, id, `check the id with \`${OPERATOR_CLI} incident list --open\``) : error;
+        throw error instanceof OperatorError && error.exitCode === 4 ? await incidentNotFound(store, id, `check the id with \`${operatorCommand(store.environmentName, 'incident list --open')}\``) : error;
       });
       config ??= await escalationConfig(tableEnvironment(globals));
-      print(`incident ${id} (${acked.alarmName}) acknowledged by ${by}: escalation stopped; ${remindersLine(acked, config)}`);
+      print(`incident ${id} (${acked.alarmName}) acknowledged by ${by}: escalation stopped; ${remindersLine(acked, config, store.environmentName)}`);
       if (wakeError !== undefined) process.stderr.write(`atmr-dr: warning: ${notWokenLine('acknowledgement', { status: 'OPEN', level: acked.level }, wakeError, config)}\n`);
     });
 
@@ -250,7 +251,7 @@ export function registerIncidentCommands(program: Command): void {
       // First: a --by refused (empty) must refuse before the question is asked.
       const by = await resolveCliActor(opts.by);
       const found = await getIncident(store, id);
-      if (!found) throw await incidentNotFound(store, id, `check the id with \`${OPERATOR_CLI} incident list --open\``);
+      if (!found) throw await incidentNotFound(store, id, `check the id with \`${operatorCommand(store.environmentName, 'incident list --open')}\``);
       const alarm = await stillInAlarm(found);
       if (alarm.unread) process.stderr.write(`atmr-dr: warning: ${alarm.unread}\n`);
       if (alarm.warning && opts.yes) process.stderr.write(`atmr-dr: warning: ${alarm.warning}\n`);
@@ -263,7 +264,7 @@ export function registerIncidentCommands(program: Command): void {
       }
       let wakeError: unknown;
       await resolveIncident(store, id, { by, via: 'cli', how: 'resolved by hand', ...(note && { note }) }, { wakeFailed: (error) => (wakeError = error) });
-      print(`incident ${id} resolved by ${by}: its escalation stops, no one else is paged; every level paged is told it is resolved; the record: \`${OPERATOR_CLI} incident timeline ${id}\``);
+      print(`incident ${id} resolved by ${by}: its escalation stops, no one else is paged; every level paged is told it is resolved; the record: \`${operatorCommand(store.environmentName, `incident timeline ${id}`)}\``);
       if (wakeError !== undefined) process.stderr.write(`atmr-dr: warning: ${notWokenLine('resolution', found, wakeError, await escalationConfig(tableEnvironment(globals)))}\n`);
     });
 
@@ -359,7 +360,7 @@ export function registerIncidentCommands(program: Command): void {
       const id = canonicalIncidentId(typed);
       const { store } = await storeOf();
       const found = await getIncident(store, id);
-      if (!found) throw await incidentNotFound(store, id, `check the id with \`${OPERATOR_CLI} incident list\``);
+      if (!found) throw await incidentNotFound(store, id, `check the id with \`${operatorCommand(store.environmentName, 'incident list')}\``);
       const events = await timeline(store, id);
       if (opts.json) {
         const { taskToken: _token, ...incident } = found;

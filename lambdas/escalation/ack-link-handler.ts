@@ -15,6 +15,8 @@ import { readAckLinkKey } from './key';
 const { logger, tracer } = observability('escalation-ack-link');
 const env = parseEnvSettings(z.object({
   OPS_TABLE: z.string().min(3),
+  /** The environment: the commands its pages print name it (--env). */
+  ENVIRONMENT_NAME: z.string().min(1),
   ACK_KEY_SECRET_ARN: z.string().startsWith('arn:'),
   LEVEL_NAMES: z.string().transform((s) => s.split('|')),
   /** Set when the Slack `/incident` command is deployed (the construct's handleSlackCommands). */
@@ -23,7 +25,7 @@ const env = parseEnvSettings(z.object({
 const store = incidentStore(env.OPS_TABLE, {
   ddb: tracer.captureAWSv3Client(new DynamoDBClient(SDK_RETRY)),
   sfn: tracer.captureAWSv3Client(new SFNClient(SDK_RETRY)),
-});
+}, env.ENVIRONMENT_NAME);
 
 const FunctionUrlEventSchema = z.looseObject({
   rawQueryString: z.string().default(''),

@@ -1,5 +1,5 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { OPERATOR_CLI } from '../shared/constants';
+import { operatorCommand } from '../shared/constants';
 import { OperatorError, oneLine } from '../shared/errors';
 import { isIncidentId } from './model';
 import { acknowledgeIncident, getIncident, IncidentStore, recordTimeline } from './store';
@@ -40,7 +40,7 @@ export type LinkCheck = { readonly ok: true; readonly fields: AckLinkFields } | 
  * Signature first (nothing else is looked at for a forged link), then the expiry. An expired link
  * names the other ways to acknowledge: Slack's `/incident ack` only when that command is deployed.
  */
-export function verifyAckLink(params: URLSearchParams, key: string, nowSeconds: number, slackIncidentCommand = false): LinkCheck {
+export function verifyAckLink(params: URLSearchParams, key: string, nowSeconds: number, slackIncidentCommand = false, environmentName?: string): LinkCheck {
   const incidentId = params.get('i') ?? '';
   const level = Number(params.get('l'));
   const expiresAt = Number(params.get('e'));
@@ -54,7 +54,7 @@ export function verifyAckLink(params: URLSearchParams, key: string, nowSeconds: 
   if (!timingSafeEqual(expected, Buffer.from(signature, 'hex'))) return { ok: false, status: 403, why: 'invalid signature: this link was not issued by atmr-dr' };
   if (nowSeconds > expiresAt) {
     const expired = `link expired at ${new Date(expiresAt * 1000).toISOString()}`;
-    const cli = `${OPERATOR_CLI} incident ack ${incidentId}`;
+    const cli = operatorCommand(environmentName, `incident ack ${incidentId}`);
     const why = slackIncidentCommand ? `${expired}: use \`/incident ack ${incidentId}\` in Slack or the CLI (\`${cli}\`)` : `${expired}: acknowledge from the atmr-dr checkout with \`${cli}\``;
     return { ok: false, status: 410, why };
   }
@@ -93,7 +93,7 @@ const page = (statusCode: number, title: string, body: string): AckLinkReply => 
  */
 export async function handleAckLink(deps: AckLinkDeps, request: AckLinkRequest): Promise<AckLinkReply> {
   const nowSeconds = (deps.nowSeconds ?? (() => Math.floor(Date.now() / 1000)))();
-  const check = verifyAckLink(request.params, await deps.key(), nowSeconds, deps.slackIncidentCommand);
+  const check = verifyAckLink(request.params, await deps.key(), nowSeconds, deps.slackIncidentCommand, deps.store.environmentName);
   if (!check.ok) return page(check.status, 'Lien refusé', `<p>${escape(check.why)}</p>`);
   const { incidentId, level, nonce } = check.fields;
   const levelName = deps.levelNames[level - 1] ?? `level ${level}`;

@@ -7,7 +7,7 @@ import { opsStateDynamoDB } from '../shared/ops-state-client';
 import { IncidentStore } from './store';
 
 /** The incident store over the real clients (endpoints from AWS_ENDPOINT_URL_DYNAMODB / _SFN when set). */
-export function incidentStore(tableName: string, clients: { ddb?: DynamoDBClient; sfn?: SFNClient } = {}): IncidentStore {
+export function incidentStore(tableName: string, clients: { ddb?: DynamoDBClient; sfn?: SFNClient } = {}, environmentName?: string): IncidentStore {
   const ddb = DynamoDBDocumentClient.from(clients.ddb ?? opsStateDynamoDB(), { marshallOptions: { removeUndefinedValues: true } });
-  return { ddb, tableName, sfn: clients.sfn ?? namedClient(new SFNClient(SDK_RETRY), 'Step Functions') };
+  return { ddb, tableName, environmentName, sfn: clients.sfn ?? namedClient(new SFNClient(SDK_RETRY), 'Step Functions') };
 }

@@ -1,6 +1,6 @@
 import { missingAwsSetting } from '../shared/aws-errors';
 import { formatSeconds } from '../shared/format';
-import { OPERATOR_CLI } from '../shared/constants';
+import { operatorCommand } from '../shared/constants';
 import { namedLine, OperatorError } from '../shared/errors';
 import { acknowledgingLevel, Incident, signalsEvent } from './model';
 import { IncidentStore, listIncidents } from './store';
@@ -24,9 +24,9 @@ export function awsReason(error: unknown): string {
  * which the deployed workflow waits) are the environment's in cdk.json, said when `config` is known:
  * the CLI reads it; the Slack command leaves them out.
  */
-export function remindersLine(incident: Incident, config?: EscalationIntervals): string {
+export function remindersLine(incident: Incident, config?: EscalationIntervals, environmentName?: string): string {
   // Said in Slack too, where a bare atmr-dr is "command not found" outside an npm link.
-  const resolve = `\`${OPERATOR_CLI} incident resolve ${incident.id}\``;
+  const resolve = `\`${operatorCommand(environmentName, `incident resolve ${incident.id}`)}\``;
   const level = acknowledgingLevel(incident);
   const name = config?.levels[level - 1]?.name;
   const to = `reminders to level ${level}${name ? ` (${name})` : ''}`;

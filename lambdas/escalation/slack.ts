@@ -7,7 +7,7 @@ import { incidentStore } from './clients';
 import { canonicalIncidentId } from './model';
 import { awsReason, incidentNotFound, notWokenLine, remindersLine } from './replies';
 import { acknowledgeIncident, IncidentStore } from './store';
-import { OPERATOR_CLI } from '../shared/constants';
+import { operatorCommand } from '../shared/constants';
 
 export interface IncidentSlackReply {
   readonly statusCode: number;
@@ -20,10 +20,10 @@ export interface IncidentSlackReply {
  * which gets the reminders; whoever answers another level's page is told, before acknowledging, the
  * two ways that record their level (a second acknowledgement is refused, so none changes it after).
  */
-const INCIDENT_USAGE =
+const incidentUsage = (environmentName?: string) =>
   `/incident ack <incident id> (the id is in the page): acknowledges for level 1, the on-call, who then gets the reminders; ` +
-  `to answer another level's page, use its acknowledgement link or \`${OPERATOR_CLI} incident ack <incident id> --level <n>\`; ` +
-  `to resolve by hand: \`${OPERATOR_CLI} incident resolve <incident id>\``;
+  `to answer another level's page, use its acknowledgement link or \`${operatorCommand(environmentName, 'incident ack <incident id> --level <n>')}\`; ` +
+  `to resolve by hand: \`${operatorCommand(environmentName, 'incident resolve <incident id>')}\``;
 
 /**
  * `/incident ack <id>`, after the Slack endpoint has checked the request's signature, replay window
@@ -33,11 +33,11 @@ export async function handleIncidentSlackText(store: IncidentStore, text: string
   const [action = '', typed, ...rest] = text.trim().split(/\s+/).filter(Boolean);
   // Resolving by hand checks the alarm's state and asks to confirm: the CLI's, not a slash command's.
   if (action.toLowerCase() === 'resolve') {
-    const resolve = `\`${OPERATOR_CLI} incident resolve ${typed ? canonicalIncidentId(typed) : '<incident id>'}\``;
+    const resolve = `\`${operatorCommand(store.environmentName, `incident resolve ${typed ? canonicalIncidentId(typed) : '<incident id>'}`)}\``;
     return { statusCode: 200, body: { response_type: 'ephemeral', text: `/incident resolve is not a Slack command: run ${resolve} (it checks whether the alarm is still in ALARM, then asks to confirm)` } };
   }
   if (action.toLowerCase() !== 'ack' || !typed || rest.length > 0) {
-    return { statusCode: 200, body: { response_type: 'ephemeral', text: `usage: ${INCIDENT_USAGE}` } };
+    return { statusCode: 200, body: { response_type: 'ephemeral', text: `usage: ${incidentUsage(store.environmentName)}` } };
   }
   // As stored: a phone's keyboard types the id in lower case.
   const id = canonicalIncidentId(typed);
@@ -48,10 +48,10 @@ export async function handleIncidentSlackText(store: IncidentStore, text: string
     let wakeError: unknown;
     const acked = await acknowledgeIncident(store, id, { by: actor, via: 'slack' }, { wakeFailed: (error) => (wakeError = error) }).catch(async (error: unknown) => {
       // There is no /incident list: the id is in the page, and the CLI lists them.
-      throw error instanceof OperatorError && error.exitCode === 4 ? await incidentNotFound(store, id, `check the id in the page, or with \`${OPERATOR_CLI} incident list --open\``) : error;
+      throw error instanceof OperatorError && error.exitCode === 4 ? await incidentNotFound(store, id, `check the id in the page, or with \`${operatorCommand(store.environmentName, 'incident list --open')}\``) : error;
     });
     const notWoken = wakeError === undefined ? '' : `\n:warning: ${notWokenLine('acknowledgement', { status: 'OPEN', level: acked.level }, wakeError)}`;
-    return { statusCode: 200, body: { response_type: 'in_channel', text: `<@${userId}> acknowledged incident ${id} (${acked.alarmName}): escalation stopped; ${remindersLine(acked)}${notWoken}` } };
+    return { statusCode: 200, body: { response_type: 'in_channel', text: `<@${userId}> acknowledged incident ${id} (${acked.alarmName}): escalation stopped; ${remindersLine(acked, undefined, store.environmentName)}${notWoken}` } };
   } catch (error) {
     if (error instanceof OperatorError) return { statusCode: 200, body: { response_type: 'ephemeral', text: error.message } };
     // A write with no answer, or a failure after it (its timeline entry), may have acknowledged:
@@ -65,7 +65,7 @@ export async function handleIncidentSlackText(store: IncidentStore, text: string
  * The `/incident` handler the Slack endpoint calls once its checks passed (clients created once,
  * with Slack's bounded settings: an unanswering DynamoDB is told within Slack's 3 s).
  */
-export function incidentSlackCommand(tableName: string): (text: string, actor: string, userId: string) => Promise<IncidentSlackReply> {
-  const store = incidentStore(tableName, { ddb: opsStateDynamoDB(SLACK_COMMAND_SDK), sfn: namedClient(new SFNClient(SLACK_COMMAND_SDK), 'Step Functions') });
+export function incidentSlackCommand(tableName: string, environmentName: string): (text: string, actor: string, userId: string) => Promise<IncidentSlackReply> {
+  const store = incidentStore(tableName, { ddb: opsStateDynamoDB(SLACK_COMMAND_SDK), sfn: namedClient(new SFNClient(SLACK_COMMAND_SDK), 'Step Functions') }, environmentName);
   return (text, actor, userId) => handleIncidentSlackText(store, text, actor, userId);
 }

@@ -2,7 +2,7 @@ import { nowOf } from '../shared/clock';
 import { BatchGetCommand, BatchGetCommandOutput, DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, QueryCommandInput, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { conditionalWrite, conditionalWriteOnce, isConditionFailure } from '../shared/conditional-write';
-import { OPERATOR_CLI } from '../shared/constants';
+import { operatorCommand } from '../shared/constants';
 import { OperatorError } from '../shared/errors';
 import { utcMinute } from '../shared/format';
 import {
@@ -25,6 +25,12 @@ import {
 export interface IncidentStore {
   readonly ddb: DynamoDBDocumentClient;
   readonly tableName: string;
+  /**
+   * The environment of the table, named (--env) in every command a page, reply or refusal prints:
+   * pasted without it, a command acts on cdk.json's default environment. The CLI gives its --env as
+   * the operator typed it (none without --env, as the command was run), a Lambda its own.
+   */
+  readonly environmentName?: string;
   readonly sfn: SFNClient;
   readonly now?: () => Date;
 }
@@ -471,7 +477,7 @@ async function changeStatus(
 
 async function explainRefusal(store: IncidentStore, id: string, verb: 'acknowledge' | 'resolve'): Promise<never> {
   const incident = await getIncident(store, id);
-  if (!incident) throw new OperatorError(`no incident ${id}: check the id with \`${OPERATOR_CLI} incident list --open\``, 4);
+  if (!incident) throw new OperatorError(`no incident ${id}: check the id with \`${operatorCommand(store.environmentName, 'incident list --open')}\``, 4);
   if (incident.status === 'RESOLVED') {
     const r = incident.resolution;
     throw new OperatorError(`incident ${id} is already resolved${r ? ` (${r.how}, ${utcMinute(Date.parse(r.at))}, by ${r.by})` : ''}: nothing to ${verb}`, 5);

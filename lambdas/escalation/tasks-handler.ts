@@ -16,6 +16,8 @@ import { runTask, TaskInput } from './tasks';
 const { logger, tracer } = observability('escalation-tasks');
 const env = parseEnvSettings(z.object({
   OPS_TABLE: z.string().min(3),
+  /** The environment: the commands its pages print name it (--env). */
+  ENVIRONMENT_NAME: z.string().min(1),
   /** JSON: [{name, topicArn}] in level order. */
   LEVELS: z.string().transform((s) => z.array(z.object({ name: z.string(), topicArn: z.string().startsWith('arn:') })).min(1).parse(JSON.parse(s))),
   /** The levels' acknowledgement timeouts, in level order: the state machine's (comma-separated seconds). */
@@ -31,7 +33,7 @@ const env = parseEnvSettings(z.object({
 const store = incidentStore(env.OPS_TABLE, {
   ddb: tracer.captureAWSv3Client(new DynamoDBClient(SDK_RETRY)),
   sfn: tracer.captureAWSv3Client(new SFNClient(SDK_RETRY)),
-});
+}, env.ENVIRONMENT_NAME);
 const deps = {
   store,
   sns: tracer.captureAWSv3Client(new SNSClient(SDK_RETRY)),

@@ -3,7 +3,7 @@ import type { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { refusedWithoutEffect } from '../shared/aws-errors';
-import { OPERATOR_CLI } from '../shared/constants';
+import { operatorCommand } from '../shared/constants';
 import { namedLine, oneLine } from '../shared/errors';
 import { formatSeconds } from '../shared/format';
 import { ackLinkUrl } from './ack-link';
@@ -138,7 +138,7 @@ async function howToAck(deps: TaskDeps, incident: Incident, level: number, ackKe
     }
   }
   if (deps.slackIncidentCommand) lines.push(`Slack : /incident ack ${incident.id}`);
-  lines.push(`CLI (depuis le checkout atmr-dr) : ${OPERATOR_CLI} incident ack ${incident.id} --by "<nom>"`);
+  lines.push(`CLI (depuis le checkout atmr-dr) : ${operatorCommand(deps.store.environmentName, `incident ack ${incident.id} --by "<nom>"`)}`);
   return { ...(link !== undefined && { link }), lines, ...(linkMissing !== undefined && { linkMissing }) };
 }
 
@@ -160,11 +160,11 @@ export interface PageMessage {
  * What a reminder asks instead of an acknowledgement: the incident is acknowledged already, and a
  * second acknowledgement is refused ("already acknowledged"). What ends the reminders is resolving it.
  */
-function howToEndReminders(incident: Incident): { lines: string[] } {
+function howToEndReminders(environmentName: string | undefined, incident: Incident): { lines: string[] } {
   return {
     lines: [
-      `Déjà acquitté. Une fois traité, résoudre (arrête les rappels ; depuis le checkout atmr-dr) : ${OPERATOR_CLI} incident resolve ${incident.id} --by "<nom>"`,
-      `Chronologie : ${OPERATOR_CLI} incident timeline ${incident.id}`,
+      `Déjà acquitté. Une fois traité, résoudre (arrête les rappels ; depuis le checkout atmr-dr) : ${operatorCommand(environmentName, `incident resolve ${incident.id} --by "<nom>"`)}`,
+      `Chronologie : ${operatorCommand(environmentName, `incident timeline ${incident.id}`)}`,
     ],
   };
 }
@@ -193,7 +193,7 @@ function nextPageLine(deps: TaskDeps, level: number, event: boolean): string {
 export async function pageMessage(deps: TaskDeps, incident: Incident, level: number, kind: 'page' | 'reminder', ackKey?: Promise<string>): Promise<PageMessage> {
   const { section, link } = runbookOf(incident.alarmDescription);
   const levelName = deps.levels[level - 1]?.name ?? `level ${level}`;
-  const ack: { link?: string; lines: string[]; linkMissing?: string } = kind === 'page' ? await howToAck(deps, incident, level, ackKey) : howToEndReminders(incident);
+  const ack: { link?: string; lines: string[]; linkMissing?: string } = kind === 'page' ? await howToAck(deps, incident, level, ackKey) : howToEndReminders(deps.store.environmentName, incident);
   const event = signalsEvent(incident.alarmDescription);
   const ackedBy = incident.ack ? ` par ${incident.ack.by}` : '';
   // An event alarm's reminder follows a new failure (or a re-read in ALARM): its alarm is not "still"
@@ -211,7 +211,7 @@ export async function pageMessage(deps: TaskDeps, incident: Incident, level: num
     // The alarm's own OK will say "all clear" within minutes: the page says it is not.
     // Acknowledged, an event alarm's incident climbs no more: only its resolution ends the reminders.
     ...(event && kind === 'page'
-      ? [`Alarme d'événement : son retour à OK ne résout rien. L'escalade continue jusqu'à l'acquittement ; une fois traité : ${OPERATOR_CLI} incident resolve ${incident.id}`]
+      ? [`Alarme d'événement : son retour à OK ne résout rien. L'escalade continue jusqu'à l'acquittement ; une fois traité : ${operatorCommand(deps.store.environmentName, `incident resolve ${incident.id}`)}`]
       : []),
     ...(event && kind === 'reminder'
       ? [`Alarme d'événement : son retour à OK ne résout rien. Un rappel à chaque nouvel échec, jusqu'à la résolution (ci-dessous).`]
@@ -223,11 +223,11 @@ export async function pageMessage(deps: TaskDeps, incident: Incident, level: num
   const subject = `[atmr-dr] ${kind === 'page' ? `N${level}` : 'Rappel'} ${incident.alarmName}`.slice(0, 99);
   // A reminder's SMS: the resolve command alone (the timeline is for a screen, not a phone). A
   // page's: the shortest way to acknowledge that exists, the Slack command when it is deployed.
-  const ackBy = deps.slackIncidentCommand ? `/incident ack ${incident.id}` : `${OPERATOR_CLI} incident ack ${incident.id} --by "<nom>"`;
+  const ackBy = deps.slackIncidentCommand ? `/incident ack ${incident.id}` : `${operatorCommand(deps.store.environmentName, `incident ack ${incident.id} --by "<nom>"`)}`;
   const sms =
     kind === 'page'
       ? `atmr-dr N${level} ${incident.alarmName} ALARM. Ack: ${ackBy}`
-      : `atmr-dr Rappel N${level} ${incident.alarmName} ALARM, acquitté. Résoudre : ${OPERATOR_CLI} incident resolve ${incident.id}`;
+      : `atmr-dr Rappel N${level} ${incident.alarmName} ALARM, acquitté. Résoudre : ${operatorCommand(deps.store.environmentName, `incident resolve ${incident.id}`)}`;
   return { subject, text, slack, sms, ...(ack.linkMissing !== undefined && { linkMissing: ack.linkMissing }) };
 }
 
@@ -404,9 +404,9 @@ async function tellLevelsOfAcknowledgement(deps: TaskDeps, incident: Incident, s
       `Acquitté par ${by} le ${ack.at} (${ack.via})`,
       ...(incident.alarmDescription ? [`Alarme : ${incident.alarmDescription}`] : []),
       holds
-        ? `Votre niveau reçoit les rappels de cet incident jusqu'à sa résolution ; une fois traité : ${OPERATOR_CLI} incident resolve ${incident.id} --by "<nom>"`
+        ? `Votre niveau reçoit les rappels de cet incident jusqu'à sa résolution ; une fois traité : ${operatorCommand(deps.store.environmentName, `incident resolve ${incident.id} --by "<nom>"`)}`
         : 'Rien à faire de votre côté : quelqu\'un a l\'incident en charge. La résolution vous sera annoncée.',
-      `Chronologie : ${OPERATOR_CLI} incident timeline ${incident.id}`,
+      `Chronologie : ${operatorCommand(deps.store.environmentName, `incident timeline ${incident.id}`)}`,
     ].join('\n');
     const sms = `atmr-dr acquitté par ${ack.by} : ${incident.alarmName} (${incident.id}), ${holds ? 'rappels à votre niveau jusqu\'à la résolution' : 'rien à faire'}`;
     return { subject: `[atmr-dr] Acquitté ${incident.alarmName}`.slice(0, 99), text, slack: text, sms };
@@ -605,7 +605,7 @@ async function announceResolution(deps: TaskDeps, incident: Incident, state: Exe
     ...(removed.length > 0
       ? [`${removed.length > 1 ? 'Niveaux' : 'Niveau'} ${removed.join(', ')} alerté${removed.length > 1 ? 's' : ''} pour cet incident puis retiré${removed.length > 1 ? 's' : ''} de la configuration : atmr-dr ne peut plus ${removed.length > 1 ? 'les' : 'le'} prévenir, faites-le vous-même.`]
       : []),
-    `Chronologie pour le post-mortem (sous 24 h) : ${OPERATOR_CLI} incident timeline ${incident.id}`,
+    `Chronologie pour le post-mortem (sous 24 h) : ${operatorCommand(deps.store.environmentName, `incident timeline ${incident.id}`)}`,
   ].join('\n');
   const message: PageMessage = { subject: `[atmr-dr] Résolu ${incident.alarmName}`.slice(0, 99), text, slack: text, sms: `atmr-dr résolu : ${incident.alarmName} (${incident.id})` };
   for (const level of paged) {

@@ -246,7 +246,7 @@ export class Escalation extends Construct {
       reservedConcurrentExecutions: props.ackLinkReservedConcurrency ?? 10,
       // Its logs keep the house default (3 months, deleted with the stack): they hold only refused
       // links; an acknowledgement (who, when, which level) is on the incident record, kept 400 days.
-      environment: { OPS_TABLE: props.opsTable.tableName, ACK_KEY_SECRET_ARN: this.ackKey.secretArn, LEVEL_NAMES: props.levels.map((l) => l.name).join('|') },
+      environment: { ENVIRONMENT_NAME: props.environmentName, OPS_TABLE: props.opsTable.tableName, ACK_KEY_SECRET_ARN: this.ackKey.secretArn, LEVEL_NAMES: props.levels.map((l) => l.name).join('|') },
       signingSecret: this.ackKey,
       caller: 'a person following a link',
     });
@@ -265,6 +265,8 @@ export class Escalation extends Construct {
       logRemovalPolicy: RemovalPolicy.RETAIN,
       reservedConcurrentExecutions: props.tasksReservedConcurrency ?? 5,
       environment: {
+        // The commands its pages print name it (--env): pasted without, they act on cdk.json's default environment.
+        ENVIRONMENT_NAME: props.environmentName,
         OPS_TABLE: props.opsTable.tableName,
         LEVELS: stack.toJsonString(props.levels.map((level, index) => ({ name: level.name, topicArn: this.levelTopics[index].topicArn }))),
         LEVEL_TIMEOUTS_SECONDS: levelTimeoutsSeconds,

@@ -73,7 +73,8 @@ export async function startHarness(): Promise<EscalationHarness> {
   const sns = mockClient(snsClient);
   const sfn = mockClient(sfnClient);
   const cloudwatch = mockClient(cwClient);
-  const store = incidentStore(table.tableName, { ddb: table.client, sfn: sfnClient });
+  // An environment named as deployed: every command the pages print names it (--env).
+  const store = incidentStore(table.tableName, { ddb: table.client, sfn: sfnClient }, 'staging');
   const published: Published[] = [];
   const executions: string[] = [];
   const executionInputs = new Map<string, Record<string, unknown>>();

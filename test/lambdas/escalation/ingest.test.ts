@@ -184,7 +184,7 @@ describe('escalation ingest (alarm state changes and atmr-dr events)', () => {
 
   it('refuses to acknowledge an unknown or resolved incident, naming why', async () => {
     await expect(acknowledgeIncident(h.store, '20261130T000000Z-00000000', { by: 'x', via: 'cli' })).rejects.toThrow(
-      'no incident 20261130T000000Z-00000000: check the id with `npx --no atmr-dr incident list --open`',
+      'no incident 20261130T000000Z-00000000: check the id with `npx --no atmr-dr incident list --open --env staging`',
     );
     const opened = await ingestAlarmChange(h.ingestDeps, alarmEvent('ALARM', T0));
     const id = opened.action === 'started' ? opened.incidentId : '';

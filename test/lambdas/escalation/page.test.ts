@@ -366,19 +366,19 @@ describe('escalation page: how to acknowledge, and when the next level is paged'
   it('quotes no Slack command when /incident is not deployed (killswitch.slack absent): page, Slack copy and SMS give the CLI acknowledgement', async () => {
     const { incidentId, text, sms, slack } = await pageOf(1, false);
 
-    const cli = `CLI (depuis le checkout atmr-dr) : npx --no atmr-dr incident ack ${incidentId} --by "<nom>"`;
+    const cli = `CLI (depuis le checkout atmr-dr) : npx --no atmr-dr incident ack ${incidentId} --by "<nom>" --env staging`;
     for (const copy of [text, slack]) {
       expect(copy).not.toContain('/incident');
       expect(copy.split('\n')).toContain(cli);
     }
-    expect(sms).toBe(`atmr-dr N1 ${ALARM} ALARM. Ack: npx --no atmr-dr incident ack ${incidentId} --by "<nom>"`);
+    expect(sms).toBe(`atmr-dr N1 ${ALARM} ALARM. Ack: npx --no atmr-dr incident ack ${incidentId} --by "<nom>" --env staging`);
   });
 
   it('quotes /incident ack in the page, the Slack copy and the SMS when the command is deployed, beside the CLI', async () => {
     const { incidentId, text, sms, slack } = await pageOf(1, true);
 
     for (const copy of [text, slack]) {
-      expect(copy.split('\n')).toEqual(expect.arrayContaining([`Slack : /incident ack ${incidentId}`, `CLI (depuis le checkout atmr-dr) : npx --no atmr-dr incident ack ${incidentId} --by "<nom>"`]));
+      expect(copy.split('\n')).toEqual(expect.arrayContaining([`Slack : /incident ack ${incidentId}`, `CLI (depuis le checkout atmr-dr) : npx --no atmr-dr incident ack ${incidentId} --by "<nom>" --env staging`]));
     }
     expect(sms).toBe(`atmr-dr N1 ${ALARM} ALARM. Ack: /incident ack ${incidentId}`);
   });
@@ -489,9 +489,9 @@ describe('escalation page step when the acknowledgement link key cannot be read'
       const [reminder] = h.published.slice(before);
       expect(reminder).toMatchObject({ topicArn: LEVEL_TOPICS[0], subject: expect.stringContaining('Rappel') });
       expect(reminder.text).not.toMatch(/Acquitter|incident ack|ack-link|signature=/);
-      expect(reminder.text).toContain(`Déjà acquitté. Une fois traité, résoudre (arrête les rappels ; depuis le checkout atmr-dr) : npx --no atmr-dr incident resolve ${incidentId} --by "<nom>"`);
-      expect(reminder.text).toContain(`Chronologie : npx --no atmr-dr incident timeline ${incidentId}`);
-      expect(reminder.sms).toBe(`atmr-dr Rappel N1 ${ALARM} ALARM, acquitté. Résoudre : npx --no atmr-dr incident resolve ${incidentId}`);
+      expect(reminder.text).toContain(`Déjà acquitté. Une fois traité, résoudre (arrête les rappels ; depuis le checkout atmr-dr) : npx --no atmr-dr incident resolve ${incidentId} --by "<nom>" --env staging`);
+      expect(reminder.text).toContain(`Chronologie : npx --no atmr-dr incident timeline ${incidentId} --env staging`);
+      expect(reminder.sms).toBe(`atmr-dr Rappel N1 ${ALARM} ALARM, acquitté. Résoudre : npx --no atmr-dr incident resolve ${incidentId} --env staging`);
       expect(secrets.calls()).toHaveLength(0);
     }
     expect((await timeline(h.store, incidentId)).filter((e) => e.kind === 'note' || e.kind === 'page-failed')).toEqual([]);

@@ -511,7 +511,7 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
       expect(cto.text).toContain('Rien à faire de votre côté');
       expect(cto.sms).toBe(`atmr-dr acquitté par bob : ${ALARM} (${incidentId}), rien à faire`);
       expect(level1.text).not.toContain('Rien à faire');
-      expect(level1.text).toContain(`Votre niveau reçoit les rappels de cet incident jusqu'à sa résolution ; une fois traité : npx --no atmr-dr incident resolve ${incidentId} --by "<nom>"`);
+      expect(level1.text).toContain(`Votre niveau reçoit les rappels de cet incident jusqu'à sa résolution ; une fois traité : npx --no atmr-dr incident resolve ${incidentId} --by "<nom>" --env staging`);
       expect(level1.sms).toBe(`atmr-dr acquitté par bob : ${ALARM} (${incidentId}), rappels à votre niveau jusqu'à la résolution`);
       const reminder = h.published.find((p) => p.subject?.startsWith('[atmr-dr] Rappel'));
       expect(reminder?.text).toContain('Rappel niveau 1 (On-call engineer), incident acquitté par bob mais alarme toujours en ALARM');
@@ -1078,7 +1078,7 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
       // Assert
       const page = h.published.find((p) => p.subject === `[atmr-dr] N1 ${EVENT_ALARM}`);
       expect(page?.text).toContain("Alarme d'événement : son retour à OK ne résout rien. L'escalade continue jusqu'à l'acquittement");
-      expect(page?.text).toContain(`npx --no atmr-dr incident resolve ${eventId}`);
+      expect(page?.text).toContain(`npx --no atmr-dr incident resolve ${eventId} --env staging`);
     });
 
   });
