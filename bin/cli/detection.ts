@@ -126,6 +126,8 @@ export function registerDetectionCommands(program: Command): void {
         ...(backout && { pools: { clusterName: backout.clusterName, serviceNames: [backout.api.serviceName, ...backout.workers.map((w) => w.serviceName)] } }),
         confirm: confirmer(opts.yes),
         print: opts.json ? undefined : print,
+        // Its lines' `db read-write` to rerun: with --env as given (none without, as it was run).
+        environmentName: opts.env,
         ...(instance && { storage: () => rdsStorage({ rds: namedClient(new RDSClient(SDK_RETRY), 'RDS'), cloudwatch: namedClient(new CloudWatchClient(SDK_RETRY), 'CloudWatch') }, instance) }),
       });
       // A decline ends as every confirmed command's does (killswitch, rollback, recover): its one line on stderr.

@@ -3,7 +3,7 @@ import { DescribeDBInstancesCommand, RDSClient } from '@aws-sdk/client-rds';
 import type { Client } from 'pg';
 import { asOperatorError } from '../shared/aws-errors';
 import { OperatorError, oneLine } from '../shared/errors';
-import { OPERATOR_CLI } from '../shared/constants';
+import { operatorCommand } from '../shared/constants';
 import { formatBytes, shellWord } from '../shared/format';
 import { connectionFailure, describeConnection, openClient, pgClientConfig, type PgConnection } from '../shared/pg-connection';
 import { INSUFFICIENT_PRIVILEGE, LOCK_NOT_AVAILABLE, sqlState } from '../shared/pg-errors';
@@ -48,6 +48,8 @@ export interface DbReadWriteDeps {
    * Celery workers), named in the commands that recycle them. @default - placeholders
    */
   readonly pools?: { readonly clusterName: string; readonly serviceNames: readonly string[] };
+  /** The --env the operator gave, named in every `db read-write` its lines say to rerun. @default - none, as it was run */
+  readonly environmentName?: string;
 }
 
 /** The commands that reopen the pools' sessions: one per service when they are known, else the form to fill in. */
@@ -239,7 +241,7 @@ export async function dbReadWrite(deps: DbReadWriteDeps): Promise<ReadWriteOutco
       before,
       storage,
       result: 'not-a-database-setting',
-      finding: `${roles.join('; ')}; the database-level setting is on too: once they are reset, rerun ${OPERATOR_CLI} db read-write`,
+      finding: `${roles.join('; ')}; the database-level setting is on too: once they are reset, rerun ${operatorCommand(deps.environmentName, 'db read-write')}`,
     };
   }
 
@@ -255,11 +257,11 @@ export async function dbReadWrite(deps: DbReadWriteDeps): Promise<ReadWriteOutco
       await client.query(`ALTER DATABASE ${quoteIdent(before.database)} SET default_transaction_read_only = off`);
       return undefined;
     } catch (error) {
-      if (sqlState(error) === LOCK_NOT_AVAILABLE) throw await lockHeld(client, before.database);
+      if (sqlState(error) === LOCK_NOT_AVAILABLE) throw await lockHeld(client, before.database, deps.environmentName);
       // Only the database's owner (or a superuser, RDS's master user) may: name who is, and how to rerun as them.
       if (sqlState(error) !== INSUFFICIENT_PRIVILEGE) throw error;
       const owner = String((await client.query<{ owner: string }>('SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = current_database()')).rows[0].owner);
-      return `user "${before.role}" may not ALTER DATABASE "${before.database}" (${oneLine(error)}): its owner is "${owner}"; nothing changed; rerun as the database's owner or the RDS master user: PGUSER=${shellWord(owner)} ${OPERATOR_CLI} db read-write (or --database-secret with that login)`;
+      return `user "${before.role}" may not ALTER DATABASE "${before.database}" (${oneLine(error)}): its owner is "${owner}"; nothing changed; rerun as the database's owner or the RDS master user: PGUSER=${shellWord(owner)} ${operatorCommand(deps.environmentName, 'db read-write')} (or --database-secret with that login)`;
     }
   });
   if (refusal) return { before, storage, result: 'refused', finding: refusal };
@@ -300,15 +302,15 @@ const SETTING_LOCK_HOLDERS_SQL = `SELECT a.pid, a.usename, a.application_name, a
   ORDER BY a.xact_start`;
 
 /** The ALTER DATABASE gave up waiting for a lock: one line naming who holds it and how to end that session. */
-async function lockHeld(client: Client, database: string): Promise<OperatorError> {
+async function lockHeld(client: Client, database: string, environmentName: string | undefined): Promise<OperatorError> {
   const waited = `ALTER DATABASE "${database}" waited ${ALTER_LOCK_TIMEOUT_MS / 1000} s for a lock another session holds and gave up: nothing changed`;
   const [holder, ...others] = (await client.query<{ pid: number; usename: string | null; application_name: string | null; query_start: Date | null }>(SETTING_LOCK_HOLDERS_SQL)).rows;
   if (!holder) {
-    return new OperatorError(`${waited}; find it with SELECT pid, usename, application_name, query_start, query FROM pg_stat_activity WHERE xact_start IS NOT NULL, end it with SELECT pg_terminate_backend(<pid>), then rerun ${OPERATOR_CLI} db read-write`);
+    return new OperatorError(`${waited}; find it with SELECT pid, usename, application_name, query_start, query FROM pg_stat_activity WHERE xact_start IS NOT NULL, end it with SELECT pg_terminate_backend(<pid>), then rerun ${operatorCommand(environmentName, 'db read-write')}`);
   }
   const who = `pid ${holder.pid} (user "${holder.usename ?? '?'}", application "${holder.application_name ?? ''}", query started ${holder.query_start?.toISOString() ?? 'unknown'})`;
   return new OperatorError(
-    `${waited}; it is held by ${who}${others.length > 0 ? ` and ${others.length} more` : ''}: end it with SELECT pg_terminate_backend(${holder.pid}) (or let it finish), then rerun ${OPERATOR_CLI} db read-write`,
+    `${waited}; it is held by ${who}${others.length > 0 ? ` and ${others.length} more` : ''}: end it with SELECT pg_terminate_backend(${holder.pid}) (or let it finish), then rerun ${operatorCommand(environmentName, 'db read-write')}`,
   );
 }
 
