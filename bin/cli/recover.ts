@@ -50,7 +50,8 @@ function print(line: string): void {
 /**
  * `text` with the options that chose where `recover` acted (--env, --table, --state-machine,
  * --parameter), as the operator gave them, put into every `atmr-dr recover` and `atmr-dr killswitch`
- * command line it holds (killswitch reads --env and --parameter only). Without them, a line run as
+ * command line it holds (killswitch reads --env and --parameter only), and --env into its `atmr-dr
+ * backups <sub>` and `atmr-dr restore` (a dump to restore instead: the environment's backups). Without them, a line run as
  * printed acts on cdk.json's default environment: "atmr-dr killswitch disable" after a cutover of
  * production wrote the default environment's killswitch while production stayed in maintenance. The
  * options go right after the command's name, where its parser reads them whatever follows, so the
@@ -62,9 +63,15 @@ export function withRecoverOptions(text: string, g: Pick<RecoverGlobals, 'env' |
   // A line the workflow wrote names its environment already (a record's error, a page's text): --env once.
   const options = (name: string, named: boolean) => {
     const env: [string, string | undefined] = ['--env', named ? undefined : g.env];
-    return name === 'recover' ? flags([env, ['--table', g.table], ['--state-machine', g.stateMachine], ['--parameter', g.parameter]]) : flags([env, ['--parameter', g.parameter]]);
+    if (name === 'recover') return flags([env, ['--table', g.table], ['--state-machine', g.stateMachine], ['--parameter', g.parameter]]);
+    if (name === 'killswitch') return flags([env, ['--parameter', g.parameter]]);
+    // A dump to restore instead (`backups list`, `restore`): the backups of the environment recovered.
+    return flags([env]);
   };
-  return text.replace(/\batmr-dr (recover|killswitch)\b(?=([^"\n;)]*))/g, (command, name: string, rest: string) => `${command}${options(name, /(^| )--env /.test(rest))}`);
+  // `backups` takes --env on its subcommand: after `backups list`, not after `backups`.
+  return text.replace(/\batmr-dr (recover|killswitch|backups [a-z]+|restore)(?![\w-])(?=([^"\n;)]*))/g, (command, name: string, rest: string) =>
+    `${command}${options(name.split(' ')[0], /(^| )--env /.test(rest))}`,
+  );
 }
 
 /**

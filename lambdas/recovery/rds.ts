@@ -1,4 +1,4 @@
-import { OPERATOR_CLI } from '../shared/constants';
+import { OPERATOR_CLI, operatorCommand } from '../shared/constants';
 import {
   DBInstance,
   DeleteDBInstanceCommand,
@@ -368,6 +368,12 @@ export async function deleteRecoveredInstance(
     skipFinalSnapshot?: boolean;
     protectedInstance: string;
     recoveryId: string;
+    /**
+     * The environment, when the workflow deletes the copy: its refusal reaches the record and the
+     * page, where `recover abandon` without --env would act on cdk.json's default environment. The
+     * CLI gives none: it puts the operator's own options in (bin/cli/recover.ts withRecoverOptions).
+     */
+    environmentName?: string;
   },
 ): Promise<{ deleted: boolean; detail: string }> {
   if (identifier === options.protectedInstance) throw new OperatorError(`recover: refusing to delete ${identifier}: it is the configured production instance`, 2);
@@ -409,7 +415,7 @@ export async function deleteRecoveredInstance(
       // one. Only a look that failed leaves the earlier state to name.
       const refusedIn = now ?? status;
       const fix = REFUSED_DELETION_FIXES[refusedIn];
-      if (fix) throw new OperatorError(`recover: ${identifier} cannot be deleted in state "${refusedIn}" (RDS: ${oneLine(error)}): ${fix(identifier)}, then run "${OPERATOR_CLI} recover abandon ${options.recoveryId}" again`);
+      if (fix) throw new OperatorError(`recover: ${identifier} cannot be deleted in state "${refusedIn}" (RDS: ${oneLine(error)}): ${fix(identifier)}, then run "${operatorCommand(options.environmentName, `recover abandon ${options.recoveryId}`)}" again`);
       throw new OperatorError(`recover: ${identifier} cannot be deleted in state "${refusedIn}": wait until it is available or failed, then retry`);
     }
     throw error;
@@ -589,7 +595,8 @@ export async function resetRecoveredPassword(
   rds: RDSClient,
   identifier: string,
   password: string,
-  options: { protectedInstance: string; newInstancePrefix: string; recoveryId: string },
+  /** environmentName: the workflow's (the CLI puts the operator's options in: deleteRecoveredInstance). */
+  options: { protectedInstance: string; newInstancePrefix: string; recoveryId: string; environmentName?: string },
 ): Promise<{ detail: string }> {
   if (identifier === options.protectedInstance) throw new OperatorError(`recover: refusing to reset the password of ${identifier}: it is the configured production instance`, 2);
   if (!identifier.startsWith(options.newInstancePrefix)) {
@@ -604,7 +611,7 @@ export async function resetRecoveredPassword(
   }
   if (instance.MasterUserSecret?.SecretArn) {
     throw new OperatorError(
-      `recover: ${identifier} has an RDS-managed master password (secret ${instance.MasterUserSecret.SecretArn}): RDS refuses to set it, and the verification reads the configured database secret; log in with that secret by hand to check the copy, or "${OPERATOR_CLI} recover abandon ${options.recoveryId}"`,
+      `recover: ${identifier} has an RDS-managed master password (secret ${instance.MasterUserSecret.SecretArn}): RDS refuses to set it, and the verification reads the configured database secret; log in with that secret by hand to check the copy, or "${operatorCommand(options.environmentName, `recover abandon ${options.recoveryId}`)}"`,
       2,
     );
   }

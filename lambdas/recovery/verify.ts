@@ -1,4 +1,4 @@
-import { OPERATOR_CLI } from '../shared/constants';
+import { OPERATOR_CLI, operatorCommand } from '../shared/constants';
 import { oneLine } from '../shared/errors';
 import { openClient, type SessionConfig } from '../shared/pg-connection';
 import { QUERY_CANCELED, sqlState } from '../shared/pg-errors';
@@ -251,10 +251,9 @@ export function unreadCause(report: VerificationReport | undefined): string {
  * names its environment (a page is read anywhere); the CLI's lines get the operator's own options.
  */
 export function unverifiedNextStep(recoveryId: string, environmentName?: string): string {
-  const env = environmentName === undefined ? '' : ` --env ${environmentName}`;
-  const cutover = `${OPERATOR_CLI} recover cutover ${recoveryId} --unverified --yes`;
-  const abandon = `${OPERATOR_CLI} recover abandon ${recoveryId}`;
-  return `check its data by hand (psql on the copy with a longer statement_timeout: counts of the critical tables), then "${cutover}${env}" (the cutover still checks /ready and a write on the copy, and undoes itself if they fail), or "${abandon}${env}"`;
+  const cutover = operatorCommand(environmentName, `recover cutover ${recoveryId} --unverified --yes`);
+  const abandon = operatorCommand(environmentName, `recover abandon ${recoveryId}`);
+  return `check its data by hand (psql on the copy with a longer statement_timeout: counts of the critical tables), then "${cutover}" (the cutover still checks /ready and a write on the copy, and undoes itself if they fail), or "${abandon}"`;
 }
 
 /**

@@ -162,6 +162,7 @@ export async function resetPasswordStep(deps: WorkflowDeps, request: RecoveryReq
     protectedInstance: settings.sourceInstance,
     newInstancePrefix: settings.newInstancePrefix,
     recoveryId: request.recoveryId,
+    environmentName: settings.environmentName,
   });
   const requestedAt = nowOf(deps).toISOString();
   const reason = request.loginError ? causeMessage(request.loginError.Cause) : 'the copy refused the database secret\'s credentials';
@@ -261,7 +262,7 @@ export async function cleanupStep(
     deletion = `${request.newInstance} is kept (${state ? `"${state.status}"` : 'its state could not be read'}; the failure is not the copy's own): "${OPERATOR_CLI} recover status ${request.recoveryId} --env ${deps.settings.environmentName}" shows it, "${OPERATOR_CLI} recover abandon ${request.recoveryId} --env ${deps.settings.environmentName}" deletes it`;
   } else {
     try {
-      deletion = (await deleteRecoveredInstance(deps.rds, request.newInstance, { protectedInstance: deps.settings.sourceInstance, recoveryId: request.recoveryId })).detail;
+      deletion = (await deleteRecoveredInstance(deps.rds, request.newInstance, { protectedInstance: deps.settings.sourceInstance, recoveryId: request.recoveryId, environmentName: deps.settings.environmentName })).detail;
     } catch (error) {
       deletion = `${request.newInstance} left in place (${oneLine(error)}): check it and delete it by hand if this recovery created it`;
     }
