@@ -205,7 +205,7 @@ export function registerDetectionCommands(program: Command): void {
       const cluster = await clusterName(opts.cluster, envName);
       const result = await scaleService(
         { ecs: namedClient(new ECSClient(SDK_RETRY), 'ECS'), events: namedClient(new EventBridgeClient(SDK_RETRY), 'EventBridge'), confirm: confirmer(opts.yes), print },
-        { key, cluster, service, count: Number(countText), minCount: bounds.minCount, maxCount: bounds.maxCount },
+        { key, cluster, service, environmentName: envName, count: Number(countText), minCount: bounds.minCount, maxCount: bounds.maxCount },
       );
       const done = result.changed ? `${service}: desired count ${result.from} -> ${result.to}` : `${service}: already at ${result.to} tasks, nothing changed`;
       print(`${done}${trackingNote(config, key, service, cluster, result)}`);
@@ -255,6 +255,7 @@ export function registerDetectionCommands(program: Command): void {
         {
           cluster,
           service,
+          environmentName: envName,
           healthUrl: givenHealthUrl ?? config?.detection?.probe.osrm?.healthUrl,
           // Named when this machine cannot reach the URL; only for an environment cdk.json has.
           healthAlarmName: config ? runbookAlarmName(envName, 'Osrm', 'Down') : undefined,

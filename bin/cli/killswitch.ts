@@ -175,8 +175,13 @@ export function registerKillswitchCommands(program: Command): void {
     // enable and disable change what every user of the API gets: asked for, as every production
     // change of the CLI is (a script passes --yes; Slack's /killswitch is the other quick path),
     // once the value is read: a request that changes nothing says so without asking.
+    // The question names the environment whose parameter it writes (the default one, without --env):
+    // staging and prod in one account, the last chance to see it is the wrong one. A parameter named
+    // by --parameter or KILLSWITCH_PARAMETER is no environment's: the name alone.
+    const named = globals.parameter !== undefined || process.env[DEPLOYED_NAMES.killswitchParameter.envVar] !== undefined;
+    const where = named ? `parameter ${parameterName}` : `environment ${globals.env ?? defaultEnvironmentName()}: parameter ${parameterName}`;
     const confirm = async (): Promise<void> => {
-      if (command.action === 'status' || (await confirmer(yes)(`killswitch ${command.action}: ${changeOf(command, disable)} (parameter ${parameterName})`))) return;
+      if (command.action === 'status' || (await confirmer(yes)(`killswitch ${command.action}: ${changeOf(command, disable)} (${where})`))) return;
       throw new OperatorError(`killswitch ${command.action}: not confirmed, nothing changed`, 1);
     };
     const action = command.action === 'status' ? `read parameter ${parameterName}` : `${command.action} the killswitch (parameter ${parameterName})`;

@@ -8,6 +8,17 @@ import { answeredHttp, checkHttpNamingHung, type CheckResult } from './targets';
 export interface EcsServiceRef {
   readonly cluster: string;
   readonly service: string;
+  /**
+   * The cdk.json environment the command runs for (its config, its cluster by default), named with
+   * the cluster in the confirmation: staging and prod in one account, the question is the last
+   * chance to see that it is the other one. @default - not named
+   */
+  readonly environmentName?: string;
+}
+
+/** Where a confirmed change acts, for its question: the environment (when known) and the cluster. */
+function whereOf(ref: EcsServiceRef): string {
+  return ref.environmentName === undefined ? `cluster ${ref.cluster}` : `environment ${ref.environmentName}, cluster ${ref.cluster}`;
 }
 
 async function describeService(ecs: ECSClient, ref: EcsServiceRef): Promise<Service> {
@@ -65,7 +76,7 @@ export async function scaleService(deps: ScaleDeps, request: ScaleRequest): Prom
   print(`${request.service} (${request.cluster}): ${describeCounts(before)}`);
   const from = before.desiredCount ?? 0;
   if (from === count) return { changed: false, from, to: count };
-  if (!(await deps.confirm(`set the desired count of ${request.service} from ${from} to ${count}?`))) {
+  if (!(await deps.confirm(`set the desired count of ${request.service} (${whereOf(request)}) from ${from} to ${count}`))) {
     throw new OperatorError('scale: not confirmed, nothing changed', 1);
   }
   await deps.ecs.send(new UpdateServiceCommand({ cluster: request.cluster, service: request.service, desiredCount: count }));
@@ -129,7 +140,7 @@ export async function restartService(
   const now = deps.now ?? Date.now;
   const before = await describeService(deps.ecs, request);
   print(`${request.service} (${request.cluster}): ${describeCounts(before)}`);
-  const question = `force a new deployment of ${request.service}? (runbook "OSRM Down": restart only after a diagnosis)`;
+  const question = `force a new deployment of ${request.service} (${whereOf(request)})? (runbook "OSRM Down": restart only after a diagnosis)`;
   if (!(await deps.confirm(question))) throw new OperatorError('restart: not confirmed, nothing changed', 1);
 
   // Once: an automatic retry of a request whose answer was lost would start a second deployment.

@@ -325,8 +325,9 @@ describe('atmr-dr scale / osrm restart (CLI)', () => {
     [['scale', 'atmr-celery-worker', '4', '--yes'], /^atmr-dr: scale: "atmr-celery-worker" is the ECS service of key "celery": npx --no atmr-dr scale celery 4\n$/],
     [['scale', 'arn:aws:ecs:eu-west-3:111111111111:service/atmr-prod/atmr-api', '3', '--yes'], /: "arn:aws:ecs:.*\/atmr-api" is the ECS service of key "api": npx --no atmr-dr scale api 3\n$/],
     [['scale', 'api', 'two', '--yes'], /count "two" is not a whole number/],
-    [['scale', 'api', '3'], /\? refused: standard input is not a terminal, so nobody can answer; pass --yes to confirm \(nothing changed\)\n$/],
-    [['osrm', 'restart'], /\? refused: standard input is not a terminal, so nobody can answer; pass --yes to confirm \(nothing changed\)\n$/],
+    // The question names the environment and the cluster it acts on (the default environment without --env).
+    [['scale', 'api', '3'], /^atmr-dr: set the desired count of atmr-api \(environment example, cluster atmr-prod\) from 2 to 3\? refused: standard input is not a terminal, so nobody can answer; pass --yes to confirm \(nothing changed\)\n$/],
+    [['osrm', 'restart', '--env', 'example'], /^atmr-dr: force a new deployment of atmr-osrm \(environment example, cluster atmr-prod\)\? \(runbook "OSRM Down": .*\? refused: standard input is not a terminal, so nobody can answer; pass --yes to confirm \(nothing changed\)\n$/],
   ])('%j: one line, exit non-zero, no UpdateService', (args, message) => {
     const run = atmrDr(args, { services: [service({ desiredCount: 2 })] }, env);
 

@@ -96,6 +96,20 @@ describe('atmr-dr killswitch enable / disable / status', () => {
     expect(run.puts).toEqual([]);
   });
 
+  it.each([[['disable', '--reason', 'OSRM back']], [['--env', 'example', 'disable', '--reason', 'OSRM back']]])(
+    '%j: the question names the environment whose parameter it writes (the default one without --env)',
+    (args) => {
+      // No --parameter nor KILLSWITCH_PARAMETER: the parameter is the environment's (here, from cdk.json).
+      const run = atmrDr(args, { raw: JSON.stringify(value({ mode: 'maintenance', reason: 'OSRM down' })) }, {});
+
+      expect(run.status).toBe(2);
+      expect(run.stderr).toBe(
+        'atmr-dr: killswitch disable: return the API to normal (environment example: parameter /atmr/example/killswitch)? refused: standard input is not a terminal, so nobody can answer; pass --yes to confirm (nothing changed)\n',
+      );
+      expect(run.puts).toEqual([]);
+    },
+  );
+
   it('at a terminal, enable asks first: "n" writes nothing (exit 1), "y" writes', async () => {
     const args = ['enable', '--mode', 'degraded', '--reason', 'pic de charge', '--expires', '30m'];
     const prompt = `killswitch enable: put the API in degraded mode for 30m (parameter ${PARAMETER}) [y/N] `;
