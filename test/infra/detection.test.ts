@@ -30,10 +30,11 @@ function alarm(what: string): AlarmProps {
 /** A synthesized string (Fn::Join of text and references) as text, each reference as <logical id>. */
 function synthesizedText(value: unknown): string {
   if (typeof value === 'string') return value;
-  const v = value as { 'Fn::Join'?: [string, unknown[]]; 'Fn::GetAtt'?: [string, string]; Ref?: string };
+  const v = value as { 'Fn::Join'?: [string, unknown[]]; 'Fn::GetAtt'?: [string, string]; Ref?: string; 'Fn::ImportValue'?: string };
   if (v['Fn::Join']) return v['Fn::Join'][1].map(synthesizedText).join(v['Fn::Join'][0]);
   if (v['Fn::GetAtt']) return `<${v['Fn::GetAtt'][0]}>`;
   if (v.Ref) return `<${v.Ref}>`;
+  if (v['Fn::ImportValue']) return `<${v['Fn::ImportValue']}>`;
   throw new Error(`unexpected ${JSON.stringify(value)}`);
 }
 
@@ -546,6 +547,16 @@ describe('detection alarms (example config)', () => {
     expect(a.Metrics?.find((m) => m.Expression)?.Expression).toBe('IF(depth > 200 AND DIFF(depth) > 0, 1, 0)');
     expect(a.Metrics?.find((m) => m.MetricStat)?.MetricStat).toMatchObject({ Metric: { MetricName: 'CeleryQueueDepthTotal' }, Stat: 'Minimum', Period: 300 });
     expect(a).toMatchObject({ Threshold: 1, EvaluationPeriods: 2, DatapointsToAlarm: 2, TreatMissingData: 'notBreaching' });
+  });
+
+  it('every command any alarm of the deployed app prints names its environment (--env example): pasted elsewhere, one without acts on cdk.json\'s default environment', () => {
+    // Every alarm of the Ops stack, not only detection's: the killswitch's, the escalation's, the backups' ...
+    const texts = alarms.map((a) => synthesizedText(a.AlarmDescription));
+    // Each printed command runs to the next separator: ';', ',', ')', '(' or a code span's end.
+    const commands = texts.flatMap((text) => text.match(/npx --no atmr-dr [^;,()`]*/g) ?? []);
+
+    expect(commands.length).toBeGreaterThan(20);
+    expect(commands.filter((command) => !/ --env example(?![\w-])/.test(command))).toEqual([]);
   });
 
   it('does not page for a Celery burst queued and drained within a window, and pages for a queue that stays high and grows', () => {
