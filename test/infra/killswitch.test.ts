@@ -228,6 +228,15 @@ describe('killswitch events and schedules', () => {
     });
   });
 
+  it('gives every function whose messages print CLI commands its environment (ENVIRONMENT_NAME), without which it refuses to start', () => {
+    // The killswitch notifier (malformed value), its Slack command, the escalation's pager and acknowledgement link.
+    const functions = Object.values(opsTemplate.findResources('AWS::Lambda::Function')).map((r) => (r as { Properties: { Environment?: { Variables?: Record<string, unknown> } } }).Properties.Environment?.Variables ?? {});
+    const printing = functions.filter((v) => 'EXPIRY_SCHEDULE_GROUP' in v || 'SLACK_SIGNING_SECRET_ARN' in v || 'LEVELS' in v || 'LEVEL_NAMES' in v);
+
+    expect(printing.length).toBe(4);
+    expect(printing.map((v) => v.ENVIRONMENT_NAME)).toEqual(['example', 'example', 'example', 'example']);
+  });
+
   it('gives the enforcer the listener, priority and the responder target group, and runs one at a time', () => {
     opsTemplate.hasResourceProperties('AWS::Lambda::Function', {
       ReservedConcurrentExecutions: 1,
