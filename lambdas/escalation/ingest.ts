@@ -1,6 +1,8 @@
-import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
-import { ActionEvent, AlarmStateChange, CarriedOver, climbToCarryOver, incidentIdFor, normalizeTimestamp, signalsEvent } from './model';
+import { DescribeExecutionCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import { ActionEvent, AlarmStateChange, CarriedOver, climbToCarryOver, Incident, incidentIdFor, levelReached, normalizeTimestamp, signalsEvent } from './model';
+import { nextExecutionOf, recordedSuccessor, startNextExecution } from './next-execution';
 import {
+  claimExecutionRestart,
   claimJoinedAlarm,
   claimOpenPointer,
   createIncident,
@@ -28,7 +30,8 @@ export interface IngestDeps {
 }
 
 export type IngestResult =
-  | { readonly action: 'started' | 'duplicate' | 'joined' | 'resolved' | 'recorded'; readonly incidentId: string }
+  // `restarted`: the execution a joined ALARM started in place of the incident's stopped one (`restartIfStopped`).
+  | { readonly action: 'started' | 'duplicate' | 'joined' | 'resolved' | 'recorded'; readonly incidentId: string; readonly restarted?: string }
   | { readonly action: 'ignored'; readonly why: string };
 
 /** The workflow's execution input. */
@@ -112,7 +115,9 @@ export async function ingestAlarmChange(deps: IngestDeps, event: AlarmStateChang
         }
       }
     }
-    return { action: 'joined', incidentId: holder };
+    // Refused claims too: a retried delivery restarts what its first attempt could not.
+    const restarted = claim.incident && claim.incident.status !== 'RESOLVED' ? await restartIfStopped(deps, claim.incident, at) : undefined;
+    return { action: 'joined', incidentId: holder, ...(restarted && { restarted }) };
   }
   // The alarm's previous incident, resolved by an OK just before this ALARM while nobody had
   // acknowledged it: this one goes on with its climb rather than paging level 1 again.
@@ -167,6 +172,50 @@ export async function ingestAlarmChange(deps: IngestDeps, event: AlarmStateChang
   const [started] = await allOrFirstError([start(), indexIncident(deps.store, id, alarmName), stateEntry(id), carriedEntry()]);
   if (!started) return { action: 'duplicate', incidentId: id };
   return { action: 'started', incidentId: id };
+}
+
+/**
+ * An ALARM joined the incident: its escalation run must still be running. A run that failed (the
+ * re-reads of the alarm or the table out of retries), timed out or was aborted leaves the incident
+ * open: every later ALARM would join it, reach the on-call's e-mail only (the alarm's own action),
+ * and nothing would climb or remind until someone resolved it. Such a run is started again where it
+ * stopped, as the hand-over starts the next execution (next-execution.ts, `<id>-h<n+1>`): an
+ * acknowledged incident reminds its level (Remind), an open one pages the level after the highest
+ * reached (the re-read that failed was about to), capped at the last. The incident record is
+ * pointed at the new execution first, conditionally (`claimExecutionRestart`): of two ALARMs that
+ * find the run stopped together, one restarts it. Returns the name of the execution started.
+ */
+async function restartIfStopped(deps: IngestDeps, incident: Incident, at: string): Promise<string | undefined> {
+  const recorded = incident.executionArn;
+  // None recorded yet: the delivery that opened the incident starts it (and is retried until it has).
+  if (!recorded) return undefined;
+  let status: string;
+  try {
+    status = (await deps.sfn.send(new DescribeExecutionCommand({ executionArn: recorded }))).status ?? 'UNKNOWN';
+  } catch (error) {
+    if ((error as { name?: string }).name !== 'ExecutionDoesNotExist') throw error;
+    status = 'NOT STARTED';
+  }
+  // SUCCEEDED with the incident open: handed over (a run ends so only once its incident is resolved
+  // or its successor started), and the successor points the incident at itself (TakeOver).
+  if (status === 'RUNNING' || status === 'SUCCEEDED') return undefined;
+  // Recorded but not started: a restart whose delivery stopped between its claim and its start (this
+  // is its retry, or another ALARM's), or one started too recently for DescribeExecution (eventually
+  // consistent) to list it. The same name again: Step Functions starts it once.
+  let next = status === 'NOT STARTED' ? recordedSuccessor(incident.id, recorded) : undefined;
+  if (!next) {
+    next = nextExecutionOf(incident.id, recorded);
+    if (!(await claimExecutionRestart(deps.store, incident.id, recorded, next.executionArn))) return undefined;
+  }
+  const resumeAt = incident.status === 'ACKED' ? 'Remind' : `PageLevel${Math.min(levelReached(incident, undefined) + 1, deps.levelTimeoutsSeconds.length)}`;
+  // Under the hand-over's key: the new execution's first step (TakeOver) finds it and adds none.
+  await recordTimeline(deps.store, incident.id, `handover#${next.name}`, {
+    at,
+    kind: 'note',
+    text: `Escalation restarted: execution ${next.current} had stopped (${status}) with the incident still open, so nobody was being paged; the ALARM of ${at} joined it, and execution ${next.name} resumes at ${resumeAt}`,
+  });
+  await startNextExecution(deps.sfn, next, { incidentId: incident.id, alarmName: incident.alarmName, resumeAt, handedOverFrom: next.current });
+  return next.name;
 }
 
 /** An automated action of atmr-dr (Source `atmr-dr`): added once to the timeline of every open incident. */

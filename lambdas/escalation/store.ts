@@ -388,6 +388,28 @@ export async function replaceExecutionArn(store: IncidentStore, id: string, exec
   );
 }
 
+/**
+ * Points the incident at `next` (the execution that restarts its stopped run) only while it still
+ * names `current`: of two ALARMs that find the run stopped together, one restarts it, and a slow one
+ * never points the incident back at an execution that has since been handed over. `false` when the
+ * incident names another execution now (restarted, or handed over, by someone else).
+ */
+export async function claimExecutionRestart(store: IncidentStore, id: string, current: string, next: string): Promise<boolean> {
+  // A retried write that finds its own claim made it (conditionalWriteOnce): "refused" would start nothing.
+  const result = await conditionalWriteOnce(
+    store.ddb,
+    {
+      TableName: store.tableName,
+      Key: { pk: incidentPk(id), sk: META_SK },
+      UpdateExpression: 'SET executionArn = :next',
+      ConditionExpression: 'executionArn = :current',
+      ExpressionAttributeValues: { ':current': current, ':next': next },
+    },
+    'restartWriteId',
+  );
+  return result.outcome !== 'refused';
+}
+
 /** Sets `resolutionNotifiedAt` once; `false` when the resolution was already announced. */
 export async function claimResolutionNotice(store: IncidentStore, id: string): Promise<boolean> {
   return conditionalWrite(() =>

@@ -1,6 +1,5 @@
 import { nowOf } from '../shared/clock';
 import type { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
-import { StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { refusedWithoutEffect } from '../shared/aws-errors';
 import { operatorCommand } from '../shared/constants';
@@ -8,6 +7,7 @@ import { namedLine, oneLine } from '../shared/errors';
 import { formatSeconds } from '../shared/format';
 import { ackLinkUrl } from './ack-link';
 import { alarmStateNow } from './alarm-state';
+import { nextExecutionOf, startNextExecution } from './next-execution';
 import type { ExecutionInput } from './ingest';
 import { acknowledgingLevel, ExecutionState, Incident, intentLevels, joinAwaitsReminder, levelReached, levelsPaged, pagedNotRecordedKeys, pageIntent, runbookOf, shortHash, signalsEvent, TimelineEntry } from './model';
 import {
@@ -656,22 +656,12 @@ async function announceResolution(deps: TaskDeps, incident: Incident, state: Exe
  * once); if the table refuses them, the new execution's first step (`takeOver`) writes them.
  */
 async function handOver(deps: TaskDeps, input: Extract<TaskInput, { action: 'handover' }>): Promise<string> {
-  const match = /^(arn:[^:]+:states:[^:]*:[^:]*:)execution:([^:]+):([^:]+)$/.exec(input.execution);
-  if (!match) throw new Error(`not an execution ARN: ${input.execution}`);
-  const [, arnPrefix, machineName, current] = match;
-  const previous = current === input.incidentId ? 0 : Number(/-h(\d+)$/.exec(current)?.[1] ?? Number.NaN);
-  if (!Number.isInteger(previous)) throw new Error(`execution ${current} is not one of incident ${input.incidentId}`);
-  const name = `${input.incidentId}-h${previous + 1}`;
+  const successor = nextExecutionOf(input.incidentId, input.execution);
+  const { name, current } = successor;
   // The levels this execution paged but the table does not list go along: the new one tells them too.
   const carried = Object.fromEntries(pagedNotRecordedKeys(input.state).map((key) => [key, input.state?.[key]]));
   const next: ExecutionInput = { incidentId: input.incidentId, alarmName: input.alarmName, resumeAt: input.resumeAt, handedOverFrom: current, ...carried };
-  let executionArn = `${arnPrefix}execution:${machineName}:${name}`;
-  try {
-    const started = await deps.store.sfn.send(new StartExecutionCommand({ stateMachineArn: `${arnPrefix}stateMachine:${machineName}`, name, input: JSON.stringify(next) }));
-    executionArn = started.executionArn ?? executionArn;
-  } catch (error) {
-    if ((error as { name?: string }).name !== 'ExecutionAlreadyExists') throw error;
-  }
+  const executionArn = await startNextExecution(deps.store.sfn, successor, next);
   try {
     await replaceExecutionArn(deps.store, input.incidentId, executionArn);
     await recordTimeline(deps.store, input.incidentId, `handover#${name}`, {

@@ -309,6 +309,14 @@ export class Escalation extends Construct {
     const ingestRole = this.ingest.function.role as iam.IRole;
     this.allowIncidentWrites(ingestRole);
     this.stateMachine.grantStartExecution(ingestRole);
+    // An ALARM joining an open incident reads its run, and starts it again when it has stopped
+    // (lambdas/escalation/ingest.ts restartIfStopped): a failed run would otherwise page nobody new.
+    const executions = stack.formatArn({ service: 'states', resource: 'execution', resourceName: `${stateMachineName}:*`, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
+    ingestRole.addToPrincipalPolicy(new iam.PolicyStatement({ sid: 'ReadTheIncidentRuns', actions: ['states:DescribeExecution'], resources: [executions] }));
+    Validations.of(this.ingest).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::${nagRender(stack, executions)}]`,
+      reason: 'Execution names are the incident ids (and <id>-h<n> after a hand-over or a restart), known only at run time: DescribeExecution (read-only) on the executions of this environment\'s escalation state machine only.',
+    });
 
     const ruleTarget = new targets.LambdaFunction(this.ingest.function, { retryAttempts: 8, maxEventAge: Duration.hours(2), deadLetterQueue: this.deadLetterQueue });
     this.alarmRule = new events.Rule(this, 'AlarmRule', {
@@ -349,7 +357,6 @@ export class Escalation extends Construct {
     // record names, or `<id>`): without it every escalation reads "unknown (AccessDenied)".
     // `incident resolve` reads the incident's alarm: resolved by hand while still in ALARM, it would
     // page nobody again until it goes OK and back, and the operator is told so before resolving.
-    const executions = stack.formatArn({ service: 'states', resource: 'execution', resourceName: `${stateMachineName}:*`, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
     const operatorRoles: iam.IRole[] = [];
     for (const arn of props.operatorRoleArns ?? []) {
       const role = iam.Role.fromRoleArn(this, `Operator${arn.split('/').pop()}`, arn, { mutable: true });

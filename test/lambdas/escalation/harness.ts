@@ -1,5 +1,5 @@
 import { CloudWatchClient, DescribeAlarmsCommand } from '@aws-sdk/client-cloudwatch';
-import { SendTaskSuccessCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import { DescribeExecutionCommand, SendTaskSuccessCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { KMSDisabledException, PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { mockClient } from 'aws-sdk-client-mock';
 import { incidentStore } from '../../../lambdas/escalation/clients';
@@ -31,8 +31,9 @@ export interface Published {
 /**
  * dynalite for the incident records; SNS, SFN and CloudWatch mocked at the SDK boundary. The SFN
  * mock models what the tests rely on: StartExecution is idempotent by name (one execution per
- * name), and SendTaskSuccess records the output each token was woken with (a token already woken,
- * or whose wait ran out, no longer waits).
+ * name), DescribeExecution answers each started execution's status (RUNNING unless a test stopped
+ * it) and ExecutionDoesNotExist for any other, and SendTaskSuccess records the output each token was
+ * woken with (a token already woken, or whose wait ran out, no longer waits).
  */
 export interface EscalationHarness {
   readonly table: LocalTable;
@@ -43,6 +44,8 @@ export interface EscalationHarness {
   /** The input each execution was started with (its first start), by name. */
   readonly executionInputs: Map<string, Record<string, unknown>>;
   readonly startCalls: () => number;
+  /** The status DescribeExecution answers for a started execution, by name, when a test set one (a run that failed: FAILED). @default RUNNING */
+  readonly executionStatus: Map<string, string>;
   readonly woken: Map<string, string>;
   /**
    * Tokens whose step's wait ran out (runLocally adds each step it times out; a test may add one to
@@ -88,6 +91,7 @@ export async function startHarness(): Promise<EscalationHarness> {
     executions,
     executionInputs,
     startCalls: () => starts,
+    executionStatus: new Map(),
     woken,
     timedOut,
     alarmStates: ['ALARM'],
@@ -127,6 +131,11 @@ export async function startHarness(): Promise<EscalationHarness> {
       executionInputs.set(input.name, JSON.parse(input.input ?? '{}') as Record<string, unknown>);
     }
     return { executionArn: `${STATE_MACHINE_ARN.replace(':stateMachine:', ':execution:')}:${input.name}`, startDate: new Date() };
+  });
+  sfn.on(DescribeExecutionCommand).callsFake((input: { executionArn: string }) => {
+    const name = input.executionArn.split(':').pop() ?? '';
+    if (!executions.includes(name)) throw Object.assign(new Error(`Execution Does Not Exist: '${input.executionArn}'`), { name: 'ExecutionDoesNotExist' });
+    return { executionArn: input.executionArn, name, status: harness.executionStatus.get(name) ?? 'RUNNING' };
   });
   sfn.on(SendTaskSuccessCommand).callsFake((input: { taskToken: string; output: string }) => {
     if (woken.has(input.taskToken) || timedOut.has(input.taskToken)) throw Object.assign(new Error('Task Timed Out'), { name: 'TaskTimedOut' });

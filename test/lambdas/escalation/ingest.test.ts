@@ -3,9 +3,10 @@ import { incidentStore } from '../../../lambdas/escalation/clients';
 import { GetCommand } from '@aws-sdk/lib-dynamodb';
 import { ingestAction, ingestAlarmChange } from '../../../lambdas/escalation/ingest';
 import { incidentIdFor, incidentPk, META_SK, OPEN_PK } from '../../../lambdas/escalation/model';
-import { acknowledgeIncident, getIncident, listIncidents, openIncidentOf, resolveIncident, storeTaskToken, timeline } from '../../../lambdas/escalation/store';
+import { acknowledgeIncident, getIncident, listIncidents, openIncidentOf, recordPagedLevel, replaceExecutionArn, resolveIncident, storeTaskToken, timeline } from '../../../lambdas/escalation/store';
 import { loseFirstAnswer } from '../../support/dynamodb';
-import { alarmEvent, ALARM, EscalationHarness, EVENT_ALARM, EVENT_DESCRIPTION, startHarness } from './harness';
+import { StartExecutionCommand } from '@aws-sdk/client-sfn';
+import { alarmEvent, ALARM, EscalationHarness, EVENT_ALARM, EVENT_DESCRIPTION, STATE_MACHINE_ARN, startHarness } from './harness';
 
 const T0 = '2026-11-30T10:15:00.123+0000';
 
@@ -399,5 +400,124 @@ describe('escalation ingest (alarm state changes and atmr-dr events)', () => {
       expect(resolved).toEqual({ action: 'resolved', incidentId: state.action === 'started' ? state.incidentId : '' });
       expect((await listIncidents(h.store, { open: true })).map((i) => i.id)).toEqual([event.action === 'started' ? event.incidentId : '']);
     });
+  });
+
+  describe('an ALARM joining an incident whose escalation run has stopped', () => {
+    const eventAlarm = (state: 'ALARM' | 'OK', timestamp: string) => alarmEvent(state, timestamp, EVENT_ALARM, EVENT_DESCRIPTION);
+    const executionArn = (name: string) => `${STATE_MACHINE_ARN.replace(':stateMachine:', ':execution:')}:${name}`;
+    /** An event alarm's open incident whose run paged levels 1 and 2, then stopped with `status`. */
+    const stoppedIncident = async (status: string): Promise<string> => {
+      const opened = await ingestAlarmChange(h.ingestDeps, eventAlarm('ALARM', T0));
+      const id = opened.action === 'started' ? opened.incidentId : '';
+      await recordPagedLevel(h.store, id, 1);
+      await recordPagedLevel(h.store, id, 2);
+      h.executionStatus.set(id, status);
+      return id;
+    };
+
+    it.each(['FAILED', 'TIMED_OUT', 'ABORTED'])('restarts a %s run once, at the level after the highest paged, and a later ALARM joins the new run', async (status) => {
+      // Arrange
+      const id = await stoppedIncident(status);
+
+      // Act: a new failure of the alarm, then another one while the restarted run is running.
+      const joined = await ingestAlarmChange(h.ingestDeps, eventAlarm('ALARM', '2026-11-30T11:15:00.000+0000'));
+      const startsAfterRestart = h.startCalls();
+      const later = await ingestAlarmChange(h.ingestDeps, eventAlarm('ALARM', '2026-11-30T12:15:00.000+0000'));
+
+      // Assert: level 3 is paged next (its re-read after level 2 is what failed), under the hand-over's naming.
+      expect(joined).toEqual({ action: 'joined', incidentId: id, restarted: `${id}-h1` });
+      expect(h.executions).toEqual([id, `${id}-h1`]);
+      expect(h.executionInputs.get(`${id}-h1`)).toEqual({ incidentId: id, alarmName: EVENT_ALARM, resumeAt: 'PageLevel3', handedOverFrom: id });
+      expect((await getIncident(h.store, id))?.executionArn).toBe(executionArn(`${id}-h1`));
+      expect((await timeline(h.store, id)).map((e) => e.text)).toContain(
+        `Escalation restarted: execution ${id} had stopped (${status}) with the incident still open, so nobody was being paged; the ALARM of 2026-11-30T11:15:00.000Z joined it, and execution ${id}-h1 resumes at PageLevel3`,
+      );
+      expect(later).toEqual({ action: 'joined', incidentId: id });
+      expect(h.startCalls()).toBe(startsAfterRestart);
+    });
+
+    it('starts nothing when the run is still running', async () => {
+      const opened = await ingestAlarmChange(h.ingestDeps, eventAlarm('ALARM', T0));
+      const id = opened.action === 'started' ? opened.incidentId : '';
+
+      const joined = await ingestAlarmChange(h.ingestDeps, eventAlarm('ALARM', '2026-11-30T11:15:00.000+0000'));
+
+      expect(joined).toEqual({ action: 'joined', incidentId: id });
+      expect(h.startCalls()).toBe(1);
+      expect((await getIncident(h.store, id))?.executionArn).toBe(executionArn(id));
+    });
+
+    it('reminds the acknowledging level when the stopped run was that of an acknowledged incident', async () => {
+      // Arrange: acknowledged, then its handed-over run failed (its re-read of the alarm out of retries).
+      const id = await stoppedIncident('RUNNING');
+      await acknowledgeIncident(h.store, id, { by: 'bob', via: 'cli' });
+      await setExecutionArnAfterHandOver(id, `${id}-h1`);
+      h.executionStatus.set(`${id}-h1`, 'FAILED');
+
+      // Act
+      const joined = await ingestAlarmChange(h.ingestDeps, eventAlarm('ALARM', '2026-11-30T11:15:00.000+0000'));
+
+      // Assert
+      expect(joined).toEqual({ action: 'joined', incidentId: id, restarted: `${id}-h2` });
+      expect(h.executionInputs.get(`${id}-h2`)).toEqual({ incidentId: id, alarmName: EVENT_ALARM, resumeAt: 'Remind', handedOverFrom: `${id}-h1` });
+    });
+
+    it('starts one new run for two ALARMs that find the run stopped at once', async () => {
+      // Arrange
+      const id = await stoppedIncident('FAILED');
+
+      // Act
+      const joined = await Promise.all(['2026-11-30T11:15:00.000+0000', '2026-11-30T11:15:00.001+0000'].map((at) => ingestAlarmChange(h.ingestDeps, eventAlarm('ALARM', at))));
+
+      // Assert: one StartExecution (the harness's is idempotent by name: the call count tells a second
+      // start apart), one restart reported, and the incident points at it.
+      expect(h.startCalls()).toBe(2);
+      expect(h.executions).toEqual([id, `${id}-h1`]);
+      expect(joined.filter((r) => 'restarted' in r)).toEqual([{ action: 'joined', incidentId: id, restarted: `${id}-h1` }]);
+      expect((await getIncident(h.store, id))?.executionArn).toBe(executionArn(`${id}-h1`));
+    });
+
+    it('starts the new run on the retried delivery when the first one stopped between pointing the incident at it and starting it', async () => {
+      // Arrange: Step Functions refuses the restart's StartExecution (throttled past the SDK's retries).
+      const id = await stoppedIncident('FAILED');
+      const send = h.ingestDeps.sfn.send.bind(h.ingestDeps.sfn);
+      let refuseStart = true;
+      const sfn = Object.assign(Object.create(h.ingestDeps.sfn) as typeof h.ingestDeps.sfn, {
+        send: (command: never) => {
+          if (refuseStart && (command as object) instanceof StartExecutionCommand) {
+            refuseStart = false;
+            return Promise.reject(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+          }
+          return send(command);
+        },
+      });
+      const failure = eventAlarm('ALARM', '2026-11-30T11:15:00.000+0000');
+
+      // Act: EventBridge retries the failed delivery.
+      await expect(ingestAlarmChange({ ...h.ingestDeps, sfn }, failure)).rejects.toThrow('Rate exceeded');
+      const pointedAt = (await getIncident(h.store, id))?.executionArn;
+      const retried = await ingestAlarmChange({ ...h.ingestDeps, sfn }, failure);
+
+      // Assert: the retry started the execution the incident already named, not one more.
+      expect(pointedAt).toBe(executionArn(`${id}-h1`));
+      expect(retried).toEqual({ action: 'joined', incidentId: id, restarted: `${id}-h1` });
+      expect(h.executions).toEqual([id, `${id}-h1`]);
+      expect(h.executionInputs.get(`${id}-h1`)).toEqual({ incidentId: id, alarmName: EVENT_ALARM, resumeAt: 'PageLevel3', handedOverFrom: id });
+    });
+
+    it('leaves a handed-over run to its successor (SUCCEEDED while the incident is open)', async () => {
+      const id = await stoppedIncident('SUCCEEDED');
+
+      const joined = await ingestAlarmChange(h.ingestDeps, eventAlarm('ALARM', '2026-11-30T11:15:00.000+0000'));
+
+      expect(joined).toEqual({ action: 'joined', incidentId: id });
+      expect(h.executions).toEqual([id]);
+    });
+
+    /** The incident handed over to `name` (started, running), as tasks.ts handOver leaves it. */
+    async function setExecutionArnAfterHandOver(id: string, name: string): Promise<void> {
+      await h.ingestDeps.sfn.send(new StartExecutionCommand({ stateMachineArn: STATE_MACHINE_ARN, name, input: '{}' }));
+      await replaceExecutionArn(h.store, id, executionArn(name));
+    }
   });
 });

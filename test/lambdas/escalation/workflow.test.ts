@@ -938,6 +938,39 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
      * capped at 25,000 history events, so after a bounded number of rounds the execution hands the
      * incident over to a fresh one (bound lowered to 2 here; HAND_OVER_AFTER_ROUNDS in the construct).
      */
+    it('pages on from level 3 when a failure joins after the run failed re-reading the alarm (restarted by ingest)', async () => {
+      // Arrange: nobody answers; the alarm's re-read after level 2 fails past every retry
+      // (DescribeAlarms throttled), which fails the execution.
+      h.alarmStates = ['OK'];
+      let reads = 0;
+      const throttled = {
+        ...h,
+        taskDeps: {
+          ...h.taskDeps,
+          cloudwatch: intercepting(h.taskDeps.cloudwatch, async (command, send) => {
+            reads += 1;
+            if (reads > 1) throw Object.assign(new Error('Rate exceeded'), { name: 'Throttling' });
+            return send(command);
+          }),
+        },
+      };
+      await expect(runLocally(definition, throttled, { incidentId: eventId, alarmName: EVENT_ALARM })).rejects.toThrow('Rate exceeded');
+      h.executionStatus.set(eventId, 'FAILED');
+
+      // Act: the alarm's next failure joins the incident; the execution it starts runs, level 3 acknowledges.
+      const joined = await ingestAlarmChange(h.ingestDeps, alarmEvent('ALARM', '2026-11-30T11:15:00.000+0000', EVENT_ALARM, eventDescription));
+      const restarted = await runLocally(definition, h, h.executionInputs.get(`${eventId}-h1`) ?? {}, async (state) => {
+        if (state === 'PageLevel3') await acknowledgeIncident(h.store, eventId, { by: 'carol', via: 'link', level: 3 });
+        if (state === 'AwaitWhileAcked') await resolveIncident(h.store, eventId, { by: 'carol', via: 'cli', how: 'resolved by hand' });
+      }, 60, `${eventId}-h1`);
+
+      // Assert: the climb goes on where it stopped (level 3, not level 1 again), and everyone paged hears of the end.
+      expect(joined).toEqual({ action: 'joined', incidentId: eventId, restarted: `${eventId}-h1` });
+      expect(restarted.path).toEqual(['TakeOver', 'PageLevel3', 'AwaitWhileAcked', 'Resolve']);
+      expect(kinds('N')).toEqual([1, 2, 3]);
+      expect(kinds('Résolu')).toEqual([1, 2, 3]);
+    });
+
     describe('hand-over to a fresh execution', () => {
       const runExecution = (name: string, duringWait?: Parameters<typeof runLocally>[3]) =>
         runLocally(handingOverAfter(definition, 2), h, h.executionInputs.get(name) ?? {}, duringWait, 60, name);
