@@ -94,7 +94,7 @@ describe('reserved concurrency (a runaway never takes the account, the worst-day
     const throttles = metrics.find((m) => m.Id === 'throttles')!.MetricStat!.Metric;
     expect(throttles.MetricName).toBe('Throttles');
     expect(throttles.Dimensions[0].Value.Ref).toMatch(/^EscalationTasksFunction/);
-    // The pager broken: the on-call and, directly, the lead DevOps (nothing climbs meanwhile).
-    expect(alarm.Properties.AlarmActions).toEqual([{ Ref: 'IncidentsTopic' }, { Ref: 'EscalationLevel2Topic' }]);
+    // The pager broken: the on-call and, directly, the lead DevOps and the CTO (nothing climbs meanwhile).
+    expect(alarm.Properties.AlarmActions).toEqual([{ Ref: 'IncidentsTopic' }, { Ref: 'EscalationLevel2Topic' }, { Ref: 'EscalationLevel3Topic' }]);
   });
 });
