@@ -1058,6 +1058,7 @@ const SUBSCRIPTION_NOUNS: Record<string, string> = { email: 'the address', sms: 
 
 /**
  * Escalation a deploy must not build, though the schema takes it:
+ * - a production environment with fewer than 3 levels;
  * - a subscription listed twice in one level (an e-mail address in another case too): the same
  *   endpoint twice stops synth with a CDK stack trace (SubscriptionAlreadyExistsUnder), and one
  *   address in two cases deploys two subscriptions of one mailbox, two confirmations and every page
@@ -1072,6 +1073,14 @@ const SUBSCRIPTION_NOUNS: Record<string, string> = { email: 'the address', sms: 
 function escalationIssues(envName: string, config: z.infer<typeof EnvironmentConfigSchema>): DeployIssue[] {
   const { escalation } = config;
   const issues: DeployIssue[] = [];
+  // Production: the runbook's three levels at least. With one, an alarm nobody acknowledges pages the
+  // same person again and again, and nobody hears of escalation being broken but the on-call.
+  if (config.production && escalation.levels.length < 3) {
+    issues.push({
+      path: ['escalation', 'levels'],
+      message: `has ${escalation.levels.length} level(s) but a production environment needs at least 3 (the runbook's on-call engineer, lead DevOps, CTO): add levels up to 3, each with a subscription (or leave "levels" out and set onCallEmail, leadDevOpsEmail and ctoEmail for the runbook's three)`,
+    });
+  }
   for (const [index, level] of escalation.levels.entries()) {
     for (const repeated of repeatedIndexes(level.subscriptions, subscriptionKey)) {
       const { protocol, endpoint } = level.subscriptions[repeated];

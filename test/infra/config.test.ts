@@ -1104,3 +1104,29 @@ describe("production: the probe and the backup runner never log in with RDS's ma
     expect(run.stderr.trim()).toMatch(/^config: environments\.prod\.backups\.secretArn: is absent \(and database\.iamAuthUser too\), so the backup runner would log in with database\.secretArn, [^\n]+\(context\.environments\.prod\.backups\.secretArn\)$/);
   });
 });
+
+describe('production: the runbook\'s three escalation levels at least', () => {
+  const OWN = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:atmr/example/own-role-AbCdEf';
+  /** The filled-in example (its probe and runner with logins of their own) with `count` levels, production or not. */
+  const withLevels = (count: number, production: boolean) => (e: Env) => {
+    (e as Record<string, unknown>).production = production;
+    at(e, 'detection', 'probe').database = { secretArn: OWN };
+    e.backups.secretArn = OWN;
+    const escalation = e.escalation as { levels: unknown[] } & Record<string, unknown>;
+    escalation.levels = escalation.levels.slice(0, count);
+    // The shorthands of the levels dropped would be refused on their own line.
+    if (count < 3) delete escalation.ctoEmail;
+    if (count < 2) delete escalation.leadDevOpsEmail;
+  };
+
+  it.each([1, 2])('refuses %i level(s) in production, in one line naming the field and the fix', (count) => {
+    expect(refusalOf(withLevels(count, true))).toBe(
+      `config: environments.qa.escalation.levels: has ${count} level(s) but a production environment needs at least 3 (the runbook's on-call engineer, lead DevOps, CTO): add levels up to 3, each with a subscription (or leave "levels" out and set onCallEmail, leadDevOpsEmail and ctoEmail for the runbook's three); fix it in cdk.json (context.environments.qa.escalation.levels)`,
+    );
+  });
+
+  it('accepts 3 levels in production, and 1 level outside production', () => {
+    expect(refusalOf(withLevels(3, true))).toBe('');
+    expect(refusalOf(withLevels(1, false))).toBe('');
+  });
+});
