@@ -50,6 +50,18 @@ describe('alarm naming', () => {
     expect(withoutActions).toEqual([]);
   });
 
+  it('sets TreatMissingData explicitly on every alarm of both stacks: left to CloudWatch\'s default (missing), a metric that stops reporting turns ALARM into INSUFFICIENT_DATA, which holds an escalation at its level', () => {
+    // Arrange: both stacks, as deployed.
+    const all = [...alarms, ...(Object.entries(Template.fromStack(data).findResources('AWS::CloudWatch::Alarm')) as typeof alarms)];
+    expect(all.length).toBeGreaterThan(50);
+
+    // Act
+    const implicit = all.filter(([, alarm]) => !['breaching', 'notBreaching', 'ignore', 'missing'].includes(alarm.Properties.TreatMissingData as string)).map(([id, alarm]) => alarm.Properties.AlarmName ?? id);
+
+    // Assert
+    expect(implicit).toEqual([]);
+  });
+
   /** The alarms of an ops template marked as signalling an event ([événement] after the section). */
   const markedAsEvents = (entries: typeof alarms) =>
     entries.filter(([, alarm]) => /^\[[^\]]+\] \[événement\] \S/.test(descriptionText(alarm.Properties.AlarmDescription))).map(([, alarm]) => alarm.Properties.AlarmName);
