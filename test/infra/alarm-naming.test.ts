@@ -77,6 +77,7 @@ describe('alarm naming', () => {
     'Escalation-ExecutionsFailed',
     'Escalation-IngestErrors',
     'Escalation-PagerErrors',
+    'Escalation-RuleDeliveryFailed',
     'Escalation-SubscriptionsCheckErrors',
     'Killswitch-AnsweredOutsideMaintenance',
     'Killswitch-DeadLetters',
