@@ -275,6 +275,7 @@ export async function statusCommand(ctx: RollbackCliContext, services: string[],
           : `  rollback target: none, the pin refuses every recorded last known good: an alarm pages instead of rolling back; pass --to TASK_DEF_ARN to "${rollbackServiceCommand(s.service, ctx.settings.environmentName)}"`,
       );
     }
+    if (s.targetInactive) ctx.print(`  rollback target refused: ${s.targetInactive}`);
     // Running its rollback target, the service has no default target: the one before it, ready to paste.
     if (s.lastKnownGoodBefore) {
       const before = s.lastKnownGoodBefore;

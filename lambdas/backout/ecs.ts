@@ -27,6 +27,8 @@ export interface ReleaseInfo {
   readonly logStreamPrefix: string | null;
   /** The task definition this one is a copy of, pinned to the digests that one ran (pinToRecordedDigests). */
   readonly pinnedFrom?: string;
+  /** ECS's status of the revision: ACTIVE, or INACTIVE once deregistered (inactiveTargetLine). */
+  readonly status?: string;
 }
 
 /**
@@ -155,7 +157,22 @@ export async function describeRelease(ecs: ECSClient, settings: Pick<BackoutSett
     logGroup: logOptions?.['awslogs-group'] ?? null,
     logStreamPrefix: logOptions?.['awslogs-stream-prefix'] ?? null,
     ...pinnedFromTag(output.tags),
+    ...(definition.status && { status: definition.status }),
   };
+}
+
+/**
+ * Why a rollback cannot go to `release`, or null: ECS refuses UpdateService to a deregistered
+ * (INACTIVE) revision ("TaskDefinition is inactive"). Found only at RollOut, after the snapshot, the
+ * maintenance and the downgrade, that would leave the API in maintenance on a downgraded schema, so
+ * both paths ask before they act. Not re-registered automatically: deregistering is a human's
+ * decision (an image with a vulnerability, a leaked secret in its environment), and a rollback at
+ * 3 a.m. must not undo it unseen; a by-digest release (what docs/backout.md advises) gets no pinned
+ * copy either, so the copy pinToRecordedDigests makes is no way around it.
+ */
+export function inactiveTargetLine(release: Pick<ReleaseInfo, 'taskDefinitionArn' | 'family' | 'status'>, serviceName: string, environmentName: string): string | null {
+  if (!release.status || release.status === 'ACTIVE') return null;
+  return `the rollback target ${release.taskDefinitionArn} is ${release.status} (deregistered) and ECS refuses to deploy it: nothing was changed (no snapshot, no maintenance, no downgrade); re-register it (a new revision of ${release.family} with its containers) or choose an ACTIVE revision ("aws ecs list-task-definitions --family-prefix ${release.family} --status ACTIVE --sort DESC"), and run "${rollbackServiceCommand(serviceName, environmentName, 'TASK_DEF_ARN')}"`;
 }
 
 /** The tag a pinned copy carries: what it is a copy of, for the guards to see it as that release. */

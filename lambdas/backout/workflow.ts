@@ -15,7 +15,7 @@ import { readKillswitch } from '../killswitch/core';
 import { effectiveMode } from '../killswitch/value';
 import { EVENT_SOURCE, OPERATOR_CLI, operatorCommand } from '../shared/constants';
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
-import { assertFamily, currentTaskDefinition, ROLLBACK_NOT_STARTED, RollbackNotStarted, deploymentStatus, deploymentUnderway, describeRelease, describeService, schemaHead, imageRepository, isDigestReference, pinToRecordedDigests, PrimaryRollout, primaryRollout, ReleaseInfo, runningImageDigests, stoppedTasksSince, taskDefinitionFamily, UnderwayDeployment, underwayLine, updateServiceTo } from './ecs';
+import { assertFamily, currentTaskDefinition, inactiveTargetLine, ROLLBACK_NOT_STARTED, RollbackNotStarted, deploymentStatus, deploymentUnderway, describeRelease, describeService, schemaHead, imageRepository, isDigestReference, pinToRecordedDigests, PrimaryRollout, primaryRollout, ReleaseInfo, runningImageDigests, stoppedTasksSince, taskDefinitionFamily, UnderwayDeployment, underwayLine, updateServiceTo } from './ecs';
 import { formatAge } from '../shared/format';
 import { addRollbackMetrics, RollbackMetric, rollbackMetrics } from './metrics';
 import {
@@ -251,9 +251,12 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
   let to: RollbackState['to'];
   // The newest record, read once: retaggedRelease decides on the same record as the target.
   let newest: LastKnownGood | undefined;
+  // The target as ECS has it (its status): read below, before anything is written.
+  let targetRelease: ReleaseInfo | undefined;
   if (targetOverride) {
     assertFamily(service, targetOverride);
     const target = await describeRelease(deps.ecs, settings, targetOverride, containerName);
+    targetRelease = target;
     to = { taskDefinitionArn: target.taskDefinitionArn, images: target.images, alembicHead: target.alembicHead };
   } else {
     const lkg = await latestLastKnownGood(deps.doc, settings.tableName, serviceName);
@@ -361,6 +364,11 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     const refused = pinRefusal(await readPin(deps, settings, serviceName), serviceName, to, newest?.recordedAt);
     if (refused) return notify(`the rollback target ${refused}: not rolled back; choose another target: "${rollbackServiceCommand(serviceName, settings.environmentName, 'TASK_DEF_ARN')}"`, true);
   }
+  // A deregistered target fails only at RollOut, after the snapshot, the maintenance and the
+  // downgrade: asked before the lock, the claim and any of them (inactiveTargetLine).
+  targetRelease ??= await describeRelease(deps.ecs, settings, to.taskDefinitionArn, containerName);
+  const inactive = inactiveTargetLine(targetRelease, serviceName, settings.environmentName);
+  if (inactive) return notify(inactive, true);
 
   // The schema is at the release's head unless a downgrade that worked took it elsewhere since.
   const fromSchema = isApi ? schemaHead(ecsService, from, await lastSchemaDowngrade(deps.doc, settings.tableName, serviceName)) : from.alembicHead;
@@ -1269,8 +1277,10 @@ export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc' | 'ssm'
   let skipped = new Map<string, string>();
   let pinned: string | null = null;
   let pin: RollbackPin | null = null;
+  let targetRelease: ReleaseInfo | undefined;
   if (targetOverride) {
     const release = await describeRelease(deps.ecs, settings, targetOverride, containerName);
+    targetRelease = release;
     target = { taskDefinitionArn: release.taskDefinitionArn, alembicHead: release.alembicHead, images: release.images };
     // A warning only: --to goes where it is told, so a pin that cannot be read does not stop it.
     // Its own last-known-good record, as the automatic path passes: baked after the pin, not refused.
@@ -1335,6 +1345,9 @@ export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc' | 'ssm'
     if (before) throw new OperatorError(`backout: ${skippedNote}${wentBadAfterBake(serviceName, current.taskDefinitionArn, before)}: pass --to ${before.taskDefinitionArn}`, 2);
     throw new OperatorError(`backout: ${skippedNote}${serviceName} already runs ${current.taskDefinitionArn}${copy}: nothing to roll back (investigate by hand, or pass --to another revision)`, 2);
   }
+  // ECS refuses to deploy a deregistered revision: said before the confirmation, as the workflow's guards do.
+  const inactive = inactiveTargetLine(targetRelease ?? (await describeRelease(deps.ecs, settings, target.taskDefinitionArn, containerName)), serviceName, settings.environmentName);
+  if (inactive) throw new OperatorError(`backout: ${inactive}`, 2);
   const schema = containerName ? schemaHead(ecsService, current, await lastSchemaDowngrade(deps.doc, settings.tableName, serviceName)) : current.alembicHead;
   const needsDowngrade = Boolean(target.alembicHead && schema && target.alembicHead !== schema);
   return {
@@ -1364,6 +1377,8 @@ export interface ServiceBackoutStatus {
   readonly rollbackTarget: (LastKnownGood & { readonly ageSeconds: number }) | null;
   /** Why whether the pin refuses the newest last known good is unknown: the pin could not be read. */
   readonly pinUnread: string | null;
+  /** Why the rollback target (the newest last known good the pin does not refuse) cannot be deployed: deregistered (inactiveTargetLine); null when it can, or could not be read. */
+  readonly targetInactive: string | null;
   /** When the service runs its rollback target (the newest last known good the pin does not refuse): the one before it (the target if that release went bad after its bake). */
   readonly lastKnownGoodBefore: (LastKnownGood & { readonly ageSeconds: number }) | null;
   /** Why no release before it is named: the pin, which says which one not to offer, could not be read. */
@@ -1397,6 +1412,12 @@ export async function backoutStatus(deps: Pick<BackoutDeps, 'ecs' | 'doc' | 'ssm
   const lkgRefused = lkg ? (refused.get(lkg.taskDefinitionArn) ?? null) : null;
   let before: LastKnownGood | null = null;
   if (target?.taskDefinitionArn === current && pin !== undefined) before = await lastKnownGoodBefore(deps.doc, settings.tableName, serviceName, current, [], unpinned(pin, serviceName));
+  // Both paths refuse a deregistered target before acting; status says so before anyone pages. Unread
+  // (throttled), the line is left out rather than the status failing in an outage.
+  const containerName = serviceName === settings.api.serviceName ? settings.api.containerName : '';
+  const targetInactive = target && target.taskDefinitionArn !== current
+    ? await describeRelease(deps.ecs, settings, target.taskDefinitionArn, containerName).then((release) => inactiveTargetLine(release, serviceName, settings.environmentName), () => null)
+    : null;
   const aged = (record: LastKnownGood) => ({ ...record, ageSeconds: Math.round((now.getTime() - Date.parse(record.recordedAt)) / 1000) });
   return {
     service: serviceName,
@@ -1406,6 +1427,7 @@ export async function backoutStatus(deps: Pick<BackoutDeps, 'ecs' | 'doc' | 'ssm
     lastKnownGoodRefused: lkgRefused,
     rollbackTarget: lkgRefused && target ? aged(target) : null,
     pinUnread,
+    targetInactive,
     lastKnownGoodBefore: before ? aged(before) : null,
     lastKnownGoodBeforeUnknown: lkg?.taskDefinitionArn === current ? pinUnread : null,
     lock: await readLock(deps.doc, settings.tableName, serviceName, now),

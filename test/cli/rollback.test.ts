@@ -1,5 +1,5 @@
 import { GetMetricDataCommand, PutMetricDataCommand } from '@aws-sdk/client-cloudwatch';
-import { DescribeServicesCommand, DescribeTasksCommand, RunTaskCommand, StopTaskCommand, UpdateServiceCommand } from '@aws-sdk/client-ecs';
+import { DescribeServicesCommand, DescribeTaskDefinitionCommand, DescribeTasksCommand, RunTaskCommand, StopTaskCommand, UpdateServiceCommand } from '@aws-sdk/client-ecs';
 import { PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { CreateDBSnapshotCommand } from '@aws-sdk/client-rds';
 import { PublishCommand } from '@aws-sdk/client-sns';
@@ -357,6 +357,32 @@ describe('rollback service (same core as the workflow)', () => {
     expect(printed.at(-1)).toBe('dry run: nothing changed');
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
     expect(mocks.sns.calls()).toHaveLength(0);
+  });
+
+  it('refuses a deregistered (INACTIVE) last known good before asking, in dry run too, naming it and the way out (exit 2); rollback status flags it', async () => {
+    // Arrange: ECS answers for the last known good as for a deregistered revision
+    const ctx = await context({ confirm: true });
+    await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
+    mocks.ecs.on(DescribeTaskDefinitionCommand, { taskDefinition: GOOD }).resolves({
+      taskDefinition: { taskDefinitionArn: GOOD, family: 'atmr-api', status: 'INACTIVE', containerDefinitions: [{ name: 'api', image: `${BACKEND_REPOSITORY}@sha256:aaaa`, environment: [{ name: 'ALEMBIC_HEAD', value: 'aaa111' }] }] },
+    });
+    const confirm = jest.fn(async () => true);
+    const line = `backout: the rollback target ${GOOD} is INACTIVE (deregistered) and ECS refuses to deploy it: nothing was changed (no snapshot, no maintenance, no downgrade); re-register it (a new revision of atmr-api with its containers) or choose an ACTIVE revision ("aws ecs list-task-definitions --family-prefix atmr-api --status ACTIVE --sort DESC"), and run "npx --no atmr-dr rollback service --service atmr-api --to TASK_DEF_ARN --env test"`;
+
+    // Act + Assert
+    for (const options of [{ yes: true }, { dryRun: true }, {}]) {
+      const refusal = await operatorErrorOf(serviceCommand({ ...ctx, confirm }, { service: 'atmr-api', ...options }));
+      expect(refusal.message).toBe(line);
+      expect(refusal.exitCode).toBe(2);
+    }
+    expect(confirm).not.toHaveBeenCalled();
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+    expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
+    expect(mocks.sns.calls()).toHaveLength(0);
+
+    printed = [];
+    await statusCommand(ctx, ['atmr-api'], false, { unresolved: 'not needed here' });
+    expect(printed).toContain(`  rollback target refused: ${line.replace('backout: ', '')}`);
   });
 
   it('prints the plan in dry run while another rollback holds the lock, with the refusal a real run would meet, and changes nothing', async () => {

@@ -1,6 +1,6 @@
 import { GetMetricDataCommand } from '@aws-sdk/client-cloudwatch';
 import { CreateDBSnapshotCommand } from '@aws-sdk/client-rds';
-import { AccessDeniedException, DescribeServicesCommand, InvalidParameterException, ServerException, UpdateServiceCommand } from '@aws-sdk/client-ecs';
+import { AccessDeniedException, DescribeServicesCommand, DescribeTaskDefinitionCommand, InvalidParameterException, ServerException, UpdateServiceCommand } from '@aws-sdk/client-ecs';
 import { PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { PublishCommand } from '@aws-sdk/client-sns';
 import { GetParameterCommand, InternalServerError, PutParameterCommand } from '@aws-sdk/client-ssm';
@@ -13,13 +13,15 @@ import { randomUUID } from 'node:crypto';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Rollback } from '../../../lib/constructs/rollback';
+import { unlockCommand } from '../../../bin/cli/rollback';
+import { refusals, words } from '../../cli/parse-refusals';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { backoutClients } from '../../../lambdas/backout/clients';
 import { stepRunner } from '../../../lambdas/backout/handler';
 import { acquireLock, claimReleaseRollback, cooldownUntil, readLock, rollbackHistory } from '../../../lambdas/backout/state';
 import { constructHarness, exampleEnvironment } from '../../support/app';
-import { alarmEvent, arrangeHappyAws, BAD, GOOD, lkg, LocalDynamo, metricData, mockBackoutAws, Mocks, resetMocks, seedLkg, service, settings, snapshotStore, startLocalDynamo } from './fixtures';
+import { alarmEvent, arrangeHappyAws, backoutDeps, BAD, GOOD, imageOf, lkg, LocalDynamo, metricData, mockBackoutAws, Mocks, resetMocks, seedLkg, service, settings, snapshotStore, startLocalDynamo } from './fixtures';
 
 /**
  * The synthesized rollback workflow, executed with aws-local-stepfunctions: every Lambda task runs
@@ -560,6 +562,33 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(lastMessage()?.Message).toMatch(/^atmr-api rolled back and healthy: roll atmr-api back from \S+:42 to \S+:41 after downgrading the schema to aaa111 /);
     expect(output).toMatchObject({ page: false });
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(1);
+  });
+
+  it('refuses a deregistered (INACTIVE) last known good before acting: no snapshot, no maintenance, no downgrade, no UpdateService, and a page that says why and the way out', async () => {
+    // Arrange: ECS answers for the last known good as for a deregistered revision
+    await loadHandler({ autoDowngradeMigrations: true });
+    await seedLkg(dynamo.doc, undefined, tableName);
+    mocks.ecs.on(DescribeTaskDefinitionCommand, { taskDefinition: GOOD }).resolves({
+      taskDefinition: { taskDefinitionArn: GOOD, family: 'atmr-api', status: 'INACTIVE', containerDefinitions: [{ name: 'api', image: imageOf(GOOD), environment: [{ name: 'ALEMBIC_HEAD', value: 'aaa111' }] }] },
+    });
+    let migrations = 0;
+
+    // Act
+    const result = await execute(alarm(), { migration: async () => ((migrations += 1), DOWNGRADED), execution: 'exec-inactive' });
+
+    // Assert
+    expect(paged(result)).toBe(true);
+    expect(migrations).toBe(0);
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+    expect(mocks.rds.commandCalls(CreateDBSnapshotCommand)).toHaveLength(0);
+    expect(mocks.ssm.commandCalls(PutParameterCommand).filter((c) => c.args[0].input.Name === '/atmr/test/killswitch')).toHaveLength(0);
+    expect(parameters.get('/atmr/test/killswitch')!.value).toBe(NORMAL);
+    expect(lastMessage()?.Message).toContain(`the rollback target ${GOOD} is INACTIVE (deregistered) and ECS refuses to deploy it: nothing was changed (no snapshot, no maintenance, no downgrade)`);
+    expect(lastMessage()?.Message).toContain('"aws ecs list-task-definitions --family-prefix atmr-api --status ACTIVE --sort DESC"');
+    expect(lastMessage()?.Message).toContain('npx --no atmr-dr rollback service --service atmr-api --to TASK_DEF_ARN --env test');
+    // Nothing held nor claimed: once re-registered, the next alarm (or the human) rolls back.
+    expect(await readLock(dynamo.doc, tableName, 'atmr-api', new Date())).toBeNull();
+    expect(await claimOf()).toBeUndefined();
   });
 
   it('keeps maintenance after the downgrade until the rollout is steady on the last known good, then lifts it before the post-checks', async () => {
