@@ -30,6 +30,7 @@ import {
   KILLSWITCH_WRITE_UNANSWERED,
   lookForTask,
   mayBeInMaintenance,
+  MIGRATION_STARTED_BY,
   MigrationTaskResult,
   prepareDowngrade,
   restoreKillswitch,
@@ -1114,7 +1115,18 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
   // Held until it expires otherwise, refusing every rollback of the service, the automatic one included.
   if (lockNotReleased) {
     const taken = returned ? '' : ', if the guards of this run took it,';
-    lines.push(`The lock of ${state.service}${taken} stays held until it expires, blocking every rollback of ${state.service}: release it with ${unlockCommandLine(state.service, state.owner, settings.environmentName)}`);
+    // A lock a downgrade task may run under (the guards took it as such: d.run, or unknown when they
+    // returned no state) is released only with --force (rollback unlock refuses it otherwise, exit 2):
+    // printed as waitOrUnlock prints it, with the task to check first.
+    const cluster = settings.clusterName;
+    const taskArn = d.run ? migrationTaskFromSync(state, settings.api.containerName).taskArn : null;
+    const force = d.run || (!returned && state.service === settings.api.serviceName && settings.autoDowngradeMigrations && state.trigger.kind === 'alarm');
+    const check = !force
+      ? ''
+      : taskArn
+        ? ` once its migration task ${taskArn} has stopped ("aws ecs describe-tasks --cluster ${cluster} --tasks ${taskArn}" shows it STOPPED),`
+        : ` once no migration task runs ("aws ecs list-tasks --cluster ${cluster} --started-by ${MIGRATION_STARTED_BY}" lists none),`;
+    lines.push(`The lock of ${state.service}${taken} stays held until it expires, blocking every rollback of ${state.service}:${check} release it with ${unlockCommandLine(state.service, state.owner, settings.environmentName, force)}`);
   }
   if (keepLock) {
     lines.push(
