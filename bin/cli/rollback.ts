@@ -637,6 +637,7 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
       sleep: (ms: number) => pause(ctx, ms).then(() => undefined),
       sleepThrough: ctx.sleep,
       stopped: () => Boolean(ctx.signal?.aborted),
+      note: ctx.note,
       onStage: (stage: MigrationTaskStage) => {
         progress.task = stage;
         if (stage.stage !== 'running') return;

@@ -494,12 +494,22 @@ type FollowDeps = MigrationDeps & {
   sleepThrough?: (ms: number) => Promise<void>;
   stopped?: () => boolean;
   onStage?: (stage: MigrationTaskStage) => void;
+  /** A line for the operator while following (stderr): a poll that failed and is tried again. */
+  note?: (line: string) => void;
 };
 
 /**
+ * How long DescribeTasks may keep failing (each call after the SDK's own retries) before the CLI
+ * gives up following the task. One throttled poll is no reason to stop a healthy downgrade: StopTask
+ * would kill `flask db downgrade` halfway (exit 137) and leave the schema between two releases.
+ */
+export const FOLLOW_FAILURE_SECONDS = 60;
+
+/**
  * The CLI's path: RunTask, then poll until the task stops (the workflow uses ECS's .sync wait
- * instead). When the CLI stops following first (after `timeoutSeconds`, on the operator's Ctrl-C,
- * or when ECS no longer answers), it stops the task too: a downgrade left running unattended would
+ * instead). When the CLI stops following first (after `timeoutSeconds`, or on the operator's
+ * Ctrl-C), it stops the task too; when ECS no longer answers for FOLLOW_FAILURE_SECONDS, it does
+ * not (the task may be a healthy downgrade) and the result keeps the lock: a downgrade left running unattended would
  * let the next `rollback migration` start a second one on the same database once the lock is
  * released. The result says whether the task was seen stopped (`abandoned`), or whether RunTask
  * went unanswered so that a task may exist unseen (`unanswered`); ECS's refusal is thrown, and so is
@@ -542,12 +552,34 @@ export async function runMigrationTask(deps: FollowDeps, settings: BackoutSettin
   deps.onStage?.({ stage: 'running', taskArn });
   const deadline = msNow(deps) + timeoutSeconds * 1000;
   let status = 'unknown';
+  // The first of the polls failing in a row (its time and count): bounded by both, as a fake clock does not move.
+  let failing: { since: number; count: number } | null = null;
   for (;;) {
     let task: Task | undefined;
     try {
       task = await describeTask(deps.ecs, settings, taskArn);
+      failing = null;
     } catch (error) {
-      return stopMigrationTask(deps, settings, taskArn, `could not be followed (${oneLine(error)})`);
+      failing ??= { since: msNow(deps), count: 0 };
+      failing.count += 1;
+      const gaveUp = msNow(deps) - failing.since >= FOLLOW_FAILURE_SECONDS * 1000 || failing.count > FOLLOW_FAILURE_SECONDS / 5;
+      if (gaveUp) {
+        // Not stopped: ECS not answering says nothing about the task, which may be a healthy
+        // downgrade. The result keeps the lock (abandoned, not stopped) and says what to check.
+        const why = `could not be followed: DescribeTasks failed for ${FOLLOW_FAILURE_SECONDS} s (${failing.count} polls; last: ${namedLine(error)})`;
+        return {
+          taskArn,
+          exitCode: null,
+          stoppedReason: `${why}; atmr-dr did not stop it, it may still be downgrading: check "aws ecs describe-tasks --cluster ${settings.clusterName} --tasks ${taskArn}" until it is STOPPED, then its exit code and logs`,
+          startedAt: null,
+          stoppedAt: null,
+          abandoned: { why, stopped: false },
+        };
+      }
+      deps.note?.(`rollback: DescribeTasks of the migration task failed (${namedLine(error)}): trying again in 5 s, for up to ${FOLLOW_FAILURE_SECONDS} s; the task is not stopped`);
+      await sleep(5000);
+      if (deps.stopped?.()) return stopMigrationTask(deps, settings, taskArn, `not followed to its end (interrupted while ${status})`);
+      continue;
     }
     status = task?.lastStatus ?? 'unknown';
     if (task?.lastStatus === 'STOPPED') return stoppedTask(settings, taskArn, task);

@@ -1523,6 +1523,44 @@ describe('rollback migration whose task is still running after 900 s', () => {
   });
 });
 
+describe('rollback migration whose task ECS stops describing (DescribeTasks throttled after the SDK\'s retries)', () => {
+  const taskArn = 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/t2';
+  const throttled = () => Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException', $fault: 'client', $metadata: { httpStatusCode: 400, attempts: 3 } });
+
+  it('one failed poll: says so on stderr, keeps following, and the downgrade that worked ends as one (no StopTask, lock released)', async () => {
+    const ctx = await context({ clock: '2026-06-01T10:00:00.000Z' });
+    killswitchInSsm();
+    mocks.ecs.on(RunTaskCommand).resolves({ tasks: [{ taskArn }] });
+    mocks.ecs
+      .on(DescribeTasksCommand)
+      .rejectsOnce(throttled())
+      .resolves({ tasks: [{ taskArn, lastStatus: 'STOPPED', stoppedReason: 'Essential container in task exited', containers: [{ name: 'api', exitCode: 0 }], startedAt: new Date('2026-06-01T10:00:01.000Z'), stoppedAt: new Date('2026-06-01T10:00:13.000Z') }] });
+
+    await migrationCommand(ctx, { to: 'aaa111', yes: true });
+
+    expect(mocks.ecs.commandCalls(StopTaskCommand)).toHaveLength(0);
+    expect(noted).toContain('rollback: DescribeTasks of the migration task failed (ThrottlingException: Rate exceeded): trying again in 5 s, for up to 60 s; the task is not stopped');
+    expect(printed.find((line) => line.startsWith('downgraded in'))).toBeDefined();
+    expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
+  });
+
+  it('60 s of failed polls: stops following, never the task; keeps the lock and maintenance, and names what to check', async () => {
+    const ctx = await context({ clock: '2026-06-01T10:00:00.000Z' });
+    const killswitch = killswitchInSsm();
+    mocks.ecs.on(RunTaskCommand).resolves({ tasks: [{ taskArn }] });
+    mocks.ecs.on(DescribeTasksCommand).rejects(throttled());
+
+    const run = migrationCommand(ctx, { to: 'aaa111', yes: true });
+
+    await expect(run).rejects.toThrow(
+      `rollback: the migration task ${taskArn} may still be running (could not be followed: DescribeTasks failed for 60 s (13 polls; last: ThrottlingException: Rate exceeded); atmr-dr did not stop it, it may still be downgrading: check "aws ecs describe-tasks --cluster atmr-prod --tasks ${taskArn}" until it is STOPPED, then its exit code and logs)`,
+    );
+    expect(mocks.ecs.commandCalls(StopTaskCommand)).toHaveLength(0);
+    expect(JSON.parse(killswitch.value).mode).toBe('maintenance');
+    expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date('2026-06-01T10:20:00.000Z'))).toMatchObject({ holder: { kind: 'migration-downgrade', taskArn } });
+  });
+});
+
 describe('rollback service and migration stopped by Ctrl-C before they change anything', () => {
   it('rollback service: a Ctrl-C during the guards sends no UpdateService, releases the lock, and says nothing changed', async () => {
     // Arrange: the interrupt arrives while the guards look up the actor (a slow STS)

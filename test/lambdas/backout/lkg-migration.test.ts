@@ -4,7 +4,7 @@ import { DescribeServicesCommand, DescribeTasksCommand, ECSClient, ListTasksComm
 import { GetParameterCommand, InternalServerError, PutParameterCommand, SSMClient, SSMServiceException } from '@aws-sdk/client-ssm';
 import { recordAfterBake } from '../../../lambdas/backout/lkg';
 import { execFileSync } from 'node:child_process';
-import { cliRunId, downgradeArgs, finishDowngrade, parseRevision, prepareDowngrade, restoreKillswitchCommand, runMigrationTask } from '../../../lambdas/backout/migration';
+import { cliRunId, downgradeArgs, finishDowngrade, FOLLOW_FAILURE_SECONDS, parseRevision, prepareDowngrade, restoreKillswitchCommand, runMigrationTask } from '../../../lambdas/backout/migration';
 import { lastKnownGoodHistory } from '../../../lambdas/backout/state';
 import { report } from '../../../lambdas/backout/workflow';
 import { BAD, backoutDeps, backoutSuite, deploymentCompletedEvent, GOOD, service, settings, snapshotStore, thrownBy } from './fixtures';
@@ -512,22 +512,55 @@ describe('PrepareDowngrade run again by Step Functions after its first run set m
 });
 
 describe('migration task the CLI can no longer follow', () => {
-  it('stops it, and reports it as possibly still running when it is not seen stopped (the CLI then keeps the lock)', async () => {
-    // Arrange: ECS starts the task, then answers no DescribeTasks; a clock that only the polls move
+  const taskArn = 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/t7';
+  const throttled = () => Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException', $fault: 'client', $metadata: { httpStatusCode: 400, attempts: 3 } });
+
+  it('keeps following a running downgrade after a failed poll (a throttle after the SDK\'s retries), says so on stderr, and reports its own end: no StopTask', async () => {
+    // Arrange: RUNNING, then one DescribeTasks throttled, then RUNNING, then STOPPED exit 0; a clock that only the polls move
     let clock = NOW.getTime();
-    const taskArn = 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/t7';
     mocks.ecs.on(RunTaskCommand).resolves({ tasks: [{ taskArn }] });
-    mocks.ecs.on(DescribeTasksCommand).rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+    const running = { tasks: [{ taskArn, lastStatus: 'RUNNING', containers: [{ name: 'api' }] }] };
+    mocks.ecs
+      .on(DescribeTasksCommand)
+      .resolvesOnce(running)
+      .rejectsOnce(throttled())
+      .resolvesOnce(running)
+      .resolves({ tasks: [{ taskArn, lastStatus: 'STOPPED', containers: [{ name: 'api', exitCode: 0 }], stoppedReason: 'Essential container in task exited' }] });
     mocks.ecs.on(StopTaskCommand).resolves({});
-    const deps = { rds: new RDSClient({}), ssm: new SSMClient({}), ecs: new ECSClient({}), now: () => new Date(clock), sleep: async (ms: number) => void (clock += ms) };
+    const notes: string[] = [];
+    const deps = { rds: new RDSClient({}), ssm: new SSMClient({}), ecs: new ECSClient({}), now: () => new Date(clock), sleep: async (ms: number) => void (clock += ms), note: (line: string) => notes.push(line) };
 
     // Act
     const result = await runMigrationTask(deps, settings(), BAD, 'aaa111');
 
     // Assert
-    expect(result).toMatchObject({ taskArn, exitCode: null, abandoned: { why: expect.stringMatching(/^could not be followed \(.*Rate exceeded\)$/), stopped: false } });
-    expect(result.stoppedReason).toMatch(/; StopTask sent but the task is still unknown 150 s later$/);
-    expect(mocks.ecs.commandCalls(StopTaskCommand).map((c) => c.args[0].input.task)).toEqual([taskArn]);
+    expect(result).toMatchObject({ taskArn, exitCode: 0, stoppedReason: 'Essential container in task exited' });
+    expect(result.abandoned).toBeUndefined();
+    expect(mocks.ecs.commandCalls(StopTaskCommand)).toHaveLength(0);
+    expect(mocks.ecs.commandCalls(DescribeTasksCommand)).toHaveLength(4);
+    expect(notes).toEqual([`rollback: DescribeTasks of the migration task failed (ThrottlingException: Rate exceeded): trying again in 5 s, for up to ${FOLLOW_FAILURE_SECONDS} s; the task is not stopped`]);
+  });
+
+  it('after 60 s of failed polls, does not stop the task (it may be a healthy downgrade): reports it as possibly still running, with what to check, so the CLI keeps the lock', async () => {
+    // Arrange: ECS starts the task, then answers no DescribeTasks
+    let clock = NOW.getTime();
+    mocks.ecs.on(RunTaskCommand).resolves({ tasks: [{ taskArn }] });
+    mocks.ecs.on(DescribeTasksCommand).rejects(throttled());
+    mocks.ecs.on(StopTaskCommand).resolves({});
+    const notes: string[] = [];
+    const deps = { rds: new RDSClient({}), ssm: new SSMClient({}), ecs: new ECSClient({}), now: () => new Date(clock), sleep: async (ms: number) => void (clock += ms), note: (line: string) => notes.push(line) };
+
+    // Act
+    const result = await runMigrationTask(deps, settings(), BAD, 'aaa111');
+
+    // Assert: bounded (60 s: 12 waits of 5 s), no StopTask, the check named
+    expect(mocks.ecs.commandCalls(StopTaskCommand)).toHaveLength(0);
+    expect(mocks.ecs.commandCalls(DescribeTasksCommand)).toHaveLength(13);
+    expect(notes).toHaveLength(12);
+    expect(clock - NOW.getTime()).toBe(60_000);
+    const why = 'could not be followed: DescribeTasks failed for 60 s (13 polls; last: ThrottlingException: Rate exceeded)';
+    expect(result).toMatchObject({ taskArn, exitCode: null, abandoned: { why, stopped: false } });
+    expect(result.stoppedReason).toBe(`${why}; atmr-dr did not stop it, it may still be downgrading: check "aws ecs describe-tasks --cluster atmr-prod --tasks ${taskArn}" until it is STOPPED, then its exit code and logs`);
   });
 });
 
