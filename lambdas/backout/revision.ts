@@ -1,18 +1,33 @@
-import { operatorCommand } from '../shared/constants';
+import { OPERATOR_CLI, operatorCommand } from '../shared/constants';
 import { OperatorError } from '../shared/errors';
 
 // The downgrade's revision and the command that runs it, apart from the downgrade's own code: a
 // command that only names the downgrade (db revision) loads neither its SDK calls nor the killswitch.
 
+/** Alembic's symbolic targets, each refused by parseRevision: why, for its line. */
+const SYMBOLIC_TARGETS: Record<string, string> = {
+  base: 'Alembic\'s "base" undoes every migration, which drops the whole schema and its data',
+  head: 'Alembic\'s "head" is the newest revision, a target to upgrade to, not to downgrade to',
+  heads: 'Alembic\'s "heads" are the newest revisions, a target to upgrade to, not to downgrade to',
+};
+
 /**
- * An Alembic revision to downgrade TO: an identifier (hex id, `base`), never a relative step such
- * as `-1`, which would go one step further on every retry.
+ * An Alembic revision to downgrade TO: a revision id, never a relative step such as `-1`, which
+ * would go one step further on every retry, nor a symbolic target (base, head, heads): `base` drops
+ * the whole schema, and the two others are no downgrade.
  */
 export function parseRevision(revision: string | null | undefined): string {
   const text = (revision ?? '').trim();
   if (!/^[A-Za-z0-9_]{1,64}$/.test(text)) {
     throw new OperatorError(
-      `backout: "${revision ?? ''}" is not an Alembic revision: pass the revision to go back to (e.g. abc123def456 or base), never a relative step like -1`,
+      `backout: "${revision ?? ''}" is not an Alembic revision: pass the revision to go back to (e.g. abc123def456), never a relative step like -1`,
+      2,
+    );
+  }
+  const symbolic = SYMBOLIC_TARGETS[text.toLowerCase()];
+  if (symbolic) {
+    throw new OperatorError(
+      `backout: "${text}" is refused as a downgrade target: ${symbolic}; pass a revision id: the last known good's head, which "${OPERATOR_CLI} db revision" and "${OPERATOR_CLI} rollback status" name (alembic)`,
       2,
     );
   }

@@ -50,6 +50,10 @@ function atmrDr(args: string[]) {
 describe('atmr-dr rollback (child process): one-line refusals, nothing changed', () => {
   it.each([
     [['rollback', 'migration', '--to', '-1', '--yes'], /^atmr-dr: backout: "-1" is not an Alembic revision: .*never a relative step like -1\n$/],
+    // Alembic's symbolic targets: base drops the whole schema, head and heads are no downgrade.
+    [['rollback', 'migration', '--to', 'base', '--yes'], /^atmr-dr: backout: "base" is refused as a downgrade target: Alembic's "base" undoes every migration, which drops the whole schema and its data; pass a revision id: .*db revision.*\n$/],
+    [['rollback', 'migration', '--to', 'head', '--dry-run'], /^atmr-dr: backout: "head" is refused as a downgrade target: .*not to downgrade to; pass a revision id: .*\n$/],
+    [['rollback', 'migration', '--to', 'heads', '--yes'], /^atmr-dr: backout: "heads" is refused as a downgrade target: .*not to downgrade to; pass a revision id: .*\n$/],
     [['rollback', 'service', '--service', 'atmr-nope', '--yes'], /^atmr-dr: backout: unknown service "atmr-nope": use one of atmr-api, atmr-celery-worker .*\n$/],
     [['rollback', 'service', '--to', TD('atmr-celery', 3), '--yes'], /^atmr-dr: backout: task definition .*atmr-celery:3 is of family "atmr-celery", service atmr-api runs "atmr-api": .*\n$/],
     [['rollback', 'service', '--to', 'latest', '--yes'], /^atmr-dr: backout: "latest" is not a task definition: give its ARN \(arn:aws:ecs:<region>:<account>:task-definition\/<family>:<revision>\) or <family>:<revision>\n$/],

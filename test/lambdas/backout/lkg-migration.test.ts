@@ -177,7 +177,26 @@ describe('migration downgrade', () => {
   it('refuses a relative revision such as -1 (not idempotent when retried)', () => {
     expect(() => parseRevision('-1')).toThrow(/never a relative step like -1/);
     expect(() => downgradeArgs('+2')).toThrow(/not an Alembic revision/);
-    expect(downgradeArgs('base')).toEqual(['flask', 'db', 'downgrade', 'base']);
+    expect(downgradeArgs('aaa111')).toEqual(['flask', 'db', 'downgrade', 'aaa111']);
+  });
+
+  it.each([
+    ['base', 'undoes every migration, which drops the whole schema and its data'],
+    ['BASE', 'undoes every migration, which drops the whole schema and its data'],
+    ['head', 'is the newest revision, a target to upgrade to, not to downgrade to'],
+    ['heads', 'are the newest revisions, a target to upgrade to, not to downgrade to'],
+  ])('refuses the symbolic target %s in one line (exit 2) naming why and the revision id to pass', (target, why) => {
+    let refusal: unknown;
+    try {
+      parseRevision(target);
+    } catch (error) {
+      refusal = error;
+    }
+    expect(refusal).toMatchObject({
+      exitCode: 2,
+      message: `backout: "${target}" is refused as a downgrade target: Alembic's "${target.toLowerCase()}" ${why}; pass a revision id: the last known good's head, which "npx --no atmr-dr db revision" and "npx --no atmr-dr rollback status" name (alembic)`,
+    });
+    expect(() => downgradeArgs(target)).toThrow(/is refused as a downgrade target/);
   });
 
   it('records the PITR restore point instead of a snapshot when configured so', async () => {
