@@ -1,4 +1,4 @@
-import { OPERATOR_CLI, operatorCommand } from '../shared/constants';
+import { operatorCommand } from '../shared/constants';
 import { OperatorError } from '../shared/errors';
 
 // The downgrade's revision and the command that runs it, apart from the downgrade's own code: a
@@ -27,7 +27,7 @@ export function parseRevision(revision: string | null | undefined): string {
   const symbolic = SYMBOLIC_TARGETS[text.toLowerCase()];
   if (symbolic) {
     throw new OperatorError(
-      `backout: "${text}" is refused as a downgrade target: ${symbolic}; pass a revision id: the last known good's head, which "${OPERATOR_CLI} db revision" and "${OPERATOR_CLI} rollback status" name (alembic)`,
+      `backout: "${text}" is refused as a downgrade target: ${symbolic}; pass a revision id: the last known good's head, which the CLI's db revision and rollback status name (its alembic)`,
       2,
     );
   }

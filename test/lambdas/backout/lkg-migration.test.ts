@@ -194,7 +194,7 @@ describe('migration downgrade', () => {
     }
     expect(refusal).toMatchObject({
       exitCode: 2,
-      message: `backout: "${target}" is refused as a downgrade target: Alembic's "${target.toLowerCase()}" ${why}; pass a revision id: the last known good's head, which "npx --no atmr-dr db revision" and "npx --no atmr-dr rollback status" name (alembic)`,
+      message: `backout: "${target}" is refused as a downgrade target: Alembic's "${target.toLowerCase()}" ${why}; pass a revision id: the last known good's head, which the CLI's db revision and rollback status name (its alembic)`,
     });
     expect(() => downgradeArgs(target)).toThrow(/is refused as a downgrade target/);
   });
