@@ -520,7 +520,8 @@ export function migrationTaskFromSync(state: RollbackState, containerName: strin
   const why = taskErrorLine(state.downgrade.taskError);
   const unanswered = downgradeMayRun(state);
   const refused = downgradeNotStarted(state);
-  const caught = unanswered ? `RunTask got no answer, a migration task may have been started: ${why}` : refused ? `not started: ECS refused RunTask, the schema is unchanged (${why})` : why;
+  const mayRunWhy = state.downgrade.taskError?.Error === 'ECS.ServerException' ? `RunTask got no answer, a migration task may have been started: ${why}` : `no stopped task seen, the downgrade task may still be running: ${why}`;
+  const caught = unanswered ? mayRunWhy : refused ? `not started: ECS refused RunTask, the schema is unchanged (${why})` : why;
   return {
     taskArn: (get('TaskArn') as string | undefined) ?? null,
     exitCode: typeof exit === 'number' ? exit : null,
@@ -560,14 +561,20 @@ function taskErrorLine(taskError: RollbackState['downgrade']['taskError']): stri
 }
 
 /**
- * ECS.ServerException is ECS failing (a 5xx) on RunTask, and ECS documents that such an error can come
- * after the task was created: a downgrade may be running whose ARN the workflow never got. It is
- * not tried again (Step Functions would send a new RunTask, see RunMigrationDowngrade), and the
- * report keeps the lock, as `rollback migration` does when RunTask goes unanswered, so that no
- * second downgrade starts on the same database while the first may run.
+ * A downgrade task may still run: the migration task state ended in an error, a task may have been
+ * started (not one of the errors of a RunTask that started none), and no task seen stopped says it
+ * ended. ECS.ServerException is ECS failing (a 5xx) on RunTask, which ECS documents can come after
+ * the task was created (not tried again: see RunMigrationDowngrade). States.Timeout is a task that
+ * outlasted TimeoutSeconds (900 s): Step Functions stops waiting, not necessarily the task, and a
+ * `flask db downgrade` that long is still at work. The report keeps the lock, as `rollback migration`
+ * does when RunTask goes unanswered, so that no second downgrade starts on the same database.
  */
 function downgradeMayRun(state: RollbackState): boolean {
-  return state.downgrade.taskError?.Error === 'ECS.ServerException' && !tryJson(state.downgrade.taskError.Cause) && !state.downgrade.task;
+  if (!state.downgrade.taskError || state.downgrade.task || downgradeNotStarted(state)) return false;
+  const get = syncTaskField(state);
+  const containers = (get('Containers') ?? []) as Record<string, unknown>[];
+  const stopped = get('LastStatus') === 'STOPPED' || Boolean(get('StoppedAt')) || containers.some((c) => typeof (c.ExitCode ?? c.exitCode) === 'number');
+  return !stopped;
 }
 
 function tryJson(text: string | undefined): Record<string, unknown> | undefined {
@@ -1052,7 +1059,16 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
   if (d.result) lines.push(`Migration: ${d.result.detail}; duration ${d.result.durationSeconds} s; logs ${d.result.logStream ?? 'n/a'}; killswitch ${d.result.killswitch}`);
   // A failed downgrade leaves the API in maintenance (503 to every user): the way out, not only checks.
   if (d.result && !d.result.ok && d.preparation && d.revision && state.from) {
-    lines.push(`Next: ${failedDowngradeNextSteps(settings, state.service, d.revision, state.from.taskDefinitionArn, d.preparation, now)}`);
+    const failed = failedDowngradeNextSteps(settings, state.service, d.revision, state.from.taskDefinitionArn, d.preparation, now);
+    if (downgradeMayRun(state)) {
+      // Still running, the downgrade may yet work: no retry before it has stopped (a second one on
+      // the same database), and the service still runs the failing release, so the rollback is a step of its own.
+      const cluster = settings.clusterName;
+      const rollBack = state.to ? `roll ${state.service} back (it still runs ${state.from.taskDefinitionArn}): ${rollbackServiceCommand(state.service, settings.environmentName, state.to.taskDefinitionArn)} --wait` : `roll ${state.service} back: ${rollbackServiceCommand(state.service, settings.environmentName)} --wait`;
+      lines.push(
+        `Next: first see whether the downgrade task still runs: "aws ecs list-tasks --cluster ${cluster} --started-by ${MIGRATION_STARTED_BY}" (then "aws ecs describe-tasks --cluster ${cluster} --tasks ARN" for its status and exit code, with --desired-status STOPPED on list-tasks once it ended); the lock stays held so that no second downgrade starts. Once it has STOPPED, release the lock with ${unlockCommandLine(state.service, state.owner, settings.environmentName, true)}; then, if it exited 0 (the schema is at ${d.revision}), ${rollBack}, and once it runs ${state.to?.taskDefinitionArn ?? 'a release of that revision'}, lift maintenance with ${d.preparation.killswitchSet ? restoreKillswitchCommand(d.preparation.killswitchSet.previous, now, settings.environmentName) : 'the command of whoever set it'}; if it failed: ${failed}`,
+      );
+    } else lines.push(`Next: ${failed}`);
   }
   if (killswitchLine) lines.push(`Killswitch: ${killswitchLine.line}`);
   else if (d.needed && !d.run) lines.push(`Schema: still at ${state.from?.alembicHead}, ahead of the last known good (Alembic ${d.revision}); atmr-dr did not downgrade it. If the previous release cannot run on the new schema: ${d.command} (${DOWNGRADE_DROPS})`);
@@ -1130,7 +1146,7 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
   }
   if (keepLock) {
     lines.push(
-      `A migration task may have been started (RunTask got no answer): ${lookForTask(settings.clusterName)}. The lock of ${state.service} stays held until it expires so that no second downgrade starts; once no migration task runs, release it with ${unlockCommandLine(state.service, state.owner, settings.environmentName, true)}`,
+      `A migration task may ${d.taskError?.Error === 'ECS.ServerException' ? 'have been started (RunTask got no answer)' : `still be running (${d.taskError?.Error}: no stopped task seen)`}: ${lookForTask(settings.clusterName)}. The lock of ${state.service} stays held until it expires so that no second downgrade starts; once no migration task runs, release it with ${unlockCommandLine(state.service, state.owner, settings.environmentName, true)}`,
     );
   }
   // The commands above run from the checkout only (OPERATOR_CLI's `--no`): say where, once.

@@ -608,9 +608,10 @@ export class Rollback extends Construct {
    * Report released and another run took since), then ReportFailed whatever the delete answers
    * (ConditionalCheckFailed: not ours, or already released). It mirrors the Report's rule:
    *  - the lock is kept when a downgrade task may run (the migration task's error is
-   *    ECS.ServerException: RunTask may have started a task it never named), so that no second
-   *    downgrade starts; the Report keeps it then too (downgradeMayRun, which also reads the error's
-   *    Cause and the task: ASL cannot parse the Cause, so this keeps it on every ECS.ServerException);
+   *    ECS.ServerException: RunTask may have started a task it never named; or States.Timeout: the
+   *    task outlasted 900 s and may still be downgrading), so that no second downgrade starts; the
+   *    Report keeps it then too (downgradeMayRun, which also reads the error's Cause and the task:
+   *    ASL cannot parse the Cause, so this keeps it on every ECS.ServerException and States.Timeout);
    *  - the release claims are not touched. Whether a run changed anything on ECS, which decides
    *    whether its claim may go, is the Report's reading of its state (claimKeptBecause), and the claim
    *    of Guards that stopped after claiming and before returning takes a Query and a delete per item
@@ -661,6 +662,7 @@ export class Rollback extends Construct {
       .when(sfn.Condition.not(sfn.Condition.isPresent('$.service')), reportFailed)
       .when(sfn.Condition.not(sfn.Condition.isPresent(downgradeMayRun)), release)
       .when(sfn.Condition.stringEquals(downgradeMayRun, 'ECS.ServerException'), reportFailed)
+      .when(sfn.Condition.stringEquals(downgradeMayRun, 'States.Timeout'), reportFailed)
       .otherwise(release);
     return { start, statements };
   }

@@ -364,6 +364,7 @@ describe('Rollback construct (backout)', () => {
         { Not: { Variable: '$.service', IsPresent: true }, Next: 'ReportFailed' },
         { Not: { Variable: '$.downgrade.taskError.Error', IsPresent: true }, Next: 'ReleaseLockOfFailedReport' },
         { Variable: '$.downgrade.taskError.Error', StringEquals: 'ECS.ServerException', Next: 'ReportFailed' },
+        { Variable: '$.downgrade.taskError.Error', StringEquals: 'States.Timeout', Next: 'ReportFailed' },
       ],
       Default: 'ReleaseLockOfFailedReport',
     });

@@ -791,6 +791,36 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(JSON.parse(parameters.get('/atmr/test/killswitch')!.value)).toMatchObject({ mode: 'maintenance' });
   });
 
+  it('keeps the lock when the downgrade task outlasts its 900 s (States.Timeout): it may still run; the page looks for it first, then unlock, rollback service and maintenance, in order', async () => {
+    // Arrange: the .sync wait ends in States.Timeout, with no task description (Step Functions stopped waiting)
+    await loadHandler({ autoDowngradeMigrations: true });
+    await seedLkg(dynamo.doc, undefined, tableName);
+    let attempts = 0;
+    const migration = async () => {
+      attempts += 1;
+      throw Object.assign(new Error('States.Timeout'), { name: 'States.Timeout' });
+    };
+
+    // Act
+    const result = await execute(alarm(), { migration, execution: 'exec-timeout' });
+
+    // Assert: one task, no rollback, the lock and maintenance kept, and the way out in order
+    expect(attempts).toBe(1);
+    expect(paged(result)).toBe(true);
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+    expect(await readLock(dynamo.doc, tableName, 'atmr-api', new Date())).toMatchObject({ owner: 'exec-timeout', holder: { kind: 'migration-downgrade' } });
+    expect(JSON.parse(parameters.get('/atmr/test/killswitch')!.value)).toMatchObject({ mode: 'maintenance' });
+    const message = lastMessage()?.Message ?? '';
+    expect(message).toMatch(/downgrade failed: exit code none \(no stopped task seen, the downgrade task may still be running: States\.Timeout/);
+    const next = message.split('\n').find((line) => line.startsWith('Next: '))!;
+    expect(next).toMatch(/^Next: first see whether the downgrade task still runs: "aws ecs list-tasks --cluster atmr-prod --started-by atmr-dr-backout" /);
+    const order = ['list-tasks', 'rollback unlock --service atmr-api --owner exec-timeout --env test --force', `rollback service --service atmr-api --to ${GOOD} --env test --wait`, 'killswitch disable', 'if it failed: retry with'].map((part) => next.indexOf(part));
+    expect(order.every((at) => at >= 0)).toBe(true);
+    expect([...order].sort((a, b) => a - b)).toEqual(order);
+    expect(message).toContain('A migration task may still be running (States.Timeout: no stopped task seen): look for it with "aws ecs list-tasks --cluster atmr-prod --started-by atmr-dr-backout". The lock of atmr-api stays held until it expires so that no second downgrade starts');
+    expect(message).not.toMatch(/the lock is released|Released what/);
+  });
+
   it('names the snapshot it started when the killswitch cannot be set for the downgrade, and does not roll back', async () => {
     // Arrange: the downgrade is automatic and prepared with a snapshot; SSM refuses the maintenance write
     // outright, as the SDK throws a 4xx answer (a refusal without effect: nothing was written)
@@ -1058,11 +1088,14 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
       expect(await claimOf()).toMatchObject({ owner: 'exec-report-failed' });
     });
 
-    it('keeps the lock when a downgrade task may run (ECS failed on RunTask) and the Report fails: no second downgrade may start', async () => {
-      // Arrange: ECS answers RunTask with a 5xx, which it may send after the task was created
+    it.each([
+      ['ECS failed on RunTask (ECS.ServerException)', () => Object.assign(new Error('Service Unavailable (Service: AmazonECS; Status Code: 500; Error Code: ServerException)'), { name: 'ECS.ServerException' })],
+      ['the task outlasted its 900 s (States.Timeout)', () => Object.assign(new Error('States.Timeout'), { name: 'States.Timeout' })],
+    ])('keeps the lock when a downgrade task may run (%s) and the Report fails: no second downgrade may start', async (_why, taskError) => {
+      // Arrange: ECS answers RunTask with a 5xx, which it may send after the task was created; or Step Functions stops waiting for a task still at work
       await loadHandler({ autoDowngradeMigrations: true });
       await seedLkg(dynamo.doc, undefined, tableName);
-      const migration = () => Promise.reject(Object.assign(new Error('Service Unavailable (Service: AmazonECS; Status Code: 500; Error Code: ServerException)'), { name: 'ECS.ServerException' }));
+      const migration = () => Promise.reject(taskError());
 
       // Act
       const result = await execute(alarm(), { migration, report: () => Promise.reject(timedOut()), execution: 'exec-report-failed' });
