@@ -203,6 +203,10 @@ async function restartIfStopped(deps: IngestDeps, incident: Incident, at: string
   // is its retry, or another ALARM's), or one started too recently for DescribeExecution (eventually
   // consistent) to list it. The same name again: Step Functions starts it once.
   let next = status === 'NOT STARTED' ? recordedSuccessor(incident.id, recorded) : undefined;
+  // The incident's first execution not listed: the delivery that opened the incident starts it (and
+  // is retried until it has), or started it too recently to be listed; a successor started here
+  // beside it would page every level twice.
+  if (status === 'NOT STARTED' && !next) return undefined;
   if (!next) {
     next = nextExecutionOf(incident.id, recorded);
     if (!(await claimExecutionRestart(deps.store, incident.id, recorded, next.executionArn))) return undefined;

@@ -505,6 +505,20 @@ describe('escalation ingest (alarm state changes and atmr-dr events)', () => {
       expect(h.executionInputs.get(`${id}-h1`)).toEqual({ incidentId: id, alarmName: EVENT_ALARM, resumeAt: 'PageLevel3', handedOverFrom: id });
     });
 
+    it('starts nothing beside an incident\'s first execution that Step Functions does not list yet (just started, or its opening delivery being retried)', async () => {
+      // Arrange: the incident's first execution recorded, but not (yet) known to DescribeExecution
+      const opened = await ingestAlarmChange(h.ingestDeps, eventAlarm('ALARM', T0));
+      const id = opened.action === 'started' ? opened.incidentId : '';
+      h.executions.splice(h.executions.indexOf(id), 1);
+
+      // Act
+      const joined = await ingestAlarmChange(h.ingestDeps, eventAlarm('ALARM', '2026-11-30T11:15:00.000+0000'));
+
+      // Assert: joined, no successor that would page every level a second time
+      expect(joined).toEqual({ action: 'joined', incidentId: id });
+      expect(h.executions).toEqual([]);
+    });
+
     it('leaves a handed-over run to its successor (SUCCEEDED while the incident is open)', async () => {
       const id = await stoppedIncident('SUCCEEDED');
 
