@@ -7,6 +7,7 @@ import { EmittedMetric, startHttpServer } from '../lambdas/detection/fixtures';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { psql } from '../support/postgres';
 import { LocalRedis, startRedis } from '../support/redis';
+import { lambdaContext } from '../support/lambda-context';
 
 // The Lambda adapter around the probe core: settings from PROBE_SETTINGS, the database password from
 // Secrets Manager and the killswitch from SSM (both mocked at the SDK), real servers for the targets,
@@ -20,20 +21,7 @@ let redis: LocalRedis;
 let database: string;
 const saved = { ...process.env };
 
-const context = {
-  functionName: 'probe',
-  functionVersion: '$LATEST',
-  invokedFunctionArn: 'arn:aws:lambda:eu-west-3:111111111111:function:probe',
-  memoryLimitInMB: '256',
-  awsRequestId: 'req-probe',
-  logGroupName: '/aws/lambda/probe',
-  logStreamName: 's',
-  callbackWaitsForEmptyEventLoop: true,
-  getRemainingTimeInMillis: () => 30_000,
-  done: () => undefined,
-  fail: () => undefined,
-  succeed: () => undefined,
-} as Context;
+const context = lambdaContext('probe');
 
 beforeAll(async () => {
   redis = await startRedis();

@@ -23,6 +23,7 @@ import { psql } from '../support/postgres';
 import { LocalS3, startLocalS3 } from '../support/s3';
 import { startConditionalS3 } from '../support/conditional-s3';
 import { startRefusingS3 } from '../support/refusing-s3';
+import { lambdaContext } from '../support/lambda-context';
 
 // The Lambda adapter and the ECS task entry around the real backup core: real PostgreSQL (the
 // test cluster) and the real S3 protocol (s3rver); Secrets Manager and RDS mocked at the SDK.
@@ -37,23 +38,9 @@ let handler: Handler;
 let s3: LocalS3;
 let database: string;
 const savedEnv = { ...process.env };
+/** The runner's own: 15 minutes left, 2 GiB, as its function is deployed. */
+const runnerContext = () => lambdaContext('atmr-dr-backup-runner', 900_000, '2048');
 
-function lambdaContext(): Context {
-  return {
-    functionName: 'atmr-dr-backup-runner',
-    functionVersion: '$LATEST',
-    invokedFunctionArn: 'arn:aws:lambda:eu-west-3:111111111111:function:atmr-dr-backup-runner',
-    memoryLimitInMB: '2048',
-    awsRequestId: 'req-1',
-    logGroupName: '/aws/lambda/runner',
-    logStreamName: 's',
-    callbackWaitsForEmptyEventLoop: true,
-    getRemainingTimeInMillis: () => 900_000,
-    done: () => undefined,
-    fail: () => undefined,
-    succeed: () => undefined,
-  };
-}
 
 /** The environment the backups construct gives the runner, pointing at the test cluster and s3rver. */
 function runnerEnv(): Record<string, string> {
@@ -176,7 +163,7 @@ describe('backup runner handler: event validation', () => {
   ])('rejects %j with one line naming the valid tiers, touching nothing', async (event, shown) => {
     const before = await listKeys();
 
-    const { error } = await captureStdout(() => handler(event, lambdaContext()));
+    const { error } = await captureStdout(() => handler(event, runnerContext()));
 
     expect(error).toBeInstanceOf(OperatorError);
     expect((error as Error).message).toBe(`backup event: invalid backup tier ${shown}: use one of hourly, daily, weekly, monthly`);
@@ -190,7 +177,7 @@ describe('backup runner handler: event validation', () => {
     async (scheduledTime, shown) => {
       const before = await listKeys();
 
-      const { error } = await captureStdout(() => handler({ tier: 'daily', scheduledTime }, lambdaContext()));
+      const { error } = await captureStdout(() => handler({ tier: 'daily', scheduledTime }, runnerContext()));
 
       expect(error).toBeInstanceOf(OperatorError);
       expect((error as Error).message).toBe(
@@ -206,7 +193,7 @@ describe('backup runner handler: event validation', () => {
     delete process.env.DATABASE_HOST;
     const before = await listKeys();
 
-    const { error } = await captureStdout(() => handler({ tier: 'hourly' }, lambdaContext()));
+    const { error } = await captureStdout(() => handler({ tier: 'hourly' }, runnerContext()));
 
     expect((error as Error).message).toBe('runner environment: DATABASE_HOST is not set; it is set by the backups construct: redeploy the stack');
     expect(await listKeys()).toEqual(before);
@@ -215,7 +202,7 @@ describe('backup runner handler: event validation', () => {
 
 describe('backup runner handler: scheduled runs', () => {
   it('hourly: backs up with the secret read at run time, publishes the manifest, checks PITR, never prints the password', async () => {
-    const { result, error, out } = await captureStdout(() => handler({ tier: 'hourly' }, lambdaContext()));
+    const { result, error, out } = await captureStdout(() => handler({ tier: 'hourly' }, runnerContext()));
 
     expect(error).toBeUndefined();
     expect(result).toMatchObject({ tier: 'hourly', manifestKey: expect.stringMatching(new RegExp(`^hourly/${database}_backup_\\d{8}_\\d{6}\\.manifest\\.json$`)), pitrEnabled: true });
@@ -232,7 +219,7 @@ describe('backup runner handler: scheduled runs', () => {
   });
 
   it('emits the metrics with exactly the dimensions the alarms read', async () => {
-    const { out } = await captureStdout(() => handler({ tier: 'hourly' }, lambdaContext()));
+    const { out } = await captureStdout(() => handler({ tier: 'hourly' }, runnerContext()));
     const docs = emfDocs(out);
 
     expect(dimensionsOf(docs, 'BackupSuccess')).toEqual({ service: 'backup-runner', Tier: 'hourly' });
@@ -246,7 +233,7 @@ describe('backup runner handler: scheduled runs', () => {
     // A daily tier whose last good backup finished 30 hours ago (its schedule disabled, or its
     // Fargate task never started since): a manifest and the database's daily pointer, as the core writes them.
     const client = createS3Client(s3.env);
-    const hourly = await captureStdout(() => handler({ tier: 'hourly' }, lambdaContext()));
+    const hourly = await captureStdout(() => handler({ tier: 'hourly' }, runnerContext()));
     const text = await (await client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: hourly.result!.manifestKey }))).Body!.transformToString();
     const startedAt = new Date(Date.now() - 30 * 3600_000);
     const daily = backupObjectKeys('daily', database, startedAt).manifest;
@@ -254,7 +241,7 @@ describe('backup runner handler: scheduled runs', () => {
     await client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: daily, Body: JSON.stringify(manifest) }));
     await client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: latestDatabaseTierPointerKey(database, 'daily'), Body: JSON.stringify({ manifest: daily }) }));
 
-    const { error, out } = await captureStdout(() => handler({ tier: 'hourly' }, lambdaContext()));
+    const { error, out } = await captureStdout(() => handler({ tier: 'hourly' }, runnerContext()));
 
     expect(error).toBeUndefined();
     const ages = Object.fromEntries(
@@ -275,7 +262,7 @@ describe('backup runner handler: scheduled runs', () => {
   it("reports no age for a tier whose newest backup is dated ahead of now (a machine whose clock ran fast), naming it, so that the tier's alarm pages instead of reading 0", async () => {
     // A monthly backup stamped and finished a year ahead, and the database's monthly pointer on it.
     const client = createS3Client(s3.env);
-    const hourly = await captureStdout(() => handler({ tier: 'hourly' }, lambdaContext()));
+    const hourly = await captureStdout(() => handler({ tier: 'hourly' }, runnerContext()));
     const text = await (await client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: hourly.result!.manifestKey }))).Body!.transformToString();
     const startedAt = new Date(Date.now() + 365 * 86_400_000);
     const ahead = backupObjectKeys('monthly', database, startedAt).manifest;
@@ -285,7 +272,7 @@ describe('backup runner handler: scheduled runs', () => {
     await client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: pointerKey, Body: JSON.stringify({ manifest: ahead }) }));
 
     try {
-      const { error, out } = await captureStdout(() => handler({ tier: 'hourly' }, lambdaContext()));
+      const { error, out } = await captureStdout(() => handler({ tier: 'hourly' }, runnerContext()));
 
       expect(error).toBeUndefined();
       const tiers = emfDocs(out)
@@ -313,7 +300,7 @@ describe('backup runner handler: scheduled runs', () => {
     process.env.PGSSLMODE = 'disable'; // the test cluster has no TLS; in the image PGSSLMODE is verify-full
 
     try {
-      const { result, error, out } = await captureStdout(() => handler({ tier: 'hourly' }, lambdaContext()));
+      const { result, error, out } = await captureStdout(() => handler({ tier: 'hourly' }, runnerContext()));
 
       expect(error).toBeUndefined();
       expect(result?.manifestKey).toMatch(/^hourly\//);
@@ -329,7 +316,7 @@ describe('backup runner handler: scheduled runs', () => {
     rdsMock.on(CreateDBSnapshotCommand).resolves({});
     rdsMock.on(DescribeDBSnapshotsCommand).resolves({ DBSnapshots: [] });
 
-    const { result, error } = await captureStdout(() => handler({ tier: 'weekly' }, lambdaContext()));
+    const { result, error } = await captureStdout(() => handler({ tier: 'weekly' }, runnerContext()));
 
     expect(error).toBeUndefined();
     expect(result?.snapshot).toMatch(/^atmr-dr-weekly-atmr-test-\d{8}-\d{6}$/);
@@ -347,7 +334,7 @@ describe('backup runner handler: scheduled runs', () => {
     const keysBefore = await listKeys();
     const pointerBefore = await pointer();
 
-    const { error, out } = await captureStdout(() => handler({ tier: 'daily' }, lambdaContext()));
+    const { error, out } = await captureStdout(() => handler({ tier: 'daily' }, runnerContext()));
 
     expect(error).toBeInstanceOf(OperatorError);
     expect((error as Error).message).toMatch(/^daily backup run failed: backup: cannot read database secret arn:aws:secretsmanager:.*AccessDeniedException/);
@@ -490,7 +477,7 @@ describe('backup runner handler: scheduled runs', () => {
   it('fails the invocation when the RDS side fails even though the dump succeeded', async () => {
     rdsMock.on(DescribeDBInstancesCommand).rejects(Object.assign(new Error('no such instance'), { name: 'DBInstanceNotFoundFault' }));
 
-    const { error } = await captureStdout(() => handler({ tier: 'hourly' }, lambdaContext()));
+    const { error } = await captureStdout(() => handler({ tier: 'hourly' }, runnerContext()));
 
     expect((error as Error).message).toMatch(/^hourly backup run failed: rds: cannot describe RDS instance atmr-test: DBInstanceNotFoundFault: .*database\.instanceIdentifier/);
   });
@@ -558,12 +545,12 @@ describe('backup runner: a scheduled run delivered again after its other deliver
     await nextSecond();
     const scheduledTime = new Date(Math.floor(Date.now() / 1000) * 1000).toISOString().replace('.000Z', 'Z');
     const earlier = await ownManifests('daily');
-    const first = await captureStdout(() => handler({ tier: 'daily', scheduledTime }, lambdaContext()));
+    const first = await captureStdout(() => handler({ tier: 'daily', scheduledTime }, runnerContext()));
     expect(first.error).toBeUndefined();
     const published = (await ownManifests('daily')).filter((k) => !earlier.includes(k));
     expect(published).toEqual([first.result?.manifestKey]);
 
-    const { result, error, out } = await captureStdout(() => handler({ tier: 'daily', scheduledTime }, lambdaContext()));
+    const { result, error, out } = await captureStdout(() => handler({ tier: 'daily', scheduledTime }, runnerContext()));
 
     expect(error).toBeUndefined();
     expect(result?.manifestKey).toBe(published[0]);
@@ -576,7 +563,7 @@ describe('backup runner: a scheduled run delivered again after its other deliver
     for (const metric of ['BackupSuccess', 'BackupFailure', 'ScheduledRunFailure']) expect(dimensionsOf(emfDocs(out), metric)).toBeUndefined();
 
     // A manual invoke (the tier only) is a manual run: it backs up.
-    const manual = await captureStdout(() => handler({ tier: 'daily' }, lambdaContext()));
+    const manual = await captureStdout(() => handler({ tier: 'daily' }, runnerContext()));
 
     expect(manual.error).toBeUndefined();
     expect(said(manual.out)).toEqual([]);

@@ -4,6 +4,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import type { PitrStatus } from '../../../lambdas/backup/rds';
 import { captureEmf, metricValue } from '../../support/emf';
+import { lambdaContext } from '../../support/lambda-context';
 
 // The PITR watch's Lambda entry (lambdas/backup/pitr-watch.ts) as Scheduler invokes it every 5
 // minutes, RDS mocked at the SDK, its metrics read from the EMF lines Powertools writes.
@@ -15,27 +16,11 @@ const savedEnv = { ...process.env };
 type Handler = (event: unknown, context: Context) => Promise<PitrStatus>;
 let handler: Handler;
 
-function lambdaContext(): Context {
-  return {
-    functionName: 'atmr-dr-pitr-watch',
-    functionVersion: '$LATEST',
-    invokedFunctionArn: 'arn:aws:lambda:eu-west-3:111111111111:function:atmr-dr-pitr-watch',
-    memoryLimitInMB: '256',
-    awsRequestId: 'req-1',
-    logGroupName: '/aws/lambda/pitr-watch',
-    logStreamName: 's',
-    callbackWaitsForEmptyEventLoop: true,
-    getRemainingTimeInMillis: () => 30_000,
-    done: () => undefined,
-    fail: () => undefined,
-    succeed: () => undefined,
-  };
-}
 
 /** One scheduled read: resolves with the status, or with the error it failed with, and the EMF it wrote. */
 async function invoke(): Promise<{ outcome: PitrStatus | Error; emf: Record<string, unknown>[] }> {
   const { result, emf } = await captureEmf(() =>
-    handler({}, lambdaContext()).then(
+    handler({}, lambdaContext('atmr-dr-pitr-watch')).then(
       (status) => status,
       (error: unknown) => error as Error,
     ),
