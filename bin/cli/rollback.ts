@@ -304,7 +304,14 @@ export interface ServiceRollbackOptions {
 
 /** The automatic path's code, by hand: plan (read-only), the lock's holder (read), confirm, then guards (lock), UpdateService, [steady, checks], report. */
 export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRollbackOptions): Promise<void> {
-  const plan = await planRollback(ctx.deps, ctx.settings, options.service, options.to);
+  // A plan refused while another rollback holds the service's lock (the automatic one under way: the
+  // service already runs its target, or ECS is rolling it there) is answered by the lock, which names
+  // that rollback: the plan's own advice (pass --to another revision) steered the on-call away from it.
+  const plan = await planRollback(ctx.deps, ctx.settings, options.service, options.to).catch(async (error: unknown) => {
+    if (!(error instanceof OperatorError) || error.exitCode !== 2) throw error;
+    const held = await readLock(ctx.deps.doc, ctx.settings.tableName, options.service, nowOf(ctx.deps)).catch(() => null);
+    throw held ? await lockHeldError(ctx, options.service, held) : error;
+  });
   // A lock already held refuses the command before its plan: the on-call must not read and confirm
   // a rollback that will not run. The guards' conditional put still decides (the lock may be taken meanwhile).
   // A dry run changes nothing and takes no lock: it prints its plan, and the refusal it would meet now.
