@@ -845,8 +845,7 @@ export class Escalation extends Construct {
     });
     // An alarm state change (or atmr-dr event) EventBridge could not deliver to the ingest function
     // after its retries (up to level 1's timeout): no incident, no climb. Its dead letter fires
-    // DeadLetters too, but that alarm may be in ALARM already for an older message nobody deleted,
-    // and would not page again.
+    // DeadLetters too; this alarm names the cause (the rules' delivery, not the function's run).
     const failedInvocations = (rule: events.Rule) =>
       new cloudwatch.Metric({ namespace: 'AWS/Events', metricName: 'FailedInvocations', dimensionsMap: { RuleName: rule.ruleName }, statistic: 'Sum', period: fiveMinutes });
     const ruleDeliveryFailed = new RunbookAlarm(this, 'RuleDeliveryFailedAlarm', {
@@ -889,10 +888,9 @@ export class Escalation extends Construct {
       datapointsToAlarm: 3,
       treatMissingData: cloudwatch.TreatMissingData.BREACHING,
     });
-    // Its own alarm, not only the dead-letter queue where its failed runs also land: that queue's
-    // alarm may already be in ALARM for an older message nobody deleted, and would then not page
-    // again. An event alarm like IngestErrors: each hour's failed run (and Lambda's two retries)
-    // fires it again, and the open incident reminds.
+    // Its own alarm, not only the dead-letter queue where its failed runs also land: it names the
+    // check as the cause. An event alarm like IngestErrors: each hour's failed run (and Lambda's two
+    // retries) fires it again, and the open incident reminds.
     const subscriptionsCheckErrors = new RunbookAlarm(this, 'SubscriptionsCheckErrorsAlarm', {
       ...common,
       what: 'SubscriptionsCheckErrors',
