@@ -13,8 +13,9 @@ import { PITR_WATCH_SERVICE, RUNNER_ENV } from './runner-contract';
 /**
  * The PITR watch: every 5 minutes (EventBridge Scheduler, lib/constructs/backups.ts), independent of
  * the backup runs, reads how far behind RDS's latest restorable time is and publishes PitrEnabled,
- * PitrRetentionDays and PitrLagSeconds (the same helper as the hourly run, reportPitr). The hourly
- * run alone saw a stalled archiving up to an hour late, 45 minutes past the runbook's 15-minute RPO.
+ * PitrRetentionDays, PitrLagSeconds and PitrRestorable (the same helper as the hourly run,
+ * reportPitr). The hourly run alone saw a stalled archiving up to an hour late, 45 minutes past the
+ * runbook's 15-minute RPO.
  * A failed read throws: the invocation fails (Lambda's Errors), publishes nothing, and PitrUnread
  * pages once no read has succeeded for 15 minutes; never a success that measured nothing.
  */
@@ -38,6 +39,7 @@ async function watchPitr(): Promise<PitrStatus> {
   try {
     const pitr = await reportPitr({ rds, metrics }, instance, settings[RUNNER_ENV.minPitrRetentionDays]);
     if (!pitr.enabled) logger.warn('PITR is off or below the minimum retention: the 15-minute RPO is not reachable', { instance, ...pitr });
+    if (pitr.noRestorableTime) logger.warn('automated backups are on but RDS reports no latest restorable time: nothing to recover to by PITR', { instance, ...pitr });
     return pitr;
   } catch (error) {
     logger.error('PITR read failed: no PITR metric published for this read', { instance, error: (error as Error).message });

@@ -39,6 +39,11 @@ export interface PitrStatus {
   readonly minRetentionDays: number;
   /** Now minus the instance's latest restorable time, when RDS reports one. */
   readonly lagSeconds?: number;
+  /**
+   * Automated backups are on (any retention) but RDS reports no latest restorable time: nothing to
+   * recover to by PITR (an instance before its first automated backup, or one RDS cannot back up).
+   */
+  readonly noRestorableTime?: boolean;
 }
 
 /** Reads the instance's automated-backup settings (DescribeDBInstances). */
@@ -60,14 +65,17 @@ export async function checkPitr(rds: RDSClient, instanceIdentifier: string, minR
     retentionDays,
     minRetentionDays,
     ...(latest && { lagSeconds: Math.max(0, Math.round((now.getTime() - latest.getTime()) / 1000)) }),
+    ...(!latest && retentionDays > 0 && { noRestorableTime: true }),
   };
 }
 
 /**
  * The PITR check and its metrics, one helper for the hourly backup run (runRdsSide) and the 5-minute
  * PITR watch (pitr-watch.ts): PitrEnabled and PitrRetentionDays on every read, PitrLagSeconds when
- * RDS reports a latest restorable time (none while automated backups are off: PitrOff's business).
- * A failed read throws and emits nothing, so that the caller's run fails instead of looking healthy.
+ * RDS reports a latest restorable time (none while automated backups are off: PitrOff's business),
+ * and PitrRestorable while they are on: 0 when RDS reports no restorable time despite them, which
+ * no lag can show. A failed read throws and emits nothing, so that the caller's run fails instead of
+ * looking healthy.
  */
 export async function reportPitr(deps: RdsSideDeps, instanceIdentifier: string, minRetentionDays: number): Promise<PitrStatus> {
   const pitr = await checkPitr(deps.rds, instanceIdentifier, minRetentionDays, (deps.now ?? (() => new Date()))());
@@ -78,6 +86,7 @@ export async function reportPitr(deps: RdsSideDeps, instanceIdentifier: string, 
   if (pitr.lagSeconds !== undefined) {
     emitSingleMetric(deps.metrics, RUNNER_METRICS.pitrLagSeconds, MetricUnit.Seconds, pitr.lagSeconds, instance);
   }
+  if (pitr.retentionDays > 0) emitSingleMetric(deps.metrics, RUNNER_METRICS.pitrRestorable, MetricUnit.Count, pitr.noRestorableTime ? 0 : 1, instance);
   return pitr;
 }
 

@@ -95,6 +95,12 @@ export const RUNNER_METRICS = {
   pitrRetentionDays: 'PitrRetentionDays',
   /** Seconds between now and the instance's latest restorable time: the RPO reachable by PITR. */
   pitrLagSeconds: 'PitrLagSeconds',
+  /**
+   * 1 when RDS reports a latest restorable time, 0 when it reports none; published only while
+   * automated backups are on (off is PitrEnabled's). With none there is no point to recover to and
+   * no lag to measure, so PitrLag alone would stay silent. Dims {service, DBInstanceIdentifier}.
+   */
+  pitrRestorable: 'PitrRestorable',
   /** 1 per scheduled run that failed for any reason (core, connection, RDS side). Dims {service}. */
   scheduledRunFailure: 'ScheduledRunFailure',
   /**

@@ -219,6 +219,9 @@ export async function runScheduledBackup(deps: ScheduledRunDeps, tier: BackupTie
   if (rdsSide.pitr && !rdsSide.pitr.enabled) {
     logger?.warn('PITR is off or below the minimum retention: the 15-minute RPO is not reachable', { ...rdsSide.pitr });
   }
+  if (rdsSide.pitr?.noRestorableTime) {
+    logger?.warn('automated backups are on but RDS reports no latest restorable time: nothing to recover to by PITR', { ...rdsSide.pitr });
+  }
   if (rdsSide.snapshot?.alreadyTaken) logger?.info(`snapshot ${rdsSide.snapshot.created} already taken (another run of this second took it)`, { tier, ...rdsSide.snapshot });
   else if (rdsSide.snapshot) logger?.info('snapshot taken', { tier, ...rdsSide.snapshot });
 

@@ -172,6 +172,8 @@ export class Backups extends Construct {
     readonly noRecentMonthly: cloudwatch.Alarm;
     readonly pitrOff: cloudwatch.Alarm;
     readonly pitrLag: cloudwatch.Alarm;
+    /** Automated backups on, but RDS reports no latest restorable time (PitrLag has nothing to read). */
+    readonly pitrNoRestorableTime: cloudwatch.Alarm;
     /** The PITR watch has published no reading for 15 minutes: PitrLag and PitrOff could not page. */
     readonly pitrUnread: cloudwatch.Alarm;
     readonly deadLetters: cloudwatch.Alarm;
@@ -650,6 +652,24 @@ export class Backups extends Construct {
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
 
+    // Automated backups on, yet RDS reports no latest restorable time (an instance before its first
+    // automated backup, or one RDS cannot back up): no point to recover to, so no lag either, and
+    // PitrLag reads nothing. The watch publishes PitrRestorable only while backups are on, so an
+    // instance with them off pages once, as PitrOff.
+    const pitrNoRestorableTime = new RunbookAlarm(this, 'PitrNoRestorableTimeAlarm', {
+      ...common,
+      what: 'PitrNoRestorableTime',
+      summary: `automated backups of ${props.database.instanceIdentifier} are on but RDS reports no latest restorable time: a point-in-time recovery now has no point to recover to`,
+      firstActions: `aws rds describe-db-instances --db-instance-identifier ${instance} --query 'DBInstances[0].[DBInstanceStatus,BackupRetentionPeriod,LatestRestorableTime]' ; aws rds describe-events --source-identifier ${instance} --source-type db-instance --duration 1440 (instance neuve : la première sauvegarde automatique est en cours ; sinon stockage plein, instance bloquée) ; en attendant, un dump : ${backUp('hourly')}`,
+      metric: pitrWatchMetric(RUNNER_METRICS.pitrRestorable, 'Minimum'),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      // One reading without a point pages, as one reading over the RPO does (PitrLag).
+      evaluationPeriods: 1,
+      // No reading: the watch did not read (PitrUnread) or automated backups are off (PitrOff).
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+
     // The watch's failure, whatever it is: a read that fails publishes nothing (the invocation fails,
     // lambdas/backup/pitr-watch.ts), and neither does a read that never runs. Every successful read
     // publishes PitrRetentionDays, PITR off included. 3 periods of 3: a read that fails or comes late
@@ -728,6 +748,7 @@ export class Backups extends Construct {
       noRecentMonthly,
       pitrOff,
       pitrLag,
+      pitrNoRestorableTime,
       pitrUnread,
       deadLetters,
       ...(runnerErrors && { runnerErrors }),

@@ -141,7 +141,8 @@ beforeEach(() => {
   secretsMock.reset();
   rdsMock.reset();
   secretsMock.on(GetSecretValueCommand, { SecretId: SECRET_ARN }).resolves({ SecretString: JSON.stringify({ username: testCluster().user, password: PASSWORD }) });
-  rdsMock.on(DescribeDBInstancesCommand).resolves({ DBInstances: [{ DBInstanceIdentifier: 'atmr-test', BackupRetentionPeriod: 7 }] });
+  // A healthy instance: PITR on, its point a minute behind (no PITR warning in the runs' logs).
+  rdsMock.on(DescribeDBInstancesCommand).callsFake(() => ({ DBInstances: [{ DBInstanceIdentifier: 'atmr-test', BackupRetentionPeriod: 7, LatestRestorableTime: new Date(Date.now() - 60_000) }] }));
   Object.assign(process.env, runnerEnv());
 });
 

@@ -220,6 +220,14 @@ describe('checkPitr', () => {
     expect(status).toEqual({ enabled: true, retentionDays: 7, minRetentionDays: 7, lagSeconds: 300 });
   });
 
+  it('reports automated backups on with no restorable time when RDS gives none (no lag to measure)', async () => {
+    rdsMock.on(DescribeDBInstancesCommand).resolves({ DBInstances: [{ DBInstanceIdentifier: INSTANCE, BackupRetentionPeriod: 7 }] });
+
+    const status = await checkPitr(rds, INSTANCE, 7, NOW);
+
+    expect(status).toEqual({ enabled: true, retentionDays: 7, minRetentionDays: 7, noRestorableTime: true });
+  });
+
   it.each([
     ['automated backups off', 0],
     ['retention below the minimum', 3],

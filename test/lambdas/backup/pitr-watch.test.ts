@@ -75,6 +75,20 @@ describe('PITR watch handler (every 5 minutes, independent of the backup runs)',
     expect((lag?.doc._aws as { CloudWatchMetrics: { Namespace: string }[] }).CloudWatchMetrics[0].Namespace).toBe('AtmrDr/example');
     expect(metricValue(emf, 'PitrEnabled')?.value).toBe(1);
     expect(metricValue(emf, 'PitrRetentionDays')?.doc).toMatchObject({ PitrRetentionDays: 7, service: 'pitr-watch', DBInstanceIdentifier: INSTANCE });
+    expect(metricValue(emf, 'PitrRestorable')?.value).toBe(1);
+  });
+
+  it('with automated backups on but no latest restorable time publishes PitrRestorable=0 (PitrNoRestorableTime pages) and no lag: PITR on, nothing to recover to', async () => {
+    rdsMock.on(DescribeDBInstancesCommand).resolves({ DBInstances: [{ DBInstanceIdentifier: INSTANCE, BackupRetentionPeriod: 7 }] });
+
+    const { outcome, emf } = await invoke();
+
+    expect(outcome).toEqual({ enabled: true, retentionDays: 7, minRetentionDays: 7, noRestorableTime: true });
+    expect(metricValue(emf, 'PitrEnabled')?.value).toBe(1);
+    const restorable = metricValue(emf, 'PitrRestorable');
+    expect(restorable?.value).toBe(0);
+    expect(restorable?.dimensions).toEqual([['service', 'DBInstanceIdentifier']]);
+    expect(metricValue(emf, 'PitrLagSeconds')).toBeUndefined();
   });
 
   it('with PITR off publishes PitrEnabled=0 and the retention (PitrOff pages, PitrUnread sees a read) and no lag (PitrLag stays out of it)', async () => {
@@ -86,6 +100,8 @@ describe('PITR watch handler (every 5 minutes, independent of the backup runs)',
     expect(metricValue(emf, 'PitrEnabled')?.value).toBe(0);
     expect(metricValue(emf, 'PitrRetentionDays')?.value).toBe(0);
     expect(metricValue(emf, 'PitrLagSeconds')).toBeUndefined();
+    // Off is PitrOff's page alone: no second one for the restorable time that follows from it.
+    expect(metricValue(emf, 'PitrRestorable')).toBeUndefined();
   });
 
   it.each([
@@ -101,7 +117,7 @@ describe('PITR watch handler (every 5 minutes, independent of the backup runs)',
     expect((outcome as Error).message).toMatch(/^cannot describe RDS instance atmr-prod: /);
     expect((outcome as Error).message).toMatch(message);
     // No reading: PitrUnread counts PitrRetentionDays, and pages after 15 minutes of none.
-    for (const name of ['PitrEnabled', 'PitrRetentionDays', 'PitrLagSeconds']) expect(metricValue(emf, name)).toBeUndefined();
+    for (const name of ['PitrEnabled', 'PitrRetentionDays', 'PitrLagSeconds', 'PitrRestorable']) expect(metricValue(emf, name)).toBeUndefined();
   });
 
   it('fails in one line naming the missing variable and the fix, without calling RDS', async () => {
