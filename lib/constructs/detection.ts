@@ -89,7 +89,8 @@ const BINARY_DOWN_MINUTES = 2;
  * is bad when at most half of them answered. A good run then scores at least best = 100 x h / attempts
  * percent (h the fewest attempts above half), so a window of n runs averaging at most 50 % has at least
  * n x (1 - 50 / best) bad ones (a binary check: half the window, rounded up). A missing minute counts
- * as breaching in the alarm and is left out of the window's average, which only adds bad minutes.
+ * in neither: the alarm ignores it (it evaluates the minutes the probe published) and the window's
+ * average leaves it out; Probe-Silent pages the silence itself.
  * `minutes` is at most that many, and at most `downMinutes` (the configured threshold), which keeps
  * a hard outage paged as fast as it was in a row. A 10-minute window: OSRM (3 attempts) 2 of 10,
  * bounded by 3; a binary check 2 of 10, bounded by 5.
@@ -101,6 +102,11 @@ export function dependencyDownRule(attempts: number, downMinutes: number, window
   return { minutes: Math.max(1, Math.min(downMinutes, bound)), ofMinutes: windowMinutes };
 }
 
+/** "a, b et c": the French pages' list of alarm names. */
+function listedFr(names: readonly string[]): string {
+  return names.length > 1 ? `${names.slice(0, -1).join(', ')} et ${names[names.length - 1]}` : (names[0] ?? '');
+}
+
 function pascal(key: string): string {
   return key.charAt(0).toUpperCase() + key.slice(1);
 }
@@ -109,8 +115,9 @@ function pascal(key: string): string {
  * Detection of the runbook's scenarios (OSRM Down, DB Read-Only, Pic de charge, Réseau flaky,
  * Healthchecks, Killswitch): the health probe, one RunbookAlarm per signal with the runbook's
  * thresholds, the on-call dashboard's graphs, and the opt-in Celery autoscaling. Missing data is
- * breaching where silence means an outage (probe metrics) and not breaching where it means no
- * traffic (ALB, ECS, RDS, logs).
+ * not breaching where it means no traffic (ALB, ECS, RDS, logs). The probe's target alarms ignore
+ * it: a silent probe is one cause, paged once by Probe-Silent (breaching), not once per target it
+ * no longer checks; each target alarm keeps its state meanwhile (one in ALARM stays open).
  */
 export class Detection extends Construct {
   readonly probe?: HealthProbe;
@@ -125,6 +132,12 @@ export class Detection extends Construct {
   readonly dependencyDownAlarms: readonly RunbookAlarm[];
   /** Health-ApiNotReady, when the probe checks the API: the backout's bake refuses a release it fired on. */
   readonly apiNotReadyAlarm?: RunbookAlarm;
+  /**
+   * Probe-Silent and Probe-Errors, when there is a probe: while one is in ALARM the probe's target
+   * alarms (which ignore missing data) say nothing of their targets, so the backout holds its
+   * automatic rollbacks on them (the cause is unknown) and its bake refuses a release it could not watch.
+   */
+  readonly probeSilenceAlarms: readonly RunbookAlarm[];
   /** Graphs for the on-call dashboard. */
   readonly dashboardGraphs: readonly DashboardGraph[];
   readonly celeryScaling?: appscaling.ScalableTarget;
@@ -151,13 +164,15 @@ export class Detection extends Construct {
 
     // --- health probe ---
     const settings: ProbeEnvironment | undefined = props.probe?.settings;
-    // A dependency's own alarm: bad in M of the last W minutes (dependencyDownRule), a silent probe
-    // breaching; `during` is its summary's French "for M of the last W minutes".
+    // A dependency's own alarm: bad in M of the last W minutes (dependencyDownRule). A silent probe is
+    // ignored (the alarm keeps its state): Probe-Silent pages that silence once, where breaching made
+    // every target alarm open an incident of its own for the one cause. `during` is its summary's
+    // French "for M of the last W minutes".
     const dependencyDown = (attempts: number, downMinutes: number) => {
       const { minutes, ofMinutes } = dependencyDownRule(attempts, downMinutes, t.probeFailureWindowMinutes);
       return {
         during: `pendant ${minutes} des ${ofMinutes} dernières minutes`,
-        evaluation: { evaluationPeriods: ofMinutes, datapointsToAlarm: minutes, treatMissingData: BREACHING },
+        evaluation: { evaluationPeriods: ofMinutes, datapointsToAlarm: minutes, treatMissingData: IGNORE },
       };
     };
     const rules = {
@@ -168,23 +183,33 @@ export class Detection extends Construct {
     };
     const pm = (name: string, statistic: string, period: Duration, dimensions?: Record<string, string>, label?: string) =>
       probeMetric(props.environmentName, name, { statistic, period, dimensions, label });
+    // The alarms that ignore the probe's silence (created below), named in Probe-Errors' and Probe-Silent's pages.
+    const targetAlarmNames = listedFr([
+      settings?.osrm && 'Osrm-Down',
+      settings?.api && 'Health-ApiNotReady',
+      settings?.redis && 'Health-RedisDown',
+      settings?.database && 'Database-Down',
+      settings?.database && 'Database-ReadOnly',
+      settings && 'Network-ProbeFailures',
+    ].filter((name): name is string => Boolean(name)));
     if (props.probe) {
       this.probe = new HealthProbe(this, 'Probe', { ...props.probe, environmentName: props.environmentName });
       alarms.probeDeadLetters = deadLettersAlarm(this.probe, this.probe.deadLetterQueue, {
         environmentName: props.environmentName,
         concern: 'Probe',
         runbookSection: 'Healthchecks Kubernetes',
-        summary: "le planificateur n'a pas pu lancer la sonde de santé (file de lettres mortes non vide) : ses métriques manquent et les alarmes de la sonde lisent ce silence comme une panne des cibles.",
+        summary: "le planificateur n'a pas pu lancer la sonde de santé (file de lettres mortes non vide) : ses métriques manquent, et les alarmes de ses cibles gardent leur état sans rien vérifier (Probe-Silent pagine ce silence).",
         firstActions: 'lire le message de la file DeadLetters de la sonde (erreur de livraison), vérifier que la fonction Detection/Probe existe et que le rôle du planificateur peut l’invoquer.',
         link: `${readme}#${DETECTION_ANCHORS.health}`,
         topic: props.topic,
         notifyOnOk: true,
       });
       // The probe itself failing (a crash, a timeout, throttled past its reserved concurrency)
-      // publishes no metric, which every probe alarm reads as its target down: this names the cause.
-      // As many failed runs of the window as the most sensitive target alarm needs silent minutes
-      // (those alarms count M of the last W, not in a row), so that it pages with them whenever the
-      // probe's silence opens them, and not on one failed run.
+      // publishes no metric, and the target alarms, ignoring the missing minutes, are blind: this
+      // names the cause, and Probe-Silent pages the silence. As many silent (or failed) runs of the
+      // window as the most sensitive target alarm needs bad minutes (those alarms count M of the last
+      // W, not in a row): whenever the silence hides as many minutes as a target outage needs to page,
+      // the silence pages instead, and not on one failed run.
       const silence = {
         evaluationPeriods: t.probeFailureWindowMinutes,
         datapointsToAlarm: Math.min(
@@ -199,7 +224,7 @@ export class Detection extends Construct {
         what: 'Errors',
         runbookSection: 'Healthchecks Kubernetes',
         summary:
-          `la sonde de santé échoue (erreurs ou throttles de sa fonction pendant ${silence.datapointsToAlarm} des ${silence.evaluationPeriods} dernières minutes) : ses métriques manquent, et Osrm-Down, Health-ApiNotReady, Health-RedisDown, Database-Down lisent ce silence comme une panne de leur cible. Tant que cette alarme est en ALARM, ne pas s'y fier : vérifier les cibles à la main.`,
+          `la sonde de santé échoue (erreurs ou throttles de sa fonction pendant ${silence.datapointsToAlarm} des ${silence.evaluationPeriods} dernières minutes) : ses métriques manquent, et les alarmes de ses cibles (${targetAlarmNames}) gardent leur état sans rien vérifier (une panne qui commence ne pagine pas). Tant que cette alarme est en ALARM, ne pas s'y fier : vérifier les cibles à la main.`,
         firstActions: `lire le groupe de logs ${probeFunction.logGroup.logGroupName} (erreur, timeout de 30 s ou « Task timed out ») ; throttles : concurrence réservée de la fonction Detection/Probe.`,
         link: `${readme}#${DETECTION_ANCHORS.health}`,
         topic: props.topic,
@@ -221,16 +246,16 @@ export class Detection extends Construct {
         treatMissingData: NOT_BREACHING,
       });
       // A probe that is not run at all (its schedule disabled or deleted) has no Errors, no Throttles
-      // and no dead letter: only the target alarms paged, each reading the silence as its target
-      // down. Every run publishes ProbeChecksMade (even 0 checks), so its absence is the silence
-      // those alarms read, whatever the cause, counted with their rule: it pages with them.
+      // and no dead letter. Every run publishes ProbeChecksMade (even 0 checks) in the same EMF
+      // document as the target metrics, so its absence is the silence the target alarms ignore,
+      // whatever the cause: the one page for it (breaching), counted with their rule.
       alarms.probeSilent = new RunbookAlarm(this, 'ProbeSilentAlarm', {
         environmentName: props.environmentName,
         concern: 'Probe',
         what: 'Silent',
         runbookSection: 'Healthchecks Kubernetes',
         summary:
-          `la sonde de santé ne publie plus de métriques (aucun ProbeChecksMade pendant ${silence.datapointsToAlarm} des ${silence.evaluationPeriods} dernières minutes) : planification désactivée ou supprimée, ou fonction en échec (Probe-Errors) ou non lancée (Probe-DeadLetters). Osrm-Down, Health-ApiNotReady, Health-RedisDown, Database-Down et Network-ProbeFailures lisent ce silence comme une panne : ne pas s'y fier, vérifier les cibles à la main.`,
+          `la sonde de santé ne publie plus de métriques (aucun ProbeChecksMade pendant ${silence.datapointsToAlarm} des ${silence.evaluationPeriods} dernières minutes) : planification désactivée ou supprimée, ou fonction en échec (Probe-Errors) ou non lancée (Probe-DeadLetters). Pendant ce silence, ${targetAlarmNames} gardent leur état sans rien vérifier (une cible déjà en ALARM y reste, une panne qui commence ne pagine pas) : ne pas s'y fier, vérifier les cibles à la main.`,
         firstActions: `aws scheduler get-schedule --name ${this.probe.schedule.scheduleName} (State doit être ENABLED) ; si Probe-Errors est en ALARM, suivre ses premières actions (groupe de logs de la sonde).`,
         link: `${readme}#${DETECTION_ANCHORS.health}`,
         topic: props.topic,
@@ -250,7 +275,7 @@ export class Detection extends Construct {
       alarm('osrmDown', 'osrm', 'OSRM Down', {
         concern: 'Osrm',
         what: 'Down',
-        summary: `OSRM ne répond pas ou à la moitié des essais au plus (OsrmAvailability <= 50 %) à ${settings.osrm.healthUrl} ${during}, ou sonde muette.`,
+        summary: `OSRM ne répond pas ou à la moitié des essais au plus (OsrmAvailability <= 50 %) à ${settings.osrm.healthUrl} ${during} (sonde muette : l'alarme garde son état, Probe-Silent pagine).`,
         firstActions:
           `vérifier le service OSRM (ECS: tâches, logs des 50 dernières lignes), curl de l'URL de santé ; le cache OSRM prend le relais ; NE PAS redémarrer avant diagnostic, puis \`${operatorCommand(props.environmentName, 'osrm restart')}\`.`,
         metric,
@@ -267,7 +292,7 @@ export class Detection extends Construct {
       alarm('apiNotReady', 'health', 'Healthchecks Kubernetes', {
         concern: 'Health',
         what: 'ApiNotReady',
-        summary: `/ready de l'API ne répond pas 200 avec {"status": "ready"} et des checks à "ok" ${during} (base de données ou Redis inaccessible, ou sonde muette).`,
+        summary: `/ready de l'API ne répond pas 200 avec {"status": "ready"} et des checks à "ok" ${during} (base de données ou Redis inaccessible ; sonde muette : l'alarme garde son état, Probe-Silent pagine).`,
         // In maintenance the killswitch answers 503 to every path but /health and /ready: /health/detailed included.
         firstActions: `\`${operatorCommand(props.environmentName, 'killswitch status')}\` d'abord : /health/detailed répond 503 tant que le killswitch est en maintenance (/ready non) ; puis curl /ready et /health/detailed ; si database: error -> connexion DB ; si redis: error -> Redis (REDIS_URL, accessibilité).`,
         metric: ready,
@@ -283,7 +308,7 @@ export class Detection extends Construct {
       alarm('redisDown', 'health', 'Healthchecks Kubernetes', {
         concern: 'Health',
         what: 'RedisDown',
-        summary: `Redis (broker Celery) ne répond pas au PING, refuse le login de la sonde (raison auth) ou son écriture (raison readonly : réplique après bascule ou endpoint périmé ; oom : plein ; misconf : sauvegarde en échec), ${during} (ou sonde muette) : Celery ne peut plus mettre de tâche en file.`,
+        summary: `Redis (broker Celery) ne répond pas au PING, refuse le login de la sonde (raison auth) ou son écriture (raison readonly : réplique après bascule ou endpoint périmé ; oom : plein ; misconf : sauvegarde en échec), ${during} : Celery ne peut plus mettre de tâche en file (sonde muette : l'alarme garde son état, Probe-Silent pagine).`,
         // A refused login is either Redis having lost its AUTH/ACL (the application is refused too) or
         // the probe's own token: the API's /ready tells them apart, so the page says to read it first.
         firstActions:
@@ -353,7 +378,7 @@ export class Detection extends Construct {
       alarm('databaseDown', 'health', 'Healthchecks Kubernetes', {
         concern: 'Database',
         what: 'Down',
-        summary: `PostgreSQL ne répond pas à la sonde, refuse son login (raison auth) ou sa lecture de l'état (DatabaseUp), ${during} (ou sonde muette) : l'API ne peut plus lire ni écrire.`,
+        summary: `PostgreSQL ne répond pas à la sonde, refuse son login (raison auth) ou sa lecture de l'état (DatabaseUp), ${during} : l'API ne peut plus lire ni écrire (sonde muette : l'alarme garde son état, Probe-Silent pagine).`,
         firstActions:
           "lire la raison dans le log « probe target down » de la sonde (cible database) ; RDS : état de l'instance, événements, connexions (max_connections, pg_stat_activity par application_name). Raison auth (login refusé) : si /ready de l'API dit database ok, c'est le secret de la sonde (detection.probe.database.secretArn) à corriger ; sinon le login de l'application est refusé aussi.",
         metric: up,
@@ -399,8 +424,8 @@ export class Detection extends Construct {
       // Redis, the database or the API unreachable for 4 runs of 10 (not left out, its own alarm
       // pages) fails 8 of 70 checks, 11.4 %, under it.
       // This stays one metric alarm with the incidents topic as action: the inputs of a composite
-      // alarm would be alarms that reach nobody. Silence still has no datapoint at all (the terms are
-      // published by the same run as the check counts): missing data breaching, as before.
+      // alarm would be alarms that reach nobody. A silent window has no datapoint at all (the terms
+      // are published by the same run as the check counts): ignored, Probe-Silent pages it.
       const down: string[] = [];
       const usingMetrics: Record<string, cloudwatch.IMetric> = {
         failed: pm(PROBE_METRICS.checksFailed, 'Sum', window),
@@ -444,7 +469,7 @@ export class Detection extends Construct {
         concern: 'Network',
         what: 'ProbeFailures',
         summary:
-          `plus de ${t.probeFailurePercent} % des vérifications de la sonde échouent sur ${t.probeFailureWindowMinutes} min (timeouts, connexions refusées), ou la sonde est muette.` +
+          `plus de ${t.probeFailurePercent} % des vérifications de la sonde échouent sur ${t.probeFailureWindowMinutes} min (timeouts, connexions refusées) ; sonde muette : l'alarme garde son état, Probe-Silent pagine.` +
           (dependencyAlarms.length > 0
             ? ` Une fenêtre où une dépendance sondée est tombée au moins la moitié du temps ne compte pas : sa propre alarme pagine (${dependencyAlarms.join(', ')}).`
             : ''),
@@ -454,7 +479,7 @@ export class Detection extends Construct {
         threshold: t.probeFailurePercent,
         comparisonOperator: GT,
         evaluationPeriods: 1,
-        treatMissingData: BREACHING,
+        treatMissingData: IGNORE,
       });
       // The runbook's "Réseau flaky" lists "latence variable" among its symptoms. Latency alone pages
       // no one (a slow dependency that still answers within its check's timeout is not an outage, and
@@ -732,6 +757,7 @@ export class Detection extends Construct {
     this.alarms = alarms;
     this.dependencyDownAlarms = (['osrmDown', 'redisDown', 'databaseDown', 'dbReadOnly'] as const).flatMap((key) => alarms[key] ?? []);
     this.apiNotReadyAlarm = alarms.apiNotReady;
+    this.probeSilenceAlarms = (['probeSilent', 'probeErrors'] as const).flatMap((key) => alarms[key] ?? []);
     this.dashboardGraphs = graphs;
     this.props = props;
   }
