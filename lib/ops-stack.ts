@@ -166,8 +166,11 @@ export class OpsStack extends Stack {
         table: data.opsStateTable,
         killswitchParameterName: data.killswitchParameter.parameterName,
         incidentsTopic: this.incidentsTopic,
-        holdWhileInAlarm: detection?.dependencyDownAlarms ?? [],
+        // The probe's silence too: its target alarms then keep their state without checking anything,
+        // so a dependency may be down with none of them in ALARM (the cause is unknown).
+        holdWhileInAlarm: [...(detection?.dependencyDownAlarms ?? []), ...(detection?.probeSilenceAlarms ?? [])],
         readinessAlarm: detection?.apiNotReadyAlarm,
+        probeSilenceAlarms: detection?.probeSilenceAlarms,
       });
       // Its report is how a rollback reaches a human: named in the topic policy like every publisher.
       escalation.incidentsTopic.allowPublisher(rollback.steps.function.role as iam.IRole, 'BackoutSteps');

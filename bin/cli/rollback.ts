@@ -125,6 +125,7 @@ export function settingsFromConfig(
     holdAlarmNames: [],
     // The name the detection gives it (only the deployed bake reads it).
     readinessAlarmName: config.detection?.probe.api ? runbookAlarmName(config.name, 'Health', 'ApiNotReady') : null,
+    probeSilenceAlarmNames: [],
     targetGroupFullName: backout.targetGroupFullName,
     loadBalancerFullName: backout.loadBalancerFullName,
     healthUrl: backout.healthUrl,

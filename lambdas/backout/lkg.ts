@@ -68,11 +68,19 @@ export async function recordAfterBake(deps: LkgDeps, settings: BackoutSettings, 
   // The load balancer and ECS's circuit breaker check /health only, which a release that cannot
   // reach PostgreSQL or Redis still answers; with too few requests for the error-rate alarm (a night
   // deploy) only the readiness alarm sees it, and a rollback would then go to that release.
+  // The readiness alarm keeps its state while the probe is silent (missing data ignored): a bake
+  // during which the probe's silence alarms fired saw no /ready reading, and proves nothing.
   const readiness = settings.readinessAlarmName;
-  const watched = [settings.alarmNames.errorRate, settings.alarmNames.noHealthyHosts, ...(readiness ? [readiness] : [])];
+  const silence = readiness ? settings.probeSilenceAlarmNames : [];
+  const watched = [settings.alarmNames.errorRate, settings.alarmNames.noHealthyHosts, ...(readiness ? [readiness] : []), ...silence];
   const fired = await alarmFiredSince(deps.cloudwatch, watched, completedAt, now);
   if (fired) {
-    const why = readiness && fired.startsWith(readiness) ? ' (the API failed /ready: PostgreSQL or Redis unreachable, or the probe silent)' : '';
+    const why =
+      readiness && fired.startsWith(readiness)
+        ? ' (the API failed /ready: PostgreSQL or Redis unreachable)'
+        : silence.some((name) => fired.startsWith(name))
+          ? ' (the probe was silent: /ready went unchecked during the bake)'
+          : '';
     return skip(deps, `bake failed: ${fired}${why}`);
   }
   if (!readiness) {

@@ -29,7 +29,8 @@ export const BackoutSettingsSchema = z.strictObject({
   alarmNames: z.strictObject({ errorRate: z.string().min(1), noHealthyHosts: z.string().min(1) }),
   /**
    * Alarms that say a dependency of the API is down (the health probe's OSRM, Redis, database
-   * read-only): while one is in ALARM an automatic rollback is held and a human paged instead.
+   * read-only), or that the probe is silent (Probe-Silent, Probe-Errors: the cause is then unknown):
+   * while one is in ALARM an automatic rollback is held and a human paged instead.
    */
   holdAlarmNames: z.array(z.string().min(1)).max(100).default([]),
   /**
@@ -38,6 +39,11 @@ export const BackoutSettingsSchema = z.strictObject({
    * check the API (no detection.probe.api): the bake then GETs readyUrl once at its end instead.
    */
   readinessAlarmName: z.string().min(1).nullable(),
+  /**
+   * The probe's silence alarms (Probe-Silent, Probe-Errors), with the readiness alarm: it keeps its
+   * state while the probe is silent, so a bake during which one of these fired saw no /ready reading.
+   */
+  probeSilenceAlarmNames: z.array(z.string().min(1)).max(10).default([]),
   targetGroupFullName: z.string().min(1),
   loadBalancerFullName: z.string().min(1),
   healthUrl: z.string().url(),

@@ -316,11 +316,17 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     // The runbook: no backout without a confirmed root cause. The probe checks OSRM, Redis and the
     // database directly, not through the API: one of them down explains the API's errors, and the
     // last known good would fail the same way, so a rollback would only add a deployment to the outage.
-    // Those alarms also read a silent probe as down (missing data breaching): the cause is then
-    // unknown, and holding for a human is still the runbook's answer; the notice says both.
+    // Those alarms keep their state while the probe is silent (missing data ignored), so its silence
+    // alarms (Probe-Silent, Probe-Errors) are in the list too: the cause is then unknown, and holding
+    // for a human is still the runbook's answer; the notice says which of the two it is.
     const down = await alarmsInAlarm(deps.cloudwatch, settings.holdAlarmNames);
     if (down.length > 0) {
-      const held = `held: ${down.join(', ')} in ALARM, a dependency of the API is down and a rollback cannot fix it, or the probe that checks it is silent and the cause is unknown (runbook: no backout without a confirmed root cause): follow that alarm; if the API still fails once it is OK, run "${rollbackServiceCommand(serviceName, settings.environmentName)}"`;
+      const silent = down.filter((name) => [runbookAlarmName(settings.environmentName, 'Probe', 'Silent'), runbookAlarmName(settings.environmentName, 'Probe', 'Errors')].includes(name));
+      const why = [
+        ...(silent.length < down.length ? ['a dependency of the API is down and a rollback cannot fix it'] : []),
+        ...(silent.length > 0 ? ['the health probe is silent, so no dependency alarm can say whether one is down, and the cause is unknown'] : []),
+      ].join('; and ');
+      const held = `held: ${down.join(', ')} in ALARM, ${why} (runbook: no backout without a confirmed root cause): follow that alarm; if the API still fails once it is OK, run "${rollbackServiceCommand(serviceName, settings.environmentName)}"`;
       // Database-Down fires when the probe cannot connect, and the release itself can cause that: a
       // connection leak or a larger pool exhausts max_connections. It then turns OK only after a
       // rollback, so "wait for it" would keep the outage going: the human who confirms the cause is

@@ -75,7 +75,8 @@ export interface RollbackProps {
   readonly incidentsTopic: sns.ITopic;
   /**
    * Alarms saying that a dependency of the API is down, checked directly rather than through the API
-   * (the health probe's OSRM, Redis and database read-only alarms). While one is in ALARM, an
+   * (the health probe's OSRM, Redis and database read-only alarms), or that the probe checking them is
+   * silent (Probe-Silent, Probe-Errors: those alarms then keep their state). While one is in ALARM, an
    * automatic rollback is held and its report pages instead: the runbook allows no backout without a
    * confirmed root cause, and the last known good would fail the same way.
    * @default - none: every automatic rollback whose condition holds proceeds
@@ -87,6 +88,13 @@ export interface RollbackProps {
    * @default - none: the bake GETs readyUrl once at its end instead
    */
   readonly readinessAlarm?: cloudwatch.IAlarm;
+  /**
+   * The probe's silence alarms (Probe-Silent, Probe-Errors): the readiness alarm ignores the probe's
+   * missing minutes, so a bake during which one was in ALARM saw no /ready reading, and the release
+   * is not recorded either.
+   * @default - none
+   */
+  readonly probeSilenceAlarms?: readonly cloudwatch.IAlarm[];
   /**
    * Concurrent executions reserved for the step function, so that a rollback runs on the worst day
    * even when the account's pool is used up. Each workflow execution runs one step at a time; at
@@ -196,6 +204,7 @@ export class Rollback extends Construct {
       alarmNames: { errorRate: this.errorRateAlarm.alarmName, noHealthyHosts: this.noHealthyHostsAlarm.alarmName },
       holdAlarmNames: (props.holdWhileInAlarm ?? []).map((a) => a.alarmName),
       readinessAlarmName: props.readinessAlarm?.alarmName ?? null,
+      probeSilenceAlarmNames: props.readinessAlarm ? (props.probeSilenceAlarms ?? []).map((a) => a.alarmName) : [],
       targetGroupFullName: props.targetGroupFullName,
       loadBalancerFullName: props.loadBalancerFullName,
       healthUrl: props.healthUrl,
@@ -308,7 +317,13 @@ export class Rollback extends Construct {
         : []),
       // The bake reads its state and history like the backout alarms' (alarmFiredSince).
       ...(props.readinessAlarm
-        ? [new iam.PolicyStatement({ sid: 'ReadTheReadinessAlarm', actions: ['cloudwatch:DescribeAlarms', 'cloudwatch:DescribeAlarmHistory'], resources: [props.readinessAlarm.alarmArn] })]
+        ? [
+            new iam.PolicyStatement({
+              sid: 'ReadTheReadinessAlarm',
+              actions: ['cloudwatch:DescribeAlarms', 'cloudwatch:DescribeAlarmHistory'],
+              resources: [props.readinessAlarm, ...(props.probeSilenceAlarms ?? [])].map((a) => a.alarmArn),
+            }),
+          ]
         : []),
       readAlbMetrics,
       pinReleases,
