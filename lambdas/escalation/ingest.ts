@@ -174,8 +174,11 @@ export async function ingestAlarmChange(deps: IngestDeps, event: AlarmStateChang
   return { action: 'started', incidentId: id };
 }
 
+/** What found an incident's run stopped: a later ALARM that joined it, or the 5-minute sweep (sweep.ts). */
+export type RestartCause = 'joined alarm' | 'sweep';
+
 /**
- * An ALARM joined the incident: its escalation run must still be running. A run that failed (the
+ * An ALARM joined the incident (or the sweep read it, sweep.ts): its escalation run must still be running. A run that failed (the
  * re-reads of the alarm or the table out of retries), timed out or was aborted leaves the incident
  * open: every later ALARM would join it, reach the on-call's e-mail only (the alarm's own action),
  * and nothing would climb or remind until someone resolved it. Such a run is started again where it
@@ -183,9 +186,16 @@ export async function ingestAlarmChange(deps: IngestDeps, event: AlarmStateChang
  * acknowledged incident reminds its level (Remind), an open one pages the level after the highest
  * reached (the re-read that failed was about to), capped at the last. The incident record is
  * pointed at the new execution first, conditionally (`claimExecutionRestart`): of two ALARMs that
- * find the run stopped together, one restarts it. Returns the name of the execution started.
+ * find the run stopped together (or an ALARM and the sweep), one restarts it. Returns the name of the
+ * execution started. The one restart path: the sweep calls it too, for a state alarm that stays in
+ * ALARM and so sends no later ALARM to restart its run.
  */
-async function restartIfStopped(deps: IngestDeps, incident: Incident, at: string): Promise<string | undefined> {
+export async function restartIfStopped(
+  deps: Pick<IngestDeps, 'store' | 'sfn' | 'levelTimeoutsSeconds'>,
+  incident: Incident,
+  at: string,
+  cause: RestartCause = 'joined alarm',
+): Promise<string | undefined> {
   const recorded = incident.executionArn;
   // None recorded yet: the delivery that opened the incident starts it (and is retried until it has).
   if (!recorded) return undefined;
@@ -216,7 +226,7 @@ async function restartIfStopped(deps: IngestDeps, incident: Incident, at: string
   await recordTimeline(deps.store, incident.id, `handover#${next.name}`, {
     at,
     kind: 'note',
-    text: `Escalation restarted: execution ${next.current} had stopped (${status}) with the incident still open, so nobody was being paged; the ALARM of ${at} joined it, and execution ${next.name} resumes at ${resumeAt}`,
+    text: `Escalation restarted: execution ${next.current} had stopped (${status}) with the incident still open, so nobody was being paged; ${cause === 'sweep' ? `the escalation sweep of ${at} found it` : `the ALARM of ${at} joined it`}, and execution ${next.name} resumes at ${resumeAt}`,
   });
   await startNextExecution(deps.sfn, next, { incidentId: incident.id, alarmName: incident.alarmName, resumeAt, handedOverFrom: next.current });
   return next.name;

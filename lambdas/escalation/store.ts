@@ -150,10 +150,14 @@ export async function releaseOpenPointer(store: IncidentStore, alarmName: string
   }
 }
 
-/** Ids of the incidents with an open pointer (automated actions are added to each). */
+/** Ids of the incidents with an open pointer (automated actions are added to each; the sweep checks each one's run). */
 export async function openIncidentIds(store: IncidentStore): Promise<string[]> {
-  const { Items = [] } = await store.ddb.send(new QueryCommand({ TableName: store.tableName, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': OPEN_PK }, ConsistentRead: true }));
-  return Items.map((item) => item.incidentId as string | undefined).filter((id): id is string => id !== undefined);
+  const ids: string[] = [];
+  // Every page: the sweep (sweep.ts) must not miss the incidents past the first 1 MB of pointers.
+  for await (const items of queryPages(store, { KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': OPEN_PK }, ConsistentRead: true })) {
+    for (const item of items) if (typeof item.incidentId === 'string') ids.push(item.incidentId);
+  }
+  return ids;
 }
 
 /**
