@@ -19,6 +19,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { pagedNotRecordedKey } from '../../lambdas/escalation/model';
 import { endpointDigest, SUBSCRIPTIONS_CHECK_SERVICE, UNCONFIRMED_SUBSCRIPTIONS_METRIC, type LevelToCheck } from '../../lambdas/escalation/subscriptions';
+import { RUNS_RESTARTED_METRIC, SWEEP_SERVICE } from '../../lambdas/escalation/sweep';
 import { EVENT_SOURCE, metricsNamespace, operatorCommand } from '../../lambdas/shared/constants';
 import { nagRender } from '../nag';
 import { deadLetterQueue, deadLettersAlarm } from './dead-letters';
@@ -102,6 +103,13 @@ export const HAND_OVER_AFTER_ROUNDS = 100;
 /** How often the subscriptions check runs: its alarm's period too (one datapoint per period). */
 const SUBSCRIPTIONS_CHECK_RATE = Duration.hours(1);
 
+/**
+ * How often the sweep restarts the stopped runs of open incidents (lambdas/escalation/sweep.ts): a
+ * run that stops is restarted within one to two of these (its next sweep, or the one after when it
+ * stopped during a sweep), and Escalation-SweepSilent counts sweeps per period of this length.
+ */
+export const SWEEP_RATE = Duration.minutes(5);
+
 /** Outputs the CLI reads (bin/cli/resolve.ts DEPLOYED_NAMES). */
 export const ESCALATION_OUTPUTS = {
   stateMachineArn: 'EscalationStateMachineArn',
@@ -137,6 +145,9 @@ export class Escalation extends Construct {
   /** Hourly: compares each level topic's subscriptions with the config (lambdas/escalation/subscriptions.ts). */
   readonly subscriptionsCheck: HouseFunction;
   readonly subscriptionsSchedule: scheduler.Schedule;
+  /** Every SWEEP_RATE: restarts the stopped run of every open incident (lambdas/escalation/sweep.ts). */
+  readonly sweep: HouseFunction;
+  readonly sweepSchedule: scheduler.Schedule;
   /**
    * The escalation machinery failing. Their action publishes straight to the incidents topic (the
    * on-call), so they reach a human even when the workflow they watch is what is broken; those that
@@ -155,6 +166,8 @@ export class Escalation extends Construct {
     readonly unconfirmedSubscriptions: cloudwatch.Alarm;
     /** The hourly subscriptions check failed: while it fails, UnconfirmedSubscriptions sees nothing. */
     readonly subscriptionsCheckErrors: cloudwatch.Alarm;
+    /** No sweep has read every open incident for 15 minutes: a stopped run stays stopped. */
+    readonly sweepSilent: cloudwatch.Alarm;
   };
   private readonly stateMachineArn: string;
   private readonly props: EscalationProps;
@@ -403,6 +416,7 @@ export class Escalation extends Construct {
       });
     }
     [this.subscriptionsCheck, this.subscriptionsSchedule] = this.buildSubscriptionsCheck();
+    [this.sweep, this.sweepSchedule] = this.buildSweep(stateMachineName, levelTimeoutsSeconds);
 
     this.alarms = this.createAlarms();
     new CfnOutput(stack, ESCALATION_OUTPUTS.stateMachineArn, { value: this.stateMachine.stateMachineArn });
@@ -479,6 +493,76 @@ export class Escalation extends Construct {
       reason: 'Granted by the LambdaInvoke schedule target: invoke the subscriptions check and its versions, nothing else.',
     });
     return [check, schedule];
+  }
+
+  /**
+   * The sweep: every SWEEP_RATE, each open incident whose run has stopped (failed, timed out,
+   * aborted) is restarted where it stopped, as a joining ALARM restarts it (ingest.ts
+   * restartIfStopped). A state alarm that stays in ALARM sends no later ALARM: without the sweep its
+   * incident would stay open, paging nobody, until someone resolved it.
+   */
+  private buildSweep(stateMachineName: string, levelTimeoutsSeconds: string): [HouseFunction, scheduler.Schedule] {
+    const stack = Stack.of(this);
+    const sweep = new HouseFunction(this, 'Sweep', {
+      entry: 'lambdas/escalation/sweep-handler.ts',
+      environmentName: this.props.environmentName,
+      serviceName: SWEEP_SERVICE,
+      // A few reads per open incident, each retried by the SDK: seconds, even in an alarm storm.
+      timeout: Duration.seconds(60),
+      // One sweep at a time (a late one waits, never overlaps the next); a runaway costs one execution.
+      reservedConcurrentExecutions: 1,
+      // Each restart is on the incident's timeline (kept 400 days); these logs only add the sweeps'
+      // routine: the house default (3 months, deleted with the stack).
+      // The levels' timeouts: a restart resumes at the level after the highest reached, capped at the last.
+      environment: { OPS_TABLE: this.props.opsTable.tableName, LEVEL_TIMEOUTS_SECONDS: levelTimeoutsSeconds },
+    });
+    const role = sweep.function.role as iam.IRole;
+    // Incident records only: the open pointers (Query), each incident (GetItem), the restart's claim
+    // (UpdateItem) and its timeline entry (PutItem). No SendTaskSuccess: the sweep wakes nobody.
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'IncidentRecordsOnly',
+        actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:Query'],
+        resources: [this.props.opsTable.tableArn],
+        conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['INCIDENT#*'] } },
+      }),
+    );
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'OpsTableKey',
+        actions: ['kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey', 'kms:DescribeKey'],
+        resources: [this.props.key.keyArn],
+        conditions: { StringEquals: { 'kms:ViaService': `dynamodb.${stack.region}.amazonaws.com` } },
+      }),
+    );
+    const executions = stack.formatArn({ service: 'states', resource: 'execution', resourceName: `${stateMachineName}:*`, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
+    role.addToPrincipalPolicy(new iam.PolicyStatement({ sid: 'ReadTheIncidentRuns', actions: ['states:DescribeExecution'], resources: [executions] }));
+    role.addToPrincipalPolicy(new iam.PolicyStatement({ sid: 'RestartTheIncidentRuns', actions: ['states:StartExecution'], resources: [this.stateMachineArn] }));
+    Validations.of(sweep).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::${nagRender(stack, executions)}]`,
+      reason: 'Execution names are the incident ids (and <id>-h<n> after a hand-over or a restart), known only at run time: DescribeExecution (read-only) on the executions of this environment\'s escalation state machine only.',
+    });
+    const schedulerRole = new iam.Role(this, 'SweepSchedulerRole', {
+      description: `atmr-dr ${this.props.environmentName}: EventBridge Scheduler invokes the escalation sweep`,
+      assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', { conditions: { StringEquals: { 'aws:SourceAccount': stack.account } } }),
+    });
+    // A sweep older than the next one is worth nothing more than that one: 4 minutes at most, in
+    // Scheduler (undelivered: the function throttled or gone) and in Lambda's queue alike. Both
+    // land in the escalation dead-letter queue, whose alarm pages levels 1, 2 and the last at once.
+    const maxEventAge = SWEEP_RATE.minus(Duration.minutes(1));
+    const schedule = new scheduler.Schedule(this, 'SweepSchedule', {
+      description: `atmr-dr ${this.props.environmentName}: restart the stopped escalation run of every open incident, every ${SWEEP_RATE.toMinutes()} minutes`,
+      schedule: scheduler.ScheduleExpression.rate(SWEEP_RATE),
+      target: new schedulerTargets.LambdaInvoke(sweep.function, { role: schedulerRole, retryAttempts: 2, maxEventAge, deadLetterQueue: this.deadLetterQueue }),
+      timeWindow: scheduler.TimeWindow.off(),
+    });
+    acknowledgeHouseFunctionFindings(sweep);
+    deadLetterAsyncFailures(sweep, this.deadLetterQueue, 'the escalation dead-letter queue', { maxEventAge });
+    Validations.of(schedulerRole).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::${nagRender(stack, sweep.function.functionArn)}:*]`,
+      reason: 'Granted by the LambdaInvoke schedule target: invoke the escalation sweep and its versions, nothing else.',
+    });
+    return [sweep, schedule];
   }
 
   /**
@@ -901,19 +985,43 @@ export class Escalation extends Construct {
         'lire les logs de la fonction SubscriptionsCheck (droit sns:ListSubscriptionsByTopic, throttling SNS) ; en attendant, vérifier chaque niveau : aws sns list-subscriptions-by-topic --topic-arn <ARN du niveau>',
       metric: this.subscriptionsCheck.function.metricErrors({ statistic: 'Sum', period: fiveMinutes }),
     });
+    // The sweep silent: a sweep that fails (an incident it cannot read or restart), does not run (its
+    // schedule disabled or deleted, the function throttled or broken) or runs late publishes no
+    // RunsRestarted datapoint (sweep.ts). 3 periods of 3, as PitrUnread: one late or failed sweep
+    // does not page, 15 minutes without a complete one do. While it is silent, an incident whose run
+    // stops stays mute: escalation broken, so it pages levels 2 and the last directly (below).
+    const sweepSilent = new RunbookAlarm(this, 'SweepSilentAlarm', {
+      ...common,
+      what: 'SweepSilent',
+      summary:
+        'no sweep of the open incidents has completed for 15 minutes (failing, or not running): an incident whose escalation run stops stays open with nobody paged while its alarm stays in ALARM',
+      firstActions: `${byHand} aws logs tail ${this.sweep.logGroup.logGroupName} --since 1h (l’incident qu’elle ne peut lire ou relancer, droits) ; schedule désactivé : aws scheduler get-schedule --name ${this.sweepSchedule.scheduleName}`,
+      metric: new cloudwatch.Metric({
+        namespace: metricsNamespace(this.props.environmentName),
+        metricName: RUNS_RESTARTED_METRIC,
+        dimensionsMap: { service: SWEEP_SERVICE },
+        statistic: 'SampleCount',
+        period: SWEEP_RATE,
+      }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 3,
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+    });
     // The escalation broken: with the incidents topic alone (one e-mail in the example) nothing
     // climbs to the lead DevOps or the last level (the CTO), since the climb is what is broken. These
     // also publish to level 2's topic and the last level's, which let exactly these alarms publish (by name).
     for (const topic of [this.levelTopics[1], this.lastLevelAbove2()]) {
       if (!topic) continue;
-      const broken = { DeadLetters: deadLetters, IngestErrors: ingestErrors, PagerErrors: pagerErrors, ExecutionsFailed: executionsFailed, RuleDeliveryFailed: ruleDeliveryFailed };
+      const broken = { DeadLetters: deadLetters, IngestErrors: ingestErrors, PagerErrors: pagerErrors, ExecutionsFailed: executionsFailed, RuleDeliveryFailed: ruleDeliveryFailed, SweepSilent: sweepSilent };
       for (const alarm of Object.values(broken)) alarm.addAlarmAction(new cwActions.SnsAction(topic.topic));
       topic.allowAlarms(
         Object.keys(broken).map((what) => runbookAlarmName(this.props.environmentName, common.concern, what)),
         'EscalationBrokenAlarms',
       );
     }
-    return { deadLetters, ingestErrors, pagerErrors, executionsFailed, ruleDeliveryFailed, unconfirmedSubscriptions, subscriptionsCheckErrors };
+    return { deadLetters, ingestErrors, pagerErrors, executionsFailed, ruleDeliveryFailed, unconfirmedSubscriptions, subscriptionsCheckErrors, sweepSilent };
   }
 
   /** The last level's topic when it is above level 2 (levels 1 and 2 get the "escalation broken" pages anyway). */
