@@ -291,7 +291,8 @@ describe('alarm naming', () => {
     // References counted at their longest, not as their placeholder: the probe's log group name (two
     // descriptions) and its schedule's (one); the backup runner's log group, the PITR watch's log group
     // and schedule (Backups); the bucket, the
-    // restore-test function's log group or its state machine (RestoreTest).
+    // restore-test function's log group or its state machine (RestoreTest); the escalation sweep's log
+    // group and schedule (Escalation-SweepSilent).
     expect(measured.filter((m) => m.deployed > m.synth).map((m) => m.alarm).sort()).toEqual([
       'ErrorsAlarm',
       'ExecutionsAlarm',
@@ -307,6 +308,7 @@ describe('alarm naming', () => {
       'ProbeSilentAlarm',
       'RtoAlarm',
       'RunnerErrorsAlarm',
+      'SweepSilentAlarm',
     ]);
     expect(measured.filter((m) => m.deployed > MAX_DESCRIPTION)).toEqual([]);
   });
