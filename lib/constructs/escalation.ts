@@ -168,6 +168,8 @@ export class Escalation extends Construct {
     readonly subscriptionsCheckErrors: cloudwatch.Alarm;
     /** No sweep has read every open incident for 15 minutes: a stopped run stays stopped. */
     readonly sweepSilent: cloudwatch.Alarm;
+    /** SNS gave up delivering a page to a subscriber of a level (SMS spend limit, opted-out number, HTTPS refusing). */
+    readonly pageDeliveryFailed: cloudwatch.Alarm;
   };
   private readonly stateMachineArn: string;
   private readonly props: EscalationProps;
@@ -1009,19 +1011,39 @@ export class Escalation extends Construct {
       datapointsToAlarm: 3,
       treatMissingData: cloudwatch.TreatMissingData.BREACHING,
     });
+    // A page SNS gave up on: an SMS past the account's monthly SMS spend limit (USD 1 on a new
+    // account, a handful of texts) or to a number that opted out, an HTTPS endpoint (PagerDuty,
+    // Opsgenie) refusing, an e-mail bounced. NumberOfNotificationsFailed counts it per topic when SNS
+    // stops trying (for HTTPS, each failed attempt: a retry that later succeeds counts too, which
+    // pages for a flaky integration, as it should be looked at). The subscription's dead letter, when
+    // SNS sends one, fires DeadLetters too; this names the cause. Event alarm: each period with a
+    // failure pages. Also to levels 2 and the last (below): the level whose page failed may be
+    // the one reading this.
+    const failedNotifications = Object.fromEntries(
+      this.levelTopics.map((level, index) => [`level${index + 1}`, level.topic.metricNumberOfNotificationsFailed({ statistic: 'Sum', period: fiveMinutes })]),
+    );
+    const pageDeliveryFailed = new RunbookAlarm(this, 'PageDeliveryFailedAlarm', {
+      ...common,
+      what: 'PageDeliveryFailed',
+      summary:
+        'SNS could not deliver a page to a subscriber of a level (NumberOfNotificationsFailed of the level topics): an SMS past the account’s monthly SMS spend limit or to an opted-out number, an HTTPS integration refusing, an e-mail bounced; that person was not reached',
+      signalsEvent: true,
+      firstActions: `${byHand} ${operatorCommand(this.props.environmentName, 'incident subscriptions')} ; SMS : aws sns get-sms-attributes --attributes MonthlySpendLimit (vide : 1 USD) et la métrique AWS/SNS SMSMonthToDateSpentUSD, aws sns list-phone-numbers-opted-out ; HTTPS : l’intégration PagerDuty/Opsgenie ; lire la file AtmrDr escalation DeadLetters`,
+      metric: sumOfCounts(failedNotifications, fiveMinutes, 'EscalationPageDeliveriesFailed'),
+    });
     // The escalation broken: with the incidents topic alone (one e-mail in the example) nothing
     // climbs to the lead DevOps or the last level (the CTO), since the climb is what is broken. These
     // also publish to level 2's topic and the last level's, which let exactly these alarms publish (by name).
     for (const topic of [this.levelTopics[1], this.lastLevelAbove2()]) {
       if (!topic) continue;
-      const broken = { DeadLetters: deadLetters, IngestErrors: ingestErrors, PagerErrors: pagerErrors, ExecutionsFailed: executionsFailed, RuleDeliveryFailed: ruleDeliveryFailed, SweepSilent: sweepSilent };
+      const broken = { DeadLetters: deadLetters, IngestErrors: ingestErrors, PagerErrors: pagerErrors, ExecutionsFailed: executionsFailed, RuleDeliveryFailed: ruleDeliveryFailed, SweepSilent: sweepSilent, PageDeliveryFailed: pageDeliveryFailed };
       for (const alarm of Object.values(broken)) alarm.addAlarmAction(new cwActions.SnsAction(topic.topic));
       topic.allowAlarms(
         Object.keys(broken).map((what) => runbookAlarmName(this.props.environmentName, common.concern, what)),
         'EscalationBrokenAlarms',
       );
     }
-    return { deadLetters, ingestErrors, pagerErrors, executionsFailed, ruleDeliveryFailed, unconfirmedSubscriptions, subscriptionsCheckErrors, sweepSilent };
+    return { deadLetters, ingestErrors, pagerErrors, executionsFailed, ruleDeliveryFailed, unconfirmedSubscriptions, subscriptionsCheckErrors, sweepSilent, pageDeliveryFailed };
   }
 
   /** The last level's topic when it is above level 2 (levels 1 and 2 get the "escalation broken" pages anyway). */

@@ -145,6 +145,7 @@ describe('alarm naming', () => {
     'Escalation-DeadLetters',
     'Escalation-ExecutionsFailed',
     'Escalation-IngestErrors',
+    'Escalation-PageDeliveryFailed',
     'Escalation-PagerErrors',
     'Escalation-RuleDeliveryFailed',
     'Escalation-SubscriptionsCheckErrors',
