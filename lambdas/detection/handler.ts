@@ -12,6 +12,7 @@ import { observability } from '../shared/observability';
 import { resolveConnection } from '../shared/pg-connection';
 import { openDatabaseSession, openRedisSession } from './clients';
 import { PROBE_SERVICE, ProbeDeps, ProbeReport, runProbe } from './probe';
+import { EvictedKeysCounter } from './redis-memory';
 import { parseProbeEnvironment, type ProbeEnvironment } from './settings';
 import { classifyError } from './targets';
 
@@ -38,6 +39,15 @@ async function readSecret(secretArn: string, forceFetch: boolean): Promise<strin
     throw error instanceof GetParameterError && error.cause !== undefined ? error.cause : error;
   }
 }
+
+/**
+ * Redis's evicted_keys at this container's previous run: RedisEvictedKeys is the difference. In the
+ * module, as the secrets' cache: a warm container runs every minute; a new one (a cold start, or a
+ * second one beside it under the probe's reserved concurrency of 2) publishes no delta at its first
+ * run and counts from there, so evictions in the minute of a cold start go uncounted; while Redis
+ * keeps evicting (it stays full), the next minute counts its own.
+ */
+const redisEvictions = new EvictedKeysCounter();
 
 type Log = ProbeDeps['logger'];
 
@@ -128,7 +138,7 @@ export function probeDeps(settings: ProbeEnvironment, overrides: Partial<ProbeDe
   return {
     metrics,
     logger,
-    ...(redis && { openRedis: () => openRedis(redis, log) }),
+    ...(redis && { openRedis: () => openRedis(redis, log), redisEvictions }),
     ...(database && { openDatabase: () => openDatabase(database, log) }),
     ...(killswitchParameter && {
       readKillswitchMode: async (): Promise<KillswitchMode> => {

@@ -5,7 +5,7 @@ import { emitSingleMetric } from '../shared/single-metric';
 import { MODE_METRIC_VALUE, type KillswitchMode } from '../killswitch/value';
 import { CheckResult, checkHttp, checkHttpNamingHung, classifyError, tellingConnection, type TcpAddress, withTimeout } from './targets';
 import { READ_ONLY_STATE_SQL, readOnlyStateInReadOnlyTransaction, refusesApplicationWrites, roleReadOnlyDefaultReset } from '../shared/read-only';
-import { redisMemoryFromInfo, type RedisMemory } from './redis-memory';
+import { EvictedKeysCounter, policyEvictsAnyKey, redisEvictedKeysFromInfo, redisMemoryFromInfo, type RedisMemory } from './redis-memory';
 import { oneLine } from '../shared/errors';
 import { operatorCommand } from '../shared/constants';
 import { INVALID_PASSWORD, sqlState } from '../shared/pg-errors';
@@ -21,6 +21,10 @@ export const PROBE_METRICS = {
   redisUp: 'RedisUp',
   /** 100 x used_memory / maxmemory (`INFO memory`), only when Redis has a maxmemory. */
   redisMemoryUsedPercent: 'RedisMemoryUsedPercent',
+  /** Keys Redis evicted since the probe's previous reading (`INFO stats` evicted_keys): a Celery broker must never evict. */
+  redisEvictedKeys: 'RedisEvictedKeys',
+  /** 1 when `maxmemory_policy` is allkeys-* (a full Redis drops any key, queued tasks included), else 0. */
+  redisPolicyEvictsKeys: 'RedisPolicyEvictsKeys',
   /** Per queue (dimension `Queue`). */
   celeryQueueDepth: 'CeleryQueueDepth',
   /** Sum of the configured queues: what autoscaling and the growth alarm watch. */
@@ -59,7 +63,7 @@ export interface RedisProbeClient {
   ping(): Promise<string>;
   llen(key: string): Promise<number>;
   /** `INFO <section>`: read-only, answered from the server's own counters. */
-  info(section: 'memory'): Promise<string>;
+  info(section: 'memory' | 'stats'): Promise<string>;
   /** `SET key value EX seconds`: the write check (REDIS_WRITE_CHECK_KEY). */
   set(key: string, value: string, expiry: 'EX', seconds: number): Promise<unknown>;
 }
@@ -178,6 +182,11 @@ export interface ProbeDeps {
   readonly openDatabase?: () => Promise<Session<SqlProbeClient>>;
   /** Reads the killswitch mode. */
   readonly readKillswitchMode?: () => Promise<KillswitchMode>;
+  /**
+   * The previous run's `evicted_keys`, kept across runs by the caller (the Lambda's container):
+   * RedisEvictedKeys is the difference. @default - no RedisEvictedKeys (the counter is still logged)
+   */
+  readonly redisEvictions?: EvictedKeysCounter;
 }
 
 export interface TargetReport extends CheckResult {
@@ -214,6 +223,11 @@ export interface ProbeReport {
   readonly celeryQueueDepth?: Readonly<Record<string, number>>;
   /** Redis memory and eviction policy (`INFO memory`); absent when Redis is down or INFO was refused. */
   readonly redisMemory?: RedisMemory;
+  /**
+   * `INFO stats` evicted_keys (`total`, since Redis started) and the keys evicted since the previous
+   * reading (`sincePrevious`, RedisEvictedKeys; absent for a first reading); absent when unread.
+   */
+  readonly redisEvictions?: { readonly total: number; readonly sincePrevious?: number };
   /** `readOnly`: the application's writes are refused (DbReadOnly); the rest says why (see refusesApplicationWrites). */
   readonly database?: { readonly readOnly: boolean; readonly transactionReadOnly: boolean; readonly inRecovery: boolean; readonly defaultSource: string; readonly databaseSetting?: string };
   readonly killswitchMode?: KillswitchMode;
@@ -333,6 +347,7 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
   };
   let celeryQueueDepth: Record<string, number> | undefined;
   let redisMemory: RedisMemory | undefined;
+  let redisEvictions: ProbeReport['redisEvictions'];
   let database: ProbeReport['database'];
   let killswitchMode: KillswitchMode | undefined;
 
@@ -395,11 +410,14 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
         // RedisMemoryHigh warns before it is full. A refused INFO (renamed or denied on a managed
         // Redis) is caught here so that it costs the memory metric only, never RedisUp; so is one
         // that does not answer, which gets a quarter of the Redis deadline (the rest of it stays
-        // for PING and LLEN).
-        const memory = await withTimeout(Math.floor(redis.timeoutMs / 4), () => client.info('memory'))
-          .then((info) => ({ ok: true as const, value: redisMemoryFromInfo(info) }))
-          .catch((error: unknown) => ({ ok: false as const, error }));
-        return { depths, memory, writeRefusal };
+        // for PING and LLEN). INFO stats (evicted_keys: a full allkeys-* Redis drops queued tasks
+        // and refuses nothing) is sent with it, answered in the same round trip, each read on its own.
+        const infoQuarter = Math.floor(redis.timeoutMs / 4);
+        const [memory, evictedKeys] = await Promise.all([
+          readInfo(infoQuarter, () => client.info('memory'), redisMemoryFromInfo),
+          readInfo(infoQuarter, () => client.info('stats'), redisEvictedKeysFromInfo),
+        ]);
+        return { depths, memory, evictedKeys, writeRefusal };
       }, classifyRedisError).then(({ result: session, value }) => ({
         // A refused write is an answer (the server's state): Redis down, not tried again.
         result: value?.writeRefusal ? { up: false, latencyMs: session.latencyMs, ...value.writeRefusal } : session,
@@ -420,6 +438,19 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
             // Without maxmemory there is no "full" to measure against: the metric is absent, and the
             // alarm treats that as not breaching.
             if (redisMemory.usedPercent !== undefined) record(PROBE_METRICS.redisMemoryUsedPercent, redisMemory.usedPercent, MetricUnit.Percent);
+            // Read from INFO memory, whatever the fill: an allkeys-* broker is wrong before it is full.
+            if (redisMemory.policy !== 'unknown') record(PROBE_METRICS.redisPolicyEvictsKeys, policyEvictsAnyKey(redisMemory.policy) ? 1 : 0);
+          }
+          if (!value.evictedKeys.ok) {
+            deps.logger.warn('redis INFO stats unreadable: no RedisEvictedKeys this run (RedisUp is unaffected)', classifyError(value.evictedKeys.error));
+          } else {
+            const total = value.evictedKeys.value;
+            const sincePrevious = deps.redisEvictions?.next(total);
+            redisEvictions = { total, ...(sincePrevious !== undefined && { sincePrevious }) };
+            // A first reading (a new container) has no base: no datapoint, which the alarm reads as
+            // no eviction; the total is in the run's log line.
+            if (sincePrevious !== undefined) record(PROBE_METRICS.redisEvictedKeys, sincePrevious);
+            if (sincePrevious) deps.logger.error(redisEvictedKeysLine(sincePrevious, redisMemory?.policy), { evictedKeys: sincePrevious, evictedKeysTotal: total, policy: redisMemory?.policy });
           }
         }
       }),
@@ -499,8 +530,21 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
     retried,
     // The eviction policy says whether a full Redis refuses writes (noeviction) or drops keys.
     ...(redisMemory && { redisMemory }),
+    ...(redisEvictions && { redisEvictions }),
   });
-  return { targets, metrics, checksMade, checksFailed, down, retried, durationMs, celeryQueueDepth, redisMemory, database, killswitchMode };
+  return { targets, metrics, checksMade, checksFailed, down, retried, durationMs, celeryQueueDepth, redisMemory, redisEvictions, database, killswitchMode };
+}
+
+/** An INFO section parsed within `timeoutMs`; a refusal, a timeout or an unreadable answer is kept as the error, never thrown. */
+function readInfo<T>(timeoutMs: number, read: () => Promise<string>, parse: (info: string) => T): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> {
+  return withTimeout(timeoutMs, read)
+    .then((info) => ({ ok: true as const, value: parse(info) }))
+    .catch((error: unknown) => ({ ok: false as const, error }));
+}
+
+/** The line of a Redis that evicted keys since the previous run: the Celery tasks it may have dropped, and the setting that stops it. */
+export function redisEvictedKeysLine(evictedKeys: number, policy: string | undefined): string {
+  return `redis evicted ${evictedKeys} key(s) since the previous run (maxmemory_policy ${policy ?? 'unread'}): queued Celery tasks or results may be lost; set maxmemory-policy noeviction (ElastiCache parameter group) and find the lost tasks in the API and worker logs`;
 }
 
 /**

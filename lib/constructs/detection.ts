@@ -359,6 +359,52 @@ export class Detection extends Construct {
         // RedisDown's page: silence here is not a full Redis.
         treatMissingData: NOT_BREACHING,
       });
+      // Evicted keys are an event: the next minute without evictions turns the alarm OK, the tasks
+      // still lost. An event alarm (signalsEvent) keeps its incident open until a human resolves it,
+      // and each new eviction while it is open reminds. Any of the last 3 minutes, so that a minute's
+      // datapoint that reaches CloudWatch after its evaluation still pages.
+      const evicted = pm(PROBE_METRICS.redisEvictedKeys, 'Sum', MINUTE);
+      alarm('redisEvictsKeys', 'health', 'Healthchecks Kubernetes', {
+        concern: 'Health',
+        what: 'RedisEvictsKeys',
+        summary:
+          "Redis (broker Celery) a évincé des clés (evicted_keys a augmenté depuis la lecture précédente de la sonde) : plein avec une politique d'éviction (allkeys-*, ou volatile-* sur des clés avec TTL), il supprime des clés au lieu de refuser les écritures ; des tâches en file (listes Celery) et des résultats ont pu être perdus sans aucune erreur.",
+        firstActions:
+          "politique : log « probe run » de la sonde (redisMemory.policy) ou CONFIG GET maxmemory-policy ; mettre maxmemory-policy à noeviction dans le groupe de paramètres ElastiCache ; agrandir le nœud (type supérieur) ; retrouver les tâches perdues dans les logs de l'API (tâches envoyées) et des workers (tâches reçues) depuis le début des évictions, et les relancer.",
+        metric: evicted,
+        threshold: 1,
+        comparisonOperator: GTE,
+        evaluationPeriods: 3,
+        datapointsToAlarm: 1,
+        signalsEvent: true,
+        notifyOnOk: false,
+        // No datapoint without a reading (Redis down: Health-RedisDown; INFO refused; a container's
+        // first run: no base) and a silent probe is Probe-Silent's page: silence is no eviction.
+        treatMissingData: NOT_BREACHING,
+      });
+      // The policy alone pages too, before any eviction: an allkeys-* broker loses tasks silently the
+      // first time it fills (a burst, workers stopped), and RedisMemoryHigh then pages for a Redis
+      // that has already dropped them. A configuration, not an outage: it does not flap, and paging
+      // once (a state alarm: OK, which resolves the incident, once the parameter group says
+      // noeviction) is cheaper than the night it fills. 5 of 5 minutes: not for a policy changed by
+      // hand and back within minutes. The probe publishes the policy only when it read INFO memory:
+      // a minute without it keeps the state (Health-RedisDown pages an unreachable Redis), so the OK
+      // comes only from a reading of a policy that does not evict every key.
+      const evictingPolicy = pm(PROBE_METRICS.redisPolicyEvictsKeys, 'Maximum', MINUTE);
+      alarm('redisEvictionPolicy', 'health', 'Healthchecks Kubernetes', {
+        concern: 'Health',
+        what: 'RedisEvictionPolicy',
+        summary:
+          "la politique maxmemory-policy de Redis (broker Celery) est allkeys-* depuis 5 min : une fois plein, il supprimera des clés (des tâches en file) sans aucune erreur au lieu de refuser les écritures.",
+        firstActions:
+          "mettre maxmemory-policy à noeviction dans le groupe de paramètres ElastiCache (s'applique sans redémarrage) ; vérifier la mémoire (Health-RedisMemoryHigh) et, si Health-RedisEvictsKeys a sonné, retrouver les tâches perdues.",
+        metric: evictingPolicy,
+        threshold: 1,
+        comparisonOperator: GTE,
+        evaluationPeriods: 5,
+        datapointsToAlarm: 5,
+        treatMissingData: IGNORE,
+      });
       graphs.push(
         {
           title: 'Celery queue depth',
@@ -366,6 +412,10 @@ export class Detection extends Construct {
           annotations: [{ value: t.celeryQueueDepth, label: 'bound' }],
         },
         { title: 'Redis memory used (% of maxmemory)', metrics: [memory.with({ label: 'RedisMemoryUsedPercent' })], annotations: [{ value: t.redisMemoryPercent, label: 'alarm' }] },
+        {
+          title: 'Redis keys evicted (per minute) and policy evicting any key (1 = allkeys-*)',
+          metrics: [evicted.with({ label: 'RedisEvictedKeys' }), evictingPolicy.with({ label: 'RedisPolicyEvictsKeys' })],
+        },
       );
     }
     if (settings?.database) {
@@ -887,7 +937,7 @@ export const OPTIONAL_DETECTION_SETTINGS: readonly {
 }[] = [
   { id: 'probe-api', key: 'probe.api', example: '{ "baseUrl": "http://<the API\'s internal load balancer>" }', isSet: (d) => Boolean(d.probe.api), alarms: ['Health-ApiNotReady'] },
   { id: 'probe-osrm', key: 'probe.osrm', example: '{ "healthUrl": "http://<osrm>:5000/health" }', isSet: (d) => Boolean(d.probe.osrm), alarms: ['Osrm-Down'] },
-  { id: 'probe-redis', key: 'probe.redis', example: '{ "host": "<the Celery broker>" }', isSet: (d) => Boolean(d.probe.redis), alarms: ['Health-RedisDown', 'Load-CeleryQueueGrowing', 'Health-RedisMemoryHigh'] },
+  { id: 'probe-redis', key: 'probe.redis', example: '{ "host": "<the Celery broker>" }', isSet: (d) => Boolean(d.probe.redis), alarms: ['Health-RedisDown', 'Load-CeleryQueueGrowing', 'Health-RedisMemoryHigh', 'Health-RedisEvictsKeys', 'Health-RedisEvictionPolicy'] },
   {
     id: 'probe-database',
     key: 'probe.database',

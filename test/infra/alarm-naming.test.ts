@@ -149,6 +149,7 @@ describe('alarm naming', () => {
     'Escalation-PagerErrors',
     'Escalation-RuleDeliveryFailed',
     'Escalation-SubscriptionsCheckErrors',
+    'Health-RedisEvictsKeys',
     'Killswitch-AnsweredOutsideMaintenance',
     'Killswitch-DeadLetters',
     'Killswitch-EnforcerErrors',

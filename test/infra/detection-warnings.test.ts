@@ -115,7 +115,7 @@ describe('synth warnings of a production environment whose detection leaves scen
     expect(found).toHaveLength(1);
     expect(found[0]).toMatch(/^production environment "example" has no detection block: alarms not created .* add environments\.example\.detection to cdk\.json with probe\.api, probe\.osrm, .*\[ack: atmr-dr:detection-block-missing\]$/);
     const missing = exampleAlarms.filter((name) => !alarmNames(app.opsTemplate).includes(name));
-    expect(missing).toHaveLength(26);
+    expect(missing).toHaveLength(28);
     expect(namedAlarms(found[0]).sort()).toEqual(missing.sort());
   });
 

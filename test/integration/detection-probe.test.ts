@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import Redis from 'ioredis';
 import { openDatabaseSession, openRedisSession } from '../../lambdas/detection/clients';
 import { PROBE_METRICS, ProbeSettings, probeTargetNames, REDIS_WRITE_CHECK_BYTES, REDIS_WRITE_CHECK_KEY, REDIS_WRITE_CHECK_TTL_SECONDS, RETRY_PAUSE_MS, runProbe } from '../../lambdas/detection/probe';
+import { EvictedKeysCounter } from '../../lambdas/detection/redis-memory';
 import { OPERATOR_CLI } from '../../lambdas/shared/constants';
 import { captureProbeOutput, metricValue, startHttpServer } from '../lambdas/detection/fixtures';
 import { testClient, testCluster, uniqueDatabaseName } from '../support/cluster';
@@ -468,11 +469,11 @@ describe('health probe: a Redis that requires AUTH', () => {
 });
 
 /** The probe with Redis alone (queue `celery`), against the redis-server on `port`. */
-const probeRedis = (port: number) =>
+const probeRedis = (port: number, redisEvictions?: EvictedKeysCounter) =>
   captureProbeOutput(({ metrics, logger }) =>
     runProbe(
       { redis: { timeoutMs: TIMEOUT_MS, queues: ['celery'] } },
-      { metrics, logger, openRedis: () => openRedisSession({ host: '127.0.0.1', port, tls: false, timeoutMs: TIMEOUT_MS }) },
+      { metrics, logger, openRedis: () => openRedisSession({ host: '127.0.0.1', port, tls: false, timeoutMs: TIMEOUT_MS }), ...(redisEvictions && { redisEvictions }) },
     ),
   );
 
@@ -698,6 +699,108 @@ describe('health probe: Redis memory (INFO memory)', () => {
     expect(metrics.filter((m) => m.name === M.redisMemoryUsedPercent)).toEqual([]);
     expect(result.redisMemory).toMatchObject({ maxmemoryBytes: 0, policy: 'noeviction' });
     expect(result.redisMemory?.usedBytes).toBeGreaterThan(0);
+  });
+});
+
+describe('health probe: a Redis that evicts keys (INFO stats evicted_keys)', () => {
+  let evicting: LocalRedis;
+  beforeAll(async () => {
+    evicting = await startRedis(['--maxmemory', '2mb', '--maxmemory-policy', 'allkeys-lru']);
+  });
+  afterAll(async () => evicting.stop());
+  const evictedKeys = () => Number(/evicted_keys:(\d+)/.exec(evicting.cli('INFO', 'stats'))![1]);
+  const published = (metrics: { name: string }[], name: string) => metrics.filter((m) => m.name === name);
+
+  it('publishes the keys evicted since its previous reading (none at the first), the allkeys-* policy as 1, 0 when nothing more was evicted, and the policy 0 once noeviction', async () => {
+    // Arrange: one probe container (its counter), a Celery queue with tasks queued, as kombu pushes them.
+    const counter = new EvictedKeysCounter();
+    const message = (id: number) => JSON.stringify({ body: 'x'.repeat(1024), headers: { id: `task-${id}`, task: 'dispatch.assign' }, properties: { delivery_tag: `tag-${id}` } });
+    for (let i = 0; i < 20; i++) evicting.cli('LPUSH', 'celery', message(i));
+
+    // Act: a first reading, then task results written until a full Redis evicts, then room made
+    // (the limit doubled, the policy unchanged) so that nothing more is evicted, and two readings.
+    const first = await probeRedis(evicting.port, counter);
+    const before = evictedKeys();
+    const writer = new Redis({ host: '127.0.0.1', port: evicting.port, maxRetriesPerRequest: 0 });
+    try {
+      // allkeys-lru refuses nothing: every write succeeds, and older keys (the queue among them) go.
+      for (let i = 0; i < 2000 && evictedKeys() === before; i++) await writer.set(`celery-task-meta-${i}`, 'r'.repeat(16 * 1024));
+    } finally {
+      await writer.quit();
+    }
+    // A full Redis evicts before any command (INFO and CONFIG included) when a new connection's
+    // buffers take it over the limit: the counter is read once the room is made, and stands still after.
+    evicting.cli('CONFIG', 'SET', 'maxmemory', '4mb');
+    const evicted = evictedKeys();
+    const second = await probeRedis(evicting.port, counter);
+    const third = await probeRedis(evicting.port, counter);
+
+    // Assert: the first reading has no base (the counter counts since Redis started), so no delta.
+    const firstTotal = first.result.redisEvictions!.total;
+    expect(firstTotal).toBeLessThanOrEqual(before);
+    expect(evicted).toBeGreaterThan(before);
+    expect(published(first.metrics, M.redisEvictedKeys)).toEqual([]);
+    expect(first.result.redisEvictions).toEqual({ total: firstTotal });
+    expect(metricValue(first.metrics, M.redisPolicyEvictsKeys)).toBe(1);
+    expect(metricValue(first.metrics, M.redisUp)).toBe(1);
+    // The second: every key evicted since the first, the policy still 1, Redis up (it refused nothing).
+    expect(second.result.redisEvictions).toEqual({ total: evicted, sincePrevious: evicted - firstTotal });
+    expect(metricValue(second.metrics, M.redisEvictedKeys)).toBe(evicted - firstTotal);
+    expect(second.metrics.find((m) => m.name === M.redisEvictedKeys)).toMatchObject({ unit: 'Count', dimensions: { service: 'detection-probe' } });
+    expect(metricValue(second.metrics, M.redisPolicyEvictsKeys)).toBe(1);
+    expect(metricValue(second.metrics, M.redisUp)).toBe(1);
+    expect(second.logs).toContainEqual(
+      expect.objectContaining({ level: 'ERROR', message: expect.stringMatching(/^redis evicted \d+ key\(s\) since the previous run \(maxmemory_policy allkeys-lru\): queued Celery tasks .* noeviction/), evictedKeys: evicted - firstTotal }),
+    );
+    // The third, nothing evicted since the second: 0 (a datapoint, not silence), no line; the policy still 1.
+    expect(evictedKeys()).toBe(evicted);
+    expect(metricValue(third.metrics, M.redisEvictedKeys)).toBe(0);
+    expect(metricValue(third.metrics, M.redisPolicyEvictsKeys)).toBe(1);
+    expect(third.logs.filter((l) => /^redis evicted/.test(String(l.message)))).toEqual([]);
+
+    // Arrange: the fix the alarm asks for.
+    evicting.cli('CONFIG', 'SET', 'maxmemory-policy', 'noeviction');
+
+    // Act
+    const fixed = await probeRedis(evicting.port, counter);
+
+    // Assert
+    expect(metricValue(fixed.metrics, M.redisPolicyEvictsKeys)).toBe(0);
+    expect(metricValue(fixed.metrics, M.redisEvictedKeys)).toBe(0);
+  });
+
+  it('takes a reset counter (CONFIG RESETSTAT, as after a restart) as the keys evicted since, not a negative count', async () => {
+    // Arrange: a counter that read a higher total, then the server's counter reset and a few evictions.
+    evicting.cli('CONFIG', 'SET', 'maxmemory-policy', 'allkeys-lru');
+    evicting.cli('CONFIG', 'SET', 'maxmemory', '2mb');
+    const counter = new EvictedKeysCounter();
+    counter.next(1_000_000);
+    evicting.cli('CONFIG', 'RESETSTAT');
+    const writer = new Redis({ host: '127.0.0.1', port: evicting.port, maxRetriesPerRequest: 0 });
+    try {
+      for (let i = 0; i < 2000 && evictedKeys() === 0; i++) await writer.set(`celery-task-meta-reset-${i}`, 'r'.repeat(16 * 1024));
+    } finally {
+      await writer.quit();
+    }
+
+    // Act
+    const { result, metrics } = await probeRedis(evicting.port, counter);
+
+    // Assert: the reset counter's whole value, what the probe read (the Redis is full: its own connection may evict more).
+    const total = result.redisEvictions!.total;
+    expect(total).toBeGreaterThan(0);
+    expect(total).toBeLessThan(1_000_000);
+    expect(metricValue(metrics, M.redisEvictedKeys)).toBe(total);
+  });
+
+  it('publishes the policy as 0 and no eviction delta without a counter for a noeviction Redis', async () => {
+    // Act: the suite's Redis (noeviction, the default), a probe with no counter
+    const { result, metrics } = await probeRedis(redis.port);
+
+    // Assert
+    expect(metricValue(metrics, M.redisPolicyEvictsKeys)).toBe(0);
+    expect(published(metrics, M.redisEvictedKeys)).toEqual([]);
+    expect(result.redisEvictions).toEqual({ total: 0 });
   });
 });
 
