@@ -180,6 +180,7 @@ function benchSettings(tableName: string, backout: BackoutConfig): BackoutSettin
     alembicHead: { from: 'environment', name: 'ALEMBIC_HEAD' },
     beforeDowngrade: 'snapshot',
     databaseInstanceIdentifier: 'atmr-prod',
+    downgradeLockTimeoutSeconds: 30,
     subnetIds: ['subnet-1'],
     securityGroupIds: ['sg-1'],
   };

@@ -563,6 +563,15 @@ export const BackoutConfigSchema = z.strictObject({
    * @default 'snapshot'
    */
   beforeDowngrade: z.enum(['snapshot', 'pitr']).default('snapshot'),
+  /**
+   * Seconds each statement of a migration downgrade may wait for a table lock before PostgreSQL
+   * cancels it (lock_timeout, SQLSTATE 55P03), passed to the downgrade task as
+   * `PGOPTIONS=-c lock_timeout=<n>s`: without it an ALTER or DROP waits behind a backup's pg_dump or a
+   * transaction left open for the task's 15 minutes, every query on that table queued behind it.
+   * 0 sends no PGOPTIONS (the task definition's own, if it sets one, is kept; no bound).
+   * @default 30
+   */
+  downgradeLockTimeoutSeconds: z.number().int().min(0).max(600).default(30),
 }).superRefine((backout, ctx) => {
   // Each service has one last known good and one rollback at a time: listed twice, two workflows would race.
   backout.workers.forEach((worker, index) => {

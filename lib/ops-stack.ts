@@ -162,6 +162,7 @@ export class OpsStack extends Stack {
         autoDowngradeMigrations: backout.autoDowngradeMigrations,
         alembicHead: backout.alembicHead,
         beforeDowngrade: backout.beforeDowngrade,
+        downgradeLockTimeout: Duration.seconds(backout.downgradeLockTimeoutSeconds),
         databaseInstanceIdentifier: config.database.instanceIdentifier,
         table: data.opsStateTable,
         killswitchParameterName: data.killswitchParameter.parameterName,

@@ -140,6 +140,7 @@ export function settingsFromConfig(
     alembicHead: backout.alembicHead,
     beforeDowngrade: backout.beforeDowngrade,
     databaseInstanceIdentifier: config.database.instanceIdentifier,
+    downgradeLockTimeoutSeconds: backout.downgradeLockTimeoutSeconds,
     subnetIds: config.network.privateSubnetIds,
     securityGroupIds: backout.taskSecurityGroupIds,
   };

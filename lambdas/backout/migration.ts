@@ -415,7 +415,25 @@ export function failedDowngradeNextSteps(settings: BackoutSettings, service: str
   const lift = preparation.killswitchSet
     ? `lift maintenance with ${restoreKillswitchCommand(preparation.killswitchSet.previous, now, settings.environmentName)}`
     : 'the killswitch was in maintenance before the downgrade: whoever set it lifts it';
-  return `retry with ${downgradeCommandLine(revision, taskDefinition, settings.environmentName)} --yes once its cause is fixed, or, if the schema is left between two releases, restore ${settings.databaseInstanceIdentifier} from ${restorePoint} (taken just before the downgrade); once ${service} runs a release of the schema's revision, ${lift}`;
+  return `${lockTimeoutHint(settings)}retry with ${downgradeCommandLine(revision, taskDefinition, settings.environmentName)} --yes once its cause is fixed, or, if the schema is left between two releases, restore ${settings.databaseInstanceIdentifier} from ${restorePoint} (taken just before the downgrade); once ${service} runs a release of the schema's revision, ${lift}`;
+}
+
+/**
+ * The sessions that hold a lock on a table of the database psql is connected to, oldest transaction
+ * first: those a downgrade's ALTER or DROP waits behind. An atmr-dr backup's pg_dump shows as
+ * application_name atmr-dr (PGAPPNAME of every atmr-dr session), in a transaction since its dump began.
+ */
+export const LOCK_HOLDERS_SQL =
+  "SELECT pid, application_name, usename, state, xact_start, left(query, 60) AS query FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND pid IN (SELECT pid FROM pg_locks WHERE locktype = 'relation' AND granted) ORDER BY xact_start";
+
+/**
+ * What a downgrade ended by its lock_timeout looks like in its logs, and what to do: the sessions it
+ * waited behind, read-only; waited for (a backup ends by itself) or ended by a human, never by atmr-dr.
+ * Empty without a bound (downgradeLockTimeoutSeconds 0): the task then waits, and no log says so.
+ */
+function lockTimeoutHint(settings: Pick<BackoutSettings, 'downgradeLockTimeoutSeconds'>): string {
+  if (settings.downgradeLockTimeoutSeconds <= 0) return '';
+  return `if its logs say "canceling statement due to lock timeout" (SQLSTATE 55P03), it waited over ${settings.downgradeLockTimeoutSeconds} s for a table other sessions held a lock on: list them with psql -c "${LOCK_HOLDERS_SQL}" (application_name atmr-dr is a backup's pg_dump, which holds every table until its dump ends: retry after it; another, a transaction left open, is for its owner to end: atmr-dr never cancels a session), then `;
 }
 
 /** The RunTask `startedBy` of a downgrade task: what finds one whose ARN was never read (aws ecs list-tasks --started-by). */
@@ -460,15 +478,37 @@ export function waitOrUnlock(settings: BackoutSettings, service: string, lock: L
   return `wait for it to end or, ${dead}, release it with ${unlockCommandLine(service, lock.owner, settings.environmentName, force)} (else it holds until ${lockExpiry(lock)})`;
 }
 
+/**
+ * The downgrade task's environment override: libpq's PGOPTIONS, which psycopg2 (under SQLAlchemy, so
+ * `flask db downgrade`) reads as psql does, setting lock_timeout. An ALTER or DROP needs its table's
+ * ACCESS EXCLUSIVE lock and waits behind any session holding a lock on it (a backup's pg_dump holds
+ * ACCESS SHARE on every table for its whole dump, an idle transaction of a worker until it ends),
+ * while every later query on that table queues behind its request: the API stalls, and the task
+ * sat until its 900 s limit. With the bound, the waiting statement fails (SQLSTATE 55P03, "canceling
+ * statement due to lock timeout"), the task exits non-zero, and the page says what to look at
+ * (failedDowngradeNextSteps). No other session is ever cancelled: atmr-dr does not touch them.
+ * Not a secret: it is in the RunTask request and in ECS's description of the task.
+ * ECS puts an override's variable in place of the task definition's (or the image's) of that name
+ * and keeps the others: a PGOPTIONS the application sets itself (its search_path, a statement_timeout)
+ * is not in the downgrade task. Not merged with it, as an environment file or the image can set it
+ * where the task definition does not show it; an application that relies on its own PGOPTIONS sets
+ * downgradeLockTimeoutSeconds to 0 (no override, no bound) and its own lock_timeout (docs/backout.md).
+ */
+export function downgradeEnvironment(settings: Pick<BackoutSettings, 'downgradeLockTimeoutSeconds'>): { name: string; value: string }[] {
+  if (settings.downgradeLockTimeoutSeconds <= 0) return [];
+  return [{ name: 'PGOPTIONS', value: `-c lock_timeout=${settings.downgradeLockTimeoutSeconds}s` }];
+}
+
 /** The RunTask request of a downgrade: the failing release's task definition (only its image holds the downgrade script). */
 export function migrationRunTaskInput(settings: BackoutSettings, failingTaskDefinition: string, revision: string) {
+  const environment = downgradeEnvironment(settings);
   return {
     cluster: clusterArn(settings),
     taskDefinition: failingTaskDefinition,
     launchType: 'FARGATE' as const,
     startedBy: MIGRATION_STARTED_BY,
     networkConfiguration: { awsvpcConfiguration: { subnets: settings.subnetIds, securityGroups: settings.securityGroupIds, assignPublicIp: 'DISABLED' as const } },
-    overrides: { containerOverrides: [{ name: settings.api.containerName, command: downgradeArgs(revision) }] },
+    overrides: { containerOverrides: [{ name: settings.api.containerName, command: downgradeArgs(revision), ...(environment.length > 0 && { environment }) }] },
   };
 }
 

@@ -58,6 +58,11 @@ export const BackoutSettingsSchema = z.strictObject({
   alembicHead: z.strictObject({ from: z.enum(['environment', 'tag']), name: z.string().min(1) }),
   beforeDowngrade: z.enum(['snapshot', 'pitr']),
   databaseInstanceIdentifier: z.string().min(1),
+  /**
+   * How long each statement of the downgrade may wait for a table lock (PostgreSQL's lock_timeout,
+   * through the task's PGOPTIONS: downgradeEnvironment); 0 sends no PGOPTIONS at all.
+   */
+  downgradeLockTimeoutSeconds: z.number().int().min(0),
   /** Network placement of the migration task (awsvpc). */
   subnetIds: z.array(z.string()).min(1),
   securityGroupIds: z.array(z.string()).min(1),

@@ -13,7 +13,7 @@ import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { BACKOUT_METRICS_SERVICE } from '../../lambdas/backout/metrics';
 import { metricsNamespace, operatorCommand } from '../../lambdas/shared/constants';
-import { RUN_TASK_NOT_STARTED_ERRORS } from '../../lambdas/backout/migration';
+import { downgradeEnvironment, RUN_TASK_NOT_STARTED_ERRORS } from '../../lambdas/backout/migration';
 import { BACKOUT_SETTINGS_ENV, BackoutSettings, METRICS_SETTLE_SECONDS, pinParameterPrefix } from '../../lambdas/backout/settings';
 import { lkgKey, rollbackKey } from '../../lambdas/backout/state';
 import { deadLetterQueue, deadLettersAlarm } from './dead-letters';
@@ -68,6 +68,11 @@ export interface RollbackProps {
   readonly alembicHead?: { readonly from: 'environment' | 'tag'; readonly name: string };
   /** @default 'snapshot' */
   readonly beforeDowngrade?: 'snapshot' | 'pitr';
+  /**
+   * How long each statement of the downgrade may wait for a table lock (lock_timeout, through the
+   * task's PGOPTIONS); zero sends no PGOPTIONS. @default Duration.seconds(30)
+   */
+  readonly downgradeLockTimeout?: Duration;
   readonly databaseInstanceIdentifier: string;
   /** Ops-state table (LKG#, ROLLBACK# items). */
   readonly table: dynamodb.ITable;
@@ -219,6 +224,7 @@ export class Rollback extends Construct {
       alembicHead: props.alembicHead ?? { from: 'environment', name: 'ALEMBIC_HEAD' },
       beforeDowngrade: props.beforeDowngrade ?? 'snapshot',
       databaseInstanceIdentifier: props.databaseInstanceIdentifier,
+      downgradeLockTimeoutSeconds: (props.downgradeLockTimeout ?? Duration.seconds(30)).toSeconds(),
       subnetIds: props.vpc.selectSubnets(props.subnets).subnetIds,
       securityGroupIds: [...props.taskSecurityGroupIds],
     };
@@ -522,6 +528,7 @@ export class Rollback extends Construct {
 
     // The downgrade runs in the CURRENT release's image (only it has the downgrade script); ECS's
     // .sync integration waits for the task to stop.
+    const environment = downgradeEnvironment(this.settings);
     const runMigration = new sfn.CustomState(this, 'RunMigrationDowngrade', {
       stateJson: {
         Type: 'Task',
@@ -534,7 +541,12 @@ export class Rollback extends Construct {
           NetworkConfiguration: {
             AwsvpcConfiguration: { Subnets: this.settings.subnetIds, SecurityGroups: this.settings.securityGroupIds, AssignPublicIp: 'DISABLED' },
           },
-          Overrides: { ContainerOverrides: [{ Name: props.api.containerName, 'Command.$': '$.downgrade.args' }] },
+          // The lock wait bound (downgradeEnvironment, as the CLI's RunTask): static, from the settings.
+          Overrides: {
+            ContainerOverrides: [
+              { Name: props.api.containerName, 'Command.$': '$.downgrade.args', ...(environment.length > 0 && { Environment: environment.map((e) => ({ Name: e.name, Value: e.value })) }) },
+            ],
+          },
         },
         ResultPath: '$.downgrade.task',
         // The runbook's objective is 30 s; 15 min is the point where something is clearly wrong.

@@ -20,7 +20,7 @@ import { acquireLock, readLock, recordLockTask, rollbackHistory } from '../../la
 import { loseFirstAnswer } from '../support/dynamodb';
 import { operatorEnv } from '../support/operator-env';
 import { operatorErrorOf } from '../support/refusal';
-import { alarmEvent, BACKEND_REPOSITORY, backoutSuite, lkg, metricData, BAD, backoutDeps, GOOD, MIGRATION_TASK_ARN, seedLkg, service, settings, snapshotStore, TD } from '../lambdas/backout/fixtures';
+import { alarmEvent, BACKEND_REPOSITORY, backoutSuite, literally, lkg, LOCK_TIMEOUT_NEXT, metricData, BAD, backoutDeps, GOOD, MIGRATION_TASK_ARN, seedLkg, service, settings, snapshotStore, TD } from '../lambdas/backout/fixtures';
 
 const ROOT = path.join(__dirname, '..', '..');
 const NAMES = {
@@ -1177,7 +1177,7 @@ describe('rollback status and migration', () => {
 
     await expect(migrationCommand(ctx, { to: 'aaa111', yes: true })).rejects.toThrow(
       new RegExp(
-        `^rollback: migration downgrade failed \\(exit code 1\\): the killswitch stays in maintenance; read https://\\S+ or "aws logs tail /ecs/atmr-api --log-stream-names ecs/api/t1 --region eu-west-3"; the lock is released; next: retry with npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD} --env test --yes once its cause is fixed, or, if the schema is left between two releases, restore atmr-prod from the snapshot atmr-dr-backout-test-cli-\\S+ \\(taken just before the downgrade\\); once atmr-api runs a release of the schema's revision, lift maintenance with npx --no atmr-dr killswitch disable --reason "migration downgrade finished" --env test$`,
+        `^rollback: migration downgrade failed \\(exit code 1\\): the killswitch stays in maintenance; read https://\\S+ or "aws logs tail /ecs/atmr-api --log-stream-names ecs/api/t1 --region eu-west-3"; the lock is released; next: ${literally(LOCK_TIMEOUT_NEXT)}retry with npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD} --env test --yes once its cause is fixed, or, if the schema is left between two releases, restore atmr-prod from the snapshot atmr-dr-backout-test-cli-\\S+ \\(taken just before the downgrade\\); once atmr-api runs a release of the schema's revision, lift maintenance with npx --no atmr-dr killswitch disable --reason "migration downgrade finished" --env test$`,
       ),
     );
     expect(JSON.parse(killswitch.value).mode).toBe('maintenance');
@@ -1197,7 +1197,7 @@ describe('rollback status and migration', () => {
     const run = migrationCommand(ctx, { to: 'aaa111', yes: true });
 
     await expect(run).rejects.toThrow(
-      `rollback: interrupted while following the migration task ${taskArn}: atmr-dr stopped it (StopTask; exit code 143) so that no downgrade runs unattended; the schema may be between two releases: the killswitch stays in maintenance; the lock is released; next: retry with npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD} --env test --yes once its cause is fixed`,
+      `rollback: interrupted while following the migration task ${taskArn}: atmr-dr stopped it (StopTask; exit code 143) so that no downgrade runs unattended; the schema may be between two releases: the killswitch stays in maintenance; the lock is released; next: ${LOCK_TIMEOUT_NEXT}retry with npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD} --env test --yes once its cause is fixed`,
     );
     expect(mocks.ecs.commandCalls(StopTaskCommand).map((c) => c.args[0].input)).toEqual([{ cluster: 'atmr-prod', task: taskArn, reason: expect.stringMatching(/^atmr-dr: .*interrupted while RUNNING/) }]);
     expect(JSON.parse(killswitch.value).mode).toBe('maintenance');
@@ -1995,7 +1995,7 @@ describe('rollback migration and service whose lock release fails (an expired aw
 
   it.each([
     ['a downgrade that worked', 0, (lockLeft: string) => `rollback: migration downgrade done, but ${lockLeft}`],
-    ['a downgrade that failed', 1, (lockLeft: string) => `rollback: migration downgrade failed (exit code 1): the killswitch stays in maintenance; read https://eu-west-3.console.aws.amazon.com/cloudwatch/home?region=eu-west-3#logsV2:log-groups/log-group/$252Fecs$252Fatmr-api/log-events/ecs$252Fapi$252Ft6 or "aws logs tail /ecs/atmr-api --log-stream-names ecs/api/t6 --region eu-west-3"; ${lockLeft}; next: retry with npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD} --env test --yes once its cause is fixed, or, if the schema is left between two releases, restore atmr-prod from the snapshot atmr-dr-backout-test-cli-20260601-100000-`],
+    ['a downgrade that failed', 1, (lockLeft: string) => `rollback: migration downgrade failed (exit code 1): the killswitch stays in maintenance; read https://eu-west-3.console.aws.amazon.com/cloudwatch/home?region=eu-west-3#logsV2:log-groups/log-group/$252Fecs$252Fatmr-api/log-events/ecs$252Fapi$252Ft6 or "aws logs tail /ecs/atmr-api --log-stream-names ecs/api/t6 --region eu-west-3"; ${lockLeft}; next: ${LOCK_TIMEOUT_NEXT}retry with npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD} --env test --yes once its cause is fixed, or, if the schema is left between two releases, restore atmr-prod from the snapshot atmr-dr-backout-test-cli-20260601-100000-`],
   ])('rollback migration, %s: its outcome, then the lock it could not release and the command that does, exit 1', async (_what, exitCode, line) => {
     // Arrange: the session expires while the task runs (the incidents topic is told just before the release)
     const { ctx, expire, lockOwner } = await expiringContext();

@@ -8,9 +8,9 @@ import { exampleEnvironment, synthesizeApp } from '../support/app';
 const withBackout = (backout: Record<string, unknown>) => ({ ...exampleEnvironment(), backout: { ...(exampleEnvironment().backout as Record<string, unknown>), ...backout } });
 
 describe('backout config', () => {
-  it('fills the runbook defaults: 10-min bake, 5xx > 10%, 30-min cooldown, no automatic downgrade, not a dry run', () => {
+  it('fills the runbook defaults: 10-min bake, 5xx > 10%, 30-min cooldown, no automatic downgrade, a 30 s lock wait for a downgrade, not a dry run', () => {
     const minimal = { ...(exampleEnvironment().backout as Record<string, unknown>) };
-    for (const key of ['bakeMinutes', 'errorRatePercent', 'minRequestsPerMinute', 'cooldownMinutes', 'autoDowngradeMigrations', 'alembicHead', 'beforeDowngrade', 'dryRun']) delete minimal[key];
+    for (const key of ['bakeMinutes', 'errorRatePercent', 'minRequestsPerMinute', 'cooldownMinutes', 'autoDowngradeMigrations', 'alembicHead', 'beforeDowngrade', 'downgradeLockTimeoutSeconds', 'dryRun']) delete minimal[key];
 
     const backout = parseEnvironmentConfig('example', { ...exampleEnvironment(), backout: minimal }).backout;
 
@@ -26,6 +26,7 @@ describe('backout config', () => {
       autoDowngradeMigrations: false,
       alembicHead: { from: 'environment', name: 'ALEMBIC_HEAD' },
       beforeDowngrade: 'snapshot',
+      downgradeLockTimeoutSeconds: 30,
       workers: [{ serviceName: 'atmr-celery-worker', taskFamily: 'atmr-celery' }],
     });
   });
@@ -42,6 +43,10 @@ describe('backout config', () => {
     [{ alembicHead: { from: 'label', name: 'X' } }, /backout\.alembicHead\.from: must be one of "environment", "tag"/],
     [{ healthUrl: 'not a url' }, /backout\.healthUrl: /],
     [{ rollbackNow: true }, /backout: unknown field\(s\) rollbackNow/],
+    [{ downgradeLockTimeoutSeconds: -1 }, /backout\.downgradeLockTimeoutSeconds: /],
+    [{ downgradeLockTimeoutSeconds: 601 }, /backout\.downgradeLockTimeoutSeconds: /],
+    [{ downgradeLockTimeoutSeconds: 2.5 }, /backout\.downgradeLockTimeoutSeconds: /],
+    [{ downgradeLockTimeoutSeconds: '30s' }, /backout\.downgradeLockTimeoutSeconds: /],
   ])('refuses %j with one line naming the field', (override, message) => {
     expect(() => parseEnvironmentConfig('example', withBackout(override))).toThrow(ConfigError);
     expect(() => parseEnvironmentConfig('example', withBackout(override))).toThrow(message);

@@ -326,6 +326,44 @@ describe('Rollback construct (backout)', () => {
     expect(JSON.stringify(asl.States.RunMigrationDowngrade)).not.toMatch(/ServerException|ClientToken/);
   });
 
+  describe('the downgrade task\'s lock wait bound (PGOPTIONS lock_timeout)', () => {
+    /** The RunMigrationDowngrade state of the rollback workflow, its CloudFormation tokens replaced by a placeholder. */
+    const downgradeState = (ops: typeof template) => {
+      const machines = ops.findResources('AWS::StepFunctions::StateMachine');
+      const definition = Object.entries(machines).find(([id]) => id.startsWith('RollbackRollbackWorkflow'))![1].Properties.DefinitionString as { 'Fn::Join': [string, unknown[]] };
+      const asl = JSON.parse(definition['Fn::Join'][1].map((part) => (typeof part === 'string' ? part : 'TOKEN')).join('')) as { States: Record<string, { Parameters: { Overrides: unknown } }> };
+      return asl.States.RunMigrationDowngrade;
+    };
+    const settingsOf = (ops: typeof template) => {
+      const functions = ops.findResources('AWS::Lambda::Function', { Properties: { Environment: { Variables: { BACKOUT_SETTINGS: Match.anyValue() } } } });
+      return json(Object.values(functions)[0].Properties.Environment.Variables.BACKOUT_SETTINGS);
+    };
+    const withLockTimeout = (seconds: number) => {
+      const raw = structuredClone(exampleEnvironment()) as Record<string, Record<string, unknown>>;
+      raw.backout = { ...raw.backout, autoDowngradeMigrations: true, downgradeLockTimeoutSeconds: seconds };
+      return synthesizeApp({ environment: raw }).opsTemplate;
+    };
+
+    it('overrides PGOPTIONS (and nothing else) in the workflow\'s RunTask with the default 30 s, and the steps\' settings carry it for the CLI\'s same request', () => {
+      expect(downgradeState(auto).Parameters.Overrides).toEqual({
+        ContainerOverrides: [{ Name: 'api', 'Command.$': '$.downgrade.args', Environment: [{ Name: 'PGOPTIONS', Value: '-c lock_timeout=30s' }] }],
+      });
+      expect(settingsOf(auto)).toContain('\\"downgradeLockTimeoutSeconds\\":30');
+    });
+
+    it('takes backout.downgradeLockTimeoutSeconds from the config', () => {
+      const ops = withLockTimeout(12);
+      expect(downgradeState(ops).Parameters.Overrides).toEqual({
+        ContainerOverrides: [{ Name: 'api', 'Command.$': '$.downgrade.args', Environment: [{ Name: 'PGOPTIONS', Value: '-c lock_timeout=12s' }] }],
+      });
+      expect(settingsOf(ops)).toContain('\\"downgradeLockTimeoutSeconds\\":12');
+    });
+
+    it('sends no environment override at 0: the task definition\'s own PGOPTIONS, if any, is kept', () => {
+      expect(downgradeState(withLockTimeout(0)).Parameters.Overrides).toEqual({ ContainerOverrides: [{ Name: 'api', 'Command.$': '$.downgrade.args' }] });
+    });
+  });
+
   it('hands the execution name to the Guards and the Report (the owner of the lock and claim a timed-out Guards step took, which the Report releases)', () => {
     const machines = template.findResources('AWS::StepFunctions::StateMachine');
     const definition = Object.entries(machines).find(([id]) => id.startsWith('RollbackRollbackWorkflow'))![1].Properties.DefinitionString as { 'Fn::Join': [string, unknown[]] };

@@ -4,7 +4,7 @@ import { DescribeServicesCommand, DescribeTasksCommand, ECSClient, ListTasksComm
 import { GetParameterCommand, InternalServerError, PutParameterCommand, SSMClient, SSMServiceException } from '@aws-sdk/client-ssm';
 import { recordAfterBake } from '../../../lambdas/backout/lkg';
 import { execFileSync } from 'node:child_process';
-import { cliRunId, downgradeArgs, finishDowngrade, FOLLOW_FAILURE_SECONDS, parseRevision, prepareDowngrade, restoreKillswitchCommand, runMigrationTask } from '../../../lambdas/backout/migration';
+import { cliRunId, downgradeArgs, failedDowngradeNextSteps, finishDowngrade, FOLLOW_FAILURE_SECONDS, LOCK_HOLDERS_SQL, parseRevision, prepareDowngrade, restoreKillswitchCommand, runMigrationTask } from '../../../lambdas/backout/migration';
 import { lastKnownGoodHistory } from '../../../lambdas/backout/state';
 import { report } from '../../../lambdas/backout/workflow';
 import { BAD, backoutDeps, backoutSuite, deploymentCompletedEvent, GOOD, service, settings, snapshotStore, thrownBy } from './fixtures';
@@ -256,6 +256,32 @@ describe('migration downgrade', () => {
       overrides: { containerOverrides: [{ name: 'api', command: ['flask', 'db', 'downgrade', 'aaa111'] }] },
       networkConfiguration: { awsvpcConfiguration: { subnets: ['subnet-0a1b2c3d4e5f60001'], securityGroups: ['sg-0a1b2c3d4e5f60a01'], assignPublicIp: 'DISABLED' } },
     });
+  });
+
+  it('bounds the lock wait of the downgrade with PGOPTIONS in its container override, the only variable it sends, no secret', async () => {
+    // Arrange
+    mocks.ecs.on(RunTaskCommand).resolves({ tasks: [{ taskArn: 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/t9' }] });
+    mocks.ecs.on(DescribeTasksCommand).resolves({ tasks: [{ lastStatus: 'STOPPED', containers: [{ name: 'api', exitCode: 0 }] }] });
+
+    // Act
+    await runMigrationTask({ ...migrationDeps(), sleep: async () => undefined }, settings({ downgradeLockTimeoutSeconds: 45 }), BAD, 'aaa111');
+
+    // Assert: the whole override, so that no other variable, secret or field rides along
+    const input = mocks.ecs.commandCalls(RunTaskCommand)[0].args[0].input;
+    expect(input.overrides).toEqual({ containerOverrides: [{ name: 'api', command: ['flask', 'db', 'downgrade', 'aaa111'], environment: [{ name: 'PGOPTIONS', value: '-c lock_timeout=45s' }] }] });
+    expect(JSON.stringify(input)).not.toMatch(/secret|password|environmentFiles/i);
+  });
+
+  it('sends no environment override when downgradeLockTimeoutSeconds is 0: the task definition keeps its own PGOPTIONS', async () => {
+    // Arrange
+    mocks.ecs.on(RunTaskCommand).resolves({ tasks: [{ taskArn: 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/t9' }] });
+    mocks.ecs.on(DescribeTasksCommand).resolves({ tasks: [{ lastStatus: 'STOPPED', containers: [{ name: 'api', exitCode: 0 }] }] });
+
+    // Act
+    await runMigrationTask({ ...migrationDeps(), sleep: async () => undefined }, settings({ downgradeLockTimeoutSeconds: 0 }), BAD, 'aaa111');
+
+    // Assert
+    expect(mocks.ecs.commandCalls(RunTaskCommand)[0].args[0].input.overrides).toEqual({ containerOverrides: [{ name: 'api', command: ['flask', 'db', 'downgrade', 'aaa111'] }] });
   });
 });
 
@@ -638,5 +664,28 @@ describe('the command a page gives to put the killswitch back', () => {
     // Assert: the shell gives the reason back, unchanged, as the one word after --reason
     const args = execFileSync('sh', ['-c', `set -- ${command.replace(/^npx --no atmr-dr /, '')}; for a in "$@"; do printf '%s\\0' "$a"; done`], { encoding: 'utf8' }).split('\0').slice(0, -1);
     expect(args).toEqual(['killswitch', 'enable', '--mode', 'degraded', '--reason', reason, '--env', 'test']);
+  });
+});
+
+describe('the next steps after a failed downgrade: the lock timeout', () => {
+  const preparation = { snapshotId: 'atmr-dr-backout-test-x', pitr: null, killswitchSet: null, startedAt: '2026-06-01T10:00:00.000Z' };
+  const at = new Date('2026-06-01T10:01:00.000Z');
+
+  it('says first how a lock timeout reads in the logs, the read-only query of the sessions holding locks, the backup to wait for, and that none is cancelled', () => {
+    // Act
+    const line = failedDowngradeNextSteps(settings({ downgradeLockTimeoutSeconds: 30 }), 'atmr-api', 'aaa111', BAD, preparation, at);
+
+    // Assert
+    expect(line).toBe(
+      `if its logs say "canceling statement due to lock timeout" (SQLSTATE 55P03), it waited over 30 s for a table other sessions held a lock on: list them with psql -c "${LOCK_HOLDERS_SQL}" (application_name atmr-dr is a backup's pg_dump, which holds every table until its dump ends: retry after it; another, a transaction left open, is for its owner to end: atmr-dr never cancels a session), then retry with npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD} --env test --yes once its cause is fixed, or, if the schema is left between two releases, restore atmr-prod from the snapshot atmr-dr-backout-test-x (taken just before the downgrade); once atmr-api runs a release of the schema's revision, the killswitch was in maintenance before the downgrade: whoever set it lifts it`,
+    );
+    expect(LOCK_HOLDERS_SQL).not.toMatch(/pg_cancel_backend|pg_terminate_backend/);
+  });
+
+  it('says nothing of a lock timeout when the downgrade runs without one (0)', () => {
+    const line = failedDowngradeNextSteps(settings({ downgradeLockTimeoutSeconds: 0 }), 'atmr-api', 'aaa111', BAD, preparation, at);
+
+    expect(line).toMatch(/^retry with /);
+    expect(line).not.toContain('lock timeout');
   });
 });

@@ -21,7 +21,7 @@ import { backoutClients } from '../../../lambdas/backout/clients';
 import { stepRunner } from '../../../lambdas/backout/handler';
 import { acquireLock, claimReleaseRollback, cooldownUntil, readLock, rollbackHistory } from '../../../lambdas/backout/state';
 import { constructHarness, exampleEnvironment } from '../../support/app';
-import { alarmEvent, arrangeHappyAws, backoutDeps, BAD, GOOD, imageOf, lkg, LocalDynamo, metricData, mockBackoutAws, Mocks, resetMocks, seedLkg, service, settings, snapshotStore, startLocalDynamo } from './fixtures';
+import { alarmEvent, arrangeHappyAws, backoutDeps, BAD, GOOD, imageOf, lkg, LOCK_TIMEOUT_NEXT, LocalDynamo, metricData, mockBackoutAws, Mocks, resetMocks, seedLkg, service, settings, snapshotStore, startLocalDynamo } from './fixtures';
 
 /**
  * The synthesized rollback workflow, executed with aws-local-stepfunctions: every Lambda task runs
@@ -554,7 +554,11 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
 
     expect(error).toBeUndefined();
     expect(output).toMatchObject({ outcome: 'rolled-back' });
-    expect(seen[0]).toMatchObject({ TaskDefinition: BAD, LaunchType: 'FARGATE', Overrides: { ContainerOverrides: [{ Name: 'api', Command: ['flask', 'db', 'downgrade', 'aaa111'] }] } });
+    expect(seen[0]).toMatchObject({ TaskDefinition: BAD, LaunchType: 'FARGATE' });
+    // The lock wait bound rides in the container override, beside the command and nothing else.
+    expect((seen[0] as { Overrides: unknown }).Overrides).toEqual({
+      ContainerOverrides: [{ Name: 'api', Command: ['flask', 'db', 'downgrade', 'aaa111'], Environment: [{ Name: 'PGOPTIONS', Value: '-c lock_timeout=30s' }] }],
+    });
     expect(mocks.rds.commandCalls(CreateDBSnapshotCommand)[0].args[0].input).toMatchObject({ DBInstanceIdentifier: 'atmr-prod', DBSnapshotIdentifier: 'atmr-dr-backout-test-exec-downgrade' });
     expect(JSON.parse(parameters.get('/atmr/test/killswitch')!.value)).toMatchObject({ mode: 'normal', actor: 'atmr-dr backout' });
     expect(lastMessage()?.Message).toContain(`Migration: downgrade exited 0 in 12 s; duration 12 s; logs https://eu-west-3.console.aws.amazon.com/cloudwatch/home?region=eu-west-3#logsV2:log-groups/log-group/$252Fecs$252Fatmr-api/log-events/ecs$252Fapi$252Fabc123 or "aws logs tail /ecs/atmr-api --log-stream-names ecs/api/abc123 --region eu-west-3"; killswitch kept in maintenance until atmr-api is steady on ${GOOD}`);
@@ -667,7 +671,7 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     const snapshot = /Snapshot before downgrade: (\S+)/.exec(lastMessage()?.Message ?? '')?.[1];
     expect(snapshot).toMatch(/^atmr-dr-backout-test-/);
     expect(lastMessage()?.Message).toContain(
-      `Next: retry with npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD} --env test --yes once its cause is fixed, or, if the schema is left between two releases, restore atmr-prod from the snapshot ${snapshot} (taken just before the downgrade); once atmr-api runs a release of the schema's revision, lift maintenance with npx --no atmr-dr killswitch disable --reason "migration downgrade finished" --env test`,
+      `Next: ${LOCK_TIMEOUT_NEXT}retry with npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD} --env test --yes once its cause is fixed, or, if the schema is left between two releases, restore atmr-prod from the snapshot ${snapshot} (taken just before the downgrade); once atmr-api runs a release of the schema's revision, lift maintenance with npx --no atmr-dr killswitch disable --reason "migration downgrade finished" --env test`,
     );
   });
 
@@ -814,7 +818,7 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(message).toMatch(/downgrade failed: exit code none \(no stopped task seen, the downgrade task may still be running: States\.Timeout/);
     const next = message.split('\n').find((line) => line.startsWith('Next: '))!;
     expect(next).toMatch(/^Next: first see whether the downgrade task still runs: "aws ecs list-tasks --cluster atmr-prod --started-by atmr-dr-backout" /);
-    const order = ['list-tasks', 'rollback unlock --service atmr-api --owner exec-timeout --env test --force', `rollback service --service atmr-api --to ${GOOD} --env test --wait`, 'killswitch disable', 'if it failed: retry with'].map((part) => next.indexOf(part));
+    const order = ['list-tasks', 'rollback unlock --service atmr-api --owner exec-timeout --env test --force', `rollback service --service atmr-api --to ${GOOD} --env test --wait`, 'killswitch disable', `if it failed: ${LOCK_TIMEOUT_NEXT}retry with`].map((part) => next.indexOf(part));
     expect(order.every((at) => at >= 0)).toBe(true);
     expect([...order].sort((a, b) => a - b)).toEqual(order);
     expect(message).toContain('A migration task may still be running (States.Timeout: no stopped task seen): look for it with "aws ecs list-tasks --cluster atmr-prod --started-by atmr-dr-backout". The lock of atmr-api stays held until it expires so that no second downgrade starts');
