@@ -9,6 +9,7 @@ import { backoutClients } from '../../lambdas/backout/clients';
 import { assertFamily, currentTaskDefinition, describeRelease, describeService, PrimaryRollout } from '../../lambdas/backout/ecs';
 import {
   BACKOUT_ACTOR,
+  downgradeMaintenanceRun,
   cliRunId,
   DOWNGRADE_DROPS,
   downgradeArgs,
@@ -487,7 +488,7 @@ export interface MigrationProgress {
 async function staleDowngradeMaintenance(ctx: RollbackCliContext, current: string, revision: string): Promise<string | null> {
   const reading = await readKillswitch(ctx.deps.ssm, ctx.settings.killswitchParameterName).catch(() => null);
   const value = reading?.value;
-  const run = value?.mode === 'maintenance' && value.actor === BACKOUT_ACTOR ? /\(execution ([^)]+)\): migration downgrade to /.exec(value.reason)?.[1] : undefined;
+  const run = downgradeMaintenanceRun(value);
   if (!value || !run) return null;
   const lift = restoreKillswitchCommand(null, nowOf(ctx.deps), ctx.settings.environmentName);
   return `still in maintenance, set by downgrade ${run} at ${value.updatedAt}; ${ctx.settings.api.serviceName} now runs ${current} (Alembic ${revision}), the schema's revision: lift it with ${lift}`;

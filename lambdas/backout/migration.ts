@@ -42,6 +42,16 @@ export const RUN_TASK_REFUSED_ERRORS = [
 /** Who the killswitch shows as having set maintenance for a downgrade. */
 export const BACKOUT_ACTOR = 'atmr-dr backout';
 
+/**
+ * The run (workflow execution or CLI cliRunId) whose migration downgrade set this maintenance, as its
+ * reason names it (prepareDowngrade); undefined for any other value: a human's maintenance, another
+ * mode, or a reason an older atmr-dr wrote without the run.
+ */
+export function downgradeMaintenanceRun(value: KillswitchValue | null | undefined): string | undefined {
+  if (value?.mode !== 'maintenance' || value.actor !== BACKOUT_ACTOR) return undefined;
+  return /\(execution ([^)]+)\): migration downgrade to /.exec(value.reason)?.[1];
+}
+
 export { DOWNGRADE_DROPS, downgradeCommandLine, parseRevision } from './revision';
 
 export function downgradeArgs(revision: string): string[] {

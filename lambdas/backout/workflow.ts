@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { runbookAlarmName } from '../../lib/alarm-names';
 import { readKillswitch } from '../killswitch/core';
-import { effectiveMode } from '../killswitch/value';
+import { effectiveMode, KillswitchValue } from '../killswitch/value';
 import { EVENT_SOURCE, OPERATOR_CLI, operatorCommand } from '../shared/constants';
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
 import { assertFamily, currentTaskDefinition, inactiveTargetLine, ROLLBACK_NOT_STARTED, RollbackNotStarted, deploymentStatus, deploymentUnderway, describeRelease, describeService, schemaHead, imageRepository, isDigestReference, pinToRecordedDigests, PrimaryRollout, primaryRollout, ReleaseInfo, runningImageDigests, stoppedTasksSince, taskDefinitionFamily, UnderwayDeployment, underwayLine, updateServiceTo } from './ecs';
@@ -25,6 +25,7 @@ import {
   downgradeCommandLine,
   DowngradePreparation,
   DowngradeResult,
+  downgradeMaintenanceRun,
   failedDowngradeNextSteps,
   finishDowngrade,
   KILLSWITCH_WRITE_UNANSWERED,
@@ -503,10 +504,40 @@ async function killswitchHold(deps: BackoutDeps, settings: BackoutSettings, serv
   const value = reading.value;
   const mode = value ? effectiveMode(value, now.getTime()) : 'normal';
   if (!value || mode === 'normal') return null;
+  const run = mode === 'maintenance' ? downgradeMaintenanceRun(value) : undefined;
+  if (run) return downgradeMaintenanceHold(deps, settings, serviceName, value, run, now, byHand);
   const answers = mode === 'maintenance' ? 'the 5xx are the maintenance answers' : 'the API sheds work on purpose and its 5xx may be that';
   return {
     reason: `held: ${mode} mode is on (set by ${value.actor}, reason ${value.reason}${value.expiresAt ? `, until ${value.expiresAt}` : ''}): ${answers}; no rollback. Once the killswitch is back to normal, if the API still fails, run ${byHand}`,
     page: false,
+  };
+}
+
+/**
+ * The hold for maintenance that atmr-dr set for a migration downgrade of the API (`run` named in its
+ * reason), which is no human's word that the 5xx are expected. While an alarm's run of this workflow
+ * that set it still holds the API's lock, the alarm that started it had seen the 5xx before any
+ * maintenance: the other services' runs of that alarm (the workers, the guards of one reading the
+ * killswitch just after the API's PrepareDowngrade wrote it) decide as they would have a moment
+ * earlier, so no hold (the API's own runs ended quietly on that lock already). Any other such
+ * maintenance is held: a `rollback migration` by hand still under way (its operator is there, a
+ * notice), or a run that ended and left it on, which nothing lifts by itself and the API answers 503
+ * to every user until a human restores it: a page for the API, and a notice for a worker, whose run
+ * would otherwise page a second time for the same cause. The killswitch is only read here.
+ */
+async function downgradeMaintenanceHold(deps: BackoutDeps, settings: BackoutSettings, serviceName: string, value: KillswitchValue, run: string, now: Date, byHand: string): Promise<{ reason: string; page: boolean } | null> {
+  const api = settings.api.serviceName;
+  const lock = await readLock(deps.doc, settings.tableName, api, now);
+  const underway = lock?.owner === run;
+  if (underway && concurrentAlarmRun(settings, lock, now)) return null;
+  const set = `held: maintenance mode is on, set at ${value.updatedAt} by the backout run ${run} for its migration downgrade (${value.reason})`;
+  const answers = 'the 5xx are the maintenance answers; no rollback';
+  if (underway) {
+    return { reason: `${set}; that run is still under way (it holds the rollback lock of ${api}: ${lock.reason}, since ${lock.acquiredAt}) and maintenance stays until it, or whoever runs it, lifts it: ${answers}. Once the killswitch is back to normal, if the API still fails, run ${byHand}`, page: false };
+  }
+  return {
+    reason: `${set}; that run has ended and left it on, and nothing lifts it by itself: ${answers}. Read that run's report ("${rollbackStatusCommand(api, settings.environmentName)}"), then restore ${valueBeforeCommand(settings, now)}; once the killswitch is back to normal, if the API still fails, run ${byHand}`,
+    page: serviceName === api,
   };
 }
 
