@@ -439,11 +439,14 @@ export const LOCK_HOLDERS_SQL =
 /**
  * What a downgrade ended by its lock_timeout looks like in its logs, and what to do: the sessions it
  * waited behind, read-only; waited for (a backup ends by itself) or ended by a human, never by atmr-dr.
+ * Also the other way the bound itself fails: PgBouncer (by default) and RDS Proxy refuse a connection
+ * whose startup packet carries `options` (lambdas/shared/pg-connection.ts says the same of atmr-dr's
+ * own sessions), so behind one the downgrade never connects; the retry then needs the bound off.
  * Empty without a bound (downgradeLockTimeoutSeconds 0): the task then waits, and no log says so.
  */
 function lockTimeoutHint(settings: Pick<BackoutSettings, 'downgradeLockTimeoutSeconds'>): string {
   if (settings.downgradeLockTimeoutSeconds <= 0) return '';
-  return `if its logs say "canceling statement due to lock timeout" (SQLSTATE 55P03), it waited over ${settings.downgradeLockTimeoutSeconds} s for a table other sessions held a lock on: list them with psql -c "${LOCK_HOLDERS_SQL}" (application_name atmr-dr is a backup's pg_dump, which holds every table until its dump ends: retry after it; another, a transaction left open, is for its owner to end: atmr-dr never cancels a session), then `;
+  return `if its logs say "canceling statement due to lock timeout" (SQLSTATE 55P03), it waited over ${settings.downgradeLockTimeoutSeconds} s for a table other sessions held a lock on: list them with psql -c "${LOCK_HOLDERS_SQL}" (application_name atmr-dr is a backup's pg_dump, which holds every table until its dump ends: retry after it; another, a transaction left open, is for its owner to end: atmr-dr never cancels a session); if they say "unsupported startup parameter" instead, a pooler in front of the database (PgBouncer, RDS Proxy) refused the bound's PGOPTIONS and nothing ran: set backout.downgradeLockTimeoutSeconds to 0 in the config (no bound; redeploy for the workflow's own downgrades), then `;
 }
 
 /** The RunTask `startedBy` of a downgrade task: what finds one whose ARN was never read (aws ecs list-tasks --started-by). */

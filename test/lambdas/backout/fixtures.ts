@@ -61,7 +61,7 @@ export function settings(overrides: Partial<BackoutSettings> = {}): BackoutSetti
 }
 
 /** How the next steps after a failed downgrade begin with the settings' 30 s lock wait bound: what a lock timeout reads like, the sessions to look at. */
-export const LOCK_TIMEOUT_NEXT = `if its logs say "canceling statement due to lock timeout" (SQLSTATE 55P03), it waited over 30 s for a table other sessions held a lock on: list them with psql -c "${LOCK_HOLDERS_SQL}" (application_name atmr-dr is a backup's pg_dump, which holds every table until its dump ends: retry after it; another, a transaction left open, is for its owner to end: atmr-dr never cancels a session), then `;
+export const LOCK_TIMEOUT_NEXT = `if its logs say "canceling statement due to lock timeout" (SQLSTATE 55P03), it waited over 30 s for a table other sessions held a lock on: list them with psql -c "${LOCK_HOLDERS_SQL}" (application_name atmr-dr is a backup's pg_dump, which holds every table until its dump ends: retry after it; another, a transaction left open, is for its owner to end: atmr-dr never cancels a session); if they say "unsupported startup parameter" instead, a pooler in front of the database (PgBouncer, RDS Proxy) refused the bound's PGOPTIONS and nothing ran: set backout.downgradeLockTimeoutSeconds to 0 in the config (no bound; redeploy for the workflow's own downgrades), then `;
 
 /** `text` as a regular expression that matches it literally. */
 export const literally = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');

@@ -6,6 +6,7 @@ import { recordAfterBake } from '../../../lambdas/backout/lkg';
 import { execFileSync } from 'node:child_process';
 import { cliRunId, downgradeArgs, failedDowngradeNextSteps, finishDowngrade, FOLLOW_FAILURE_SECONDS, LOCK_HOLDERS_SQL, parseRevision, prepareDowngrade, restoreKillswitchCommand, runMigrationTask } from '../../../lambdas/backout/migration';
 import { lastKnownGoodHistory } from '../../../lambdas/backout/state';
+import { BackoutConfigSchema } from '../../../lib/config';
 import { report } from '../../../lambdas/backout/workflow';
 import { BAD, backoutDeps, backoutSuite, deploymentCompletedEvent, GOOD, service, settings, snapshotStore, thrownBy } from './fixtures';
 
@@ -677,9 +678,18 @@ describe('the next steps after a failed downgrade: the lock timeout', () => {
 
     // Assert
     expect(line).toBe(
-      `if its logs say "canceling statement due to lock timeout" (SQLSTATE 55P03), it waited over 30 s for a table other sessions held a lock on: list them with psql -c "${LOCK_HOLDERS_SQL}" (application_name atmr-dr is a backup's pg_dump, which holds every table until its dump ends: retry after it; another, a transaction left open, is for its owner to end: atmr-dr never cancels a session), then retry with npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD} --env test --yes once its cause is fixed, or, if the schema is left between two releases, restore atmr-prod from the snapshot atmr-dr-backout-test-x (taken just before the downgrade); once atmr-api runs a release of the schema's revision, the killswitch was in maintenance before the downgrade: whoever set it lifts it`,
+      `if its logs say "canceling statement due to lock timeout" (SQLSTATE 55P03), it waited over 30 s for a table other sessions held a lock on: list them with psql -c "${LOCK_HOLDERS_SQL}" (application_name atmr-dr is a backup's pg_dump, which holds every table until its dump ends: retry after it; another, a transaction left open, is for its owner to end: atmr-dr never cancels a session); if they say "unsupported startup parameter" instead, a pooler in front of the database (PgBouncer, RDS Proxy) refused the bound's PGOPTIONS and nothing ran: set backout.downgradeLockTimeoutSeconds to 0 in the config (no bound; redeploy for the workflow's own downgrades), then retry with npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD} --env test --yes once its cause is fixed, or, if the schema is left between two releases, restore atmr-prod from the snapshot atmr-dr-backout-test-x (taken just before the downgrade); once atmr-api runs a release of the schema's revision, the killswitch was in maintenance before the downgrade: whoever set it lifts it`,
     );
     expect(LOCK_HOLDERS_SQL).not.toMatch(/pg_cancel_backend|pg_terminate_backend/);
+  });
+
+  it('names the other way the bound fails, a pooler refusing PGOPTIONS (nothing ran), and the config key that turns it off, which the config accepts at 0', () => {
+    // Act
+    const line = failedDowngradeNextSteps(settings({ downgradeLockTimeoutSeconds: 30 }), 'atmr-api', 'aaa111', BAD, preparation, at);
+
+    // Assert: PgBouncer's own words, before the retry; the key named is the config's, and 0 parses
+    expect(line).toMatch(/if they say "unsupported startup parameter" instead, a pooler in front of the database \(PgBouncer, RDS Proxy\) refused the bound's PGOPTIONS and nothing ran: set backout\.downgradeLockTimeoutSeconds to 0 in the config .*, then retry with /);
+    expect(BackoutConfigSchema.shape.downgradeLockTimeoutSeconds.parse(0)).toBe(0);
   });
 
   it('says nothing of a lock timeout when the downgrade runs without one (0)', () => {
