@@ -653,14 +653,15 @@ export class Backups extends Construct {
     });
 
     // Automated backups on, yet RDS reports no latest restorable time (an instance before its first
-    // automated backup, or one RDS cannot back up): no point to recover to, so no lag either, and
+    // automated backup, including one whose backups PitrOff's fix just turned on: RDS takes that first
+    // backup then, and this pages until it ends; or one RDS cannot back up): no point to recover to, so no lag either, and
     // PitrLag reads nothing. The watch publishes PitrRestorable only while backups are on, so an
     // instance with them off pages once, as PitrOff.
     const pitrNoRestorableTime = new RunbookAlarm(this, 'PitrNoRestorableTimeAlarm', {
       ...common,
       what: 'PitrNoRestorableTime',
       summary: `automated backups of ${props.database.instanceIdentifier} are on but RDS reports no latest restorable time: a point-in-time recovery now has no point to recover to`,
-      firstActions: `aws rds describe-db-instances --db-instance-identifier ${instance} --query 'DBInstances[0].[DBInstanceStatus,BackupRetentionPeriod,LatestRestorableTime]' ; aws rds describe-events --source-identifier ${instance} --source-type db-instance --duration 1440 (instance neuve : la première sauvegarde automatique est en cours ; sinon stockage plein, instance bloquée) ; en attendant, un dump : ${backUp('hourly')}`,
+      firstActions: `aws rds describe-db-instances --db-instance-identifier ${instance} --query 'DBInstances[0].[DBInstanceStatus,BackupRetentionPeriod,LatestRestorableTime]' ; aws rds describe-events --source-identifier ${instance} --source-type db-instance --duration 1440 (instance neuve, ou sauvegardes automatiques tout juste activées, la correction de Backups-PitrOff : la première sauvegarde est en cours, l'alarme repasse OK quand elle finit ; sinon stockage plein, instance bloquée) ; en attendant, un dump : ${backUp('hourly')}`,
       metric: pitrWatchMetric(RUNNER_METRICS.pitrRestorable, 'Minimum'),
       threshold: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,

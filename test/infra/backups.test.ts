@@ -644,6 +644,8 @@ describe('backups construct (example environment, lambda runner)', () => {
       expect(description).toMatch(/^\[Sauvegarde - 4\. Backup automatisé\] automated backups of atmr-prod are on but RDS reports no latest restorable time/);
       expect(description).toContain('aws rds describe-events --source-identifier atmr-prod --source-type db-instance');
       expect(description).toContain('npx --no atmr-dr backup --tier hourly --env example');
+      // PitrOff's fix turns backups on, RDS then takes a first backup, and this pages until it ends: the page says so.
+      expect(description).toContain('sauvegardes automatiques tout juste activées, la correction de Backups-PitrOff');
     });
 
     it('fires when the PITR watch published no reading for 15 minutes (3 periods of 3, missing data breaching): a read that fails or never runs', () => {
