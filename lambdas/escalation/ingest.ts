@@ -174,6 +174,14 @@ export async function ingestAlarmChange(deps: IngestDeps, event: AlarmStateChang
   return { action: 'started', incidentId: id };
 }
 
+/**
+ * The sweep's restarts of one incident, at most: a run that keeps failing (a cause that persists) is
+ * restarted this many times, each failure paged by Escalation-ExecutionsFailed and the failure rule,
+ * then left to the humans those pages reached, rather than restarted (and the last level paged)
+ * every 5 minutes. A later ALARM that joins the incident still restarts it.
+ */
+export const MAX_SWEEP_RESTARTS = 3;
+
 /** What found an incident's run stopped: a later ALARM that joined it, or the 5-minute sweep (sweep.ts). */
 export type RestartCause = 'joined alarm' | 'sweep';
 
@@ -219,7 +227,7 @@ export async function restartIfStopped(
   if (status === 'NOT STARTED' && !next) return undefined;
   if (!next) {
     next = nextExecutionOf(incident.id, recorded);
-    if (!(await claimExecutionRestart(deps.store, incident.id, recorded, next.executionArn))) return undefined;
+    if (!(await claimExecutionRestart(deps.store, incident.id, recorded, next.executionArn, cause === 'sweep' ? MAX_SWEEP_RESTARTS : undefined))) return undefined;
   }
   const resumeAt = incident.status === 'ACKED' ? 'Remind' : `PageLevel${Math.min(levelReached(incident, undefined) + 1, deps.levelTimeoutsSeconds.length)}`;
   // Under the hand-over's key: the new execution's first step (TakeOver) finds it and adds none.

@@ -398,16 +398,20 @@ export async function replaceExecutionArn(store: IncidentStore, id: string, exec
  * never points the incident back at an execution that has since been handed over. `false` when the
  * incident names another execution now (restarted, or handed over, by someone else).
  */
-export async function claimExecutionRestart(store: IncidentStore, id: string, current: string, next: string): Promise<boolean> {
+export async function claimExecutionRestart(store: IncidentStore, id: string, current: string, next: string, maxSweepRestarts?: number): Promise<boolean> {
+  // The sweep's restarts are counted on the incident and capped (`maxSweepRestarts`): a run that
+  // fails for a cause that persists would otherwise be restarted every 5 minutes, each restart paging
+  // the next level up to the last. A joined ALARM's restart is not counted nor capped.
+  const counted = maxSweepRestarts !== undefined;
   // A retried write that finds its own claim made it (conditionalWriteOnce): "refused" would start nothing.
   const result = await conditionalWriteOnce(
     store.ddb,
     {
       TableName: store.tableName,
       Key: { pk: incidentPk(id), sk: META_SK },
-      UpdateExpression: 'SET executionArn = :next',
-      ConditionExpression: 'executionArn = :current',
-      ExpressionAttributeValues: { ':current': current, ':next': next },
+      UpdateExpression: counted ? 'SET executionArn = :next ADD sweepRestarts :one' : 'SET executionArn = :next',
+      ConditionExpression: counted ? 'executionArn = :current AND (attribute_not_exists(sweepRestarts) OR sweepRestarts < :max)' : 'executionArn = :current',
+      ExpressionAttributeValues: { ':current': current, ':next': next, ...(counted && { ':one': 1, ':max': maxSweepRestarts }) },
     },
     'restartWriteId',
   );

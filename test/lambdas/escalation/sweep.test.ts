@@ -1,6 +1,6 @@
 import { DescribeExecutionCommand } from '@aws-sdk/client-sfn';
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { ingestAlarmChange } from '../../../lambdas/escalation/ingest';
+import { ingestAlarmChange, MAX_SWEEP_RESTARTS } from '../../../lambdas/escalation/ingest';
 import { incidentPk, META_SK } from '../../../lambdas/escalation/model';
 import { acknowledgeIncident, getIncident, recordPagedLevel, resolveIncident, timeline } from '../../../lambdas/escalation/store';
 import { RUNS_RESTARTED_METRIC, sweepStoppedRuns, SweepDeps } from '../../../lambdas/escalation/sweep';
@@ -50,6 +50,44 @@ describe('escalation sweep (the stopped run of an open incident whose alarm send
       `Escalation restarted: execution ${id} had stopped (${status}) with the incident still open, so nobody was being paged; the escalation sweep of 2026-11-30T11:00:00.000Z found it, and execution ${id}-h1 resumes at PageLevel2`,
     );
     expect(published).toEqual([{ name: RUNS_RESTARTED_METRIC, unit: 'Count', value: 1 }]);
+  });
+
+  it(`restarts a run that keeps failing ${MAX_SWEEP_RESTARTS} times, then leaves it (each failure paged by ExecutionsFailed): not the last level paged every 5 minutes`, async () => {
+    // Arrange: every run of the incident fails (a cause that persists)
+    const id = await stoppedIncident('FAILED');
+    const fail = (name: string) => h.executionStatus.set(name, 'FAILED');
+
+    // Act: one sweep more than the cap, each restarted run failing before the next sweep
+    const restarted: string[] = [];
+    for (let sweep = 0; sweep <= MAX_SWEEP_RESTARTS; sweep += 1) {
+      const result = await sweepStoppedRuns(deps);
+      for (const r of result.restarted) {
+        restarted.push(r.execution);
+        fail(r.execution);
+      }
+    }
+
+    // Assert
+    expect(MAX_SWEEP_RESTARTS).toBe(3);
+    expect(restarted).toEqual([`${id}-h1`, `${id}-h2`, `${id}-h3`]);
+    expect(h.executions).toEqual([id, `${id}-h1`, `${id}-h2`, `${id}-h3`]);
+    expect((await getIncident(h.store, id))?.executionArn).toBe(executionArn(`${id}-h3`));
+    // Every sweep completed (its metric published): the cap is no failure of the sweep.
+    expect(published.map((m) => m.value)).toEqual([1, 1, 1, 0]);
+  });
+
+  it('a joined ALARM still restarts a run the sweep stopped restarting', async () => {
+    // Arrange: the sweep's restarts used up on a run that keeps failing
+    const id = await stoppedIncident('FAILED');
+    for (let sweep = 0; sweep < MAX_SWEEP_RESTARTS; sweep += 1) {
+      for (const r of (await sweepStoppedRuns(deps)).restarted) h.executionStatus.set(r.execution, 'FAILED');
+    }
+
+    // Act: the alarm fires again (an event alarm's new failure)
+    const joined = await ingestAlarmChange(h.ingestDeps, alarmEvent('ALARM', '2026-11-30T11:30:00.000+0000'));
+
+    // Assert
+    expect(joined).toMatchObject({ action: 'joined', incidentId: id, restarted: `${id}-h${MAX_SWEEP_RESTARTS + 1}` });
   });
 
   it('starts nothing beside a running run, and the next sweep starts nothing beside the run it restarted', async () => {
