@@ -521,22 +521,7 @@ export class Escalation extends Construct {
     const role = sweep.function.role as iam.IRole;
     // Incident records only: the open pointers (Query), each incident (GetItem), the restart's claim
     // (UpdateItem) and its timeline entry (PutItem). No SendTaskSuccess: the sweep wakes nobody.
-    role.addToPrincipalPolicy(
-      new iam.PolicyStatement({
-        sid: 'IncidentRecordsOnly',
-        actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:Query'],
-        resources: [this.props.opsTable.tableArn],
-        conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['INCIDENT#*'] } },
-      }),
-    );
-    role.addToPrincipalPolicy(
-      new iam.PolicyStatement({
-        sid: 'OpsTableKey',
-        actions: ['kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey', 'kms:DescribeKey'],
-        resources: [this.props.key.keyArn],
-        conditions: { StringEquals: { 'kms:ViaService': `dynamodb.${stack.region}.amazonaws.com` } },
-      }),
-    );
+    this.allowIncidentRecords(role, ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:Query']);
     const executions = stack.formatArn({ service: 'states', resource: 'execution', resourceName: `${stateMachineName}:*`, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
     role.addToPrincipalPolicy(new iam.PolicyStatement({ sid: 'ReadTheIncidentRuns', actions: ['states:DescribeExecution'], resources: [executions] }));
     role.addToPrincipalPolicy(new iam.PolicyStatement({ sid: 'RestartTheIncidentRuns', actions: ['states:StartExecution'], resources: [this.stateMachineArn] }));
@@ -588,15 +573,12 @@ export class Escalation extends Construct {
     this.operatorSubscriptionsPolicy?.addStatements(list());
   }
 
-  /**
-   * Incident records only (`INCIDENT#...` partition keys), and waking the escalation workflow
-   * (SendTaskSuccess) after an acknowledgement or a resolution.
-   */
-  private allowIncidentWrites(role: iam.IRole): void {
+  /** `actions` on the incident records only (`INCIDENT#...` partition keys), and the table's key through DynamoDB. */
+  private allowIncidentRecords(role: iam.IRole, actions: string[]): void {
     role.addToPrincipalPolicy(
       new iam.PolicyStatement({
         sid: 'IncidentRecordsOnly',
-        actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:Query', 'dynamodb:BatchGetItem'],
+        actions,
         resources: [this.props.opsTable.tableArn],
         conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['INCIDENT#*'] } },
       }),
@@ -609,6 +591,14 @@ export class Escalation extends Construct {
         conditions: { StringEquals: { 'kms:ViaService': `dynamodb.${Stack.of(this).region}.amazonaws.com` } },
       }),
     );
+  }
+
+  /**
+   * Incident records only (`INCIDENT#...` partition keys), and waking the escalation workflow
+   * (SendTaskSuccess) after an acknowledgement or a resolution.
+   */
+  private allowIncidentWrites(role: iam.IRole): void {
+    this.allowIncidentRecords(role, ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:Query', 'dynamodb:BatchGetItem']);
     role.addToPrincipalPolicy(new iam.PolicyStatement({ sid: 'WakeTheEscalation', actions: ['states:SendTaskSuccess'], resources: [this.stateMachineArn] }));
   }
 
