@@ -1003,8 +1003,8 @@ export class Escalation extends Construct {
     });
     // A page SNS gave up on: an SMS past the account's monthly SMS spend limit (USD 1 on a new
     // account, a handful of texts) or to a number that opted out, an HTTPS endpoint (PagerDuty,
-    // Opsgenie) refusing, an e-mail bounced. NumberOfNotificationsFailed counts it per topic when SNS
-    // stops trying (for HTTPS, each failed attempt: a retry that later succeeds counts too, which
+    // Opsgenie) refusing (an e-mail that bounces after SNS handed it over is not known to be
+    // counted). NumberOfNotificationsFailed counts it per topic when SNS stops trying (for HTTPS, each failed attempt: a retry that later succeeds counts too, which
     // pages for a flaky integration, as it should be looked at). The subscription's dead letter, when
     // SNS sends one, fires DeadLetters too; this names the cause. Event alarm: each period with a
     // failure pages. Also to levels 2 and the last (below): the level whose page failed may be
@@ -1016,7 +1016,7 @@ export class Escalation extends Construct {
       ...common,
       what: 'PageDeliveryFailed',
       summary:
-        'SNS could not deliver a page to a subscriber of a level (NumberOfNotificationsFailed of the level topics): an SMS past the account’s monthly SMS spend limit or to an opted-out number, an HTTPS integration refusing, an e-mail bounced; that person was not reached',
+        'SNS could not deliver a page to a subscriber of a level (NumberOfNotificationsFailed of the level topics): an SMS past the account’s monthly SMS spend limit or to an opted-out number, an HTTPS integration refusing; that person was not reached',
       signalsEvent: true,
       firstActions: `${byHand} ${operatorCommand(this.props.environmentName, 'incident subscriptions')} ; SMS : aws sns get-sms-attributes --attributes MonthlySpendLimit (vide : 1 USD) et la métrique AWS/SNS SMSMonthToDateSpentUSD, aws sns list-phone-numbers-opted-out ; HTTPS : l’intégration PagerDuty/Opsgenie ; lire la file AtmrDr escalation DeadLetters`,
       metric: sumOfCounts(failedNotifications, fiveMinutes, 'EscalationPageDeliveriesFailed'),
