@@ -1004,8 +1004,9 @@ export class Escalation extends Construct {
     // A page SNS gave up on: an SMS past the account's monthly SMS spend limit (USD 1 on a new
     // account, a handful of texts) or to a number that opted out, an HTTPS endpoint (PagerDuty,
     // Opsgenie) refusing (an e-mail that bounces after SNS handed it over is not known to be
-    // counted). NumberOfNotificationsFailed counts it per topic when SNS stops trying (for HTTPS, each failed attempt: a retry that later succeeds counts too, which
-    // pages for a flaky integration, as it should be looked at). The subscription's dead letter, when
+    // counted). NumberOfNotificationsFailed counts it per topic when SNS stops trying (for HTTPS,
+    // each failed attempt: a retry that later succeeds counts too, which pages for a flaky
+    // integration, as it should be looked at). The subscription's dead letter, when
     // SNS sends one, fires DeadLetters too; this names the cause. Event alarm: each period with a
     // failure pages. Also to levels 2 and the last (below): the level whose page failed may be
     // the one reading this.
