@@ -361,7 +361,8 @@ export class Detection extends Construct {
       });
       // Evicted keys are an event: the next minute without evictions turns the alarm OK, the tasks
       // still lost. An event alarm (signalsEvent) keeps its incident open until a human resolves it,
-      // and each new eviction while it is open reminds. Any of the last 3 minutes, so that a minute's
+      // and evictions that start again after 3 quiet minutes (a new ALARM) remind; evictions that go
+      // on keep it in ALARM, which sends nothing new. Any of the last 3 minutes, so that a minute's
       // datapoint that reaches CloudWatch after its evaluation still pages.
       const evicted = pm(PROBE_METRICS.redisEvictedKeys, 'Sum', MINUTE);
       alarm('redisEvictsKeys', 'health', 'Healthchecks Kubernetes', {
